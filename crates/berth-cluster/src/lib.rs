@@ -1,0 +1,384 @@
+//! The one door from berth to the Kubernetes API.
+//!
+//! No other berth crate links `kube`: everything above this crate speaks in plain JSON objects
+//! (`serde_json::Value`, as rendered from manifests) and the small types here. That keeps the
+//! planner, readiness rules and renderer testable on inline data, and puts every network call
+//! to the cluster in one place where deadlines and error messages are decided.
+//!
+//! Objects are addressed by `apiVersion` + `kind` and mapped to REST resources through discovery,
+//! so CRDs work like built-in kinds. Writes are server-side apply with an explicit field
+//! manager.
+
+mod error;
+
+use std::time::Duration;
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use serde_json::Value;
+
+pub use error::ClusterError;
+
+/// Which cluster to talk to.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// kubeconfig file; `None` reads `$KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// kubeconfig context; `None` uses the current context (or in-cluster config).
+    pub context: Option<String>,
+}
+
+/// A connection to one cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+    context: String,
+    server: String,
+    namespace: String,
+}
+
+/// The answer of a SelfSubjectAccessReview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// Whether the current identity may do it.
+    pub allowed: bool,
+    /// The authorizer's reason, when it gave one.
+    pub reason: String,
+}
+
+impl Cluster {
+    /// Connects using the kubeconfig (`$KUBECONFIG` or `~/.kube/config`) and the named or
+    /// current context, falling back to in-cluster configuration when there is no kubeconfig.
+    pub async fn connect(options: &ConnectOptions) -> Result<Self, ClusterError> {
+        let read = match &options.kubeconfig {
+            Some(path) => Kubeconfig::read_from(path),
+            None => Kubeconfig::read(),
+        };
+        let (config, context) = match read {
+            Ok(kubeconfig) => {
+                let context = options
+                    .context
+                    .clone()
+                    .or_else(|| kubeconfig.current_context.clone())
+                    .ok_or(ClusterError::NoContext)?;
+                if !kubeconfig.contexts.iter().any(|c| c.name == context) {
+                    return Err(ClusterError::UnknownContext {
+                        context,
+                        known: kubeconfig.contexts.iter().map(|c| c.name.clone()).collect(),
+                    });
+                }
+                let opts = KubeConfigOptions {
+                    context: Some(context.clone()),
+                    ..Default::default()
+                };
+                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &opts)
+                    .await
+                    .map_err(|e| ClusterError::Config(e.to_string()))?;
+                (config, context)
+            }
+            Err(read_err) => match kube::Config::incluster() {
+                Ok(c) => (c, "in-cluster".to_string()),
+                Err(_) => return Err(ClusterError::NoKubeconfig(read_err.to_string())),
+            },
+        };
+        let server = config.cluster_url.to_string();
+        let namespace = config.default_namespace.clone();
+        let client =
+            kube::Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
+        Ok(Cluster {
+            client,
+            context,
+            server,
+            namespace,
+        })
+    }
+
+    /// The kubeconfig context in use.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    /// The API server URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The context's default namespace.
+    pub fn default_namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The API server's version (`v1.33.13`), which also proves it is reachable and that our
+    /// credentials are accepted.
+    pub async fn server_version(&self) -> Result<String, ClusterError> {
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| ClusterError::from_kube(e, &self.server))?;
+        Ok(info.git_version)
+    }
+
+    /// Asks the API server whether the current identity may `verb` the `resource` of `group`
+    /// in `namespace` (SelfSubjectAccessReview).
+    pub async fn can_i(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+    ) -> Result<Access, ClusterError> {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    namespace: Some(namespace.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| ClusterError::from_kube(e, &self.server))?;
+        let status = answer.status.unwrap_or_default();
+        Ok(Access {
+            allowed: status.allowed,
+            reason: status.reason.unwrap_or_default(),
+        })
+    }
+
+    /// Creates the namespace if it does not exist.
+    pub async fn ensure_namespace(&self, name: &str) -> Result<(), ClusterError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(ClusterError::from_kube(e, &self.server)),
+        }
+    }
+
+    /// Deletes a namespace (and so everything in it); absent is fine.
+    pub async fn delete_namespace(&self, name: &str) -> Result<(), ClusterError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(ClusterError::from_kube(e, &self.server)),
+        }
+    }
+
+    async fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, ApiCapabilities), ClusterError> {
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Discovery(_) | kube::Error::Api(_) => ClusterError::UnknownKind {
+                    api_version: api_version.into(),
+                    kind: kind.into(),
+                },
+                e => ClusterError::from_kube(e, &self.server),
+            })
+    }
+
+    async fn api_for(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Api<DynamicObject>, ClusterError> {
+        let (ar, caps) = self.resource(api_version, kind).await?;
+        Ok(match (caps.scope, namespace) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            (Scope::Namespaced, None) => Api::default_namespaced_with(self.client.clone(), &ar),
+            (Scope::Cluster, _) => Api::all_with(self.client.clone(), &ar),
+        })
+    }
+
+    /// Server-side applies one object (JSON with apiVersion, kind, metadata.name) as
+    /// `field_manager`; returns the object as the server stored it.
+    pub async fn apply(
+        &self,
+        object: &Value,
+        field_manager: &str,
+        force: bool,
+    ) -> Result<Value, ClusterError> {
+        let key = ObjectKey::of(object)?;
+        let api = self
+            .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
+            .await?;
+        let mut params = PatchParams::apply(field_manager);
+        params.force = force;
+        let stored = api
+            .patch(&key.name, &params, &Patch::Apply(object))
+            .await
+            .map_err(|e| ClusterError::from_kube(e, &self.server).for_object(&key))?;
+        serde_json::to_value(stored).map_err(|e| ClusterError::Config(e.to_string()))
+    }
+
+    /// Reads one object; `None` if it does not exist.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<Value>, ClusterError> {
+        let api = self
+            .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
+            .await?;
+        match api.get_opt(&key.name).await {
+            Ok(o) => Ok(o.map(|o| serde_json::to_value(o).expect("objects serialize"))),
+            Err(e) => Err(ClusterError::from_kube(e, &self.server).for_object(key)),
+        }
+    }
+
+    /// Watches one object until `done` returns true for it, or `timeout` passes.
+    pub async fn wait_until(
+        &self,
+        key: &ObjectKey,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool + Send + 'static,
+    ) -> Result<Value, ClusterError> {
+        let api = self
+            .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
+            .await?;
+        let cond = move |o: Option<&DynamicObject>| {
+            o.map(|o| done(&serde_json::to_value(o).expect("objects serialize")))
+                .unwrap_or(false)
+        };
+        let waited = tokio::time::timeout(
+            timeout,
+            kube::runtime::wait::await_condition(api, &key.name, cond),
+        )
+        .await;
+        match waited {
+            Err(_) => Err(ClusterError::Timeout {
+                object: key.to_string(),
+                seconds: timeout.as_secs(),
+            }),
+            Ok(Err(e)) => Err(ClusterError::Watch {
+                object: key.to_string(),
+                reason: e.to_string(),
+            }),
+            Ok(Ok(Some(o))) => Ok(serde_json::to_value(o).expect("objects serialize")),
+            Ok(Ok(None)) => Err(ClusterError::Watch {
+                object: key.to_string(),
+                reason: "object was deleted".into(),
+            }),
+        }
+    }
+
+    /// Lists objects of a kind in a namespace, optionally filtered by a label selector.
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<Value>, ClusterError> {
+        let api = self.api_for(api_version, kind, Some(namespace)).await?;
+        let mut lp = kube::api::ListParams::default();
+        if let Some(sel) = label_selector {
+            lp = lp.labels(sel);
+        }
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| ClusterError::from_kube(e, &self.server))?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).expect("objects serialize"))
+            .collect())
+    }
+}
+
+/// Identifies one object: apiVersion, kind, namespace (for namespaced kinds) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// `apps/v1`, `v1`, ...
+    pub api_version: String,
+    /// `Deployment`, ...
+    pub kind: String,
+    /// Namespace, if any.
+    pub namespace: Option<String>,
+    /// metadata.name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// A key from its parts.
+    pub fn new(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Self {
+        ObjectKey {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.map(String::from),
+            name: name.into(),
+        }
+    }
+
+    /// The key of a manifest object.
+    pub fn of(object: &Value) -> Result<Self, ClusterError> {
+        let field = |path: &[&str]| {
+            let mut v = object;
+            for p in path {
+                v = v.get(p)?;
+            }
+            v.as_str().map(String::from)
+        };
+        let missing = |what: &str| ClusterError::InvalidObject(format!("object has no {what}"));
+        Ok(ObjectKey {
+            api_version: field(&["apiVersion"]).ok_or_else(|| missing("apiVersion"))?,
+            kind: field(&["kind"]).ok_or_else(|| missing("kind"))?,
+            namespace: field(&["metadata", "namespace"]),
+            name: field(&["metadata", "name"]).ok_or_else(|| missing("metadata.name"))?,
+        })
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{} in {ns}", self.kind, self.name),
+            None => write!(f, "{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_key_from_manifest() {
+        let v = serde_json::json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"t"}});
+        let k = ObjectKey::of(&v).unwrap();
+        assert_eq!(k.to_string(), "Deployment/web in t");
+        let bad = serde_json::json!({"kind":"Deployment","metadata":{"name":"web"}});
+        assert_eq!(
+            ObjectKey::of(&bad).unwrap_err().to_string(),
+            "invalid object: object has no apiVersion"
+        );
+    }
+}

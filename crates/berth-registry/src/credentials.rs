@@ -1,0 +1,340 @@
+//! Registry credentials from docker's `config.json` format.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use berth_types::Secret;
+
+/// A user name and password (or token) for one registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    /// User name; `<token>` when the secret is an identity token.
+    pub username: String,
+    /// Password or token. Never printed.
+    pub secret: Secret,
+}
+
+/// Why credentials could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// The config file exists but could not be read.
+    #[error("cannot read registry credentials from {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid JSON of the expected shape.
+    #[error("{path}:{line}:{column}: invalid docker config: {message}")]
+    Parse {
+        /// The file (or `<secret>` for a Kubernetes Secret).
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What serde said.
+        message: String,
+    },
+    /// An `auth` entry is not base64 of `user:password`.
+    #[error(
+        "{path}: the `auth` entry for `{registry}` is not base64 of `user:password`; \
+         log in again with `docker login {registry}`"
+    )]
+    BadAuthField {
+        /// The file.
+        path: PathBuf,
+        /// The registry key.
+        registry: String,
+    },
+    /// A credential helper could not be run or answered badly.
+    #[error("credential helper `docker-credential-{helper}` failed for `{registry}`: {message}")]
+    Helper {
+        /// Helper suffix, e.g. `pass`.
+        helper: String,
+        /// The registry asked for.
+        registry: String,
+        /// What went wrong (never the secret).
+        message: String,
+    },
+}
+
+#[derive(serde::Deserialize, Default)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: BTreeMap<String, AuthEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct AuthEntry {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default, rename = "identitytoken")]
+    identity_token: Option<String>,
+}
+
+/// The credentials berth knows, keyed by normalised registry host.
+#[derive(Debug, Default, Clone)]
+pub struct CredentialStore {
+    entries: BTreeMap<String, Credential>,
+    helpers: BTreeMap<String, String>,
+    default_helper: Option<String>,
+    source: PathBuf,
+}
+
+/// `https://index.docker.io/v1/` -> `docker.io`; `ghcr.io` -> `ghcr.io`.
+pub fn normalize_host(key: &str) -> String {
+    let k = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let host = k.split('/').next().unwrap_or(k);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_string()
+        }
+        h => h.to_string(),
+    }
+}
+
+impl CredentialStore {
+    /// The docker config berth reads by default: `$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`.
+    pub fn default_path() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
+            return Some(PathBuf::from(dir).join("config.json"));
+        }
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+    }
+
+    /// Reads a docker config file; a missing file is an empty store (anonymous access).
+    pub fn load(path: &Path) -> Result<Self, CredentialsError> {
+        match std::fs::read(path) {
+            Ok(bytes) => Self::parse(&bytes, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CredentialStore {
+                source: path.into(),
+                ..Default::default()
+            }),
+            Err(source) => Err(CredentialsError::Read {
+                path: path.into(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses docker config JSON (also the `.dockerconfigjson` key of a Kubernetes Secret);
+    /// `origin` names it in errors.
+    pub fn parse(bytes: &[u8], origin: &Path) -> Result<Self, CredentialsError> {
+        let cfg: DockerConfig =
+            serde_json::from_slice(bytes).map_err(|e| CredentialsError::Parse {
+                path: origin.into(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            })?;
+        let mut entries = BTreeMap::new();
+        for (key, entry) in cfg.auths {
+            let host = normalize_host(&key);
+            let cred = if let Some(token) = entry.identity_token.filter(|t| !t.is_empty()) {
+                Some(Credential {
+                    username: "<token>".into(),
+                    secret: Secret::new(token),
+                })
+            } else if let Some(auth) = entry.auth.filter(|a| !a.is_empty()) {
+                let bad = || CredentialsError::BadAuthField {
+                    path: origin.into(),
+                    registry: key.clone(),
+                };
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .map_err(|_| bad())?;
+                let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+                let (u, p) = decoded.split_once(':').ok_or_else(bad)?;
+                Some(Credential {
+                    username: u.into(),
+                    secret: Secret::new(p),
+                })
+            } else {
+                match (entry.username, entry.password) {
+                    (Some(u), Some(p)) => Some(Credential {
+                        username: u,
+                        secret: Secret::new(p),
+                    }),
+                    _ => None,
+                }
+            };
+            if let Some(c) = cred {
+                entries.insert(host, c);
+            }
+        }
+        let helpers = cfg
+            .cred_helpers
+            .into_iter()
+            .map(|(k, v)| (normalize_host(&k), v))
+            .collect();
+        Ok(CredentialStore {
+            entries,
+            helpers,
+            default_helper: cfg.creds_store,
+            source: origin.into(),
+        })
+    }
+
+    /// Where these credentials came from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Adds or replaces the credential for `host`.
+    pub fn insert(&mut self, host: &str, credential: Credential) {
+        self.entries.insert(normalize_host(host), credential);
+    }
+
+    /// The credential for `host`: a per-registry helper first, then a stored entry, then the
+    /// default helper (`credsStore`), as docker does. `None` means anonymous.
+    pub fn get(&self, host: &str) -> Result<Option<Credential>, CredentialsError> {
+        let host = normalize_host(host);
+        if let Some(helper) = self.helpers.get(&host) {
+            return run_helper(helper, &host);
+        }
+        if let Some(c) = self.entries.get(&host) {
+            return Ok(Some(c.clone()));
+        }
+        match &self.default_helper {
+            Some(helper) => run_helper(helper, &host),
+            None => Ok(None),
+        }
+    }
+}
+
+fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>, CredentialsError> {
+    let fail = |message: String| CredentialsError::Helper {
+        helper: helper.into(),
+        registry: host.into(),
+        message,
+    };
+    let server = if host == "docker.io" {
+        "https://index.docker.io/v1/"
+    } else {
+        host
+    };
+    let mut child = Command::new(format!("docker-credential-{helper}"))
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            fail(format!(
+                "cannot start it ({e}); install it or remove it from config.json"
+            ))
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(server.as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Helpers answer "credentials not found in native keychain" when there is nothing.
+        if text.contains("not found") {
+            return Ok(None);
+        }
+        return Err(fail(format!("exit status {}", out.status)));
+    }
+    #[derive(serde::Deserialize)]
+    struct HelperAnswer {
+        #[serde(rename = "Username")]
+        username: String,
+        #[serde(rename = "Secret")]
+        secret: String,
+    }
+    let answer: HelperAnswer =
+        serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("unreadable answer: {e}")))?;
+    Ok(Some(Credential {
+        username: answer.username,
+        secret: Secret::new(answer.secret),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(json: &str) -> CredentialStore {
+        CredentialStore::parse(json.as_bytes(), Path::new("config.json")).unwrap()
+    }
+
+    #[test]
+    fn reads_auth_and_username_password_entries() {
+        let s = store(
+            r#"{"auths":{
+                "https://index.docker.io/v1/":{"auth":"Ym9iOnMzY3IzdA=="},
+                "127.0.0.1:5000":{"username":"ci","password":"pw"}}}"#,
+        );
+        let hub = s.get("docker.io").unwrap().unwrap();
+        assert_eq!(hub.username, "bob");
+        assert_eq!(hub.secret.expose(), "s3cr3t");
+        assert_eq!(
+            s.get("http://127.0.0.1:5000").unwrap().unwrap().username,
+            "ci"
+        );
+        assert!(s.get("ghcr.io").unwrap().is_none());
+    }
+
+    #[test]
+    fn parse_errors_point_at_line_and_column() {
+        let err = CredentialStore::parse(b"{\n  \"auths\": [\n", Path::new("/x/config.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/x/config.json:2:"), "{err}");
+    }
+
+    #[test]
+    fn bad_auth_field_never_echoes_the_value() {
+        let err = CredentialStore::parse(
+            br#"{"auths":{"r.io":{"auth":"bm9jb2xvbg=="}}}"#,
+            Path::new("c"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("r.io") && !err.contains("bm9jb2xvbg") && !err.contains("nocolon"));
+    }
+
+    #[test]
+    fn missing_helper_is_a_clear_error() {
+        let s = store(r#"{"credHelpers":{"ecr.example.com":"berth-no-such-helper"}}"#);
+        let err = s.get("ecr.example.com").unwrap_err().to_string();
+        assert!(
+            err.contains("docker-credential-berth-no-such-helper"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn normalises_hosts() {
+        assert_eq!(normalize_host("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(normalize_host("http://localhost:5000/"), "localhost:5000");
+    }
+
+    #[test]
+    fn missing_file_is_anonymous() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = CredentialStore::load(&dir.path().join("nope.json")).unwrap();
+        assert!(s.get("docker.io").unwrap().is_none());
+    }
+}

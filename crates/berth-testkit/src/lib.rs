@@ -1,0 +1,322 @@
+//! Test support for berth's integration tests.
+//!
+//! Integration tests run against the real parts of the test environment started by
+//! `testenv/berth-testenv up`: a kube-apiserver with its controllers and kwok nodes, and the
+//! CNCF registry. [`TestEnv::get`] finds it (or fails the test with the command that starts
+//! it — tests never skip silently), and [`TestContext`] gives each test its own namespace and
+//! registry repository, removed when the context is dropped.
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use berth_cluster::{Cluster, ConnectOptions, ObjectKey};
+use berth_registry::{Registry, RegistryOptions};
+use berth_types::ImageRef;
+
+/// The command that starts the environment, for failure messages.
+pub const START_HINT: &str = "testenv/berth-testenv up";
+
+/// Installs ring as the rustls provider once per test process, as the binary does in `main`.
+pub fn init_crypto() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The running test environment, as described by the `env` file that `up` writes.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    /// KEY=VALUE pairs of the env file.
+    pub vars: BTreeMap<String, String>,
+    /// The env file itself.
+    pub file: PathBuf,
+}
+
+fn env_file() -> PathBuf {
+    if let Some(home) = std::env::var_os("BERTH_TESTENV_HOME") {
+        return PathBuf::from(home).join("run/env");
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("HOME is set");
+    cache.join("berth-testenv/run/env")
+}
+
+impl TestEnv {
+    /// The environment, read once per process. Panics — failing the test — with the command
+    /// that starts it when it is not there.
+    pub fn get() -> &'static TestEnv {
+        static ENV: OnceLock<TestEnv> = OnceLock::new();
+        ENV.get_or_init(|| {
+            init_crypto();
+            let file = env_file();
+            let text = std::fs::read_to_string(&file).unwrap_or_else(|_| {
+                panic!(
+                    "berth's test environment is not running (no {}).\nstart it with: {START_HINT}",
+                    file.display()
+                )
+            });
+            let vars = text
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            TestEnv { vars, file }
+        })
+    }
+
+    fn var(&self, key: &str) -> &str {
+        self.vars.get(key).unwrap_or_else(|| {
+            panic!(
+                "{} has no {key}; restart the environment: {START_HINT}",
+                self.file.display()
+            )
+        })
+    }
+
+    /// Path of the admin kubeconfig.
+    pub fn kubeconfig(&self) -> &Path {
+        Path::new(self.var("KUBECONFIG"))
+    }
+
+    /// `host:port` of the registry.
+    pub fn registry_host(&self) -> &str {
+        self.var("BERTH_REGISTRY")
+    }
+
+    /// Directory of the environment's kubectl, kustomize, helm.
+    pub fn bin_dir(&self) -> &Path {
+        Path::new(self.var("BERTH_TESTENV_BIN"))
+    }
+
+    /// PATH with the environment's tools first.
+    pub fn path(&self) -> String {
+        format!(
+            "{}:{}",
+            self.bin_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// A connection to the environment's cluster.
+    pub async fn cluster(&self) -> Cluster {
+        let opts = ConnectOptions {
+            kubeconfig: Some(self.kubeconfig().into()),
+            context: None,
+        };
+        let cluster = Cluster::connect(&opts).await.unwrap_or_else(|e| {
+            panic!("cannot connect to the test cluster: {e}\nstart it with: {START_HINT}")
+        });
+        if let Err(e) = cluster.server_version().await {
+            panic!("the test cluster does not answer: {e}\nstart it with: {START_HINT}");
+        }
+        cluster
+    }
+
+    /// A registry client that speaks plain HTTP to the environment's registry.
+    pub fn registry(&self) -> Registry {
+        Registry::new(RegistryOptions {
+            insecure: vec![self.registry_host().to_string()],
+            docker_config: Some(PathBuf::from("/nonexistent/berth-testkit/config.json")),
+        })
+        .expect("a registry client without a config file builds")
+    }
+
+    /// A `berth` command with the environment's variables set (KUBECONFIG, BERTH_REGISTRY, ...).
+    pub fn berth(&self, binary: &Path) -> Command {
+        let mut cmd = Command::new(binary);
+        for (k, v) in &self.vars {
+            if k != "PATH" {
+                cmd.env(k, v);
+            }
+        }
+        cmd.env("PATH", self.path());
+        cmd
+    }
+}
+
+/// A unique, DNS-safe suffix: time, process and a counter.
+pub fn unique_suffix() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .subsec_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}{:x}{n}", std::process::id() % 0xfff, nanos % 0xfffff)
+}
+
+/// One test's share of the environment: its own namespace and registry repository.
+pub struct TestContext {
+    /// The environment.
+    pub env: &'static TestEnv,
+    /// A connection to the cluster.
+    pub cluster: Cluster,
+    /// The test's namespace (created, deleted on drop).
+    pub namespace: String,
+    /// The test's repository prefix in the registry, e.g. `127.0.0.1:15000/t/name-1a2b`.
+    pub repository: String,
+    keep: bool,
+}
+
+impl TestContext {
+    /// Creates a namespace `t-<name>-<suffix>` and waits for its default ServiceAccount, so
+    /// pods can be created at once.
+    pub async fn new(name: &str) -> TestContext {
+        let env = TestEnv::get();
+        let cluster = env.cluster().await;
+        let slug: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .take(30)
+            .collect();
+        let suffix = unique_suffix();
+        let namespace = format!("t-{}-{suffix}", slug.trim_matches('-'));
+        cluster
+            .ensure_namespace(&namespace)
+            .await
+            .expect("create the test namespace");
+        let sa = ObjectKey::new("v1", "ServiceAccount", Some(&namespace), "default");
+        cluster
+            .wait_until(&sa, Duration::from_secs(30), |_| true)
+            .await
+            .expect("the controller manager creates the default ServiceAccount");
+        let repository = format!(
+            "{}/t/{}-{suffix}",
+            env.registry_host(),
+            slug.trim_matches('-')
+        );
+        TestContext {
+            env,
+            cluster,
+            namespace,
+            repository,
+            keep: std::env::var_os("BERTH_TEST_KEEP").is_some(),
+        }
+    }
+
+    /// An image reference in this test's repository.
+    pub fn image(&self, name: &str, tag: &str) -> ImageRef {
+        format!("{}/{name}:{tag}", self.repository)
+            .parse()
+            .expect("test image references are valid")
+    }
+
+    /// Applies a manifest (YAML-free: JSON built with `serde_json::json!`) into the test's
+    /// namespace, as field manager `berth-test`.
+    pub async fn apply(&self, mut object: serde_json::Value) -> serde_json::Value {
+        object["metadata"]["namespace"] = serde_json::Value::String(self.namespace.clone());
+        self.cluster
+            .apply(&object, "berth-test", false)
+            .await
+            .unwrap_or_else(|e| panic!("apply: {e}"))
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("BERTH_TEST_KEEP: leaving namespace {}", self.namespace);
+            return;
+        }
+        let cluster = self.cluster.clone();
+        let ns = self.namespace.clone();
+        // Drop cannot await; delete from a thread with its own runtime and wait for it.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                let _ = rt.block_on(cluster.delete_namespace(&ns));
+            }
+        })
+        .join();
+    }
+}
+
+/// A registry of a test's own: a separate `docker-registry` process on a free port, so a test
+/// can stop it without disturbing others. Killed on drop.
+pub struct OwnRegistry {
+    /// `127.0.0.1:<port>`.
+    pub host: String,
+    child: Option<Child>,
+    _dir: Arc<TempDir>,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl OwnRegistry {
+    /// Starts it and waits until `/v2/` answers.
+    pub fn start() -> OwnRegistry {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("berth-registry-{}", unique_suffix()));
+        std::fs::create_dir_all(dir.join("data")).expect("temp dir");
+        let host = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {host}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).expect("write registry config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start docker-registry ({e}); it comes with the environment: {START_HINT}")
+            });
+        let reg = OwnRegistry {
+            host,
+            child: Some(child),
+            _dir: Arc::new(TempDir(dir)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(&reg.host).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry on {} did not start in 15s",
+                reg.host
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    /// Stops it (SIGKILL) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

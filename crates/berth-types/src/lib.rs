@@ -1,0 +1,31 @@
+//! Domain types shared by every berth crate, with no IO.
+//!
+//! This is the bottom of the crate graph. Everything above it may depend on it; it depends on
+//! nothing of berth's own:
+//!
+//! ```text
+//!                       berth (cli)
+//!        ┌──────────┬──────┴──────┬─────────────┐
+//!   berth-doctor  berth-pipeline  berth-server  berth-testkit (dev only)
+//!        │         │    │    │        │
+//!        │   berth-build  berth-render  berth-deploy ── berth-rollout
+//!        │         │                    │
+//!        └── berth-registry       berth-cluster (the only crate that talks to Kubernetes)
+//!                  └──────────┬─────────┘
+//!                        berth-types
+//! ```
+//!
+//! The types here carry data between layers: [`ImageRef`] and [`Digest`] name what was built,
+//! [`Secret`] and [`SafeUrl`] keep credentials out of logs by construction, and [`Event`] is the
+//! one vocabulary in which every library reports progress (libraries never print; the binary
+//! decides how events are shown).
+
+mod digest;
+mod event;
+mod image_ref;
+mod secret;
+
+pub use digest::{Digest, DigestError};
+pub use event::{Event, EventSink, Level};
+pub use image_ref::{ImageRef, ImageRefError};
+pub use secret::{SafeUrl, Secret};

@@ -1,0 +1,357 @@
+//! `berth doctor`: checks what berth needs and says, per line, what to do about what is missing.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use berth_cluster::{Cluster, ConnectOptions};
+use berth_registry::{Registry, RegistryOptions};
+use serde::Serialize;
+
+use crate::cli::{DoctorArgs, OutputFormat};
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Works.
+    Ok,
+    /// Missing or odd, but not required.
+    Warn,
+    /// Required and not working.
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Check {
+    name: String,
+    status: Status,
+    required: bool,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+impl Check {
+    fn ok(name: &str, required: bool, detail: impl Into<String>) -> Self {
+        Check {
+            name: name.into(),
+            status: Status::Ok,
+            required,
+            detail: detail.into(),
+            hint: None,
+        }
+    }
+
+    fn bad(name: &str, required: bool, detail: impl Into<String>, hint: impl Into<String>) -> Self {
+        Check {
+            name: name.into(),
+            status: if required { Status::Fail } else { Status::Warn },
+            required,
+            detail: detail.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+pub async fn run(args: DoctorArgs) -> Result<ExitCode, String> {
+    let (cluster_checks, registry, runtime, kustomize, helm) = tokio::join!(
+        cluster_checks(&args),
+        registry_check(&args),
+        runtime_check(),
+        tool_check("kustomize", &["version"], "kustomize"),
+        tool_check("helm", &["version", "--short"], "helm"),
+    );
+    let mut checks = cluster_checks;
+    checks.extend([registry, runtime, kustomize, helm]);
+    let ok = checks.iter().all(|c| c.status != Status::Fail);
+    match args.output {
+        OutputFormat::Json => {
+            let doc = serde_json::json!({ "ok": ok, "checks": checks });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("checks serialize")
+            );
+        }
+        OutputFormat::Table => print_table(&checks, ok),
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_table(checks: &[Check], ok: bool) {
+    let w = checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!("{:<w$}  {:<6}  DETAIL", "CHECK", "STATUS");
+    for c in checks {
+        let status = match c.status {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        println!("{:<w$}  {:<6}  {}", c.name, status, c.detail);
+        if let Some(h) = &c.hint {
+            println!("{:<w$}  {:<6}  -> {}", "", "", h);
+        }
+    }
+    println!();
+    if ok {
+        println!("verdict: ready — every required check passed");
+    } else {
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.name.as_str())
+            .collect();
+        println!("verdict: NOT ready — failed: {}", failed.join(", "));
+    }
+}
+
+async fn cluster_checks(args: &DoctorArgs) -> Vec<Check> {
+    let opts = ConnectOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    };
+    let cluster = match tokio::time::timeout(DEADLINE, Cluster::connect(&opts)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return vec![
+                Check::bad(
+                    "kube",
+                    true,
+                    e.to_string(),
+                    "point KUBECONFIG at a cluster or pass --context",
+                ),
+                Check::bad(
+                    "rbac",
+                    true,
+                    "not checked: no cluster",
+                    "fix the kube check first",
+                ),
+            ];
+        }
+        Err(_) => {
+            return vec![Check::bad(
+                "kube",
+                true,
+                "connecting timed out",
+                "check the kubeconfig",
+            )];
+        }
+    };
+    let version = match tokio::time::timeout(DEADLINE, cluster.server_version()).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            return vec![
+                Check::bad(
+                    "kube",
+                    true,
+                    format!("context `{}`: {e}", cluster.context()),
+                    "start the cluster or select another context with --context",
+                ),
+                Check::bad(
+                    "rbac",
+                    true,
+                    "not checked: cluster unreachable",
+                    "fix the kube check first",
+                ),
+            ];
+        }
+        Err(_) => {
+            return vec![Check::bad(
+                "kube",
+                true,
+                format!(
+                    "context `{}`: {} did not answer within {}s",
+                    cluster.context(),
+                    cluster.server(),
+                    DEADLINE.as_secs()
+                ),
+                "start the cluster or select another context with --context",
+            )];
+        }
+    };
+    let kube = Check::ok(
+        "kube",
+        true,
+        format!(
+            "context `{}` at {}: Kubernetes {version}",
+            cluster.context(),
+            cluster.server()
+        ),
+    );
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cluster.default_namespace().to_string());
+    let wanted = [
+        ("apps", "deployments"),
+        ("batch", "jobs"),
+        ("coordination.k8s.io", "leases"),
+    ];
+    let mut denied = Vec::new();
+    for (group, resource) in wanted {
+        match cluster.can_i("create", group, resource, &namespace).await {
+            Ok(a) if a.allowed => {}
+            Ok(a) => denied.push(if a.reason.is_empty() {
+                resource.to_string()
+            } else {
+                format!("{resource} ({})", a.reason)
+            }),
+            Err(e) => {
+                return vec![
+                    kube,
+                    Check::bad(
+                        "rbac",
+                        true,
+                        e.to_string(),
+                        "the API server refused an access review",
+                    ),
+                ];
+            }
+        }
+    }
+    let rbac = if denied.is_empty() {
+        Check::ok(
+            "rbac",
+            true,
+            format!("may create deployments, jobs, leases in namespace `{namespace}`"),
+        )
+    } else {
+        Check::bad(
+            "rbac",
+            true,
+            format!(
+                "may not create {} in namespace `{namespace}`",
+                denied.join(", ")
+            ),
+            "grant the deploying identity a Role with create on these resources",
+        )
+    };
+    vec![kube, rbac]
+}
+
+async fn registry_check(args: &DoctorArgs) -> Check {
+    let Some(host) = &args.registry else {
+        return Check::bad(
+            "registry",
+            true,
+            "no registry configured",
+            "pass --registry HOST[:PORT] or set BERTH_REGISTRY",
+        );
+    };
+    let registry = match Registry::new(RegistryOptions {
+        insecure: args.insecure_registry.clone(),
+        docker_config: args.docker_config.clone(),
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            return Check::bad(
+                "registry",
+                true,
+                e.to_string(),
+                "fix the docker config file",
+            );
+        }
+    };
+    match tokio::time::timeout(DEADLINE, registry.ping(host)).await {
+        Ok(Ok(p)) => Check::ok(
+            "registry",
+            true,
+            format!("{} answers; access as {}", p.url, p.identity),
+        ),
+        Ok(Err(e)) => Check::bad(
+            "registry",
+            true,
+            e.to_string(),
+            format!("start the registry at {host} or pass another --registry"),
+        ),
+        Err(_) => Check::bad(
+            "registry",
+            true,
+            format!("{host} did not answer within {}s", DEADLINE.as_secs()),
+            "check the address and network",
+        ),
+    }
+}
+
+async fn version_of(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new(program)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| format!("`{program}` did not answer within {}s", DEADLINE.as_secs()))?
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("`{program}` is not on PATH"),
+        _ => format!("cannot run `{program}`: {e}"),
+    })?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{program} {}` exited with {}",
+            args.join(" "),
+            out.status
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// crun 1.8 refuses to run on a hybrid cgroup v1/v2 layout; runc copes. Say which runtime
+/// berth will use for RUN steps, and why.
+async fn runtime_check() -> Check {
+    let hybrid = std::path::Path::new("/sys/fs/cgroup/unified").is_dir();
+    let (runc, crun) = tokio::join!(
+        version_of("runc", &["--version"]),
+        version_of("crun", &["--version"])
+    );
+    match (runc, crun) {
+        (_, Ok(crun)) if !hybrid => Check::ok("oci-runtime", true, format!("crun: {crun}")),
+        (Ok(runc), crun) => {
+            let note = match crun {
+                Ok(_) => {
+                    " (crun present but this host has a hybrid cgroup layout, which crun refuses)"
+                }
+                Err(_) => "",
+            };
+            Check::ok("oci-runtime", true, format!("runc: {runc}{note}"))
+        }
+        (Err(_), Ok(crun)) => Check::bad(
+            "oci-runtime",
+            true,
+            format!(
+                "only crun ({crun}) is installed and it refuses this host's hybrid cgroup layout"
+            ),
+            "install runc (apt-get install runc)",
+        ),
+        (Err(e), Err(_)) => Check::bad(
+            "oci-runtime",
+            true,
+            format!("no OCI runtime: {e}, and no crun"),
+            "install runc or crun (apt-get install runc)",
+        ),
+    }
+}
+
+async fn tool_check(name: &str, args: &[&str], program: &str) -> Check {
+    match version_of(program, args).await {
+        Ok(v) => Check::ok(name, false, v),
+        Err(e) => Check::bad(
+            name,
+            false,
+            e,
+            format!("needed only for {name} manifest sources; put `{program}` on PATH"),
+        ),
+    }
+}

@@ -1,0 +1,53 @@
+//! The `berth` command line.
+//!
+//! Clap lives here and nowhere else: `cli` holds the raw flags, each subcommand has one file
+//! that turns them into validated settings and drives the libraries, and only this crate prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+mod doctor;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // One rustls crypto provider for the whole process, before any TLS client exists: with two
+    // providers compiled in, rustls would panic on the first handshake.
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .expect("no other rustls provider was installed before main");
+
+    let args = cli::Cli::parse();
+    init_tracing(args.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let result = runtime.block_on(async {
+        match args.command {
+            cli::Command::Doctor(a) => doctor::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,berth=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,6 @@
+//! berth's integration tests: one binary, run against the real test environment
+//! (`testenv/berth-testenv up`). Each test gets its own namespace and registry repository from
+//! `berth_testkit::TestContext`.
+
+mod doctor;
+mod rig;
