@@ -4,15 +4,15 @@
 //! nothing of berth's own:
 //!
 //! ```text
-//!                       berth (cli)
-//!        ┌──────────┬──────┴──────┬─────────────┐
-//!   berth-doctor  berth-pipeline  berth-server  berth-testkit (dev only)
-//!        │         │    │    │        │
-//!        │   berth-build  berth-render  berth-deploy ── berth-rollout
-//!        │         │                    │
-//!        └── berth-registry       berth-cluster (the only crate that talks to Kubernetes)
-//!                  └──────────┬─────────┘
-//!                        berth-types
+//!                           berth (cli: commands, doctor, terminal output)
+//!          ┌──────────────────┬─────┴────────┬──────────────┐
+//!   berth-pipeline       berth-server    berth-store   berth-testkit (dev only)
+//!    │       │      │
+//!  berth-build  berth-render  berth-deploy ── berth-rollout
+//!    │                          │
+//!  berth-registry          berth-cluster (the only crate that talks to Kubernetes)
+//!    └─────────────┬────────────┘
+//!             berth-types
 //! ```
 //!
 //! The types here carry data between layers: [`ImageRef`] and [`Digest`] name what was built,
