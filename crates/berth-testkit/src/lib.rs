@@ -233,15 +233,30 @@ impl Drop for TestContext {
             eprintln!("BERTH_TEST_KEEP: leaving namespace {}", self.namespace);
             return;
         }
-        let cluster = self.cluster.clone();
         let ns = self.namespace.clone();
-        // Drop cannot await; delete from a thread with its own runtime and wait for it.
+        let kubeconfig = self.env.kubeconfig().to_path_buf();
+        // Drop cannot await, and the test's own runtime is blocked while we wait here — the
+        // client of `self.cluster` lives on that runtime and would deadlock. So delete from a
+        // thread with its own runtime and its own connection.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
             if let Ok(rt) = rt {
-                let _ = rt.block_on(cluster.delete_namespace(&ns));
+                rt.block_on(async {
+                    let opts = ConnectOptions {
+                        kubeconfig: Some(kubeconfig),
+                        context: None,
+                    };
+                    match Cluster::connect(&opts).await {
+                        Ok(cluster) => {
+                            if let Err(e) = cluster.delete_namespace(&ns).await {
+                                eprintln!("warning: could not delete test namespace {ns}: {e}");
+                            }
+                        }
+                        Err(e) => eprintln!("warning: could not delete test namespace {ns}: {e}"),
+                    }
+                });
             }
         })
         .join();
