@@ -39,11 +39,21 @@ pub(crate) struct Condition<'a> {
     pub(crate) status: &'a str,
     pub(crate) reason: &'a str,
     pub(crate) message: &'a str,
+    pub(crate) observed_generation: Option<i64>,
 }
 
 impl Condition<'_> {
+    pub(crate) fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+
     pub(crate) fn is_false(&self) -> bool {
         self.status == "False"
+    }
+
+    /// `reason: message`, leaving out whichever is empty.
+    pub(crate) fn describe(&self) -> String {
+        reason_message(self.reason, self.message)
     }
 }
 
@@ -56,6 +66,7 @@ pub(crate) fn condition<'a>(obj: &'a Value, type_: &str) -> Option<Condition<'a>
             status: str_at(c, &["status"]).unwrap_or("Unknown"),
             reason: str_at(c, &["reason"]).unwrap_or(""),
             message: str_at(c, &["message"]).unwrap_or(""),
+            observed_generation: int_at(c, &["observedGeneration"]),
         })
 }
 
@@ -100,6 +111,7 @@ mod tests {
         let obj = json!({"status": {"conditions": [{"type": "Ready"}]}});
         let c = condition(&obj, "Ready").unwrap();
         assert_eq!(c.status, "Unknown");
+        assert_eq!(c.describe(), "");
         assert!(condition(&obj, "Available").is_none());
     }
 }
