@@ -16,9 +16,9 @@
 //! One module per kind under `kinds`, each a single `readiness(&Value) -> Readiness`, after kapp's
 //! `resourcesmisc` and `kubectl rollout status`. States and failure reasons are enums, messages
 //! are for people. Controllers ([`readiness`] of a Deployment, StatefulSet, ...) are judged from
-//! their own status only; they never look at their pods. The tracker in `berth-deploy` lists the
-//! pods of a workload that is still progressing and calls [`diagnose_pod`] on each, which is how a
-//! crash loop fails a Deployment in seconds instead of at its progress deadline.
+//! their own status only; they never look at their pods. The tracker (to come, in `berth-deploy`)
+//! is meant to list the pods of a workload that is still progressing and call [`diagnose_pod`] on
+//! each: that is how a crash loop can fail a Deployment in seconds instead of at its deadline.
 //!
 //! Objects are matched on API group and kind, never version (`apps/v1` and the old
 //! `extensions/v1beta1` Deployment read the same). Kinds without specific rules fall back to the
