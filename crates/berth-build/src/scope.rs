@@ -196,10 +196,10 @@ impl Scope {
     pub fn run_env(&self) -> Vec<(String, String)> {
         let mut out = self.env.clone();
         for (k, v) in &self.args {
-            if let Some(v) = v {
-                if !out.iter().any(|(ek, _)| ek == k) {
-                    out.push((k.clone(), v.clone()));
-                }
+            if let Some(v) = v
+                && !out.iter().any(|(ek, _)| ek == k)
+            {
+                out.push((k.clone(), v.clone()));
             }
         }
         out

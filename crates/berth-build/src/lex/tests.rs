@@ -203,7 +203,12 @@ fn mandatory_vars() {
 #[test]
 fn buildkit_process_with_matches() {
     let foo_bar = env(&[("FOO", "xxx"), ("BAR", "")]);
-    let ok: &[(&str, &[(&str, &str)], &str)] = &[
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let ok: &[Case] = &[
         ("x", &[], "x"),
         ("x ${UNUSED}", &[], "x "),
         (
