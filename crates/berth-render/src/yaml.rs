@@ -106,8 +106,12 @@ fn flatten(value: Value, source: &Source, out: &mut Vec<Object>) -> Result<(), R
 
 /// One YAML document (without `---`), mapping keys sorted, ending with a newline.
 pub fn to_yaml(value: &Value) -> String {
-    let mut s =
-        serde_saphyr::to_string(&Sorted(value)).expect("a JSON value always serializes to YAML");
+    let mut options = serde_saphyr::SerializerOptions::default();
+    // Multi-line strings stay `|` blocks (readable diffs of config files), but long single-line
+    // strings such as pinned image references are never folded over several lines.
+    options.folded_wrap_chars = 1 << 30;
+    let mut s = serde_saphyr::to_string_with_options(&Sorted(value), options)
+        .expect("a JSON value always serializes to YAML");
     if !s.ends_with('\n') {
         s.push('\n');
     }
@@ -198,7 +202,8 @@ mod tests {
 
     #[test]
     fn output_quotes_ambiguous_strings_and_sorts_keys() {
-        let v = json!({"b": {"z": "yes", "a": "0644"}, "a": ["on", "1e3", "null", 420, "x\ny\n"]});
+        let long = "registry.example.com/some/long/repository@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+        let v = json!({"b": {"z": "yes", "a": "0644"}, "a": ["on", "1e3", "null", 420, "x\ny\n"], "c": long});
         let y = to_yaml(&v);
         insta::assert_snapshot!(y, @r#"
         a:
@@ -212,6 +217,7 @@ mod tests {
         b:
           a: "0644"
           z: "yes"
+        c: registry.example.com/some/long/repository@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
         "#);
         let back = parse_yaml_values(&y, "roundtrip").unwrap();
         assert_eq!(back[0].0, v);
