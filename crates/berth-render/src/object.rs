@@ -255,14 +255,17 @@ impl ObjectSet {
     }
 
     /// Changes every object through `f`, then re-indexes (a changed namespace may now collide).
+    /// On error the set is left as it was.
     pub(crate) fn modify_all(
         &mut self,
         mut f: impl FnMut(&mut Object) -> Result<(), RenderError>,
     ) -> Result<(), RenderError> {
-        let mut objects = std::mem::take(&mut self.objects);
-        self.index.clear();
+        let mut objects = self.objects.clone();
         objects.iter_mut().try_for_each(&mut f)?;
-        self.extend(objects)
+        let mut set = ObjectSet::new();
+        set.extend(objects)?;
+        *self = set;
+        Ok(())
     }
 
     /// The final YAML: one document per object in the stable order (see [`ObjectSet::sorted`]),

@@ -335,6 +335,7 @@ mod tests {
     #[test]
     fn objects_in_another_namespace_are_refused() {
         let mut s = set(vec![deployment(Some("prod"))]);
+        let before = s.clone();
         let e = s
             .apply_ownership(&Ownership::new("shop", 1, "dev"))
             .unwrap_err()
@@ -342,6 +343,10 @@ mod tests {
         assert!(
             e.starts_with("m.yaml:1: Deployment.apps prod/web is in namespace `prod`, but this environment deploys to `dev`"),
             "{e}"
+        );
+        assert_eq!(
+            s, before,
+            "a failed apply_ownership leaves the set as it was"
         );
         let mut s = set(vec![
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}}),
