@@ -56,10 +56,17 @@ fn testenv_tool(name: &str) -> PathBuf {
         })
 }
 
-fn testenv_tools() -> Tools {
+fn with_kustomize() -> Tools {
     Tools {
         kustomize: testenv_tool("kustomize"),
+        ..Tools::default()
+    }
+}
+
+fn with_helm() -> Tools {
+    Tools {
         helm: testenv_tool("helm"),
+        ..Tools::default()
     }
 }
 
@@ -223,7 +230,7 @@ fn template_rendering_the_same_service_twice_is_a_duplicate() {
 
 #[test]
 fn kustomize_base_and_overlay() {
-    let tools = testenv_tools();
+    let tools = with_kustomize();
     let ctx = RenderContext::default()
         .with_images(ImageMap::from_pairs([("web", pinned("web").as_str())]).unwrap());
     let base = render(
@@ -250,7 +257,7 @@ fn kustomize_failure_carries_stderr() {
     let e = load(
         &[ManifestSource::Kustomize(fixture("kustomize/broken"))],
         &RenderContext::default(),
-        &testenv_tools(),
+        &with_kustomize(),
     )
     .unwrap_err();
     let RenderError::ToolFailed {
@@ -268,7 +275,7 @@ fn kustomize_failure_carries_stderr() {
 
 #[test]
 fn helm_chart() {
-    let tools = testenv_tools();
+    let tools = with_helm();
     let chart = HelmChart {
         release: "shop".into(),
         chart: fixture("helm/web").display().to_string(),
@@ -314,7 +321,7 @@ fn helm_failure_carries_stderr() {
     let e = load(
         &[ManifestSource::Helm(chart)],
         &RenderContext::default(),
-        &testenv_tools(),
+        &with_helm(),
     )
     .unwrap_err();
     assert!(matches!(e, RenderError::ToolFailed { .. }), "{e}");
