@@ -1,0 +1,164 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+use crate::object::{ObjectKey, Source};
+
+/// Everything that can go wrong while turning manifest sources into an [`ObjectSet`].
+///
+/// Each message says where (file:line when there is one) and what to do about it.
+///
+/// [`ObjectSet`]: crate::ObjectSet
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderError {
+    /// A manifest, template or values file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file (or a tool's output) is not well-formed YAML or JSON.
+    #[error(
+        "{origin}:{line}:{column}: malformed {format}: {message}\n  fix the document at that position"
+    )]
+    Syntax {
+        /// File path, or the command whose output was parsed.
+        origin: String,
+        /// 1-based line.
+        line: u64,
+        /// 1-based column.
+        column: u64,
+        /// `YAML` or `JSON`.
+        format: &'static str,
+        /// The parser's message.
+        message: String,
+    },
+
+    /// A document parsed but is not a Kubernetes object berth can apply.
+    #[error(
+        "{at}: not a Kubernetes object: {problem}\n  every document needs `apiVersion`, `kind` \
+         and `metadata.name` (empty documents are skipped)"
+    )]
+    NotAnObject {
+        /// Where the document starts.
+        at: Source,
+        /// What is missing or wrong.
+        problem: String,
+    },
+
+    /// Two documents define the same object.
+    #[error(
+        "{key} is defined twice: at {first} and at {second}\n  remove one of them, or give them \
+         different names"
+    )]
+    Duplicate {
+        /// The object's identity.
+        key: Box<ObjectKey>,
+        /// The first definition.
+        first: Source,
+        /// The second definition.
+        second: Source,
+    },
+
+    /// A minijinja template failed to compile or render (undefined variables are errors).
+    #[error(
+        "{}{}: template error: {message}\n  check the template and the values passed to it \
+         (values files, --set)",
+        file.display(),
+        line.map(|l| format!(":{l}")).unwrap_or_default()
+    )]
+    Template {
+        /// The template file where the error is (may be an included file).
+        file: PathBuf,
+        /// 1-based line in that file, when known.
+        line: Option<usize>,
+        /// minijinja's message.
+        message: String,
+    },
+
+    /// A values file or a `--set` override is unusable.
+    #[error("{origin}: invalid values: {message}")]
+    Values {
+        /// The values file, or `--set <expr>`.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// An external tool (kustomize, helm) is not installed where berth looks for it.
+    #[error(
+        "`{tool}` not found (looked for `{}`)\n  install {tool} and put it on PATH, set its path \
+         in berth's configuration, or run `berth doctor` to check the tools berth needs",
+        program.display()
+    )]
+    ToolMissing {
+        /// `kustomize` or `helm`.
+        tool: &'static str,
+        /// The program berth tried to run.
+        program: PathBuf,
+    },
+
+    /// An external tool ran and failed.
+    #[error("`{command}` failed ({status}):\n{stderr}")]
+    ToolFailed {
+        /// The command line that was run.
+        command: String,
+        /// Exit status, or the IO error that prevented running it.
+        status: String,
+        /// The tool's standard error, trimmed.
+        stderr: String,
+    },
+
+    /// A directory of plain manifests contains a kustomization or a Helm chart.
+    #[error(
+        "{} is a {tool} directory inside a plain manifest directory\n  declare it as a {tool} \
+         source instead of nesting it",
+        path.display()
+    )]
+    NestedToolDir {
+        /// The kustomization or Chart.yaml file.
+        path: PathBuf,
+        /// `kustomize` or `helm`.
+        tool: &'static str,
+    },
+
+    /// An image substitution entry is invalid.
+    #[error("image map entry `{entry}`: {message}")]
+    ImageMap {
+        /// The entry as given.
+        entry: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// An object would be deployed outside the environment's namespace.
+    #[error(
+        "{at}: {key} is in namespace `{found}`, but this environment deploys to `{expected}`\n  \
+         berth never deploys outside the environment's namespace: remove `metadata.namespace` \
+         or deploy that object from an environment of its own"
+    )]
+    ForeignNamespace {
+        /// The object.
+        key: Box<ObjectKey>,
+        /// Where it was defined.
+        at: Source,
+        /// The namespace it asks for (for a `Namespace` object: its name).
+        found: String,
+        /// The environment's namespace.
+        expected: String,
+    },
+
+    /// The release settings cannot be written as Kubernetes labels.
+    #[error("invalid release `{value}`: {message}")]
+    Release {
+        /// The offending value.
+        value: String,
+        /// Why.
+        message: String,
+    },
+}

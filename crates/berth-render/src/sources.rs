@@ -1,0 +1,308 @@
+//! Manifest sources: plain files and directories, templates, kustomize and helm.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::template::{is_template, load_template};
+use crate::{ImageRewrite, Object, ObjectSet, Ownership, RenderContext, RenderError};
+
+/// Where manifests come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManifestSource {
+    /// A file or a directory. Directories are walked recursively in sorted order, skipping
+    /// entries whose name starts with `.`; `*.yaml`, `*.yml` and `*.json` are plain manifests,
+    /// `*.yaml.j2`, `*.yml.j2` and `*.json.j2` are templates (see [`crate::template`]), other
+    /// files are ignored. A directory holding a `kustomization.yaml` or a `Chart.yaml` is an
+    /// error: declare it as [`ManifestSource::Kustomize`] or [`ManifestSource::Helm`].
+    Path(PathBuf),
+    /// A kustomization directory, rendered with `kustomize build <dir>`.
+    Kustomize(PathBuf),
+    /// A Helm chart, rendered with `helm template`.
+    Helm(HelmChart),
+}
+
+/// A Helm chart to render with `helm template <release> <chart> --namespace <ns>
+/// --include-crds --skip-tests [--version v] -f <values>... --set <expr>...`.
+///
+/// CRDs in the chart's `crds/` directory are included, as `helm install` would install them;
+/// test pods (`helm.sh/hook: test`) are not. Other hooks are rendered like any object (their
+/// `helm.sh/hook` annotations are left for the deploy layer). berth's own values are not passed
+/// to the chart: give the chart its values files and `--set` overrides here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HelmChart {
+    /// Release name, as Helm's `.Release.Name`.
+    pub release: String,
+    /// A chart directory, packaged chart, or `repo/chart` reference.
+    pub chart: String,
+    /// The namespace (`.Release.Namespace`).
+    pub namespace: String,
+    /// `--version`, for a chart from a repository.
+    pub version: Option<String>,
+    /// `-f` values files, in order.
+    pub values_files: Vec<PathBuf>,
+    /// `--set` overrides, in order.
+    pub set: Vec<String>,
+}
+
+/// Where the external tools are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tools {
+    /// The kustomize program; default `kustomize` (looked up on PATH).
+    pub kustomize: PathBuf,
+    /// The helm program; default `helm` (looked up on PATH).
+    pub helm: PathBuf,
+}
+
+impl Default for Tools {
+    fn default() -> Tools {
+        Tools {
+            kustomize: "kustomize".into(),
+            helm: "helm".into(),
+        }
+    }
+}
+
+/// Loads a file or directory of plain manifests and templates (see [`ManifestSource::Path`]).
+pub fn load_path(path: &Path, ctx: &RenderContext) -> Result<Vec<Object>, RenderError> {
+    let meta = std::fs::metadata(path).map_err(|source| RenderError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    if meta.is_dir() {
+        walk(path, ctx, &mut out)?;
+    } else {
+        load_file(path, ctx, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, ctx: &RenderContext, out: &mut Vec<Object>) -> Result<(), RenderError> {
+    let read_err = |source| RenderError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(read_err)?;
+    entries.sort();
+    for p in &entries {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let tool = match name {
+            "kustomization.yaml" | "kustomization.yml" | "Kustomization" => Some("kustomize"),
+            "Chart.yaml" => Some("helm"),
+            _ => None,
+        };
+        if let Some(tool) = tool {
+            return Err(RenderError::NestedToolDir {
+                path: p.clone(),
+                tool,
+            });
+        }
+    }
+    for p in entries {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, ctx, out)?;
+        } else if is_template(&p)
+            || [".yaml", ".yml", ".json"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+        {
+            load_file(&p, ctx, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn load_file(path: &Path, ctx: &RenderContext, out: &mut Vec<Object>) -> Result<(), RenderError> {
+    if is_template(path) {
+        out.extend(load_template(path, ctx)?);
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| RenderError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let origin = path.display().to_string();
+    let objects = if path.extension().is_some_and(|e| e == "json") {
+        crate::yaml::parse_json(&text, &origin)?
+    } else {
+        crate::yaml::parse_yaml(&text, &origin)?
+    };
+    out.extend(objects);
+    Ok(())
+}
+
+/// Runs `kustomize build <dir>` and parses its output.
+pub fn kustomize_build(tools: &Tools, dir: &Path) -> Result<Vec<Object>, RenderError> {
+    let args = vec!["build".to_string(), dir.display().to_string()];
+    let out = run("kustomize", &tools.kustomize, &args)?;
+    crate::yaml::parse_yaml(&out, &format!("kustomize build {}", dir.display()))
+}
+
+/// Runs `helm template` (see [`HelmChart`]) and parses its output; each object's source names
+/// the chart template from Helm's `# Source:` comment.
+pub fn helm_template(tools: &Tools, chart: &HelmChart) -> Result<Vec<Object>, RenderError> {
+    let mut args = vec![
+        "template".to_string(),
+        chart.release.clone(),
+        chart.chart.clone(),
+        "--namespace".into(),
+        chart.namespace.clone(),
+        "--include-crds".into(),
+        "--skip-tests".into(),
+    ];
+    if let Some(v) = &chart.version {
+        args.extend(["--version".into(), v.clone()]);
+    }
+    for f in &chart.values_files {
+        args.extend(["-f".into(), f.display().to_string()]);
+    }
+    for s in &chart.set {
+        args.extend(["--set".into(), s.clone()]);
+    }
+    let out = run("helm", &tools.helm, &args)?;
+    let command = format!("helm template {} {}", chart.release, chart.chart);
+    let mut objects = crate::yaml::parse_yaml(&out, &command)?;
+    let sources: Vec<(u64, &str)> = out
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            l.strip_prefix("# Source: ")
+                .map(|s| (i as u64 + 1, s.trim()))
+        })
+        .collect();
+    for o in &mut objects {
+        let line = o.source().line;
+        if let Some((_, template)) = sources.iter().rev().find(|(l, _)| *l < line) {
+            o.source_mut().origin = format!("{command} ({template})");
+        }
+    }
+    Ok(objects)
+}
+
+fn run(tool: &'static str, program: &Path, args: &[String]) -> Result<String, RenderError> {
+    let command = std::iter::once(program.display().to_string())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = Command::new(program).args(args).output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            RenderError::ToolMissing {
+                tool,
+                program: program.to_path_buf(),
+            }
+        } else {
+            RenderError::ToolFailed {
+                command: command.clone(),
+                status: format!("could not start it: {e}"),
+                stderr: String::new(),
+            }
+        }
+    })?;
+    if !output.status.success() {
+        return Err(RenderError::ToolFailed {
+            command,
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    String::from_utf8(output.stdout).map_err(|_| RenderError::ToolFailed {
+        command,
+        status: "its output is not UTF-8".into(),
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+    })
+}
+
+/// Loads every source, in order, into one set (duplicates across sources are errors).
+/// Images are not substituted and no labels are added: see [`render`] for the whole step.
+pub fn load(
+    sources: &[ManifestSource],
+    ctx: &RenderContext,
+    tools: &Tools,
+) -> Result<ObjectSet, RenderError> {
+    let mut set = ObjectSet::new();
+    for s in sources {
+        let objects = match s {
+            ManifestSource::Path(p) => load_path(p, ctx)?,
+            ManifestSource::Kustomize(dir) => kustomize_build(tools, dir)?,
+            ManifestSource::Helm(chart) => helm_template(tools, chart)?,
+        };
+        set.extend(objects)?;
+    }
+    Ok(set)
+}
+
+/// The result of [`render`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendered {
+    /// The final objects.
+    pub objects: ObjectSet,
+    /// Every image reference that was replaced by a pinned one.
+    pub image_rewrites: Vec<ImageRewrite>,
+}
+
+/// The render step: load every source, substitute `ctx.images`, then label the objects and put
+/// them into the environment's namespace for `owner`.
+pub fn render(
+    sources: &[ManifestSource],
+    ctx: &RenderContext,
+    tools: &Tools,
+    owner: &Ownership,
+) -> Result<Rendered, RenderError> {
+    let mut objects = load(sources, ctx, tools)?;
+    let image_rewrites = objects.substitute_images(&ctx.images);
+    objects.apply_ownership(owner)?;
+    Ok(Rendered {
+        objects,
+        image_rewrites,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binary_says_what_to_do() {
+        let tools = Tools {
+            kustomize: "/nonexistent/kustomize".into(),
+            helm: "/nonexistent/helm".into(),
+        };
+        let e = kustomize_build(&tools, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("`kustomize` not found (looked for `/nonexistent/kustomize`)"),
+            "{e}"
+        );
+        assert!(e.contains("berth doctor"), "{e}");
+        let e = helm_template(&tools, &HelmChart::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("`helm` not found"), "{e}");
+    }
+
+    #[test]
+    fn failing_tool_carries_its_stderr() {
+        // `sh -c` stands in for a tool here: the failure path does not depend on which tool.
+        let e = run(
+            "kustomize",
+            Path::new("sh"),
+            &[
+                "-c".into(),
+                "echo 'Error: no kustomization' >&2; exit 3".into(),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("exit status: 3"), "{e}");
+        assert!(e.ends_with("Error: no kustomization"), "{e}");
+    }
+}
