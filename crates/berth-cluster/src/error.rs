@@ -73,6 +73,17 @@ pub enum ClusterError {
         /// The deadline.
         seconds: u64,
     },
+    /// Server-side apply found fields owned by another field manager.
+    #[error(
+        "{object}: {message}. Another tool manages these fields; change them there, or pass \
+         --force-conflicts to take them over"
+    )]
+    ApplyConflict {
+        /// The object.
+        object: String,
+        /// The API server's message, naming the other manager and the fields.
+        message: String,
+    },
     /// A watch failed.
     #[error("watching {object} failed: {reason}")]
     Watch {
@@ -84,6 +95,25 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    /// The HTTP status code, when the API server answered with an error status.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ClusterError::Api { code, .. } => Some(*code),
+            ClusterError::ApplyConflict { .. } => Some(409),
+            _ => None,
+        }
+    }
+
+    /// Whether the object was not found (HTTP 404).
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(404)
+    }
+
+    /// Whether the write lost a race or the object already exists (HTTP 409).
+    pub fn is_conflict(&self) -> bool {
+        self.code() == Some(409)
+    }
+
     pub(crate) fn from_kube(e: kube::Error, server: &str) -> Self {
         match e {
             kube::Error::Api(s) if s.code == 401 => ClusterError::Unauthorized {

@@ -25,6 +25,18 @@ use serde_json::Value;
 
 pub use error::ClusterError;
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+/// One change seen by [`Cluster::watch`].
+#[derive(Debug, Clone)]
+pub enum Watched {
+    /// The object exists in this state (listed at start, created or changed).
+    Applied(Value),
+    /// The object was deleted; its last state.
+    Deleted(Value),
+}
+
 /// Which cluster to talk to.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
@@ -235,11 +247,156 @@ impl Cluster {
             .await?;
         let mut params = PatchParams::apply(field_manager);
         params.force = force;
+        self.patch_apply(&api, &key, object, params).await
+    }
+
+    /// Server-side apply as a dry run: what the server would store, without storing it.
+    pub async fn dry_run_apply(
+        &self,
+        object: &Value,
+        field_manager: &str,
+        force: bool,
+    ) -> Result<Value, ClusterError> {
+        let key = ObjectKey::of(object)?;
+        let api = self
+            .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
+            .await?;
+        let mut params = PatchParams::apply(field_manager).dry_run();
+        params.force = force;
+        self.patch_apply(&api, &key, object, params).await
+    }
+
+    async fn patch_apply(
+        &self,
+        api: &Api<DynamicObject>,
+        key: &ObjectKey,
+        object: &Value,
+        params: PatchParams,
+    ) -> Result<Value, ClusterError> {
         let stored = api
             .patch(&key.name, &params, &Patch::Apply(object))
             .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 409 => ClusterError::ApplyConflict {
+                    object: key.to_string(),
+                    message: s.message,
+                },
+                e => ClusterError::from_kube(e, &self.server).for_object(key),
+            })?;
+        serde_json::to_value(stored).map_err(|e| ClusterError::Config(e.to_string()))
+    }
+
+    /// Creates an object; fails with a conflict (HTTP 409, [`ClusterError::is_conflict`]) when
+    /// it exists.
+    pub async fn create(&self, object: &Value) -> Result<Value, ClusterError> {
+        let key = ObjectKey::of(object)?;
+        let api = self
+            .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
+            .await?;
+        let obj: DynamicObject = serde_json::from_value(object.clone())
+            .map_err(|e| ClusterError::InvalidObject(e.to_string()))?;
+        let stored = api
+            .create(&PostParams::default(), &obj)
+            .await
             .map_err(|e| ClusterError::from_kube(e, &self.server).for_object(&key))?;
         serde_json::to_value(stored).map_err(|e| ClusterError::Config(e.to_string()))
+    }
+
+    /// Replaces an object. With `metadata.resourceVersion` set this is a compare-and-swap: a
+    /// concurrent change makes it fail with a conflict.
+    pub async fn replace(&self, object: &Value) -> Result<Value, ClusterError> {
+        let key = ObjectKey::of(object)?;
+        let api = self
+            .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
+            .await?;
+        let obj: DynamicObject = serde_json::from_value(object.clone())
+            .map_err(|e| ClusterError::InvalidObject(e.to_string()))?;
+        let stored = api
+            .replace(&key.name, &PostParams::default(), &obj)
+            .await
+            .map_err(|e| ClusterError::from_kube(e, &self.server).for_object(&key))?;
+        serde_json::to_value(stored).map_err(|e| ClusterError::Config(e.to_string()))
+    }
+
+    /// Deletes an object with background propagation (its dependents are collected by the
+    /// garbage collector). Returns false if it did not exist.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<bool, ClusterError> {
+        let api = self
+            .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
+            .await?;
+        match api.delete(&key.name, &DeleteParams::background()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(ClusterError::from_kube(e, &self.server).for_object(key)),
+        }
+    }
+
+    /// Watches the objects of one kind in a namespace (or cluster-wide for cluster-scoped
+    /// kinds), filtered by label selector and/or `metadata.name`. The stream starts with every
+    /// existing object as [`Watched::Applied`] and restarts itself with backoff when the
+    /// connection drops; it ends only when dropped.
+    pub async fn watch(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<BoxStream<'static, Result<Watched, ClusterError>>, ClusterError> {
+        use kube::runtime::WatchStreamExt;
+        use kube::runtime::watcher;
+        let api = self.api_for(api_version, kind, namespace).await?;
+        let mut config = watcher::Config::default();
+        if let Some(name) = name {
+            config = config.fields(&format!("metadata.name={name}"));
+        }
+        if let Some(sel) = label_selector {
+            config = config.labels(sel);
+        }
+        let what = format!("{kind} objects");
+        let (av, k) = (api_version.to_string(), kind.to_string());
+        let stream = watcher(api, config)
+            .default_backoff()
+            .filter_map(move |ev| {
+                let what = what.clone();
+                let typed = |o| typed(o, &av, &k);
+                let out = match ev {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                        Some(Ok(Watched::Applied(typed(o))))
+                    }
+                    Ok(watcher::Event::Delete(o)) => Some(Ok(Watched::Deleted(typed(o)))),
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                    Err(e) => Some(Err(ClusterError::Watch {
+                        object: what,
+                        reason: e.to_string(),
+                    })),
+                };
+                async move { out }
+            });
+        Ok(stream.boxed())
+    }
+
+    /// The last `tail_lines` lines of a container's log (the previous instance's with
+    /// `previous`, as after a crash).
+    pub async fn pod_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        tail_lines: i64,
+        previous: bool,
+    ) -> Result<String, ClusterError> {
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), namespace);
+        let params = kube::api::LogParams {
+            container: container.map(String::from),
+            tail_lines: Some(tail_lines),
+            previous,
+            ..Default::default()
+        };
+        api.logs(pod, &params)
+            .await
+            .map_err(|e| ClusterError::from_kube(e, &self.server))
     }
 
     /// Reads one object; `None` if it does not exist.
@@ -309,9 +466,20 @@ impl Cluster {
         Ok(list
             .items
             .into_iter()
-            .map(|o| serde_json::to_value(o).expect("objects serialize"))
+            .map(|o| typed(o, api_version, kind))
             .collect())
     }
+}
+
+/// An object as JSON with apiVersion and kind filled in: list responses and a watcher's initial
+/// list leave them out of items, and readiness rules dispatch on them.
+fn typed(o: DynamicObject, api_version: &str, kind: &str) -> Value {
+    let mut v = serde_json::to_value(o).expect("objects serialize");
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), api_version.into());
+        m.insert("kind".into(), kind.into());
+    }
+    v
 }
 
 /// Identifies one object: apiVersion, kind, namespace (for namespaced kinds) and name.

@@ -42,6 +42,19 @@ pub enum Event {
         /// Text for people; never contains secrets.
         message: String,
     },
+    /// One Kubernetes object changed state during a deploy (applied, progressing, ready,
+    /// failed, pruned...). The CLI shows one line per object from these.
+    ObjectState {
+        /// `Kind/name`.
+        object: String,
+        /// Stable state name: `applied`, `unchanged`, `progressing`, `ready`, `failed`,
+        /// `pruned`, `deleted`, `rolled-back`.
+        state: String,
+        /// Details for people.
+        message: String,
+        /// Milliseconds since the deploy started.
+        millis: u64,
+    },
 }
 
 /// Something that receives events. Implemented by the binary (terminal, JSON), the server (SSE,

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "berth", version, propagate_version = true)]
 pub struct Cli {
     /// More log output on stderr (-v, -vv). BERTH_LOG overrides it with a tracing filter.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     #[command(subcommand)]
@@ -21,6 +21,157 @@ pub enum Command {
     /// Check that everything berth needs is there: cluster, permissions, registry, OCI runtime,
     /// kustomize and helm. Exits non-zero when something required is missing.
     Doctor(DoctorArgs),
+    /// Render manifests (plain YAML, *.j2 templates, Kustomize, Helm) with pinned images and
+    /// berth's labels, and print the final YAML in a stable order.
+    Render(RenderCmd),
+    /// Deploy manifests into a namespace as a numbered release: apply in order, run hooks,
+    /// wait until everything is ready, roll back automatically on failure.
+    Deploy(DeployArgs),
+    /// Show what `deploy` would change: server-side dry run against the live objects, as a
+    /// unified diff (Secret values redacted). Exits 1 when something differs.
+    Diff(DeployArgs),
+    /// List a release's revisions: status, when, commit, outcome.
+    History(HistoryArgs),
+    /// Re-deploy an earlier revision (the previous one by default) as a new revision.
+    Rollback(RollbackArgs),
+}
+
+/// Which cluster and namespace.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+
+    /// kubeconfig context (default: the current context).
+    #[arg(long, env = "BERTH_CONTEXT")]
+    pub context: Option<String>,
+
+    /// The environment's namespace (default: the context's namespace); created if missing.
+    #[arg(long, short = 'n', env = "BERTH_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+/// Where manifests come from.
+#[derive(Args, Debug, Clone)]
+pub struct RenderArgs {
+    /// A manifest file or directory (recursive: *.yaml, *.yml, *.json; *.yaml.j2 files are
+    /// minijinja templates rendered with the values). Repeatable.
+    #[arg(long, short = 'f', value_name = "PATH")]
+    pub file: Vec<std::path::PathBuf>,
+
+    /// A Kustomize directory, built with `kustomize build`. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub kustomize: Vec<std::path::PathBuf>,
+
+    /// A Helm chart (directory or packaged), rendered with `helm template`. Repeatable.
+    #[arg(long, value_name = "CHART")]
+    pub helm: Vec<String>,
+
+    /// Values file for templates and Helm charts; later files win. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub values: Vec<std::path::PathBuf>,
+
+    /// Set a value (a.b=c); wins over values files. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Pin an image: every container image NAME (any tag, or the exact tag given) becomes
+    /// REPO@sha256:DIGEST. Repeatable.
+    #[arg(long, value_name = "NAME=REPO@sha256:DIGEST")]
+    pub image: Vec<String>,
+
+    /// kustomize binary.
+    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
+    pub kustomize_bin: std::path::PathBuf,
+
+    /// helm binary.
+    #[arg(long, default_value = "helm", env = "BERTH_HELM")]
+    pub helm_bin: std::path::PathBuf,
+}
+
+/// `berth render`.
+#[derive(Args, Debug)]
+pub struct RenderCmd {
+    #[command(flatten)]
+    pub render: RenderArgs,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Release name for berth's labels.
+    #[arg(long)]
+    pub release: Option<String>,
+}
+
+/// `berth deploy` and `berth diff`.
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// Release name: one per application and namespace; its history and lock hang on it.
+    #[arg(long, short = 'r')]
+    pub release: String,
+
+    #[command(flatten)]
+    pub render: RenderArgs,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Deadline for the rollout: hooks and readiness of every object (e.g. 90s, 5m).
+    #[arg(long, default_value = "5m", value_parser = crate::deploy_cmd::parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// On failure, leave the failed revision in place for debugging instead of rolling back.
+    #[arg(long)]
+    pub no_rollback: bool,
+
+    /// Take over fields that another field manager (kubectl, a controller) owns.
+    #[arg(long)]
+    pub force_conflicts: bool,
+
+    /// How long to wait for another deploy of the same release to finish.
+    #[arg(long, default_value = "2m", value_parser = crate::deploy_cmd::parse_duration)]
+    pub lock_timeout: std::time::Duration,
+
+    /// How long the release lock outlives a killed deploy.
+    #[arg(long, default_value = "30s", value_parser = crate::deploy_cmd::parse_duration)]
+    pub lock_ttl: std::time::Duration,
+
+    /// Source commit to record with the revision.
+    #[arg(long, env = "BERTH_COMMIT")]
+    pub commit: Option<String>,
+
+    /// Output: progress lines on stderr and a summary (table), or JSON events, one per line,
+    /// then a result document (json).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// `berth history`.
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Release name.
+    #[arg(long, short = 'r')]
+    pub release: String,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// `berth rollback`.
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// Revision to restore (default: the one before the live revision).
+    #[arg(long)]
+    pub to: Option<u64>,
+
+    /// The release and how to deploy the restored revision (manifest flags are not used).
+    #[command(flatten)]
+    pub deploy: DeployArgs,
 }
 
 /// How results are printed.

@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+mod deploy_cmd;
 mod doctor;
 
 use std::process::ExitCode;
@@ -27,6 +28,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             cli::Command::Doctor(a) => doctor::run(a).await,
+            cli::Command::Render(a) => deploy_cmd::render(a.render, a.cluster, a.release).await,
+            cli::Command::Deploy(a) => deploy_cmd::deploy(a).await,
+            cli::Command::Diff(a) => deploy_cmd::diff(a).await,
+            cli::Command::History(a) => deploy_cmd::history(a).await,
+            cli::Command::Rollback(a) => deploy_cmd::rollback(a).await,
         }
     });
     match result {

@@ -1,0 +1,710 @@
+//! berth's deploy engine: put a rendered set of objects into an environment's namespace, prove
+//! it came up, and undo it cleanly when it did not.
+//!
+//! One deploy, in order:
+//!
+//! 1. **Lock** the release ([`lock`]: a Lease with a TTL, renewed while working).
+//! 2. **History** ([`release`]): the live revision, the next number; records left `pending` by
+//!    a killed process are marked `interrupted`.
+//! 3. **Plan** ([`plan`]): hooks apart, content hash; if it equals the live revision's and
+//!    every object is live and ready, nothing is applied (`Unchanged`).
+//! 4. Record the new revision as `pending`, then run **pre-deploy hooks** (Jobs, re-created each
+//!    time) and wait for them; a failed pre-hook stops before any workload changes.
+//! 5. **Apply** with server-side apply (field manager `berth`) phase by phase — Namespaces,
+//!    CRDs (waited until Established), access, config, storage, Services, workloads, exposure,
+//!    custom resources — objects of one phase in parallel.
+//! 6. **Track** readiness by watches ([`track`]), with live diagnosis of the release's pods.
+//! 7. **Post-deploy hooks**, then **prune** objects the previous revision had and this one does
+//!    not (only objects labelled as this release's), then record `deployed`.
+//! 8. On failure: **roll back** to the live revision (re-apply its recorded objects, delete what
+//!    the failed one added), or remove a failed first install; record `failed` with the
+//!    diagnosis; return an error that carries it. `rollback: false` keeps the failure in place.
+//!
+//! The engine never prints: it reports [`berth_types::Event`]s to an [`EventSink`].
+
+pub mod lock;
+pub mod plan;
+pub mod release;
+pub mod track;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_cluster::{Cluster, ClusterError, ObjectKey};
+use berth_render::{ObjectSet, Ownership, RenderError, deploy_order};
+use berth_types::{Event, EventSink, Level};
+use futures::StreamExt;
+use serde_json::Value;
+
+pub use lock::{Lock, LockOptions};
+pub use release::{History, Release, Status};
+pub use track::Failure;
+
+use crate::plan::{HookWhen, hook_of, key_of};
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "berth";
+
+/// How many objects of one phase are applied at once.
+const PARALLEL_APPLIES: usize = 8;
+
+/// Everything that can stop a deploy.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The cluster refused or failed a call.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The objects could not be prepared (ownership labels, namespaces).
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// A release record could not be read or written.
+    #[error("release history: {0}")]
+    Record(String),
+    /// Another deploy holds the release's lock.
+    #[error(
+        "release `{release}` in namespace `{namespace}` is being deployed by {holder} (lock renewed \
+         {renewed}, expires {ttl}s after its last renewal). Wait for it to finish, or raise \
+         --lock-timeout; a lock left by a killed process frees itself after {ttl}s"
+    )]
+    Locked {
+        /// Release name.
+        release: String,
+        /// Namespace.
+        namespace: String,
+        /// Who holds it.
+        holder: String,
+        /// Its last renewal.
+        renewed: String,
+        /// Its TTL in seconds.
+        ttl: i64,
+    },
+    /// An object carries an unknown hook annotation value.
+    #[error("{object} has annotation berth.dev/hook: `{value}`; use `pre-deploy` or `post-deploy`")]
+    BadHook {
+        /// `Kind/name`.
+        object: String,
+        /// What it said.
+        value: String,
+    },
+    /// A pre-deploy hook failed; nothing else was changed.
+    #[error("revision {revision}: pre-deploy hook failed, nothing else was changed — {failure}")]
+    PreHookFailed {
+        /// The revision that was attempted.
+        revision: u64,
+        /// What failed.
+        failure: Failure,
+    },
+    /// The deploy failed and the environment was rolled back.
+    #[error("revision {revision} failed and was rolled back to revision {to} — {failure}")]
+    RolledBack {
+        /// The failed revision.
+        revision: u64,
+        /// The revision live again.
+        to: u64,
+        /// What failed.
+        failure: Failure,
+    },
+    /// The deploy failed and there was nothing to roll back to: the objects it created were
+    /// removed.
+    #[error("revision {revision} (first install) failed; its objects were removed — {failure}")]
+    FirstInstallFailed {
+        /// The failed revision.
+        revision: u64,
+        /// What failed.
+        failure: Failure,
+    },
+    /// The deploy failed and was left in place (`--no-rollback`).
+    #[error(
+        "revision {revision} failed and was left in place for debugging (--no-rollback) — {failure}"
+    )]
+    FailedKept {
+        /// The failed revision.
+        revision: u64,
+        /// What failed.
+        failure: Failure,
+    },
+    /// The deploy failed, and so did the rollback.
+    #[error(
+        "revision {revision} failed — {failure}; rolling back to revision {to} failed too — \
+         {rollback}. Inspect the namespace, then `berth rollback --to {to}`"
+    )]
+    RollbackFailed {
+        /// The failed revision.
+        revision: u64,
+        /// The revision we tried to restore.
+        to: u64,
+        /// What failed first.
+        failure: Failure,
+        /// What failed during the rollback.
+        rollback: String,
+    },
+    /// `rollback --to N` named a revision that does not exist or never deployed.
+    #[error("release `{release}` has no revision {revision} to roll back to; see `berth history`")]
+    NoSuchRevision {
+        /// Release.
+        release: String,
+        /// Asked for.
+        revision: u64,
+    },
+    /// Another process took the lock while we worked (our renewals stopped for over its TTL).
+    #[error(
+        "lost the deploy lock to {0} while deploying; check what it deployed with `berth history`"
+    )]
+    LostLock(String),
+}
+
+/// One deploy.
+#[derive(Clone)]
+pub struct DeployRequest {
+    /// Release name (unique in the namespace).
+    pub release: String,
+    /// The environment's namespace; created if missing.
+    pub namespace: String,
+    /// Rendered objects, images already pinned, no ownership labels yet.
+    pub objects: ObjectSet,
+    /// Image digests deployed, for the record.
+    pub images: BTreeMap<String, String>,
+    /// Source commit.
+    pub commit: Option<String>,
+    /// Who deploys (user@host).
+    pub user: String,
+    /// Deadline for the whole rollout (hooks, readiness).
+    pub timeout: Duration,
+    /// Roll back on failure (default); false keeps the failure for debugging.
+    pub rollback: bool,
+    /// Take over fields owned by other field managers.
+    pub force_conflicts: bool,
+    /// Lock settings.
+    pub lock: LockOptions,
+}
+
+/// How a successful deploy ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeployOutcome {
+    /// A new revision is live.
+    Deployed {
+        /// Its number.
+        revision: u64,
+        /// Objects applied.
+        applied: usize,
+        /// Objects of the previous revision deleted.
+        pruned: usize,
+    },
+    /// The live revision already is what was asked for, and it is ready.
+    Unchanged {
+        /// The live revision.
+        revision: u64,
+    },
+}
+
+/// The engine: a cluster connection and where events go.
+pub struct Deployer {
+    cluster: Cluster,
+    sink: Arc<dyn EventSink>,
+}
+
+impl Deployer {
+    /// An engine over `cluster` reporting to `sink`.
+    pub fn new(cluster: Cluster, sink: Arc<dyn EventSink>) -> Self {
+        Deployer { cluster, sink }
+    }
+
+    fn message(&self, level: Level, message: String) {
+        self.sink.emit(Event::Message {
+            step: "deploy".into(),
+            level,
+            message,
+        });
+    }
+
+    fn object_state(&self, t0: Instant, object: &str, state: &str, message: &str) {
+        self.sink.emit(Event::ObjectState {
+            object: object.into(),
+            state: state.into(),
+            message: message.into(),
+            millis: t0.elapsed().as_millis() as u64,
+        });
+    }
+
+    /// Deploys `req`; see the [crate docs](crate) for the steps.
+    pub async fn deploy(&self, req: DeployRequest) -> Result<DeployOutcome, DeployError> {
+        for o in req.objects.iter() {
+            if let Some(value) = plan::invalid_hook(o.value()) {
+                return Err(DeployError::BadHook {
+                    object: format!("{}/{}", o.key().kind, o.key().name),
+                    value,
+                });
+            }
+        }
+        self.cluster.ensure_namespace(&req.namespace).await?;
+        let lock = Lock::acquire(&self.cluster, &req.namespace, &req.release, &req.lock).await?;
+        let result = self.deploy_locked(&req, &lock).await;
+        let lost = lock.lost_to();
+        lock.release().await?;
+        match (result, lost) {
+            (Ok(_), Some(holder)) => Err(DeployError::LostLock(holder)),
+            (r, _) => r,
+        }
+    }
+
+    async fn deploy_locked(
+        &self,
+        req: &DeployRequest,
+        _lock: &Lock,
+    ) -> Result<DeployOutcome, DeployError> {
+        let t0 = Instant::now();
+        let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
+        let mut history = History::load(&self.cluster, &req.namespace, &req.release).await?;
+        for r in history.releases.iter_mut() {
+            if r.status == Status::Pending {
+                // We hold the lock, so whoever left this pending is gone.
+                r.status = Status::Interrupted;
+                r.description = format!("{} (the deploying process stopped)", r.description);
+                release::save(&self.cluster, r).await?;
+                self.message(
+                    Level::Warning,
+                    format!(
+                        "revision {} was interrupted; marked interrupted",
+                        r.revision
+                    ),
+                );
+            }
+        }
+        let hash = plan::content_hash(&req.objects);
+        let current = history.current().cloned();
+        if let Some(cur) = &current
+            && cur.content_hash == hash
+            && self.all_live_and_ready(cur).await?
+        {
+            self.message(
+                Level::Info,
+                format!(
+                    "revision {} is live and ready; nothing to apply",
+                    cur.revision
+                ),
+            );
+            return Ok(DeployOutcome::Unchanged {
+                revision: cur.revision,
+            });
+        }
+
+        let revision = history.last_revision() + 1;
+        let mut objects = req.objects.clone();
+        let mut owner = Ownership::new(&req.release, revision, &req.namespace);
+        if let Some(c) = &req.commit {
+            owner = owner.with_commit(c);
+        }
+        objects.apply_ownership(&owner)?;
+        let values: Vec<Value> = objects
+            .sorted()
+            .into_iter()
+            .map(|o| o.value().clone())
+            .collect();
+        let mut record = Release {
+            name: req.release.clone(),
+            namespace: req.namespace.clone(),
+            revision,
+            status: Status::Pending,
+            content_hash: hash,
+            commit: req.commit.clone(),
+            user: req.user.clone(),
+            started_at: release::now(),
+            finished_at: None,
+            description: "deploying".into(),
+            images: req.images.clone(),
+            objects: values.clone(),
+        };
+        release::save(&self.cluster, &record).await?;
+        self.message(
+            Level::Info,
+            format!(
+                "deploying revision {revision} of `{}` to namespace `{}` ({} objects)",
+                req.release,
+                req.namespace,
+                values.len()
+            ),
+        );
+
+        let tracker = track::Tracker {
+            cluster: &self.cluster,
+            namespace: &req.namespace,
+            selector: format!("{}={}", berth_render::ownership::RELEASE_LABEL, req.release),
+            sink: &self.sink,
+            started: t0,
+            pods_since: since,
+        };
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        let remaining = || deadline.saturating_duration_since(tokio::time::Instant::now());
+
+        // Pre-deploy hooks.
+        let pre: Vec<&Value> = values
+            .iter()
+            .filter(|o| hook_of(o) == Some(HookWhen::PreDeploy))
+            .collect();
+        if let Err(failure) = self.run_hooks(&pre, &tracker, t0, remaining()).await? {
+            record.status = Status::Failed;
+            record.description = format!("pre-deploy hook failed: {failure}");
+            record.finished_at = Some(release::now());
+            release::save(&self.cluster, &record).await?;
+            return Err(DeployError::PreHookFailed { revision, failure });
+        }
+
+        // Apply and track.
+        let main: Vec<Value> = values
+            .iter()
+            .filter(|o| hook_of(o).is_none())
+            .cloned()
+            .collect();
+        let mut outcome = self
+            .apply_and_track(
+                &objects,
+                &main,
+                req.force_conflicts,
+                &tracker,
+                t0,
+                remaining(),
+            )
+            .await?;
+        if outcome.is_ok() {
+            let post: Vec<&Value> = values
+                .iter()
+                .filter(|o| hook_of(o) == Some(HookWhen::PostDeploy))
+                .collect();
+            let applied = outcome.as_ref().copied().unwrap_or(0);
+            outcome = self
+                .run_hooks(&post, &tracker, t0, remaining())
+                .await?
+                .map(|hooks| applied + hooks);
+        }
+
+        match outcome {
+            Ok(applied) => {
+                let pruned = match &current {
+                    Some(cur) => self.prune(&cur.objects, &values, &req.release, t0).await?,
+                    None => 0,
+                };
+                if let Some(mut cur) = current {
+                    cur.status = Status::Superseded;
+                    release::save(&self.cluster, &cur).await?;
+                }
+                record.status = Status::Deployed;
+                record.description = format!("{applied} objects applied, {pruned} pruned");
+                record.finished_at = Some(release::now());
+                release::save(&self.cluster, &record).await?;
+                Ok(DeployOutcome::Deployed {
+                    revision,
+                    applied,
+                    pruned,
+                })
+            }
+            Err(failure) => {
+                self.message(
+                    Level::Error,
+                    format!("revision {revision} failed: {failure}"),
+                );
+                record.finished_at = Some(release::now());
+                record.description = failure.to_string();
+                if !req.rollback {
+                    record.status = Status::FailedKept;
+                    release::save(&self.cluster, &record).await?;
+                    return Err(DeployError::FailedKept { revision, failure });
+                }
+                record.status = Status::Failed;
+                match current {
+                    Some(cur) => {
+                        self.message(
+                            Level::Warning,
+                            format!("rolling back to revision {}", cur.revision),
+                        );
+                        let restored = self.restore(&cur, &values, &tracker, t0).await;
+                        release::save(&self.cluster, &record).await?;
+                        match restored {
+                            Ok(()) => Err(DeployError::RolledBack {
+                                revision,
+                                to: cur.revision,
+                                failure,
+                            }),
+                            Err(rollback) => Err(DeployError::RollbackFailed {
+                                revision,
+                                to: cur.revision,
+                                failure,
+                                rollback,
+                            }),
+                        }
+                    }
+                    None => {
+                        self.message(
+                            Level::Warning,
+                            "first install failed; removing its objects".into(),
+                        );
+                        self.prune(&values, &[], &req.release, t0).await?;
+                        release::save(&self.cluster, &record).await?;
+                        Err(DeployError::FirstInstallFailed { revision, failure })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies `main` phase by phase and waits for readiness. `Ok(Err(..))` is a rollout
+    /// failure (to be rolled back); `Err(..)` an error talking to the cluster.
+    async fn apply_and_track(
+        &self,
+        set: &ObjectSet,
+        main: &[Value],
+        force: bool,
+        tracker: &track::Tracker<'_>,
+        t0: Instant,
+        timeout: Duration,
+    ) -> Result<Result<usize, Failure>, DeployError> {
+        let by_key: BTreeMap<ObjectKey, &Value> = main.iter().map(|o| (key_of(o), o)).collect();
+        let mut applied: BTreeMap<ObjectKey, Value> = BTreeMap::new();
+        for phase in deploy_order(set) {
+            let batch: Vec<&Value> = phase
+                .objects
+                .iter()
+                .filter_map(|k| {
+                    let v = set.get(k)?.value();
+                    by_key.get(&key_of(v)).copied()
+                })
+                .collect();
+            let results: Vec<(ObjectKey, Result<Value, ClusterError>)> =
+                futures::stream::iter(batch)
+                    .map(|o| async move {
+                        (key_of(o), self.cluster.apply(o, FIELD_MANAGER, force).await)
+                    })
+                    .buffer_unordered(PARALLEL_APPLIES)
+                    .collect()
+                    .await;
+            for (k, r) in results {
+                match r {
+                    Ok(live) => {
+                        self.object_state(t0, &format!("{}/{}", k.kind, k.name), "applied", "");
+                        applied.insert(k, live);
+                    }
+                    Err(
+                        e @ (ClusterError::Unreachable { .. } | ClusterError::Unauthorized { .. }),
+                    ) => {
+                        return Err(e.into());
+                    }
+                    Err(e) => {
+                        return Ok(Err(Failure {
+                            object: format!("{}/{}", k.kind, k.name),
+                            reason: e.to_string(),
+                            logs: None,
+                        }));
+                    }
+                }
+            }
+            if phase.phase == berth_render::Phase::Definitions {
+                for k in applied
+                    .keys()
+                    .filter(|k| k.kind == "CustomResourceDefinition")
+                {
+                    let established = self
+                        .cluster
+                        .wait_until(k, Duration::from_secs(60), |crd| {
+                            crd["status"]["conditions"].as_array().is_some_and(|cs| {
+                                cs.iter()
+                                    .any(|c| c["type"] == "Established" && c["status"] == "True")
+                            })
+                        })
+                        .await;
+                    if let Err(e) = established {
+                        return Ok(Err(Failure {
+                            object: format!("CustomResourceDefinition/{}", k.name),
+                            reason: format!("not Established: {e}"),
+                            logs: None,
+                        }));
+                    }
+                }
+            }
+        }
+        let keys: Vec<ObjectKey> = applied.keys().cloned().collect();
+        Ok(tracker
+            .wait(&keys, &applied, timeout)
+            .await
+            .map(|()| keys.len()))
+    }
+
+    /// Runs hook Jobs (deleting earlier runs of the same name first) and waits for them.
+    async fn run_hooks(
+        &self,
+        hooks: &[&Value],
+        tracker: &track::Tracker<'_>,
+        t0: Instant,
+        timeout: Duration,
+    ) -> Result<Result<usize, Failure>, DeployError> {
+        if hooks.is_empty() {
+            return Ok(Ok(0));
+        }
+        let mut applied = BTreeMap::new();
+        for hook in hooks {
+            let k = key_of(hook);
+            if self.cluster.delete(&k).await? {
+                // Jobs are immutable; wait for the old run to go before re-creating it.
+                let gone = tokio::time::Instant::now() + Duration::from_secs(60);
+                while self.cluster.get(&k).await?.is_some() {
+                    if tokio::time::Instant::now() > gone {
+                        return Ok(Err(Failure {
+                            object: format!("{}/{}", k.kind, k.name),
+                            reason: "the previous run of this hook was not deleted within 60s"
+                                .into(),
+                            logs: None,
+                        }));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            let live = self.cluster.apply(hook, FIELD_MANAGER, true).await?;
+            self.object_state(t0, &format!("{}/{}", k.kind, k.name), "applied", "hook");
+            applied.insert(k, live);
+        }
+        let keys: Vec<ObjectKey> = applied.keys().cloned().collect();
+        Ok(tracker
+            .wait(&keys, &applied, timeout)
+            .await
+            .map(|()| keys.len()))
+    }
+
+    /// Deletes objects of `previous` that `next` lacks, if they are still this release's.
+    async fn prune(
+        &self,
+        previous: &[Value],
+        next: &[Value],
+        release: &str,
+        t0: Instant,
+    ) -> Result<usize, DeployError> {
+        let mut n = 0;
+        for k in plan::to_prune(previous, next) {
+            let Some(live) = self.cluster.get(&k).await? else {
+                continue;
+            };
+            let labels = &live["metadata"]["labels"];
+            if labels[berth_render::ownership::RELEASE_LABEL] != release
+                || labels[berth_render::ownership::MANAGED_BY_LABEL] != "berth"
+            {
+                self.message(
+                    Level::Warning,
+                    format!("not pruning {k}: it is no longer labelled as release `{release}`'s"),
+                );
+                continue;
+            }
+            if self.cluster.delete(&k).await? {
+                n += 1;
+                self.object_state(t0, &format!("{}/{}", k.kind, k.name), "pruned", "");
+            }
+        }
+        Ok(n)
+    }
+
+    /// Restores revision `to` after `failed` objects were applied.
+    async fn restore(
+        &self,
+        to: &Release,
+        failed: &[Value],
+        tracker: &track::Tracker<'_>,
+        t0: Instant,
+    ) -> Result<(), String> {
+        let main: Vec<&Value> = to.objects.iter().filter(|o| hook_of(o).is_none()).collect();
+        let mut applied = BTreeMap::new();
+        for o in &main {
+            let k = key_of(o);
+            let live = self
+                .cluster
+                .apply(o, FIELD_MANAGER, true)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.object_state(t0, &format!("{}/{}", k.kind, k.name), "rolled-back", "");
+            applied.insert(k, live);
+        }
+        let restored: Vec<Value> = main.into_iter().cloned().collect();
+        self.prune(failed, &restored, &to.name, t0)
+            .await
+            .map_err(|e| e.to_string())?;
+        let keys: Vec<ObjectKey> = applied.keys().cloned().collect();
+        tracker
+            .wait(&keys, &applied, Duration::from_secs(120))
+            .await
+            .map_err(|f| f.to_string())
+    }
+
+    /// Whether every non-hook object of `release` exists and is ready now.
+    async fn all_live_and_ready(&self, release: &Release) -> Result<bool, DeployError> {
+        let checks = futures::stream::iter(release.objects.iter().filter(|o| hook_of(o).is_none()))
+            .map(|o| async move {
+                let k = key_of(o);
+                self.cluster.get(&k).await.map(|live| {
+                    live.is_some_and(|l| {
+                        l["metadata"]["annotations"][berth_render::ownership::REVISION_ANNOTATION]
+                            == release.revision.to_string().as_str()
+                            && berth_rollout::readiness(&l).is_ready()
+                    })
+                })
+            })
+            .buffer_unordered(PARALLEL_APPLIES)
+            .collect::<Vec<_>>()
+            .await;
+        for c in checks {
+            if !c? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Re-deploys revision `to` (or the one before the live one) as a new revision.
+    pub async fn rollback(
+        &self,
+        namespace: &str,
+        release_name: &str,
+        to: Option<u64>,
+        base: DeployRequest,
+    ) -> Result<(DeployOutcome, u64), DeployError> {
+        let history = History::load(&self.cluster, namespace, release_name).await?;
+        let target = match to {
+            Some(n) => history.get(n),
+            None => {
+                let cur = history.current().map(|c| c.revision).unwrap_or(0);
+                history.releases.iter().rev().find(|r| {
+                    r.revision < cur && matches!(r.status, Status::Superseded | Status::Deployed)
+                })
+            }
+        }
+        .filter(|r| r.objects.iter().any(|_| true))
+        .ok_or(DeployError::NoSuchRevision {
+            release: release_name.into(),
+            revision: to.unwrap_or(0),
+        })?
+        .clone();
+        let mut objects = ObjectSet::new();
+        for (i, v) in target.objects.iter().enumerate() {
+            let mut v = v.clone();
+            strip_ownership(&mut v);
+            let source = berth_render::Source {
+                origin: format!("revision {}", target.revision),
+                line: i as u64 + 1,
+            };
+            objects.insert(berth_render::Object::new(v, source)?)?;
+        }
+        let req = DeployRequest {
+            objects,
+            images: target.images.clone(),
+            commit: target.commit.clone(),
+            ..base
+        };
+        let outcome = self.deploy(req).await?;
+        Ok((outcome, target.revision))
+    }
+}
+
+/// Removes berth's per-revision annotations so a recorded object can be re-owned by a new
+/// revision.
+fn strip_ownership(v: &mut Value) {
+    use berth_render::ownership::{COMMIT_ANNOTATION, REVISION_ANNOTATION};
+    if let Some(a) = v["metadata"]["annotations"].as_object_mut() {
+        a.remove(REVISION_ANNOTATION);
+        a.remove(COMMIT_ANNOTATION);
+    }
+}

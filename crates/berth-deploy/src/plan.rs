@@ -1,0 +1,142 @@
+//! Pure planning: which objects are hooks, what a release's content hash is, what to prune.
+
+use std::collections::BTreeSet;
+
+use berth_cluster::ObjectKey;
+use berth_render::ObjectSet;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// berth's hook annotation: `pre-deploy` or `post-deploy`.
+pub const HOOK_ANNOTATION: &str = "berth.dev/hook";
+
+/// When a hook runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookWhen {
+    /// Before any other object changes; a failure stops the deploy.
+    PreDeploy,
+    /// After every object is ready; a failure fails (and rolls back) the deploy.
+    PostDeploy,
+}
+
+/// Whether an object is a hook, from berth's annotation or Helm's (`pre-install`/`pre-upgrade`
+/// and `post-install`/`post-upgrade` map to berth's two moments; Helm test and delete hooks
+/// are not deploy hooks and are rejected by [`hook_of`]'s caller as plain objects never reach
+/// here: `helm template --skip-tests` drops tests).
+pub fn hook_of(object: &Value) -> Option<HookWhen> {
+    let ann = &object["metadata"]["annotations"];
+    if let Some(h) = ann[HOOK_ANNOTATION].as_str() {
+        return match h.trim() {
+            "pre-deploy" => Some(HookWhen::PreDeploy),
+            "post-deploy" => Some(HookWhen::PostDeploy),
+            _ => None,
+        };
+    }
+    let helm = ann["helm.sh/hook"].as_str()?;
+    let kinds: Vec<&str> = helm.split(',').map(str::trim).collect();
+    if kinds
+        .iter()
+        .any(|k| *k == "pre-install" || *k == "pre-upgrade")
+    {
+        Some(HookWhen::PreDeploy)
+    } else if kinds
+        .iter()
+        .any(|k| *k == "post-install" || *k == "post-upgrade")
+    {
+        Some(HookWhen::PostDeploy)
+    } else {
+        None
+    }
+}
+
+/// Checks the hook annotation's value, so a typo is an error rather than a silently ordinary
+/// object.
+pub fn invalid_hook(object: &Value) -> Option<String> {
+    let h = object["metadata"]["annotations"][HOOK_ANNOTATION].as_str()?;
+    match h.trim() {
+        "pre-deploy" | "post-deploy" => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Hash of the rendered objects before berth's per-revision annotations: two deploys with the
+/// same hash would apply the same thing.
+pub fn content_hash(objects: &ObjectSet) -> String {
+    let digest = Sha256::digest(objects.to_yaml().as_bytes());
+    format!("sha256:{digest:x}")
+}
+
+/// The cluster key of a manifest object.
+pub fn key_of(object: &Value) -> ObjectKey {
+    ObjectKey::of(object).expect("rendered objects have apiVersion, kind and name")
+}
+
+/// Objects of `previous` that `next` no longer has: to delete after `next` succeeds (or, on a
+/// rollback, objects of the failed revision that the restored one does not have).
+pub fn to_prune(previous: &[Value], next: &[Value]) -> Vec<ObjectKey> {
+    let keep: BTreeSet<(String, String, Option<String>, String)> =
+        next.iter().map(|o| identity(&key_of(o))).collect();
+    previous
+        .iter()
+        .filter(|o| hook_of(o).is_none())
+        .map(key_of)
+        .filter(|k| !keep.contains(&identity(k)))
+        .collect()
+}
+
+/// Identity ignoring the version part of apiVersion (apps/v1beta2 and apps/v1 Deployments are
+/// the same object).
+fn identity(k: &ObjectKey) -> (String, String, Option<String>, String) {
+    let group = match k.api_version.rsplit_once('/') {
+        Some((g, _)) => g.to_string(),
+        None => String::new(),
+    };
+    (group, k.kind.clone(), k.namespace.clone(), k.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(api: &str, kind: &str, name: &str) -> Value {
+        json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": "ns"}})
+    }
+
+    #[test]
+    fn hooks_from_berth_and_helm_annotations() {
+        let mut j = obj("batch/v1", "Job", "migrate");
+        assert_eq!(hook_of(&j), None);
+        j["metadata"]["annotations"] = json!({"berth.dev/hook": "pre-deploy"});
+        assert_eq!(hook_of(&j), Some(HookWhen::PreDeploy));
+        j["metadata"]["annotations"] = json!({"helm.sh/hook": "post-install,post-upgrade"});
+        assert_eq!(hook_of(&j), Some(HookWhen::PostDeploy));
+        j["metadata"]["annotations"] = json!({"helm.sh/hook": "pre-upgrade"});
+        assert_eq!(hook_of(&j), Some(HookWhen::PreDeploy));
+        j["metadata"]["annotations"] = json!({"berth.dev/hook": "pre-deplyo"});
+        assert_eq!(invalid_hook(&j).as_deref(), Some("pre-deplyo"));
+    }
+
+    #[test]
+    fn prune_keeps_what_the_next_release_has_whatever_its_version() {
+        let prev = vec![
+            obj("apps/v1beta2", "Deployment", "web"),
+            obj("v1", "ConfigMap", "old"),
+            obj("v1", "Service", "web"),
+        ];
+        let next = vec![
+            obj("apps/v1", "Deployment", "web"),
+            obj("v1", "Service", "web"),
+        ];
+        let pruned = to_prune(&prev, &next);
+        assert_eq!(pruned.len(), 1);
+        assert_eq!(pruned[0].name, "old");
+    }
+
+    #[test]
+    fn hooks_are_never_pruned() {
+        let mut hook = obj("batch/v1", "Job", "migrate");
+        hook["metadata"]["annotations"] = json!({"berth.dev/hook": "pre-deploy"});
+        assert!(to_prune(&[hook], &[]).is_empty());
+    }
+}

@@ -1,0 +1,298 @@
+//! Waiting for objects to become ready, driven by watches.
+//!
+//! One watch per kind (filtered by the release label, so a 200-object release needs a handful
+//! of connections, not 200), plus one watch on the release's pods for diagnosis: a fatal
+//! diagnosis (image cannot be pulled, crash loop) fails the wait the moment it shows, instead of
+//! at the deadline. Readiness rules and diagnoses are `berth-rollout`'s pure functions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_cluster::{Cluster, ObjectKey, Watched};
+use berth_rollout::{DiagnosisKind, Readiness, diagnose_pod, readiness};
+use berth_types::{Event, EventSink, Level};
+use futures::StreamExt;
+use serde_json::Value;
+
+/// Why a wait failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    /// The object that failed (`Kind/name`), or the pod a diagnosis is about.
+    pub object: String,
+    /// What happened and what to check.
+    pub reason: String,
+    /// The last log lines of the failing container, when there are any.
+    pub logs: Option<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.reason)?;
+        if let Some(logs) = &self.logs {
+            write!(f, "\n  last log lines:")?;
+            for l in logs.lines() {
+                write!(f, "\n    {l}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the tracker needs to know about the deploy.
+pub struct Tracker<'a> {
+    /// The cluster.
+    pub cluster: &'a Cluster,
+    /// The release's namespace.
+    pub namespace: &'a str,
+    /// Label selector matching the release's objects and pods.
+    pub selector: String,
+    /// Where events go.
+    pub sink: &'a Arc<dyn EventSink>,
+    /// Deploy start, for event timings and to ignore pods older than this deploy.
+    pub started: Instant,
+    /// Pods created before this instant are not diagnosed (they belong to earlier revisions).
+    pub pods_since: jiff::Timestamp,
+}
+
+fn short(key: &ObjectKey) -> String {
+    format!("{}/{}", key.kind, key.name)
+}
+
+impl Tracker<'_> {
+    fn emit(&self, object: &str, state: &str, message: &str) {
+        self.sink.emit(Event::ObjectState {
+            object: object.into(),
+            state: state.into(),
+            message: message.into(),
+            millis: self.started.elapsed().as_millis() as u64,
+        });
+    }
+
+    /// Waits until every object in `keys` is ready, one is failed, a pod shows a fatal
+    /// diagnosis, or `timeout` passes. `initial` holds states already known (from apply
+    /// responses) so objects that are ready at once need no watch.
+    pub async fn wait(
+        &self,
+        keys: &[ObjectKey],
+        initial: &BTreeMap<ObjectKey, Value>,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        let mut pending: BTreeMap<ObjectKey, String> = BTreeMap::new();
+        for k in keys {
+            match initial.get(k).map(readiness) {
+                Some(Readiness::Ready { message }) => self.emit(&short(k), "ready", &message),
+                Some(Readiness::Failed { message, .. }) => {
+                    return Err(Failure {
+                        object: short(k),
+                        reason: message,
+                        logs: None,
+                    });
+                }
+                Some(Readiness::Progressing { message }) => {
+                    pending.insert(k.clone(), message);
+                }
+                None => {
+                    pending.insert(k.clone(), "waiting".into());
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let kinds: BTreeSet<(String, String, Option<String>)> = pending
+            .keys()
+            .map(|k| (k.api_version.clone(), k.kind.clone(), k.namespace.clone()))
+            .collect();
+        let mut streams = Vec::new();
+        for (api_version, kind, ns) in &kinds {
+            let s = self
+                .cluster
+                .watch(api_version, kind, ns.as_deref(), None, Some(&self.selector))
+                .await
+                .map_err(|e| Failure {
+                    object: kind.clone(),
+                    reason: e.to_string(),
+                    logs: None,
+                })?;
+            streams.push(s.map(|e| (false, e)).boxed());
+        }
+        let pods = self
+            .cluster
+            .watch(
+                "v1",
+                "Pod",
+                Some(self.namespace),
+                None,
+                Some(&self.selector),
+            )
+            .await
+            .map_err(|e| Failure {
+                object: "pods".into(),
+                reason: e.to_string(),
+                logs: None,
+            })?;
+        streams.push(pods.map(|e| (true, e)).boxed());
+        let mut all = futures::stream::select_all(streams);
+        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline, all.next()).await;
+            let (is_pod, event) = match next {
+                Err(_) => {
+                    let (k, msg) = pending.iter().next().expect("pending is not empty");
+                    let others = pending.len() - 1;
+                    return Err(Failure {
+                        object: short(k),
+                        reason: format!(
+                            "not ready after {}s: {msg}{}",
+                            timeout.as_secs(),
+                            if others > 0 {
+                                format!(" (and {others} more objects not ready)")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                        logs: None,
+                    });
+                }
+                Ok(None) => {
+                    return Err(Failure {
+                        object: "watch".into(),
+                        reason: "the watch ended unexpectedly".into(),
+                        logs: None,
+                    });
+                }
+                Ok(Some(e)) => e,
+            };
+            let obj = match event {
+                Ok(Watched::Applied(o)) => o,
+                Ok(Watched::Deleted(o)) => {
+                    if !is_pod
+                        && let Ok(k) = ObjectKey::of(&o)
+                        && pending.contains_key(&k)
+                    {
+                        return Err(Failure {
+                            object: short(&k),
+                            reason: "was deleted while berth waited for it".into(),
+                            logs: None,
+                        });
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!("watch: {e}");
+                    continue;
+                }
+            };
+            if is_pod {
+                self.diagnose(&obj, &mut seen).await?;
+                continue;
+            }
+            let Ok(k) = ObjectKey::of(&obj) else { continue };
+            let Some(last) = pending.get(&k).cloned() else {
+                continue;
+            };
+            match readiness(&obj) {
+                Readiness::Ready { message } => {
+                    pending.remove(&k);
+                    self.emit(&short(&k), "ready", &message);
+                    if pending.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Readiness::Failed { message, .. } => {
+                    self.emit(&short(&k), "failed", &message);
+                    let logs = self.logs_of_failed_job(&k, &obj).await;
+                    return Err(Failure {
+                        object: short(&k),
+                        reason: message,
+                        logs,
+                    });
+                }
+                Readiness::Progressing { message } => {
+                    if message != last {
+                        self.emit(&short(&k), "progressing", &message);
+                        pending.insert(k, message);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn diagnose(
+        &self,
+        pod: &Value,
+        seen: &mut BTreeSet<(String, String)>,
+    ) -> Result<(), Failure> {
+        let created = pod["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        if created.is_some_and(|c| c < self.pods_since) {
+            return Ok(());
+        }
+        let name = pod["metadata"]["name"].as_str().unwrap_or("?").to_string();
+        let owned_by_job = pod["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|r| r["kind"] == "Job"));
+        for d in diagnose_pod(pod) {
+            // A Job retries failed pods up to its backoffLimit; the Job's own readiness says
+            // when it has given up.
+            let fatal =
+                d.fatal && !(owned_by_job && d.kind == DiagnosisKind::ContainerExitedNonZero);
+            if seen.insert((name.clone(), d.message.clone())) {
+                self.sink.emit(Event::Message {
+                    step: "deploy".into(),
+                    level: if fatal { Level::Error } else { Level::Warning },
+                    message: format!("pod {name}: {}", d.message),
+                });
+            }
+            if fatal {
+                let logs = if matches!(d.kind, DiagnosisKind::CrashLoop | DiagnosisKind::OomKilled)
+                {
+                    self.logs(&name, d.container.as_deref(), true).await
+                } else {
+                    None
+                };
+                return Err(Failure {
+                    object: format!("Pod/{name}"),
+                    reason: d.message,
+                    logs,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn logs(&self, pod: &str, container: Option<&str>, previous: bool) -> Option<String> {
+        let got = self
+            .cluster
+            .pod_logs(self.namespace, pod, container, 20, previous)
+            .await;
+        match got {
+            Ok(text) if !text.trim().is_empty() => Some(text),
+            Ok(_) => None,
+            Err(e) => Some(format!("(logs unavailable: {e})")),
+        }
+    }
+
+    async fn logs_of_failed_job(&self, key: &ObjectKey, job: &Value) -> Option<String> {
+        if key.kind != "Job" {
+            return None;
+        }
+        let uid = job["metadata"]["uid"].as_str()?;
+        let pods = self
+            .cluster
+            .list(
+                "v1",
+                "Pod",
+                self.namespace,
+                Some(&format!("controller-uid={uid}")),
+            )
+            .await
+            .ok()?;
+        let pod = pods.last()?;
+        let name = pod["metadata"]["name"].as_str()?;
+        self.logs(name, None, false).await
+    }
+}

@@ -1,0 +1,438 @@
+//! `berth render`, `berth deploy`, `berth history`, `berth rollback`, `berth diff`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_cluster::{Cluster, ConnectOptions};
+use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
+use berth_render::{HelmChart, ImageMap, ManifestSource, ObjectSet, RenderContext, Tools};
+use berth_types::{Event, EventSink, Level};
+
+use crate::cli::{ClusterArgs, DeployArgs, HistoryArgs, OutputFormat, RenderArgs, RollbackArgs};
+
+/// Parses `90s`, `5m`, `1h`, `1m30s` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration `{s}`; use e.g. 90s, 5m, 1h"))?;
+        num.clear();
+        total += match c {
+            's' => n,
+            'm' => n * 60,
+            'h' => n * 3600,
+            _ => return Err(format!("invalid duration `{s}`; use e.g. 90s, 5m, 1h")),
+        };
+    }
+    if !num.is_empty() {
+        return Err(format!("invalid duration `{s}`; end it with s, m or h"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn sources(
+    args: &RenderArgs,
+    namespace: &str,
+    release: &str,
+) -> Result<Vec<ManifestSource>, String> {
+    let mut out: Vec<ManifestSource> = args
+        .file
+        .iter()
+        .cloned()
+        .map(ManifestSource::Path)
+        .collect();
+    out.extend(
+        args.kustomize
+            .iter()
+            .cloned()
+            .map(ManifestSource::Kustomize),
+    );
+    for chart in &args.helm {
+        out.push(ManifestSource::Helm(HelmChart {
+            release: release.into(),
+            chart: chart.clone(),
+            namespace: namespace.into(),
+            version: None,
+            values_files: args.values.clone(),
+            set: args.set.clone(),
+        }));
+    }
+    if out.is_empty() {
+        return Err("no manifests given: pass -f FILE|DIR, --kustomize DIR or --helm CHART".into());
+    }
+    Ok(out)
+}
+
+fn image_map(pins: &[String]) -> Result<(ImageMap, BTreeMap<String, String>), String> {
+    let mut map = ImageMap::new();
+    let mut record = BTreeMap::new();
+    for p in pins {
+        let (name, pinned) = p
+            .split_once('=')
+            .ok_or_else(|| format!("--image `{p}`: expected NAME=REPO@sha256:DIGEST"))?;
+        map.insert(name, pinned).map_err(|e| e.to_string())?;
+        record.insert(name.to_string(), pinned.to_string());
+    }
+    Ok((map, record))
+}
+
+/// Renders the sources: the objects a deploy would apply, before berth's ownership labels.
+fn render_objects(
+    args: &RenderArgs,
+    namespace: &str,
+    release: &str,
+) -> Result<(ObjectSet, BTreeMap<String, String>), String> {
+    let sources = sources(args, namespace, release)?;
+    let (images, record) = image_map(&args.image)?;
+    let ctx = RenderContext::from_values(&args.values, &args.set)
+        .map_err(|e| e.to_string())?
+        .with_images(images.clone())
+        .with_env(release, namespace);
+    let tools = Tools {
+        kustomize: args.kustomize_bin.clone(),
+        helm: args.helm_bin.clone(),
+    };
+    let mut set = berth_render::load(&sources, &ctx, &tools).map_err(|e| e.to_string())?;
+    set.substitute_images(&images);
+    Ok((set, record))
+}
+
+async fn connect(c: &ClusterArgs) -> Result<Cluster, String> {
+    Cluster::connect(&ConnectOptions {
+        kubeconfig: c.kubeconfig.clone(),
+        context: c.context.clone(),
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+fn namespace_of(c: &ClusterArgs, cluster: Option<&Cluster>) -> String {
+    c.namespace
+        .clone()
+        .or_else(|| cluster.map(|k| k.default_namespace().to_string()))
+        .unwrap_or_else(|| "default".into())
+}
+
+/// `berth render`: the final YAML, stable order.
+pub async fn render(
+    args: RenderArgs,
+    cluster: ClusterArgs,
+    release: Option<String>,
+) -> Result<ExitCode, String> {
+    let namespace = namespace_of(&cluster, None);
+    let release = release.unwrap_or_else(|| "render".into());
+    let (mut set, _) = render_objects(&args, &namespace, &release)?;
+    let owner = berth_render::Ownership::new(&release, 0, &namespace);
+    set.apply_ownership(&owner).map_err(|e| e.to_string())?;
+    print!("{}", set.to_yaml());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints events: lines on stderr for people, JSON lines on stdout for machines.
+struct Printer {
+    json: bool,
+}
+
+impl EventSink for Printer {
+    fn emit(&self, event: Event) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string(&event).expect("events serialize")
+            );
+            return;
+        }
+        match event {
+            Event::ObjectState {
+                object,
+                state,
+                message,
+                millis,
+            } => {
+                let secs = millis as f64 / 1000.0;
+                if message.is_empty() {
+                    eprintln!("{secs:>7.1}s  {object:<40} {state}");
+                } else {
+                    eprintln!("{secs:>7.1}s  {object:<40} {state:<12} {message}");
+                }
+            }
+            Event::Message { level, message, .. } => match level {
+                Level::Info => eprintln!("{message}"),
+                Level::Warning => eprintln!("warning: {message}"),
+                Level::Error => eprintln!("error: {message}"),
+            },
+            Event::StepStarted { .. } | Event::StepFinished { .. } => {}
+        }
+    }
+}
+
+fn user() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host}")
+}
+
+fn request(
+    args: &DeployArgs,
+    namespace: String,
+    objects: ObjectSet,
+    images: BTreeMap<String, String>,
+) -> DeployRequest {
+    DeployRequest {
+        release: args.release.clone(),
+        namespace,
+        objects,
+        images,
+        commit: args.commit.clone(),
+        user: user(),
+        timeout: args.timeout,
+        rollback: !args.no_rollback,
+        force_conflicts: args.force_conflicts,
+        lock: LockOptions {
+            ttl: args.lock_ttl,
+            wait: args.lock_timeout,
+            holder: format!("{} (pid {})", user(), std::process::id()),
+        },
+    }
+}
+
+fn finish(
+    result: Result<DeployOutcome, berth_deploy::DeployError>,
+    json: bool,
+    release: &str,
+) -> ExitCode {
+    match result {
+        Ok(outcome) => {
+            let (text, doc) = match &outcome {
+                DeployOutcome::Deployed {
+                    revision,
+                    applied,
+                    pruned,
+                } => (
+                    format!(
+                        "release `{release}` revision {revision} deployed: {applied} objects ready, {pruned} pruned"
+                    ),
+                    serde_json::json!({"result": "deployed", "revision": revision, "applied": applied, "pruned": pruned}),
+                ),
+                DeployOutcome::Unchanged { revision } => (
+                    format!(
+                        "release `{release}` is up to date at revision {revision}; nothing applied"
+                    ),
+                    serde_json::json!({"result": "unchanged", "revision": revision}),
+                ),
+            };
+            if json {
+                println!("{doc}");
+            } else {
+                println!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"result": "failed", "error": e.to_string()})
+                );
+            }
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `berth deploy`.
+pub async fn deploy(args: DeployArgs) -> Result<ExitCode, String> {
+    let cluster = connect(&args.cluster).await?;
+    let namespace = namespace_of(&args.cluster, Some(&cluster));
+    let (objects, images) = render_objects(&args.render, &namespace, &args.release)?;
+    let json = args.output == OutputFormat::Json;
+    let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
+    let deployer = Deployer::new(cluster, sink);
+    let req = request(&args, namespace, objects, images);
+    Ok(finish(deployer.deploy(req).await, json, &args.release))
+}
+
+/// `berth rollback`.
+pub async fn rollback(args: RollbackArgs) -> Result<ExitCode, String> {
+    let cluster = connect(&args.deploy.cluster).await?;
+    let namespace = namespace_of(&args.deploy.cluster, Some(&cluster));
+    let json = args.deploy.output == OutputFormat::Json;
+    let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
+    let deployer = Deployer::new(cluster, sink);
+    let base = request(
+        &args.deploy,
+        namespace.clone(),
+        ObjectSet::new(),
+        BTreeMap::new(),
+    );
+    let result = deployer
+        .rollback(&namespace, &args.deploy.release, args.to, base)
+        .await
+        .map(|(outcome, from)| {
+            if !json {
+                eprintln!("restored the objects of revision {from}");
+            }
+            outcome
+        });
+    Ok(finish(result, json, &args.deploy.release))
+}
+
+/// `berth history`.
+pub async fn history(args: HistoryArgs) -> Result<ExitCode, String> {
+    let cluster = connect(&args.cluster).await?;
+    let namespace = namespace_of(&args.cluster, Some(&cluster));
+    let history = History::load(&cluster, &namespace, &args.release)
+        .await
+        .map_err(|e| e.to_string())?;
+    if args.output == OutputFormat::Json {
+        let rows: Vec<_> = history
+            .releases
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "revision": r.revision, "status": r.status, "commit": r.commit, "user": r.user,
+                    "started_at": r.started_at, "finished_at": r.finished_at,
+                    "description": r.description, "images": r.images, "objects": r.objects.len(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialize")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if history.releases.is_empty() {
+        eprintln!(
+            "release `{}` has no history in namespace `{namespace}`",
+            args.release
+        );
+        return Ok(ExitCode::from(1));
+    }
+    println!(
+        "{:<9}{:<13}{:<22}{:<12}DESCRIPTION",
+        "REVISION", "STATUS", "STARTED", "COMMIT"
+    );
+    for r in &history.releases {
+        let started: String = r.started_at.chars().take(19).collect();
+        let commit: String = r
+            .commit
+            .as_deref()
+            .unwrap_or("-")
+            .chars()
+            .take(10)
+            .collect();
+        let desc: String = r
+            .description
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(100)
+            .collect();
+        println!(
+            "{:<9}{:<13}{:<22}{:<12}{desc}",
+            r.revision,
+            r.status.as_str(),
+            started,
+            commit
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth diff`: server-side dry run of each object against the live one, unified diff,
+/// Secret values redacted. Exit code 0 when nothing differs, 1 when something does.
+pub async fn diff(args: DeployArgs) -> Result<ExitCode, String> {
+    let cluster = connect(&args.cluster).await?;
+    let namespace = namespace_of(&args.cluster, Some(&cluster));
+    let (mut objects, _) = render_objects(&args.render, &namespace, &args.release)?;
+    let history = History::load(&cluster, &namespace, &args.release)
+        .await
+        .map_err(|e| e.to_string())?;
+    let owner =
+        berth_render::Ownership::new(&args.release, history.last_revision() + 1, &namespace);
+    objects.apply_ownership(&owner).map_err(|e| e.to_string())?;
+    let mut changed = 0;
+    for o in objects.sorted() {
+        let v = o.value();
+        let key = berth_cluster::ObjectKey::of(v).map_err(|e| e.to_string())?;
+        let live = cluster.get(&key).await.map_err(|e| e.to_string())?;
+        let dry = match cluster
+            .dry_run_apply(v, berth_deploy::FIELD_MANAGER, args.force_conflicts)
+            .await
+        {
+            Ok(d) => Some(d),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.to_string()),
+        };
+        let before = live.map(|l| comparable(&l)).unwrap_or_default();
+        let after = dry.map(|d| comparable(&d)).unwrap_or_else(|| comparable(v));
+        if before == after {
+            continue;
+        }
+        changed += 1;
+        let title = format!("{}/{}", key.kind, key.name);
+        let diff = similar::TextDiff::from_lines(&before, &after);
+        print!(
+            "{}",
+            diff.unified_diff()
+                .context_radius(3)
+                .header(&format!("live {title}"), &format!("new {title}"))
+        );
+    }
+    eprintln!("{changed} object(s) differ");
+    Ok(if changed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// YAML of an object without server bookkeeping, Secret values redacted.
+fn comparable(v: &serde_json::Value) -> String {
+    let mut v = v.clone();
+    if let Some(m) = v["metadata"].as_object_mut() {
+        for k in [
+            "managedFields",
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+        ] {
+            m.remove(k);
+        }
+        if let Some(a) = m.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+            a.remove(berth_render::ownership::REVISION_ANNOTATION);
+            a.remove("deployment.kubernetes.io/revision");
+        }
+    }
+    if let Some(m) = v.as_object_mut() {
+        m.remove("status");
+    }
+    if v["kind"] == "Secret" {
+        for field in ["data", "stringData"] {
+            if let Some(d) = v[field].as_object_mut() {
+                for val in d.values_mut() {
+                    *val = serde_json::Value::String("<redacted>".into());
+                }
+            }
+        }
+    }
+    berth_render::yaml::to_yaml(&v)
+}
