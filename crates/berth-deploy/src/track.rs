@@ -146,7 +146,7 @@ impl Tracker<'_> {
                         object: short(k),
                         reason: format!(
                             "not ready after {}s: {msg}{}",
-                            timeout.as_secs(),
+                            timeout.as_secs_f64().ceil() as u64,
                             if others > 0 {
                                 format!(" (and {others} more objects not ready)")
                             } else {

@@ -1,0 +1,626 @@
+//! `berth deploy`, `diff`, `history`, `rollback` end to end: the real binary against the real
+//! API server, controllers and kwok nodes of the test environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use berth_cluster::ObjectKey;
+use berth_testkit::{TestContext, TestEnv};
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+fn berth_cmd(ctx: &TestContext, args: &[&str]) -> Command {
+    let mut cmd = ctx.env.berth(env!("CARGO_BIN_EXE_berth").as_ref());
+    cmd.args(args).env("BERTH_NAMESPACE", &ctx.namespace);
+    cmd
+}
+
+fn run(ctx: &TestContext, args: &[&str]) -> Run {
+    let out: Output = berth_cmd(ctx, args).output().expect("run berth");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+/// A temp directory of manifests, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Dir {
+        let d = std::env::temp_dir().join(format!("berth-it-{}", berth_testkit::unique_suffix()));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn write(&self, name: &str, text: &str) -> &Path {
+        std::fs::write(self.0.join(name), text).unwrap();
+        &self.0
+    }
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn deployment(name: &str, image: &str, replicas: u32, simulate: Option<&str>) -> String {
+    let annotations = simulate
+        .map(|s| format!("      annotations: {{berth.dev/simulate: {s}}}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+{annotations}    spec:
+      containers:
+      - name: app
+        image: {image}
+"
+    )
+}
+
+fn config_map(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
+    )
+}
+
+fn job(name: &str, hook: Option<&str>, simulate: Option<&str>) -> String {
+    let hook = hook
+        .map(|h| format!("  annotations: {{berth.dev/hook: {h}}}\n"))
+        .unwrap_or_default();
+    let sim = simulate
+        .map(|s| format!("      annotations: {{berth.dev/simulate: {s}}}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+{hook}spec:
+  backoffLimit: 0
+  template:
+    metadata:
+{sim}      labels: {{job: {name}}}
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: run
+        image: docker.io/library/busybox:latest
+        command: [\"true\"]
+"
+    )
+}
+
+async fn live(ctx: &TestContext, api: &str, kind: &str, name: &str) -> Option<Value> {
+    ctx.cluster
+        .get(&ObjectKey::new(api, kind, Some(&ctx.namespace), name))
+        .await
+        .expect("get")
+}
+
+async fn live_image(ctx: &TestContext, name: &str) -> String {
+    let d = live(ctx, "apps/v1", "Deployment", name)
+        .await
+        .unwrap_or_else(|| panic!("Deployment {name} exists"));
+    d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn history(ctx: &TestContext, release: &str) -> Vec<Value> {
+    let r = run(ctx, &["history", "-r", release, "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
+}
+
+fn statuses(ctx: &TestContext, release: &str) -> Vec<String> {
+    history(ctx, release)
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The digest of busybox:latest in the environment's registry, as a pinned reference.
+async fn pinned_busybox() -> String {
+    let env = TestEnv::get();
+    let image: berth_types::ImageRef = format!("{}/library/busybox:1.35", env.registry_host())
+        .parse()
+        .unwrap();
+    let (_, _, digest) = env
+        .registry()
+        .pull_manifest(&image)
+        .await
+        .expect("busybox manifest");
+    format!("{}/library/busybox@{digest}", env.registry_host())
+}
+
+#[tokio::test]
+async fn install_upgrade_with_a_new_digest_and_noop_redeploy() {
+    let ctx = TestContext::new("deploy-basic").await;
+    let dir = Dir::new();
+    dir.write("cm.yaml", &config_map("settings", "one"));
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:latest", 2, None),
+    );
+    let d = dir.0.display().to_string();
+
+    let first = run(&ctx, &["deploy", "-r", "shop", "-f", &d]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert!(
+        first.stdout.contains("revision 1 deployed"),
+        "{}",
+        first.all()
+    );
+    let dep = live(&ctx, "apps/v1", "Deployment", "web").await.unwrap();
+    assert_eq!(dep["status"]["availableReplicas"], 2);
+    assert_eq!(
+        dep["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "berth"
+    );
+    assert_eq!(dep["metadata"]["annotations"]["berth.dev/revision"], "1");
+
+    // Upgrade: the same manifests with the image pinned to a digest.
+    let pinned = pinned_busybox().await;
+    let pin = format!("docker.io/library/busybox={pinned}");
+    let second = run(
+        &ctx,
+        &[
+            "deploy", "-r", "shop", "-f", &d, "--image", &pin, "--commit", "abc123",
+        ],
+    );
+    assert_eq!(second.code, 0, "{}", second.all());
+    assert!(
+        second.stdout.contains("revision 2 deployed"),
+        "{}",
+        second.all()
+    );
+    assert_eq!(live_image(&ctx, "web").await, pinned);
+
+    // No-op: nothing is applied, the objects keep their resourceVersion.
+    let rv = |v: &Value| {
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = rv(&live(&ctx, "apps/v1", "Deployment", "web").await.unwrap());
+    let third = run(
+        &ctx,
+        &[
+            "deploy", "-r", "shop", "-f", &d, "--image", &pin, "--commit", "abc123",
+        ],
+    );
+    assert_eq!(third.code, 0, "{}", third.all());
+    assert!(
+        third.stdout.contains("up to date at revision 2"),
+        "{}",
+        third.all()
+    );
+    assert_eq!(
+        rv(&live(&ctx, "apps/v1", "Deployment", "web").await.unwrap()),
+        before
+    );
+
+    let h = history(&ctx, "shop");
+    assert_eq!(statuses(&ctx, "shop"), ["superseded", "deployed"]);
+    assert_eq!(h[1]["commit"], "abc123");
+    assert_eq!(h[1]["images"]["docker.io/library/busybox"], pinned.as_str());
+}
+
+async fn assert_rolled_back(simulate: &str, timeout: &str, expect_in_output: &str) {
+    let ctx = TestContext::new(&format!("deploy-{simulate}")).await;
+    let dir = Dir::new();
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:latest", 2, None),
+    );
+    let d = dir.0.display().to_string();
+    let ok = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(ok.code, 0, "{}", ok.all());
+
+    let pinned = pinned_busybox().await;
+    dir.write("web.yaml", &deployment("web", &pinned, 2, Some(simulate)));
+    let bad = run(
+        &ctx,
+        &["deploy", "-r", "app", "-f", &d, "--timeout", timeout],
+    );
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(
+        bad.stderr.contains("rolled back to revision 1"),
+        "{}",
+        bad.all()
+    );
+    assert!(bad.stderr.contains(expect_in_output), "{}", bad.all());
+    // The previous digest runs again, and every replica is available.
+    assert_eq!(
+        live_image(&ctx, "web").await,
+        "docker.io/library/busybox:latest"
+    );
+    let dep = live(&ctx, "apps/v1", "Deployment", "web").await.unwrap();
+    assert!(
+        dep["spec"]["template"]["metadata"]["annotations"]["berth.dev/simulate"].is_null(),
+        "{dep}"
+    );
+    assert_eq!(statuses(&ctx, "app"), ["deployed", "failed"]);
+    let h = history(&ctx, "app");
+    assert!(
+        h[1]["description"]
+            .as_str()
+            .unwrap()
+            .contains(expect_in_output),
+        "{h:?}"
+    );
+}
+
+#[tokio::test]
+async fn crash_loop_rolls_back_at_once_with_the_diagnosis() {
+    assert_rolled_back("crash-loop", "5m", "crash-looping").await;
+}
+
+#[tokio::test]
+async fn image_pull_error_rolls_back_at_once_with_the_diagnosis() {
+    assert_rolled_back("image-pull-error", "5m", "ImagePullBackOff").await;
+}
+
+#[tokio::test]
+async fn never_ready_rolls_back_at_the_deadline() {
+    assert_rolled_back("never-ready", "4s", "not ready after 4s").await;
+}
+
+#[tokio::test]
+async fn failing_job_in_the_release_rolls_back() {
+    let ctx = TestContext::new("deploy-jobfail").await;
+    let dir = Dir::new();
+    dir.write("cm.yaml", &config_map("settings", "one"));
+    let d = dir.0.display().to_string();
+    assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &d]).code, 0);
+    dir.write("job.yaml", &job("load", None, Some("exit-nonzero")));
+    let bad = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(bad.stderr.contains("Job/load"), "{}", bad.all());
+    assert!(
+        bad.stderr.contains("rolled back to revision 1"),
+        "{}",
+        bad.all()
+    );
+    // The Job the failed revision added is gone again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let job = live(&ctx, "batch/v1", "Job", "load").await;
+    assert!(
+        job.is_none() || !job.as_ref().unwrap()["metadata"]["deletionTimestamp"].is_null(),
+        "{job:?}"
+    );
+}
+
+#[tokio::test]
+async fn pre_deploy_hook_runs_first_and_its_failure_changes_nothing() {
+    let ctx = TestContext::new("deploy-hooks").await;
+    let dir = Dir::new();
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+    );
+    dir.write("migrate.yaml", &job("migrate", Some("pre-deploy"), None));
+    let d = dir.0.display().to_string();
+    let ok = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(ok.code, 0, "{}", ok.all());
+    let hook = live(&ctx, "batch/v1", "Job", "migrate")
+        .await
+        .expect("hook Job ran");
+    assert_eq!(hook["status"]["succeeded"], 1);
+    // The hook finished before the Deployment was created.
+    let done = hook["status"]["completionTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dep = live(&ctx, "apps/v1", "Deployment", "web").await.unwrap();
+    let created = dep["metadata"]["creationTimestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        done <= created,
+        "hook done {done}, deployment created {created}"
+    );
+
+    // A failing pre-hook: the Deployment keeps its old image.
+    let pinned = pinned_busybox().await;
+    dir.write("web.yaml", &deployment("web", &pinned, 1, None));
+    dir.write(
+        "migrate.yaml",
+        &job("migrate", Some("pre-deploy"), Some("exit-nonzero")),
+    );
+    let bad = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(
+        bad.stderr.contains("pre-deploy hook failed"),
+        "{}",
+        bad.all()
+    );
+    assert_eq!(
+        live_image(&ctx, "web").await,
+        "docker.io/library/busybox:latest"
+    );
+    assert_eq!(statuses(&ctx, "app"), ["deployed", "failed"]);
+}
+
+#[tokio::test]
+async fn prune_deletes_what_the_release_dropped_and_nothing_else() {
+    let ctx = TestContext::new("deploy-prune").await;
+    ctx.apply(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "not-berths"}, "data": {"a": "b"}
+    }))
+    .await;
+    let dir = Dir::new();
+    dir.write("a.yaml", &config_map("keep", "1"));
+    dir.write("b.yaml", &config_map("drop", "1"));
+    let d = dir.0.display().to_string();
+    assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &d]).code, 0);
+    std::fs::remove_file(dir.0.join("b.yaml")).unwrap();
+    let r = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("1 pruned"), "{}", r.all());
+    assert!(live(&ctx, "v1", "ConfigMap", "keep").await.is_some());
+    assert!(live(&ctx, "v1", "ConfigMap", "drop").await.is_none());
+    assert!(live(&ctx, "v1", "ConfigMap", "not-berths").await.is_some());
+}
+
+#[tokio::test]
+async fn rollback_to_an_earlier_revision_and_diff() {
+    let ctx = TestContext::new("deploy-rollback").await;
+    let dir = Dir::new();
+    let f = dir.file("cm.yaml");
+    dir.write("cm.yaml", &config_map("settings", "one"));
+    assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &f]).code, 0);
+    dir.write("cm.yaml", &config_map("settings", "two"));
+
+    let diff = run(&ctx, &["diff", "-r", "app", "-f", &f]);
+    assert_eq!(diff.code, 1, "{}", diff.all());
+    assert!(diff.stdout.contains("-  value: one"), "{}", diff.all());
+    assert!(diff.stdout.contains("+  value: two"), "{}", diff.all());
+
+    assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &f]).code, 0);
+    let same = run(&ctx, &["diff", "-r", "app", "-f", &f]);
+    assert_eq!(same.code, 0, "{}", same.all());
+
+    let back = run(&ctx, &["rollback", "-r", "app", "--to", "1"]);
+    assert_eq!(back.code, 0, "{}", back.all());
+    assert!(
+        back.stdout.contains("revision 3 deployed"),
+        "{}",
+        back.all()
+    );
+    let cm = live(&ctx, "v1", "ConfigMap", "settings").await.unwrap();
+    assert_eq!(cm["data"]["value"], "one");
+    assert_eq!(
+        statuses(&ctx, "app"),
+        ["superseded", "superseded", "deployed"]
+    );
+
+    let none = run(&ctx, &["rollback", "-r", "app", "--to", "9"]);
+    assert_eq!(none.code, 1, "{}", none.all());
+    assert!(none.stderr.contains("has no revision 9"), "{}", none.all());
+}
+
+#[tokio::test]
+async fn diff_redacts_secret_values() {
+    let ctx = TestContext::new("deploy-secret").await;
+    let dir = Dir::new();
+    let f = dir.file("s.yaml");
+    dir.write(
+        "s.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: hunter2-first\n",
+    );
+    assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &f]).code, 0);
+    dir.write(
+        "s.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: hunter2-second\n",
+    );
+    let diff = run(&ctx, &["diff", "-r", "app", "-f", &f]);
+    assert!(!diff.all().contains("hunter2"), "{}", diff.all());
+    assert!(
+        !diff.all().contains("aHVudGVy"),
+        "base64 of the value leaked: {}",
+        diff.all()
+    );
+}
+
+#[tokio::test]
+async fn crd_and_custom_resource_in_one_release() {
+    let ctx = TestContext::new("deploy-crd").await;
+    let group = format!("{}.berth.dev", ctx.namespace);
+    let dir = Dir::new();
+    dir.write(
+        "crd.yaml",
+        &format!(
+            "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+---
+apiVersion: {group}/v1
+kind: Widget
+metadata:
+  name: gear
+spec:
+  teeth: 12
+"
+        ),
+    );
+    let d = dir.0.display().to_string();
+    let r = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    let crd = ObjectKey::new(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        None,
+        &format!("widgets.{group}"),
+    );
+    let widget = ctx
+        .cluster
+        .get(&ObjectKey::new(
+            &format!("{group}/v1"),
+            "Widget",
+            Some(&ctx.namespace),
+            "gear",
+        ))
+        .await;
+    let _ = ctx.cluster.delete(&crd).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        widget.expect("get widget").expect("widget exists")["spec"]["teeth"],
+        12
+    );
+}
+
+#[tokio::test]
+async fn a_second_deploy_waits_and_a_killed_deploy_frees_its_lock() {
+    let ctx = TestContext::new("deploy-lock").await;
+    let dir = Dir::new();
+    let f = dir.file("web.yaml");
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+    );
+    assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &f]).code, 0);
+
+    // A deploy that hangs on a never-ready pod, holding the lock.
+    let slow = Dir::new();
+    let sf = slow.file("web.yaml");
+    slow.write(
+        "web.yaml",
+        &deployment(
+            "web",
+            "docker.io/library/busybox:1.35",
+            1,
+            Some("never-ready"),
+        ),
+    );
+    let mut hung = berth_cmd(
+        &ctx,
+        &[
+            "deploy",
+            "-r",
+            "app",
+            "-f",
+            &sf,
+            "--timeout",
+            "120s",
+            "--lock-ttl",
+            "3s",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Wait until it holds the lock.
+    let lease = ObjectKey::new(
+        "coordination.k8s.io/v1",
+        "Lease",
+        Some(&ctx.namespace),
+        "berth-lock-app",
+    );
+    ctx.cluster
+        .wait_until(&lease, Duration::from_secs(30), |_| true)
+        .await
+        .expect("the first deploy takes the lock");
+
+    let blocked = run(
+        &ctx,
+        &["deploy", "-r", "app", "-f", &f, "--lock-timeout", "1s"],
+    );
+    assert_eq!(blocked.code, 1, "{}", blocked.all());
+    assert!(
+        blocked.stderr.contains("is being deployed by"),
+        "{}",
+        blocked.all()
+    );
+
+    // SIGKILL: no cleanup runs; the lock must free itself after its 3 s TTL.
+    hung.kill().unwrap();
+    hung.wait().unwrap();
+    let after = run(
+        &ctx,
+        &["deploy", "-r", "app", "-f", &f, "--lock-timeout", "30s"],
+    );
+    assert_eq!(after.code, 0, "{}", after.all());
+    assert!(
+        after.stdout.contains("revision 3 deployed"),
+        "{}",
+        after.all()
+    );
+    assert_eq!(
+        statuses(&ctx, "app"),
+        ["superseded", "interrupted", "deployed"]
+    );
+    assert_eq!(
+        live_image(&ctx, "web").await,
+        "docker.io/library/busybox:latest"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_deploys_run_one_after_the_other() {
+    let ctx = TestContext::new("deploy-concurrent").await;
+    let dir = Dir::new();
+    let f = dir.file("cm.yaml");
+    dir.write("cm.yaml", &config_map("settings", "x"));
+    let spawn = || {
+        berth_cmd(&ctx, &["deploy", "-r", "app", "-f", &f])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let text = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+    };
+    assert!(a.status.success(), "{}", text(&a));
+    assert!(b.status.success(), "{}", text(&b));
+    // Both asked for the same content: one deployed it, the other found it up to date.
+    let h = statuses(&ctx, "app");
+    assert_eq!(h, ["deployed"], "{h:?}");
+}
