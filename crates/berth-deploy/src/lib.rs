@@ -587,7 +587,7 @@ impl Deployer {
             {
                 self.message(
                     Level::Warning,
-                    format!("not pruning {k}: it is no longer labelled as release `{release}`'s"),
+                    format!("left {k} alone: it is not labelled as release `{release}`'s, so berth does not own it"),
                 );
                 continue;
             }

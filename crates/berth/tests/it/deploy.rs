@@ -624,3 +624,97 @@ async fn concurrent_deploys_run_one_after_the_other() {
     let h = statuses(&ctx, "app");
     assert_eq!(h, ["deployed"], "{h:?}");
 }
+
+#[tokio::test]
+async fn field_conflicts_name_the_other_manager_until_forced() {
+    let ctx = TestContext::new("deploy-conflict").await;
+    ctx.apply(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings"}, "data": {"value": "theirs"}
+    }))
+    .await;
+    let dir = Dir::new();
+    let f = dir.file("cm.yaml");
+    dir.write("cm.yaml", &config_map("settings", "ours"));
+    let r = run(&ctx, &["deploy", "-r", "app", "-f", &f]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("berth-test"),
+        "names the other manager: {}",
+        r.all()
+    );
+    assert!(r.stderr.contains("--force-conflicts"), "{}", r.all());
+    assert_eq!(
+        live(&ctx, "v1", "ConfigMap", "settings").await.unwrap()["data"]["value"],
+        "theirs"
+    );
+    let forced = run(
+        &ctx,
+        &["deploy", "-r", "app", "-f", &f, "--force-conflicts"],
+    );
+    assert_eq!(forced.code, 0, "{}", forced.all());
+    assert_eq!(
+        live(&ctx, "v1", "ConfigMap", "settings").await.unwrap()["data"]["value"],
+        "ours"
+    );
+}
+
+#[tokio::test]
+async fn malformed_yaml_fails_with_file_and_line_and_applies_nothing() {
+    let ctx = TestContext::new("deploy-badyaml").await;
+    let dir = Dir::new();
+    dir.write("a.yaml", &config_map("first", "1"));
+    dir.write(
+        "b.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\ndata:\n  key: [unclosed\n",
+    );
+    let d = dir.0.display().to_string();
+    let r = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("b.yaml:"),
+        "points at the file: {}",
+        r.all()
+    );
+    assert!(
+        live(&ctx, "v1", "ConfigMap", "first").await.is_none(),
+        "nothing applied"
+    );
+    assert!(history(&ctx, "app").is_empty());
+}
+
+#[test]
+fn render_prints_pinned_images_and_berth_labels_in_a_stable_order() {
+    let env = TestEnv::get();
+    let dir = Dir::new();
+    dir.write("web.yaml", &deployment("web", "busybox", 1, None));
+    dir.write("cm.yaml", &config_map("settings", "x"));
+    let pin = "busybox=registry.example/busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let render = || {
+        env.berth(env!("CARGO_BIN_EXE_berth").as_ref())
+            .args(["render", "--release", "shop", "-n", "prod", "-f"])
+            .arg(&dir.0)
+            .args(["--image", pin])
+            .output()
+            .unwrap()
+    };
+    let out = render();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        yaml.contains("image: registry.example/busybox@sha256:0000"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("app.kubernetes.io/managed-by: berth"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("namespace: prod"), "{yaml}");
+    // ConfigMaps come before workloads, whatever the file order.
+    assert!(yaml.find("kind: ConfigMap").unwrap() < yaml.find("kind: Deployment").unwrap());
+    assert_eq!(render().stdout, yaml.as_bytes(), "same output twice");
+}
