@@ -87,6 +87,16 @@ pub enum DeployError {
         /// What it said.
         value: String,
     },
+    /// An object carries an unreadable `berth.dev/timeout` annotation.
+    #[error(
+        "{object} has annotation berth.dev/timeout: `{value}`; use a duration like 90s, 5m or 1m30s"
+    )]
+    BadTimeout {
+        /// `Kind/name (file:line)`.
+        object: String,
+        /// What it said.
+        value: String,
+    },
     /// A pre-deploy hook failed; nothing else was changed.
     #[error("revision {revision}: pre-deploy hook failed, nothing else was changed — {failure}")]
     PreHookFailed {
@@ -230,10 +240,20 @@ impl Deployer {
     /// Deploys `req`; see the [crate docs](crate) for the steps.
     pub async fn deploy(&self, req: DeployRequest) -> Result<DeployOutcome, DeployError> {
         for o in req.objects.iter() {
+            let object = || format!("{}/{} ({})", o.key().kind, o.key().name, o.source());
             if let Some(value) = plan::invalid_hook(o.value()) {
                 return Err(DeployError::BadHook {
-                    object: format!("{}/{}", o.key().kind, o.key().name),
+                    object: object(),
                     value,
+                });
+            }
+            if let Some(t) =
+                o.value()["metadata"]["annotations"][track::TIMEOUT_ANNOTATION].as_str()
+                && track::parse_timeout(t).is_none()
+            {
+                return Err(DeployError::BadTimeout {
+                    object: object(),
+                    value: t.into(),
                 });
             }
         }

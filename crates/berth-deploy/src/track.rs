@@ -15,6 +15,33 @@ use berth_types::{Event, EventSink, Level};
 use futures::StreamExt;
 use serde_json::Value;
 
+/// Annotation giving one object a shorter deadline than the deploy's (`90s`, `2m`).
+pub const TIMEOUT_ANNOTATION: &str = "berth.dev/timeout";
+
+/// Parses `90s`, `2m`, `1h`, `1m30s` or a number of seconds.
+pub fn parse_timeout(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(Duration::from_secs(n));
+    }
+    let (mut total, mut num) = (0u64, String::new());
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        total += match c {
+            's' => n,
+            'm' => n * 60,
+            'h' => n * 3600,
+            _ => return None,
+        };
+    }
+    num.is_empty().then(|| Duration::from_secs(total))
+}
+
 /// Why a wait failed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Failure {
@@ -57,6 +84,20 @@ pub struct Tracker<'a> {
 
 fn short(key: &ObjectKey) -> String {
     format!("{}/{}", key.kind, key.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_like_the_cli_flags() {
+        assert_eq!(parse_timeout("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_timeout("5x"), None);
+        assert_eq!(parse_timeout("5m3"), None);
+    }
 }
 
 impl Tracker<'_> {
@@ -135,18 +176,38 @@ impl Tracker<'_> {
         streams.push(pods.map(|e| (true, e)).boxed());
         let mut all = futures::stream::select_all(streams);
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let start = tokio::time::Instant::now();
+        // Each object waits until the deploy's deadline, or its own `berth.dev/timeout` when
+        // that is shorter.
+        let deadlines: BTreeMap<ObjectKey, (tokio::time::Instant, Duration)> = pending
+            .keys()
+            .map(|k| {
+                let own = initial
+                    .get(k)
+                    .and_then(|o| o["metadata"]["annotations"][TIMEOUT_ANNOTATION].as_str())
+                    .and_then(parse_timeout)
+                    .filter(|d| *d < timeout)
+                    .unwrap_or(timeout);
+                (k.clone(), (start + own, own))
+            })
+            .collect();
         loop {
+            let (first_key, (deadline, allowed)) = pending
+                .keys()
+                .map(|k| (k, deadlines[k]))
+                .min_by_key(|(_, (d, _))| *d)
+                .expect("pending is not empty");
+            let first_key = first_key.clone();
             let next = tokio::time::timeout_at(deadline, all.next()).await;
             let (is_pod, event) = match next {
                 Err(_) => {
-                    let (k, msg) = pending.iter().next().expect("pending is not empty");
+                    let msg = &pending[&first_key];
                     let others = pending.len() - 1;
                     return Err(Failure {
-                        object: short(k),
+                        object: short(&first_key),
                         reason: format!(
                             "not ready after {}s: {msg}{}",
-                            timeout.as_secs_f64().ceil() as u64,
+                            allowed.as_secs_f64().ceil() as u64,
                             if others > 0 {
                                 format!(" (and {others} more objects not ready)")
                             } else {

@@ -14,32 +14,8 @@ use crate::cli::{ClusterArgs, DeployArgs, HistoryArgs, OutputFormat, RenderArgs,
 
 /// Parses `90s`, `5m`, `1h`, `1m30s` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration `{s}`; use e.g. 90s, 5m, 1h"))?;
-        num.clear();
-        total += match c {
-            's' => n,
-            'm' => n * 60,
-            'h' => n * 3600,
-            _ => return Err(format!("invalid duration `{s}`; use e.g. 90s, 5m, 1h")),
-        };
-    }
-    if !num.is_empty() {
-        return Err(format!("invalid duration `{s}`; end it with s, m or h"));
-    }
-    Ok(Duration::from_secs(total))
+    berth_deploy::track::parse_timeout(s)
+        .ok_or_else(|| format!("invalid duration `{s}`; use e.g. 90s, 5m, 1m30s"))
 }
 
 fn sources(

@@ -718,3 +718,40 @@ fn render_prints_pinned_images_and_berth_labels_in_a_stable_order() {
     assert!(yaml.find("kind: ConfigMap").unwrap() < yaml.find("kind: Deployment").unwrap());
     assert_eq!(render().stdout, yaml.as_bytes(), "same output twice");
 }
+
+#[tokio::test]
+async fn an_object_timeout_annotation_shortens_its_deadline() {
+    let ctx = TestContext::new("deploy-objtimeout").await;
+    let dir = Dir::new();
+    let f = dir.file("web.yaml");
+    let slow = deployment(
+        "web",
+        "docker.io/library/busybox:latest",
+        1,
+        Some("never-ready"),
+    )
+    .replacen(
+        "  name: web\n",
+        "  name: web\n  annotations: {berth.dev/timeout: 2s}\n",
+        1,
+    );
+    dir.write("web.yaml", &slow);
+    let r = run(&ctx, &["deploy", "-r", "app", "-f", &f, "--timeout", "5m"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("not ready after 2s"), "{}", r.all());
+
+    let bad = slow.replace("berth.dev/timeout: 2s", "berth.dev/timeout: soon");
+    dir.write("web.yaml", &bad);
+    let r = run(&ctx, &["deploy", "-r", "app", "-f", &f]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("berth.dev/timeout: `soon`"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr.contains("web.yaml:1"),
+        "names the file: {}",
+        r.all()
+    );
+}
