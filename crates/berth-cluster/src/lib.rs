@@ -289,32 +289,29 @@ impl Cluster {
     /// Creates an object; fails with a conflict (HTTP 409, [`ClusterError::is_conflict`]) when
     /// it exists.
     pub async fn create(&self, object: &Value) -> Result<Value, ClusterError> {
-        let key = ObjectKey::of(object)?;
-        let api = self
-            .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
-            .await?;
-        let obj: DynamicObject = serde_json::from_value(object.clone())
-            .map_err(|e| ClusterError::InvalidObject(e.to_string()))?;
-        let stored = api
-            .create(&PostParams::default(), &obj)
-            .await
-            .map_err(|e| ClusterError::from_kube(e, &self.server).for_object(&key))?;
-        serde_json::to_value(stored).map_err(|e| ClusterError::Config(e.to_string()))
+        self.write(object, false).await
     }
 
     /// Replaces an object. With `metadata.resourceVersion` set this is a compare-and-swap: a
     /// concurrent change makes it fail with a conflict.
     pub async fn replace(&self, object: &Value) -> Result<Value, ClusterError> {
+        self.write(object, true).await
+    }
+
+    async fn write(&self, object: &Value, replace: bool) -> Result<Value, ClusterError> {
         let key = ObjectKey::of(object)?;
         let api = self
             .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
             .await?;
         let obj: DynamicObject = serde_json::from_value(object.clone())
             .map_err(|e| ClusterError::InvalidObject(e.to_string()))?;
-        let stored = api
-            .replace(&key.name, &PostParams::default(), &obj)
-            .await
-            .map_err(|e| ClusterError::from_kube(e, &self.server).for_object(&key))?;
+        let pp = PostParams::default();
+        let stored = if replace {
+            api.replace(&key.name, &pp, &obj).await
+        } else {
+            api.create(&pp, &obj).await
+        }
+        .map_err(|e| ClusterError::from_kube(e, &self.server).for_object(&key))?;
         serde_json::to_value(stored).map_err(|e| ClusterError::Config(e.to_string()))
     }
 

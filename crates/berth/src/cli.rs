@@ -47,7 +47,8 @@ pub struct ClusterArgs {
     #[arg(long, env = "BERTH_CONTEXT")]
     pub context: Option<String>,
 
-    /// The environment's namespace (default: the context's namespace); created if missing.
+    /// The environment's namespace (default: the context's namespace). `deploy` creates it
+    /// when missing.
     #[arg(long, short = 'n', env = "BERTH_NAMESPACE")]
     pub namespace: Option<String>,
 }
@@ -185,18 +186,10 @@ pub enum OutputFormat {
 
 #[derive(Args, Debug)]
 pub struct DoctorArgs {
-    /// kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).
-    #[arg(long)]
-    pub kubeconfig: Option<std::path::PathBuf>,
-
-    /// kubeconfig context to check (default: the current context).
-    #[arg(long, env = "BERTH_CONTEXT")]
-    pub context: Option<String>,
-
-    /// Namespace in which berth must be allowed to create Deployments, Jobs and Leases
-    /// (default: the context's namespace).
-    #[arg(long, short = 'n', env = "BERTH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// The cluster and the namespace in which berth must be allowed to create Deployments,
+    /// Jobs and Leases.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 
     /// Registry to check, as host[:port] (e.g. ghcr.io, 127.0.0.1:5000).
     #[arg(long, env = "BERTH_REGISTRY")]

@@ -117,8 +117,8 @@ fn print_table(checks: &[Check], ok: bool) {
 
 async fn cluster_checks(args: &DoctorArgs) -> Vec<Check> {
     let opts = ConnectOptions {
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone(),
+        kubeconfig: args.cluster.kubeconfig.clone(),
+        context: args.cluster.context.clone(),
     };
     let cluster = match tokio::time::timeout(DEADLINE, Cluster::connect(&opts)).await {
         Ok(Ok(c)) => c,
@@ -189,6 +189,7 @@ async fn cluster_checks(args: &DoctorArgs) -> Vec<Check> {
         ),
     );
     let namespace = args
+        .cluster
         .namespace
         .clone()
         .unwrap_or_else(|| cluster.default_namespace().to_string());
