@@ -54,6 +54,23 @@ pub struct ProcessSpec {
     pub binds: Vec<(PathBuf, String, bool)>,
 }
 
+impl ProcessSpec {
+    /// Root, host network, no extra mounts: running an image's command.
+    pub fn simple(rootfs: &Path, args: Vec<String>, env: Vec<String>, cwd: &str) -> Self {
+        Self {
+            rootfs: rootfs.to_path_buf(),
+            args,
+            env,
+            cwd: if cwd.is_empty() { "/".into() } else { cwd.into() },
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+            network_none: false,
+            binds: Vec::new(),
+        }
+    }
+}
+
 /// How a run ended when it did not succeed.
 #[derive(Debug)]
 pub enum RunError {
@@ -118,7 +135,6 @@ pub fn config_json(spec: &ProcessSpec, hostname: &str) -> serde_json::Value {
                 "effective": CAPABILITIES,
                 "permitted": CAPABILITIES,
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
             "noNewPrivileges": false
         },
         "root": {"path": spec.rootfs, "readonly": false},
