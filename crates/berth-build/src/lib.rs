@@ -44,8 +44,8 @@
 //! of a `RUN`, and any flag or instruction berth does not know.
 
 mod dockerignore;
-pub mod exec;
 mod error;
+pub mod exec;
 mod graph;
 pub mod lex;
 mod model;

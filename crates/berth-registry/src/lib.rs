@@ -14,6 +14,6 @@ mod registry;
 
 pub use credentials::{Credential, CredentialStore, CredentialsError};
 pub use registry::{
-    Ping, PlatformSpec, Registry, RegistryError, RegistryOptions, ResolvedManifest, media,
-    sha256, sha256_file,
+    Ping, PlatformSpec, Registry, RegistryError, RegistryOptions, ResolvedManifest, media, sha256,
+    sha256_file,
 };

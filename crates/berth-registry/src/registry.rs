@@ -28,7 +28,10 @@ impl RegistryOptions {
     /// entries separated by `;` or whitespace) into [`RegistryOptions::mirrors`].
     pub fn parse_mirrors(spec: &str) -> Result<Vec<(String, String)>, String> {
         let mut out = Vec::new();
-        for entry in spec.split([';', ' ', '\n']).filter(|e| !e.trim().is_empty()) {
+        for entry in spec
+            .split([';', ' ', '\n'])
+            .filter(|e| !e.trim().is_empty())
+        {
             let (registry, hosts) = entry.trim().split_once('=').ok_or_else(|| {
                 format!("invalid mirror `{entry}`: write registry=host, e.g. docker.io=mirror:5000")
             })?;

@@ -25,8 +25,8 @@ use super::snapshot::Snapshot;
 use super::store::{CacheRecord, CachedLayer, Store, StoredImage};
 use crate::span::Location;
 use crate::{
-    BaseRef, BuildArgs, Command, Copy, CopySource, DockerIgnore, Dockerfile, FromRef,
-    Healthcheck, Instruction, Network, Platform, Scope,
+    BaseRef, BuildArgs, Command, Copy, CopySource, DockerIgnore, Dockerfile, FromRef, Healthcheck,
+    Instruction, Network, Platform, Scope,
 };
 
 /// The default `PATH` of a RUN when the image sets none (Docker's).
@@ -261,7 +261,10 @@ async fn build_inner(
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "Dockerfile".into());
-    let platform = request.platform.clone().unwrap_or_else(Platform::host_linux);
+    let platform = request
+        .platform
+        .clone()
+        .unwrap_or_else(Platform::host_linux);
     let mut args = BuildArgs::new(platform.clone());
     args.build_platform = Platform::host_linux();
     for (k, v) in &request.build_args {
@@ -608,9 +611,13 @@ async fn run_instruction(
             copy_step(cx, st, states, copy, false, &loc, pos, total).await?;
         }
         Instruction::Add { add, .. } => {
-            if add.extract_archives && add.copy.sources.iter().any(|s| {
-                matches!(s, CopySource::Path(p) if is_archive_name(p))
-            }) {
+            if add.extract_archives
+                && add
+                    .copy
+                    .sources
+                    .iter()
+                    .any(|s| matches!(s, CopySource::Path(p) if is_archive_name(p)))
+            {
                 return Err(BuildError::Unsupported {
                     location: loc,
                     what: "ADD of a local archive (auto-extraction)".into(),
@@ -625,9 +632,11 @@ async fn run_instruction(
 }
 
 fn is_archive_name(p: &str) -> bool {
-    [".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".txz", ".tbz2"]
-        .iter()
-        .any(|s| p.ends_with(s))
+    [
+        ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".txz", ".tbz2",
+    ]
+    .iter()
+    .any(|s| p.ends_with(s))
 }
 
 fn home_of(rootfs: &Path, uid: u32) -> Option<String> {
@@ -670,7 +679,11 @@ fn apply_record(
     }) = rec.layer
     {
         if hit && let Some(root) = &st.rootfs {
-            apply_layer(&store.blob_path(&descriptor.digest), &descriptor.media_type, root)?;
+            apply_layer(
+                &store.blob_path(&descriptor.digest),
+                &descriptor.media_type,
+                root,
+            )?;
         }
         st.layers.push(descriptor);
         st.config.rootfs.diff_ids.push(diff_id);
@@ -703,11 +716,13 @@ async fn copy_step(
     };
     let attrs_mode = match &copy.chmod {
         None => None,
-        Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| BuildError::Unsupported {
-            location: loc.clone(),
-            what: format!("--chmod={m}"),
-            hint: "write the mode in octal, e.g. --chmod=0755".into(),
-        })?),
+        Some(m) => Some(
+            u32::from_str_radix(m, 8).map_err(|_| BuildError::Unsupported {
+                location: loc.clone(),
+                what: format!("--chmod={m}"),
+                hint: "write the mode in octal, e.g. --chmod=0755".into(),
+            })?,
+        ),
     };
     if !copy.excludes.is_empty() {
         return Err(BuildError::Unsupported {
@@ -747,7 +762,11 @@ async fn copy_step(
                 let dir = cx.opts.store.temp_path("from");
                 cx.scratch.0.push(dir.clone());
                 unpack_layers(&cx.opts.store, &img.layers, &dir)?;
-                (Some(dir), None, Some(format!("image:{}", img.manifest_digest)))
+                (
+                    Some(dir),
+                    None,
+                    Some(format!("image:{}", img.manifest_digest)),
+                )
             }
         };
     let mut selected: Option<Vec<Selected>> = None;

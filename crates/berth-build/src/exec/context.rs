@@ -143,7 +143,10 @@ pub fn select(
             let resolved = resolve_in_root(root, &rel);
             let abs = root.join(&resolved);
             let md = std::fs::metadata(&abs).map_err(|_| {
-                format!("{src:?} not found in the source ({} does not exist)", abs.display())
+                format!(
+                    "{src:?} not found in the source ({} does not exist)",
+                    abs.display()
+                )
             })?;
             let name = rel.rsplit('/').next().unwrap_or("").to_string();
             let mut entries = vec![(abs.clone(), String::new())];
@@ -216,7 +219,12 @@ pub fn content_digest(selected: &[Selected]) -> Result<String, BuildError> {
             .map_err(io_err(abs))?;
             h.update(format!("{sub}\0{:o}\0", md.mode()));
             if md.file_type().is_symlink() {
-                h.update(std::fs::read_link(abs).map_err(io_err(abs))?.as_os_str().as_encoded_bytes());
+                h.update(
+                    std::fs::read_link(abs)
+                        .map_err(io_err(abs))?
+                        .as_os_str()
+                        .as_encoded_bytes(),
+                );
             } else if md.is_file() {
                 let mut f = std::fs::File::open(abs).map_err(io_err(abs))?;
                 let mut fh = Sha256::new();
@@ -457,10 +465,19 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/app:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(d.path().join("etc/group"), "root:x:0:\napp:x:1001:\nextra:x:7:app\n")
-            .unwrap();
-        assert_eq!(resolve_user(Some(d.path()), "app"), Ok((1000, 1001, vec![7])));
-        assert_eq!(resolve_user(Some(d.path()), "app:root"), Ok((1000, 0, vec![])));
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\napp:x:1001:\nextra:x:7:app\n",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_user(Some(d.path()), "app"),
+            Ok((1000, 1001, vec![7]))
+        );
+        assert_eq!(
+            resolve_user(Some(d.path()), "app:root"),
+            Ok((1000, 0, vec![]))
+        );
         assert_eq!(resolve_user(None, "42"), Ok((42, 42, vec![])));
         assert!(resolve_user(Some(d.path()), "nobody").is_err());
     }

@@ -427,7 +427,13 @@ mod tests {
         assert!(!dst.path().join("gone").exists());
         assert!(dst.path().join("opq").is_dir());
         assert!(!dst.path().join("opq/old").exists());
-        assert_eq!(std::fs::read_to_string(dst.path().join("a/g")).unwrap(), "hello");
-        assert_eq!(std::fs::read_to_string(dst.path().join("a/l")).unwrap(), "hello");
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("a/g")).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("a/l")).unwrap(),
+            "hello"
+        );
     }
 }

@@ -61,7 +61,11 @@ impl ProcessSpec {
             rootfs: rootfs.to_path_buf(),
             args,
             env,
-            cwd: if cwd.is_empty() { "/".into() } else { cwd.into() },
+            cwd: if cwd.is_empty() {
+                "/".into()
+            } else {
+                cwd.into()
+            },
             uid: 0,
             gid: 0,
             additional_gids: Vec::new(),
@@ -86,7 +90,14 @@ pub enum RunError {
 }
 
 /// Paths the runtime mounts over; [`run`] removes the ones it had to create in the rootfs.
-pub const MOUNT_POINTS: &[&str] = &["proc", "dev", "dev/pts", "dev/shm", "sys", "etc/resolv.conf"];
+pub const MOUNT_POINTS: &[&str] = &[
+    "proc",
+    "dev",
+    "dev/pts",
+    "dev/shm",
+    "sys",
+    "etc/resolv.conf",
+];
 
 /// The OCI runtime config for `spec`.
 pub fn config_json(spec: &ProcessSpec, hostname: &str) -> serde_json::Value {

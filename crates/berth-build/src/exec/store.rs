@@ -72,7 +72,10 @@ impl Store {
         }
         let index = root.join("index.json");
         if !index.exists() {
-            write_atomic(&index, &serde_json::to_vec(&Index::default()).expect("index"))?;
+            write_atomic(
+                &index,
+                &serde_json::to_vec(&Index::default()).expect("index"),
+            )?;
         }
         Ok(Self { root })
     }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use berth_build::exec::{
     BuildOptions, BuildRequest, BuiltImage, Store, build, runtime, unpack_image,
 };
-use berth_types::{Digest, Event, EventSink};
 use berth_testkit::TestEnv;
+use berth_types::{Digest, Event, EventSink};
 
 /// Collects events.
 #[derive(Clone, Default)]
@@ -106,7 +106,10 @@ impl Rig {
     /// Unpacks the built image with berth's own code and runs its entrypoint+cmd with runc;
     /// returns stdout+stderr lines.
     pub async fn run_image(&self, manifest: &Digest) -> Vec<String> {
-        let root = self.store_dir.path().join(format!("run-{}", &manifest.hex()[..12]));
+        let root = self
+            .store_dir
+            .path()
+            .join(format!("run-{}", &manifest.hex()[..12]));
         let config = unpack_image(&self.opts.store, manifest, &root).unwrap();
         let c = &config.config;
         let mut args = c.entrypoint.clone().unwrap_or_default();
