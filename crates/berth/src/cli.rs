@@ -21,6 +21,8 @@ pub enum Command {
     /// Check that everything berth needs is there: cluster, permissions, registry, OCI runtime,
     /// kustomize and helm. Exits non-zero when something required is missing.
     Doctor(DoctorArgs),
+    /// Build an image from a Dockerfile without a Docker daemon; store, export or push it.
+    Build(crate::build_cmd::BuildCmdArgs),
 }
 
 /// How results are printed.

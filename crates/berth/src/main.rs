@@ -4,6 +4,7 @@
 //! that turns them into validated settings and drives the libraries, and only this crate prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod build_cmd;
 mod cli;
 mod doctor;
 
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             cli::Command::Doctor(a) => doctor::run(a).await,
+            cli::Command::Build(a) => build_cmd::run(a).await,
         }
     });
     match result {

@@ -2,5 +2,6 @@
 //! (`testenv/berth-testenv up`). Each test gets its own namespace and registry repository from
 //! `berth_testkit::TestContext`.
 
+mod build;
 mod doctor;
 mod rig;
