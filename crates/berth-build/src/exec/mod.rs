@@ -1,5 +1,19 @@
 //! Executing a Dockerfile: the content store, layers, RUN through an OCI runtime, the build
 //! cache and the image output. See [`build`].
+//!
+//! ```text
+//! FROM image ─▶ Store::pull (mirrors, index → platform, blobs streamed + verified)
+//! per step:  key = sha256(parent chain, expanded instruction, input content, env/workdir/user)
+//!            hit  ─▶ reuse the recorded layer (no rootfs needed)
+//!            miss ─▶ materialise rootfs (unpack layers) ─▶ COPY: copy + layer of written paths
+//!                                                       ─▶ RUN: snapshot, runc, diff → layer
+//! finish:    config + manifest → store (index.json tags), --dest oci:DIR, push (HEAD-skip)
+//! ```
+//!
+//! Not implemented yet (each is a clear [`BuildError::Unsupported`]): `RUN --mount`,
+//! `COPY/ADD --exclude`, symbolic `--chmod`, `ADD` archive extraction, base images with
+//! `ONBUILD` triggers. Also missing: xattrs (file capabilities) in written layers, zstd,
+//! multi-platform builds, cross-repository blob mounts.
 
 mod builder;
 mod context;
