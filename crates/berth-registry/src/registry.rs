@@ -209,14 +209,7 @@ impl Registry {
 
     /// Where a pull of `image` should be tried, in order: its mirrors, then the registry.
     pub fn pull_sources(&self, image: &ImageRef) -> Vec<ImageRef> {
-        let mut out: Vec<ImageRef> = self
-            .mirrors
-            .iter()
-            .filter(|(reg, _)| reg == image.registry())
-            .map(|(_, host)| image.with_registry(host))
-            .collect();
-        out.push(image.clone());
-        out
+        pull_sources(&self.mirrors, image)
     }
 
     fn scheme(&self, host: &str) -> &'static str {
@@ -650,6 +643,17 @@ impl Registry {
     }
 }
 
+/// `image` on each of its registry's mirrors, then `image` itself.
+fn pull_sources(mirrors: &[(String, String)], image: &ImageRef) -> Vec<ImageRef> {
+    let mut out: Vec<ImageRef> = mirrors
+        .iter()
+        .filter(|(reg, _)| reg == image.registry())
+        .map(|(_, host)| image.with_registry(host))
+        .collect();
+    out.push(image.clone());
+    out
+}
+
 /// sha256 and size of a file, read in 1 MiB pieces.
 pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
     use std::io::Read;
@@ -766,6 +770,34 @@ mod tests {
         let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
         assert_eq!(s, "Basic");
         assert_eq!(p["realm"], "Registry Realm");
+    }
+
+    #[test]
+    fn mirrors_parse_and_come_before_the_registry() {
+        let m = RegistryOptions::parse_mirrors("docker.io=127.0.0.1:15000,m2:5000;ghcr.io=g:1")
+            .unwrap();
+        assert_eq!(
+            m,
+            vec![
+                ("docker.io".into(), "127.0.0.1:15000".into()),
+                ("docker.io".into(), "m2:5000".into()),
+                ("ghcr.io".into(), "g:1".into()),
+            ]
+        );
+        assert!(RegistryOptions::parse_mirrors("nohost").is_err());
+        let img: ImageRef = "busybox:1.35".parse().unwrap();
+        let sources: Vec<String> = pull_sources(&m, &img)
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                "127.0.0.1:15000/library/busybox:1.35",
+                "m2:5000/library/busybox:1.35",
+                "docker.io/library/busybox:1.35"
+            ]
+        );
     }
 
     #[test]

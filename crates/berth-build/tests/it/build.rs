@@ -352,3 +352,66 @@ async fn pull_through_mirror_into_store() {
         .unwrap();
     assert_eq!(rec.messages().len(), pulls, "second pull downloaded again");
 }
+
+/// An image index (two platforms) in the registry: resolving picks the host's entry and a
+/// build FROM the index uses that manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_index_resolves_to_the_platform() {
+    let ctx = TestContext::new("build-index").await;
+    let rig = Rig::new();
+    let dir = context(&[("Dockerfile", "FROM busybox\nLABEL which=amd64\n")]);
+    let single = ctx.image("multi", "amd64");
+    let mut req = request(dir.path());
+    req.tags = vec![single.clone()];
+    req.push = true;
+    let (built, _) = rig.build(&req).await;
+    let size = std::fs::metadata(rig.opts.store.blob_path(&built.manifest_digest))
+        .unwrap()
+        .len();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": built.manifest_digest.to_string(), "size": size,
+             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": built.manifest_digest.to_string(), "size": size,
+             "platform": {"os": "linux", "architecture": "amd64"}}
+        ]
+    });
+    let index_ref = ctx.image("multi", "index");
+    let registry = ctx.env.registry();
+    registry
+        .push_manifest(
+            &index_ref,
+            serde_json::to_vec(&index).unwrap(),
+            "application/vnd.oci.image.index.v1+json",
+        )
+        .await
+        .unwrap();
+    let platform = PlatformSpec {
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        variant: None,
+    };
+    let resolved = registry
+        .resolve_manifest(&index_ref, &platform)
+        .await
+        .unwrap();
+    assert_eq!(resolved.digest, built.manifest_digest);
+    let missing = PlatformSpec {
+        architecture: "s390x".into(),
+        ..platform
+    };
+    let err = registry
+        .resolve_manifest(&index_ref, &missing)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("linux/arm64, linux/amd64"), "{err}");
+
+    let dir2 = context(&[("Dockerfile", &format!("FROM {index_ref}\nCMD [\"true\"]\n"))]);
+    let (from_index, _) = rig.build(&request(dir2.path())).await;
+    assert_eq!(from_index.layers, built.layers);
+}
