@@ -1,5 +1,7 @@
-//! berth's image builder. For now: the Dockerfile frontend — pure functions from text to a
-//! typed build plan, with no IO (files arrive as strings) and no image building yet.
+//! berth's image builder: a Dockerfile frontend (pure functions from text to a typed build
+//! plan) and an executor ([`exec`]) that pulls base images into a local OCI content store,
+//! assembles root filesystems, runs `RUN` through runc, writes deterministic layers, keeps a
+//! build cache and stores, exports and pushes the image — with no Docker daemon.
 //!
 //! # Design
 //!
@@ -33,6 +35,7 @@
 //! | `graph` | stage dependencies and [`Dockerfile::build_order`] |
 //! | `dockerignore` | [`DockerIgnore`] with moby `patternmatcher` semantics |
 //! | `error` | [`Error`]: every variant carries `file:line:column` |
+//! | [`exec`] | the executor: store, layers, snapshots, runtime, cache, output ([`exec::build`]) |
 //!
 //! # Not supported (each is a clear error)
 //!
@@ -42,6 +45,7 @@
 
 mod dockerignore;
 mod error;
+pub mod exec;
 mod graph;
 pub mod lex;
 mod model;

@@ -13,4 +13,7 @@ pub mod credentials;
 mod registry;
 
 pub use credentials::{Credential, CredentialStore, CredentialsError};
-pub use registry::{Ping, Registry, RegistryError, RegistryOptions};
+pub use registry::{
+    Ping, PlatformSpec, Registry, RegistryError, RegistryOptions, ResolvedManifest, media, sha256,
+    sha256_file,
+};

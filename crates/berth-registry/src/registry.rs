@@ -16,6 +16,71 @@ pub struct RegistryOptions {
     pub insecure: Vec<String>,
     /// Docker config to read credentials from; `None` uses the default location.
     pub docker_config: Option<PathBuf>,
+    /// Pull mirrors, `(registry, mirror host)`, e.g. `("docker.io", "127.0.0.1:15000")`, as
+    /// containerd's `hosts.toml` and Docker's `registry-mirrors` configure them. Pulls from
+    /// `registry` try the mirror first and fall back to the registry itself; pushes never use
+    /// a mirror.
+    pub mirrors: Vec<(String, String)>,
+}
+
+impl RegistryOptions {
+    /// Parses mirror specs `registry=host[,host…]` (the form of `BERTH_REGISTRY_MIRROR`,
+    /// entries separated by `;` or whitespace) into [`RegistryOptions::mirrors`].
+    pub fn parse_mirrors(spec: &str) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        for entry in spec
+            .split([';', ' ', '\n'])
+            .filter(|e| !e.trim().is_empty())
+        {
+            let (registry, hosts) = entry.trim().split_once('=').ok_or_else(|| {
+                format!("invalid mirror `{entry}`: write registry=host, e.g. docker.io=mirror:5000")
+            })?;
+            for host in hosts.split(',').filter(|h| !h.is_empty()) {
+                out.push((registry.trim().to_string(), host.trim().to_string()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The platform to pick from an image index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformSpec {
+    /// `linux`.
+    pub os: String,
+    /// OCI architecture name (`amd64`, `arm64`).
+    pub architecture: String,
+    /// `v7`, `v8`, if any.
+    pub variant: Option<String>,
+}
+
+/// A manifest resolved for one platform: an image manifest, never an index.
+#[derive(Debug, Clone)]
+pub struct ResolvedManifest {
+    /// Where it was found (the mirror, if one answered): pull the blobs from here.
+    pub source: ImageRef,
+    /// The manifest bytes, verified against [`ResolvedManifest::digest`].
+    pub bytes: Vec<u8>,
+    /// Its media type (OCI or Docker schema 2).
+    pub media_type: String,
+    /// Its digest.
+    pub digest: Digest,
+}
+
+/// OCI and Docker media types berth reads.
+pub mod media {
+    /// OCI image manifest.
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// OCI image index.
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    /// Docker schema 2 manifest.
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    /// Docker manifest list.
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    /// OCI image config.
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    /// OCI gzip layer.
+    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 }
 
 /// What a successful `/v2/` ping learned.
@@ -100,6 +165,7 @@ pub struct Registry {
     oci: oci_client::Client,
     credentials: CredentialStore,
     insecure: Vec<String>,
+    mirrors: Vec<(String, String)>,
 }
 
 /// sha256 of `bytes` as a [`Digest`].
@@ -115,7 +181,9 @@ impl Registry {
             Some(p) => CredentialStore::load(&p)?,
             None => CredentialStore::default(),
         };
-        Ok(Self::with_credentials(credentials, options.insecure))
+        let mut r = Self::with_credentials(credentials, options.insecure);
+        r.mirrors = options.mirrors;
+        Ok(r)
     }
 
     /// A client with an explicit credential store.
@@ -135,7 +203,13 @@ impl Registry {
             oci,
             credentials,
             insecure,
+            mirrors: Vec::new(),
         }
+    }
+
+    /// Where a pull of `image` should be tried, in order: its mirrors, then the registry.
+    pub fn pull_sources(&self, image: &ImageRef) -> Vec<ImageRef> {
+        pull_sources(&self.mirrors, image)
     }
 
     fn scheme(&self, host: &str) -> &'static str {
@@ -384,6 +458,220 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Resolves `image` to an image manifest for `platform`: tries the mirrors of its registry
+    /// first, follows an image index (OCI or Docker manifest list) to the platform's entry, and
+    /// verifies every digest. The returned [`ResolvedManifest::source`] is where the blobs are.
+    pub async fn resolve_manifest(
+        &self,
+        image: &ImageRef,
+        platform: &PlatformSpec,
+    ) -> Result<ResolvedManifest, RegistryError> {
+        let mut first_err = None;
+        for source in self.pull_sources(image) {
+            match self.resolve_from(&source, platform).await {
+                Ok(m) => return Ok(m),
+                Err(e) => {
+                    if first_err.is_none() {
+                        first_err = Some(e);
+                    }
+                }
+            }
+        }
+        Err(first_err.expect("pull_sources is never empty"))
+    }
+
+    async fn resolve_from(
+        &self,
+        source: &ImageRef,
+        platform: &PlatformSpec,
+    ) -> Result<ResolvedManifest, RegistryError> {
+        let (bytes, media_type, digest) = self.pull_manifest(source).await?;
+        if media_type != media::OCI_INDEX && media_type != media::DOCKER_LIST {
+            return Ok(ResolvedManifest {
+                source: source.clone(),
+                bytes,
+                media_type,
+                digest,
+            });
+        }
+        let index: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                operation: "pull-manifest",
+                reference: source.to_string(),
+                message: format!("unreadable image index: {e}"),
+            })?;
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        let matches = |e: &serde_json::Value, variant: bool| {
+            let p = &e["platform"];
+            p["os"].as_str() == Some(platform.os.as_str())
+                && p["architecture"].as_str() == Some(platform.architecture.as_str())
+                && (!variant || p["variant"].as_str() == platform.variant.as_deref())
+        };
+        let chosen = entries
+            .iter()
+            .find(|e| matches(e, true))
+            .or_else(|| entries.iter().find(|e| matches(e, false)))
+            .ok_or_else(|| RegistryError::Protocol {
+                operation: "pull-manifest",
+                reference: source.to_string(),
+                message: format!(
+                    "the image index has no manifest for {}/{}; it has: {}",
+                    platform.os,
+                    platform.architecture,
+                    entries
+                        .iter()
+                        .map(|e| format!(
+                            "{}/{}",
+                            e["platform"]["os"].as_str().unwrap_or("?"),
+                            e["platform"]["architecture"].as_str().unwrap_or("?")
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+        let d: Digest = chosen["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: berth_types::DigestError| RegistryError::Protocol {
+                operation: "pull-manifest",
+                reference: source.to_string(),
+                message: e.to_string(),
+            })?;
+        let pinned = source.pinned(d);
+        let (bytes, media_type, digest) = self.pull_manifest(&pinned).await?;
+        Ok(ResolvedManifest {
+            source: pinned,
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Streams a blob into the file `dest` (through `dest.partial`, renamed when complete) and
+    /// verifies its digest; the blob is never held in memory. Returns its size.
+    pub async fn pull_blob_to_file(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        dest: &std::path::Path,
+    ) -> Result<u64, RegistryError> {
+        let r = self.authenticate(image, RegistryOperation::Pull).await?;
+        let partial = dest.with_extension("partial");
+        let io = |e: std::io::Error| RegistryError::Protocol {
+            operation: "pull-blob",
+            reference: image.to_string(),
+            message: format!("writing {}: {e}", partial.display()),
+        };
+        let file = tokio::fs::File::create(&partial).await.map_err(io)?;
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let pulled = self
+            .oci
+            .pull_blob(&r, digest.to_string().as_str(), &mut out)
+            .await;
+        if let Err(e) = pulled {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(protocol("pull-blob", image, e));
+        }
+        // oci-client has checked the digest while streaming; check again from disk so a short
+        // write cannot slip through.
+        let (actual, size) = sha256_file(&partial).map_err(io)?;
+        if &actual != digest {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(RegistryError::DigestMismatch {
+                reference: image.to_string(),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        tokio::fs::rename(&partial, dest).await.map_err(io)?;
+        Ok(size)
+    }
+
+    /// Uploads the blob in file `path` (whose digest is `digest`) into the repository of
+    /// `image`, streaming it in 4 MiB chunks, unless the registry has it already (HEAD).
+    /// Returns whether it was uploaded.
+    pub async fn push_blob_file(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        path: &std::path::Path,
+    ) -> Result<bool, RegistryError> {
+        let r = self.authenticate(image, RegistryOperation::Push).await?;
+        if self
+            .oci
+            .blob_exists(&r, &digest.to_string())
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(false);
+        }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| RegistryError::Protocol {
+                operation: "push-blob",
+                reference: image.to_string(),
+                message: format!("reading {}: {e}", path.display()),
+            })?;
+        let size = file.metadata().await.map(|m| m.len()).ok();
+        let stream = futures::stream::try_unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 4 << 20];
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = file
+                    .read(&mut buf[filled..])
+                    .await
+                    .map_err(oci_client::errors::OciDistributionError::IoError)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                return Ok(None);
+            }
+            buf.truncate(filled);
+            Ok(Some((bytes::Bytes::from(buf), file)))
+        });
+        self.oci
+            .push_blob_stream(&r, stream, &digest.to_string(), size)
+            .await
+            .map_err(|e| protocol("push-blob", image, e))?;
+        Ok(true)
+    }
+}
+
+/// `image` on each of its registry's mirrors, then `image` itself.
+fn pull_sources(mirrors: &[(String, String)], image: &ImageRef) -> Vec<ImageRef> {
+    let mut out: Vec<ImageRef> = mirrors
+        .iter()
+        .filter(|(reg, _)| reg == image.registry())
+        .map(|(_, host)| image.with_registry(host))
+        .collect();
+    out.push(image.clone());
+    out
+}
+
+/// sha256 and size of a file, read in 1 MiB pieces.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((Digest::sha256_from_bytes(&h.finalize().into()), size))
+}
+
 fn check(image: &ImageRef, expected: &Digest, bytes: &[u8]) -> Result<(), RegistryError> {
     let actual = sha256(bytes);
     if &actual != expected {
@@ -482,6 +770,34 @@ mod tests {
         let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
         assert_eq!(s, "Basic");
         assert_eq!(p["realm"], "Registry Realm");
+    }
+
+    #[test]
+    fn mirrors_parse_and_come_before_the_registry() {
+        let m = RegistryOptions::parse_mirrors("docker.io=127.0.0.1:15000,m2:5000;ghcr.io=g:1")
+            .unwrap();
+        assert_eq!(
+            m,
+            vec![
+                ("docker.io".into(), "127.0.0.1:15000".into()),
+                ("docker.io".into(), "m2:5000".into()),
+                ("ghcr.io".into(), "g:1".into()),
+            ]
+        );
+        assert!(RegistryOptions::parse_mirrors("nohost").is_err());
+        let img: ImageRef = "busybox:1.35".parse().unwrap();
+        let sources: Vec<String> = pull_sources(&m, &img)
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                "127.0.0.1:15000/library/busybox:1.35",
+                "m2:5000/library/busybox:1.35",
+                "docker.io/library/busybox:1.35"
+            ]
+        );
     }
 
     #[test]

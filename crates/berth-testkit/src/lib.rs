@@ -126,8 +126,17 @@ impl TestEnv {
         Registry::new(RegistryOptions {
             insecure: vec![self.registry_host().to_string()],
             docker_config: Some(PathBuf::from("/nonexistent/berth-testkit/config.json")),
+            mirrors: self.mirrors(),
         })
         .expect("a registry client without a config file builds")
+    }
+
+    /// The environment's pull mirrors (`BERTH_REGISTRY_MIRROR`, e.g. docker.io -> the registry).
+    pub fn mirrors(&self) -> Vec<(String, String)> {
+        self.vars
+            .get("BERTH_REGISTRY_MIRROR")
+            .map(|s| RegistryOptions::parse_mirrors(s).expect("BERTH_REGISTRY_MIRROR is valid"))
+            .unwrap_or_default()
     }
 
     /// A `berth` command with the environment's variables set (KUBECONFIG, BERTH_REGISTRY, ...).

@@ -85,6 +85,14 @@ impl ImageRef {
         })
     }
 
+    /// The same repository, tag and digest on another registry host (a mirror).
+    pub fn with_registry(&self, host: &str) -> ImageRef {
+        ImageRef {
+            registry: host.into(),
+            ..self.clone()
+        }
+    }
+
     /// What to ask the registry for: the digest if there is one, else the tag, else `latest`.
     pub fn reference(&self) -> String {
         match (&self.digest, &self.tag) {

@@ -21,6 +21,8 @@ pub enum Command {
     /// Check that everything berth needs is there: cluster, permissions, registry, OCI runtime,
     /// kustomize and helm. Exits non-zero when something required is missing.
     Doctor(DoctorArgs),
+    /// Build an image from a Dockerfile without a Docker daemon; store, export or push it.
+    Build(crate::build_cmd::BuildCmdArgs),
     /// Render manifests (plain YAML, *.j2 templates, Kustomize, Helm) with pinned images and
     /// berth's labels, and print the final YAML in a stable order.
     Render(RenderCmd),

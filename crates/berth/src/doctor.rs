@@ -252,6 +252,7 @@ async fn registry_check(args: &DoctorArgs) -> Check {
     let registry = match Registry::new(RegistryOptions {
         insecure: args.insecure_registry.clone(),
         docker_config: args.docker_config.clone(),
+        mirrors: Vec::new(),
     }) {
         Ok(r) => r,
         Err(e) => {

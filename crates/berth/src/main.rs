@@ -4,6 +4,7 @@
 //! that turns them into validated settings and drives the libraries, and only this crate prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod build_cmd;
 mod cli;
 mod deploy_cmd;
 mod doctor;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             cli::Command::Diff(a) => deploy_cmd::diff(a).await,
             cli::Command::History(a) => deploy_cmd::history(a).await,
             cli::Command::Rollback(a) => deploy_cmd::rollback(a).await,
+            cli::Command::Build(a) => build_cmd::run(a).await,
         }
     });
     match result {

@@ -2,6 +2,7 @@
 //! (`testenv/berth-testenv up`). Each test gets its own namespace and registry repository from
 //! `berth_testkit::TestContext`.
 
+mod build;
 mod deploy;
 mod doctor;
 mod rig;

@@ -1,0 +1,1020 @@
+//! The executor: runs the stages a target needs, instruction by instruction, against the
+//! content store and the build cache, and assembles, stores, writes and pushes the image.
+//!
+//! Root filesystems are materialised lazily: a stage whose steps all hit the cache never
+//! unpacks anything; the first miss unpacks the layers so far into a scratch directory of the
+//! store and the stage goes on from there.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use berth_registry::{PlatformSpec, Registry, media};
+use berth_types::{Digest, Event, EventSink, ImageRef, Level};
+use sha2::{Digest as _, Sha256};
+
+use super::context::{self, CopyAttrs, Selected};
+use super::error::{BuildError, io_err};
+use super::image::{
+    Descriptor, Empty, HealthConfig, History, ImageConfig, Index, Manifest, rfc3339,
+};
+use super::layer::{LayerPlan, apply_layer, resolve_in_root, write_layer};
+use super::runtime::{self, ProcessSpec, RunError};
+use super::snapshot::Snapshot;
+use super::store::{CacheRecord, CachedLayer, Store, StoredImage};
+use crate::span::Location;
+use crate::{
+    BaseRef, BuildArgs, Command, Copy, CopySource, DockerIgnore, Dockerfile, FromRef, Healthcheck,
+    Instruction, Network, Platform, Scope,
+};
+
+/// The default `PATH` of a RUN when the image sets none (Docker's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How the builder works (shared by many builds).
+#[derive(Clone)]
+pub struct BuildOptions {
+    /// The content store.
+    pub store: Store,
+    /// Where base images come from and results go.
+    pub registry: Arc<Registry>,
+    /// The OCI runtime binary for RUN (`runc`).
+    pub runtime: String,
+    /// Timestamp for every file and the config (`SOURCE_DATE_EPOCH`); `None` is 0.
+    pub source_date_epoch: Option<i64>,
+    /// Ignore the build cache (results are still recorded).
+    pub no_cache: bool,
+}
+
+/// One build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile; default `<context>/Dockerfile`.
+    pub dockerfile: Option<PathBuf>,
+    /// `--target` stage.
+    pub target: Option<String>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// Target platform; default the host's.
+    pub platform: Option<Platform>,
+    /// Names for the result (in the store's index, and where pushed).
+    pub tags: Vec<ImageRef>,
+    /// Push to every tag.
+    pub push: bool,
+    /// Also write an OCI image layout here.
+    pub oci_dest: Option<PathBuf>,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuiltImage {
+    /// The image manifest's digest.
+    pub manifest_digest: Digest,
+    /// The config's digest.
+    pub config_digest: Digest,
+    /// The layers, base first.
+    pub layers: Vec<Descriptor>,
+    /// Manifest + config + layers, in bytes.
+    pub size: u64,
+    /// Filesystem steps (RUN/COPY/ADD) executed or reused.
+    pub steps: usize,
+    /// Of those, how many came from the build cache.
+    pub cache_hits: usize,
+    /// References pushed (`repo@digest`).
+    pub pushed: Vec<ImageRef>,
+}
+
+struct StageState {
+    config: ImageConfig,
+    layers: Vec<Descriptor>,
+    chain: String,
+    scope: Scope,
+    rootfs: Option<PathBuf>,
+    cmd_from_base: bool,
+}
+
+/// Removes scratch root filesystems when the build ends, however it ends.
+struct Scratch(Vec<PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn hash_parts(parts: &[&str]) -> Digest {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    Digest::sha256_from_bytes(&h.finalize().into())
+}
+
+fn platform_spec(p: &Platform) -> PlatformSpec {
+    PlatformSpec {
+        os: p.os.clone(),
+        architecture: p.architecture.clone(),
+        variant: p.variant.clone(),
+    }
+}
+
+fn env_pairs(env: &[String]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .collect()
+}
+
+fn command_args(cmd: &Command, shell: &[String]) -> Vec<String> {
+    match cmd {
+        Command::Exec(v) => v.clone(),
+        Command::Shell(s) => {
+            let mut v = if shell.is_empty() {
+                vec!["/bin/sh".to_string(), "-c".to_string()]
+            } else {
+                shell.to_vec()
+            };
+            v.push(s.clone());
+            v
+        }
+    }
+}
+
+/// Unpacks the layers of an image into `dest` (created).
+pub fn unpack_layers(store: &Store, layers: &[Descriptor], dest: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(dest).map_err(io_err(dest))?;
+    for l in layers {
+        apply_layer(&store.blob_path(&l.digest), &l.media_type, dest)?;
+    }
+    Ok(())
+}
+
+/// Unpacks the image with manifest `manifest_digest` from the store into `dest`; returns its
+/// config (to run it).
+pub fn unpack_image(
+    store: &Store,
+    manifest_digest: &Digest,
+    dest: &Path,
+) -> Result<ImageConfig, BuildError> {
+    let img = store.image(manifest_digest)?;
+    unpack_layers(store, &img.layers, dest)?;
+    Ok(img.config)
+}
+
+struct Ctx<'a> {
+    opts: &'a BuildOptions,
+    sink: &'a dyn EventSink,
+    file: String,
+    platform: Platform,
+    mtime: u64,
+    created: String,
+    scratch: Scratch,
+    steps: usize,
+    hits: usize,
+    context: PathBuf,
+    ignore: Option<DockerIgnore>,
+}
+
+impl Ctx<'_> {
+    fn say(&self, message: String) {
+        self.sink.emit(Event::Message {
+            step: "build".into(),
+            level: Level::Info,
+            message,
+        });
+    }
+
+    fn materialize(&mut self, st: &mut StageState) -> Result<PathBuf, BuildError> {
+        if let Some(r) = &st.rootfs {
+            return Ok(r.clone());
+        }
+        let dir = self.opts.store.temp_path("rootfs");
+        self.scratch.0.push(dir.clone());
+        unpack_layers(&self.opts.store, &st.layers, &dir)?;
+        st.rootfs = Some(dir.clone());
+        Ok(dir)
+    }
+
+    async fn pull(&self, reference: &str, loc: &Location) -> Result<StoredImage, BuildError> {
+        let image: ImageRef = reference.parse().map_err(|e| BuildError::Step {
+            location: loc.clone(),
+            instruction: "FROM",
+            reason: format!("invalid image reference {reference:?}: {e}"),
+        })?;
+        self.opts
+            .store
+            .pull(
+                &self.opts.registry,
+                &image,
+                &platform_spec(&self.platform),
+                self.sink,
+            )
+            .await
+    }
+}
+
+/// Builds the image `request` describes, reporting progress to `sink`.
+pub async fn build(
+    opts: &BuildOptions,
+    request: &BuildRequest,
+    sink: &dyn EventSink,
+) -> Result<BuiltImage, BuildError> {
+    let started = Instant::now();
+    sink.emit(Event::StepStarted {
+        step: "build".into(),
+    });
+    let result = build_inner(opts, request, sink).await;
+    sink.emit(Event::StepFinished {
+        step: "build".into(),
+        ok: result.is_ok(),
+        millis: started.elapsed().as_millis() as u64,
+        message: match &result {
+            Ok(b) => format!(
+                "built {} ({} steps, {} cached)",
+                b.manifest_digest, b.steps, b.cache_hits
+            ),
+            Err(e) => e.to_string(),
+        },
+    });
+    result
+}
+
+async fn build_inner(
+    opts: &BuildOptions,
+    request: &BuildRequest,
+    sink: &dyn EventSink,
+) -> Result<BuiltImage, BuildError> {
+    let dockerfile_path = request
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| request.context.join("Dockerfile"));
+    let text = std::fs::read_to_string(&dockerfile_path).map_err(io_err(&dockerfile_path))?;
+    let file = dockerfile_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "Dockerfile".into());
+    let platform = request
+        .platform
+        .clone()
+        .unwrap_or_else(Platform::host_linux);
+    let mut args = BuildArgs::new(platform.clone());
+    args.build_platform = Platform::host_linux();
+    for (k, v) in &request.build_args {
+        args = args.with(k, v);
+    }
+    let df = Dockerfile::parse(&file, &text, &args)?;
+    let order = df.build_order(request.target.as_deref())?;
+    let ignore_path = request.context.join(".dockerignore");
+    let ignore = match std::fs::read_to_string(&ignore_path) {
+        Ok(t) => Some(DockerIgnore::parse(&t)?),
+        Err(_) => None,
+    };
+    let epoch = opts.source_date_epoch.unwrap_or(0).max(0);
+    let mut cx = Ctx {
+        opts,
+        sink,
+        file: file.clone(),
+        platform: platform.clone(),
+        mtime: epoch as u64,
+        created: rfc3339(epoch),
+        scratch: Scratch(Vec::new()),
+        steps: 0,
+        hits: 0,
+        context: request.context.clone(),
+        ignore,
+    };
+    let mut states: Vec<Option<StageState>> = (0..df.stages.len()).map(|_| None).collect();
+    let total = order.len();
+    for (pos, &si) in order.iter().enumerate() {
+        let stage = &df.stages[si];
+        let loc = Location::new(&file, stage.span);
+        let (config, layers, chain) = match &stage.base {
+            BaseRef::Scratch => (
+                ImageConfig {
+                    architecture: platform.architecture.clone(),
+                    os: platform.os.clone(),
+                    variant: platform.variant.clone(),
+                    ..Default::default()
+                },
+                Vec::new(),
+                hash_parts(&["scratch", &platform.to_string()]).to_string(),
+            ),
+            BaseRef::Image(r) => {
+                cx.say(format!("[{}/{total}] FROM {r}", pos + 1));
+                let img = cx.pull(r, &loc).await?;
+                if !img.config.config.on_build.is_empty() {
+                    return Err(BuildError::Unsupported {
+                        location: loc.clone(),
+                        what: format!("base image {r} with ONBUILD triggers"),
+                        hint: "copy the triggers into this Dockerfile and use a base without them"
+                            .into(),
+                    });
+                }
+                let chain = hash_parts(&["image", &img.manifest_digest.to_string()]).to_string();
+                (img.config, img.layers, chain)
+            }
+            BaseRef::Stage(i) => {
+                let parent = states[*i].as_ref().expect("build order puts parents first");
+                (
+                    parent.config.clone(),
+                    parent.layers.clone(),
+                    parent.chain.clone(),
+                )
+            }
+        };
+        let scope = df.stage_scope(&env_pairs(&config.config.env));
+        let mut st = StageState {
+            cmd_from_base: config.config.cmd.is_some(),
+            config,
+            layers,
+            chain,
+            scope,
+            rootfs: None,
+        };
+        st.config.created = Some(cx.created.clone());
+        for ins in &stage.instructions {
+            let ins = ins.expand(&mut st.scope, &file)?;
+            run_instruction(&mut cx, &mut st, &mut states, &ins, pos + 1, total).await?;
+        }
+        states[si] = Some(st);
+    }
+    let last = *order.last().expect("build order is never empty");
+    let st = states[last].take().expect("target stage built");
+    finish(&cx, st, request).await
+}
+
+async fn run_instruction(
+    cx: &mut Ctx<'_>,
+    st: &mut StageState,
+    states: &mut [Option<StageState>],
+    ins: &Instruction,
+    pos: usize,
+    total: usize,
+) -> Result<(), BuildError> {
+    let loc = Location::new(&cx.file, ins.span());
+    let cfg = &mut st.config.config;
+    let history = |st: &mut StageState, created_by: String, empty: bool| {
+        st.config.history.push(History {
+            created: Some(cx.created.clone()),
+            created_by: Some(created_by),
+            comment: Some("berth".into()),
+            empty_layer: empty,
+        });
+    };
+    match ins {
+        Instruction::Env { vars, .. } => {
+            cfg.env = st
+                .scope
+                .env()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let text = vars
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            history(st, format!("ENV {text}"), true);
+        }
+        Instruction::Arg { args, .. } => {
+            let names: Vec<&str> = args.iter().map(|a| a.name.as_str()).collect();
+            history(st, format!("ARG {}", names.join(" ")), true);
+        }
+        Instruction::Workdir { path, .. } => {
+            let new = if path.starts_with('/') {
+                path.clone()
+            } else {
+                let base = if cfg.working_dir.is_empty() {
+                    "/"
+                } else {
+                    cfg.working_dir.as_str()
+                };
+                format!("{}/{path}", base.trim_end_matches('/'))
+            };
+            cfg.working_dir = new.clone();
+            history(st, format!("WORKDIR {new}"), true);
+        }
+        Instruction::User { user, .. } => {
+            cfg.user = user.clone();
+            history(st, format!("USER {user}"), true);
+        }
+        Instruction::Label { labels, .. } => {
+            for (k, v) in labels {
+                cfg.labels.insert(k.clone(), v.clone());
+            }
+            history(st, "LABEL".into(), true);
+        }
+        Instruction::Expose { ports, .. } => {
+            for p in ports {
+                let p = if p.contains('/') {
+                    p.to_lowercase()
+                } else {
+                    format!("{p}/tcp")
+                };
+                cfg.exposed_ports.insert(p, Empty {});
+            }
+            history(st, format!("EXPOSE {}", ports.join(" ")), true);
+        }
+        Instruction::Entrypoint { command, .. } => {
+            cfg.entrypoint = Some(command_args(command, &cfg.shell));
+            if st.cmd_from_base {
+                cfg.cmd = None;
+            }
+            history(st, format!("ENTRYPOINT {command:?}"), true);
+        }
+        Instruction::Cmd { command, .. } => {
+            cfg.cmd = Some(command_args(command, &cfg.shell));
+            st.cmd_from_base = false;
+            history(st, format!("CMD {command:?}"), true);
+        }
+        Instruction::Stopsignal { signal, .. } => {
+            cfg.stop_signal = signal.clone();
+            history(st, format!("STOPSIGNAL {signal}"), true);
+        }
+        Instruction::Volume { paths, .. } => {
+            for p in paths {
+                cfg.volumes.insert(p.clone(), Empty {});
+            }
+            history(st, format!("VOLUME {paths:?}"), true);
+        }
+        Instruction::Shell { shell, .. } => {
+            cfg.shell = shell.clone();
+            history(st, format!("SHELL {shell:?}"), true);
+        }
+        Instruction::Healthcheck { check, .. } => {
+            let ns = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as u64).unwrap_or(0);
+            cfg.healthcheck = Some(match check {
+                Healthcheck::None => HealthConfig {
+                    test: vec!["NONE".into()],
+                    ..Default::default()
+                },
+                Healthcheck::Check {
+                    command,
+                    interval,
+                    timeout,
+                    start_period,
+                    start_interval,
+                    retries,
+                } => HealthConfig {
+                    test: match command {
+                        Command::Exec(v) => std::iter::once("CMD".to_string())
+                            .chain(v.iter().cloned())
+                            .collect(),
+                        Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                    },
+                    interval: ns(interval),
+                    timeout: ns(timeout),
+                    start_period: ns(start_period),
+                    start_interval: ns(start_interval),
+                    retries: retries.map(u64::from).unwrap_or(0),
+                },
+            });
+            history(st, "HEALTHCHECK".into(), true);
+        }
+        Instruction::Onbuild { trigger, .. } => {
+            cfg.on_build.push(trigger.clone());
+            history(st, format!("ONBUILD {trigger}"), true);
+        }
+        Instruction::Maintainer { name, .. } => {
+            st.config.author = Some(name.clone());
+            history(st, format!("MAINTAINER {name}"), true);
+        }
+        Instruction::Run { run, .. } => {
+            if !run.mounts.is_empty() {
+                return Err(BuildError::Unsupported {
+                    location: loc,
+                    what: "RUN --mount".into(),
+                    hint: "copy the files in with COPY for now".into(),
+                });
+            }
+            let args = match &run.command {
+                Command::Exec(v) => v.clone(),
+                Command::Shell(_) => {
+                    let script = run.shell_script().unwrap_or_default();
+                    command_args(&Command::Shell(script), &st.config.config.shell)
+                }
+            };
+            let mut env: Vec<String> = st
+                .scope
+                .run_env()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            if !env.iter().any(|e| e.starts_with("PATH=")) {
+                env.insert(0, format!("PATH={DEFAULT_PATH}"));
+            }
+            let workdir = if st.config.config.working_dir.is_empty() {
+                "/".to_string()
+            } else {
+                st.config.config.working_dir.clone()
+            };
+            let user = st.config.config.user.clone();
+            let network_none = run.network == Network::None;
+            let text = format!("RUN {}", args.join(" "));
+            let key = hash_parts(&[
+                "run",
+                &st.chain,
+                &format!("{args:?}"),
+                &env.join("\n"),
+                &workdir,
+                &user,
+                &network_none.to_string(),
+                &cx.platform.to_string(),
+                &cx.mtime.to_string(),
+            ]);
+            cx.steps += 1;
+            if let Some(rec) = cached(cx, &key) {
+                cx.say(format!("[{pos}/{total}] CACHED {text}"));
+                apply_record(&cx.opts.store, st, &key, rec, text, true)?;
+                return Ok(());
+            }
+            cx.say(format!("[{pos}/{total}] {text}"));
+            let rootfs = cx.materialize(st)?;
+            let mut pre = Vec::new();
+            let wd_rel = resolve_in_root(&rootfs, &workdir);
+            let before = Snapshot::take(&rootfs)?;
+            context::mkdir_recorded(&rootfs, &wd_rel, &mut pre)?;
+            let (uid, gid, groups) = if user.is_empty() {
+                (0, 0, Vec::new())
+            } else {
+                context::resolve_user(Some(&rootfs), &user).map_err(|reason| BuildError::Step {
+                    location: loc.clone(),
+                    instruction: "RUN",
+                    reason,
+                })?
+            };
+            if !env.iter().any(|e| e.starts_with("HOME=")) {
+                env.push(format!(
+                    "HOME={}",
+                    home_of(&rootfs, uid).unwrap_or_else(|| "/".into())
+                ));
+            }
+            let spec = ProcessSpec {
+                rootfs: rootfs.clone(),
+                args: args.clone(),
+                env,
+                cwd: workdir,
+                uid,
+                gid,
+                additional_gids: groups,
+                network_none,
+                binds: Vec::new(),
+            };
+            let sink = cx.sink;
+            let on_line = move |is_err: bool, line: &str| {
+                sink.emit(Event::Message {
+                    step: "run".into(),
+                    level: if is_err { Level::Warning } else { Level::Info },
+                    message: line.to_string(),
+                });
+            };
+            let bundle = cx.opts.store.temp_path("bundle");
+            match runtime::run(&cx.opts.runtime, &bundle, &spec, &on_line).await {
+                Ok(()) => {}
+                Err(RunError::Exit { code, tail }) => {
+                    let mut command: String = args.join(" ");
+                    if command.len() > 120 {
+                        command.truncate(117);
+                        command.push_str("...");
+                    }
+                    return Err(BuildError::RunFailed {
+                        location: loc,
+                        command,
+                        exit_code: code,
+                        tail: tail.join("\n"),
+                    });
+                }
+                Err(RunError::Runtime(message)) => {
+                    return Err(BuildError::Runtime {
+                        location: loc,
+                        runtime: cx.opts.runtime.clone(),
+                        message,
+                    });
+                }
+            }
+            let after = Snapshot::take(&rootfs)?;
+            let plan = before.diff(&after);
+            let layer = write_layer(&cx.opts.store, &rootfs, &plan, cx.mtime)?;
+            let rec = CacheRecord { layer };
+            cx.opts.store.cache_put(&key, &rec)?;
+            apply_record(&cx.opts.store, st, &key, rec, text, false)?;
+        }
+        Instruction::Copy { copy, .. } => {
+            copy_step(cx, st, states, copy, false, &loc, pos, total).await?;
+        }
+        Instruction::Add { add, .. } => {
+            if add.extract_archives
+                && add
+                    .copy
+                    .sources
+                    .iter()
+                    .any(|s| matches!(s, CopySource::Path(p) if is_archive_name(p)))
+            {
+                return Err(BuildError::Unsupported {
+                    location: loc,
+                    what: "ADD of a local archive (auto-extraction)".into(),
+                    hint: "COPY the archive and extract it in a RUN, or use ADD --unpack=false"
+                        .into(),
+                });
+            }
+            copy_step(cx, st, states, &add.copy, true, &loc, pos, total).await?;
+        }
+    }
+    Ok(())
+}
+
+fn is_archive_name(p: &str) -> bool {
+    [
+        ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".txz", ".tbz2",
+    ]
+    .iter()
+    .any(|s| p.ends_with(s))
+}
+
+fn home_of(rootfs: &Path, uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 5 && f[2] == uid.to_string()).then(|| f[5].to_string())
+    })
+}
+
+fn cached(cx: &mut Ctx<'_>, key: &Digest) -> Option<CacheRecord> {
+    if cx.opts.no_cache {
+        return None;
+    }
+    let rec = cx.opts.store.cache_get(key)?;
+    cx.hits += 1;
+    Some(rec)
+}
+
+/// Adds what a step produced to the stage. On a cache hit (`hit`) with a root filesystem
+/// already materialised, the layer is applied to it too; on a miss the change is there already.
+fn apply_record(
+    store: &Store,
+    st: &mut StageState,
+    key: &Digest,
+    rec: CacheRecord,
+    text: String,
+    hit: bool,
+) -> Result<(), BuildError> {
+    let diff = rec
+        .layer
+        .as_ref()
+        .map(|l| l.diff_id.to_string())
+        .unwrap_or_else(|| "empty".into());
+    st.chain = hash_parts(&[&st.chain, &key.to_string(), &diff]).to_string();
+    let empty = rec.layer.is_none();
+    if let Some(CachedLayer {
+        descriptor,
+        diff_id,
+    }) = rec.layer
+    {
+        if hit && let Some(root) = &st.rootfs {
+            apply_layer(
+                &store.blob_path(&descriptor.digest),
+                &descriptor.media_type,
+                root,
+            )?;
+        }
+        st.layers.push(descriptor);
+        st.config.rootfs.diff_ids.push(diff_id);
+    }
+    st.config.history.push(History {
+        created: st.config.created.clone(),
+        created_by: Some(text),
+        comment: Some("berth".into()),
+        empty_layer: empty,
+    });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn copy_step(
+    cx: &mut Ctx<'_>,
+    st: &mut StageState,
+    states: &mut [Option<StageState>],
+    copy: &Copy,
+    is_add: bool,
+    loc: &Location,
+    pos: usize,
+    total: usize,
+) -> Result<(), BuildError> {
+    let kw: &'static str = if is_add { "ADD" } else { "COPY" };
+    let step_err = |reason: String| BuildError::Step {
+        location: loc.clone(),
+        instruction: kw,
+        reason,
+    };
+    let attrs_mode = match &copy.chmod {
+        None => None,
+        Some(m) => Some(
+            u32::from_str_radix(m, 8).map_err(|_| BuildError::Unsupported {
+                location: loc.clone(),
+                what: format!("--chmod={m}"),
+                hint: "write the mode in octal, e.g. --chmod=0755".into(),
+            })?,
+        ),
+    };
+    if !copy.excludes.is_empty() {
+        return Err(BuildError::Unsupported {
+            location: loc.clone(),
+            what: format!("{kw} --exclude"),
+            hint: "use .dockerignore".into(),
+        });
+    }
+    let paths: Vec<String> = copy
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            CopySource::Path(p) => Some(p.clone()),
+            CopySource::Heredoc(_) => None,
+        })
+        .collect();
+    let heredocs: Vec<&str> = copy
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            CopySource::Heredoc(h) => Some(h.content.as_str()),
+            CopySource::Path(_) => None,
+        })
+        .collect();
+    // Where the files come from, and what identifies them for the cache.
+    let (src_root, ignore, source_id): (Option<PathBuf>, Option<DockerIgnore>, Option<String>) =
+        match &copy.from {
+            None => (Some(cx.context.clone()), cx.ignore.clone(), None),
+            Some(FromRef::Stage(i)) => {
+                let other = states[*i]
+                    .as_ref()
+                    .ok_or_else(|| step_err(format!("stage {i} is not built yet")))?;
+                (None, None, Some(format!("stage:{}", other.chain)))
+            }
+            Some(FromRef::Image(r)) => {
+                let img = cx.pull(r, loc).await?;
+                let dir = cx.opts.store.temp_path("from");
+                cx.scratch.0.push(dir.clone());
+                unpack_layers(&cx.opts.store, &img.layers, &dir)?;
+                (
+                    Some(dir),
+                    None,
+                    Some(format!("image:{}", img.manifest_digest)),
+                )
+            }
+        };
+    let mut selected: Option<Vec<Selected>> = None;
+    let inputs = match (&source_id, &src_root) {
+        (Some(id), _) => id.clone(),
+        (None, Some(root)) => {
+            let sel = context::select(root, &paths, ignore.as_ref()).map_err(&step_err)?;
+            let d = context::content_digest(&sel)?;
+            selected = Some(sel);
+            d
+        }
+        (None, None) => unreachable!("a copy has a source"),
+    };
+    let workdir = if st.config.config.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        st.config.config.working_dir.clone()
+    };
+    let dest = if copy.dest.starts_with('/') {
+        copy.dest.clone()
+    } else {
+        let mut d = format!("{}/{}", workdir.trim_end_matches('/'), copy.dest);
+        if copy.dest == "." || copy.dest == "./" {
+            d = format!("{}/", workdir.trim_end_matches('/'));
+        }
+        d
+    };
+    let shown = {
+        let mut s: Vec<String> = paths.clone();
+        s.extend(heredocs.iter().map(|_| "<<heredoc".to_string()));
+        format!(
+            "{kw} {}{} {}",
+            copy.from
+                .as_ref()
+                .map(|f| format!("--from={f:?} "))
+                .unwrap_or_default(),
+            s.join(" "),
+            copy.dest
+        )
+    };
+    let key = hash_parts(&[
+        "copy",
+        &st.chain,
+        &format!("{copy:?}"),
+        &inputs,
+        &dest,
+        &cx.mtime.to_string(),
+    ]);
+    cx.steps += 1;
+    if let Some(rec) = cached(cx, &key) {
+        cx.say(format!("[{pos}/{total}] CACHED {shown}"));
+        apply_record(&cx.opts.store, st, &key, rec, shown, true)?;
+        return Ok(());
+    }
+    cx.say(format!("[{pos}/{total}] {shown}"));
+    // Sources from another stage: materialise it now.
+    let (src_root, selected) = match (src_root, selected) {
+        (Some(r), Some(s)) => (r, s),
+        (Some(r), None) => {
+            let s = context::select(&r, &paths, None).map_err(&step_err)?;
+            (r, s)
+        }
+        (None, _) => {
+            let Some(FromRef::Stage(i)) = &copy.from else {
+                unreachable!("only stage sources have no root yet")
+            };
+            let mut other = states[*i].take().expect("checked above");
+            let r = cx.materialize(&mut other);
+            states[*i] = Some(other);
+            let r = r?;
+            let s = context::select(&r, &paths, None).map_err(&step_err)?;
+            (r, s)
+        }
+    };
+    let _ = src_root;
+    let rootfs = cx.materialize(st)?;
+    let owner = match &copy.chown {
+        None => None,
+        Some(spec) => {
+            let (u, g, _) = context::resolve_user(Some(&rootfs), spec).map_err(&step_err)?;
+            Some((u, g))
+        }
+    };
+    let attrs = CopyAttrs {
+        owner,
+        mode: attrs_mode,
+    };
+    let mut written = Vec::new();
+    if !selected.is_empty() {
+        written.extend(context::copy_into(&rootfs, &selected, &dest, attrs)?);
+    }
+    for h in &heredocs {
+        if dest.ends_with('/') {
+            return Err(BuildError::Unsupported {
+                location: loc.clone(),
+                what: format!("{kw} of a heredoc into a directory"),
+                hint: "name the destination file".into(),
+            });
+        }
+        written.extend(context::write_file(&rootfs, &dest, h, attrs)?);
+    }
+    let plan = LayerPlan {
+        paths: written,
+        ..Default::default()
+    };
+    let layer = write_layer(&cx.opts.store, &rootfs, &plan, cx.mtime)?;
+    let rec = CacheRecord { layer };
+    cx.opts.store.cache_put(&key, &rec)?;
+    apply_record(&cx.opts.store, st, &key, rec, shown, false)?;
+    Ok(())
+}
+
+async fn finish(
+    cx: &Ctx<'_>,
+    st: StageState,
+    request: &BuildRequest,
+) -> Result<BuiltImage, BuildError> {
+    let store = &cx.opts.store;
+    let mut config = st.config;
+    config.created = Some(cx.created.clone());
+    let config_bytes = serde_json::to_vec(&config).expect("config serialises");
+    let config_digest = store.write_blob(&config_bytes)?;
+    let layers: Vec<Descriptor> = st
+        .layers
+        .into_iter()
+        .map(|mut l| {
+            l.media_type = match l.media_type.as_str() {
+                super::image::DOCKER_LAYER_GZIP => media::OCI_LAYER_GZIP.into(),
+                "application/vnd.docker.image.rootfs.diff.tar" => {
+                    super::image::OCI_LAYER_TAR.into()
+                }
+                other => other.into(),
+            };
+            l.annotations.clear();
+            l
+        })
+        .collect();
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: media::OCI_MANIFEST.into(),
+        config: Descriptor {
+            media_type: media::OCI_CONFIG.into(),
+            digest: config_digest.clone(),
+            size: config_bytes.len() as u64,
+            annotations: Default::default(),
+        },
+        layers: layers.clone(),
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
+    let manifest_digest = store.write_blob(&manifest_bytes)?;
+    let manifest_desc = Descriptor {
+        media_type: media::OCI_MANIFEST.into(),
+        digest: manifest_digest.clone(),
+        size: manifest_bytes.len() as u64,
+        annotations: Default::default(),
+    };
+    for t in &request.tags {
+        store.tag(&t.to_string(), &manifest_desc)?;
+    }
+    let size = manifest_bytes.len() as u64
+        + config_bytes.len() as u64
+        + layers.iter().map(|l| l.size).sum::<u64>();
+    if let Some(dir) = &request.oci_dest {
+        let name = request
+            .tags
+            .first()
+            .and_then(|t| t.tag().map(str::to_owned))
+            .unwrap_or_else(|| "latest".into());
+        write_oci_layout(store, dir, &manifest_desc, &manifest, &name)?;
+        cx.say(format!("wrote OCI layout {} ({name})", dir.display()));
+    }
+    let mut pushed = Vec::new();
+    if request.push {
+        for t in &request.tags {
+            let started = Instant::now();
+            let mut uploaded = 0;
+            for l in &layers {
+                if cx
+                    .opts
+                    .registry
+                    .push_blob_file(t, &l.digest, &store.blob_path(&l.digest))
+                    .await?
+                {
+                    uploaded += 1;
+                }
+            }
+            cx.opts.registry.push_blob(t, config_bytes.clone()).await?;
+            cx.opts
+                .registry
+                .push_manifest(t, manifest_bytes.clone(), media::OCI_MANIFEST)
+                .await?;
+            cx.say(format!(
+                "pushed {t} ({uploaded} of {} layers uploaded, {} ms)",
+                layers.len(),
+                started.elapsed().as_millis()
+            ));
+            pushed.push(t.pinned(manifest_digest.clone()));
+        }
+    }
+    Ok(BuiltImage {
+        manifest_digest,
+        config_digest,
+        layers,
+        size,
+        steps: cx.steps,
+        cache_hits: cx.hits,
+        pushed,
+    })
+}
+
+/// Writes an OCI image layout at `dir` holding the image (blobs hard-linked from the store
+/// when possible), named `name` in its `index.json`.
+fn write_oci_layout(
+    store: &Store,
+    dir: &Path,
+    manifest_desc: &Descriptor,
+    manifest: &Manifest,
+    name: &str,
+) -> Result<(), BuildError> {
+    let out = Store::open(dir)?;
+    let mut digests = vec![manifest_desc.digest.clone(), manifest.config.digest.clone()];
+    digests.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+    for d in digests {
+        let dst = out.blob_path(&d);
+        if dst.exists() {
+            continue;
+        }
+        let src = store.blob_path(&d);
+        if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).map_err(io_err(&dst))?;
+        }
+    }
+    let mut index: Index = std::fs::read(dir.join("index.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    index.manifests.retain(|d| {
+        d.annotations.get("org.opencontainers.image.ref.name") != Some(&name.to_string())
+    });
+    let mut d = manifest_desc.clone();
+    d.annotations
+        .insert("org.opencontainers.image.ref.name".into(), name.into());
+    index.manifests.push(d);
+    super::store::write_atomic(
+        &dir.join("index.json"),
+        &serde_json::to_vec_pretty(&index).expect("index"),
+    )?;
+    // berth's own scratch directories are not part of an exported layout.
+    let _ = std::fs::remove_dir_all(dir.join("berth"));
+    Ok(())
+}

@@ -1,0 +1,500 @@
+//! Sources of `COPY`/`ADD`: selecting files (paths, globs, `.dockerignore`) from the build
+//! context or another root filesystem, hashing them for the build cache, and copying them into
+//! a stage's root filesystem while recording exactly what was written (the layer).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::error::{BuildError, io_err};
+use super::layer::{remove_any, resolve_in_root};
+use crate::DockerIgnore;
+
+/// One selected source: a file, link or directory tree.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// Its base name (for copying a single file into a directory).
+    pub name: String,
+    /// Whether the top (after following a symlink) is a directory.
+    pub is_dir: bool,
+    /// `(absolute path, path below the source)`, top first (`""`), parents before children.
+    pub entries: Vec<(PathBuf, String)>,
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// `filepath.Match` for one path component: `*`, `?`, `[a-z]`, `[!x]`, `\` escapes.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn m(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|i| m(&p[1..], &n[i..])),
+            Some('?') => !n.is_empty() && m(&p[1..], &n[1..]),
+            Some('[') => {
+                let Some(c) = n.first() else { return false };
+                let mut i = 1;
+                let negate = matches!(p.get(1), Some('!' | '^'));
+                if negate {
+                    i += 1;
+                }
+                let mut hit = false;
+                let mut first = true;
+                while i < p.len() && (first || p[i] != ']') {
+                    first = false;
+                    let lo = p[i];
+                    if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|x| *x != ']') {
+                        if lo <= *c && *c <= p[i + 2] {
+                            hit = true;
+                        }
+                        i += 3;
+                    } else {
+                        if lo == *c {
+                            hit = true;
+                        }
+                        i += 1;
+                    }
+                }
+                if i >= p.len() {
+                    return false;
+                }
+                hit != negate && m(&p[i + 1..], &n[1..])
+            }
+            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && m(&p[2..], &n[1..]),
+            Some(c) => n.first() == Some(c) && m(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    m(&p, &n)
+}
+
+fn clean_rel(s: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+/// Selects `sources` (as written, after expansion) below `root`. `ignore` applies to the
+/// build context only. A missing or ignored source is an error naming it.
+pub fn select(
+    root: &Path,
+    sources: &[String],
+    ignore: Option<&DockerIgnore>,
+) -> Result<Vec<Selected>, String> {
+    let excluded = |rel: &str| ignore.is_some_and(|i| !rel.is_empty() && i.excluded(rel));
+    let mut out = Vec::new();
+    for src in sources {
+        let rel = clean_rel(src);
+        let matches: Vec<String> = if has_glob(&rel) {
+            let mut found = vec![String::new()];
+            for comp in rel.split('/') {
+                let mut next = Vec::new();
+                for base in &found {
+                    let dir = root.join(base);
+                    let Ok(rd) = std::fs::read_dir(&dir) else {
+                        continue;
+                    };
+                    let mut names: Vec<String> = rd
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().to_string())
+                        .collect();
+                    names.sort();
+                    for n in names {
+                        if glob_match(comp, &n) {
+                            let p = if base.is_empty() {
+                                n
+                            } else {
+                                format!("{base}/{n}")
+                            };
+                            if !excluded(&p) {
+                                next.push(p);
+                            }
+                        }
+                    }
+                }
+                found = next;
+            }
+            if found.is_empty() {
+                return Err(format!(
+                    "no file in the source matches {src:?} (after .dockerignore)"
+                ));
+            }
+            found
+        } else {
+            if excluded(&rel) {
+                return Err(format!(
+                    "{src:?} is excluded by .dockerignore; remove it from there or from the COPY"
+                ));
+            }
+            vec![rel]
+        };
+        for rel in matches {
+            let resolved = resolve_in_root(root, &rel);
+            let abs = root.join(&resolved);
+            let md = std::fs::metadata(&abs).map_err(|_| {
+                format!(
+                    "{src:?} not found in the source ({} does not exist)",
+                    abs.display()
+                )
+            })?;
+            let name = rel.rsplit('/').next().unwrap_or("").to_string();
+            let mut entries = vec![(abs.clone(), String::new())];
+            if md.is_dir() {
+                walk(&abs, &rel, "", &excluded, &mut entries).map_err(|e| e.to_string())?;
+            }
+            out.push(Selected {
+                name,
+                is_dir: md.is_dir(),
+                entries,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn walk(
+    dir: &Path,
+    ctx_rel: &str,
+    sub: &str,
+    excluded: &dyn Fn(&str) -> bool,
+    out: &mut Vec<(PathBuf, String)>,
+) -> std::io::Result<()> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    for n in names {
+        let child_sub = if sub.is_empty() {
+            n.clone()
+        } else {
+            format!("{sub}/{n}")
+        };
+        let child_ctx = if ctx_rel.is_empty() {
+            child_sub.clone()
+        } else {
+            format!("{ctx_rel}/{child_sub}")
+        };
+        if excluded(&child_ctx) {
+            // A re-included path below an excluded directory still has to be looked at.
+            let p = dir.join(&n);
+            if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+        }
+        let p = dir.join(&n);
+        let md = std::fs::symlink_metadata(&p)?;
+        if !excluded(&child_ctx) {
+            out.push((p.clone(), child_sub.clone()));
+        }
+        if md.is_dir() {
+            walk(&p, ctx_rel, &child_sub, excluded, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// A digest of everything `selected` would copy: paths, types, modes and content.
+pub fn content_digest(selected: &[Selected]) -> Result<String, BuildError> {
+    let mut h = Sha256::new();
+    for s in selected {
+        h.update(format!("source {} dir={}\n", s.name, s.is_dir));
+        for (abs, sub) in &s.entries {
+            let md = if sub.is_empty() {
+                std::fs::metadata(abs)
+            } else {
+                std::fs::symlink_metadata(abs)
+            }
+            .map_err(io_err(abs))?;
+            h.update(format!("{sub}\0{:o}\0", md.mode()));
+            if md.file_type().is_symlink() {
+                h.update(
+                    std::fs::read_link(abs)
+                        .map_err(io_err(abs))?
+                        .as_os_str()
+                        .as_encoded_bytes(),
+                );
+            } else if md.is_file() {
+                let mut f = std::fs::File::open(abs).map_err(io_err(abs))?;
+                let mut fh = Sha256::new();
+                std::io::copy(&mut f, &mut fh).map_err(io_err(abs))?;
+                h.update(fh.finalize());
+            }
+            h.update(b"\n");
+        }
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// How copied files are owned and permitted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyAttrs {
+    /// `--chown` resolved.
+    pub owner: Option<(u32, u32)>,
+    /// `--chmod` (octal).
+    pub mode: Option<u32>,
+}
+
+/// Copies `selected` to `dest` (absolute image path; a trailing `/` means a directory) in
+/// `rootfs`. Returns the paths written, relative to the root, for the layer.
+pub fn copy_into(
+    rootfs: &Path,
+    selected: &[Selected],
+    dest: &str,
+    attrs: CopyAttrs,
+) -> Result<Vec<String>, BuildError> {
+    let mut written = Vec::new();
+    let dest_resolved = resolve_in_root(rootfs, dest);
+    let dest_is_dir = dest.ends_with('/')
+        || selected.len() > 1
+        || selected.iter().any(|s| s.is_dir)
+        || rootfs.join(&dest_resolved).is_dir();
+    for s in selected {
+        let target_top = if s.is_dir {
+            dest_resolved.clone()
+        } else if dest_is_dir {
+            join_rel(&dest_resolved, &s.name)
+        } else {
+            dest_resolved.clone()
+        };
+        let top_parent = if s.is_dir {
+            target_top.clone()
+        } else {
+            target_top
+                .rsplit_once('/')
+                .map(|(p, _)| p.to_string())
+                .unwrap_or_default()
+        };
+        mkdir_recorded(rootfs, &top_parent, &mut written)?;
+        for (abs, sub) in &s.entries {
+            if sub.is_empty() && s.is_dir {
+                continue;
+            }
+            let target = if sub.is_empty() {
+                target_top.clone()
+            } else {
+                join_rel(&target_top, sub)
+            };
+            let dst = rootfs.join(&target);
+            let md = if sub.is_empty() {
+                std::fs::metadata(abs)
+            } else {
+                std::fs::symlink_metadata(abs)
+            }
+            .map_err(io_err(abs))?;
+            let ft = md.file_type();
+            if ft.is_dir() {
+                if !std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
+                    remove_any(&dst)?;
+                    std::fs::create_dir(&dst).map_err(io_err(&dst))?;
+                }
+                let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+                std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))
+                    .map_err(io_err(&dst))?;
+            } else if ft.is_symlink() {
+                remove_any(&dst)?;
+                let t = std::fs::read_link(abs).map_err(io_err(abs))?;
+                std::os::unix::fs::symlink(t, &dst).map_err(io_err(&dst))?;
+            } else if ft.is_file() {
+                remove_any(&dst)?;
+                std::fs::copy(abs, &dst).map_err(io_err(&dst))?;
+                let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+                std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))
+                    .map_err(io_err(&dst))?;
+            } else {
+                continue;
+            }
+            let (uid, gid) = attrs.owner.unwrap_or((0, 0));
+            std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).map_err(io_err(&dst))?;
+            written.push(target);
+        }
+    }
+    Ok(written)
+}
+
+/// Writes one file with `content` at `dest` (a heredoc source).
+pub fn write_file(
+    rootfs: &Path,
+    dest: &str,
+    content: &str,
+    attrs: CopyAttrs,
+) -> Result<Vec<String>, BuildError> {
+    let mut written = Vec::new();
+    let target = resolve_in_root(rootfs, dest);
+    let parent = target
+        .rsplit_once('/')
+        .map(|(p, _)| p.to_string())
+        .unwrap_or_default();
+    mkdir_recorded(rootfs, &parent, &mut written)?;
+    let dst = rootfs.join(&target);
+    remove_any(&dst)?;
+    std::fs::write(&dst, content).map_err(io_err(&dst))?;
+    std::fs::set_permissions(
+        &dst,
+        std::fs::Permissions::from_mode(attrs.mode.unwrap_or(0o644)),
+    )
+    .map_err(io_err(&dst))?;
+    let (uid, gid) = attrs.owner.unwrap_or((0, 0));
+    std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).map_err(io_err(&dst))?;
+    written.push(target);
+    Ok(written)
+}
+
+fn join_rel(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+/// `mkdir -p` of `rel` in `root`, recording each directory it had to create.
+pub fn mkdir_recorded(root: &Path, rel: &str, written: &mut Vec<String>) -> Result<(), BuildError> {
+    let mut acc = String::new();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        acc = join_rel(&acc, part);
+        let p = root.join(&acc);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(BuildError::Io {
+                    path: p,
+                    source: std::io::Error::other("exists and is not a directory"),
+                });
+            }
+            Err(_) => {
+                std::fs::create_dir(&p).map_err(io_err(&p))?;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io_err(&p))?;
+                written.push(acc.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a `USER`/`--chown` spec (`name|uid[:group|gid]`) with the root's `/etc/passwd`
+/// and `/etc/group`. Returns uid, gid and the user's supplementary groups.
+pub fn resolve_user(rootfs: Option<&Path>, spec: &str) -> Result<(u32, u32, Vec<u32>), String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let read = |f: &str| {
+        rootfs
+            .and_then(|r| std::fs::read_to_string(r.join(f)).ok())
+            .unwrap_or_default()
+    };
+    let passwd = read("etc/passwd");
+    let groups = read("etc/group");
+    let (uid, primary, name) = if let Ok(uid) = user.parse::<u32>() {
+        let entry = passwd.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 3 && f[2] == user).then(|| (f[3].parse().ok(), f[0].to_string()))
+        });
+        match entry {
+            Some((gid, name)) => (uid, gid.unwrap_or(uid), Some(name)),
+            None => (uid, uid, None),
+        }
+    } else {
+        let f = passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 3 && f[0] == user)
+            .ok_or_else(|| format!("user {user:?} is not in the image's /etc/passwd"))?;
+        (
+            f[2].parse().map_err(|_| format!("bad uid for {user:?}"))?,
+            f[3].parse().map_err(|_| format!("bad gid for {user:?}"))?,
+            Some(user.to_string()),
+        )
+    };
+    let gid = match group {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| format!("group {g:?} is not in the image's /etc/group"))?,
+        },
+    };
+    let supplementary = match (&name, group) {
+        (Some(n), None) => groups
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| f.len() > 3 && f[3].split(',').any(|m| m == n))
+            .filter_map(|f| f[2].parse().ok())
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok((uid, gid, supplementary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_like_filepath_match() {
+        assert!(glob_match("*.txt", "a.txt"));
+        assert!(!glob_match("*.txt", "a.txt.bak"));
+        assert!(glob_match("f?o", "foo"));
+        assert!(glob_match("[a-c]x", "bx"));
+        assert!(!glob_match("[!a-c]x", "bx"));
+    }
+
+    #[test]
+    fn users_resolve_from_passwd_and_group() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\napp:x:1001:\nextra:x:7:app\n",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_user(Some(d.path()), "app"),
+            Ok((1000, 1001, vec![7]))
+        );
+        assert_eq!(
+            resolve_user(Some(d.path()), "app:root"),
+            Ok((1000, 0, vec![]))
+        );
+        assert_eq!(resolve_user(None, "42"), Ok((42, 42, vec![])));
+        assert!(resolve_user(Some(d.path()), "nobody").is_err());
+    }
+
+    #[test]
+    fn select_honours_dockerignore_and_globs() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("src/sub")).unwrap();
+        std::fs::write(d.path().join("src/a.txt"), "a").unwrap();
+        std::fs::write(d.path().join("src/secret.key"), "k").unwrap();
+        std::fs::write(d.path().join("src/sub/b.txt"), "b").unwrap();
+        let ig = DockerIgnore::parse("**/*.key\n").unwrap();
+        let s = select(d.path(), &["src".into()], Some(&ig)).unwrap();
+        let subs: Vec<&str> = s[0].entries.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(subs, vec!["", "a.txt", "sub", "sub/b.txt"]);
+        let g = select(d.path(), &["src/*.txt".into()], Some(&ig)).unwrap();
+        assert_eq!(g.len(), 1);
+        assert!(select(d.path(), &["src/secret.key".into()], Some(&ig)).is_err());
+    }
+}

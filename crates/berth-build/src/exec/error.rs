@@ -1,0 +1,82 @@
+//! [`BuildError`]: what can go wrong executing a Dockerfile.
+
+use std::path::{Path, PathBuf};
+
+use crate::span::Location;
+
+/// Everything that can go wrong building an image. Variants about one instruction name the
+/// Dockerfile, line and column.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The Dockerfile (or `.dockerignore`) is invalid.
+    #[error(transparent)]
+    Frontend(#[from] crate::Error),
+    /// A registry operation failed (pulling a base image, pushing the result).
+    #[error(transparent)]
+    Registry(#[from] berth_registry::RegistryError),
+    /// A file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `RUN` command exited with a non-zero status.
+    #[error("{location}: `{command}` exited with code {exit_code}; last output:\n{tail}")]
+    RunFailed {
+        /// The RUN instruction.
+        location: Location,
+        /// The command, shortened.
+        command: String,
+        /// Its exit status.
+        exit_code: i32,
+        /// The last lines it printed.
+        tail: String,
+    },
+    /// The OCI runtime could not be started or failed itself.
+    #[error(
+        "{location}: the OCI runtime `{runtime}` failed: {message}. Is runc installed and are we root? (`berth doctor` checks)"
+    )]
+    Runtime {
+        /// The RUN instruction.
+        location: Location,
+        /// The runtime binary.
+        runtime: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An instruction cannot be carried out (missing source, unknown user, …).
+    #[error("{location}: {instruction}: {reason}")]
+    Step {
+        /// The instruction.
+        location: Location,
+        /// Its keyword.
+        instruction: &'static str,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A feature the frontend accepts but the executor does not implement yet.
+    #[error("{location}: {what} is not supported by berth's builder yet; {hint}")]
+    Unsupported {
+        /// Where.
+        location: Location,
+        /// What.
+        what: String,
+        /// What to do instead.
+        hint: String,
+    },
+    /// The content store is inconsistent or holds something unreadable.
+    #[error("content store: {0}")]
+    Store(String),
+}
+
+/// Maps an IO error on `path` into [`BuildError::Io`].
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,439 @@
+//! Layers: writing deterministic tars from files of a root filesystem, and applying layers
+//! (with whiteouts) to build one.
+//!
+//! A written layer is reproducible by construction: entries sorted by path, every mtime set to
+//! one value (SOURCE_DATE_EPOCH or 0), no atime/ctime, empty user/group names, owners as they
+//! are on disk (root unless chowned or created by a RUN as another user), and gzip with a fixed
+//! header (mtime 0, no file name). Parent directories of every entry are included so the layer
+//! stands on its own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+
+use berth_registry::media;
+use berth_types::Digest;
+use flate2::Compression;
+use sha2::{Digest as _, Sha256};
+
+use super::error::{BuildError, io_err};
+use super::image::Descriptor;
+use super::store::{CachedLayer, Store};
+
+/// Whiteout prefix of a deleted file.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Marker of an opaque directory.
+pub const OPAQUE: &str = ".wh..wh..opq";
+
+/// What a layer is made of: paths of a root filesystem (relative, `/`-separated, no leading
+/// slash) plus deletions.
+#[derive(Debug, Default, Clone)]
+pub struct LayerPlan {
+    /// Files, directories, links to take from disk as they are now.
+    pub paths: Vec<String>,
+    /// Deleted paths (each becomes `dir/.wh.name`).
+    pub whiteouts: Vec<String>,
+    /// Directories whose lower content is hidden (`dir/.wh..wh..opq`).
+    pub opaque: Vec<String>,
+}
+
+impl LayerPlan {
+    /// Whether the layer would be empty.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.whiteouts.is_empty() && self.opaque.is_empty()
+    }
+}
+
+struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+enum Item {
+    Disk,
+    Whiteout,
+}
+
+/// Writes the layer described by `plan`, taking files from `root`, into `store`. Returns
+/// `None` when the plan is empty.
+pub fn write_layer(
+    store: &Store,
+    root: &Path,
+    plan: &LayerPlan,
+    mtime: u64,
+) -> Result<Option<CachedLayer>, BuildError> {
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    let mut items: BTreeMap<String, Item> = BTreeMap::new();
+    let mut add_with_parents = |p: &str, item: Item| {
+        let mut acc = String::new();
+        let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+        for (i, part) in parts.iter().enumerate() {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(part);
+            if i + 1 < parts.len() {
+                items.entry(acc.clone()).or_insert(Item::Disk);
+            }
+        }
+        if !acc.is_empty() {
+            items.insert(acc, item);
+        }
+    };
+    for p in &plan.paths {
+        add_with_parents(p, Item::Disk);
+    }
+    for p in &plan.whiteouts {
+        let (dir, name) = match p.rsplit_once('/') {
+            Some((d, n)) => (format!("{d}/"), n),
+            None => (String::new(), p.as_str()),
+        };
+        add_with_parents(&format!("{dir}{WHITEOUT_PREFIX}{name}"), Item::Whiteout);
+    }
+    for d in &plan.opaque {
+        add_with_parents(&format!("{d}/{OPAQUE}"), Item::Whiteout);
+    }
+
+    let tmp = store.temp_path("layer");
+    let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let gz_out = HashWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(gz_out, Compression::default());
+    let tar_out = HashWriter {
+        inner: gz,
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    let mut tar = tar::Builder::new(tar_out);
+    let mut hardlinks: HashMap<(u64, u64), String> = HashMap::new();
+    let result = (|| -> Result<(), BuildError> {
+        for (path, item) in &items {
+            let mut h = tar::Header::new_gnu();
+            h.set_mtime(mtime);
+            h.set_uid(0);
+            h.set_gid(0);
+            match item {
+                Item::Whiteout => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    h.set_size(0);
+                    tar.append_data(&mut h, path, io::empty())
+                        .map_err(io_err(&tmp))?;
+                }
+                Item::Disk => append_disk(&mut tar, &mut h, root, path, &mut hardlinks)?,
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let tar_out = tar.into_inner().map_err(io_err(&tmp))?;
+    let diff_id = Digest::sha256_from_bytes(&tar_out.hasher.finalize().into());
+    let mut gz_out = tar_out.inner.finish().map_err(io_err(&tmp))?;
+    gz_out.flush().map_err(io_err(&tmp))?;
+    let digest = Digest::sha256_from_bytes(&gz_out.hasher.finalize().into());
+    let size = gz_out.written;
+    drop(gz_out.inner);
+    store.ingest(&tmp, &digest)?;
+    Ok(Some(CachedLayer {
+        descriptor: Descriptor {
+            media_type: media::OCI_LAYER_GZIP.into(),
+            digest,
+            size,
+            annotations: Default::default(),
+        },
+        diff_id,
+    }))
+}
+
+fn append_disk<W: Write>(
+    tar: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    root: &Path,
+    path: &str,
+    hardlinks: &mut HashMap<(u64, u64), String>,
+) -> Result<(), BuildError> {
+    let abs = root.join(path);
+    let md = std::fs::symlink_metadata(&abs).map_err(io_err(&abs))?;
+    let ft = md.file_type();
+    h.set_mode(md.mode() & 0o7777);
+    h.set_uid(u64::from(md.uid()));
+    h.set_gid(u64::from(md.gid()));
+    let err = io_err(&abs);
+    if ft.is_file() {
+        if md.nlink() > 1 {
+            let key = (md.dev(), md.ino());
+            if let Some(first) = hardlinks.get(&key) {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                return tar.append_link(h, path, first).map_err(err);
+            }
+            hardlinks.insert(key, path.to_string());
+        }
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(md.len());
+        let f = File::open(&abs).map_err(io_err(&abs))?;
+        tar.append_data(h, path, f.take(md.len())).map_err(err)
+    } else if ft.is_dir() {
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        tar.append_data(h, path, io::empty()).map_err(err)
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(&abs).map_err(io_err(&abs))?;
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        tar.append_link(h, path, target).map_err(err)
+    } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+        h.set_entry_type(if ft.is_char_device() {
+            tar::EntryType::Char
+        } else if ft.is_block_device() {
+            tar::EntryType::Block
+        } else {
+            tar::EntryType::Fifo
+        });
+        let rdev = md.rdev();
+        let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+        let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+        h.set_device_major(major as u32).map_err(io_err(&abs))?;
+        h.set_device_minor(minor as u32).map_err(io_err(&abs))?;
+        h.set_size(0);
+        tar.append_data(h, path, io::empty()).map_err(err)
+    } else {
+        // Sockets cannot be archived; BuildKit drops them too.
+        Ok(())
+    }
+}
+
+fn open_layer(blob: &Path, media_type: &str) -> Result<Box<dyn Read>, BuildError> {
+    let f = File::open(blob).map_err(io_err(blob))?;
+    let r = BufReader::with_capacity(1 << 20, f);
+    Ok(if media_type.ends_with("gzip") {
+        Box::new(flate2::read::MultiGzDecoder::new(r))
+    } else {
+        Box::new(r)
+    })
+}
+
+/// Applies a layer blob to the directory `root`: whiteouts first (`.wh.name` removes `name`,
+/// `.wh..wh..opq` empties its directory of lower content), then every other entry, replacing
+/// what is in the way. Owners, modes and mtimes are kept.
+pub fn apply_layer(blob: &Path, media_type: &str, root: &Path) -> Result<(), BuildError> {
+    let bad = |e: io::Error| BuildError::Io {
+        path: blob.to_path_buf(),
+        source: e,
+    };
+    // Pass 1: whiteouts.
+    let mut archive = tar::Archive::new(open_layer(blob, media_type)?);
+    for entry in archive.entries().map_err(bad)? {
+        let entry = entry.map_err(bad)?;
+        let path = entry.path().map_err(bad)?.into_owned();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.starts_with(WHITEOUT_PREFIX) {
+            continue;
+        }
+        let Some(parent) = safe_rel(path.parent().unwrap_or(Path::new(""))) else {
+            continue;
+        };
+        let dir = root.join(parent);
+        if name == OPAQUE {
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for child in rd.flatten() {
+                    remove_any(&child.path())?;
+                }
+            }
+        } else {
+            let victim = dir.join(&name[WHITEOUT_PREFIX.len()..]);
+            remove_any(&victim)?;
+        }
+    }
+    // Pass 2: content.
+    let mut archive = tar::Archive::new(open_layer(blob, media_type)?);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(true);
+    archive.set_unpack_xattrs(true);
+    let mut dirs = Vec::new();
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let path = entry.path().map_err(bad)?.into_owned();
+        let Some(rel) = safe_rel(&path) else { continue };
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        if rel
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(WHITEOUT_PREFIX))
+        {
+            continue;
+        }
+        let target = root.join(&rel);
+        let is_dir = entry.header().entry_type().is_dir();
+        if let Ok(md) = std::fs::symlink_metadata(&target)
+            && (!is_dir || !md.is_dir())
+        {
+            remove_any(&target)?;
+        }
+        if is_dir {
+            // Directory mtimes are set after their content, or unpacking children resets them.
+            dirs.push((rel.clone(), entry.header().mtime().unwrap_or(0)));
+        }
+        entry.unpack_in(root).map_err(|e| BuildError::Io {
+            path: target.clone(),
+            source: e,
+        })?;
+    }
+    for (rel, mtime) in dirs.iter().rev() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(*mtime);
+        if let Ok(f) = File::open(root.join(rel)) {
+            let _ = f.set_modified(t);
+        }
+    }
+    Ok(())
+}
+
+/// A layer path made relative and free of `..`; `None` if it tries to escape.
+fn safe_rel(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Removes a file, symlink or directory tree; missing is fine.
+pub(crate) fn remove_any(p: &Path) -> Result<(), BuildError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(md) if md.is_dir() => std::fs::remove_dir_all(p).map_err(io_err(p)),
+        Ok(_) => std::fs::remove_file(p).map_err(io_err(p)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Resolves `path` (absolute inside the image) against `root` the way a chroot would: every
+/// symlink is followed, absolute targets restart at `root`, `..` never leaves it. Returns the
+/// resolved path relative to `root` (`/`-separated, no leading slash). Components that do not
+/// exist are taken as they are.
+pub fn resolve_in_root(root: &Path, path: &str) -> String {
+    let mut todo: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .rev()
+        .map(str::to_owned)
+        .collect();
+    let mut cur: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        cur.push(c);
+        let abs = root.join(cur.join("/"));
+        if let Ok(target) = std::fs::read_link(&abs) {
+            hops += 1;
+            if hops > 40 {
+                break;
+            }
+            cur.pop();
+            let t = target.to_string_lossy().to_string();
+            if t.starts_with('/') {
+                cur.clear();
+            }
+            for part in t.split('/').filter(|s| !s.is_empty() && *s != ".").rev() {
+                todo.push(part.to_owned());
+            }
+        }
+    }
+    cur.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_follows_symlinks_inside_root() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", d.path().join("bin")).unwrap();
+        std::os::unix::fs::symlink("/../../etc", d.path().join("usr/esc")).unwrap();
+        assert_eq!(resolve_in_root(d.path(), "/bin/x"), "usr/bin/x");
+        assert_eq!(resolve_in_root(d.path(), "/usr/esc/passwd"), "etc/passwd");
+        assert_eq!(resolve_in_root(d.path(), "/a/../../b"), "b");
+    }
+
+    #[test]
+    fn layers_are_deterministic_and_apply_whiteouts() {
+        let src = tempfile::tempdir().unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::open(store_dir.path()).unwrap();
+        std::fs::create_dir_all(src.path().join("a/b")).unwrap();
+        std::fs::write(src.path().join("a/b/f"), "hello").unwrap();
+        std::fs::hard_link(src.path().join("a/b/f"), src.path().join("a/g")).unwrap();
+        std::os::unix::fs::symlink("b/f", src.path().join("a/l")).unwrap();
+        std::fs::create_dir(src.path().join("opq")).unwrap();
+        let plan = LayerPlan {
+            paths: vec!["a/b/f".into(), "a/g".into(), "a/l".into()],
+            whiteouts: vec!["gone".into()],
+            opaque: vec!["opq".into()],
+        };
+        let one = write_layer(&store, src.path(), &plan, 0).unwrap().unwrap();
+        let two = write_layer(&store, src.path(), &plan, 0).unwrap().unwrap();
+        assert_eq!(one, two);
+
+        let dst = tempfile::tempdir().unwrap();
+        std::fs::write(dst.path().join("gone"), "x").unwrap();
+        std::fs::create_dir_all(dst.path().join("opq/old")).unwrap();
+        std::fs::create_dir_all(dst.path().join("a/g")).unwrap();
+        apply_layer(
+            &store.blob_path(&one.descriptor.digest),
+            media::OCI_LAYER_GZIP,
+            dst.path(),
+        )
+        .unwrap();
+        assert!(!dst.path().join("gone").exists());
+        assert!(dst.path().join("opq").is_dir());
+        assert!(!dst.path().join("opq/old").exists());
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("a/g")).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("a/l")).unwrap(),
+            "hello"
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! Executing a Dockerfile: the content store, layers, RUN through an OCI runtime, the build
+//! cache and the image output. See [`build`].
+//!
+//! ```text
+//! FROM image ─▶ Store::pull (mirrors, index → platform, blobs streamed + verified)
+//! per step:  key = sha256(parent chain, expanded instruction, input content, env/workdir/user)
+//!            hit  ─▶ reuse the recorded layer (no rootfs needed)
+//!            miss ─▶ materialise rootfs (unpack layers) ─▶ COPY: copy + layer of written paths
+//!                                                       ─▶ RUN: snapshot, runc, diff → layer
+//! finish:    config + manifest → store (index.json tags), --dest oci:DIR, push (HEAD-skip)
+//! ```
+//!
+//! Not implemented yet (each is a clear [`BuildError::Unsupported`]): `RUN --mount`,
+//! `COPY/ADD --exclude`, symbolic `--chmod`, `ADD` archive extraction, base images with
+//! `ONBUILD` triggers. Also missing: xattrs (file capabilities) in written layers, zstd,
+//! multi-platform builds, cross-repository blob mounts.
+
+mod builder;
+mod context;
+mod error;
+pub mod image;
+mod layer;
+pub mod runtime;
+mod snapshot;
+mod store;
+
+pub use builder::{
+    BuildOptions, BuildRequest, BuiltImage, DEFAULT_PATH, build, unpack_image, unpack_layers,
+};
+pub use error::BuildError;
+pub use layer::{LayerPlan, apply_layer, resolve_in_root, write_layer};
+pub use snapshot::Snapshot;
+pub use store::{CacheRecord, CachedLayer, Store, StoredImage, file_digest};

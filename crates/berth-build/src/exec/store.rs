@@ -1,0 +1,261 @@
+//! The local content store: an OCI image layout on disk (`oci-layout`, `index.json`,
+//! `blobs/sha256/<hex>`) plus berth's build cache (`berth/cache/<key>.json`) and scratch space
+//! (`berth/tmp`, on the same file system so finished blobs are renamed into place, never
+//! copied). Everything written is written to a temporary name first and renamed, so a crash
+//! never leaves a half blob under a digest.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use berth_registry::{PlatformSpec, Registry, media, sha256, sha256_file};
+use berth_types::{Digest, Event, EventSink, ImageRef, Level};
+use serde::{Deserialize, Serialize};
+
+use super::error::{BuildError, io_err};
+use super::image::{Descriptor, ImageConfig, Index, Manifest};
+
+/// An OCI image layout used as berth's content store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A base image in the store: its manifest digest, config and layers.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    /// Digest of the (platform) manifest.
+    pub manifest_digest: Digest,
+    /// The parsed config.
+    pub config: ImageConfig,
+    /// The layer descriptors, base first.
+    pub layers: Vec<Descriptor>,
+}
+
+/// One build-cache record: what a step produced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheRecord {
+    /// The layer, or `None` when the step changed no file.
+    pub layer: Option<CachedLayer>,
+}
+
+/// A layer recorded in the build cache.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CachedLayer {
+    /// The compressed blob.
+    pub descriptor: Descriptor,
+    /// sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+}
+
+static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Store {
+    /// `$XDG_CACHE_HOME/berth/store`, or `~/.cache/berth/store`.
+    pub fn default_root() -> PathBuf {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(|| PathBuf::from("/var/cache"))
+            .join("berth/store")
+    }
+
+    /// Opens (creating if needed) the layout at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, BuildError> {
+        let root = root.into();
+        for d in ["blobs/sha256", "berth/cache", "berth/tmp"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let index = root.join("index.json");
+        if !index.exists() {
+            write_atomic(
+                &index,
+                &serde_json::to_vec(&Index::default()).expect("index"),
+            )?;
+        }
+        Ok(Self { root })
+    }
+
+    /// The layout directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob with `digest` lives (whether or not it is there).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm())
+            .join(digest.hex())
+    }
+
+    /// Whether the blob is in the store.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Reads a (small) blob and checks its digest.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, BuildError> {
+        let p = self.blob_path(digest);
+        let bytes = std::fs::read(&p).map_err(io_err(&p))?;
+        let actual = sha256(&bytes);
+        if &actual != digest {
+            return Err(BuildError::Store(format!(
+                "blob {} is corrupt (its content hashes to {actual}); delete it and build again",
+                p.display()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Writes a small blob; returns its digest.
+    pub fn write_blob(&self, bytes: &[u8]) -> Result<Digest, BuildError> {
+        let digest = sha256(bytes);
+        let p = self.blob_path(&digest);
+        if !p.exists() {
+            write_atomic(&p, bytes)?;
+        }
+        Ok(digest)
+    }
+
+    /// Moves a finished file whose digest is `digest` into the store.
+    pub fn ingest(&self, file: &Path, digest: &Digest) -> Result<(), BuildError> {
+        let p = self.blob_path(digest);
+        if p.exists() {
+            let _ = std::fs::remove_file(file);
+            return Ok(());
+        }
+        std::fs::rename(file, &p).map_err(io_err(&p))
+    }
+
+    /// A fresh path under the store's scratch directory (not created).
+    pub fn temp_path(&self, hint: &str) -> PathBuf {
+        let n = TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        self.root
+            .join("berth/tmp")
+            .join(format!("{hint}-{}-{nanos:x}-{n}", std::process::id()))
+    }
+
+    /// The build-cache record under `key`, if any (and if its blob is still there).
+    pub fn cache_get(&self, key: &Digest) -> Option<CacheRecord> {
+        let p = self.root.join("berth/cache").join(key.hex());
+        let bytes = std::fs::read(p).ok()?;
+        let rec: CacheRecord = serde_json::from_slice(&bytes).ok()?;
+        match &rec.layer {
+            Some(l) if !self.has_blob(&l.descriptor.digest) => None,
+            _ => Some(rec),
+        }
+    }
+
+    /// Records what the step with `key` produced.
+    pub fn cache_put(&self, key: &Digest, record: &CacheRecord) -> Result<(), BuildError> {
+        let p = self.root.join("berth/cache").join(key.hex());
+        write_atomic(&p, &serde_json::to_vec(record).expect("cache record"))
+    }
+
+    /// Adds (or moves) `name` in `index.json` to point at `manifest`.
+    pub fn tag(&self, name: &str, manifest: &Descriptor) -> Result<(), BuildError> {
+        let p = self.root.join("index.json");
+        let mut index: Index = std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        index.manifests.retain(|d| {
+            d.annotations.get("org.opencontainers.image.ref.name") != Some(&name.to_string())
+        });
+        let mut d = manifest.clone();
+        d.annotations
+            .insert("org.opencontainers.image.ref.name".into(), name.into());
+        index.manifests.push(d);
+        write_atomic(&p, &serde_json::to_vec_pretty(&index).expect("index"))
+    }
+
+    /// Reads an image manifest and its config from the store.
+    pub fn image(&self, manifest_digest: &Digest) -> Result<StoredImage, BuildError> {
+        let manifest: Manifest = serde_json::from_slice(&self.read_blob(manifest_digest)?)
+            .map_err(|e| BuildError::Store(format!("manifest {manifest_digest}: {e}")))?;
+        let config: ImageConfig = serde_json::from_slice(&self.read_blob(&manifest.config.digest)?)
+            .map_err(|e| BuildError::Store(format!("config {}: {e}", manifest.config.digest)))?;
+        Ok(StoredImage {
+            manifest_digest: manifest_digest.clone(),
+            config,
+            layers: manifest.layers,
+        })
+    }
+
+    /// Resolves `image` for `platform` through `registry` (mirrors included) and brings its
+    /// manifest, config and every missing layer into the store, streaming layers to disk.
+    pub async fn pull(
+        &self,
+        registry: &Registry,
+        image: &ImageRef,
+        platform: &PlatformSpec,
+        sink: &dyn EventSink,
+    ) -> Result<StoredImage, BuildError> {
+        let resolved = registry.resolve_manifest(image, platform).await?;
+        let manifest: Manifest = serde_json::from_slice(&resolved.bytes).map_err(|e| {
+            BuildError::Store(format!("manifest of {image} is not an image manifest: {e}"))
+        })?;
+        if !self.has_blob(&resolved.digest) {
+            self.write_blob(&resolved.bytes)?;
+        }
+        let cfg = &manifest.config.digest;
+        if !self.has_blob(cfg) {
+            let bytes = registry.pull_blob(&resolved.source, cfg).await?;
+            self.write_blob(&bytes)?;
+        }
+        for layer in &manifest.layers {
+            if !is_supported_layer(&layer.media_type) {
+                return Err(BuildError::Store(format!(
+                    "layer {} of {image} has media type {}; berth reads gzip or plain tar layers",
+                    layer.digest, layer.media_type
+                )));
+            }
+            if self.has_blob(&layer.digest) {
+                continue;
+            }
+            sink.emit(Event::Message {
+                step: "pull".into(),
+                level: Level::Info,
+                message: format!("pulling {} ({} bytes) of {image}", layer.digest, layer.size),
+            });
+            let tmp = self.temp_path("pull");
+            registry
+                .pull_blob_to_file(&resolved.source, &layer.digest, &tmp)
+                .await?;
+            self.ingest(&tmp, &layer.digest)?;
+        }
+        self.image(&resolved.digest)
+    }
+}
+
+/// Whether berth can unpack a layer of this media type.
+pub fn is_supported_layer(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        media::OCI_LAYER_GZIP | super::image::DOCKER_LAYER_GZIP | super::image::OCI_LAYER_TAR
+    ) || media_type == "application/vnd.docker.image.rootfs.diff.tar"
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    let n = TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// sha256 and size of a file (re-exported for tests).
+pub fn file_digest(path: &Path) -> Result<(Digest, u64), BuildError> {
+    sha256_file(path).map_err(io_err(path))
+}

@@ -1,0 +1,201 @@
+//! `berth build`: build an image from a Dockerfile without a Docker daemon.
+//!
+//! Flags in two stages: [`BuildCmdArgs`] is what clap parses; [`run`] validates them into a
+//! [`BuildRequest`] and [`BuildOptions`] and drives `berth_build::exec`. `-o/--output` is the
+//! output *format*, as everywhere in berth; the OCI layout destination is `--dest oci:DIR`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use berth_build::Platform;
+use berth_build::exec::{BuildOptions, BuildRequest, Store, build};
+use berth_registry::{Registry, RegistryOptions};
+use berth_types::{Event, EventSink, ImageRef, Level};
+use clap::Args;
+
+use crate::cli::OutputFormat;
+
+/// Raw flags of `berth build`.
+#[derive(Args, Debug)]
+pub struct BuildCmdArgs {
+    /// The build context directory.
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+
+    /// The Dockerfile (default: <context>/Dockerfile).
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+
+    /// Name of the result, e.g. registry.example.com/app:1.2 (repeatable).
+    #[arg(long, short = 't')]
+    pub tag: Vec<String>,
+
+    /// Build this stage instead of the last one.
+    #[arg(long)]
+    pub target: Option<String>,
+
+    /// Build argument NAME=value (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_arg: Vec<String>,
+
+    /// Target platform os/arch[/variant] (default: this machine's).
+    #[arg(long)]
+    pub platform: Option<String>,
+
+    /// Push the image to every --tag.
+    #[arg(long)]
+    pub push: bool,
+
+    /// Also write the image as an OCI image layout: `oci:DIR`.
+    #[arg(long, value_name = "oci:DIR")]
+    pub dest: Option<String>,
+
+    /// Ignore the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// The content store (an OCI layout; default ~/.cache/berth/store).
+    #[arg(long, env = "BERTH_STORE")]
+    pub store: Option<PathBuf>,
+
+    /// The OCI runtime for RUN steps.
+    #[arg(long, env = "BERTH_RUNTIME", default_value = "runc")]
+    pub runtime: String,
+
+    /// Registry hosts to reach over plain HTTP (comma-separated or repeated).
+    #[arg(long, env = "BERTH_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registry: Vec<String>,
+
+    /// Pull mirrors, registry=host (e.g. docker.io=mirror.local:5000); `;`-separated.
+    #[arg(long, env = "BERTH_REGISTRY_MIRROR")]
+    pub registry_mirror: Option<String>,
+
+    /// Docker config with registry credentials.
+    #[arg(long, env = "BERTH_DOCKER_CONFIG")]
+    pub docker_config: Option<PathBuf>,
+
+    /// Timestamp of every file and of the image (reproducible builds).
+    #[arg(long, env = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: Option<i64>,
+
+    /// Output format of the result.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// Progress on stderr: one line per step, RUN output indented.
+struct Terminal;
+
+impl EventSink for Terminal {
+    fn emit(&self, event: Event) {
+        let mut err = std::io::stderr().lock();
+        let _ = match event {
+            Event::Message {
+                step,
+                level,
+                message,
+            } if step == "run" => {
+                let _ = level;
+                writeln!(err, "    {message}")
+            }
+            Event::Message {
+                level: Level::Error,
+                message,
+                ..
+            } => {
+                writeln!(err, "error: {message}")
+            }
+            Event::Message { message, .. } => writeln!(err, "{message}"),
+            Event::StepFinished {
+                ok: true,
+                millis,
+                message,
+                ..
+            } => {
+                writeln!(err, "{message} in {:.1}s", millis as f64 / 1000.0)
+            }
+            _ => Ok(()),
+        };
+    }
+}
+
+/// Runs `berth build`.
+pub async fn run(args: BuildCmdArgs) -> Result<ExitCode, String> {
+    run_inner(args).await.map_err(|e| e.to_string())
+}
+
+async fn run_inner(args: BuildCmdArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let tags = args
+        .tag
+        .iter()
+        .map(|t| t.parse::<ImageRef>().map_err(|e| format!("--tag {t}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.push && tags.is_empty() {
+        return Err("--push needs at least one --tag to push to".into());
+    }
+    let oci_dest = match &args.dest {
+        None => None,
+        Some(d) => Some(PathBuf::from(d.strip_prefix("oci:").ok_or_else(|| {
+            format!("--dest {d}: write oci:DIR (the only destination berth writes)")
+        })?)),
+    };
+    let mut build_args = BTreeMap::new();
+    for a in &args.build_arg {
+        match a.split_once('=') {
+            Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
+            // Docker takes a bare NAME from the environment.
+            None => build_args.insert(a.clone(), std::env::var(a).unwrap_or_default()),
+        };
+    }
+    let platform = args
+        .platform
+        .as_deref()
+        .map(Platform::parse)
+        .transpose()
+        .map_err(|e| format!("--platform: {e}"))?;
+    let mirrors = match &args.registry_mirror {
+        Some(m) => RegistryOptions::parse_mirrors(m)?,
+        None => Vec::new(),
+    };
+    let registry = Registry::new(RegistryOptions {
+        insecure: args.insecure_registry.clone(),
+        docker_config: args.docker_config.clone(),
+        mirrors,
+    })?;
+    let store = Store::open(args.store.clone().unwrap_or_else(Store::default_root))?;
+    let opts = BuildOptions {
+        store,
+        registry: Arc::new(registry),
+        runtime: args.runtime.clone(),
+        source_date_epoch: args.source_date_epoch,
+        no_cache: args.no_cache,
+    };
+    let request = BuildRequest {
+        context: args.context.clone(),
+        dockerfile: args.file.clone(),
+        target: args.target.clone(),
+        build_args,
+        platform,
+        tags,
+        push: args.push,
+        oci_dest,
+    };
+    let built = build(&opts, &request, &Terminal).await?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&built)?),
+        OutputFormat::Table => {
+            println!("manifest  {}", built.manifest_digest);
+            println!("config    {}", built.config_digest);
+            println!("layers    {}", built.layers.len());
+            println!("size      {} bytes", built.size);
+            println!("steps     {} ({} cached)", built.steps, built.cache_hits);
+            for p in &built.pushed {
+                println!("pushed    {p}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
