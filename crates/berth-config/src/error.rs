@@ -210,7 +210,7 @@ pub enum Problem {
         reason: String,
     },
     /// A path that must exist does not.
-    #[error("`{key}` path `{path}` does not exist (looked for {})", resolved.display())]
+    #[error("`{key}: {path}` does not exist (looked for {})", resolved.display())]
     PathNotFound {
         /// The key holding the path.
         key: &'static str,

@@ -138,6 +138,9 @@ fn translate(e: &serde_saphyr::Error) -> (Location, Problem) {
         E::SerdeMissingField { field, .. } => Problem::MissingKey {
             key: field.to_string(),
         },
+        _ if e.to_string().contains("untagged enum") => Problem::WrongType {
+            message: bare_message(e, location),
+        },
         E::SerdeInvalidType { .. }
         | E::SerdeInvalidValue { .. }
         | E::SerdeInvalidLength { .. }
@@ -164,5 +167,24 @@ fn bare_message(e: &serde_saphyr::Error, at: Location) -> String {
     ] {
         m = m.replace(&pattern, "");
     }
-    m.trim().to_string()
+    let m = m.trim();
+    // serde-saphyr speaks of YAML events and Rust types; say it in berth.yaml's terms.
+    let reworded = [
+        ("expected sequence start", "expected a list (`- ` items)"),
+        (
+            "expected mapping start",
+            "expected a mapping (`key: value` lines)",
+        ),
+        ("invalid boolean", "expected `true` or `false`"),
+        (
+            "untagged enum OneOrMany",
+            "expected a path or a list of paths",
+        ),
+    ];
+    for (from, to) in reworded {
+        if m.contains(from) {
+            return to.to_string();
+        }
+    }
+    m.to_string()
 }

@@ -242,6 +242,37 @@ fn wrong_type() {
 }
 
 #[test]
+fn parser_messages_are_reworded_for_people() {
+    let (_, problem, text) = one_error("services: 3\n");
+    assert_eq!(
+        problem,
+        Problem::WrongType {
+            message: "expected a list (`- ` items)".into()
+        }
+    );
+    assert_eq!(
+        text,
+        "expected a list (`- ` items) at berth.yaml:1:11; see `berth schema` for the expected shape"
+    );
+    let yaml = "services:\n  - name: web\n    image: x\n    manifests:\n      path: {a: 1}\n";
+    let (loc, problem, _) = one_error(yaml);
+    assert_eq!(loc, at(5, 13));
+    assert_eq!(
+        problem,
+        Problem::WrongType {
+            message: "expected a path or a list of paths".into()
+        }
+    );
+    let (_, problem, _) = one_error(&format!("deploy:\n  rollback: maybe\n{MINIMAL}"));
+    assert_eq!(
+        problem,
+        Problem::WrongType {
+            message: "expected `true` or `false`".into()
+        }
+    );
+}
+
+#[test]
 fn malformed_yaml() {
     let (loc, problem, text) = one_error("services:\n  - name: web\n   image: x\n");
     assert!(matches!(problem, Problem::Syntax { .. }), "{problem:?}");

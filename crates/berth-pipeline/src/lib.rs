@@ -2,7 +2,7 @@
 //!
 //! - [`changes`]: which services a run must build and deploy, from `git diff` between the
 //!   commit an environment last deployed and the one to deploy (monorepo aware);
-//! - [`detect`]: buildpack-style detection of a directory without a Dockerfile (Node, Python,
+//! - [`detect`](mod@detect): buildpack-style detection of a directory without a Dockerfile (Node, Python,
 //!   Ruby, static site, prebuilt binary) and the Dockerfile to build it with.
 //!
 //! Why here and not in `berth-config`: the architecture gives change detection to the pipeline
