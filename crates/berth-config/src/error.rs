@@ -1,0 +1,372 @@
+//! The errors of this crate: one [`ConfigError`] holding [`Diagnostic`]s that point at
+//! `berth.yaml:LINE:COLUMN` and say what to do.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A 1-based line and column (in characters) in `berth.yaml`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Location {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, counted in characters.
+    pub column: u32,
+}
+
+impl Location {
+    /// A location from a line and a column.
+    pub fn new(line: u32, column: u32) -> Location {
+        Location { line, column }
+    }
+
+    pub(crate) fn of<T>(spanned: &serde_saphyr::Spanned<T>) -> Location {
+        Location::from_saphyr(&spanned.referenced)
+    }
+
+    pub(crate) fn from_saphyr(l: &serde_saphyr::Location) -> Location {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        Location::new(clamp(l.line()), clamp(l.column()))
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// Why `berth.yaml` could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error(
+        "cannot read {}: {source}; run berth in the directory that holds berth.yaml, or create one with `berth init`",
+        path.display()
+    )]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid configuration. Holds every problem found (a YAML
+    /// or type error stops at the first one; semantic checks report them all), in file order.
+    #[error("{}", DisplayAll(diagnostics))]
+    Invalid {
+        /// The problems, in the order of their location.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+impl ConfigError {
+    /// The diagnostics, empty for [`ConfigError::Read`].
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            ConfigError::Invalid { diagnostics } => diagnostics,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+struct DisplayAll<'a>(&'a [Diagnostic]);
+
+impl fmt::Display for DisplayAll<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One problem at one place in the file.
+///
+/// Displays as `<problem> at <file>:<line>:<column><help>`, e.g.
+/// ``unknown key `imgae` at berth.yaml:7:5, did you mean `image`?``.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file name as shown to the user (`berth.yaml`, or the path it was loaded from).
+    pub file: String,
+    /// Where the problem is.
+    pub location: Location,
+    /// What the problem is.
+    pub problem: Problem,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}:{}", self.problem, self.file, self.location)?;
+        match self.problem.help() {
+            Some(Help::Suggest(s)) => write!(f, ", did you mean `{s}`?"),
+            Some(Help::Text(t)) => write!(f, "; {t}"),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(crate) enum Help {
+    Suggest(String),
+    Text(String),
+}
+
+/// What is wrong. The `Display` is the headline; [`Diagnostic`] adds the place and the advice.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Not well-formed YAML (or a YAML feature berth refuses, like a duplicate key).
+    #[error("{message}")]
+    Syntax {
+        /// The parser's message.
+        message: String,
+    },
+    /// The file holds no document.
+    #[error("berth.yaml is empty")]
+    Empty,
+    /// A mapping key that the model does not have.
+    #[error("unknown key `{key}`")]
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// The keys allowed at that place.
+        expected: Vec<String>,
+        /// The closest allowed key, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A value outside a fixed set (`promotion: manul`).
+    #[error("unknown value `{value}`")]
+    UnknownValue {
+        /// The value as written.
+        value: String,
+        /// The allowed values.
+        expected: Vec<String>,
+        /// The closest allowed value, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A required key is absent. The location is the start of the mapping that lacks it for
+    /// keys checked after parsing (`namespace`), a place inside that mapping for the others.
+    #[error("missing key `{key}`")]
+    MissingKey {
+        /// The key.
+        key: String,
+    },
+    /// A value of the wrong YAML type (a list where a string belongs...).
+    #[error("{message}")]
+    WrongType {
+        /// The parser's message.
+        message: String,
+    },
+    /// `services:` is empty.
+    #[error("no services")]
+    NoServices,
+    /// A name used twice.
+    #[error("duplicate {what} name `{name}` (first defined at line {})", first.line)]
+    Duplicate {
+        /// `service`, `environment` or `hook`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// Where it was first defined.
+        first: Location,
+    },
+    /// A service or environment name that cannot be a Kubernetes name.
+    #[error("invalid {what} name `{name}`")]
+    InvalidName {
+        /// `service`, `environment` or `hook`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A service with neither `build` nor `image`.
+    #[error("service `{service}` has neither `build` nor `image`")]
+    NothingToDeploy {
+        /// The service.
+        service: String,
+    },
+    /// A built service whose image repository cannot be known.
+    #[error("service `{service}` is built but has no image repository")]
+    NoRepository {
+        /// The service.
+        service: String,
+    },
+    /// `image` of a built service carries a tag or digest.
+    #[error("image `{image}` of built service `{service}` has a tag or digest")]
+    TaggedBuildImage {
+        /// The service.
+        service: String,
+        /// The value.
+        image: String,
+    },
+    /// An image reference or repository that breaks the distribution grammar.
+    #[error("invalid image `{value}`: {reason}")]
+    InvalidImage {
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A path that must exist does not.
+    #[error("`{key}: {path}` does not exist (looked for {})", resolved.display())]
+    PathNotFound {
+        /// The key holding the path.
+        key: &'static str,
+        /// The path as written.
+        path: String,
+        /// Where it was looked for.
+        resolved: PathBuf,
+    },
+    /// A path that is written wrongly (absolute, empty).
+    #[error("invalid path `{path}` in `{key}`: {reason}")]
+    InvalidPath {
+        /// The key holding the path.
+        key: &'static str,
+        /// The path as written.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A duration like `5x`.
+    #[error("invalid duration `{value}`: {reason}")]
+    InvalidDuration {
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A registry host (mirror or insecure host) written wrongly.
+    #[error("invalid registry host `{value}`: {reason}")]
+    InvalidHost {
+        /// The value.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// `manifests` must have exactly one source.
+    #[error("`manifests` of service `{service}` has {}", describe_sources(found))]
+    ManifestSources {
+        /// The service.
+        service: String,
+        /// The sources found (`path`, `template`, `kustomize`, `helm`).
+        found: Vec<&'static str>,
+    },
+    /// A template path that render would treat as a plain manifest.
+    #[error("template `{path}` does not end in `.j2`")]
+    NotATemplate {
+        /// The path as written.
+        path: String,
+    },
+    /// `values` that is not a mapping.
+    #[error("`values` must be a mapping")]
+    ValuesNotMapping,
+    /// A hook needs exactly one of `command` and `manifest`.
+    #[error("hook `{hook}` must have exactly one of `command` and `manifest`")]
+    HookAction {
+        /// The hook's name.
+        hook: String,
+    },
+    /// `from` names an environment that does not exist.
+    #[error("unknown environment `{name}` in `from`")]
+    UnknownEnvironment {
+        /// The name.
+        name: String,
+        /// The closest environment name, if one is close.
+        suggestion: Option<String>,
+    },
+    /// `from` chains that loop.
+    #[error("promotion loop: {}", chain.join(" <- "))]
+    PromotionCycle {
+        /// The environments in the loop, starting and ending with the same one.
+        chain: Vec<String>,
+    },
+}
+
+fn describe_sources(found: &[&str]) -> String {
+    if found.is_empty() {
+        "no source".into()
+    } else {
+        format!("several sources: {}", found.join(", "))
+    }
+}
+
+impl Problem {
+    pub(crate) fn help(&self) -> Option<Help> {
+        use Problem::*;
+        let text = |s: &str| Some(Help::Text(s.to_string()));
+        match self {
+            Syntax { .. } => text("fix the YAML at that position"),
+            Empty => text("start with a `services:` list (`berth init` writes one)"),
+            UnknownKey {
+                suggestion: Some(s),
+                ..
+            }
+            | UnknownValue {
+                suggestion: Some(s),
+                ..
+            }
+            | UnknownEnvironment {
+                suggestion: Some(s),
+                ..
+            } => Some(Help::Suggest(s.clone())),
+            UnknownKey { expected, .. } => Some(Help::Text(format!(
+                "remove it; allowed here: {}",
+                expected.join(", ")
+            ))),
+            UnknownValue { expected, .. } => {
+                Some(Help::Text(format!("use one of: {}", expected.join(", "))))
+            }
+            UnknownEnvironment { .. } => text("name an environment defined under `environments`"),
+            MissingKey { key } => Some(Help::Text(missing_key_help(key))),
+            WrongType { .. } => text("see `berth schema` for the expected shape"),
+            NoServices => text("add at least one service under `services:`"),
+            Duplicate { .. } => text("names must be unique; rename or remove one"),
+            InvalidName { .. } => text(
+                "use lowercase letters, digits and `-`, starting with a letter, at most 63 characters",
+            ),
+            NothingToDeploy { .. } => text(
+                "add `build:` (with `context:`) to build it from source, or `image:` to deploy an existing image",
+            ),
+            NoRepository { .. } => {
+                text("add `image: <registry>/<repository>` or set `registry.prefix`")
+            }
+            TaggedBuildImage { .. } => text(
+                "write the repository only: berth tags built images with the commit and deploys them by digest",
+            ),
+            InvalidImage { .. } => {
+                text("write `[registry/]repository[:tag]`, e.g. `registry.example.com/shop/web`")
+            }
+            PathNotFound { .. } => text("paths are relative to the directory of berth.yaml"),
+            InvalidPath { .. } => text("write it relative to the directory of berth.yaml"),
+            InvalidDuration { .. } => {
+                text("write a number with a unit: `500ms`, `30s`, `5m`, `1h`, or `1m30s`")
+            }
+            InvalidHost { .. } => text("write `host[:port]`, e.g. `127.0.0.1:15000`"),
+            ManifestSources { .. } => {
+                text("use exactly one of `path`, `template`, `kustomize` and `helm`")
+            }
+            NotATemplate { .. } => text(
+                "templates are `*.yaml.j2` files (or a directory of them); use `path:` for plain manifests",
+            ),
+            ValuesNotMapping => text("write `key: value` pairs"),
+            HookAction { .. } => text(
+                "`command:` runs in the service's image as a Job; `manifest:` applies your own Job",
+            ),
+            PromotionCycle { .. } => text("`from` must form a chain that starts somewhere"),
+        }
+    }
+}
+
+fn missing_key_help(key: &str) -> String {
+    match key {
+        "namespace" => {
+            "add `namespace:` with the Kubernetes namespace this environment deploys into".into()
+        }
+        "name" => "add `name:`; it names the objects and the release".into(),
+        "services" => "add a `services:` list".into(),
+        "chart" => "add `chart:` with a chart directory or `repo/chart`".into(),
+        other => format!("add `{other}:`"),
+    }
+}

@@ -1,0 +1,250 @@
+//! The validated configuration. Paths are kept relative to the directory of berth.yaml, as
+//! written (lexically normalised); [`Config::path`] makes them absolute.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use berth_types::ImageRef;
+
+use crate::Location;
+
+/// A loaded and validated berth.yaml.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The directory holding berth.yaml; relative paths are relative to it.
+    pub dir: PathBuf,
+    /// The file's name as shown in messages (usually `berth.yaml`).
+    pub file: String,
+    /// Registry settings.
+    pub registry: Registry,
+    /// Deploy defaults (each environment has its merged copy in [`Environment::deploy`]).
+    pub deploy: DeploySettings,
+    /// Paths whose change affects every service.
+    pub shared: Vec<PathBuf>,
+    /// The services, in file order.
+    pub services: Vec<Service>,
+    /// The environments, in file order.
+    pub environments: Vec<Environment>,
+}
+
+impl Config {
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The environment named `name`.
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// The environments that a push to `branch` deploys to automatically.
+    pub fn environments_for_branch(&self, branch: &str) -> Vec<&Environment> {
+        self.environments
+            .iter()
+            .filter(|e| e.promotion == Promotion::Auto && e.branch.as_deref() == Some(branch))
+            .collect()
+    }
+
+    /// A path from the configuration made absolute (joined to [`Config::dir`]).
+    pub fn path(&self, relative: &Path) -> PathBuf {
+        self.dir.join(relative)
+    }
+}
+
+/// Registry settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registry {
+    /// Default repository prefix (`registry.example.com/shop`): a built service without `image`
+    /// is pushed to `<prefix>/<name>`.
+    pub prefix: Option<String>,
+    /// Registry hosts (`host[:port]`) reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// Registry host -> mirror host (`docker.io` -> `127.0.0.1:15000`).
+    pub mirrors: BTreeMap<String, String>,
+}
+
+/// How deploys behave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeploySettings {
+    /// Deadline for a whole rollout, hooks included.
+    pub timeout: Duration,
+    /// Roll back to the last good release when a rollout fails.
+    pub rollback: bool,
+}
+
+impl Default for DeploySettings {
+    fn default() -> DeploySettings {
+        DeploySettings {
+            timeout: Duration::from_secs(300),
+            rollback: true,
+        }
+    }
+}
+
+/// One service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    /// Name (a DNS-1123 label).
+    pub name: String,
+    /// How to build it; `None` deploys [`Service::image`] as it is.
+    pub build: Option<Build>,
+    /// For a built service, the repository pushed to (no tag, no digest); otherwise the image
+    /// deployed as written.
+    pub image: ImageRef,
+    /// Test command, run with `sh -c` in the freshly built image.
+    pub test: Option<String>,
+    /// Paths that belong to the service, for change detection. Default: the build context;
+    /// empty for a service without `build`.
+    pub paths: Vec<PathBuf>,
+    /// Where its manifests come from.
+    pub manifests: Option<Manifests>,
+    /// Jobs around the rollout.
+    pub hooks: Hooks,
+    /// Where the service starts in berth.yaml.
+    pub location: Location,
+}
+
+/// How to build a service's image.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Build {
+    /// Build context directory.
+    pub context: PathBuf,
+    /// Dockerfile relative to the context. `None`: `Dockerfile` in the context if present,
+    /// otherwise buildpack-style detection on the context.
+    pub dockerfile: Option<PathBuf>,
+    /// Target stage.
+    pub target: Option<String>,
+    /// Build arguments.
+    pub args: BTreeMap<String, String>,
+    /// Base image for buildpack-style detection.
+    pub base: Option<String>,
+}
+
+/// Where a service's manifests come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Manifests {
+    /// Plain files or directories (`*.j2` files among them are rendered as templates).
+    Path {
+        /// Files or directories.
+        paths: Vec<PathBuf>,
+        /// Values for any templates among them.
+        values: serde_json::Map<String, serde_json::Value>,
+    },
+    /// minijinja templates (`*.j2`) or directories of them.
+    Template {
+        /// Files or directories.
+        paths: Vec<PathBuf>,
+        /// Values (an environment's values are merged over them).
+        values: serde_json::Map<String, serde_json::Value>,
+    },
+    /// A kustomization directory.
+    Kustomize {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A Helm chart.
+    Helm(Helm),
+}
+
+/// A Helm chart source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Helm {
+    /// Chart directory (relative), packaged chart, or `repo/chart`.
+    pub chart: String,
+    /// Release name (default: the service's name).
+    pub release: String,
+    /// Chart version.
+    pub version: Option<String>,
+    /// `-f` values files, in order.
+    pub values: Vec<PathBuf>,
+    /// `--set` overrides, in order.
+    pub set: Vec<String>,
+}
+
+/// Hooks of a service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// Before the rollout; a failure stops the deploy before any workload changes.
+    pub pre_deploy: Vec<Hook>,
+    /// After the rollout is ready.
+    pub post_deploy: Vec<Hook>,
+}
+
+/// One hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hook {
+    /// Name (names the Job).
+    pub name: String,
+    /// What it runs.
+    pub action: HookAction,
+    /// Its own deadline, if any.
+    pub timeout: Option<Duration>,
+}
+
+/// What a hook runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HookAction {
+    /// `sh -c <command>` in the service's image, as a Job.
+    Command(String),
+    /// A Job manifest file.
+    Manifest(PathBuf),
+}
+
+/// How an environment receives deploys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Promotion {
+    /// On a push to its branch, or after its `from` environment deployed.
+    #[default]
+    Auto,
+    /// Only by `berth promote`.
+    Manual,
+}
+
+/// One environment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Environment {
+    /// Name.
+    pub name: String,
+    /// Namespace deployed into.
+    pub namespace: String,
+    /// kubeconfig context (`None`: the current one).
+    pub context: Option<String>,
+    /// Branch that deploys here automatically.
+    pub branch: Option<String>,
+    /// Values merged over every service's values.
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// Auto or manual.
+    pub promotion: Promotion,
+    /// The environment promoted from.
+    pub from: Option<String>,
+    /// Deploy settings (top-level ones with this environment's overrides).
+    pub deploy: DeploySettings,
+    /// Where the environment starts in berth.yaml.
+    pub location: Location,
+}
+
+/// Lexical normalisation: drops `.` components and folds `a/..`; keeps leading `..`.
+/// `""` and `"."` both become `"."`.
+pub(crate) fn normalize(path: &str) -> PathBuf {
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                _ => out.push(c),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
+}

@@ -1,0 +1,244 @@
+//! The file as written: serde types that mirror berth.yaml key by key, with source locations.
+//!
+//! Every struct denies unknown keys (serde-saphyr then reports the key, the allowed keys and the
+//! location, which [`crate::parse`] turns into a suggestion). Values that are checked after
+//! parsing are `Spanned` so that the check can point at them. The JSON Schema is derived from
+//! these types, so their doc comments are the descriptions editors show.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::model::Promotion;
+
+/// berth.yaml: how to build, test and deploy the services of a repository.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(title = "berth.yaml")]
+pub(crate) struct RawConfig {
+    /// Registry settings: default repository prefix, insecure hosts, mirrors.
+    #[serde(default)]
+    pub registry: Option<RawRegistry>,
+    /// Deploy defaults for every environment.
+    #[serde(default)]
+    pub deploy: Option<RawDeploy>,
+    /// Paths (relative to this file) whose change affects every service, e.g. a shared library.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub shared: Vec<Spanned<String>>,
+    /// The services: what to build and how to deploy each one.
+    #[schemars(with = "Vec<RawService>")]
+    pub services: Vec<Spanned<RawService>>,
+    /// The environments deployed to.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawEnvironment>")]
+    pub environments: Vec<Spanned<RawEnvironment>>,
+}
+
+/// Registry settings.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Registry")]
+pub(crate) struct RawRegistry {
+    /// Default repository prefix: a built service without `image` is pushed to
+    /// `<prefix>/<service name>`.
+    #[schemars(with = "Option<String>")]
+    pub prefix: Option<Spanned<String>>,
+    /// Registry hosts (`host[:port]`) reached over plain HTTP.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub insecure: Vec<Spanned<String>>,
+    /// Pull-through mirrors: registry host -> mirror host, e.g. `docker.io: 127.0.0.1:15000`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub mirrors: BTreeMap<String, Spanned<String>>,
+}
+
+/// Deploy settings.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Deploy")]
+pub(crate) struct RawDeploy {
+    /// Deadline for a whole rollout (hooks and readiness), e.g. `5m`. Default `5m`.
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+    /// Roll back to the last good release when a rollout fails. Default `true`.
+    pub rollback: Option<bool>,
+}
+
+/// One service.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Service")]
+pub(crate) struct RawService {
+    /// The service's name: lowercase letters, digits and `-`.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// How to build the image. Without it, `image` is deployed as it is.
+    #[schemars(with = "Option<RawBuild>")]
+    pub build: Option<Spanned<RawBuild>>,
+    /// Image repository for a built service (no tag: berth tags with the commit), or the image
+    /// to deploy for a service without `build`. Default for built services:
+    /// `<registry.prefix>/<name>`.
+    #[schemars(with = "Option<String>")]
+    pub image: Option<Spanned<String>>,
+    /// Test command, run with `sh -c` inside the freshly built image; a failure stops the run.
+    pub test: Option<String>,
+    /// Paths (relative to this file) that belong to the service, for change detection.
+    /// Default: the build context.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub paths: Option<Vec<Spanned<String>>>,
+    /// Where the service's Kubernetes manifests come from.
+    #[schemars(with = "Option<RawManifests>")]
+    pub manifests: Option<Spanned<RawManifests>>,
+    /// Jobs run around the rollout.
+    #[serde(default)]
+    pub hooks: RawHooks,
+}
+
+/// How to build an image.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Build")]
+pub(crate) struct RawBuild {
+    /// Build context directory, relative to this file. Default `.`.
+    #[schemars(with = "Option<String>")]
+    pub context: Option<Spanned<String>>,
+    /// Dockerfile, relative to the context. Default: `Dockerfile` in the context if there is
+    /// one, otherwise buildpack-style detection (Node, Python, Ruby, static site, binary).
+    #[schemars(with = "Option<String>")]
+    pub dockerfile: Option<Spanned<String>>,
+    /// Stage to build in a multi-stage Dockerfile.
+    pub target: Option<String>,
+    /// Build arguments (`ARG`).
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// Base image for buildpack-style detection (ignored with a Dockerfile).
+    #[schemars(with = "Option<String>")]
+    pub base: Option<Spanned<String>>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "OneOrMany")]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Manifest source: exactly one of `path`, `template`, `kustomize`, `helm`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Manifests")]
+pub(crate) struct RawManifests {
+    /// Plain manifest files or directories (`*.yaml`, `*.yml`, `*.json`; `*.j2` are templates).
+    #[schemars(with = "Option<OneOrMany>")]
+    pub path: Option<Spanned<OneOrMany>>,
+    /// minijinja templates (`*.yaml.j2`) or directories of them, rendered with `values`.
+    #[schemars(with = "Option<OneOrMany>")]
+    pub template: Option<Spanned<OneOrMany>>,
+    /// Values for templates; an environment's `values` are merged over them.
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub values: Option<Spanned<serde_json::Value>>,
+    /// A kustomization directory, rendered with `kustomize build`.
+    #[schemars(with = "Option<String>")]
+    pub kustomize: Option<Spanned<String>>,
+    /// A Helm chart, rendered with `helm template`.
+    #[schemars(with = "Option<RawHelm>")]
+    pub helm: Option<Spanned<RawHelm>>,
+}
+
+/// A Helm chart.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Helm")]
+pub(crate) struct RawHelm {
+    /// Chart directory (relative to this file), packaged chart, or `repo/chart`.
+    #[schemars(with = "String")]
+    pub chart: Spanned<String>,
+    /// Release name. Default: the service's name.
+    pub release: Option<String>,
+    /// Chart version, for a chart from a repository.
+    pub version: Option<String>,
+    /// Values files (`-f`), relative to this file, in order.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub values: Vec<Spanned<String>>,
+    /// `--set` overrides (`key=value`), in order.
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+/// Hooks of a service.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Hooks")]
+pub(crate) struct RawHooks {
+    /// Jobs that must succeed before the rollout (migrations); a failure changes nothing else.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawHook>")]
+    pub pre_deploy: Vec<Spanned<RawHook>>,
+    /// Jobs run after the rollout is ready.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawHook>")]
+    pub post_deploy: Vec<Spanned<RawHook>>,
+}
+
+/// One hook: a command run in the service's image as a Job, or a Job manifest.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Hook")]
+pub(crate) struct RawHook {
+    /// The hook's name (names the Job).
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// A command run with `sh -c` in the service's freshly built image.
+    pub command: Option<String>,
+    /// A Job manifest, relative to this file.
+    #[schemars(with = "Option<String>")]
+    pub manifest: Option<Spanned<String>>,
+    /// Deadline for this hook. Default: the deploy timeout.
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// One environment.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Environment")]
+pub(crate) struct RawEnvironment {
+    /// The environment's name.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// The Kubernetes namespace deployed into. Required (checked after parsing, so that the
+    /// error points at the environment).
+    #[schemars(with = "String", required)]
+    pub namespace: Option<Spanned<String>>,
+    /// kubeconfig context. Default: the current context.
+    pub context: Option<String>,
+    /// A push to this branch deploys here automatically.
+    pub branch: Option<String>,
+    /// Values merged over every service's template values.
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub values: Option<Spanned<serde_json::Value>>,
+    /// `auto` (default): deploy on a push to `branch`, or after `from` deployed;
+    /// `manual`: only `berth promote` deploys here.
+    pub promotion: Option<Promotion>,
+    /// The environment whose digests are promoted here (build once, deploy many).
+    #[schemars(with = "Option<String>")]
+    pub from: Option<Spanned<String>>,
+    /// Overrides of the top-level deploy settings.
+    pub deploy: Option<RawDeploy>,
+}

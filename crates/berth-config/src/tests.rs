@@ -1,0 +1,606 @@
+//! Unit tests on inline YAML: one per kind of error, each pinning the exact line and column.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::{Config, ConfigError, HookAction, Location, Manifests, Problem, Promotion, parse};
+
+/// A directory with the files that the full example refers to.
+fn example_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for f in [
+        "web/Dockerfile",
+        "web/k8s/app.yaml.j2",
+        "k8s/app.yaml.j2",
+        "k8s/smoke-job.yaml",
+        "k8s/mongo.yaml",
+        "k8s/mongo-service.yaml",
+        "api/package.json",
+        "api/overlays/dev/kustomization.yaml",
+        "board/index.html",
+        "charts/board/Chart.yaml",
+        "charts/board/values-test.yaml",
+        "hooks/job.yaml",
+    ] {
+        let p = d.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "").unwrap();
+    }
+    dir
+}
+
+fn ok(yaml: &str) -> Config {
+    let dir = example_dir();
+    parse(yaml, "berth.yaml", dir.path()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn errors(yaml: &str) -> Vec<(Location, Problem, String)> {
+    let dir = example_dir();
+    match parse(yaml, "berth.yaml", dir.path()) {
+        Ok(_) => panic!("expected an error for:\n{yaml}"),
+        Err(ConfigError::Invalid { diagnostics }) => diagnostics
+            .into_iter()
+            .map(|d| (d.location, d.problem.clone(), d.to_string()))
+            .collect(),
+        Err(e) => panic!("unexpected {e}"),
+    }
+}
+
+fn one_error(yaml: &str) -> (Location, Problem, String) {
+    let mut all = errors(yaml);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.remove(0)
+}
+
+fn at(line: u32, column: u32) -> Location {
+    Location::new(line, column)
+}
+
+const MINIMAL: &str = "services:\n  - name: web\n    image: registry.example.com/web\n";
+
+#[test]
+fn full_example_parses() {
+    let c = ok(include_str!("../berth.example.yaml"));
+    assert_eq!(
+        c.registry.prefix.as_deref(),
+        Some("registry.example.com/shop")
+    );
+    assert_eq!(c.registry.mirrors["docker.io"], "127.0.0.1:15000");
+    assert_eq!(c.registry.insecure, ["127.0.0.1:5000"]);
+    assert_eq!(c.deploy.timeout, Duration::from_secs(300));
+    assert_eq!(c.shared, [Path::new("lib")]);
+    let names: Vec<_> = c.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["web", "api", "board", "mongo"]);
+
+    let web = c.service("web").unwrap();
+    let build = web.build.as_ref().unwrap();
+    assert_eq!(build.context, Path::new("web"));
+    assert_eq!(build.dockerfile.as_deref(), Some(Path::new("Dockerfile")));
+    assert_eq!(build.target.as_deref(), Some("runtime"));
+    assert_eq!(build.args["NODE_ENV"], "production");
+    assert_eq!(web.image.name(), "registry.example.com/shop/web");
+    assert_eq!(web.test.as_deref(), Some("npm test"));
+    assert_eq!(web.paths, [Path::new("web"), Path::new("proto")]);
+    match web.manifests.as_ref().unwrap() {
+        Manifests::Template { paths, values } => {
+            assert_eq!(paths, &[Path::new("k8s/app.yaml.j2")]);
+            assert_eq!(values["port"], 8080);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(web.hooks.pre_deploy[0].name, "migrate");
+    assert_eq!(
+        web.hooks.pre_deploy[0].action,
+        HookAction::Command("npm run migrate".into())
+    );
+    assert_eq!(
+        web.hooks.pre_deploy[0].timeout,
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        web.hooks.post_deploy[0].action,
+        HookAction::Manifest("k8s/smoke-job.yaml".into())
+    );
+    assert_eq!(web.location, at(11, 5));
+
+    let api = c.service("api").unwrap();
+    assert_eq!(api.image.name(), "registry.example.com/shop/api");
+    assert_eq!(api.paths, [Path::new("api")]);
+    assert_eq!(api.build.as_ref().unwrap().dockerfile, None);
+    assert!(matches!(api.manifests, Some(Manifests::Kustomize { .. })));
+
+    match c.service("board").unwrap().manifests.as_ref().unwrap() {
+        Manifests::Helm(h) => {
+            assert_eq!(h.chart, "charts/board");
+            assert_eq!(h.release, "board");
+            assert_eq!(h.set, ["replicaCount=2"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mongo = c.service("mongo").unwrap();
+    assert!(mongo.build.is_none());
+    assert!(mongo.paths.is_empty());
+    assert_eq!(mongo.image.to_string(), "docker.io/library/mongo:7");
+
+    let test = c.environment("test").unwrap();
+    assert_eq!(test.namespace, "shop-test");
+    assert_eq!(test.context.as_deref(), Some("kind-dev"));
+    assert_eq!(test.promotion, Promotion::Auto);
+    assert_eq!(test.values["replicas"], 1);
+    let prod = c.environment("prod").unwrap();
+    assert_eq!(prod.promotion, Promotion::Manual);
+    assert_eq!(prod.from.as_deref(), Some("test"));
+    assert_eq!(prod.deploy.timeout, Duration::from_secs(600));
+    assert!(prod.deploy.rollback);
+    let on_master: Vec<_> = c
+        .environments_for_branch("master")
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(on_master, ["test"]);
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = ok(MINIMAL);
+    assert_eq!(c.deploy, crate::DeploySettings::default());
+    assert!(c.environments.is_empty());
+    assert!(c.services[0].build.is_none());
+}
+
+#[test]
+fn build_defaults_to_the_current_directory() {
+    let c = ok("registry: {prefix: r.example.com/x}\nservices:\n  - name: web\n    build: {}\n");
+    let s = &c.services[0];
+    assert_eq!(s.build.as_ref().unwrap().context, Path::new("."));
+    assert_eq!(s.paths, [Path::new(".")]);
+    assert_eq!(s.image.name(), "r.example.com/x/web");
+}
+
+#[test]
+fn unknown_key_suggests_the_closest() {
+    let (loc, problem, text) =
+        one_error("services:\n  - name: web\n    imgae: registry.example.com/web\n");
+    assert_eq!(loc, at(3, 5));
+    assert!(matches!(problem, Problem::UnknownKey { ref key, .. } if key == "imgae"));
+    assert_eq!(
+        text,
+        "unknown key `imgae` at berth.yaml:3:5, did you mean `image`?"
+    );
+}
+
+#[test]
+fn unknown_key_without_a_close_match_lists_the_allowed_ones() {
+    let (loc, _, text) = one_error(&format!("{MINIMAL}colour: blue\n"));
+    assert_eq!(loc, at(4, 1));
+    assert!(text.starts_with("unknown key `colour` at berth.yaml:4:1; remove it; allowed here: registry, deploy, shared, services, environments"), "{text}");
+}
+
+#[test]
+fn unknown_key_in_a_nested_mapping() {
+    let yaml =
+        "services:\n  - name: web\n    build:\n      contxt: .\n    image: r.example.com/web\n";
+    let (loc, _, text) = one_error(yaml);
+    assert_eq!(loc, at(4, 7));
+    assert!(text.ends_with("did you mean `context`?"), "{text}");
+}
+
+#[test]
+fn unknown_value_suggests_the_closest() {
+    let yaml = format!(
+        "{MINIMAL}environments:\n  - name: prod\n    namespace: prod\n    promotion: manul\n"
+    );
+    let (loc, problem, text) = one_error(&yaml);
+    assert_eq!(loc, at(7, 16));
+    assert!(matches!(problem, Problem::UnknownValue { .. }));
+    assert!(text.ends_with("did you mean `manual`?"), "{text}");
+}
+
+#[test]
+fn missing_namespace_points_at_the_environment() {
+    let yaml = format!("{MINIMAL}environments:\n  - name: prod\n    branch: main\n");
+    let (loc, problem, text) = one_error(&yaml);
+    assert_eq!(loc, at(5, 5));
+    assert_eq!(
+        problem,
+        Problem::MissingKey {
+            key: "namespace".into()
+        }
+    );
+    assert!(text.contains("add `namespace:`"), "{text}");
+}
+
+#[test]
+fn missing_services() {
+    let (loc, problem, _) = one_error("deploy:\n  timeout: 5m\n");
+    assert_eq!(loc, at(1, 1));
+    assert_eq!(
+        problem,
+        Problem::MissingKey {
+            key: "services".into()
+        }
+    );
+}
+
+#[test]
+fn empty_file_and_empty_services() {
+    let (loc, problem, _) = one_error("# nothing yet\n");
+    assert_eq!((loc, problem), (at(1, 1), Problem::Empty));
+    let (loc, problem, _) = one_error("services: []\n");
+    assert_eq!((loc, problem), (at(1, 1), Problem::NoServices));
+}
+
+#[test]
+fn wrong_type() {
+    let (loc, problem, _) = one_error("services:\n  - name: [web]\n    image: x\n");
+    assert_eq!(loc, at(2, 11));
+    assert!(matches!(problem, Problem::WrongType { .. }), "{problem:?}");
+    let (loc, problem, _) = one_error("services:\n  name: web\n");
+    assert_eq!(loc, at(2, 3));
+    assert!(matches!(problem, Problem::WrongType { .. }), "{problem:?}");
+}
+
+#[test]
+fn parser_messages_are_reworded_for_people() {
+    let (_, problem, text) = one_error("services: 3\n");
+    assert_eq!(
+        problem,
+        Problem::WrongType {
+            message: "expected a list (`- ` items)".into()
+        }
+    );
+    assert_eq!(
+        text,
+        "expected a list (`- ` items) at berth.yaml:1:11; see `berth schema` for the expected shape"
+    );
+    let yaml = "services:\n  - name: web\n    image: x\n    manifests:\n      path: {a: 1}\n";
+    let (loc, problem, _) = one_error(yaml);
+    assert_eq!(loc, at(5, 13));
+    assert_eq!(
+        problem,
+        Problem::WrongType {
+            message: "expected a path or a list of paths".into()
+        }
+    );
+    let (_, problem, _) = one_error(&format!("deploy:\n  rollback: maybe\n{MINIMAL}"));
+    assert_eq!(
+        problem,
+        Problem::WrongType {
+            message: "expected `true` or `false`".into()
+        }
+    );
+}
+
+#[test]
+fn malformed_yaml() {
+    let (loc, problem, text) = one_error("services:\n  - name: web\n   image: x\n");
+    assert!(matches!(problem, Problem::Syntax { .. }), "{problem:?}");
+    assert_eq!(loc.line, 3, "{text}");
+}
+
+#[test]
+fn duplicate_key_is_a_syntax_error() {
+    let (loc, problem, _) = one_error("services:\n  - name: web\n    name: api\n    image: x\n");
+    assert_eq!(loc, at(3, 5));
+    assert!(matches!(problem, Problem::Syntax { .. }));
+}
+
+#[test]
+fn duplicate_service_names() {
+    let yaml = "services:\n  - name: web\n    image: x\n  - name: web\n    image: y\n";
+    let (loc, problem, _) = one_error(yaml);
+    assert_eq!(loc, at(4, 11));
+    assert_eq!(
+        problem,
+        Problem::Duplicate {
+            what: "service",
+            name: "web".into(),
+            first: at(2, 11)
+        }
+    );
+}
+
+#[test]
+fn duplicate_environment_names() {
+    let yaml = format!(
+        "{MINIMAL}environments:\n  - name: dev\n    namespace: a\n  - name: dev\n    namespace: b\n"
+    );
+    let (loc, problem, _) = one_error(&yaml);
+    assert_eq!(loc, at(7, 11));
+    assert!(matches!(
+        problem,
+        Problem::Duplicate {
+            what: "environment",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn invalid_names() {
+    let (loc, problem, _) = one_error("services:\n  - name: Web_1\n    image: x\n");
+    assert_eq!(loc, at(2, 11));
+    assert!(matches!(
+        problem,
+        Problem::InvalidName {
+            what: "service",
+            ..
+        }
+    ));
+    let yaml = format!("{MINIMAL}environments:\n  - name: dev\n    namespace: My_NS\n");
+    let (loc, problem, _) = one_error(&yaml);
+    assert_eq!(loc, at(6, 16));
+    assert!(matches!(
+        problem,
+        Problem::InvalidName {
+            what: "namespace",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn service_with_neither_build_nor_image() {
+    let (loc, problem, text) = one_error("services:\n  - name: web\n    test: make test\n");
+    assert_eq!(loc, at(2, 5));
+    assert_eq!(
+        problem,
+        Problem::NothingToDeploy {
+            service: "web".into()
+        }
+    );
+    assert!(text.contains("add `build:`"), "{text}");
+}
+
+#[test]
+fn built_service_without_repository() {
+    let (loc, problem, _) = one_error("services:\n  - name: web\n    build: {context: web}\n");
+    assert_eq!(loc, at(2, 5));
+    assert_eq!(
+        problem,
+        Problem::NoRepository {
+            service: "web".into()
+        }
+    );
+}
+
+#[test]
+fn built_service_image_with_a_tag() {
+    let yaml =
+        "services:\n  - name: web\n    build: {context: web}\n    image: r.example.com/web:1.0\n";
+    let (loc, problem, _) = one_error(yaml);
+    assert_eq!(loc, at(4, 12));
+    assert!(matches!(problem, Problem::TaggedBuildImage { .. }));
+}
+
+#[test]
+fn bad_repository_names() {
+    let (loc, problem, text) =
+        one_error("services:\n  - name: web\n    image: r.example.com/Web\n");
+    assert_eq!(loc, at(3, 12));
+    assert!(matches!(problem, Problem::InvalidImage { .. }), "{text}");
+    let (loc, _, _) = one_error(
+        "registry:\n  prefix: Registry.example.com/UP\nservices:\n  - name: web\n    image: x\n",
+    );
+    assert_eq!(loc, at(2, 11));
+}
+
+#[test]
+fn manifests_paths_must_exist() {
+    let yaml =
+        "services:\n  - name: web\n    image: x\n    manifests:\n      path: k8s/nope.yaml\n";
+    let (loc, problem, text) = one_error(yaml);
+    assert_eq!(loc, at(5, 13));
+    assert!(matches!(problem, Problem::PathNotFound { key: "path", .. }));
+    assert!(
+        text.contains("relative to the directory of berth.yaml"),
+        "{text}"
+    );
+
+    let yaml =
+        "services:\n  - name: web\n    image: x\n    manifests:\n      kustomize: overlays/prod\n";
+    assert_eq!(one_error(yaml).0, at(5, 18));
+    let yaml = "services:\n  - name: web\n    image: x\n    manifests:\n      helm:\n        chart: ./charts/none\n";
+    assert_eq!(one_error(yaml).0, at(6, 16));
+    let yaml = "services:\n  - name: web\n    image: x\n    manifests:\n      helm:\n        chart: charts/board\n        values: [nope.yaml]\n";
+    assert_eq!(one_error(yaml).0, at(7, 18));
+}
+
+#[test]
+fn remote_helm_chart_need_not_exist() {
+    let c = ok(
+        "services:\n  - name: web\n    image: x\n    manifests:\n      helm: {chart: bitnami/redis, version: 19.0.0}\n",
+    );
+    match &c.services[0].manifests {
+        Some(Manifests::Helm(h)) => assert_eq!(h.version.as_deref(), Some("19.0.0")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn build_context_and_dockerfile_must_exist() {
+    let yaml =
+        "services:\n  - name: web\n    build:\n      context: nope\n    image: r.example.com/web\n";
+    assert_eq!(one_error(yaml).0, at(4, 16));
+    let yaml = "services:\n  - name: web\n    build:\n      context: web\n      dockerfile: Dockerfile.prod\n    image: r.example.com/web\n";
+    let (loc, problem, _) = one_error(yaml);
+    assert_eq!(loc, at(5, 19));
+    assert!(matches!(
+        problem,
+        Problem::PathNotFound {
+            key: "dockerfile",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn absolute_paths_are_refused() {
+    let yaml = "services:\n  - name: web\n    image: x\n    paths: [/etc]\n";
+    let (loc, problem, _) = one_error(yaml);
+    assert_eq!(loc, at(4, 13));
+    assert!(matches!(problem, Problem::InvalidPath { .. }));
+}
+
+#[test]
+fn manifests_need_exactly_one_source() {
+    let yaml = "services:\n  - name: web\n    image: x\n    manifests:\n      path: k8s/mongo.yaml\n      kustomize: api/overlays/dev\n";
+    let (loc, problem, _) = one_error(yaml);
+    assert_eq!(loc, at(5, 7));
+    assert!(
+        matches!(problem, Problem::ManifestSources { ref found, .. } if found == &["path", "kustomize"])
+    );
+    let yaml = "services:\n  - name: web\n    image: x\n    manifests:\n      values: {a: 1}\n";
+    assert_eq!(one_error(yaml).0, at(5, 7));
+}
+
+#[test]
+fn templates_must_end_in_j2() {
+    let yaml =
+        "services:\n  - name: web\n    image: x\n    manifests:\n      template: k8s/mongo.yaml\n";
+    let (loc, problem, _) = one_error(yaml);
+    assert_eq!(loc, at(5, 17));
+    assert!(matches!(problem, Problem::NotATemplate { .. }));
+}
+
+#[test]
+fn values_must_be_a_mapping() {
+    let yaml = "services:\n  - name: web\n    image: x\n    manifests:\n      template: k8s/app.yaml.j2\n      values: [1, 2]\n";
+    assert_eq!(
+        one_error(yaml),
+        (at(6, 15), Problem::ValuesNotMapping, one_error(yaml).2)
+    );
+}
+
+#[test]
+fn invalid_durations() {
+    let (loc, problem, text) = one_error(&format!("deploy:\n  timeout: 300\n{MINIMAL}"));
+    assert_eq!(loc, at(2, 12));
+    assert!(matches!(problem, Problem::InvalidDuration { .. }));
+    assert!(text.contains("`300` has no unit"), "{text}");
+    let yaml = format!(
+        "{MINIMAL}environments:\n  - name: dev\n    namespace: dev\n    deploy: {{timeout: 5 minutes}}\n"
+    );
+    assert_eq!(one_error(&yaml).0, at(7, 23));
+    let yaml = "services:\n  - name: web\n    image: x\n    hooks:\n      pre-deploy:\n        - name: m\n          command: true\n          timeout: 0s\n";
+    assert_eq!(one_error(yaml).0, at(8, 20));
+}
+
+#[test]
+fn hooks_need_exactly_one_action() {
+    let yaml = "services:\n  - name: web\n    image: x\n    hooks:\n      pre-deploy:\n        - name: migrate\n";
+    let (loc, problem, _) = one_error(yaml);
+    assert_eq!(loc, at(6, 11));
+    assert_eq!(
+        problem,
+        Problem::HookAction {
+            hook: "migrate".into()
+        }
+    );
+    let yaml = "services:\n  - name: web\n    image: x\n    hooks:\n      post-deploy:\n        - name: a\n          manifest: hooks/job.yaml\n        - name: a\n          command: x\n";
+    assert!(matches!(
+        one_error(yaml).1,
+        Problem::Duplicate { what: "hook", .. }
+    ));
+}
+
+#[test]
+fn registry_hosts() {
+    let yaml =
+        format!("registry:\n  mirrors:\n    docker.io: https://mirror.example.com\n{MINIMAL}");
+    let (loc, problem, _) = one_error(&yaml);
+    assert_eq!(loc, at(3, 16));
+    assert!(matches!(problem, Problem::InvalidHost { .. }));
+    let yaml = format!("registry:\n  insecure: [\"localhost:port\"]\n{MINIMAL}");
+    assert_eq!(one_error(&yaml).0, at(2, 14));
+}
+
+#[test]
+fn from_must_name_an_environment() {
+    let yaml = format!(
+        "{MINIMAL}environments:\n  - name: staging\n    namespace: s\n  - name: prod\n    namespace: p\n    from: stagin\n"
+    );
+    let (loc, problem, text) = one_error(&yaml);
+    assert_eq!(loc, at(9, 11));
+    assert!(matches!(problem, Problem::UnknownEnvironment { .. }));
+    assert!(text.ends_with("did you mean `staging`?"), "{text}");
+}
+
+#[test]
+fn promotion_loops_are_refused() {
+    let yaml = format!(
+        "{MINIMAL}environments:\n  - name: a\n    namespace: a\n    from: b\n  - name: b\n    namespace: b\n    from: a\n"
+    );
+    let (loc, problem, _) = one_error(&yaml);
+    assert_eq!(loc, at(7, 11));
+    assert_eq!(
+        problem,
+        Problem::PromotionCycle {
+            chain: vec!["a".into(), "b".into(), "a".into()]
+        }
+    );
+    let yaml = format!("{MINIMAL}environments:\n  - name: a\n    namespace: a\n    from: a\n");
+    assert!(matches!(one_error(&yaml).1, Problem::PromotionCycle { .. }));
+}
+
+#[test]
+fn semantic_errors_are_all_reported_in_file_order() {
+    let yaml = "services:\n  - name: web\n  - name: web\n    image: Bad\n";
+    let all = errors(yaml);
+    let locations: Vec<_> = all.iter().map(|e| e.0).collect();
+    assert_eq!(locations, [at(2, 5), at(3, 11), at(4, 12)]);
+}
+
+#[test]
+fn load_reads_the_file_and_resolves_against_its_directory() {
+    let dir = example_dir();
+    let file = dir.path().join("berth.yaml");
+    std::fs::write(
+        &file,
+        "services:\n  - name: web\n    image: x\n    manifests: {path: k8s/mongo.yaml}\n",
+    )
+    .unwrap();
+    let c = crate::load(&file).unwrap();
+    assert_eq!(c.dir, dir.path());
+    assert!(c.path(Path::new("k8s/mongo.yaml")).is_file());
+    let err = crate::load(&dir.path().join("missing.yaml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains("berth init"));
+}
+
+#[test]
+fn schema_lists_the_same_keys_as_the_parser() {
+    let schema = crate::json_schema();
+    let top: Vec<&str> = schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = vec!["registry", "deploy", "shared", "services", "environments"];
+    expected.sort();
+    let mut top = top;
+    top.sort();
+    assert_eq!(top, expected);
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(schema["required"], serde_json::json!(["services"]));
+    assert_eq!(
+        schema["$defs"]["Environment"]["required"],
+        serde_json::json!(["name", "namespace"])
+    );
+    let text = schema.to_string();
+    for key in [
+        "pre-deploy",
+        "post-deploy",
+        "kustomize",
+        "mirrors",
+        "promotion",
+        "dockerfile",
+    ] {
+        assert!(
+            text.contains(&format!("\"{key}\"")),
+            "{key} missing from schema"
+        );
+    }
+}

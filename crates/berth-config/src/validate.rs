@@ -1,0 +1,629 @@
+//! Raw file -> [`Config`]: defaults and every check that YAML types alone cannot express.
+//! All problems are collected, so one run of `berth` shows them all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_types::ImageRef;
+use serde_saphyr::Spanned;
+
+use crate::duration::parse_duration;
+use crate::model::{
+    Build, Config, DeploySettings, Environment, Helm, Hook, HookAction, Hooks, Manifests, Registry,
+    Service, normalize,
+};
+use crate::raw::{RawConfig, RawDeploy, RawEnvironment, RawHook, RawManifests, RawService};
+use crate::suggest::suggest;
+use crate::{Diagnostic, Location, Problem};
+
+pub(crate) struct Checker<'a> {
+    file: &'a str,
+    dir: &'a Path,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+type Values = serde_json::Map<String, serde_json::Value>;
+
+impl<'a> Checker<'a> {
+    pub fn new(file: &'a str, dir: &'a Path) -> Checker<'a> {
+        Checker {
+            file,
+            dir,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    fn report(&mut self, location: Location, problem: Problem) {
+        self.diagnostics.push(Diagnostic {
+            file: self.file.to_string(),
+            location,
+            problem,
+        });
+    }
+
+    pub fn config(&mut self, raw: RawConfig) -> Config {
+        let registry = self.registry(raw.registry.unwrap_or_default());
+        let deploy = self.deploy(DeploySettings::default(), raw.deploy.as_ref());
+        let shared = raw
+            .shared
+            .iter()
+            .filter_map(|p| self.relative_path("shared", p))
+            .collect();
+        if raw.services.is_empty() {
+            self.report(Location::new(1, 1), Problem::NoServices);
+        }
+        let mut seen = HashMap::new();
+        let mut services = Vec::new();
+        for s in raw.services {
+            self.unique("service", &s.value.name, &mut seen);
+            if let Some(service) = self.service(s, &registry) {
+                services.push(service);
+            }
+        }
+        let environments = self.environments(raw.environments, deploy);
+        self.diagnostics.sort_by_key(|d| d.location);
+        Config {
+            dir: self.dir.to_path_buf(),
+            file: self.file.to_string(),
+            registry,
+            deploy,
+            shared,
+            services,
+            environments,
+        }
+    }
+
+    fn unique(
+        &mut self,
+        what: &'static str,
+        name: &Spanned<String>,
+        seen: &mut HashMap<String, Location>,
+    ) {
+        let at = Location::of(name);
+        if !is_dns_label(&name.value) {
+            self.report(
+                at,
+                Problem::InvalidName {
+                    what,
+                    name: name.value.clone(),
+                },
+            );
+        }
+        if let Some(first) = seen.get(&name.value) {
+            self.report(
+                at,
+                Problem::Duplicate {
+                    what,
+                    name: name.value.clone(),
+                    first: *first,
+                },
+            );
+        } else {
+            seen.insert(name.value.clone(), at);
+        }
+    }
+
+    fn registry(&mut self, raw: crate::raw::RawRegistry) -> Registry {
+        let mut out = Registry::default();
+        if let Some(prefix) = raw.prefix {
+            let p = prefix.value.trim_end_matches('/');
+            match format!("{p}/x").parse::<ImageRef>() {
+                Ok(_) if !p.contains('@') && !p.rsplit('/').next().unwrap_or("").contains(':') => {
+                    out.prefix = Some(p.to_string());
+                }
+                Ok(_) => self.report(
+                    Location::of(&prefix),
+                    Problem::InvalidImage {
+                        value: prefix.value.clone(),
+                        reason: "a prefix has no tag or digest".into(),
+                    },
+                ),
+                Err(e) => self.report(
+                    Location::of(&prefix),
+                    Problem::InvalidImage {
+                        value: prefix.value.clone(),
+                        reason: e.to_string(),
+                    },
+                ),
+            }
+        }
+        for host in raw.insecure {
+            if self.host(&host) {
+                out.insecure.push(host.value);
+            }
+        }
+        for (from, to) in raw.mirrors {
+            if let Some(reason) = host_problem(&from) {
+                // The key's own location is not kept by the parser; point at its value.
+                self.report(
+                    Location::of(&to),
+                    Problem::InvalidHost {
+                        value: from.clone(),
+                        reason,
+                    },
+                );
+            } else if self.host(&to) {
+                out.mirrors.insert(from, to.value);
+            }
+        }
+        out
+    }
+
+    fn host(&mut self, host: &Spanned<String>) -> bool {
+        match host_problem(&host.value) {
+            Some(reason) => {
+                self.report(
+                    Location::of(host),
+                    Problem::InvalidHost {
+                        value: host.value.clone(),
+                        reason,
+                    },
+                );
+                false
+            }
+            None => true,
+        }
+    }
+
+    fn duration(&mut self, text: &Spanned<String>) -> Option<Duration> {
+        match parse_duration(&text.value) {
+            Ok(d) => Some(d),
+            Err(reason) => {
+                self.report(
+                    Location::of(text),
+                    Problem::InvalidDuration {
+                        value: text.value.clone(),
+                        reason,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    fn deploy(&mut self, base: DeploySettings, raw: Option<&RawDeploy>) -> DeploySettings {
+        let mut out = base;
+        if let Some(raw) = raw {
+            if let Some(t) = &raw.timeout
+                && let Some(d) = self.duration(t)
+            {
+                out.timeout = d;
+            }
+            if let Some(r) = raw.rollback {
+                out.rollback = r;
+            }
+        }
+        out
+    }
+
+    /// A relative path, normalised; absolute or empty paths are reported.
+    fn relative_path(&mut self, key: &'static str, path: &Spanned<String>) -> Option<PathBuf> {
+        self.relative_str(key, &path.value, Location::of(path))
+    }
+
+    fn relative_str(&mut self, key: &'static str, path: &str, at: Location) -> Option<PathBuf> {
+        let reason = if path.trim().is_empty() {
+            Some("it is empty")
+        } else if Path::new(path).is_absolute() {
+            Some("it is absolute")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.report(
+                at,
+                Problem::InvalidPath {
+                    key,
+                    path: path.to_string(),
+                    reason,
+                },
+            );
+            return None;
+        }
+        Some(normalize(path))
+    }
+
+    /// A relative path that must exist.
+    fn existing(&mut self, key: &'static str, path: &str, at: Location) -> Option<PathBuf> {
+        let rel = self.relative_str(key, path, at)?;
+        let resolved = self.dir.join(&rel);
+        if resolved.exists() {
+            Some(rel)
+        } else {
+            self.report(
+                at,
+                Problem::PathNotFound {
+                    key,
+                    path: path.to_string(),
+                    resolved,
+                },
+            );
+            None
+        }
+    }
+
+    fn values(&mut self, raw: Option<Spanned<serde_json::Value>>) -> Values {
+        match raw {
+            None => Values::new(),
+            Some(Spanned {
+                value: serde_json::Value::Object(map),
+                ..
+            }) => map,
+            Some(Spanned {
+                value: serde_json::Value::Null,
+                ..
+            }) => Values::new(),
+            Some(other) => {
+                self.report(Location::of(&other), Problem::ValuesNotMapping);
+                Values::new()
+            }
+        }
+    }
+
+    fn service(&mut self, raw: Spanned<RawService>, registry: &Registry) -> Option<Service> {
+        let location = Location::of(&raw);
+        let raw = raw.value;
+        let name = raw.name.value.clone();
+        let build = raw.build.map(|b| {
+            let b = b.value;
+            let context = match &b.context {
+                Some(c) => self
+                    .existing("context", &c.value, Location::of(c))
+                    .unwrap_or_else(|| normalize(&c.value)),
+                None => PathBuf::from("."),
+            };
+            let dockerfile = b.dockerfile.as_ref().and_then(|d| {
+                let rel = self.relative_path("dockerfile", d)?;
+                let resolved = self.dir.join(&context).join(&rel);
+                if !resolved.is_file() {
+                    self.report(
+                        Location::of(d),
+                        Problem::PathNotFound {
+                            key: "dockerfile",
+                            path: d.value.clone(),
+                            resolved,
+                        },
+                    );
+                }
+                Some(rel)
+            });
+            let base = b
+                .base
+                .filter(|base| self.image(&base.value, base).is_some())
+                .map(|base| base.value);
+            Build {
+                context,
+                dockerfile,
+                target: b.target,
+                args: b.args,
+                base,
+            }
+        });
+        let image = match (&raw.image, &build) {
+            (Some(img), Some(_)) => {
+                if has_tag_or_digest(&img.value) {
+                    self.report(
+                        Location::of(img),
+                        Problem::TaggedBuildImage {
+                            service: name.clone(),
+                            image: img.value.clone(),
+                        },
+                    );
+                    None
+                } else {
+                    self.image(&img.value, img)
+                }
+            }
+            (Some(img), None) => self.image(&img.value, img),
+            (None, Some(_)) => match &registry.prefix {
+                Some(prefix) => format!("{prefix}/{name}").parse().ok(),
+                None => {
+                    self.report(
+                        location,
+                        Problem::NoRepository {
+                            service: name.clone(),
+                        },
+                    );
+                    None
+                }
+            },
+            (None, None) => {
+                self.report(
+                    location,
+                    Problem::NothingToDeploy {
+                        service: name.clone(),
+                    },
+                );
+                None
+            }
+        };
+        let paths = match &raw.paths {
+            Some(paths) => paths
+                .iter()
+                .filter_map(|p| self.relative_path("paths", p))
+                .collect(),
+            None => build.iter().map(|b| b.context.clone()).collect(),
+        };
+        let manifests = raw.manifests.and_then(|m| self.manifests(&name, m));
+        let hooks = Hooks {
+            pre_deploy: self.hooks(raw.hooks.pre_deploy),
+            post_deploy: self.hooks(raw.hooks.post_deploy),
+        };
+        Some(Service {
+            name,
+            build,
+            image: image?,
+            test: raw.test,
+            paths,
+            manifests,
+            hooks,
+            location,
+        })
+    }
+
+    fn image(&mut self, value: &str, at: &Spanned<String>) -> Option<ImageRef> {
+        match value.parse::<ImageRef>() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.report(
+                    Location::of(at),
+                    Problem::InvalidImage {
+                        value: value.to_string(),
+                        reason: e.to_string(),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    fn paths_of(
+        &mut self,
+        key: &'static str,
+        list: Spanned<crate::raw::OneOrMany>,
+    ) -> Vec<PathBuf> {
+        let at = Location::of(&list);
+        list.value
+            .into_vec()
+            .iter()
+            .filter_map(|p| self.existing(key, p, at))
+            .collect()
+    }
+
+    fn manifests(&mut self, service: &str, raw: Spanned<RawManifests>) -> Option<Manifests> {
+        let at = Location::of(&raw);
+        let m = raw.value;
+        let found: Vec<&'static str> = [
+            ("path", m.path.is_some()),
+            ("template", m.template.is_some()),
+            ("kustomize", m.kustomize.is_some()),
+            ("helm", m.helm.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, present)| present.then_some(k))
+        .collect();
+        if found.len() != 1 {
+            self.report(
+                at,
+                Problem::ManifestSources {
+                    service: service.to_string(),
+                    found,
+                },
+            );
+            return None;
+        }
+        let values = self.values(m.values);
+        if let Some(p) = m.path {
+            return Some(Manifests::Path {
+                paths: self.paths_of("path", p),
+                values,
+            });
+        }
+        if let Some(t) = m.template {
+            let at = Location::of(&t);
+            let mut paths = Vec::new();
+            for p in t.value.into_vec() {
+                if let Some(rel) = self.existing("template", &p, at) {
+                    if self.dir.join(&rel).is_file() && rel.extension().is_none_or(|e| e != "j2") {
+                        self.report(at, Problem::NotATemplate { path: p });
+                    } else {
+                        paths.push(rel);
+                    }
+                }
+            }
+            return Some(Manifests::Template { paths, values });
+        }
+        if let Some(k) = m.kustomize {
+            let dir = self.existing("kustomize", &k.value, Location::of(&k))?;
+            return Some(Manifests::Kustomize { dir });
+        }
+        let h = m.helm?;
+        let h = h.value;
+        let chart = h.chart.value.clone();
+        let looks_local = chart.starts_with('.')
+            || chart.starts_with('/')
+            || chart.ends_with(".tgz")
+            || self.dir.join(&chart).exists()
+            || chart.split('/').count() != 2;
+        if looks_local {
+            self.existing("chart", &chart, Location::of(&h.chart))?;
+        }
+        let values_files = h
+            .values
+            .iter()
+            .filter_map(|v| self.existing("values", &v.value, Location::of(v)))
+            .collect();
+        Some(Manifests::Helm(Helm {
+            chart,
+            release: h.release.unwrap_or_else(|| service.to_string()),
+            version: h.version,
+            values: values_files,
+            set: h.set,
+        }))
+    }
+
+    fn hooks(&mut self, raw: Vec<Spanned<RawHook>>) -> Vec<Hook> {
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        for h in raw {
+            let at = Location::of(&h);
+            let h = h.value;
+            self.unique("hook", &h.name, &mut seen);
+            let timeout = h.timeout.as_ref().and_then(|t| self.duration(t));
+            let action = match (h.command, h.manifest) {
+                (Some(c), None) => Some(HookAction::Command(c)),
+                (None, Some(m)) => self
+                    .existing("manifest", &m.value, Location::of(&m))
+                    .map(HookAction::Manifest),
+                _ => {
+                    self.report(
+                        at,
+                        Problem::HookAction {
+                            hook: h.name.value.clone(),
+                        },
+                    );
+                    None
+                }
+            };
+            if let Some(action) = action {
+                out.push(Hook {
+                    name: h.name.value,
+                    action,
+                    timeout,
+                });
+            }
+        }
+        out
+    }
+
+    fn environments(
+        &mut self,
+        raw: Vec<Spanned<RawEnvironment>>,
+        deploy: DeploySettings,
+    ) -> Vec<Environment> {
+        let mut seen = HashMap::new();
+        for e in &raw {
+            self.unique("environment", &e.value.name, &mut seen);
+        }
+        let names: Vec<String> = raw.iter().map(|e| e.value.name.value.clone()).collect();
+        let mut from_of: BTreeMap<String, (String, Location)> = BTreeMap::new();
+        let mut out = Vec::new();
+        for e in raw {
+            let location = Location::of(&e);
+            let e = e.value;
+            if let Some(from) = &e.from {
+                if names.contains(&from.value) && from.value != e.name.value {
+                    from_of.insert(
+                        e.name.value.clone(),
+                        (from.value.clone(), Location::of(from)),
+                    );
+                } else if from.value == e.name.value {
+                    self.report(
+                        Location::of(from),
+                        Problem::PromotionCycle {
+                            chain: vec![from.value.clone(), from.value.clone()],
+                        },
+                    );
+                } else {
+                    self.report(
+                        Location::of(from),
+                        Problem::UnknownEnvironment {
+                            name: from.value.clone(),
+                            suggestion: suggest(&from.value, names.iter().map(String::as_str)),
+                        },
+                    );
+                }
+            }
+            let namespace = match e.namespace {
+                None => {
+                    self.report(
+                        location,
+                        Problem::MissingKey {
+                            key: "namespace".into(),
+                        },
+                    );
+                    String::new()
+                }
+                Some(ns) => {
+                    if !is_dns_label(&ns.value) {
+                        self.report(
+                            Location::of(&ns),
+                            Problem::InvalidName {
+                                what: "namespace",
+                                name: ns.value.clone(),
+                            },
+                        );
+                    }
+                    ns.value
+                }
+            };
+            let values = self.values(e.values);
+            let deploy = self.deploy(deploy, e.deploy.as_ref());
+            out.push(Environment {
+                name: e.name.value,
+                namespace,
+                context: e.context,
+                branch: e.branch,
+                values,
+                promotion: e.promotion.unwrap_or_default(),
+                from: e.from.map(|f| f.value),
+                deploy,
+                location,
+            });
+        }
+        // Loops through `from` (a <- b <- a): report once, at the first member in file order.
+        let mut reported: Vec<String> = Vec::new();
+        for start in &names {
+            let mut chain = vec![start.clone()];
+            let mut cur = start.clone();
+            while let Some((next, _)) = from_of.get(&cur) {
+                if let Some(pos) = chain.iter().position(|c| c == next) {
+                    let cycle: Vec<String> = chain[pos..].to_vec();
+                    if pos == 0 && !cycle.iter().any(|c| reported.contains(c)) {
+                        reported.extend(cycle.iter().cloned());
+                        let mut shown = cycle.clone();
+                        shown.push(next.clone());
+                        let at = from_of[start].1;
+                        self.report(at, Problem::PromotionCycle { chain: shown });
+                    }
+                    break;
+                }
+                chain.push(next.clone());
+                cur = next.clone();
+            }
+        }
+        out
+    }
+}
+
+fn has_tag_or_digest(image: &str) -> bool {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    image.contains('@') || last.contains(':')
+}
+
+/// A DNS-1123 label that starts with a letter (RFC 1035), as Service names must.
+pub(crate) fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn host_problem(host: &str) -> Option<&'static str> {
+    if host.is_empty() {
+        Some("it is empty")
+    } else if host.contains("://") {
+        Some("no scheme: berth chooses https, or http for `registry.insecure` hosts")
+    } else if host.chars().any(char::is_whitespace) {
+        Some("it contains whitespace")
+    } else if let Some((_, port)) = host.split('/').next().unwrap_or("").rsplit_once(':')
+        && port.parse::<u16>().is_err()
+    {
+        Some("the port is not a number")
+    } else {
+        None
+    }
+}

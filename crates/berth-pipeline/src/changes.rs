@@ -1,0 +1,297 @@
+//! Which services changed between the commit an environment last deployed and the one to
+//! deploy: `git diff` mapped to services by their paths.
+//!
+//! Rules, in order of strength (a service gets the strongest reason that applies):
+//! 1. no previous commit (`from = None`): every service, [`ChangeReason::FirstDeploy`];
+//! 2. berth.yaml itself changed: every service, [`ChangeReason::Config`] — the change may touch
+//!    any service's build, manifests or values, and rebuilding an unchanged service is cheap
+//!    (same inputs, cached layers, same digest);
+//! 3. a file under a top-level `shared` path changed: every service, [`ChangeReason::Shared`];
+//! 4. a file under one of the service's `paths` (default: its build context) changed:
+//!    [`ChangeReason::Source`];
+//! 5. only its manifests, Helm chart or values files, or hook manifests changed:
+//!    [`ChangeReason::Manifests`] — redeploy with the digest already deployed, no rebuild.
+//!
+//! A path covers itself and everything below it (`web` covers `web/app.js`, not `webapp/x`);
+//! `.` covers the whole directory of berth.yaml. Paths are relative to berth.yaml, which may sit
+//! in a subdirectory of the repository (monorepo): files outside that directory only matter
+//! when a service path reaches them with `..`. Renames count on both sides: moving a file from
+//! `api/` to `web/` changes both services. The diff is tree to tree (`git diff from to`), so the
+//! result does not depend on the history between the two commits.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth_config::{Config, HookAction, Manifests, Service};
+
+/// Why a service is part of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChangeReason {
+    /// Only manifests (or chart, values files, hook manifests) changed: redeploy, no rebuild.
+    Manifests,
+    /// A file under the service's own paths changed.
+    Source,
+    /// A file under a shared path changed.
+    Shared,
+    /// berth.yaml changed.
+    Config,
+    /// Nothing was deployed before.
+    FirstDeploy,
+}
+
+/// One service that the run must handle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceChange {
+    /// The service's name.
+    pub service: String,
+    /// The strongest reason that applies.
+    pub reason: ChangeReason,
+    /// Whether its image must be built: it has a `build` and the reason is not only manifests.
+    pub rebuild: bool,
+    /// The changed files (relative to the repository root) that matched it, sorted; empty for
+    /// [`ChangeReason::FirstDeploy`].
+    pub files: Vec<PathBuf>,
+}
+
+/// Why change detection failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChangeError {
+    /// `git` could not be started.
+    #[error("cannot run git: {source}; install git and make sure it is on PATH")]
+    Spawn {
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A commit is not in the repository (a force-push dropped it, or a shallow clone lacks
+    /// it). The caller decides: usually treat the run as a first deploy.
+    #[error(
+        "commit `{commit}` is not in the repository at {}; fetch it (or unshallow the clone), or deploy everything",
+        repo.display()
+    )]
+    UnknownCommit {
+        /// The commit as given.
+        commit: String,
+        /// The repository.
+        repo: PathBuf,
+    },
+    /// The directory of berth.yaml is not inside the repository.
+    #[error("{} (the directory of berth.yaml) is not inside the git repository {}", dir.display(), repo.display())]
+    OutsideRepository {
+        /// The configuration's directory.
+        dir: PathBuf,
+        /// The repository.
+        repo: PathBuf,
+    },
+    /// git failed.
+    #[error("`git {args}` failed: {stderr}")]
+    Git {
+        /// The arguments.
+        args: String,
+        /// What git said.
+        stderr: String,
+    },
+}
+
+fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, ChangeError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|source| ChangeError::Spawn { source })?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(ChangeError::Git {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+fn resolve(repo: &Path, commit: &str) -> Result<String, ChangeError> {
+    let spec = format!("{commit}^{{commit}}");
+    match git(repo, &["rev-parse", "--verify", "--quiet", &spec]) {
+        Ok(out) => Ok(String::from_utf8_lossy(&out).trim().to_string()),
+        Err(ChangeError::Git { .. }) => Err(ChangeError::UnknownCommit {
+            commit: commit.to_string(),
+            repo: repo.to_path_buf(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// The files that differ between two commits, renames on both sides, relative to the
+/// repository root.
+pub fn changed_files(repo: &Path, from: &str, to: &str) -> Result<Vec<PathBuf>, ChangeError> {
+    let from = resolve(repo, from)?;
+    let to = resolve(repo, to)?;
+    let out = git(
+        repo,
+        &[
+            "diff",
+            "--name-status",
+            "-z",
+            "-M",
+            "--no-ext-diff",
+            &from,
+            &to,
+        ],
+    )?;
+    let mut fields = out
+        .split(|b| *b == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| String::from_utf8_lossy(f).into_owned());
+    let mut files = Vec::new();
+    while let Some(status) = fields.next() {
+        // Renames and copies carry two paths (old, new); every other status one.
+        let paths = if status.starts_with('R') || status.starts_with('C') {
+            2
+        } else {
+            1
+        };
+        for _ in 0..paths {
+            if let Some(p) = fields.next() {
+                files.push(PathBuf::from(p));
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// The services affected between `from` (the commit last deployed; `None` for a first deploy)
+/// and `to`, in the order of berth.yaml. See the module docs for the rules.
+pub fn changed_services(
+    repo: &Path,
+    from: Option<&str>,
+    to: &str,
+    config: &Config,
+) -> Result<Vec<ServiceChange>, ChangeError> {
+    let Some(from) = from else {
+        resolve(repo, to)?;
+        return Ok(config
+            .services
+            .iter()
+            .map(|s| ServiceChange {
+                service: s.name.clone(),
+                reason: ChangeReason::FirstDeploy,
+                rebuild: s.build.is_some(),
+                files: Vec::new(),
+            })
+            .collect());
+    };
+    let files = changed_files(repo, from, to)?;
+    let prefix = config_prefix(repo, &config.dir)?;
+    let in_repo = |p: &Path| normalize(&prefix.join(p));
+    let config_file = in_repo(Path::new(&config.file));
+    let shared: Vec<PathBuf> = config.shared.iter().map(|p| in_repo(p)).collect();
+
+    let matching = |bases: &[PathBuf]| -> Vec<PathBuf> {
+        files
+            .iter()
+            .filter(|f| bases.iter().any(|b| covers(b, f)))
+            .cloned()
+            .collect()
+    };
+    let config_changed: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| **f == config_file)
+        .cloned()
+        .collect();
+    let shared_changed = matching(&shared);
+
+    let mut out = Vec::new();
+    for s in &config.services {
+        let own: Vec<PathBuf> = s.paths.iter().map(|p| in_repo(p)).collect();
+        let manifests: Vec<PathBuf> = manifest_paths(s).iter().map(|p| in_repo(p)).collect();
+        let candidates = [
+            (ChangeReason::Config, config_changed.clone()),
+            (ChangeReason::Shared, shared_changed.clone()),
+            (ChangeReason::Source, matching(&own)),
+            (ChangeReason::Manifests, matching(&manifests)),
+        ];
+        let Some(reason) = candidates
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .map(|(r, _)| *r)
+            .max()
+        else {
+            continue;
+        };
+        let mut matched: Vec<PathBuf> = candidates.into_iter().flat_map(|(_, f)| f).collect();
+        matched.sort();
+        matched.dedup();
+        out.push(ServiceChange {
+            service: s.name.clone(),
+            reason,
+            rebuild: s.build.is_some() && reason != ChangeReason::Manifests,
+            files: matched,
+        });
+    }
+    Ok(out)
+}
+
+/// Where berth.yaml's directory is, relative to the repository root.
+fn config_prefix(repo: &Path, dir: &Path) -> Result<PathBuf, ChangeError> {
+    let top = git(repo, &["rev-parse", "--show-toplevel"])?;
+    let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
+    let outside = || ChangeError::OutsideRepository {
+        dir: dir.to_path_buf(),
+        repo: repo.to_path_buf(),
+    };
+    let top = top.canonicalize().map_err(|_| outside())?;
+    let dir = dir.canonicalize().map_err(|_| outside())?;
+    dir.strip_prefix(&top)
+        .map(Path::to_path_buf)
+        .map_err(|_| outside())
+}
+
+/// The files a service's rendered objects come from.
+fn manifest_paths(s: &Service) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    match &s.manifests {
+        Some(Manifests::Path { paths, .. } | Manifests::Template { paths, .. }) => {
+            out.extend(paths.iter().cloned());
+        }
+        Some(Manifests::Kustomize { dir }) => out.push(dir.clone()),
+        Some(Manifests::Helm(h)) => {
+            out.push(PathBuf::from(&h.chart));
+            out.extend(h.values.iter().cloned());
+        }
+        None => {}
+    }
+    for hook in s.hooks.pre_deploy.iter().chain(&s.hooks.post_deploy) {
+        if let HookAction::Manifest(p) = &hook.action {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// `base` covers `file` if it is `file` or a directory above it; `.` (empty) covers all.
+fn covers(base: &Path, file: &Path) -> bool {
+    base.as_os_str().is_empty() || base == Path::new(".") || file.starts_with(base)
+}
+
+/// Lexical normalisation (drops `.`, folds `a/..`).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}

@@ -1,0 +1,290 @@
+//! Change detection against real git repositories in temporary directories.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{ChangeError, ChangeReason, ServiceChange, changed_files, changed_services};
+
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let r = Repo {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.git(&["init", "-q", "-b", "main"]);
+        r
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(self.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", self.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn write(&self, path: &str, text: &str) -> &Repo {
+        let p = self.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    fn config(&self, sub: &str) -> berth_config::Config {
+        berth_config::load(&self.path().join(sub).join("berth.yaml")).unwrap()
+    }
+}
+
+/// The microservices layout of scenario 4, plus a shared library and an image-only database.
+const SHOP: &str = "\
+registry: {prefix: registry.example.com/shop}
+shared: [lib]
+services:
+  - name: home
+    build: {context: home}
+    manifests: {template: k8s/app.yaml.j2}
+  - name: kids
+    build: {context: kids}
+    manifests: {template: k8s/app.yaml.j2}
+  - name: mens
+    build: {context: mens}
+    paths: [mens, proto/mens.proto]
+    manifests: {path: k8s/mens}
+  - name: db
+    image: docker.io/library/mongo:7
+    manifests: {path: k8s/db.yaml}
+";
+
+fn shop(repo: &Repo, prefix: &str) -> String {
+    let p = |s: &str| format!("{prefix}{s}");
+    repo.write(&p("berth.yaml"), SHOP)
+        .write(&p("home/app.js"), "home")
+        .write(&p("kids/app.js"), "kids")
+        .write(&p("mens/app.js"), "mens")
+        .write(&p("proto/mens.proto"), "p")
+        .write(&p("proto/other.proto"), "o")
+        .write(&p("lib/util.js"), "u")
+        .write(&p("k8s/app.yaml.j2"), "t")
+        .write(&p("k8s/mens/deploy.yaml"), "d")
+        .write(&p("k8s/db.yaml"), "db")
+        .write(&p("README.md"), "r");
+    repo.commit("shop")
+}
+
+fn summary(changes: &[ServiceChange]) -> Vec<(&str, ChangeReason, bool)> {
+    changes
+        .iter()
+        .map(|c| (c.service.as_str(), c.reason, c.rebuild))
+        .collect()
+}
+
+#[test]
+fn first_deploy_is_everything() {
+    let repo = Repo::new();
+    let head = shop(&repo, "");
+    let c = changed_services(repo.path(), None, &head, &repo.config("")).unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            ("home", ChangeReason::FirstDeploy, true),
+            ("kids", ChangeReason::FirstDeploy, true),
+            ("mens", ChangeReason::FirstDeploy, true),
+            ("db", ChangeReason::FirstDeploy, false),
+        ]
+    );
+}
+
+#[test]
+fn a_change_in_one_service_folder_selects_only_that_service() {
+    let repo = Repo::new();
+    let base = shop(&repo, "");
+    repo.write("kids/app.js", "kids v2");
+    let head = repo.commit("kids");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert_eq!(summary(&c), [("kids", ChangeReason::Source, true)]);
+    assert_eq!(c[0].files, [PathBuf::from("kids/app.js")]);
+}
+
+#[test]
+fn nothing_changed_outside_services_selects_nothing() {
+    let repo = Repo::new();
+    let base = shop(&repo, "");
+    repo.write("README.md", "new docs")
+        .write("proto/other.proto", "x");
+    let head = repo.commit("docs");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert!(c.is_empty(), "{c:?}");
+    // Same commit on both sides.
+    let c = changed_services(repo.path(), Some(&head), &head, &repo.config("")).unwrap();
+    assert!(c.is_empty());
+}
+
+#[test]
+fn explicit_paths_replace_the_build_context() {
+    let repo = Repo::new();
+    let base = shop(&repo, "");
+    repo.write("proto/mens.proto", "p2");
+    let head = repo.commit("proto");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert_eq!(summary(&c), [("mens", ChangeReason::Source, true)]);
+}
+
+#[test]
+fn manifests_only_redeploy_without_rebuild() {
+    let repo = Repo::new();
+    let base = shop(&repo, "");
+    repo.write("k8s/mens/deploy.yaml", "d2")
+        .write("k8s/db.yaml", "db2");
+    let head = repo.commit("manifests");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            ("mens", ChangeReason::Manifests, false),
+            ("db", ChangeReason::Manifests, false),
+        ]
+    );
+    // The shared template belongs to the two services that use it.
+    repo.write("k8s/app.yaml.j2", "t2");
+    let next = repo.commit("template");
+    let c = changed_services(repo.path(), Some(&head), &next, &repo.config("")).unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            ("home", ChangeReason::Manifests, false),
+            ("kids", ChangeReason::Manifests, false),
+        ]
+    );
+}
+
+#[test]
+fn berth_yaml_and_shared_paths_affect_every_service() {
+    let repo = Repo::new();
+    let base = shop(&repo, "");
+    repo.write("lib/util.js", "u2");
+    let head = repo.commit("lib");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert_eq!(c.len(), 4);
+    assert!(c.iter().all(|c| c.reason == ChangeReason::Shared), "{c:?}");
+    assert_eq!(summary(&c)[3], ("db", ChangeReason::Shared, false));
+
+    repo.write("berth.yaml", &format!("{SHOP}# a comment\n"));
+    let next = repo.commit("config");
+    let c = changed_services(repo.path(), Some(&head), &next, &repo.config("")).unwrap();
+    assert_eq!(c.len(), 4);
+    assert!(c.iter().all(|c| c.reason == ChangeReason::Config));
+    assert_eq!(c[0].files, [PathBuf::from("berth.yaml")]);
+}
+
+#[test]
+fn a_rename_counts_on_both_sides() {
+    let repo = Repo::new();
+    let base = shop(&repo, "");
+    let long = "a line that makes the rename detectable\n".repeat(20);
+    repo.write("home/widget.js", &long);
+    let mid = repo.commit("widget");
+    repo.git(&["mv", "home/widget.js", "kids/widget.js"]);
+    let head = repo.commit("move widget");
+    let files = changed_files(repo.path(), &mid, &head).unwrap();
+    assert_eq!(
+        files,
+        [
+            PathBuf::from("home/widget.js"),
+            PathBuf::from("kids/widget.js")
+        ]
+    );
+    let c = changed_services(repo.path(), Some(&mid), &head, &repo.config("")).unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            ("home", ChangeReason::Source, true),
+            ("kids", ChangeReason::Source, true)
+        ]
+    );
+    // Across several commits: only the end points matter.
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert_eq!(summary(&c), [("kids", ChangeReason::Source, true)]);
+}
+
+#[test]
+fn berth_yaml_in_a_subdirectory_of_a_monorepo() {
+    let repo = Repo::new();
+    repo.write("other-team/x.txt", "x");
+    let base = shop(&repo, "shop/");
+    repo.write("shop/home/app.js", "h2")
+        .write("other-team/x.txt", "y")
+        .write("home/app.js", "not ours");
+    let head = repo.commit("changes");
+    let config = repo.config("shop");
+    let c = changed_services(repo.path(), Some(&base), &head, &config).unwrap();
+    assert_eq!(summary(&c), [("home", ChangeReason::Source, true)]);
+    assert_eq!(c[0].files, [PathBuf::from("shop/home/app.js")]);
+    // The repository may be given by any directory inside it.
+    let c = changed_services(&repo.path().join("shop"), Some(&base), &head, &config).unwrap();
+    assert_eq!(c.len(), 1);
+}
+
+#[test]
+fn a_path_covers_directories_not_name_prefixes() {
+    let repo = Repo::new();
+    let base = shop(&repo, "");
+    repo.write("homework/notes.txt", "n");
+    let head = repo.commit("homework");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert!(c.is_empty(), "{c:?}");
+}
+
+#[test]
+fn unknown_commits_are_reported() {
+    let repo = Repo::new();
+    let head = shop(&repo, "");
+    let config = repo.config("");
+    let missing = "0123456789012345678901234567890123456789";
+    let err = changed_services(repo.path(), Some(missing), &head, &config).unwrap_err();
+    assert!(matches!(err, ChangeError::UnknownCommit { ref commit, .. } if commit == missing));
+    let err = changed_services(repo.path(), None, "no-such-branch", &config).unwrap_err();
+    assert!(matches!(err, ChangeError::UnknownCommit { .. }), "{err}");
+    // Branch names resolve like commits.
+    assert!(
+        changed_services(repo.path(), Some("main"), "main", &config)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn config_outside_the_repository_is_an_error() {
+    let repo = Repo::new();
+    let head = shop(&repo, "");
+    let elsewhere = Repo::new();
+    shop(&elsewhere, "");
+    let err = changed_services(repo.path(), Some(&head), &head, &elsewhere.config("")).unwrap_err();
+    assert!(
+        matches!(err, ChangeError::OutsideRepository { .. }),
+        "{err}"
+    );
+}
