@@ -86,20 +86,6 @@ fn short(key: &ObjectKey) -> String {
     format!("{}/{}", key.kind, key.name)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeouts_parse_like_the_cli_flags() {
-        assert_eq!(parse_timeout("90"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_timeout("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_timeout("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_timeout("5x"), None);
-        assert_eq!(parse_timeout("5m3"), None);
-    }
-}
-
 impl Tracker<'_> {
     fn emit(&self, object: &str, state: &str, message: &str) {
         self.sink.emit(Event::ObjectState {
@@ -355,5 +341,19 @@ impl Tracker<'_> {
         let pod = pods.last()?;
         let name = pod["metadata"]["name"].as_str()?;
         self.logs(name, None, false).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_like_the_cli_flags() {
+        assert_eq!(parse_timeout("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_timeout("5x"), None);
+        assert_eq!(parse_timeout("5m3"), None);
     }
 }
