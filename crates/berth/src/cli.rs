@@ -23,6 +23,9 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Build an image from a Dockerfile without a Docker daemon; store, export or push it.
     Build(crate::build_cmd::BuildCmdArgs),
+    /// Build what changed since the environment's last deploy, push it, render every service
+    /// with the new digests and deploy the environment's release — all from berth.yaml.
+    Run(crate::run_cmd::RunArgs),
     /// Render manifests (plain YAML, *.j2 templates, Kustomize, Helm) with pinned images and
     /// berth's labels, and print the final YAML in a stable order.
     Render(RenderCmd),

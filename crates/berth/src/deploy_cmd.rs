@@ -117,8 +117,9 @@ pub async fn render(
 }
 
 /// Prints events: lines on stderr for people, JSON lines on stdout for machines.
-struct Printer {
-    json: bool,
+pub struct Printer {
+    /// JSON lines on stdout instead of text on stderr.
+    pub json: bool,
 }
 
 impl EventSink for Printer {
@@ -154,7 +155,8 @@ impl EventSink for Printer {
     }
 }
 
-fn user() -> String {
+/// `user@host`, for release records and lock holders.
+pub fn user() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())

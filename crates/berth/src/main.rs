@@ -8,6 +8,7 @@ mod build_cmd;
 mod cli;
 mod deploy_cmd;
 mod doctor;
+mod run_cmd;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
             cli::Command::Doctor(a) => doctor::run(a).await,
             cli::Command::Render(a) => deploy_cmd::render(a.render, a.cluster, a.release).await,
             cli::Command::Deploy(a) => deploy_cmd::deploy(a).await,
+            cli::Command::Run(a) => run_cmd::run(a).await,
             cli::Command::Diff(a) => deploy_cmd::diff(a).await,
             cli::Command::History(a) => deploy_cmd::history(a).await,
             cli::Command::Rollback(a) => deploy_cmd::rollback(a).await,

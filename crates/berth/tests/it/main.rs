@@ -6,3 +6,4 @@ mod build;
 mod deploy;
 mod doctor;
 mod rig;
+mod run;

@@ -1,0 +1,360 @@
+//! A run: commit + environment -> changed services built and pushed -> manifests rendered
+//! with pinned digests -> one deploy of the environment's release.
+//!
+//! - The release is the environment's: one release per environment, named after the
+//!   environment, holding every service's objects, so a run is one atomic, rollback-able step.
+//! - What changed is decided against the commit recorded by the environment's live revision
+//!   ([`crate::changes`]); services that did not change keep the digests recorded there — no
+//!   rebuild, no restart.
+//! - Builds of changed services run one after another (each build already uses the cores it
+//!   can; the 2-core machines here gain nothing from running two at once).
+//! - Nothing is pushed or deployed when a build fails.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_build::exec::{BuildOptions, BuildRequest, build};
+use berth_cluster::Cluster;
+use berth_config::{Config, Environment, Manifests, Service};
+use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
+use berth_render::{HelmChart, ImageMap, ManifestSource, ObjectSet, RenderContext, Tools};
+use berth_types::{Event, EventSink, ImageRef, Level};
+
+use crate::changes::{ChangeError, changed_services};
+
+/// Everything that can stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No environment was named and none could be chosen.
+    #[error("{0}")]
+    NoEnvironment(String),
+    /// git could not say what changed.
+    #[error(transparent)]
+    Changes(#[from] ChangeError),
+    /// A service's image failed to build or push; nothing was deployed.
+    #[error("building service `{service}` failed; nothing was deployed: {source}")]
+    Build {
+        /// The service.
+        service: String,
+        /// Why.
+        #[source]
+        source: Box<berth_build::exec::BuildError>,
+    },
+    /// A service's manifests failed to render; nothing was deployed.
+    #[error("rendering service `{service}` failed; nothing was deployed: {source}")]
+    Render {
+        /// The service.
+        service: String,
+        /// Why.
+        #[source]
+        source: Box<berth_render::RenderError>,
+    },
+    /// A service's image name cannot take the commit as tag.
+    #[error("{0}")]
+    Image(String),
+    /// The deploy failed (and was rolled back, unless asked not to).
+    #[error(transparent)]
+    Deploy(#[from] Box<berth_deploy::DeployError>),
+}
+
+/// One run.
+pub struct RunRequest {
+    /// The environment to deploy to.
+    pub environment: String,
+    /// Overrides the environment's namespace (e.g. a developer's own).
+    pub namespace: Option<String>,
+    /// Commit being deployed (`git rev-parse HEAD` of the repository), if it is one.
+    pub commit: Option<String>,
+    /// Who runs it.
+    pub user: String,
+    /// Lock settings.
+    pub lock: LockOptions,
+    /// kustomize and helm binaries.
+    pub tools: Tools,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The release (the environment's name) and namespace deployed.
+    pub release: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Services rebuilt, with their pinned images.
+    pub built: BTreeMap<String, String>,
+    /// Services that kept their deployed images.
+    pub kept: Vec<String>,
+    /// The deploy's outcome.
+    pub deploy: DeployOutcome,
+}
+
+/// Picks the environment: the named one, the only one, or the one whose branch is `branch`.
+pub fn choose_environment<'a>(
+    config: &'a Config,
+    named: Option<&str>,
+    branch: Option<&str>,
+) -> Result<&'a Environment, RunError> {
+    let names = || {
+        config
+            .environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(n) = named {
+        return config.environment(n).ok_or_else(|| {
+            RunError::NoEnvironment(format!(
+                "{} has no environment `{n}`; it has: {}",
+                config.file,
+                names()
+            ))
+        });
+    }
+    if config.environments.len() == 1 {
+        return Ok(&config.environments[0]);
+    }
+    if let Some(b) = branch {
+        let matching = config.environments_for_branch(b);
+        if matching.len() == 1 {
+            return Ok(matching[0]);
+        }
+    }
+    Err(RunError::NoEnvironment(format!(
+        "choose an environment with --env ({}); none deploys branch `{}` automatically",
+        names(),
+        branch.unwrap_or("?")
+    )))
+}
+
+/// The engine's parts.
+pub struct Pipeline {
+    /// The project.
+    pub config: Config,
+    /// Builder settings (store, registry, runtime).
+    pub build: BuildOptions,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// Where events go.
+    pub sink: Arc<dyn EventSink>,
+}
+
+impl Pipeline {
+    fn say(&self, level: Level, message: String) {
+        self.sink.emit(Event::Message {
+            step: "run".into(),
+            level,
+            message,
+        });
+    }
+
+    /// Runs `req`: see the module docs.
+    pub async fn run(&self, req: RunRequest) -> Result<RunOutcome, RunError> {
+        let env = self.config.environment(&req.environment).ok_or_else(|| {
+            RunError::NoEnvironment(format!("no environment `{}`", req.environment))
+        })?;
+        let namespace = req
+            .namespace
+            .clone()
+            .unwrap_or_else(|| env.namespace.clone());
+        let release = env.name.clone();
+        let history = History::load(&self.cluster, &namespace, &release)
+            .await
+            .map_err(Box::new)?;
+        let current = history.current();
+        let last_commit = current.and_then(|r| r.commit.clone());
+        let deployed_images = current.map(|r| r.images.clone()).unwrap_or_default();
+
+        let repo = &self.config.dir;
+        let to_build: Vec<&Service> = match (&req.commit, &last_commit) {
+            (Some(to), from) => {
+                let changes = changed_services(repo, from.as_deref(), to, &self.config)?;
+                for c in &changes {
+                    self.say(
+                        Level::Info,
+                        format!(
+                            "{}: changed ({:?}), rebuild: {}",
+                            c.service, c.reason, c.rebuild
+                        ),
+                    );
+                }
+                self.config
+                    .services
+                    .iter()
+                    .filter(|s| s.build.is_some())
+                    .filter(|s| {
+                        changes.iter().any(|c| c.service == s.name && c.rebuild)
+                            || !deployed_images.contains_key(&s.image.name())
+                    })
+                    .collect()
+            }
+            (None, _) => self
+                .config
+                .services
+                .iter()
+                .filter(|s| s.build.is_some())
+                .collect(),
+        };
+
+        // Build and push what changed; keep the rest.
+        let mut pinned: BTreeMap<String, String> = BTreeMap::new();
+        let mut built = BTreeMap::new();
+        let mut kept = Vec::new();
+        for s in self.config.services.iter().filter(|s| s.build.is_some()) {
+            let key = s.image.name();
+            if to_build.iter().any(|b| b.name == s.name) {
+                let image = self.build_service(s, req.commit.as_deref()).await?;
+                built.insert(s.name.clone(), image.clone());
+                pinned.insert(key, image);
+            } else if let Some(img) = deployed_images.get(&key) {
+                kept.push(s.name.clone());
+                pinned.insert(key, img.clone());
+            }
+        }
+
+        // Render every service with the pinned images.
+        let mut objects = ObjectSet::new();
+        for s in &self.config.services {
+            let Some(m) = &s.manifests else { continue };
+            let key = s.image.name();
+            let image = pinned
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| s.image.to_string());
+            let set = self
+                .render_service(s, m, env, &namespace, &image, &pinned, &req.tools)
+                .map_err(|source| RunError::Render {
+                    service: s.name.clone(),
+                    source: Box::new(source),
+                })?;
+            for o in set.into_objects() {
+                objects.insert(o).map_err(|source| RunError::Render {
+                    service: s.name.clone(),
+                    source: Box::new(source),
+                })?;
+            }
+        }
+
+        let deployer = Deployer::new(self.cluster.clone(), self.sink.clone());
+        let outcome = deployer
+            .deploy(DeployRequest {
+                release: release.clone(),
+                namespace: namespace.clone(),
+                objects,
+                images: pinned,
+                commit: req.commit.clone(),
+                user: req.user.clone(),
+                timeout: env.deploy.timeout,
+                rollback: env.deploy.rollback,
+                force_conflicts: false,
+                lock: req.lock.clone(),
+            })
+            .await
+            .map_err(Box::new)?;
+        Ok(RunOutcome {
+            release,
+            namespace,
+            built,
+            kept,
+            deploy: outcome,
+        })
+    }
+
+    async fn build_service(&self, s: &Service, commit: Option<&str>) -> Result<String, RunError> {
+        let b = s.build.as_ref().expect("only built services are built");
+        let tag = commit
+            .map(|c| c.chars().take(12).collect::<String>())
+            .unwrap_or_else(|| "latest".into());
+        let target: ImageRef = s
+            .image
+            .with_tag(&tag)
+            .map_err(|e| RunError::Image(format!("service `{}`: {e}", s.name)))?;
+        let context = self.config.path(&b.context);
+        let request = BuildRequest {
+            dockerfile: b.dockerfile.as_ref().map(|d| context.join(d)),
+            context,
+            target: b.target.clone(),
+            build_args: b.args.clone(),
+            platform: None,
+            tags: vec![target.clone()],
+            push: true,
+            oci_dest: None,
+        };
+        self.say(Level::Info, format!("building {} -> {target}", s.name));
+        let image = build(&self.build, &request, self.sink.as_ref())
+            .await
+            .map_err(|source| RunError::Build {
+                service: s.name.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(format!("{}@{}", target.name(), image.manifest_digest))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn render_service(
+        &self,
+        s: &Service,
+        m: &Manifests,
+        env: &Environment,
+        namespace: &str,
+        image: &str,
+        pinned: &BTreeMap<String, String>,
+        tools: &Tools,
+    ) -> Result<ObjectSet, berth_render::RenderError> {
+        let mut images = ImageMap::new();
+        for (name, reference) in pinned {
+            images.insert(name, reference)?;
+        }
+        let mut values = serde_json::Map::new();
+        let paths: Vec<PathBuf>;
+        let source: Vec<ManifestSource> = match m {
+            Manifests::Path {
+                paths: p,
+                values: v,
+            }
+            | Manifests::Template {
+                paths: p,
+                values: v,
+            } => {
+                values.extend(v.clone());
+                paths = p.iter().map(|x| self.config.path(x)).collect();
+                paths.iter().cloned().map(ManifestSource::Path).collect()
+            }
+            Manifests::Kustomize { dir } => vec![ManifestSource::Kustomize(self.config.path(dir))],
+            Manifests::Helm(h) => vec![ManifestSource::Helm(HelmChart {
+                release: h.release.clone(),
+                chart: if Path::new(&h.chart).is_relative()
+                    && self.config.path(Path::new(&h.chart)).exists()
+                {
+                    self.config.path(Path::new(&h.chart)).display().to_string()
+                } else {
+                    h.chart.clone()
+                },
+                namespace: namespace.into(),
+                version: h.version.clone(),
+                values_files: h.values.iter().map(|v| self.config.path(v)).collect(),
+                set: h.set.clone(),
+            })],
+        };
+        let mut merged = serde_json::Value::Object(values);
+        berth_render::values::merge(&mut merged, serde_json::Value::Object(env.values.clone()));
+        let ctx = RenderContext::new(merged)
+            .with_images(images.clone())
+            .with_service(&s.name, image)
+            .with_env(&env.name, namespace);
+        let mut set = berth_render::load(&source, &ctx, tools)?;
+        set.substitute_images(&images);
+        Ok(set)
+    }
+}
+
+/// The environment variable-free defaults for a run's lock.
+pub fn default_lock(holder: String) -> LockOptions {
+    LockOptions {
+        ttl: Duration::from_secs(30),
+        wait: Duration::from_secs(120),
+        holder,
+    }
+}

@@ -1,0 +1,189 @@
+//! `berth run`: build what changed, push, render, deploy — one environment, one command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use berth_build::exec::{BuildOptions, Store};
+use berth_cluster::{Cluster, ConnectOptions};
+use berth_deploy::DeployOutcome;
+use berth_pipeline::run::{Pipeline, RunRequest, choose_environment, default_lock};
+use berth_registry::{Registry, RegistryOptions};
+use berth_render::Tools;
+use berth_types::EventSink;
+use clap::Args;
+
+use crate::cli::OutputFormat;
+use crate::deploy_cmd::Printer;
+
+/// `berth run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The project's berth.yaml.
+    #[arg(long, short = 'c', default_value = "berth.yaml", env = "BERTH_CONFIG")]
+    pub config: PathBuf,
+
+    /// Environment to deploy to (default: the only one, or the one whose `branch` is the
+    /// current git branch).
+    #[arg(long, short = 'e', env = "BERTH_ENV")]
+    pub env: Option<String>,
+
+    /// Deploy into this namespace instead of the environment's (e.g. your own).
+    #[arg(long, short = 'n', env = "BERTH_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// kubeconfig context (default: the environment's `context`, else the current one).
+    #[arg(long, env = "BERTH_CONTEXT")]
+    pub context: Option<String>,
+
+    /// Registry hosts to reach over plain HTTP, besides berth.yaml's `registry.insecure`.
+    #[arg(long, env = "BERTH_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registry: Vec<String>,
+
+    /// Registry mirrors (`docker.io=HOST`), besides berth.yaml's `registry.mirrors`.
+    #[arg(long, env = "BERTH_REGISTRY_MIRROR")]
+    pub registry_mirror: Option<String>,
+
+    /// Docker config with registry credentials.
+    #[arg(long, env = "BERTH_DOCKER_CONFIG")]
+    pub docker_config: Option<PathBuf>,
+
+    /// Local content store and build cache (default: ~/.cache/berth/store).
+    #[arg(long, env = "BERTH_STORE")]
+    pub store: Option<PathBuf>,
+
+    /// OCI runtime for RUN steps.
+    #[arg(long, env = "BERTH_RUNTIME", default_value = "runc")]
+    pub runtime: String,
+
+    /// kustomize binary.
+    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
+    pub kustomize_bin: PathBuf,
+
+    /// helm binary.
+    #[arg(long, default_value = "helm", env = "BERTH_HELM")]
+    pub helm_bin: PathBuf,
+
+    /// Output: progress lines and a summary (table), or JSON events then a result (json).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Runs `berth run`.
+pub async fn run(args: RunArgs) -> Result<ExitCode, String> {
+    let config = berth_config::load(&args.config).map_err(|e| e.to_string())?;
+    let dir = config.dir.clone();
+    // A dirty work tree is not the commit: record no commit, so everything is rebuilt.
+    let clean = git(&dir, &["status", "--porcelain", "--", "."]).is_some_and(|s| s.is_empty());
+    let commit = git(&dir, &["rev-parse", "HEAD"]).filter(|_| clean);
+    let branch = git(&dir, &["rev-parse", "--abbrev-ref", "HEAD"]);
+    let env = choose_environment(&config, args.env.as_deref(), branch.as_deref())
+        .map_err(|e| e.to_string())?
+        .clone();
+
+    let cluster = Cluster::connect(&ConnectOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone().or(env.context.clone()),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+
+    let mut insecure = config.registry.insecure.clone();
+    insecure.extend(args.insecure_registry.iter().cloned());
+    let mut mirrors: Vec<(String, String)> = config
+        .registry
+        .mirrors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(m) = &args.registry_mirror {
+        mirrors.extend(RegistryOptions::parse_mirrors(m)?);
+    }
+    let registry = Registry::new(RegistryOptions {
+        insecure,
+        docker_config: args.docker_config.clone(),
+        mirrors,
+    })
+    .map_err(|e| e.to_string())?;
+    let store = Store::open(args.store.clone().unwrap_or_else(Store::default_root))
+        .map_err(|e| e.to_string())?;
+    let json = args.output == OutputFormat::Json;
+    let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
+    let pipeline = Pipeline {
+        config,
+        build: BuildOptions {
+            store,
+            registry: Arc::new(registry),
+            runtime: args.runtime.clone(),
+            source_date_epoch: None,
+            no_cache: false,
+        },
+        cluster,
+        sink,
+    };
+    let user = crate::deploy_cmd::user();
+    let request = RunRequest {
+        environment: env.name.clone(),
+        namespace: args.namespace.clone(),
+        commit,
+        user: user.clone(),
+        lock: default_lock(format!("{user} (pid {})", std::process::id())),
+        tools: Tools {
+            kustomize: args.kustomize_bin.clone(),
+            helm: args.helm_bin.clone(),
+        },
+    };
+    match pipeline.run(request).await {
+        Ok(out) => {
+            let revision = match out.deploy {
+                DeployOutcome::Deployed { revision, .. }
+                | DeployOutcome::Unchanged { revision } => revision,
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"result": "ok", "release": out.release, "namespace": out.namespace,
+                        "revision": revision, "built": out.built, "kept": out.kept})
+                );
+            } else {
+                for (service, image) in &out.built {
+                    println!("built    {service}: {image}");
+                }
+                for service in &out.kept {
+                    println!("kept     {service} (unchanged)");
+                }
+                println!(
+                    "release `{}` in namespace `{}` at revision {revision}",
+                    out.release, out.namespace
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"result": "failed", "error": e.to_string()})
+                );
+            }
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

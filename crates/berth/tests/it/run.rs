@@ -1,0 +1,154 @@
+//! `berth run` end to end on a copy of the bundled example in a real git repository: build
+//! without a daemon, push to the real registry, deploy to the real cluster; then rebuild only
+//! what changed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth_cluster::ObjectKey;
+use berth_testkit::TestContext;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Project {
+    dir: PathBuf,
+    store: PathBuf,
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// examples/hello in a fresh git repository, its image in the test's own repository.
+fn project(ctx: &TestContext) -> Project {
+    let suffix = berth_testkit::unique_suffix();
+    let dir = std::env::temp_dir().join(format!("berth-run-{suffix}"));
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");
+    copy_dir(&example, &dir);
+    let image = format!("{}/web", ctx.repository);
+    for f in ["berth.yaml", "k8s/app.yaml"] {
+        let p = dir.join(f);
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("127.0.0.1:15000/examples/hello-web", &image);
+        std::fs::write(p, text).unwrap();
+    }
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "first"]);
+    Project {
+        dir,
+        store: std::env::temp_dir().join(format!("berth-run-store-{suffix}")),
+    }
+}
+
+fn run(ctx: &TestContext, p: &Project) -> serde_json::Value {
+    let out = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(["run", "-o", "json", "-n", &ctx.namespace, "-c"])
+        .arg(p.dir.join("berth.yaml"))
+        .env("BERTH_STORE", &p.store)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+async fn live_image(ctx: &TestContext) -> String {
+    let d = ctx
+        .cluster
+        .get(&ObjectKey::new(
+            "apps/v1",
+            "Deployment",
+            Some(&ctx.namespace),
+            "hello",
+        ))
+        .await
+        .unwrap()
+        .expect("the Deployment exists");
+    d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn run_builds_pushes_deploys_and_rebuilds_only_what_changed() {
+    let ctx = TestContext::new("run-hello").await;
+    let p = project(&ctx);
+
+    let first = run(&ctx, &p);
+    assert_eq!(first["revision"], 1, "{first}");
+    let web = first["built"]["web"]
+        .as_str()
+        .expect("web was built")
+        .to_string();
+    assert!(
+        web.starts_with(&format!("{}/web@sha256:", ctx.repository)),
+        "{web}"
+    );
+    assert_eq!(live_image(&ctx).await, web);
+
+    // Nothing changed: nothing built, nothing applied.
+    let again = run(&ctx, &p);
+    assert_eq!(again["revision"], 1, "{again}");
+    assert_eq!(again["kept"], serde_json::json!(["web"]), "{again}");
+    assert!(again["built"].as_object().unwrap().is_empty(), "{again}");
+
+    // A change to the page: a new digest, deployed as revision 2.
+    std::fs::write(p.dir.join("web/index.html"), "<h1>changed</h1>\n").unwrap();
+    git(&p.dir, &["commit", "-q", "-am", "new page"]);
+    let second = run(&ctx, &p);
+    assert_eq!(second["revision"], 2, "{second}");
+    let web2 = second["built"]["web"].as_str().unwrap().to_string();
+    assert_ne!(web2, web);
+    assert_eq!(live_image(&ctx).await, web2);
+
+    // A change to the manifests only: the image is kept, the release moves on.
+    let app = p.dir.join("k8s/app.yaml");
+    let text = std::fs::read_to_string(&app)
+        .unwrap()
+        .replace("replicas: 2", "replicas: 3");
+    std::fs::write(&app, text).unwrap();
+    git(&p.dir, &["commit", "-q", "-am", "three replicas"]);
+    let third = run(&ctx, &p);
+    assert_eq!(third["revision"], 3, "{third}");
+    assert_eq!(third["kept"], serde_json::json!(["web"]), "{third}");
+    assert_eq!(live_image(&ctx).await, web2);
+}
