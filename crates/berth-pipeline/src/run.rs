@@ -51,6 +51,9 @@ pub enum RunError {
         #[source]
         source: Box<berth_render::RenderError>,
     },
+    /// A promotion was refused.
+    #[error("{0}")]
+    Promotion(String),
     /// A service's image name cannot take the commit as tag.
     #[error("{0}")]
     Image(String),
@@ -214,6 +217,98 @@ impl Pipeline {
             }
         }
 
+        let outcome = self
+            .render_and_deploy(env, &namespace, &release, pinned, req.commit.clone(), &req)
+            .await?;
+        Ok(RunOutcome {
+            release,
+            namespace,
+            built,
+            kept,
+            deploy: outcome,
+        })
+    }
+
+    /// Deploys to `to` exactly the digests live in `from` (build once, deploy many), rendered
+    /// with `to`'s values. Refuses when `from`'s last deploy did not succeed.
+    pub async fn promote(
+        &self,
+        from: &str,
+        from_namespace: Option<String>,
+        req: RunRequest,
+    ) -> Result<RunOutcome, RunError> {
+        let source = self
+            .config
+            .environment(from)
+            .ok_or_else(|| RunError::NoEnvironment(format!("no environment `{from}`")))?;
+        let env = self.config.environment(&req.environment).ok_or_else(|| {
+            RunError::NoEnvironment(format!("no environment `{}`", req.environment))
+        })?;
+        let source_ns = from_namespace.unwrap_or_else(|| source.namespace.clone());
+        let history = History::load(&self.cluster, &source_ns, &source.name)
+            .await
+            .map_err(Box::new)?;
+        let last = history.releases.last().ok_or_else(|| {
+            RunError::Promotion(format!(
+                "environment `{from}` (namespace `{source_ns}`) has never been deployed; run `berth run -e {from}` first"
+            ))
+        })?;
+        if last.status != berth_deploy::Status::Deployed {
+            return Err(RunError::Promotion(format!(
+                "the last deploy of `{from}` (revision {}) is {}, not deployed: {}. Fix `{from}` first; berth promotes only what is live and verified",
+                last.revision,
+                last.status,
+                last.description.lines().next().unwrap_or("")
+            )));
+        }
+        self.say(
+            Level::Info,
+            format!(
+                "promoting revision {} of `{from}` (commit {}) to `{}`",
+                last.revision,
+                last.commit.as_deref().unwrap_or("unknown"),
+                env.name
+            ),
+        );
+        let namespace = req
+            .namespace
+            .clone()
+            .unwrap_or_else(|| env.namespace.clone());
+        let pinned = last.images.clone();
+        let outcome = self
+            .render_and_deploy(
+                env,
+                &namespace,
+                &env.name,
+                pinned.clone(),
+                last.commit.clone(),
+                &req,
+            )
+            .await?;
+        Ok(RunOutcome {
+            release: env.name.clone(),
+            namespace,
+            built: BTreeMap::new(),
+            kept: self
+                .config
+                .services
+                .iter()
+                .filter(|s| pinned.contains_key(&s.image.name()))
+                .map(|s| s.name.clone())
+                .collect(),
+            deploy: outcome,
+        })
+    }
+
+    async fn render_and_deploy(
+        &self,
+        env: &Environment,
+        namespace: &str,
+        release: &str,
+        pinned: BTreeMap<String, String>,
+        commit: Option<String>,
+        req: &RunRequest,
+    ) -> Result<DeployOutcome, RunError> {
         // Render every service with the pinned images.
         let mut objects = ObjectSet::new();
         for s in &self.config.services {
@@ -224,7 +319,7 @@ impl Pipeline {
                 .cloned()
                 .unwrap_or_else(|| s.image.to_string());
             let set = self
-                .render_service(s, m, env, &namespace, &image, &pinned, &req.tools)
+                .render_service(s, m, env, namespace, &image, &pinned, &req.tools)
                 .map_err(|source| RunError::Render {
                     service: s.name.clone(),
                     source: Box::new(source),
@@ -240,11 +335,11 @@ impl Pipeline {
         let deployer = Deployer::new(self.cluster.clone(), self.sink.clone());
         let outcome = deployer
             .deploy(DeployRequest {
-                release: release.clone(),
-                namespace: namespace.clone(),
+                release: release.to_string(),
+                namespace: namespace.to_string(),
                 objects,
                 images: pinned,
-                commit: req.commit.clone(),
+                commit,
                 user: req.user.clone(),
                 timeout: env.deploy.timeout,
                 rollback: env.deploy.rollback,
@@ -253,13 +348,7 @@ impl Pipeline {
             })
             .await
             .map_err(Box::new)?;
-        Ok(RunOutcome {
-            release,
-            namespace,
-            built,
-            kept,
-            deploy: outcome,
-        })
+        Ok(outcome)
     }
 
     async fn build_service(&self, s: &Service, commit: Option<&str>) -> Result<String, RunError> {

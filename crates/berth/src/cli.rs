@@ -26,6 +26,11 @@ pub enum Command {
     /// Build what changed since the environment's last deploy, push it, render every service
     /// with the new digests and deploy the environment's release — all from berth.yaml.
     Run(crate::run_cmd::RunArgs),
+    /// Deploy exactly the digests live in one environment to another, with the target's
+    /// values: build once, deploy many. Refuses when the source's last deploy failed.
+    Promote(crate::run_cmd::PromoteArgs),
+    /// Print the JSON Schema of berth.yaml, for editors.
+    Schema,
     /// Render manifests (plain YAML, *.j2 templates, Kustomize, Helm) with pinned images and
     /// berth's labels, and print the final YAML in a stable order.
     Render(RenderCmd),

@@ -33,6 +33,15 @@ fn main() -> ExitCode {
             cli::Command::Render(a) => deploy_cmd::render(a.render, a.cluster, a.release).await,
             cli::Command::Deploy(a) => deploy_cmd::deploy(a).await,
             cli::Command::Run(a) => run_cmd::run(a).await,
+            cli::Command::Promote(a) => run_cmd::promote(a).await,
+            cli::Command::Schema => {
+                let schema = berth_config::json_schema();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&schema).expect("schema serializes")
+                );
+                Ok(std::process::ExitCode::SUCCESS)
+            }
             cli::Command::Diff(a) => deploy_cmd::diff(a).await,
             cli::Command::History(a) => deploy_cmd::history(a).await,
             cli::Command::Rollback(a) => deploy_cmd::rollback(a).await,

@@ -25,7 +25,7 @@ pub struct RunArgs {
 
     /// Environment to deploy to (default: the only one, or the one whose `branch` is the
     /// current git branch).
-    #[arg(long, short = 'e', env = "BERTH_ENV")]
+    #[arg(long, short = 'e', env = "BERTH_ENV", visible_alias = "to")]
     pub env: Option<String>,
 
     /// Deploy into this namespace instead of the environment's (e.g. your own).
@@ -85,8 +85,39 @@ fn git(dir: &std::path::Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// `berth promote`.
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    /// Environment whose live digests are promoted.
+    #[arg(long)]
+    pub from: String,
+
+    /// Namespace of the source environment, if not its configured one.
+    #[arg(long)]
+    pub from_namespace: Option<String>,
+
+    /// The target environment (`--to`) and how to reach it.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 /// Runs `berth run`.
 pub async fn run(args: RunArgs) -> Result<ExitCode, String> {
+    drive(args, None).await
+}
+
+/// Runs `berth promote`.
+pub async fn promote(args: PromoteArgs) -> Result<ExitCode, String> {
+    if args.run.env.is_none() {
+        return Err("say which environment to promote to: --to ENV".into());
+    }
+    drive(args.run, Some((args.from, args.from_namespace))).await
+}
+
+async fn drive(
+    args: RunArgs,
+    promote_from: Option<(String, Option<String>)>,
+) -> Result<ExitCode, String> {
     let config = berth_config::load(&args.config).map_err(|e| e.to_string())?;
     let dir = config.dir.clone();
     // A dirty work tree is not the commit: record no commit, so everything is rebuilt.
@@ -149,7 +180,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, String> {
             helm: args.helm_bin.clone(),
         },
     };
-    match pipeline.run(request).await {
+    let result = match promote_from {
+        None => pipeline.run(request).await,
+        Some((from, ns)) => pipeline.promote(&from, ns, request).await,
+    };
+    match result {
         Ok(out) => {
             let revision = match out.deploy {
                 DeployOutcome::Deployed { revision, .. }
@@ -166,7 +201,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, String> {
                     println!("built    {service}: {image}");
                 }
                 for service in &out.kept {
-                    println!("kept     {service} (unchanged)");
+                    println!("kept     {service} (its live digest)");
                 }
                 println!(
                     "release `{}` in namespace `{}` at revision {revision}",

@@ -152,3 +152,110 @@ async fn run_builds_pushes_deploys_and_rebuilds_only_what_changed() {
     assert_eq!(third["kept"], serde_json::json!(["web"]), "{third}");
     assert_eq!(live_image(&ctx).await, web2);
 }
+
+fn berth(ctx: &TestContext, p: &Project, args: &[&str]) -> std::process::Output {
+    ctx.env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(args)
+        .arg("-c")
+        .arg(p.dir.join("berth.yaml"))
+        .env("BERTH_STORE", &p.store)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn promote_deploys_the_live_digests_and_refuses_a_failed_source() {
+    let test = TestContext::new("promote-test").await;
+    let prod = TestContext::new("promote-prod").await;
+    let p = project(&test);
+    let cfg = p.dir.join("berth.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + "  - name: prod\n    namespace: shop-prod\n    promotion: manual\n    from: dev\n";
+    std::fs::write(&cfg, text).unwrap();
+    git(&p.dir, &["commit", "-q", "-am", "prod"]);
+
+    let first = run(&test, &p);
+    let web = first["built"]["web"].as_str().unwrap().to_string();
+
+    let out = berth(
+        &prod,
+        &p,
+        &[
+            "promote",
+            "--from",
+            "dev",
+            "--from-namespace",
+            &test.namespace,
+            "--to",
+            "prod",
+            "-n",
+            &prod.namespace,
+            "-o",
+            "json",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(
+        doc["built"].as_object().unwrap().is_empty(),
+        "nothing rebuilt: {doc}"
+    );
+    assert_eq!(live_image(&prod).await, web, "prod runs test's digest");
+
+    // A failing deploy of the source: promotion is refused.
+    let app = p.dir.join("k8s/app.yaml");
+    let text = std::fs::read_to_string(&app).unwrap().replace(
+        "      labels: {app: hello}\n",
+        "      labels: {app: hello}\n      annotations: {berth.dev/simulate: crash-loop}\n",
+    );
+    std::fs::write(&app, text).unwrap();
+    git(&p.dir, &["commit", "-q", "-am", "crash"]);
+    let failed = berth(&test, &p, &["run", "-n", &test.namespace]);
+    assert_eq!(
+        failed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    let refused = berth(
+        &prod,
+        &p,
+        &[
+            "promote",
+            "--from",
+            "dev",
+            "--from-namespace",
+            &test.namespace,
+            "--to",
+            "prod",
+            "-n",
+            &prod.namespace,
+        ],
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("is failed, not deployed"), "{err}");
+    assert_eq!(live_image(&prod).await, web, "prod untouched");
+}
+
+#[test]
+fn schema_describes_berth_yaml() {
+    let env = berth_testkit::TestEnv::get();
+    let out = env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = schema.to_string();
+    for key in ["services", "environments", "registry", "manifests"] {
+        assert!(text.contains(key), "schema mentions {key}");
+    }
+}
