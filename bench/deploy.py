@@ -155,10 +155,10 @@ def main():
     print("\n".join(lines))
     if args.record:
         path = ROOT / "bench/RESULTS.md"
-        text = path.read_text()
-        kept = [l for l in text.splitlines() if not any(l.startswith(f"| {r[0]} |") and r[2] in l for r in rows)]
-        path.write_text("\n".join(kept).rstrip("\n") + "\n" + "\n".join(lines) + "\n")
-
+        kept = [l for l in path.read_text().splitlines()
+                if not any(l.startswith(f"| {r[0]} |") and r[2] in l for r in rows)]
+        end = max(i for i, l in enumerate(kept) if l.startswith("|"))
+        path.write_text("\n".join(kept[:end + 1] + lines + kept[end + 1:]) + "\n")
 
 if __name__ == "__main__":
     main()

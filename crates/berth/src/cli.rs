@@ -26,6 +26,9 @@ pub enum Command {
     /// Build what changed since the environment's last deploy, push it, render every service
     /// with the new digests and deploy the environment's release — all from berth.yaml.
     Run(crate::run_cmd::RunArgs),
+    /// The inner loop: run, then on every saved change build and deploy again into your own
+    /// namespace (default `dev-$USER`). Ctrl-C finishes the run in progress, then stops.
+    Dev(crate::dev_cmd::DevArgs),
     /// Deploy exactly the digests live in one environment to another, with the target's
     /// values: build once, deploy many. Refuses when the source's last deploy failed.
     Promote(crate::run_cmd::PromoteArgs),

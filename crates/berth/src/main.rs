@@ -7,6 +7,7 @@
 mod build_cmd;
 mod cli;
 mod deploy_cmd;
+mod dev_cmd;
 mod doctor;
 mod run_cmd;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             cli::Command::Render(a) => deploy_cmd::render(a.render, a.cluster, a.release).await,
             cli::Command::Deploy(a) => deploy_cmd::deploy(a).await,
             cli::Command::Run(a) => run_cmd::run(a).await,
+            cli::Command::Dev(a) => dev_cmd::dev(a).await,
             cli::Command::Promote(a) => run_cmd::promote(a).await,
             cli::Command::Schema => {
                 let schema = berth_config::json_schema();

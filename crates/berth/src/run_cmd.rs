@@ -17,7 +17,7 @@ use crate::cli::OutputFormat;
 use crate::deploy_cmd::Printer;
 
 /// `berth run`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// The project's berth.yaml.
     #[arg(long, short = 'c', default_value = "berth.yaml", env = "BERTH_CONFIG")]

@@ -259,3 +259,60 @@ fn schema_describes_berth_yaml() {
         assert!(text.contains(key), "schema mentions {key}");
     }
 }
+
+#[tokio::test]
+async fn dev_redeploys_on_save_and_stops_cleanly_on_ctrl_c() {
+    use std::io::BufRead;
+    let ctx = TestContext::new("dev-loop").await;
+    let p = project(&ctx);
+    let mut child = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(["dev", "-o", "json", "-n", &ctx.namespace, "-c"])
+        .arg(p.dir.join("berth.yaml"))
+        .env("BERTH_STORE", &p.store)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line)
+                && doc.get("result").is_some()
+            {
+                let _ = tx.send(doc);
+            }
+        }
+    });
+    let wait = |what: &str| {
+        rx.recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("berth dev reported no result for {what}"))
+    };
+    let first = wait("the first run");
+    assert_eq!(first["result"], "ok", "{first}");
+    let before = first["built"]["web"].as_str().unwrap().to_string();
+
+    std::fs::write(p.dir.join("web/index.html"), "<h1>saved</h1>\n").unwrap();
+    let second = wait("the save");
+    assert_eq!(second["result"], "ok", "{second}");
+    let after = second["built"]["web"].as_str().unwrap().to_string();
+    assert_ne!(after, before, "a new digest after the save");
+    assert_eq!(live_image(&ctx).await, after);
+
+    // Ctrl-C: berth dev stops with success.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -1,0 +1,135 @@
+//! `berth dev`: the inner loop. Run once, then on every saved change (debounced) run again
+//! into the developer's namespace: only changed services' build steps are redone (the build
+//! cache keeps the rest), the deploy applies only what differs.
+//!
+//! Ctrl-C never interrupts a deploy half-way: the loop finishes the run in progress (which
+//! either lands or rolls back), then stops, so the namespace is left consistent.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use notify::{RecursiveMode, Watcher};
+
+use crate::run_cmd::RunArgs;
+
+/// `berth dev`.
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Quiet time after the last change before a run starts.
+    #[arg(long, default_value = "150ms", value_parser = parse_millis)]
+    pub debounce: Duration,
+
+    /// The project, environment and namespace (default namespace: `dev-$USER`).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+fn parse_millis(s: &str) -> Result<Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("`{s}`: {e}"));
+    }
+    crate::deploy_cmd::parse_duration(s)
+}
+
+/// Whether a changed path should trigger a run (not git's or build output's own files).
+fn relevant(path: &Path) -> bool {
+    !path.components().any(|c| {
+        matches!(
+            c.as_os_str().to_str(),
+            Some(".git" | "target" | "node_modules" | ".berth")
+        )
+    }) && !path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with('~') || n.ends_with(".swp") || n.starts_with(".#"))
+}
+
+/// Runs the loop until Ctrl-C.
+pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
+    if args.run.namespace.is_none() {
+        let user = std::env::var("USER").unwrap_or_else(|_| "me".into());
+        args.run.namespace = Some(format!("dev-{user}"));
+    }
+    let config = std::fs::canonicalize(&args.run.config)
+        .map_err(|e| format!("{}: {e}", args.run.config.display()))?;
+    let root = config
+        .parent()
+        .expect("a file has a parent directory")
+        .to_path_buf();
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev
+            && !matches!(ev.kind, notify::EventKind::Access(_))
+            && ev.paths.iter().any(|p| relevant(p))
+        {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| format!("cannot watch files: {e}"))?;
+    watcher
+        .watch(&root, RecursiveMode::Recursive)
+        .map_err(|e| format!("cannot watch {}: {e}", root.display()))?;
+    eprintln!(
+        "watching {} — every saved change is built and deployed to namespace `{}`; Ctrl-C stops",
+        root.display(),
+        args.run.namespace.as_deref().unwrap_or_default()
+    );
+
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let run = crate::run_cmd::run(args.run.clone());
+        // Finish the run in progress even on Ctrl-C: a deploy is never cut in half.
+        let mut run = std::pin::pin!(run);
+        let mut stop = false;
+        let code = loop {
+            tokio::select! {
+                r = &mut run => break r,
+                _ = &mut ctrl_c, if !stop => {
+                    eprintln!("stopping after the run in progress…");
+                    stop = true;
+                }
+            }
+        };
+        match code {
+            Ok(_) => {}
+            Err(e) => eprintln!("error: {e}"),
+        }
+        if stop {
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("waiting for changes…");
+        // Drain what arrived during the run, then wait for the next change.
+        while rx.try_recv().is_ok() {}
+        tokio::select! {
+            got = rx.recv() => if got.is_none() { return Ok(ExitCode::SUCCESS) },
+            _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
+        }
+        // Debounce: run once the files have been quiet for a moment.
+        loop {
+            match tokio::time::timeout(args.debounce, rx.recv()).await {
+                Ok(Some(())) => continue,
+                _ => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editor_and_git_files_do_not_trigger_runs() {
+        assert!(relevant(Path::new("/p/web/index.html")));
+        assert!(!relevant(Path::new("/p/.git/index")));
+        assert!(!relevant(Path::new("/p/web/.index.html.swp")));
+        assert!(!relevant(Path::new("/p/web/index.html~")));
+        assert!(!relevant(Path::new("/p/target/debug/x")));
+    }
+}
