@@ -111,12 +111,7 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
             _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
         }
         // Debounce: run once the files have been quiet for a moment.
-        loop {
-            match tokio::time::timeout(args.debounce, rx.recv()).await {
-                Ok(Some(())) => continue,
-                _ => break,
-            }
-        }
+        while let Ok(Some(())) = tokio::time::timeout(args.debounce, rx.recv()).await {}
     }
 }
 
