@@ -361,8 +361,13 @@ impl Pipeline {
             .with_tag(&tag)
             .map_err(|e| RunError::Image(format!("service `{}`: {e}", s.name)))?;
         let context = self.config.path(&b.context);
+        let dockerfile = match &b.dockerfile {
+            Some(d) => Some(context.join(d)),
+            None if context.join("Dockerfile").exists() => None,
+            None => Some(self.detected_dockerfile(s, &context)?),
+        };
         let request = BuildRequest {
-            dockerfile: b.dockerfile.as_ref().map(|d| context.join(d)),
+            dockerfile,
             context,
             target: b.target.clone(),
             build_args: b.args.clone(),
@@ -379,6 +384,44 @@ impl Pipeline {
                 source: Box::new(source),
             })?;
         Ok(format!("{}@{}", target.name(), image.manifest_digest))
+    }
+
+    /// Buildpack-style: detects the stack of a context without a Dockerfile and writes the
+    /// Dockerfile to build it with next to berth's store, not into the user's tree.
+    fn detected_dockerfile(&self, s: &Service, context: &Path) -> Result<PathBuf, RunError> {
+        let base = match &s.build.as_ref().and_then(|b| b.base.clone()) {
+            Some(img) => crate::detect::Base::Debian(img.clone()),
+            None => crate::detect::Base::Default,
+        };
+        let detection = crate::detect::detect(context, &base)
+            .map_err(|e| RunError::Image(format!("service `{}`: {e}", s.name)))?
+            .ok_or_else(|| {
+                RunError::Image(format!(
+                    "service `{}`: {} has no Dockerfile and no stack berth recognises (Node, \
+                     Python, Ruby, static site, prebuilt binary); add a Dockerfile",
+                    s.name,
+                    context.display()
+                ))
+            })?;
+        self.say(
+            Level::Info,
+            format!(
+                "{}: no Dockerfile; detected {:?} from {} (base {})",
+                s.name,
+                detection.detector,
+                detection.evidence.display(),
+                detection.base_image
+            ),
+        );
+        let dir = self.build.store.root().join("detected");
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| {
+                let path = dir.join(format!("{}.Dockerfile", s.name));
+                std::fs::write(&path, &detection.dockerfile).map(|_| path)
+            })
+            .map_err(|e| {
+                RunError::Image(format!("service `{}`: writing its Dockerfile: {e}", s.name))
+            })
     }
 
     #[allow(clippy::too_many_arguments)]

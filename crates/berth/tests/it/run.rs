@@ -316,3 +316,22 @@ async fn dev_redeploys_on_save_and_stops_cleanly_on_ctrl_c() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn a_service_without_dockerfile_is_built_by_detection() {
+    let ctx = TestContext::new("run-detect").await;
+    let p = project(&ctx);
+    std::fs::remove_file(p.dir.join("web/Dockerfile")).unwrap();
+    git(
+        &p.dir,
+        &["commit", "-q", "-am", "no Dockerfile: a static site"],
+    );
+    let out = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("detected Static from index.html"),
+        "{stderr}"
+    );
+    assert!(live_image(&ctx).await.contains("/web@sha256:"));
+}
