@@ -21,6 +21,7 @@
 
 pub mod changes;
 pub mod detect;
+pub mod init;
 pub mod run;
 
 pub use changes::{ChangeError, ChangeReason, ServiceChange, changed_files, changed_services};

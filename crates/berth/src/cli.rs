@@ -23,6 +23,9 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Build an image from a Dockerfile without a Docker daemon; store, export or push it.
     Build(crate::build_cmd::BuildCmdArgs),
+    /// Read an existing repository (Dockerfiles, k8s folders, Kustomize, Helm charts,
+    /// skaffold.yaml) and write a berth.yaml that works, explaining each choice.
+    Init(crate::init_cmd::InitArgs),
     /// Build what changed since the environment's last deploy, push it, render every service
     /// with the new digests and deploy the environment's release — all from berth.yaml.
     Run(crate::run_cmd::RunArgs),

@@ -9,6 +9,7 @@ mod cli;
 mod deploy_cmd;
 mod dev_cmd;
 mod doctor;
+mod init_cmd;
 mod run_cmd;
 
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
             cli::Command::Render(a) => deploy_cmd::render(a.render, a.cluster, a.release).await,
             cli::Command::Deploy(a) => deploy_cmd::deploy(a).await,
             cli::Command::Run(a) => run_cmd::run(a).await,
+            cli::Command::Init(a) => init_cmd::init(a),
             cli::Command::Dev(a) => dev_cmd::dev(a).await,
             cli::Command::Promote(a) => run_cmd::promote(a).await,
             cli::Command::Schema => {

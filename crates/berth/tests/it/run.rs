@@ -335,3 +335,31 @@ async fn a_service_without_dockerfile_is_built_by_detection() {
     );
     assert!(live_image(&ctx).await.contains("/web@sha256:"));
 }
+
+#[tokio::test]
+async fn init_writes_a_berth_yaml_that_deploys_the_example() {
+    let ctx = TestContext::new("run-init").await;
+    let p = project(&ctx);
+    std::fs::remove_file(p.dir.join("berth.yaml")).unwrap();
+    git(&p.dir, &["commit", "-q", "-am", "no berth.yaml"]);
+    let out = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(["init", "-n", &ctx.namespace])
+        .arg(&p.dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("service `web`: web/Dockerfile"), "{stderr}");
+    assert!(
+        stderr.contains("as the manifests already name it"),
+        "{stderr}"
+    );
+    git(&p.dir, &["add", "-A"]);
+    git(&p.dir, &["commit", "-q", "-m", "berth init"]);
+    let run = run(&ctx, &p);
+    assert_eq!(run["revision"], 1, "{run}");
+    let web = run["built"]["web"].as_str().unwrap().to_string();
+    assert_eq!(live_image(&ctx).await, web);
+}
