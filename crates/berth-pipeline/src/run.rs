@@ -54,6 +54,14 @@ pub enum RunError {
     /// A promotion was refused.
     #[error("{0}")]
     Promotion(String),
+    /// A service's tests failed in its freshly built image; nothing was pushed or deployed.
+    #[error("the tests of service `{service}` failed; nothing was pushed or deployed: {reason}")]
+    Test {
+        /// The service.
+        service: String,
+        /// The command's exit and last output.
+        reason: String,
+    },
     /// A service's image name cannot take the commit as tag.
     #[error("{0}")]
     Image(String),
@@ -377,6 +385,21 @@ impl Pipeline {
             oci_dest: None,
         };
         self.say(Level::Info, format!("building {} -> {target}", s.name));
+        if let Some(test) = &s.test {
+            // Build into the store only, test the image, and push only when its tests pass.
+            let local = BuildRequest {
+                tags: Vec::new(),
+                push: false,
+                ..request.clone()
+            };
+            let image = build(&self.build, &local, self.sink.as_ref())
+                .await
+                .map_err(|source| RunError::Build {
+                    service: s.name.clone(),
+                    source: Box::new(source),
+                })?;
+            self.test_image(s, test, &image.manifest_digest).await?;
+        }
         let image = build(&self.build, &request, self.sink.as_ref())
             .await
             .map_err(|source| RunError::Build {
@@ -384,6 +407,69 @@ impl Pipeline {
                 source: Box::new(source),
             })?;
         Ok(format!("{}@{}", target.name(), image.manifest_digest))
+    }
+
+    /// Runs the service's `test` command (`sh -c`) in a fresh copy of its image, through the
+    /// OCI runtime, as the image's user, in its working directory, with its environment.
+    async fn test_image(
+        &self,
+        s: &Service,
+        test: &str,
+        manifest: &berth_types::Digest,
+    ) -> Result<(), RunError> {
+        use berth_build::exec::runtime::{ProcessSpec, run};
+        let store = &self.build.store;
+        let rootfs = store.temp_path(&format!("test-{}", s.name));
+        let bundle = store.temp_path(&format!("test-bundle-{}", s.name));
+        let cleanup = || {
+            let _ = std::fs::remove_dir_all(&rootfs);
+            let _ = std::fs::remove_dir_all(&bundle);
+        };
+        let config = berth_build::exec::unpack_image(store, manifest, &rootfs).map_err(|e| {
+            cleanup();
+            RunError::Build {
+                service: s.name.clone(),
+                source: Box::new(e),
+            }
+        })?;
+        let rc = &config.config;
+        let mut spec = ProcessSpec::simple(
+            &rootfs,
+            vec!["/bin/sh".into(), "-c".into(), test.into()],
+            rc.env.clone(),
+            &rc.working_dir,
+        );
+        if !rc.user.is_empty()
+            && let Ok((uid, gid, groups)) = berth_build::exec::resolve_user(Some(&rootfs), &rc.user)
+        {
+            spec.uid = uid;
+            spec.gid = gid;
+            spec.additional_gids = groups;
+        }
+        self.say(Level::Info, format!("testing {}: {test}", s.name));
+        let sink = self.sink.clone();
+        let name = s.name.clone();
+        let on_line = move |_: bool, line: &str| {
+            sink.emit(Event::Message {
+                step: "test".into(),
+                level: Level::Info,
+                message: format!("{name} | {line}"),
+            })
+        };
+        let result = run(&self.build.runtime, &bundle, &spec, &on_line).await;
+        cleanup();
+        result.map_err(|e| RunError::Test {
+            service: s.name.clone(),
+            reason: match e {
+                berth_build::exec::runtime::RunError::Exit { code, tail } => {
+                    format!(
+                        "`{test}` exited with code {code}; last output:\n{}",
+                        tail.join("\n")
+                    )
+                }
+                berth_build::exec::runtime::RunError::Runtime(m) => m,
+            },
+        })
     }
 
     /// Buildpack-style: detects the stack of a context without a Dockerfile and writes the

@@ -104,8 +104,8 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!("waiting for changes…");
-        // Drain what arrived during the run, then wait for the next change.
-        while rx.try_recv().is_ok() {}
+        // A change saved while the run was going (or just as it ended) is already queued and
+        // starts the next run at once; it must never be dropped.
         tokio::select! {
             got = rx.recv() => if got.is_none() { return Ok(ExitCode::SUCCESS) },
             _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),

@@ -27,6 +27,7 @@ mod store;
 pub use builder::{
     BuildOptions, BuildRequest, BuiltImage, DEFAULT_PATH, build, unpack_image, unpack_layers,
 };
+pub use context::resolve_user;
 pub use error::BuildError;
 pub use layer::{LayerPlan, apply_layer, resolve_in_root, write_layer};
 pub use snapshot::Snapshot;

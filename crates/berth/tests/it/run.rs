@@ -322,6 +322,14 @@ async fn a_service_without_dockerfile_is_built_by_detection() {
     let ctx = TestContext::new("run-detect").await;
     let p = project(&ctx);
     std::fs::remove_file(p.dir.join("web/Dockerfile")).unwrap();
+    // The detected image serves from /app, so the example's test (of /www) goes too.
+    let cfg = p.dir.join("berth.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("test:"))
+        .collect();
+    std::fs::write(&cfg, kept.join("\n") + "\n").unwrap();
     git(
         &p.dir,
         &["commit", "-q", "-am", "no Dockerfile: a static site"],
@@ -362,4 +370,53 @@ async fn init_writes_a_berth_yaml_that_deploys_the_example() {
     assert_eq!(run["revision"], 1, "{run}");
     let web = run["built"]["web"].as_str().unwrap().to_string();
     assert_eq!(live_image(&ctx).await, web);
+}
+
+#[tokio::test]
+async fn failing_tests_in_the_built_image_stop_the_run_before_any_push() {
+    let ctx = TestContext::new("run-tests").await;
+    let p = project(&ctx);
+    let first = run(&ctx, &p);
+    let web = first["built"]["web"].as_str().unwrap().to_string();
+
+    let cfg = p.dir.join("berth.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let test_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("test:"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &cfg,
+        text.replace(&test_line, "    test: grep -q goodbye /www/index.html"),
+    )
+    .unwrap();
+    std::fs::write(p.dir.join("web/index.html"), "<h1>hello again</h1>\n").unwrap();
+    git(&p.dir, &["commit", "-q", "-am", "a page the test rejects"]);
+    let out = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the tests of service `web` failed; nothing was pushed or deployed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("exited with code 1"), "{stderr}");
+    assert_eq!(live_image(&ctx).await, web, "the old digest still runs");
+    // Nothing was pushed under the new commit's tag.
+    let head = Command::new("git")
+        .arg("-C")
+        .arg(&p.dir)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .unwrap();
+    let tag: String = String::from_utf8_lossy(&head.stdout)
+        .trim()
+        .chars()
+        .take(12)
+        .collect();
+    let image: berth_types::ImageRef = format!("{}/web:{tag}", ctx.repository).parse().unwrap();
+    assert!(
+        ctx.env.registry().pull_manifest(&image).await.is_err(),
+        "{image} must not exist"
+    );
 }
