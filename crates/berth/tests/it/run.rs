@@ -178,10 +178,8 @@ async fn promote_deploys_the_live_digests_and_refuses_a_failed_source() {
     let first = run(&test, &p);
     let web = first["built"]["web"].as_str().unwrap().to_string();
 
-    let out = berth(
-        &prod,
-        &p,
-        &[
+    let promote = |extra: &[&str]| {
+        let mut args = vec![
             "promote",
             "--from",
             "dev",
@@ -191,10 +189,11 @@ async fn promote_deploys_the_live_digests_and_refuses_a_failed_source() {
             "prod",
             "-n",
             &prod.namespace,
-            "-o",
-            "json",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        berth(&prod, &p, &args)
+    };
+    let out = promote(&["-o", "json"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -223,21 +222,7 @@ async fn promote_deploys_the_live_digests_and_refuses_a_failed_source() {
         "{}",
         String::from_utf8_lossy(&failed.stderr)
     );
-    let refused = berth(
-        &prod,
-        &p,
-        &[
-            "promote",
-            "--from",
-            "dev",
-            "--from-namespace",
-            &test.namespace,
-            "--to",
-            "prod",
-            "-n",
-            &prod.namespace,
-        ],
-    );
+    let refused = promote(&[]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{err}");
     assert!(err.contains("is failed, not deployed"), "{err}");
