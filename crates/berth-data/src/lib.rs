@@ -432,10 +432,10 @@ async fn run_hook(run: &Run<'_>, hook: &Value) -> Result<(), DataError> {
     let base = hook["metadata"]["name"]
         .as_str()
         .ok_or_else(|| DataError::InvalidHook("it has no metadata.name".into()))?;
-    let mut name = format!("{base}-{}", run.run);
-    if name.len() > 63 {
-        name = format!("{}-{}", &base[..62 - run.run.len()], run.run);
-    }
+    // Job names are label values too: at most 63 characters. Shorten the base, keep the run.
+    let room = 62usize.saturating_sub(run.run.len());
+    let short: String = base.chars().take(room).collect();
+    let name = format!("{}-{}", short.trim_end_matches('-'), run.run);
     let mut job = hook.clone();
     job["metadata"]["name"] = name.clone().into();
     job["metadata"]["namespace"] = from.into();

@@ -503,3 +503,26 @@ async fn data_clone_runs_the_pre_snapshot_hook_before_snapshotting() {
         .unwrap_or_else(|| panic!("{states:?}"));
     assert!(hook_done < snapshot, "{states:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_clone_stops_when_the_pre_snapshot_hook_fails() {
+    let prod = TestContext::new("data-hook-fail").await;
+    let staging = TestContext::new("data-hook-fail-to").await;
+    let _st = storage(&prod, true).await;
+    let mut req = request(&prod.namespace, &staging.namespace);
+    req.pre_snapshot_hook = Some(json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "fsync-lock"},
+        "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"annotations": {"berth.dev/simulate": "exit-nonzero"}},
+            "spec": {"restartPolicy": "Never",
+                "containers": [{"name": "lock", "image": "busybox", "command": ["false"]}]}}}}));
+    let err = berth_data::clone(&prod.cluster, req).await.unwrap_err();
+    assert!(matches!(err, DataError::HookFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("no snapshot was taken"), "{err}");
+    let snaps = prod
+        .cluster
+        .list(SNAP, "VolumeSnapshot", &prod.namespace, None)
+        .await
+        .unwrap();
+    assert!(snaps.is_empty(), "{snaps:?}");
+}
