@@ -50,6 +50,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Re-deploy an earlier revision (the previous one by default) as a new revision.
     Rollback(RollbackArgs),
+    /// Copy data between environments: `berth data clone --from prod --to staging --pvc db`.
+    Data(crate::data_cmd::DataArgs),
 }
 
 /// Which cluster and namespace.

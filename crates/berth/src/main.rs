@@ -6,6 +6,7 @@
 
 mod build_cmd;
 mod cli;
+mod data_cmd;
 mod deploy_cmd;
 mod dev_cmd;
 mod doctor;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
             cli::Command::History(a) => deploy_cmd::history(a).await,
             cli::Command::Rollback(a) => deploy_cmd::rollback(a).await,
             cli::Command::Build(a) => build_cmd::run(a).await,
+            cli::Command::Data(a) => data_cmd::run(a).await,
         }
     });
     match result {

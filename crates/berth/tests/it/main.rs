@@ -3,6 +3,7 @@
 //! `berth_testkit::TestContext`.
 
 mod build;
+mod data;
 mod deploy;
 mod doctor;
 mod rig;

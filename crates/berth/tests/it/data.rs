@@ -1,0 +1,528 @@
+//! `berth data clone` against the real API server and the real snapshot CRDs.
+//!
+//! The environment has no CSI driver and no snapshot controller, so [`FakeSnapshotter`] plays
+//! the external snapshotter: for each VolumeSnapshot berth creates it makes a bound
+//! VolumeSnapshotContent with a snapshot handle and marks the snapshot ready (or failed),
+//! through the status subresource with the environment's kubectl. Everything berth does goes
+//! through the API server.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_cluster::{Cluster, ObjectKey, Watched};
+use berth_data::{CloneRequest, DataError, PvcSelector};
+use berth_testkit::{TestContext, TestEnv, unique_suffix};
+use berth_types::Event;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+const SNAP: &str = "snapshot.storage.k8s.io/v1";
+const OWNER: &str = "berth-test/owner";
+
+/// Cluster-scoped objects of one test (StorageClass, VolumeSnapshotClass, contents), labelled
+/// with the test's namespace and deleted on drop — berth's own contents too.
+struct ClusterScoped {
+    namespace: String,
+}
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        let env = TestEnv::get();
+        for selector in [
+            format!("{OWNER}={}", self.namespace),
+            format!("berth.dev/data-source-namespace={}", self.namespace),
+        ] {
+            let _ = std::process::Command::new(env.bin_dir().join("kubectl"))
+                .env("KUBECONFIG", env.kubeconfig())
+                .args([
+                    "delete",
+                    "volumesnapshotcontents,volumesnapshotclasses,storageclasses",
+                    "-l",
+                    &selector,
+                    "--wait=false",
+                    "--ignore-not-found",
+                ])
+                .output();
+        }
+    }
+}
+
+/// A StorageClass with a made-up CSI driver, optionally a VolumeSnapshotClass for it, and a
+/// 1Gi PVC `data` of that class in the test's namespace.
+struct Storage {
+    class: String,
+    driver: String,
+    snapshot_class: String,
+    _cleanup: ClusterScoped,
+}
+
+async fn storage(ctx: &TestContext, with_snapshot_class: bool) -> Storage {
+    let id = unique_suffix();
+    let driver = format!("fake-{id}.csi.berth.test");
+    let class = format!("t-sc-{id}");
+    let snapshot_class = format!("t-vsc-{id}");
+    let cleanup = ClusterScoped {
+        namespace: ctx.namespace.clone(),
+    };
+    let labels = json!({OWNER: ctx.namespace});
+    ctx.cluster
+        .create(
+            &json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": class, "labels": labels}, "provisioner": driver,
+            "volumeBindingMode": "WaitForFirstConsumer"}),
+        )
+        .await
+        .expect("create StorageClass");
+    if with_snapshot_class {
+        ctx.cluster
+            .create(&json!({"apiVersion": SNAP, "kind": "VolumeSnapshotClass",
+                "metadata": {"name": snapshot_class, "labels": labels},
+                "driver": driver, "deletionPolicy": "Delete"}))
+            .await
+            .expect("create VolumeSnapshotClass");
+    }
+    ctx.apply(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "labels": {"app": "db"}},
+        "spec": {"storageClassName": class, "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}}}))
+        .await;
+    Storage {
+        class,
+        driver,
+        snapshot_class,
+        _cleanup: cleanup,
+    }
+}
+
+/// What the fake snapshotter does with each new snapshot.
+#[derive(Clone)]
+enum Outcome {
+    Ready,
+    Fail(&'static str),
+}
+
+/// Plays the external snapshotter for berth's snapshots in one namespace until dropped.
+struct FakeSnapshotter(tokio::task::JoinHandle<()>);
+
+impl Drop for FakeSnapshotter {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn kubectl(args: &[&str]) {
+    let env = TestEnv::get();
+    let out = tokio::process::Command::new(env.bin_dir().join("kubectl"))
+        .env("KUBECONFIG", env.kubeconfig())
+        .args(args)
+        .output()
+        .await
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn fake_snapshotter(
+    cluster: &Cluster,
+    namespace: &str,
+    driver: &str,
+    outcome: Outcome,
+) -> FakeSnapshotter {
+    let mut stream = cluster
+        .watch(
+            SNAP,
+            "VolumeSnapshot",
+            Some(namespace),
+            None,
+            Some("berth.dev/data-role=source-snapshot"),
+        )
+        .await
+        .expect("watch VolumeSnapshots");
+    let (ns, driver) = (namespace.to_string(), driver.to_string());
+    let cluster = cluster.clone();
+    FakeSnapshotter(tokio::spawn(async move {
+        while let Some(Ok(Watched::Applied(vs))) = stream.next().await {
+            if vs.get("status").is_some_and(|s| !s.is_null()) {
+                continue;
+            }
+            let name = vs["metadata"]["name"].as_str().unwrap().to_string();
+            let uid = vs["metadata"]["uid"].as_str().unwrap().to_string();
+            let status = match &outcome {
+                Outcome::Fail(message) => json!({"status": {"readyToUse": false,
+                    "error": {"message": message, "time": "2026-11-25T12:00:00Z"}}}),
+                Outcome::Ready => {
+                    let content = format!("t-snapcontent-{uid}");
+                    cluster
+                        .create(&json!({"apiVersion": SNAP, "kind": "VolumeSnapshotContent",
+                            "metadata": {"name": content, "labels": {OWNER: ns}},
+                            "spec": {"deletionPolicy": "Delete", "driver": driver,
+                                "volumeSnapshotClassName": vs["spec"]["volumeSnapshotClassName"],
+                                "source": {"volumeHandle": "vol-1"},
+                                "volumeSnapshotRef": {"apiVersion": SNAP, "kind": "VolumeSnapshot",
+                                    "namespace": ns, "name": name, "uid": uid}}}))
+                        .await
+                        .expect("create the bound VolumeSnapshotContent");
+                    let patch = json!({"status": {"readyToUse": true, "restoreSize": 1073741824_i64,
+                        "snapshotHandle": format!("handle-{name}")}});
+                    kubectl(&[
+                        "patch",
+                        "volumesnapshotcontent",
+                        &content,
+                        "--subresource=status",
+                        "--type=merge",
+                        "-p",
+                        &patch.to_string(),
+                    ])
+                    .await;
+                    json!({"status": {"readyToUse": true, "restoreSize": "1Gi",
+                        "boundVolumeSnapshotContentName": content}})
+                }
+            };
+            kubectl(&[
+                "patch",
+                "volumesnapshot",
+                "-n",
+                &ns,
+                &name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status.to_string(),
+            ])
+            .await;
+        }
+    }))
+}
+
+fn request(from: &str, to: &str) -> CloneRequest {
+    CloneRequest {
+        from_namespace: from.into(),
+        to_namespace: to.into(),
+        pvcs: PvcSelector::Names(vec!["data".into()]),
+        snapshot_class: None,
+        keep: None,
+        timeout: Duration::from_secs(60),
+        pre_snapshot_hook: None,
+        run_id: None,
+        sink: Arc::new(|_| {}),
+    }
+}
+
+async fn get(cluster: &Cluster, api: &str, kind: &str, ns: Option<&str>, name: &str) -> Value {
+    cluster
+        .get(&ObjectKey::new(api, kind, ns, name))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{kind}/{name} in {ns:?} does not exist"))
+}
+
+async fn exists(cluster: &Cluster, api: &str, kind: &str, ns: Option<&str>, name: &str) -> bool {
+    let key = ObjectKey::new(api, kind, ns, name);
+    // Deletion is in the background; an object on its way out counts as gone.
+    cluster
+        .get(&key)
+        .await
+        .unwrap()
+        .is_some_and(|o| o["metadata"]["deletionTimestamp"].is_null())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_clone_restores_a_pvc_into_another_namespace() {
+    let prod = TestContext::new("data-clone-prod").await;
+    let staging = TestContext::new("data-clone-staging").await;
+    let st = storage(&prod, true).await;
+    let _snapshotter =
+        fake_snapshotter(&prod.cluster, &prod.namespace, &st.driver, Outcome::Ready).await;
+
+    let env = TestEnv::get();
+    let out = tokio::process::Command::from(env.berth(env!("CARGO_BIN_EXE_berth").as_ref()))
+        .args([
+            "data",
+            "clone",
+            "--from",
+            &prod.namespace,
+            "--to",
+            &staging.namespace,
+        ])
+        .args(["-l", "app=db", "--timeout", "60s", "-o", "json"])
+        .output()
+        .await
+        .expect("run berth data clone");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let doc: Value = serde_json::from_str(stdout.lines().last().unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(doc["ok"], true, "{doc}");
+    let volume = &doc["volumes"][0];
+    assert_eq!(volume["pvc"], "data");
+    assert_eq!(volume["snapshot_class"], st.snapshot_class.as_str());
+    let snapshot = volume["snapshot"].as_str().unwrap();
+    let content_name = volume["content"].as_str().unwrap();
+
+    // The source snapshot, taken with the driver's class.
+    let source = get(
+        &prod.cluster,
+        SNAP,
+        "VolumeSnapshot",
+        Some(&prod.namespace),
+        snapshot,
+    )
+    .await;
+    assert_eq!(
+        source["spec"]["source"]["persistentVolumeClaimName"],
+        "data"
+    );
+    assert_eq!(
+        source["spec"]["volumeSnapshotClassName"],
+        st.snapshot_class.as_str()
+    );
+
+    // Re-exposed in the target namespace through a pre-provisioned content.
+    let content = get(
+        &prod.cluster,
+        SNAP,
+        "VolumeSnapshotContent",
+        None,
+        content_name,
+    )
+    .await;
+    assert_eq!(
+        content["spec"]["source"]["snapshotHandle"],
+        format!("handle-{snapshot}")
+    );
+    assert_eq!(content["spec"]["deletionPolicy"], "Retain");
+    assert_eq!(content["spec"]["driver"], st.driver.as_str());
+    assert_eq!(
+        content["spec"]["volumeSnapshotRef"],
+        json!({"namespace": staging.namespace, "name": snapshot})
+    );
+    let target = get(
+        &prod.cluster,
+        SNAP,
+        "VolumeSnapshot",
+        Some(&staging.namespace),
+        snapshot,
+    )
+    .await;
+    assert_eq!(
+        target["spec"]["source"]["volumeSnapshotContentName"],
+        content_name
+    );
+
+    // The restored claim: same name, class, modes and size, the target snapshot as source.
+    let pvc = get(
+        &prod.cluster,
+        "v1",
+        "PersistentVolumeClaim",
+        Some(&staging.namespace),
+        "data",
+    )
+    .await;
+    assert_eq!(pvc["spec"]["storageClassName"], st.class.as_str());
+    assert_eq!(pvc["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "1Gi");
+    assert_eq!(
+        pvc["spec"]["dataSource"],
+        json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapshot})
+    );
+
+    // A second clone into the same namespace refuses to overwrite the claim.
+    let again =
+        berth_data::clone(&prod.cluster, request(&prod.namespace, &staging.namespace)).await;
+    assert!(
+        matches!(&again, Err(DataError::TargetExists { name, .. }) if name == "data"),
+        "{again:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_clone_without_a_snapshot_class_says_which_storage_class_lacks_support() {
+    let prod = TestContext::new("data-noclass").await;
+    let st = storage(&prod, false).await;
+    let err = berth_data::clone(
+        &prod.cluster,
+        request(&prod.namespace, &format!("{}-to", prod.namespace)),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "StorageClass `{}` (provisioner `{}`) has no snapshot support",
+            st.class, st.driver
+        )),
+        "{text}"
+    );
+    assert!(text.contains("VolumeSnapshotClass"), "{text}");
+    // Nothing was snapshotted.
+    let snaps = prod
+        .cluster
+        .list(SNAP, "VolumeSnapshot", &prod.namespace, None)
+        .await
+        .unwrap();
+    assert!(snaps.is_empty(), "{snaps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_clone_fails_with_the_snapshotters_error_message() {
+    let prod = TestContext::new("data-snap-error").await;
+    let staging = TestContext::new("data-snap-error-to").await;
+    let st = storage(&prod, true).await;
+    let _snapshotter = fake_snapshotter(
+        &prod.cluster,
+        &prod.namespace,
+        &st.driver,
+        Outcome::Fail("Failed to create snapshot: quota exceeded for snapshots"),
+    )
+    .await;
+    let mut req = request(&prod.namespace, &staging.namespace);
+    // Long enough that only the reported error can end the wait.
+    req.timeout = Duration::from_secs(600);
+    let err = berth_data::clone(&prod.cluster, req).await.unwrap_err();
+    assert!(matches!(err, DataError::SnapshotFailed { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("quota exceeded for snapshots"),
+        "{err}"
+    );
+    // No claim was made in the target.
+    let pvcs = prod
+        .cluster
+        .list("v1", "PersistentVolumeClaim", &staging.namespace, None)
+        .await
+        .unwrap();
+    assert!(pvcs.is_empty(), "{pvcs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_clone_retention_deletes_the_oldest_snapshot_and_its_copies() {
+    let prod = TestContext::new("data-keep").await;
+    let targets = [
+        TestContext::new("data-keep-a").await,
+        TestContext::new("data-keep-b").await,
+        TestContext::new("data-keep-c").await,
+    ];
+    let st = storage(&prod, true).await;
+    let _snapshotter =
+        fake_snapshotter(&prod.cluster, &prod.namespace, &st.driver, Outcome::Ready).await;
+    let mut outcomes = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        let mut req = request(&prod.namespace, &target.namespace);
+        req.keep = Some(2);
+        req.run_id = Some(format!("run{i}"));
+        outcomes.push(berth_data::clone(&prod.cluster, req).await.unwrap());
+    }
+    assert!(outcomes[0].deleted.is_empty() && outcomes[1].deleted.is_empty());
+    let first = &outcomes[0].volumes[0];
+    let c = &prod.cluster;
+    assert!(
+        !exists(
+            c,
+            SNAP,
+            "VolumeSnapshot",
+            Some(&prod.namespace),
+            &first.snapshot
+        )
+        .await
+    );
+    assert!(
+        !exists(
+            c,
+            SNAP,
+            "VolumeSnapshot",
+            Some(&targets[0].namespace),
+            &first.snapshot
+        )
+        .await
+    );
+    assert!(!exists(c, SNAP, "VolumeSnapshotContent", None, &first.content).await);
+    assert_eq!(outcomes[2].deleted.len(), 3, "{:?}", outcomes[2].deleted);
+    // The claim restored from it stays: retention is about snapshots only.
+    assert!(
+        exists(
+            c,
+            "v1",
+            "PersistentVolumeClaim",
+            Some(&targets[0].namespace),
+            "data"
+        )
+        .await
+    );
+    for (o, t) in outcomes[1..].iter().zip(&targets[1..]) {
+        let v = &o.volumes[0];
+        assert!(
+            exists(
+                c,
+                SNAP,
+                "VolumeSnapshot",
+                Some(&prod.namespace),
+                &v.snapshot
+            )
+            .await
+        );
+        assert!(exists(c, SNAP, "VolumeSnapshot", Some(&t.namespace), &v.snapshot).await);
+        assert!(exists(c, SNAP, "VolumeSnapshotContent", None, &v.content).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_clone_runs_the_pre_snapshot_hook_before_snapshotting() {
+    let prod = TestContext::new("data-hook").await;
+    let staging = TestContext::new("data-hook-to").await;
+    let st = storage(&prod, true).await;
+    let _snapshotter =
+        fake_snapshotter(&prod.cluster, &prod.namespace, &st.driver, Outcome::Ready).await;
+    let events = Arc::new(Mutex::new(Vec::<Event>::new()));
+    let mut req = request(&prod.namespace, &staging.namespace);
+    let seen = events.clone();
+    req.sink = Arc::new(move |e| seen.lock().unwrap().push(e));
+    req.pre_snapshot_hook = Some(json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "fsync-lock"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "lock", "image": "busybox", "command": ["sync"]}]}}}}));
+    berth_data::clone(&prod.cluster, req).await.unwrap();
+    let states: Vec<(String, String)> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::ObjectState { object, state, .. } => Some((object.clone(), state.clone())),
+            _ => None,
+        })
+        .collect();
+    let hook_done = states
+        .iter()
+        .position(|(o, s)| o.starts_with("Job/fsync-lock-") && s == "ready")
+        .unwrap_or_else(|| panic!("{states:?}"));
+    let snapshot = states
+        .iter()
+        .position(|(o, _)| o.starts_with("VolumeSnapshot/"))
+        .unwrap_or_else(|| panic!("{states:?}"));
+    assert!(hook_done < snapshot, "{states:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_clone_stops_when_the_pre_snapshot_hook_fails() {
+    let prod = TestContext::new("data-hook-fail").await;
+    let staging = TestContext::new("data-hook-fail-to").await;
+    let _st = storage(&prod, true).await;
+    let mut req = request(&prod.namespace, &staging.namespace);
+    req.pre_snapshot_hook = Some(json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "fsync-lock"},
+        "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"annotations": {"berth.dev/simulate": "exit-nonzero"}},
+            "spec": {"restartPolicy": "Never",
+                "containers": [{"name": "lock", "image": "busybox", "command": ["false"]}]}}}}));
+    let err = berth_data::clone(&prod.cluster, req).await.unwrap_err();
+    assert!(matches!(err, DataError::HookFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("no snapshot was taken"), "{err}");
+    let snaps = prod
+        .cluster
+        .list(SNAP, "VolumeSnapshot", &prod.namespace, None)
+        .await
+        .unwrap();
+    assert!(snaps.is_empty(), "{snaps:?}");
+}
