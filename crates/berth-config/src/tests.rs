@@ -80,7 +80,10 @@ fn full_example_parses() {
     assert_eq!(build.dockerfile.as_deref(), Some(Path::new("Dockerfile")));
     assert_eq!(build.target.as_deref(), Some("runtime"));
     assert_eq!(build.args["NODE_ENV"], "production");
-    assert_eq!(web.image.as_ref().unwrap().name(), "registry.example.com/shop/web");
+    assert_eq!(
+        web.image.as_ref().unwrap().name(),
+        "registry.example.com/shop/web"
+    );
     assert_eq!(web.test.as_deref(), Some("npm test"));
     assert_eq!(web.paths, [Path::new("web"), Path::new("proto")]);
     match web.manifests.as_ref().unwrap() {
@@ -106,7 +109,10 @@ fn full_example_parses() {
     assert_eq!(web.location, at(11, 5));
 
     let api = c.service("api").unwrap();
-    assert_eq!(api.image.as_ref().unwrap().name(), "registry.example.com/shop/api");
+    assert_eq!(
+        api.image.as_ref().unwrap().name(),
+        "registry.example.com/shop/api"
+    );
     assert_eq!(api.paths, [Path::new("api")]);
     assert_eq!(api.build.as_ref().unwrap().dockerfile, None);
     assert!(matches!(api.manifests, Some(Manifests::Kustomize { .. })));
@@ -122,7 +128,10 @@ fn full_example_parses() {
     let mongo = c.service("mongo").unwrap();
     assert!(mongo.build.is_none());
     assert!(mongo.paths.is_empty());
-    assert_eq!(mongo.image.as_ref().unwrap().to_string(), "docker.io/library/mongo:7");
+    assert_eq!(
+        mongo.image.as_ref().unwrap().to_string(),
+        "docker.io/library/mongo:7"
+    );
     let ingress = c.service("ingress").unwrap();
     assert!(ingress.build.is_none() && ingress.image.is_none());
 
@@ -371,7 +380,10 @@ fn manifests_only_service_with_missing_manifests_is_reported() {
     let (loc, problem, _) =
         one_error("services:\n  - name: ingress\n    manifests:\n      path: k8s/nope.yaml\n");
     assert_eq!(loc, at(4, 13));
-    assert!(matches!(problem, Problem::PathNotFound { key: "path", .. }), "{problem:?}");
+    assert!(
+        matches!(problem, Problem::PathNotFound { key: "path", .. }),
+        "{problem:?}"
+    );
 }
 
 #[test]

@@ -293,7 +293,11 @@ impl Pipeline {
                 .config
                 .services
                 .iter()
-                .filter(|s| s.image.as_ref().is_some_and(|i| pinned.contains_key(&i.name())))
+                .filter(|s| {
+                    s.image
+                        .as_ref()
+                        .is_some_and(|i| pinned.contains_key(&i.name()))
+                })
                 .map(|s| s.name.clone())
                 .collect(),
             deploy: outcome,
