@@ -5,5 +5,6 @@
 mod build;
 mod deploy;
 mod doctor;
+mod examples;
 mod rig;
 mod run;
