@@ -3,7 +3,8 @@
 //! namespace(s); then a change, and one induced failure per example that must roll back.
 //!
 //! - `examples/shop` (scenario 4): three services from one generic template behind one
-//!   Ingress; adding `ladies` builds only `ladies`; an image that cannot be pulled rolls back.
+//!   Ingress; adding `ladies` builds only `ladies`; a change to one service builds only it, a
+//!   change to the template builds nothing; an image that cannot be pulled rolls back.
 //! - `examples/rails` (scenario 5): the migration Job completes before the Deployment changes;
 //!   branches map to environments; a crash-looping release rolls back and is recorded failed.
 
@@ -289,6 +290,50 @@ async fn shop_deploys_three_services_behind_one_ingress_and_adds_ladies_alone() 
     let mut paths = paths;
     paths.push(("/ladies".into(), "ladies".into()));
     assert_eq!(ingress_paths(&ctx).await, paths);
+}
+
+#[tokio::test]
+async fn shop_rebuilds_only_the_changed_service_and_no_service_for_a_template_change() {
+    let ctx = TestContext::new("ex-shop-chg").await;
+    let ex = shop(&ctx);
+    let first = ex.run_ok(&ctx);
+
+    // One service's source: only it is built and rolled.
+    ex.write("kids/www/kids/index.html", "<h1>kids, new</h1>\n");
+    ex.commit("kids page");
+    let second = ex.run_ok(&ctx);
+    assert_eq!(second.result["revision"], 2, "{second}");
+    assert_eq!(second.built(), ["kids"], "{second}");
+    assert_eq!(second.result["kept"], serde_json::json!(["home", "mens"]));
+    assert_ne!(second.image("kids"), first.image("kids"));
+    for s in ["home", "mens"] {
+        assert_eq!(image_of(&deployment(&ctx, s).await), first.image(s), "{s}");
+    }
+
+    // The generic template: every service redeployed with its live digest, nothing built.
+    ex.edit(
+        "k8s/service.yaml.j2",
+        "  template:\n    metadata:\n      labels: {app: shop, service: {{ service }}}",
+        "  template:\n    metadata:\n      labels: {app: shop, service: {{ service }}, tier: web}",
+    );
+    ex.commit("template: a tier label on every pod");
+    let third = ex.run_ok(&ctx);
+    assert_eq!(third.result["revision"], 3, "{third}");
+    assert!(third.built().is_empty(), "{third}");
+    assert_eq!(
+        third.result["kept"],
+        serde_json::json!(["home", "kids", "mens"])
+    );
+    for s in SHOP {
+        let d = deployment(&ctx, s).await;
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"]["tier"], "web");
+        let expected = if s == "kids" {
+            second.image(s)
+        } else {
+            first.image(s)
+        };
+        assert_eq!(image_of(&d), expected, "{s}");
+    }
 }
 
 #[tokio::test]
