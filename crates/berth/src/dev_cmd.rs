@@ -104,8 +104,9 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!("waiting for changes…");
-        // Drain what arrived during the run, then wait for the next change.
-        while rx.try_recv().is_ok() {}
+        // A save that arrived during the run (or just after it printed its result) is not
+        // dropped: it is waiting in the channel and starts the next run. Runs write nothing
+        // under the watched tree that `relevant` lets through.
         tokio::select! {
             got = rx.recv() => if got.is_none() { return Ok(ExitCode::SUCCESS) },
             _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
