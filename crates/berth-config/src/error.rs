@@ -181,8 +181,8 @@ pub enum Problem {
         /// The name.
         name: String,
     },
-    /// A service with neither `build` nor `image`.
-    #[error("service `{service}` has neither `build` nor `image`")]
+    /// A service with none of `build`, `image` and `manifests`.
+    #[error("service `{service}` has neither `build`, `image` nor `manifests`")]
     NothingToDeploy {
         /// The service.
         service: String,
@@ -327,7 +327,7 @@ impl Problem {
                 "use lowercase letters, digits and `-`, starting with a letter, at most 63 characters",
             ),
             NothingToDeploy { .. } => text(
-                "add `build:` (with `context:`) to build it from source, or `image:` to deploy an existing image",
+                "add `build:` (with `context:`) to build it from source, `image:` to deploy an existing image, or `manifests:` to deploy objects without an image of their own (e.g. an Ingress)",
             ),
             NoRepository { .. } => {
                 text("add `image: <registry>/<repository>` or set `registry.prefix`")

@@ -91,8 +91,9 @@ pub struct Service {
     /// How to build it; `None` deploys [`Service::image`] as it is.
     pub build: Option<Build>,
     /// For a built service, the repository pushed to (no tag, no digest); otherwise the image
-    /// deployed as written.
-    pub image: ImageRef,
+    /// deployed as written. `None` for a manifests-only service (neither `build` nor `image`):
+    /// it deploys objects shared by the other services, such as one Ingress in front of them.
+    pub image: Option<ImageRef>,
     /// Test command, run with `sh -c` in the freshly built image.
     pub test: Option<String>,
     /// Paths that belong to the service, for change detection. Default: the build context;

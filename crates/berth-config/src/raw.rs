@@ -81,7 +81,8 @@ pub(crate) struct RawService {
     pub build: Option<Spanned<RawBuild>>,
     /// Image repository for a built service (no tag: berth tags with the commit), or the image
     /// to deploy for a service without `build`. Default for built services:
-    /// `<registry.prefix>/<name>`.
+    /// `<registry.prefix>/<name>`. A service with neither `build` nor `image` deploys only its
+    /// `manifests`: objects shared by the other services, such as one Ingress in front of them.
     #[schemars(with = "Option<String>")]
     pub image: Option<Spanned<String>>,
     /// Test command, run with `sh -c` inside the freshly built image; a failure stops the run.

@@ -16,6 +16,7 @@ fn example_dir() -> tempfile::TempDir {
         "k8s/smoke-job.yaml",
         "k8s/mongo.yaml",
         "k8s/mongo-service.yaml",
+        "k8s/ingress.yaml",
         "api/package.json",
         "api/overlays/dev/kustomization.yaml",
         "board/index.html",
@@ -71,7 +72,7 @@ fn full_example_parses() {
     assert_eq!(c.deploy.timeout, Duration::from_secs(300));
     assert_eq!(c.shared, [Path::new("lib")]);
     let names: Vec<_> = c.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["web", "api", "board", "mongo"]);
+    assert_eq!(names, ["web", "api", "board", "mongo", "ingress"]);
 
     let web = c.service("web").unwrap();
     let build = web.build.as_ref().unwrap();
@@ -79,7 +80,10 @@ fn full_example_parses() {
     assert_eq!(build.dockerfile.as_deref(), Some(Path::new("Dockerfile")));
     assert_eq!(build.target.as_deref(), Some("runtime"));
     assert_eq!(build.args["NODE_ENV"], "production");
-    assert_eq!(web.image.name(), "registry.example.com/shop/web");
+    assert_eq!(
+        web.image.as_ref().unwrap().name(),
+        "registry.example.com/shop/web"
+    );
     assert_eq!(web.test.as_deref(), Some("npm test"));
     assert_eq!(web.paths, [Path::new("web"), Path::new("proto")]);
     match web.manifests.as_ref().unwrap() {
@@ -105,7 +109,10 @@ fn full_example_parses() {
     assert_eq!(web.location, at(11, 5));
 
     let api = c.service("api").unwrap();
-    assert_eq!(api.image.name(), "registry.example.com/shop/api");
+    assert_eq!(
+        api.image.as_ref().unwrap().name(),
+        "registry.example.com/shop/api"
+    );
     assert_eq!(api.paths, [Path::new("api")]);
     assert_eq!(api.build.as_ref().unwrap().dockerfile, None);
     assert!(matches!(api.manifests, Some(Manifests::Kustomize { .. })));
@@ -121,7 +128,12 @@ fn full_example_parses() {
     let mongo = c.service("mongo").unwrap();
     assert!(mongo.build.is_none());
     assert!(mongo.paths.is_empty());
-    assert_eq!(mongo.image.to_string(), "docker.io/library/mongo:7");
+    assert_eq!(
+        mongo.image.as_ref().unwrap().to_string(),
+        "docker.io/library/mongo:7"
+    );
+    let ingress = c.service("ingress").unwrap();
+    assert!(ingress.build.is_none() && ingress.image.is_none());
 
     let test = c.environment("test").unwrap();
     assert_eq!(test.namespace, "shop-test");
@@ -155,7 +167,7 @@ fn build_defaults_to_the_current_directory() {
     let s = &c.services[0];
     assert_eq!(s.build.as_ref().unwrap().context, Path::new("."));
     assert_eq!(s.paths, [Path::new(".")]);
-    assert_eq!(s.image.name(), "r.example.com/x/web");
+    assert_eq!(s.image.as_ref().unwrap().name(), "r.example.com/x/web");
 }
 
 #[test]
@@ -351,6 +363,27 @@ fn service_with_neither_build_nor_image() {
         }
     );
     assert!(text.contains("add `build:`"), "{text}");
+}
+
+#[test]
+fn manifests_only_service_has_no_image() {
+    let c = ok("services:\n  - name: ingress\n    manifests:\n      path: k8s/ingress.yaml\n");
+    let s = c.service("ingress").unwrap();
+    assert_eq!(s.image, None);
+    assert!(s.build.is_none());
+    assert!(s.paths.is_empty());
+    assert!(matches!(s.manifests, Some(Manifests::Path { .. })));
+}
+
+#[test]
+fn manifests_only_service_with_missing_manifests_is_reported() {
+    let (loc, problem, _) =
+        one_error("services:\n  - name: ingress\n    manifests:\n      path: k8s/nope.yaml\n");
+    assert_eq!(loc, at(4, 13));
+    assert!(
+        matches!(problem, Problem::PathNotFound { key: "path", .. }),
+        "{problem:?}"
+    );
 }
 
 #[test]

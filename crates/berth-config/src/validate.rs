@@ -300,7 +300,8 @@ impl<'a> Checker<'a> {
                 base,
             }
         });
-        let image = match (&raw.image, &build) {
+        // Outer `None`: a problem was reported; `Some(None)`: a manifests-only service.
+        let image: Option<Option<ImageRef>> = match (&raw.image, &build) {
             (Some(img), Some(_)) => {
                 if has_tag_or_digest(&img.value) {
                     self.report(
@@ -312,12 +313,12 @@ impl<'a> Checker<'a> {
                     );
                     None
                 } else {
-                    self.image(&img.value, img)
+                    self.image(&img.value, img).map(Some)
                 }
             }
-            (Some(img), None) => self.image(&img.value, img),
+            (Some(img), None) => self.image(&img.value, img).map(Some),
             (None, Some(_)) => match &registry.prefix {
-                Some(prefix) => format!("{prefix}/{name}").parse().ok(),
+                Some(prefix) => format!("{prefix}/{name}").parse().ok().map(Some),
                 None => {
                     self.report(
                         location,
@@ -328,6 +329,8 @@ impl<'a> Checker<'a> {
                     None
                 }
             },
+            // Objects shared by the other services (one Ingress in front of them): no image.
+            (None, None) if raw.manifests.is_some() => Some(None),
             (None, None) => {
                 self.report(
                     location,

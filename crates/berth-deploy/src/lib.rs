@@ -627,6 +627,7 @@ impl Deployer {
         tracker: &track::Tracker<'_>,
         t0: Instant,
     ) -> Result<(), String> {
+        let since = jiff::Timestamp::now();
         let main: Vec<&Value> = to.objects.iter().filter(|o| hook_of(o).is_none()).collect();
         let mut applied = BTreeMap::new();
         for o in &main {
@@ -644,6 +645,14 @@ impl Deployer {
             .await
             .map_err(|e| e.to_string())?;
         let keys: Vec<ObjectKey> = applied.keys().cloned().collect();
+        // The failed revision's pods linger while their ReplicaSet scales down, still showing
+        // the fault that caused the rollback; diagnosing them would fail the rollback itself.
+        // Only pods created since the restore began belong to the restored revision.
+        let tracker = track::Tracker {
+            selector: tracker.selector.clone(),
+            pods_since: since,
+            ..*tracker
+        };
         tracker
             .wait(&keys, &applied, Duration::from_secs(120))
             .await

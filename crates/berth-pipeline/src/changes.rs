@@ -3,9 +3,12 @@
 //!
 //! Rules, in order of strength (a service gets the strongest reason that applies):
 //! 1. no previous commit (`from = None`): every service, [`ChangeReason::FirstDeploy`];
-//! 2. berth.yaml itself changed: every service, [`ChangeReason::Config`] — the change may touch
-//!    any service's build, manifests or values, and rebuilding an unchanged service is cheap
-//!    (same inputs, cached layers, same digest);
+//! 2. berth.yaml itself changed: [`ChangeReason::Config`] for every service whose entry
+//!    changed outside `manifests` and `hooks` (or is new), and for every service when anything
+//!    outside `services` and `environments` changed (registry, shared paths, deploy defaults)
+//!    or the earlier berth.yaml cannot be read; an entry whose `manifests` or `hooks` alone
+//!    changed counts as [`ChangeReason::Manifests`]. So adding a service to berth.yaml builds
+//!    that service alone (scenario 4: a new microservice must not rebuild the others);
 //! 3. a file under a top-level `shared` path changed: every service, [`ChangeReason::Shared`];
 //! 4. a file under one of the service's `paths` (default: its build context) changed:
 //!    [`ChangeReason::Source`];
@@ -204,14 +207,28 @@ pub fn changed_services(
         .filter(|f| **f == config_file)
         .cloned()
         .collect();
+    let entries = if config_changed.is_empty() {
+        None
+    } else {
+        config_entry_changes(repo, from, to, &config_file)
+    };
     let shared_changed = matching(&shared);
 
     let mut out = Vec::new();
     for s in &config.services {
         let own: Vec<PathBuf> = s.paths.iter().map(|p| in_repo(p)).collect();
         let manifests: Vec<PathBuf> = manifest_paths(s).iter().map(|p| in_repo(p)).collect();
+        let (config_reason, config_files) = match &entries {
+            // Only this entry's manifests or hooks changed; or nothing in it changed.
+            Some(entries) => match entries.get(&s.name) {
+                Some(EntryChange::Unchanged) => (ChangeReason::Config, Vec::new()),
+                Some(EntryChange::Manifests) => (ChangeReason::Manifests, config_changed.clone()),
+                _ => (ChangeReason::Config, config_changed.clone()),
+            },
+            None => (ChangeReason::Config, config_changed.clone()),
+        };
         let candidates = [
-            (ChangeReason::Config, config_changed.clone()),
+            (config_reason, config_files),
             (ChangeReason::Shared, shared_changed.clone()),
             (ChangeReason::Source, matching(&own)),
             (ChangeReason::Manifests, matching(&manifests)),
@@ -235,6 +252,71 @@ pub fn changed_services(
         });
     }
     Ok(out)
+}
+
+/// How one service's entry in berth.yaml differs between two commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EntryChange {
+    /// Identical.
+    Unchanged,
+    /// Only `manifests` or `hooks` differ: redeploy, no rebuild.
+    Manifests,
+    /// Anything else differs (build, image, test, paths), or the entry is new.
+    Build,
+}
+
+/// Per service (by name, as in `to`), how its berth.yaml entry changed from `from` to `to`;
+/// `None` when every service must count as changed: a top-level key other than `services` and
+/// `environments` differs, or either version cannot be read.
+fn config_entry_changes(
+    repo: &Path,
+    from: &str,
+    to: &str,
+    config_file: &Path,
+) -> Option<std::collections::BTreeMap<String, EntryChange>> {
+    use serde_json::Value;
+    let read = |commit: &str| -> Option<Value> {
+        let spec = format!("{commit}:{}", config_file.to_string_lossy());
+        let text = git(repo, &["show", &spec]).ok()?;
+        serde_saphyr::from_str::<Value>(&String::from_utf8_lossy(&text)).ok()
+    };
+    let (Value::Object(mut old), Value::Object(mut new)) = (read(from)?, read(to)?) else {
+        return None;
+    };
+    let services = |doc: &mut serde_json::Map<String, Value>| -> Option<Vec<Value>> {
+        match doc.remove("services") {
+            Some(Value::Array(list)) => Some(list),
+            _ => None,
+        }
+    };
+    let (old_services, new_services) = (services(&mut old)?, services(&mut new)?);
+    old.remove("environments");
+    new.remove("environments");
+    if old != new {
+        return None;
+    }
+    let name = |v: &Value| v["name"].as_str().map(str::to_string);
+    let without_deploy_keys = |v: &Value| {
+        let mut v = v.clone();
+        if let Value::Object(m) = &mut v {
+            m.remove("manifests");
+            m.remove("hooks");
+        }
+        v
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for entry in &new_services {
+        let n = name(entry)?;
+        let change = match old_services.iter().find(|o| name(o).as_deref() == Some(&n)) {
+            Some(o) if o == entry => EntryChange::Unchanged,
+            Some(o) if without_deploy_keys(o) == without_deploy_keys(entry) => {
+                EntryChange::Manifests
+            }
+            _ => EntryChange::Build,
+        };
+        out.insert(n, change);
+    }
+    Some(out)
 }
 
 /// Where berth.yaml's directory is, relative to the repository root.

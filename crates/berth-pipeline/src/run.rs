@@ -197,7 +197,7 @@ impl Pipeline {
                     .filter(|s| s.build.is_some())
                     .filter(|s| {
                         changes.iter().any(|c| c.service == s.name && c.rebuild)
-                            || !deployed_images.contains_key(&s.image.name())
+                            || !deployed_images.contains_key(&repository(s))
                     })
                     .collect()
             }
@@ -214,7 +214,7 @@ impl Pipeline {
         let mut built = BTreeMap::new();
         let mut kept = Vec::new();
         for s in self.config.services.iter().filter(|s| s.build.is_some()) {
-            let key = s.image.name();
+            let key = repository(s);
             if to_build.iter().any(|b| b.name == s.name) {
                 let image = self.build_service(s, req.commit.as_deref()).await?;
                 built.insert(s.name.clone(), image.clone());
@@ -301,7 +301,11 @@ impl Pipeline {
                 .config
                 .services
                 .iter()
-                .filter(|s| pinned.contains_key(&s.image.name()))
+                .filter(|s| {
+                    s.image
+                        .as_ref()
+                        .is_some_and(|i| pinned.contains_key(&i.name()))
+                })
                 .map(|s| s.name.clone())
                 .collect(),
             deploy: outcome,
@@ -321,13 +325,15 @@ impl Pipeline {
         let mut objects = ObjectSet::new();
         for s in &self.config.services {
             let Some(m) = &s.manifests else { continue };
-            let key = s.image.name();
-            let image = pinned
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| s.image.to_string());
+            // A manifests-only service has no image of its own: its templates see no `image`.
+            let image = s.image.as_ref().map(|i| {
+                pinned
+                    .get(&i.name())
+                    .cloned()
+                    .unwrap_or_else(|| i.to_string())
+            });
             let set = self
-                .render_service(s, m, env, namespace, &image, &pinned, &req.tools)
+                .render_service(s, m, env, namespace, image.as_deref(), &pinned, &req.tools)
                 .map_err(|source| RunError::Render {
                     service: s.name.clone(),
                     source: Box::new(source),
@@ -366,6 +372,8 @@ impl Pipeline {
             .unwrap_or_else(|| "latest".into());
         let target: ImageRef = s
             .image
+            .as_ref()
+            .expect("a built service has an image repository")
             .with_tag(&tag)
             .map_err(|e| RunError::Image(format!("service `{}`: {e}", s.name)))?;
         let context = self.config.path(&b.context);
@@ -517,7 +525,7 @@ impl Pipeline {
         m: &Manifests,
         env: &Environment,
         namespace: &str,
-        image: &str,
+        image: Option<&str>,
         pinned: &BTreeMap<String, String>,
         tools: &Tools,
     ) -> Result<ObjectSet, berth_render::RenderError> {
@@ -558,14 +566,24 @@ impl Pipeline {
         };
         let mut merged = serde_json::Value::Object(values);
         berth_render::values::merge(&mut merged, serde_json::Value::Object(env.values.clone()));
-        let ctx = RenderContext::new(merged)
-            .with_images(images.clone())
-            .with_service(&s.name, image)
-            .with_env(&env.name, namespace);
+        let ctx = RenderContext::new(merged).with_images(images.clone());
+        let ctx = match image {
+            Some(image) => ctx.with_service(&s.name, image),
+            None => ctx.with_service_name(&s.name),
+        }
+        .with_env(&env.name, namespace);
         let mut set = berth_render::load(&source, &ctx, tools)?;
         set.substitute_images(&images);
         Ok(set)
     }
+}
+
+/// A built service's repository (validation gives every built service one).
+fn repository(s: &Service) -> String {
+    s.image
+        .as_ref()
+        .expect("a built service has an image repository")
+        .name()
 }
 
 /// The environment variable-free defaults for a run's lock.

@@ -78,6 +78,13 @@ impl RenderContext {
         self
     }
 
+    /// Sets `service` only, for a service without an image of its own (objects shared by the
+    /// other services, such as an Ingress); `image` stays undefined.
+    pub fn with_service_name(mut self, service: &str) -> RenderContext {
+        self.set("service", service.into());
+        self
+    }
+
     /// Sets `env` to `{name, namespace}`.
     pub fn with_env(mut self, name: &str, namespace: &str) -> RenderContext {
         self.set("env", json!({"name": name, "namespace": namespace}));

@@ -104,8 +104,9 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!("waiting for changes…");
-        // A change saved while the run was going (or just as it ended) is already queued and
-        // starts the next run at once; it must never be dropped.
+        // A save that arrived during the run (or just after it printed its result) is not
+        // dropped: it is waiting in the channel and starts the next run. Runs write nothing
+        // under the watched tree that `relevant` lets through.
         tokio::select! {
             got = rx.recv() => if got.is_none() { return Ok(ExitCode::SUCCESS) },
             _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),

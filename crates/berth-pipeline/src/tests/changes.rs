@@ -192,12 +192,71 @@ fn berth_yaml_and_shared_paths_affect_every_service() {
     assert!(c.iter().all(|c| c.reason == ChangeReason::Shared), "{c:?}");
     assert_eq!(summary(&c)[3], ("db", ChangeReason::Shared, false));
 
-    repo.write("berth.yaml", &format!("{SHOP}# a comment\n"));
+    // A top-level setting (here the registry prefix) may change every image.
+    repo.write(
+        "berth.yaml",
+        &SHOP.replace("registry.example.com/shop", "registry.example.com/shop2"),
+    );
     let next = repo.commit("config");
     let c = changed_services(repo.path(), Some(&head), &next, &repo.config("")).unwrap();
     assert_eq!(c.len(), 4);
     assert!(c.iter().all(|c| c.reason == ChangeReason::Config));
     assert_eq!(c[0].files, [PathBuf::from("berth.yaml")]);
+}
+
+#[test]
+fn berth_yaml_comments_and_environments_select_nothing() {
+    let repo = Repo::new();
+    let base = shop(&repo, "");
+    repo.write(
+        "berth.yaml",
+        &format!("# a comment\n{SHOP}environments:\n  - {{name: dev, namespace: dev}}\n"),
+    );
+    let head = repo.commit("comment and an environment");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert!(c.is_empty(), "{c:?}");
+}
+
+#[test]
+fn adding_a_service_to_berth_yaml_selects_only_that_service() {
+    let repo = Repo::new();
+    let base = shop(&repo, "");
+    repo.write(
+        "berth.yaml",
+        &format!("{SHOP}  - name: ladies\n    build: {{context: ladies}}\n    manifests: {{template: k8s/app.yaml.j2}}\n"),
+    )
+    .write("ladies/app.js", "ladies");
+    let head = repo.commit("ladies");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert_eq!(summary(&c), [("ladies", ChangeReason::Config, true)]);
+}
+
+#[test]
+fn a_berth_yaml_entry_change_selects_that_service_only() {
+    let repo = Repo::new();
+    let base = shop(&repo, "");
+    // kids: another manifest source only -> redeploy; mens: a build change -> rebuild.
+    repo.write(
+        "berth.yaml",
+        &SHOP
+            .replace(
+                "build: {context: kids}\n    manifests: {template: k8s/app.yaml.j2}",
+                "build: {context: kids}\n    manifests: {path: k8s/mens}",
+            )
+            .replace(
+                "build: {context: mens}",
+                "build: {context: mens, args: {V: '2'}}",
+            ),
+    );
+    let head = repo.commit("entries");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            ("kids", ChangeReason::Manifests, false),
+            ("mens", ChangeReason::Config, true),
+        ]
+    );
 }
 
 #[test]

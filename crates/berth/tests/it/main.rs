@@ -6,5 +6,6 @@ mod build;
 mod data;
 mod deploy;
 mod doctor;
+mod examples;
 mod rig;
 mod run;

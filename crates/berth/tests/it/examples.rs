@@ -1,0 +1,499 @@
+//! The bundled examples end to end: each is copied into a fresh git repository, its images
+//! pointed at the test's own repository, and deployed with `berth run` into the test's own
+//! namespace(s); then a change, and one induced failure per example that must roll back.
+//!
+//! - `examples/shop` (scenario 4): three services from one generic template behind one
+//!   Ingress; adding `ladies` builds only `ladies`; a change to one service builds only it, a
+//!   change to the template builds nothing; an image that cannot be pulled rolls back.
+//! - `examples/rails` (scenario 5): the migration Job completes before the Deployment changes;
+//!   branches map to environments; a crash-looping release rolls back and is recorded failed.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use berth_cluster::ObjectKey;
+use berth_testkit::TestContext;
+use serde_json::Value;
+
+use crate::run::{copy_dir, git};
+
+/// An example in a temporary git repository, with its own build store.
+struct Example {
+    dir: PathBuf,
+    store: PathBuf,
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+impl Example {
+    /// `examples/<name>` committed on `branch`, with `from` replaced by `to` in `files`.
+    fn new(name: &str, branch: &str, files: &[&str], from: &str, to: &str) -> Example {
+        let suffix = berth_testkit::unique_suffix();
+        let dir = std::env::temp_dir().join(format!("berth-example-{name}-{suffix}"));
+        let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(name);
+        copy_dir(&example, &dir);
+        let ex = Example {
+            dir,
+            store: std::env::temp_dir().join(format!("berth-example-store-{suffix}")),
+        };
+        for f in files {
+            ex.edit(f, from, to);
+        }
+        git(&ex.dir, &["init", "-q", "-b", branch]);
+        ex.commit("first");
+        ex
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Replaces `from` with `to` in `file`; `from` must be there.
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let p = self.path(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(p, text.replace(from, to)).unwrap();
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        let p = self.path(file);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn commit(&self, message: &str) {
+        git(&self.dir, &["add", "-A"]);
+        git(&self.dir, &["commit", "-q", "-m", message]);
+    }
+
+    /// `berth ARGS -c berth.yaml` with the example's store.
+    fn berth(&self, ctx: &TestContext, args: &[&str]) -> Output {
+        ctx.env
+            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+            .args(args)
+            .arg("-c")
+            .arg(self.path("berth.yaml"))
+            .env("BERTH_STORE", &self.store)
+            .output()
+            .unwrap()
+    }
+
+    /// `berth run -o json -n <the test's namespace>`: whether it succeeded, its events and its
+    /// result (the last line).
+    fn run(&self, ctx: &TestContext) -> Run {
+        let out = self.berth(ctx, &["run", "-o", "json", "-n", &ctx.namespace]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let docs: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{stderr}")))
+            .collect();
+        let result = docs
+            .last()
+            .cloned()
+            .unwrap_or_else(|| panic!("no result from berth run: {stderr}"));
+        Run {
+            ok: out.status.success(),
+            events: docs,
+            result,
+            stderr,
+        }
+    }
+
+    /// `berth run` that must succeed.
+    fn run_ok(&self, ctx: &TestContext) -> Run {
+        let run = self.run(ctx);
+        assert!(run.ok, "{run}");
+        assert_eq!(run.result["result"], "ok", "{run}");
+        run
+    }
+
+    /// `berth history -o json` of `release` in the test's namespace.
+    fn history(&self, ctx: &TestContext, release: &str) -> Vec<Value> {
+        let out = ctx
+            .env
+            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+            .args(["history", "-o", "json", "-r", release, "-n", &ctx.namespace])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+struct Run {
+    ok: bool,
+    events: Vec<Value>,
+    result: Value,
+    stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for e in &self.events {
+            writeln!(f, "{e}")?;
+        }
+        write!(f, "stderr: {}", self.stderr)
+    }
+}
+
+impl Run {
+    /// Position of the first `object_state` event of `object` in `state`.
+    fn position(&self, object: &str, state: &str) -> Option<usize> {
+        self.events.iter().position(|e| {
+            e["event"] == "object_state" && e["object"] == object && e["state"] == state
+        })
+    }
+
+    fn built(&self) -> Vec<String> {
+        self.result["built"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn image(&self, service: &str) -> String {
+        self.result["built"][service]
+            .as_str()
+            .unwrap_or_else(|| panic!("{service} was not built: {self}"))
+            .to_string()
+    }
+
+    fn error(&self) -> String {
+        self.result["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+async fn get(ctx: &TestContext, api: &str, kind: &str, name: &str) -> Value {
+    ctx.cluster
+        .get(&ObjectKey::new(api, kind, Some(&ctx.namespace), name))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{kind}/{name} exists in {}", ctx.namespace))
+}
+
+async fn deployment(ctx: &TestContext, name: &str) -> Value {
+    get(ctx, "apps/v1", "Deployment", name).await
+}
+
+fn image_of(deployment: &Value) -> String {
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn ingress_paths(ctx: &TestContext) -> Vec<(String, String)> {
+    let ingress = get(ctx, "networking.k8s.io/v1", "Ingress", "shop").await;
+    ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["path"].as_str().unwrap().to_string(),
+                p["backend"]["service"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn shop(ctx: &TestContext) -> Example {
+    Example::new(
+        "shop",
+        "main",
+        &["berth.yaml"],
+        "127.0.0.1:15000/examples/shop",
+        &ctx.repository,
+    )
+}
+
+const SHOP: [&str; 3] = ["home", "kids", "mens"];
+
+#[tokio::test]
+async fn shop_deploys_three_services_behind_one_ingress_and_adds_ladies_alone() {
+    let ctx = TestContext::new("ex-shop").await;
+    let ex = shop(&ctx);
+
+    let first = ex.run_ok(&ctx);
+    assert_eq!(first.built(), ["home", "kids", "mens"], "{first}");
+    for s in SHOP {
+        let d = deployment(&ctx, s).await;
+        assert_eq!(image_of(&d), first.image(s));
+        assert!(
+            first
+                .image(s)
+                .starts_with(&format!("{}/{s}@sha256:", ctx.repository)),
+            "{}",
+            first.image(s)
+        );
+        let rolling = &d["spec"]["strategy"]["rollingUpdate"];
+        assert_eq!(rolling["maxSurge"], 1, "{d}");
+        assert_eq!(rolling["maxUnavailable"], 0, "{d}");
+        get(&ctx, "v1", "Service", s).await;
+    }
+    let paths: Vec<(String, String)> = SHOP
+        .iter()
+        .map(|s| (format!("/{s}"), s.to_string()))
+        .collect();
+    assert_eq!(ingress_paths(&ctx).await, paths);
+
+    // A fourth service: a new folder, its entry in berth.yaml, its path in the Ingress.
+    copy_dir(&ex.path("home"), &ex.path("ladies"));
+    std::fs::remove_dir_all(ex.path("ladies/www/home")).unwrap();
+    ex.write("ladies/www/ladies/index.html", "<h1>shop: ladies</h1>\n");
+    ex.edit(
+        "berth.yaml",
+        "  - name: ingress",
+        "  - name: ladies\n    build: { context: ladies }\n    manifests: { template: k8s/service.yaml.j2 }\n  - name: ingress",
+    );
+    let ingress = std::fs::read_to_string(ex.path("k8s/ingress.yaml")).unwrap();
+    ex.write(
+        "k8s/ingress.yaml",
+        &format!(
+            "{ingress}      - path: /ladies\n        pathType: Prefix\n        backend: {{service: {{name: ladies, port: {{number: 80}}}}}}\n"
+        ),
+    );
+    ex.commit("ladies");
+
+    let second = ex.run_ok(&ctx);
+    assert_eq!(second.result["revision"], 2, "{second}");
+    assert_eq!(second.built(), ["ladies"], "only ladies is built: {second}");
+    let mut kept: Vec<String> = serde_json::from_value(second.result["kept"].clone()).unwrap();
+    kept.sort();
+    assert_eq!(kept, SHOP, "{second}");
+    for s in SHOP {
+        assert_eq!(image_of(&deployment(&ctx, s).await), first.image(s), "{s}");
+    }
+    assert_eq!(
+        image_of(&deployment(&ctx, "ladies").await),
+        second.image("ladies")
+    );
+    let mut paths = paths;
+    paths.push(("/ladies".into(), "ladies".into()));
+    assert_eq!(ingress_paths(&ctx).await, paths);
+}
+
+#[tokio::test]
+async fn shop_rebuilds_only_the_changed_service_and_no_service_for_a_template_change() {
+    let ctx = TestContext::new("ex-shop-chg").await;
+    let ex = shop(&ctx);
+    let first = ex.run_ok(&ctx);
+
+    // One service's source: only it is built and rolled.
+    ex.write("kids/www/kids/index.html", "<h1>kids, new</h1>\n");
+    ex.commit("kids page");
+    let second = ex.run_ok(&ctx);
+    assert_eq!(second.result["revision"], 2, "{second}");
+    assert_eq!(second.built(), ["kids"], "{second}");
+    assert_eq!(second.result["kept"], serde_json::json!(["home", "mens"]));
+    assert_ne!(second.image("kids"), first.image("kids"));
+    for s in ["home", "mens"] {
+        assert_eq!(image_of(&deployment(&ctx, s).await), first.image(s), "{s}");
+    }
+
+    // The generic template: every service redeployed with its live digest, nothing built.
+    ex.edit(
+        "k8s/service.yaml.j2",
+        "  template:\n    metadata:\n      labels: {app: shop, service: {{ service }}}",
+        "  template:\n    metadata:\n      labels: {app: shop, service: {{ service }}, tier: web}",
+    );
+    ex.commit("template: a tier label on every pod");
+    let third = ex.run_ok(&ctx);
+    assert_eq!(third.result["revision"], 3, "{third}");
+    assert!(third.built().is_empty(), "{third}");
+    assert_eq!(
+        third.result["kept"],
+        serde_json::json!(["home", "kids", "mens"])
+    );
+    for s in SHOP {
+        let d = deployment(&ctx, s).await;
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"]["tier"], "web");
+        let expected = if s == "kids" {
+            second.image(s)
+        } else {
+            first.image(s)
+        };
+        assert_eq!(image_of(&d), expected, "{s}");
+    }
+}
+
+#[tokio::test]
+async fn shop_image_pull_failure_in_one_service_rolls_back_with_a_diagnosis() {
+    let ctx = TestContext::new("ex-shop-fail").await;
+    let ex = shop(&ctx);
+    let first = ex.run_ok(&ctx);
+
+    // A new kids page whose pods cannot pull their image.
+    ex.write("kids/www/kids/index.html", "<h1>kids, new</h1>\n");
+    ex.edit(
+        "berth.yaml",
+        "    build: { context: kids }\n    manifests: { template: k8s/service.yaml.j2 }",
+        "    build: { context: kids }\n    manifests:\n      template: k8s/service.yaml.j2\n      values: { pod_annotations: { berth.dev/simulate: image-pull-error } }",
+    );
+    ex.commit("kids: a page that cannot be pulled");
+    let failed = ex.run(&ctx);
+    assert!(!failed.ok, "{failed}");
+    assert_eq!(failed.result["result"], "failed", "{failed}");
+    let error = failed.error();
+    assert!(error.contains("rolled back to revision 1"), "{error}");
+    assert!(
+        error.contains("container kids: image") && error.contains("cannot be pulled"),
+        "names the failing service and says its image cannot be pulled: {error}"
+    );
+
+    for s in SHOP {
+        let d = deployment(&ctx, s).await;
+        assert_eq!(image_of(&d), first.image(s), "{s} runs its first digest");
+        assert!(
+            d["spec"]["template"]["metadata"]["annotations"]["berth.dev/simulate"].is_null(),
+            "{d}"
+        );
+    }
+    let history = ex.history(&ctx, "dev");
+    let statuses: Vec<&str> = history
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.last(), Some(&"failed"), "{history:#?}");
+    assert!(statuses.contains(&"deployed"), "{history:#?}");
+}
+
+fn rails(ctx: &TestContext) -> Example {
+    Example::new(
+        "rails",
+        "master",
+        &["berth.yaml", "k8s/web.yaml", "k8s/migrate.yaml"],
+        "127.0.0.1:15000/examples/rails-web",
+        &format!("{}/web", ctx.repository),
+    )
+}
+
+/// The migration hook completed before the Deployment was applied, in `run`'s events.
+fn migrated_before_rollout(run: &Run) {
+    let migrated = run
+        .position("Job/migrate", "ready")
+        .unwrap_or_else(|| panic!("the migration Job completed: {run}"));
+    let applied = run
+        .position("Deployment/web", "applied")
+        .unwrap_or_else(|| panic!("the Deployment was applied: {run}"));
+    assert!(
+        migrated < applied,
+        "migration completes before the Deployment changes: {run}"
+    );
+}
+
+#[tokio::test]
+async fn rails_migrates_before_each_rollout_and_maps_branches_to_environments() {
+    let staging = TestContext::new("ex-rails-stg").await;
+    let production = TestContext::new("ex-rails-prod").await;
+    let ex = rails(&staging);
+
+    // Branch master: staging, chosen from the branch (no --env).
+    let first = ex.run_ok(&staging);
+    assert_eq!(first.result["release"], "staging", "{first}");
+    migrated_before_rollout(&first);
+    let job = get(&staging, "batch/v1", "Job", "migrate").await;
+    assert_eq!(job["status"]["succeeded"], 1, "{job}");
+    assert_eq!(
+        image_of(&get(&staging, "batch/v1", "Job", "migrate").await),
+        first.image("web"),
+        "the migration runs the new image"
+    );
+    assert_eq!(
+        image_of(&deployment(&staging, "web").await),
+        first.image("web")
+    );
+    get(&staging, "v1", "Service", "web").await;
+    get(&staging, "v1", "Secret", "rails-db").await;
+    get(&staging, "autoscaling/v2", "HorizontalPodAutoscaler", "web").await;
+
+    // A new release: the migration runs again, to completion, before the update.
+    ex.write(
+        "app/public/index.html",
+        "<h1>rails stand-in: posts v2</h1>\n",
+    );
+    ex.commit("v2");
+    let second = ex.run_ok(&staging);
+    assert_eq!(second.result["revision"], 2, "{second}");
+    migrated_before_rollout(&second);
+    assert_ne!(second.image("web"), first.image("web"));
+    assert_eq!(
+        image_of(&deployment(&staging, "web").await),
+        second.image("web")
+    );
+
+    // Branch production: the production environment (its own release).
+    git(&ex.dir, &["checkout", "-q", "-b", "production"]);
+    let prod = ex.run_ok(&production);
+    assert_eq!(prod.result["release"], "production", "{prod}");
+    migrated_before_rollout(&prod);
+    assert!(
+        image_of(&deployment(&production, "web").await)
+            .starts_with(&format!("{}/web@sha256:", staging.repository))
+    );
+    assert_eq!(ex.history(&production, "production").len(), 1);
+}
+
+#[tokio::test]
+async fn rails_crash_looping_release_rolls_back_and_is_recorded_failed() {
+    let ctx = TestContext::new("ex-rails-fail").await;
+    let ex = rails(&ctx);
+    let first = ex.run_ok(&ctx);
+    let good = first.image("web");
+
+    // A new build whose pods crash.
+    ex.write("app/public/index.html", "<h1>broken release</h1>\n");
+    ex.edit(
+        "k8s/web.yaml",
+        "      labels: {app: rails}\n    spec:",
+        "      labels: {app: rails}\n      annotations: {berth.dev/simulate: crash-loop}\n    spec:",
+    );
+    ex.commit("a release that crashes");
+    let failed = ex.run(&ctx);
+    assert!(!failed.ok, "{failed}");
+    assert_eq!(failed.result["result"], "failed", "{failed}");
+    let error = failed.error();
+    assert!(error.contains("rolled back to revision 1"), "{error}");
+    assert!(
+        error.contains("container web: crash-looping"),
+        "diagnoses the crash loop: {error}"
+    );
+    assert!(failed.stderr.contains("error:"), "{}", failed.stderr);
+
+    let d = deployment(&ctx, "web").await;
+    assert_eq!(image_of(&d), good, "the previous digest stays live");
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["berth.dev/simulate"].is_null(),
+        "{d}"
+    );
+    let history = ex.history(&ctx, "staging");
+    let last = history.last().unwrap();
+    assert_eq!(last["status"], "failed", "{history:#?}");
+    assert_eq!(last["revision"], 2, "{history:#?}");
+    assert!(
+        last["description"]
+            .as_str()
+            .unwrap()
+            .contains("crash-looping"),
+        "{history:#?}"
+    );
+}
