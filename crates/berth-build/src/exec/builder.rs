@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use berth_registry::{PlatformSpec, Registry, media};
+use berth_registry::{BlobPush, PlatformSpec, Registry, media};
 use berth_types::{Digest, Event, EventSink, ImageRef, Level};
 use sha2::{Digest as _, Sha256};
 
@@ -20,6 +20,7 @@ use super::image::{
     Descriptor, Empty, HealthConfig, History, ImageConfig, Index, Manifest, rfc3339,
 };
 use super::layer::{LayerPlan, apply_layer, resolve_in_root, write_layer};
+use super::run_mounts;
 use super::runtime::{self, ProcessSpec, RunError};
 use super::snapshot::Snapshot;
 use super::store::{CacheRecord, CachedLayer, Store, StoredImage};
@@ -85,6 +86,10 @@ pub struct BuiltImage {
     pub cache_hits: usize,
     /// References pushed (`repo@digest`).
     pub pushed: Vec<ImageRef>,
+    /// Layers pushed by uploading their bytes (over all tags).
+    pub layers_uploaded: usize,
+    /// Layers the registry mounted from the base image's repository instead.
+    pub layers_mounted: usize,
 }
 
 struct StageState {
@@ -181,6 +186,8 @@ struct Ctx<'a> {
     hits: usize,
     context: PathBuf,
     ignore: Option<DockerIgnore>,
+    /// Base-image layers and the repository they were pulled from (for cross-repo mounts).
+    layer_sources: BTreeMap<Digest, ImageRef>,
 }
 
 impl Ctx<'_> {
@@ -203,13 +210,14 @@ impl Ctx<'_> {
         Ok(dir)
     }
 
-    async fn pull(&self, reference: &str, loc: &Location) -> Result<StoredImage, BuildError> {
+    async fn pull(&mut self, reference: &str, loc: &Location) -> Result<StoredImage, BuildError> {
         let image: ImageRef = reference.parse().map_err(|e| BuildError::Step {
             location: loc.clone(),
             instruction: "FROM",
             reason: format!("invalid image reference {reference:?}: {e}"),
         })?;
-        self.opts
+        let img = self
+            .opts
             .store
             .pull(
                 &self.opts.registry,
@@ -217,7 +225,15 @@ impl Ctx<'_> {
                 &platform_spec(&self.platform),
                 self.sink,
             )
-            .await
+            .await?;
+        if let Some(src) = &img.source {
+            for l in &img.layers {
+                self.layer_sources
+                    .entry(l.digest.clone())
+                    .or_insert_with(|| src.clone());
+            }
+        }
+        Ok(img)
     }
 }
 
@@ -290,6 +306,7 @@ async fn build_inner(
         hits: 0,
         context: request.context.clone(),
         ignore,
+        layer_sources: BTreeMap::new(),
     };
     let mut states: Vec<Option<StageState>> = (0..df.stages.len()).map(|_| None).collect();
     let total = order.len();
@@ -488,13 +505,6 @@ async fn run_instruction(
             history(st, format!("MAINTAINER {name}"), true);
         }
         Instruction::Run { run, .. } => {
-            if !run.mounts.is_empty() {
-                return Err(BuildError::Unsupported {
-                    location: loc,
-                    what: "RUN --mount".into(),
-                    hint: "copy the files in with COPY for now".into(),
-                });
-            }
             let args = match &run.command {
                 Command::Exec(v) => v.clone(),
                 Command::Shell(_) => {
@@ -519,9 +529,11 @@ async fn run_instruction(
             let user = st.config.config.user.clone();
             let network_none = run.network == Network::None;
             let text = format!("RUN {}", args.join(" "));
+            let mounts_key = format!("{:?}", run.mounts);
             let key = hash_parts(&[
                 "run",
                 &st.chain,
+                &mounts_key,
                 &format!("{args:?}"),
                 &env.join("\n"),
                 &workdir,
@@ -557,6 +569,8 @@ async fn run_instruction(
                     home_of(&rootfs, uid).unwrap_or_else(|| "/".into())
                 ));
             }
+            let mut mounts =
+                run_mounts::prepare(&cx.opts.store, &rootfs, &workdir, &run.mounts, &loc).await?;
             let spec = ProcessSpec {
                 rootfs: rootfs.clone(),
                 args: args.clone(),
@@ -566,7 +580,8 @@ async fn run_instruction(
                 gid,
                 additional_gids: groups,
                 network_none,
-                binds: Vec::new(),
+                binds: std::mem::take(&mut mounts.binds),
+                tmpfs: std::mem::take(&mut mounts.tmpfs),
             };
             let sink = cx.sink;
             let on_line = move |is_err: bool, line: &str| {
@@ -577,7 +592,10 @@ async fn run_instruction(
                 });
             };
             let bundle = cx.opts.store.temp_path("bundle");
-            match runtime::run(&cx.opts.runtime, &bundle, &spec, &on_line).await {
+            let outcome = runtime::run(&cx.opts.runtime, &bundle, &spec, &on_line).await;
+            mounts.cleanup(&rootfs);
+            drop(mounts);
+            match outcome {
                 Ok(()) => {}
                 Err(RunError::Exit { code, tail }) => {
                     let mut command: String = args.join(" ");
@@ -608,35 +626,23 @@ async fn run_instruction(
             apply_record(&cx.opts.store, st, &key, rec, text, false)?;
         }
         Instruction::Copy { copy, .. } => {
-            copy_step(cx, st, states, copy, false, &loc, pos, total).await?;
+            copy_step(cx, st, states, copy, None, &loc, pos, total).await?;
         }
         Instruction::Add { add, .. } => {
-            if add.extract_archives
-                && add
-                    .copy
-                    .sources
-                    .iter()
-                    .any(|s| matches!(s, CopySource::Path(p) if is_archive_name(p)))
-            {
-                return Err(BuildError::Unsupported {
-                    location: loc,
-                    what: "ADD of a local archive (auto-extraction)".into(),
-                    hint: "COPY the archive and extract it in a RUN, or use ADD --unpack=false"
-                        .into(),
-                });
-            }
-            copy_step(cx, st, states, &add.copy, true, &loc, pos, total).await?;
+            copy_step(
+                cx,
+                st,
+                states,
+                &add.copy,
+                Some(add.extract_archives),
+                &loc,
+                pos,
+                total,
+            )
+            .await?;
         }
     }
     Ok(())
-}
-
-fn is_archive_name(p: &str) -> bool {
-    [
-        ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".txz", ".tbz2",
-    ]
-    .iter()
-    .any(|s| p.ends_with(s))
 }
 
 fn home_of(rootfs: &Path, uid: u32) -> Option<String> {
@@ -703,12 +709,17 @@ async fn copy_step(
     st: &mut StageState,
     states: &mut [Option<StageState>],
     copy: &Copy,
-    is_add: bool,
+    add_extracts: Option<bool>,
     loc: &Location,
     pos: usize,
     total: usize,
 ) -> Result<(), BuildError> {
-    let kw: &'static str = if is_add { "ADD" } else { "COPY" };
+    let kw: &'static str = if add_extracts.is_some() {
+        "ADD"
+    } else {
+        "COPY"
+    };
+    let extract = add_extracts == Some(true);
     let step_err = |reason: String| BuildError::Step {
         location: loc.clone(),
         instruction: kw,
@@ -814,6 +825,7 @@ async fn copy_step(
         &inputs,
         &dest,
         &cx.mtime.to_string(),
+        if extract { "extract" } else { "" },
     ]);
     cx.steps += 1;
     if let Some(rec) = cached(cx, &key) {
@@ -855,8 +867,32 @@ async fn copy_step(
         mode: attrs_mode,
     };
     let mut written = Vec::new();
-    if !selected.is_empty() {
-        written.extend(context::copy_into(&rootfs, &selected, &dest, attrs)?);
+    let mut plain = Vec::new();
+    for s in selected {
+        let kind = if extract && !s.is_dir && s.entries.len() == 1 {
+            context::archive_kind(&s.entries[0].0).map_err(|format| BuildError::Unsupported {
+                location: loc.clone(),
+                what: format!("ADD of a {format}-compressed archive ({})", s.name),
+                hint: "recompress it with gzip, or ADD --unpack=false and extract it in a RUN"
+                    .into(),
+            })?
+        } else {
+            None
+        };
+        match kind {
+            // Docker extracts into `dest` as a directory, whatever its trailing slash.
+            Some(kind) => written.extend(context::extract_into(
+                &rootfs,
+                &s.entries[0].0,
+                kind,
+                &dest,
+                attrs,
+            )?),
+            None => plain.push(s),
+        }
+    }
+    if !plain.is_empty() {
+        written.extend(context::copy_into(&rootfs, &plain, &dest, attrs)?);
     }
     for h in &heredocs {
         if dest.ends_with('/') {
@@ -939,18 +975,26 @@ async fn finish(
         cx.say(format!("wrote OCI layout {} ({name})", dir.display()));
     }
     let mut pushed = Vec::new();
+    let (mut layers_uploaded, mut layers_mounted) = (0, 0);
     if request.push {
         for t in &request.tags {
             let started = Instant::now();
-            let mut uploaded = 0;
+            let (mut uploaded, mut mounted) = (0, 0);
             for l in &layers {
-                if cx
+                match cx
                     .opts
                     .registry
-                    .push_blob_file(t, &l.digest, &store.blob_path(&l.digest))
+                    .push_blob_file_from(
+                        t,
+                        &l.digest,
+                        &store.blob_path(&l.digest),
+                        cx.layer_sources.get(&l.digest),
+                    )
                     .await?
                 {
-                    uploaded += 1;
+                    BlobPush::Uploaded => uploaded += 1,
+                    BlobPush::Mounted => mounted += 1,
+                    BlobPush::Present => {}
                 }
             }
             cx.opts.registry.push_blob(t, config_bytes.clone()).await?;
@@ -959,11 +1003,13 @@ async fn finish(
                 .push_manifest(t, manifest_bytes.clone(), media::OCI_MANIFEST)
                 .await?;
             cx.say(format!(
-                "pushed {t} ({uploaded} of {} layers uploaded, {} ms)",
+                "pushed {t} ({uploaded} of {} layers uploaded, {mounted} mounted, {} ms)",
                 layers.len(),
                 started.elapsed().as_millis()
             ));
             pushed.push(t.pinned(manifest_digest.clone()));
+            layers_uploaded += uploaded;
+            layers_mounted += mounted;
         }
     }
     Ok(BuiltImage {
@@ -974,6 +1020,8 @@ async fn finish(
         steps: cx.steps,
         cache_hits: cx.hits,
         pushed,
+        layers_uploaded,
+        layers_mounted,
     })
 }
 

@@ -10,8 +10,10 @@
 //! finish:    config + manifest → store (index.json tags), --dest oci:DIR, push (HEAD-skip)
 //! ```
 //!
-//! Not implemented yet (each is a clear [`BuildError::Unsupported`]): `RUN --mount`,
-//! `COPY/ADD --exclude`, symbolic `--chmod`, `ADD` archive extraction, base images with
+//! Not implemented yet (each is a clear [`BuildError::Unsupported`]): `RUN --mount` of
+//! type `bind` and `secret` (cache and tmpfs mounts work),
+//! `COPY/ADD --exclude`, symbolic `--chmod`, `ADD` of bzip2/xz/zstd archives (plain and gzip
+//! tars are extracted, recognised by content as Docker does), base images with
 //! `ONBUILD` triggers. Also missing: xattrs (file capabilities) in written layers, zstd,
 //! multi-platform builds, cross-repository blob mounts.
 
@@ -20,6 +22,7 @@ mod context;
 mod error;
 pub mod image;
 mod layer;
+mod run_mounts;
 pub mod runtime;
 mod snapshot;
 mod store;
