@@ -19,6 +19,7 @@ use super::error::{BuildError, io_err};
 use super::image::{
     Descriptor, Empty, HealthConfig, History, ImageConfig, Index, Manifest, rfc3339,
 };
+use super::kept::{self, TrailStep};
 use super::layer::{LayerPlan, apply_layer, resolve_in_root, write_layer};
 use super::run_mounts;
 use super::runtime::{self, ProcessSpec, RunError};
@@ -98,6 +99,8 @@ struct StageState {
     chain: String,
     scope: Scope,
     rootfs: Option<PathBuf>,
+    /// How `rootfs` got to `chain` (see `kept`).
+    trail: Vec<TrailStep>,
     cmd_from_base: bool,
 }
 
@@ -205,7 +208,19 @@ impl Ctx<'_> {
         }
         let dir = self.opts.store.temp_path("rootfs");
         self.scratch.0.push(dir.clone());
-        unpack_layers(&self.opts.store, &st.layers, &dir)?;
+        st.trail = match kept::take(&self.opts.store, &st.chain, &dir) {
+            Some(trail) => {
+                self.say("reusing a kept root filesystem".into());
+                trail
+            }
+            None => {
+                unpack_layers(&self.opts.store, &st.layers, &dir)?;
+                vec![TrailStep {
+                    chain: st.chain.clone(),
+                    added: None,
+                }]
+            }
+        };
         st.rootfs = Some(dir.clone());
         Ok(dir)
     }
@@ -355,6 +370,7 @@ async fn build_inner(
             chain,
             scope,
             rootfs: None,
+            trail: Vec::new(),
         };
         st.config.created = Some(cx.created.clone());
         for ins in &stage.instructions {
@@ -365,7 +381,18 @@ async fn build_inner(
     }
     let last = *order.last().expect("build order is never empty");
     let st = states[last].take().expect("target stage built");
-    finish(&cx, st, request).await
+    let mut rootfses: Vec<(PathBuf, Vec<TrailStep>)> = states
+        .iter()
+        .flatten()
+        .chain(std::iter::once(&st))
+        .filter_map(|s| Some((s.rootfs.clone()?, s.trail.clone())))
+        .collect();
+    let built = finish(&cx, st, request).await?;
+    for (rootfs, trail) in rootfses.drain(..) {
+        // Best effort: a root filesystem that cannot be kept is removed with the scratch.
+        let _ = kept::keep(&opts.store, &rootfs, &trail);
+    }
+    Ok(built)
 }
 
 async fn run_instruction(
@@ -545,7 +572,7 @@ async fn run_instruction(
             cx.steps += 1;
             if let Some(rec) = cached(cx, &key) {
                 cx.say(format!("[{pos}/{total}] CACHED {text}"));
-                apply_record(&cx.opts.store, st, &key, rec, text, true)?;
+                apply_record(&cx.opts.store, st, &key, rec, text, true, None)?;
                 return Ok(());
             }
             cx.say(format!("[{pos}/{total}] {text}"));
@@ -620,10 +647,11 @@ async fn run_instruction(
             }
             let after = Snapshot::take(&rootfs)?;
             let plan = before.diff(&after);
+            let added = before.added_only(&after, &plan);
             let layer = write_layer(&cx.opts.store, &rootfs, &plan, cx.mtime)?;
             let rec = CacheRecord { layer };
             cx.opts.store.cache_put(&key, &rec)?;
-            apply_record(&cx.opts.store, st, &key, rec, text, false)?;
+            apply_record(&cx.opts.store, st, &key, rec, text, false, added)?;
         }
         Instruction::Copy { copy, .. } => {
             copy_step(cx, st, states, copy, None, &loc, pos, total).await?;
@@ -671,6 +699,7 @@ fn apply_record(
     rec: CacheRecord,
     text: String,
     hit: bool,
+    added: Option<Vec<String>>,
 ) -> Result<(), BuildError> {
     let diff = rec
         .layer
@@ -678,6 +707,12 @@ fn apply_record(
         .map(|l| l.diff_id.to_string())
         .unwrap_or_else(|| "empty".into());
     st.chain = hash_parts(&[&st.chain, &key.to_string(), &diff]).to_string();
+    if st.rootfs.is_some() {
+        st.trail.push(TrailStep {
+            chain: st.chain.clone(),
+            added: if hit { None } else { added },
+        });
+    }
     let empty = rec.layer.is_none();
     if let Some(CachedLayer {
         descriptor,
@@ -830,7 +865,7 @@ async fn copy_step(
     cx.steps += 1;
     if let Some(rec) = cached(cx, &key) {
         cx.say(format!("[{pos}/{total}] CACHED {shown}"));
-        apply_record(&cx.opts.store, st, &key, rec, shown, true)?;
+        apply_record(&cx.opts.store, st, &key, rec, shown, true, None)?;
         return Ok(());
     }
     cx.say(format!("[{pos}/{total}] {shown}"));
@@ -867,6 +902,10 @@ async fn copy_step(
         mode: attrs_mode,
     };
     let mut written = Vec::new();
+    let mut added = context::Added {
+        paths: Vec::new(),
+        exact: true,
+    };
     let mut plain = Vec::new();
     for s in selected {
         let kind = if extract && !s.is_dir && s.entries.len() == 1 {
@@ -881,18 +920,23 @@ async fn copy_step(
         };
         match kind {
             // Docker extracts into `dest` as a directory, whatever its trailing slash.
-            Some(kind) => written.extend(context::extract_into(
-                &rootfs,
-                &s.entries[0].0,
-                kind,
-                &dest,
-                attrs,
-            )?),
+            Some(kind) => {
+                added.exact = false;
+                written.extend(context::extract_into(
+                    &rootfs,
+                    &s.entries[0].0,
+                    kind,
+                    &dest,
+                    attrs,
+                )?)
+            }
             None => plain.push(s),
         }
     }
     if !plain.is_empty() {
-        written.extend(context::copy_into(&rootfs, &plain, &dest, attrs)?);
+        written.extend(context::copy_into(
+            &rootfs, &plain, &dest, attrs, &mut added,
+        )?);
     }
     for h in &heredocs {
         if dest.ends_with('/') {
@@ -902,6 +946,7 @@ async fn copy_step(
                 hint: "name the destination file".into(),
             });
         }
+        added.exact = false;
         written.extend(context::write_file(&rootfs, &dest, h, attrs)?);
     }
     let plan = LayerPlan {
@@ -911,7 +956,8 @@ async fn copy_step(
     let layer = write_layer(&cx.opts.store, &rootfs, &plan, cx.mtime)?;
     let rec = CacheRecord { layer };
     cx.opts.store.cache_put(&key, &rec)?;
-    apply_record(&cx.opts.store, st, &key, rec, shown, false)?;
+    let added = added.exact.then_some(added.paths);
+    apply_record(&cx.opts.store, st, &key, rec, shown, false, added)?;
     Ok(())
 }
 

@@ -246,13 +246,24 @@ pub struct CopyAttrs {
     pub mode: Option<u32>,
 }
 
+/// What a COPY added to a root filesystem, for rewinding it later (see `kept`).
+#[derive(Debug, Default)]
+pub struct Added {
+    /// Paths that did not exist before, parents first.
+    pub paths: Vec<String>,
+    /// False when the copy also replaced or re-permissioned something that existed.
+    pub exact: bool,
+}
+
 /// Copies `selected` to `dest` (absolute image path; a trailing `/` means a directory) in
-/// `rootfs`. Returns the paths written, relative to the root, for the layer.
+/// `rootfs`. Returns the paths written, relative to the root, for the layer; records in
+/// `added` which of them are new.
 pub fn copy_into(
     rootfs: &Path,
     selected: &[Selected],
     dest: &str,
     attrs: CopyAttrs,
+    added: &mut Added,
 ) -> Result<Vec<String>, BuildError> {
     let mut written = Vec::new();
     let dest_resolved = resolve_in_root(rootfs, dest);
@@ -276,7 +287,9 @@ pub fn copy_into(
                 .map(|(p, _)| p.to_string())
                 .unwrap_or_default()
         };
+        let made = written.len();
         mkdir_recorded(rootfs, &top_parent, &mut written)?;
+        added.paths.extend(written[made..].iter().cloned());
         for (abs, sub) in &s.entries {
             if sub.is_empty() && s.is_dir {
                 continue;
@@ -294,6 +307,20 @@ pub fn copy_into(
             }
             .map_err(io_err(abs))?;
             let ft = md.file_type();
+            match std::fs::symlink_metadata(&dst) {
+                Err(_) => added.paths.push(target.clone()),
+                Ok(old) => {
+                    let (uid, gid) = attrs.owner.unwrap_or((0, 0));
+                    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+                    let same_dir = ft.is_dir()
+                        && old.is_dir()
+                        && old.mode() & 0o7777 == mode
+                        && (old.uid(), old.gid()) == (uid, gid);
+                    if !same_dir {
+                        added.exact = false;
+                    }
+                }
+            }
             if ft.is_dir() {
                 if !std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
                     remove_any(&dst)?;

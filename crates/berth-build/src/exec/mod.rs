@@ -21,6 +21,7 @@ mod builder;
 mod context;
 mod error;
 pub mod image;
+mod kept;
 mod layer;
 mod run_mounts;
 pub mod runtime;
