@@ -770,13 +770,15 @@ async fn copy_step(
             })?,
         ),
     };
-    if !copy.excludes.is_empty() {
-        return Err(BuildError::Unsupported {
-            location: loc.clone(),
-            what: format!("{kw} --exclude"),
-            hint: "use .dockerignore".into(),
-        });
-    }
+    let excludes = if copy.excludes.is_empty() {
+        None
+    } else {
+        Some(DockerIgnore::parse(&copy.excludes.join("\n"))?)
+    };
+    let exclude = |sel: Vec<Selected>| match &excludes {
+        None => sel,
+        Some(x) => context::exclude(sel, x),
+    };
     let paths: Vec<String> = copy
         .sources
         .iter()
@@ -819,7 +821,7 @@ async fn copy_step(
     let inputs = match (&source_id, &src_root) {
         (Some(id), _) => id.clone(),
         (None, Some(root)) => {
-            let sel = context::select(root, &paths, ignore.as_ref()).map_err(&step_err)?;
+            let sel = exclude(context::select(root, &paths, ignore.as_ref()).map_err(&step_err)?);
             let d = context::content_digest(&sel)?;
             selected = Some(sel);
             d
@@ -873,7 +875,7 @@ async fn copy_step(
     let (src_root, selected) = match (src_root, selected) {
         (Some(r), Some(s)) => (r, s),
         (Some(r), None) => {
-            let s = context::select(&r, &paths, None).map_err(&step_err)?;
+            let s = exclude(context::select(&r, &paths, None).map_err(&step_err)?);
             (r, s)
         }
         (None, _) => {
@@ -884,7 +886,7 @@ async fn copy_step(
             let r = cx.materialize(&mut other);
             states[*i] = Some(other);
             let r = r?;
-            let s = context::select(&r, &paths, None).map_err(&step_err)?;
+            let s = exclude(context::select(&r, &paths, None).map_err(&step_err)?);
             (r, s)
         }
     };

@@ -205,6 +205,22 @@ fn walk(
     Ok(())
 }
 
+/// Applies `COPY --exclude` patterns (`.dockerignore` syntax) to a selection, as BuildKit does:
+/// a source directory's entries are matched by their path below it, a source file by its name.
+pub fn exclude(selected: Vec<Selected>, patterns: &DockerIgnore) -> Vec<Selected> {
+    selected
+        .into_iter()
+        .filter(|s| s.is_dir || !patterns.excluded(&s.name))
+        .map(|mut s| {
+            if s.is_dir {
+                s.entries
+                    .retain(|(_, sub)| sub.is_empty() || !patterns.excluded(sub));
+            }
+            s
+        })
+        .collect()
+}
+
 /// A digest of everything `selected` would copy: paths, types, modes and content.
 pub fn content_digest(selected: &[Selected]) -> Result<String, BuildError> {
     let mut h = Sha256::new();

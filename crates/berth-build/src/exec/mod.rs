@@ -14,7 +14,7 @@
 //!
 //! Not implemented yet (each is a clear [`BuildError::Unsupported`]): `RUN --mount` of
 //! type `bind` and `secret` (cache and tmpfs mounts work),
-//! `COPY/ADD --exclude`, symbolic `--chmod`, `ADD` of bzip2/xz/zstd archives (plain and gzip
+//! symbolic `--chmod`, `ADD` of bzip2/xz/zstd archives (plain and gzip
 //! tars are extracted, recognised by content as Docker does), base images with
 //! `ONBUILD` triggers. Also missing: xattrs (file capabilities) in written layers, zstd,
 //! multi-platform builds.

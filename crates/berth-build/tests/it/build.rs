@@ -455,3 +455,44 @@ async fn rebuild_rewinds_a_kept_root_filesystem_to_the_same_digest() {
         vec!["v2", "main"]
     );
 }
+
+/// `COPY --exclude` leaves out matching paths below a source directory and matching source
+/// files, with `.dockerignore` syntax (`**`, `!`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_exclude_leaves_out_matching_paths() {
+    let _ctx = TestContext::new("build-copy-exclude").await;
+    let rig = Rig::new();
+    let dir = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\n\
+             COPY --exclude=**/*.log --exclude=tmp --exclude=!keep.log app /app\n\
+             COPY --exclude=*.txt a.txt b.md /top/\n",
+        ),
+        ("app/main", "m\n"),
+        ("app/debug.log", "x\n"),
+        ("app/keep.log", "k\n"),
+        ("app/sub/deep.log", "x\n"),
+        ("app/sub/ok", "o\n"),
+        ("app/tmp/t", "t\n"),
+        ("a.txt", "a\n"),
+        ("b.md", "b\n"),
+    ]);
+    let (built, _) = rig.build(&request(dir.path())).await;
+    let n = built.layers.len();
+    let mut app = rig.layer_entries(&built.layers[n - 2].digest);
+    app.sort();
+    assert_eq!(
+        app,
+        vec![
+            "d app",
+            "d app/sub",
+            "f app/keep.log",
+            "f app/main",
+            "f app/sub/ok"
+        ]
+    );
+    let top = rig.layer_entries(&built.layers[n - 1].digest);
+    assert!(top.contains(&"f top/b.md".to_string()), "{top:?}");
+    assert!(!top.iter().any(|e| e.contains("a.txt")), "{top:?}");
+}
