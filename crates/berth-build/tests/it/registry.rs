@@ -156,3 +156,30 @@ async fn retries_broken_connections_and_gives_up_after_the_last_try() {
         .unwrap_err();
     assert!(registry.stats().retries >= 3, "{err}");
 }
+
+/// When the named source repository does not have the blob, the registry answers the mount
+/// request with 202 (an upload session) instead of 201: the blob is uploaded instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_from_a_repository_without_the_blob_falls_back_to_upload() {
+    let ctx = TestContext::new("registry-mount-fallback").await;
+    let registry = ctx.env.registry();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), format!("blob of {}", ctx.image("x", "v1"))).unwrap();
+    let (digest, _) = berth_build::exec::file_digest(file.path()).unwrap();
+    let target = ctx.image("target", "v1");
+    let elsewhere = ctx.image("nothing-here", "v1");
+    let how = registry
+        .push_blob_file_from(&target, &digest, file.path(), Some(&elsewhere))
+        .await
+        .unwrap();
+    assert_eq!(how, berth_registry::BlobPush::Uploaded);
+    assert!(registry.blob_exists(&target, &digest).await.unwrap());
+    // Now that `target` has it, a third repository mounts it from there.
+    let third = ctx.image("third", "v1");
+    let how = registry
+        .push_blob_file_from(&third, &digest, file.path(), Some(&target))
+        .await
+        .unwrap();
+    assert_eq!(how, berth_registry::BlobPush::Mounted);
+    assert_eq!(registry.stats().mounted, 1);
+}
