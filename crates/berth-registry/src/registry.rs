@@ -7,7 +7,12 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 use sha2::{Digest as _, Sha256};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use oci_client::errors::OciDistributionError;
+
 use crate::credentials::{CredentialStore, CredentialsError};
+use crate::retry::{RetryPolicy, is_transient};
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
@@ -160,12 +165,49 @@ pub enum RegistryError {
 }
 
 /// A Distribution API client with berth's credential lookup and insecure-host policy.
+///
+/// Every call is retried on 5xx answers and broken connections as its [`RetryPolicy`] says;
+/// [`Registry::stats`] counts retries, mounts and uploads.
 pub struct Registry {
     http: reqwest::Client,
     oci: oci_client::Client,
     credentials: CredentialStore,
     insecure: Vec<String>,
     mirrors: Vec<(String, String)>,
+    retry: RetryPolicy,
+    stats: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    retries: AtomicU64,
+    mounted: AtomicU64,
+    uploaded: AtomicU64,
+    present: AtomicU64,
+}
+
+/// What the client has done so far (all calls, since it was made).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistryStats {
+    /// Calls tried again after a transient failure.
+    pub retries: u64,
+    /// Blobs mounted from another repository instead of uploaded.
+    pub mounted: u64,
+    /// Blobs uploaded.
+    pub uploaded: u64,
+    /// Blobs the target repository had already.
+    pub present: u64,
+}
+
+/// What pushing one blob did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobPush {
+    /// The repository had it already (HEAD answered 200).
+    Present,
+    /// The registry mounted it from another repository (`POST …?mount=&from=` answered 201).
+    Mounted,
+    /// Its bytes were uploaded.
+    Uploaded,
 }
 
 /// sha256 of `bytes` as a [`Digest`].
@@ -204,6 +246,53 @@ impl Registry {
             credentials,
             insecure,
             mirrors: Vec::new(),
+            retry: RetryPolicy::default(),
+            stats: Counters::default(),
+        }
+    }
+
+    /// Replaces the retry policy (the default is [`RetryPolicy::default`]).
+    pub fn set_retry_policy(&mut self, policy: RetryPolicy) {
+        self.retry = policy;
+    }
+
+    /// Counts of retries, mounts and uploads so far.
+    pub fn stats(&self) -> RegistryStats {
+        RegistryStats {
+            retries: self.stats.retries.load(Ordering::Relaxed),
+            mounted: self.stats.mounted.load(Ordering::Relaxed),
+            uploaded: self.stats.uploaded.load(Ordering::Relaxed),
+            present: self.stats.present.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the policy's tries are used up.
+    async fn retrying<T, F, Fut>(
+        &self,
+        what: &str,
+        mut attempt: F,
+    ) -> Result<T, OciDistributionError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut n = 1;
+        loop {
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) if is_transient(&e) => match self.retry.delay_after(n) {
+                    Some(wait) => {
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            "registry {what}: attempt {n} failed ({e}); retrying in {wait:?}"
+                        );
+                        tokio::time::sleep(wait).await;
+                        n += 1;
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -343,8 +432,8 @@ impl Registry {
     ) -> Result<Reference, RegistryError> {
         let r = Self::reference(image);
         let auth = self.auth_for(image.registry())?;
-        self.oci
-            .auth(&r, &auth, op)
+        let (rr, auth) = (&r, &auth);
+        self.retrying("auth", move || self.oci.auth(rr, auth, op))
             .await
             .map_err(|e| protocol("auth", image, e))?;
         Ok(r)
@@ -357,8 +446,8 @@ impl Registry {
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
         let r = self.authenticate(image, RegistryOperation::Pull).await?;
-        self.oci
-            .blob_exists(&r, &digest.to_string())
+        let (r, d) = (&r, &digest.to_string());
+        self.retrying("head-blob", move || self.oci.blob_exists(r, d))
             .await
             .map_err(|e| protocol("head-blob", image, e))
     }
@@ -370,19 +459,22 @@ impl Registry {
         data: Vec<u8>,
     ) -> Result<Digest, RegistryError> {
         let digest = sha256(&data);
+        let data = bytes::Bytes::from(data);
         let r = self.authenticate(image, RegistryOperation::Push).await?;
+        let (rr, d) = (&r, &digest.to_string());
         if self
-            .oci
-            .blob_exists(&r, &digest.to_string())
+            .retrying("head-blob", move || self.oci.blob_exists(rr, d))
             .await
             .unwrap_or(false)
         {
+            self.stats.present.fetch_add(1, Ordering::Relaxed);
             return Ok(digest);
         }
-        self.oci
-            .push_blob(&r, data, &digest.to_string())
+        let data = &data;
+        self.retrying("push-blob", move || self.oci.push_blob(rr, data.clone(), d))
             .await
             .map_err(|e| protocol("push-blob", image, e))?;
+        self.stats.uploaded.fetch_add(1, Ordering::Relaxed);
         Ok(digest)
     }
 
@@ -393,9 +485,13 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Vec<u8>, RegistryError> {
         let r = self.authenticate(image, RegistryOperation::Pull).await?;
-        let mut out = Vec::new();
-        self.oci
-            .pull_blob(&r, digest.to_string().as_str(), &mut out)
+        let (r, d) = (&r, &digest.to_string());
+        let out = self
+            .retrying("pull-blob", move || async move {
+                let mut out = Vec::new();
+                self.oci.pull_blob(r, d.as_str(), &mut out).await?;
+                Ok(out)
+            })
             .await
             .map_err(|e| protocol("pull-blob", image, e))?;
         check(image, digest, &out)?;
@@ -411,15 +507,20 @@ impl Registry {
     ) -> Result<Digest, RegistryError> {
         let digest = sha256(&body);
         let r = self.authenticate(image, RegistryOperation::Push).await?;
-        let content_type = media_type.parse().map_err(|_| RegistryError::Protocol {
-            operation: "push-manifest",
-            reference: image.to_string(),
-            message: format!("invalid media type `{media_type}`"),
-        })?;
-        self.oci
-            .push_manifest_raw(&r, body, content_type)
-            .await
-            .map_err(|e| protocol("push-manifest", image, e))?;
+        let content_type: reqwest::header::HeaderValue =
+            media_type.parse().map_err(|_| RegistryError::Protocol {
+                operation: "push-manifest",
+                reference: image.to_string(),
+                message: format!("invalid media type `{media_type}`"),
+            })?;
+        let body = bytes::Bytes::from(body);
+        let (r, body, content_type) = (&r, &body, &content_type);
+        self.retrying("push-manifest", move || {
+            self.oci
+                .push_manifest_raw(r, body.to_vec(), content_type.clone())
+        })
+        .await
+        .map_err(|e| protocol("push-manifest", image, e))?;
         Ok(digest)
     }
 
@@ -437,9 +538,11 @@ impl Registry {
             "application/vnd.docker.distribution.manifest.v2+json",
             "application/vnd.docker.distribution.manifest.list.v2+json",
         ];
+        let (rr, auth, acc) = (&r, &auth, &accepted);
         let (bytes, _digest_header) = self
-            .oci
-            .pull_manifest_raw(&r, &auth, &accepted)
+            .retrying("pull-manifest", move || {
+                self.oci.pull_manifest_raw(rr, auth, acc)
+            })
             .await
             .map_err(|e| protocol("pull-manifest", image, e))?;
         let actual = sha256(&bytes);
@@ -564,11 +667,17 @@ impl Registry {
             reference: image.to_string(),
             message: format!("writing {}: {e}", partial.display()),
         };
-        let file = tokio::fs::File::create(&partial).await.map_err(io)?;
-        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let (rr, d, part) = (&r, &digest.to_string(), &partial);
         let pulled = self
-            .oci
-            .pull_blob(&r, digest.to_string().as_str(), &mut out)
+            .retrying("pull-blob", move || async move {
+                // Each attempt starts the file again.
+                let file = tokio::fs::File::create(part).await?;
+                let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+                self.oci.pull_blob(rr, d.as_str(), &mut out).await?;
+                use tokio::io::AsyncWriteExt;
+                out.flush().await?;
+                Ok(())
+            })
             .await;
         if let Err(e) = pulled {
             let _ = tokio::fs::remove_file(&partial).await;
@@ -598,49 +707,93 @@ impl Registry {
         digest: &Digest,
         path: &std::path::Path,
     ) -> Result<bool, RegistryError> {
+        Ok(self.push_blob_file_from(image, digest, path, None).await? == BlobPush::Uploaded)
+    }
+
+    /// Like [`Registry::push_blob_file`], but first asks the registry to mount the blob from
+    /// `mount_from` — another repository of the same registry that has it, typically the base
+    /// image's — so its bytes never travel. A registry that cannot mount answers 202 (an upload
+    /// session) instead of 201; then, and on any other mount failure, the blob is uploaded.
+    pub async fn push_blob_file_from(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        path: &std::path::Path,
+        mount_from: Option<&ImageRef>,
+    ) -> Result<BlobPush, RegistryError> {
         let r = self.authenticate(image, RegistryOperation::Push).await?;
+        let (rr, d) = (&r, &digest.to_string());
         if self
-            .oci
-            .blob_exists(&r, &digest.to_string())
+            .retrying("head-blob", move || self.oci.blob_exists(rr, d))
             .await
             .unwrap_or(false)
         {
-            return Ok(false);
+            self.stats.present.fetch_add(1, Ordering::Relaxed);
+            return Ok(BlobPush::Present);
         }
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| RegistryError::Protocol {
-                operation: "push-blob",
-                reference: image.to_string(),
-                message: format!("reading {}: {e}", path.display()),
-            })?;
-        let size = file.metadata().await.map(|m| m.len()).ok();
-        let stream = futures::stream::try_unfold(file, |mut file| async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = vec![0u8; 4 << 20];
-            let mut filled = 0;
-            while filled < buf.len() {
-                let n = file
-                    .read(&mut buf[filled..])
-                    .await
-                    .map_err(oci_client::errors::OciDistributionError::IoError)?;
-                if n == 0 {
-                    break;
+        if let Some(from) = mount_from
+            && from.registry() == image.registry()
+            && from.repository() != image.repository()
+        {
+            let source = Self::reference(from);
+            let source = &source;
+            match self
+                .retrying("mount-blob", move || self.oci.mount_blob(rr, source, d))
+                .await
+            {
+                Ok(()) => {
+                    self.stats.mounted.fetch_add(1, Ordering::Relaxed);
+                    return Ok(BlobPush::Mounted);
                 }
-                filled += n;
+                Err(e) => tracing::debug!(
+                    "mounting {digest} from {from} into {image} failed ({e}); uploading it"
+                ),
             }
-            if filled == 0 {
-                return Ok(None);
-            }
-            buf.truncate(filled);
-            Ok(Some((bytes::Bytes::from(buf), file)))
-        });
-        self.oci
-            .push_blob_stream(&r, stream, &digest.to_string(), size)
-            .await
-            .map_err(|e| protocol("push-blob", image, e))?;
-        Ok(true)
+        }
+        let io = |e: std::io::Error| RegistryError::Protocol {
+            operation: "push-blob",
+            reference: image.to_string(),
+            message: format!("reading {}: {e}", path.display()),
+        };
+        let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+        self.retrying("push-blob", move || async move {
+            // Each attempt reads the file from the start.
+            let file = tokio::fs::File::open(path).await?;
+            self.oci
+                .push_blob_stream(rr, file_chunks(file), d, Some(size))
+                .await
+        })
+        .await
+        .map_err(|e| protocol("push-blob", image, e))?;
+        self.stats.uploaded.fetch_add(1, Ordering::Relaxed);
+        Ok(BlobPush::Uploaded)
     }
+}
+
+/// A file as a stream of 4 MiB chunks.
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, OciDistributionError>> {
+    futures::stream::try_unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 4 << 20];
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = file
+                .read(&mut buf[filled..])
+                .await
+                .map_err(OciDistributionError::IoError)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(None);
+        }
+        buf.truncate(filled);
+        Ok(Some((bytes::Bytes::from(buf), file)))
+    })
 }
 
 /// `image` on each of its registry's mirrors, then `image` itself.

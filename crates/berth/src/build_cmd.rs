@@ -195,6 +195,12 @@ async fn run_inner(args: BuildCmdArgs) -> Result<ExitCode, Box<dyn std::error::E
             for p in &built.pushed {
                 println!("pushed    {p}");
             }
+            if !built.pushed.is_empty() {
+                println!(
+                    "uploaded  {} layers ({} mounted from the base repository)",
+                    built.layers_uploaded, built.layers_mounted
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use berth_registry::{PlatformSpec, Registry, media};
+use berth_registry::{BlobPush, PlatformSpec, Registry, media};
 use berth_types::{Digest, Event, EventSink, ImageRef, Level};
 use sha2::{Digest as _, Sha256};
 
@@ -19,7 +19,9 @@ use super::error::{BuildError, io_err};
 use super::image::{
     Descriptor, Empty, HealthConfig, History, ImageConfig, Index, Manifest, rfc3339,
 };
+use super::kept::{self, TrailStep};
 use super::layer::{LayerPlan, apply_layer, resolve_in_root, write_layer};
+use super::run_mounts;
 use super::runtime::{self, ProcessSpec, RunError};
 use super::snapshot::Snapshot;
 use super::store::{CacheRecord, CachedLayer, Store, StoredImage};
@@ -85,6 +87,10 @@ pub struct BuiltImage {
     pub cache_hits: usize,
     /// References pushed (`repo@digest`).
     pub pushed: Vec<ImageRef>,
+    /// Layers pushed by uploading their bytes (over all tags).
+    pub layers_uploaded: usize,
+    /// Layers the registry mounted from the base image's repository instead.
+    pub layers_mounted: usize,
 }
 
 struct StageState {
@@ -93,6 +99,8 @@ struct StageState {
     chain: String,
     scope: Scope,
     rootfs: Option<PathBuf>,
+    /// How `rootfs` got to `chain` (see `kept`).
+    trail: Vec<TrailStep>,
     cmd_from_base: bool,
 }
 
@@ -181,6 +189,8 @@ struct Ctx<'a> {
     hits: usize,
     context: PathBuf,
     ignore: Option<DockerIgnore>,
+    /// Base-image layers and the repository they were pulled from (for cross-repo mounts).
+    layer_sources: BTreeMap<Digest, ImageRef>,
 }
 
 impl Ctx<'_> {
@@ -198,18 +208,31 @@ impl Ctx<'_> {
         }
         let dir = self.opts.store.temp_path("rootfs");
         self.scratch.0.push(dir.clone());
-        unpack_layers(&self.opts.store, &st.layers, &dir)?;
+        st.trail = match kept::take(&self.opts.store, &st.chain, &dir) {
+            Some(trail) => {
+                self.say("reusing a kept root filesystem".into());
+                trail
+            }
+            None => {
+                unpack_layers(&self.opts.store, &st.layers, &dir)?;
+                vec![TrailStep {
+                    chain: st.chain.clone(),
+                    added: None,
+                }]
+            }
+        };
         st.rootfs = Some(dir.clone());
         Ok(dir)
     }
 
-    async fn pull(&self, reference: &str, loc: &Location) -> Result<StoredImage, BuildError> {
+    async fn pull(&mut self, reference: &str, loc: &Location) -> Result<StoredImage, BuildError> {
         let image: ImageRef = reference.parse().map_err(|e| BuildError::Step {
             location: loc.clone(),
             instruction: "FROM",
             reason: format!("invalid image reference {reference:?}: {e}"),
         })?;
-        self.opts
+        let img = self
+            .opts
             .store
             .pull(
                 &self.opts.registry,
@@ -217,7 +240,15 @@ impl Ctx<'_> {
                 &platform_spec(&self.platform),
                 self.sink,
             )
-            .await
+            .await?;
+        if let Some(src) = &img.source {
+            for l in &img.layers {
+                self.layer_sources
+                    .entry(l.digest.clone())
+                    .or_insert_with(|| src.clone());
+            }
+        }
+        Ok(img)
     }
 }
 
@@ -290,6 +321,7 @@ async fn build_inner(
         hits: 0,
         context: request.context.clone(),
         ignore,
+        layer_sources: BTreeMap::new(),
     };
     let mut states: Vec<Option<StageState>> = (0..df.stages.len()).map(|_| None).collect();
     let total = order.len();
@@ -338,6 +370,7 @@ async fn build_inner(
             chain,
             scope,
             rootfs: None,
+            trail: Vec::new(),
         };
         st.config.created = Some(cx.created.clone());
         for ins in &stage.instructions {
@@ -348,7 +381,18 @@ async fn build_inner(
     }
     let last = *order.last().expect("build order is never empty");
     let st = states[last].take().expect("target stage built");
-    finish(&cx, st, request).await
+    let mut rootfses: Vec<(PathBuf, Vec<TrailStep>)> = states
+        .iter()
+        .flatten()
+        .chain(std::iter::once(&st))
+        .filter_map(|s| Some((s.rootfs.clone()?, s.trail.clone())))
+        .collect();
+    let built = finish(&cx, st, request).await?;
+    for (rootfs, trail) in rootfses.drain(..) {
+        // Best effort: a root filesystem that cannot be kept is removed with the scratch.
+        let _ = kept::keep(&opts.store, &rootfs, &trail);
+    }
+    Ok(built)
 }
 
 async fn run_instruction(
@@ -488,13 +532,6 @@ async fn run_instruction(
             history(st, format!("MAINTAINER {name}"), true);
         }
         Instruction::Run { run, .. } => {
-            if !run.mounts.is_empty() {
-                return Err(BuildError::Unsupported {
-                    location: loc,
-                    what: "RUN --mount".into(),
-                    hint: "copy the files in with COPY for now".into(),
-                });
-            }
             let args = match &run.command {
                 Command::Exec(v) => v.clone(),
                 Command::Shell(_) => {
@@ -519,9 +556,11 @@ async fn run_instruction(
             let user = st.config.config.user.clone();
             let network_none = run.network == Network::None;
             let text = format!("RUN {}", args.join(" "));
+            let mounts_key = format!("{:?}", run.mounts);
             let key = hash_parts(&[
                 "run",
                 &st.chain,
+                &mounts_key,
                 &format!("{args:?}"),
                 &env.join("\n"),
                 &workdir,
@@ -533,7 +572,7 @@ async fn run_instruction(
             cx.steps += 1;
             if let Some(rec) = cached(cx, &key) {
                 cx.say(format!("[{pos}/{total}] CACHED {text}"));
-                apply_record(&cx.opts.store, st, &key, rec, text, true)?;
+                apply_record(&cx.opts.store, st, &key, rec, text, true, None)?;
                 return Ok(());
             }
             cx.say(format!("[{pos}/{total}] {text}"));
@@ -557,6 +596,8 @@ async fn run_instruction(
                     home_of(&rootfs, uid).unwrap_or_else(|| "/".into())
                 ));
             }
+            let mut mounts =
+                run_mounts::prepare(&cx.opts.store, &rootfs, &workdir, &run.mounts, &loc).await?;
             let spec = ProcessSpec {
                 rootfs: rootfs.clone(),
                 args: args.clone(),
@@ -566,7 +607,8 @@ async fn run_instruction(
                 gid,
                 additional_gids: groups,
                 network_none,
-                binds: Vec::new(),
+                binds: std::mem::take(&mut mounts.binds),
+                tmpfs: std::mem::take(&mut mounts.tmpfs),
             };
             let sink = cx.sink;
             let on_line = move |is_err: bool, line: &str| {
@@ -577,7 +619,10 @@ async fn run_instruction(
                 });
             };
             let bundle = cx.opts.store.temp_path("bundle");
-            match runtime::run(&cx.opts.runtime, &bundle, &spec, &on_line).await {
+            let outcome = runtime::run(&cx.opts.runtime, &bundle, &spec, &on_line).await;
+            mounts.cleanup(&rootfs);
+            drop(mounts);
+            match outcome {
                 Ok(()) => {}
                 Err(RunError::Exit { code, tail }) => {
                     let mut command: String = args.join(" ");
@@ -602,41 +647,30 @@ async fn run_instruction(
             }
             let after = Snapshot::take(&rootfs)?;
             let plan = before.diff(&after);
+            let added = before.added_only(&after, &plan);
             let layer = write_layer(&cx.opts.store, &rootfs, &plan, cx.mtime)?;
             let rec = CacheRecord { layer };
             cx.opts.store.cache_put(&key, &rec)?;
-            apply_record(&cx.opts.store, st, &key, rec, text, false)?;
+            apply_record(&cx.opts.store, st, &key, rec, text, false, added)?;
         }
         Instruction::Copy { copy, .. } => {
-            copy_step(cx, st, states, copy, false, &loc, pos, total).await?;
+            copy_step(cx, st, states, copy, None, &loc, pos, total).await?;
         }
         Instruction::Add { add, .. } => {
-            if add.extract_archives
-                && add
-                    .copy
-                    .sources
-                    .iter()
-                    .any(|s| matches!(s, CopySource::Path(p) if is_archive_name(p)))
-            {
-                return Err(BuildError::Unsupported {
-                    location: loc,
-                    what: "ADD of a local archive (auto-extraction)".into(),
-                    hint: "COPY the archive and extract it in a RUN, or use ADD --unpack=false"
-                        .into(),
-                });
-            }
-            copy_step(cx, st, states, &add.copy, true, &loc, pos, total).await?;
+            copy_step(
+                cx,
+                st,
+                states,
+                &add.copy,
+                Some(add.extract_archives),
+                &loc,
+                pos,
+                total,
+            )
+            .await?;
         }
     }
     Ok(())
-}
-
-fn is_archive_name(p: &str) -> bool {
-    [
-        ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".txz", ".tbz2",
-    ]
-    .iter()
-    .any(|s| p.ends_with(s))
 }
 
 fn home_of(rootfs: &Path, uid: u32) -> Option<String> {
@@ -665,6 +699,7 @@ fn apply_record(
     rec: CacheRecord,
     text: String,
     hit: bool,
+    added: Option<Vec<String>>,
 ) -> Result<(), BuildError> {
     let diff = rec
         .layer
@@ -672,6 +707,12 @@ fn apply_record(
         .map(|l| l.diff_id.to_string())
         .unwrap_or_else(|| "empty".into());
     st.chain = hash_parts(&[&st.chain, &key.to_string(), &diff]).to_string();
+    if st.rootfs.is_some() {
+        st.trail.push(TrailStep {
+            chain: st.chain.clone(),
+            added: if hit { None } else { added },
+        });
+    }
     let empty = rec.layer.is_none();
     if let Some(CachedLayer {
         descriptor,
@@ -703,12 +744,17 @@ async fn copy_step(
     st: &mut StageState,
     states: &mut [Option<StageState>],
     copy: &Copy,
-    is_add: bool,
+    add_extracts: Option<bool>,
     loc: &Location,
     pos: usize,
     total: usize,
 ) -> Result<(), BuildError> {
-    let kw: &'static str = if is_add { "ADD" } else { "COPY" };
+    let kw: &'static str = if add_extracts.is_some() {
+        "ADD"
+    } else {
+        "COPY"
+    };
+    let extract = add_extracts == Some(true);
     let step_err = |reason: String| BuildError::Step {
         location: loc.clone(),
         instruction: kw,
@@ -724,13 +770,15 @@ async fn copy_step(
             })?,
         ),
     };
-    if !copy.excludes.is_empty() {
-        return Err(BuildError::Unsupported {
-            location: loc.clone(),
-            what: format!("{kw} --exclude"),
-            hint: "use .dockerignore".into(),
-        });
-    }
+    let excludes = if copy.excludes.is_empty() {
+        None
+    } else {
+        Some(DockerIgnore::parse(&copy.excludes.join("\n"))?)
+    };
+    let exclude = |sel: Vec<Selected>| match &excludes {
+        None => sel,
+        Some(x) => context::exclude(sel, x),
+    };
     let paths: Vec<String> = copy
         .sources
         .iter()
@@ -773,7 +821,7 @@ async fn copy_step(
     let inputs = match (&source_id, &src_root) {
         (Some(id), _) => id.clone(),
         (None, Some(root)) => {
-            let sel = context::select(root, &paths, ignore.as_ref()).map_err(&step_err)?;
+            let sel = exclude(context::select(root, &paths, ignore.as_ref()).map_err(&step_err)?);
             let d = context::content_digest(&sel)?;
             selected = Some(sel);
             d
@@ -814,11 +862,12 @@ async fn copy_step(
         &inputs,
         &dest,
         &cx.mtime.to_string(),
+        if extract { "extract" } else { "" },
     ]);
     cx.steps += 1;
     if let Some(rec) = cached(cx, &key) {
         cx.say(format!("[{pos}/{total}] CACHED {shown}"));
-        apply_record(&cx.opts.store, st, &key, rec, shown, true)?;
+        apply_record(&cx.opts.store, st, &key, rec, shown, true, None)?;
         return Ok(());
     }
     cx.say(format!("[{pos}/{total}] {shown}"));
@@ -826,7 +875,7 @@ async fn copy_step(
     let (src_root, selected) = match (src_root, selected) {
         (Some(r), Some(s)) => (r, s),
         (Some(r), None) => {
-            let s = context::select(&r, &paths, None).map_err(&step_err)?;
+            let s = exclude(context::select(&r, &paths, None).map_err(&step_err)?);
             (r, s)
         }
         (None, _) => {
@@ -837,7 +886,7 @@ async fn copy_step(
             let r = cx.materialize(&mut other);
             states[*i] = Some(other);
             let r = r?;
-            let s = context::select(&r, &paths, None).map_err(&step_err)?;
+            let s = exclude(context::select(&r, &paths, None).map_err(&step_err)?);
             (r, s)
         }
     };
@@ -855,8 +904,41 @@ async fn copy_step(
         mode: attrs_mode,
     };
     let mut written = Vec::new();
-    if !selected.is_empty() {
-        written.extend(context::copy_into(&rootfs, &selected, &dest, attrs)?);
+    let mut added = context::Added {
+        paths: Vec::new(),
+        exact: true,
+    };
+    let mut plain = Vec::new();
+    for s in selected {
+        let kind = if extract && !s.is_dir && s.entries.len() == 1 {
+            context::archive_kind(&s.entries[0].0).map_err(|format| BuildError::Unsupported {
+                location: loc.clone(),
+                what: format!("ADD of a {format}-compressed archive ({})", s.name),
+                hint: "recompress it with gzip, or ADD --unpack=false and extract it in a RUN"
+                    .into(),
+            })?
+        } else {
+            None
+        };
+        match kind {
+            // Docker extracts into `dest` as a directory, whatever its trailing slash.
+            Some(kind) => {
+                added.exact = false;
+                written.extend(context::extract_into(
+                    &rootfs,
+                    &s.entries[0].0,
+                    kind,
+                    &dest,
+                    attrs,
+                )?)
+            }
+            None => plain.push(s),
+        }
+    }
+    if !plain.is_empty() {
+        written.extend(context::copy_into(
+            &rootfs, &plain, &dest, attrs, &mut added,
+        )?);
     }
     for h in &heredocs {
         if dest.ends_with('/') {
@@ -866,6 +948,7 @@ async fn copy_step(
                 hint: "name the destination file".into(),
             });
         }
+        added.exact = false;
         written.extend(context::write_file(&rootfs, &dest, h, attrs)?);
     }
     let plan = LayerPlan {
@@ -875,7 +958,8 @@ async fn copy_step(
     let layer = write_layer(&cx.opts.store, &rootfs, &plan, cx.mtime)?;
     let rec = CacheRecord { layer };
     cx.opts.store.cache_put(&key, &rec)?;
-    apply_record(&cx.opts.store, st, &key, rec, shown, false)?;
+    let added = added.exact.then_some(added.paths);
+    apply_record(&cx.opts.store, st, &key, rec, shown, false, added)?;
     Ok(())
 }
 
@@ -939,18 +1023,26 @@ async fn finish(
         cx.say(format!("wrote OCI layout {} ({name})", dir.display()));
     }
     let mut pushed = Vec::new();
+    let (mut layers_uploaded, mut layers_mounted) = (0, 0);
     if request.push {
         for t in &request.tags {
             let started = Instant::now();
-            let mut uploaded = 0;
+            let (mut uploaded, mut mounted) = (0, 0);
             for l in &layers {
-                if cx
+                match cx
                     .opts
                     .registry
-                    .push_blob_file(t, &l.digest, &store.blob_path(&l.digest))
+                    .push_blob_file_from(
+                        t,
+                        &l.digest,
+                        &store.blob_path(&l.digest),
+                        cx.layer_sources.get(&l.digest),
+                    )
                     .await?
                 {
-                    uploaded += 1;
+                    BlobPush::Uploaded => uploaded += 1,
+                    BlobPush::Mounted => mounted += 1,
+                    BlobPush::Present => {}
                 }
             }
             cx.opts.registry.push_blob(t, config_bytes.clone()).await?;
@@ -959,11 +1051,13 @@ async fn finish(
                 .push_manifest(t, manifest_bytes.clone(), media::OCI_MANIFEST)
                 .await?;
             cx.say(format!(
-                "pushed {t} ({uploaded} of {} layers uploaded, {} ms)",
+                "pushed {t} ({uploaded} of {} layers uploaded, {mounted} mounted, {} ms)",
                 layers.len(),
                 started.elapsed().as_millis()
             ));
             pushed.push(t.pinned(manifest_digest.clone()));
+            layers_uploaded += uploaded;
+            layers_mounted += mounted;
         }
     }
     Ok(BuiltImage {
@@ -974,6 +1068,8 @@ async fn finish(
         steps: cx.steps,
         cache_hits: cx.hits,
         pushed,
+        layers_uploaded,
+        layers_mounted,
     })
 }
 

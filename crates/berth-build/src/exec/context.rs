@@ -205,6 +205,22 @@ fn walk(
     Ok(())
 }
 
+/// Applies `COPY --exclude` patterns (`.dockerignore` syntax) to a selection, as BuildKit does:
+/// a source directory's entries are matched by their path below it, a source file by its name.
+pub fn exclude(selected: Vec<Selected>, patterns: &DockerIgnore) -> Vec<Selected> {
+    selected
+        .into_iter()
+        .filter(|s| s.is_dir || !patterns.excluded(&s.name))
+        .map(|mut s| {
+            if s.is_dir {
+                s.entries
+                    .retain(|(_, sub)| sub.is_empty() || !patterns.excluded(sub));
+            }
+            s
+        })
+        .collect()
+}
+
 /// A digest of everything `selected` would copy: paths, types, modes and content.
 pub fn content_digest(selected: &[Selected]) -> Result<String, BuildError> {
     let mut h = Sha256::new();
@@ -246,13 +262,24 @@ pub struct CopyAttrs {
     pub mode: Option<u32>,
 }
 
+/// What a COPY added to a root filesystem, for rewinding it later (see `kept`).
+#[derive(Debug, Default)]
+pub struct Added {
+    /// Paths that did not exist before, parents first.
+    pub paths: Vec<String>,
+    /// False when the copy also replaced or re-permissioned something that existed.
+    pub exact: bool,
+}
+
 /// Copies `selected` to `dest` (absolute image path; a trailing `/` means a directory) in
-/// `rootfs`. Returns the paths written, relative to the root, for the layer.
+/// `rootfs`. Returns the paths written, relative to the root, for the layer; records in
+/// `added` which of them are new.
 pub fn copy_into(
     rootfs: &Path,
     selected: &[Selected],
     dest: &str,
     attrs: CopyAttrs,
+    added: &mut Added,
 ) -> Result<Vec<String>, BuildError> {
     let mut written = Vec::new();
     let dest_resolved = resolve_in_root(rootfs, dest);
@@ -276,7 +303,9 @@ pub fn copy_into(
                 .map(|(p, _)| p.to_string())
                 .unwrap_or_default()
         };
+        let made = written.len();
         mkdir_recorded(rootfs, &top_parent, &mut written)?;
+        added.paths.extend(written[made..].iter().cloned());
         for (abs, sub) in &s.entries {
             if sub.is_empty() && s.is_dir {
                 continue;
@@ -294,6 +323,20 @@ pub fn copy_into(
             }
             .map_err(io_err(abs))?;
             let ft = md.file_type();
+            match std::fs::symlink_metadata(&dst) {
+                Err(_) => added.paths.push(target.clone()),
+                Ok(old) => {
+                    let (uid, gid) = attrs.owner.unwrap_or((0, 0));
+                    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+                    let same_dir = ft.is_dir()
+                        && old.is_dir()
+                        && old.mode() & 0o7777 == mode
+                        && (old.uid(), old.gid()) == (uid, gid);
+                    if !same_dir {
+                        added.exact = false;
+                    }
+                }
+            }
             if ft.is_dir() {
                 if !std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
                     remove_any(&dst)?;
@@ -497,4 +540,154 @@ mod tests {
         assert_eq!(g.len(), 1);
         assert!(select(d.path(), &["src/secret.key".into()], Some(&ig)).is_err());
     }
+}
+
+/// The compression of a local archive `ADD` extracts, recognised by content like Docker does
+/// (never by the file name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    /// An uncompressed tar.
+    Tar,
+    /// A gzip-compressed tar.
+    TarGz,
+}
+
+/// What `ADD` does with a local file: extract it (`Ok(Some)`), copy it (`Ok(None)`), or refuse
+/// (`Err(format)`, an archive compressed in a way berth cannot read yet).
+pub fn archive_kind(path: &Path) -> Result<Option<ArchiveKind>, String> {
+    use std::io::Read;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    if let Ok(mut f) = std::fs::File::open(path) {
+        while n < head.len() {
+            match f.read(&mut head[n..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+    }
+    let head = &head[..n];
+    if head.starts_with(&[0x1f, 0x8b]) {
+        // Docker extracts a gzip stream only when a tar is inside.
+        let mut inner = [0u8; 512];
+        let mut d =
+            flate2::read::GzDecoder::new(std::fs::File::open(path).map_err(|e| e.to_string())?);
+        let mut m = 0;
+        while m < inner.len() {
+            match d.read(&mut inner[m..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => m += k,
+            }
+        }
+        return Ok(is_tar_header(&inner[..m]).then_some(ArchiveKind::TarGz));
+    }
+    if head.starts_with(b"BZh") {
+        return Err("bzip2".into());
+    }
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        return Err("xz".into());
+    }
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Err("zstd".into());
+    }
+    Ok(is_tar_header(head).then_some(ArchiveKind::Tar))
+}
+
+/// A 512-byte tar header with a valid checksum (ustar, gnu or v7), as Go's `archive/tar`
+/// accepts it.
+fn is_tar_header(h: &[u8]) -> bool {
+    if h.len() < 512 || h[..100].iter().all(|b| *b == 0) {
+        return false;
+    }
+    let field = String::from_utf8_lossy(&h[148..156]);
+    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    let sum: u32 = h[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == want
+}
+
+/// Extracts the archive `src` into the directory `dest` (absolute image path) of `rootfs`.
+/// Owners and modes come from the archive unless `attrs` says otherwise; existing files are
+/// replaced, directories merged. Returns the paths written, relative to the root.
+pub fn extract_into(
+    rootfs: &Path,
+    src: &Path,
+    kind: ArchiveKind,
+    dest: &str,
+    attrs: CopyAttrs,
+) -> Result<Vec<String>, BuildError> {
+    let mut written = Vec::new();
+    let dest_rel = resolve_in_root(rootfs, dest);
+    mkdir_recorded(rootfs, &dest_rel, &mut written)?;
+    let dest_abs = rootfs.join(&dest_rel);
+    let file = std::fs::File::open(src).map_err(io_err(src))?;
+    let reader: Box<dyn std::io::Read> = match kind {
+        ArchiveKind::Tar => Box::new(std::io::BufReader::new(file)),
+        ArchiveKind::TarGz => Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file))),
+    };
+    let bad = |e: std::io::Error| BuildError::Io {
+        path: src.to_path_buf(),
+        source: e,
+    };
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(attrs.owner.is_none());
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(true);
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let path = entry.path().map_err(bad)?.into_owned();
+        let mut rel = String::new();
+        let mut escapes = false;
+        for c in path.components() {
+            match c {
+                std::path::Component::Normal(n) => rel = join_rel(&rel, &n.to_string_lossy()),
+                std::path::Component::ParentDir => escapes = true,
+                _ => {}
+            }
+        }
+        if escapes || rel.is_empty() {
+            continue;
+        }
+        if let Some((parent, _)) = rel.rsplit_once('/') {
+            let mut created = Vec::new();
+            mkdir_recorded(&dest_abs, parent, &mut created)?;
+            written.extend(created.into_iter().map(|p| join_rel(&dest_rel, &p)));
+        }
+        let target = dest_abs.join(&rel);
+        let is_dir = entry.header().entry_type().is_dir();
+        if let Ok(md) = std::fs::symlink_metadata(&target)
+            && (!is_dir || !md.is_dir())
+        {
+            remove_any(&target)?;
+        }
+        if !entry.unpack_in(&dest_abs).map_err(io_err(&target))? {
+            continue;
+        }
+        if let Some((uid, gid)) = attrs.owner {
+            std::os::unix::fs::lchown(&target, Some(uid), Some(gid)).map_err(io_err(&target))?;
+        }
+        if let Some(mode) = attrs.mode
+            && !entry.header().entry_type().is_symlink()
+        {
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err(&target))?;
+        }
+        written.push(join_rel(&dest_rel, &rel));
+    }
+    let mut seen = std::collections::HashSet::new();
+    written.retain(|p| seen.insert(p.clone()));
+    Ok(written)
 }

@@ -5,21 +5,27 @@
 //! FROM image ─▶ Store::pull (mirrors, index → platform, blobs streamed + verified)
 //! per step:  key = sha256(parent chain, expanded instruction, input content, env/workdir/user)
 //!            hit  ─▶ reuse the recorded layer (no rootfs needed)
-//!            miss ─▶ materialise rootfs (unpack layers) ─▶ COPY: copy + layer of written paths
+//!            miss ─▶ materialise rootfs (a kept one rewound, else unpack layers)
+//!                                                       ─▶ COPY: copy + layer of written paths
 //!                                                       ─▶ RUN: snapshot, runc, diff → layer
-//! finish:    config + manifest → store (index.json tags), --dest oci:DIR, push (HEAD-skip)
+//! finish:    config + manifest → store (index.json tags), --dest oci:DIR, push (HEAD-skip,
+//!            base layers mounted from their repository), root filesystems kept for next time
 //! ```
 //!
-//! Not implemented yet (each is a clear [`BuildError::Unsupported`]): `RUN --mount`,
-//! `COPY/ADD --exclude`, symbolic `--chmod`, `ADD` archive extraction, base images with
+//! Not implemented yet (each is a clear [`BuildError::Unsupported`]): `RUN --mount` of
+//! type `bind` and `secret` (cache and tmpfs mounts work),
+//! symbolic `--chmod`, `ADD` of bzip2/xz/zstd archives (plain and gzip
+//! tars are extracted, recognised by content as Docker does), base images with
 //! `ONBUILD` triggers. Also missing: xattrs (file capabilities) in written layers, zstd,
-//! multi-platform builds, cross-repository blob mounts.
+//! multi-platform builds.
 
 mod builder;
 mod context;
 mod error;
 pub mod image;
+mod kept;
 mod layer;
+mod run_mounts;
 pub mod runtime;
 mod snapshot;
 mod store;

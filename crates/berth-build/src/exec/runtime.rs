@@ -52,6 +52,8 @@ pub struct ProcessSpec {
     pub network_none: bool,
     /// Extra bind mounts `(host path, container path, read_only)`.
     pub binds: Vec<(PathBuf, String, bool)>,
+    /// Extra tmpfs mounts `(container path, size limit in bytes)`.
+    pub tmpfs: Vec<(String, Option<u64>)>,
 }
 
 impl ProcessSpec {
@@ -71,6 +73,7 @@ impl ProcessSpec {
             additional_gids: Vec::new(),
             network_none: false,
             binds: Vec::new(),
+            tmpfs: Vec::new(),
         }
     }
 }
@@ -132,6 +135,18 @@ pub fn config_json(spec: &ProcessSpec, hostname: &str) -> serde_json::Value {
         }
         mounts.push(json!({"destination": dst, "type": "bind",
             "source": src, "options": options}));
+    }
+    for (dst, size) in &spec.tmpfs {
+        let mut options = vec![
+            "nosuid".to_string(),
+            "nodev".to_string(),
+            "mode=1777".to_string(),
+        ];
+        if let Some(n) = size {
+            options.push(format!("size={n}"));
+        }
+        mounts.push(json!({"destination": dst, "type": "tmpfs",
+            "source": "tmpfs", "options": options}));
     }
     json!({
         "ociVersion": "1.0.2",
@@ -287,6 +302,7 @@ mod tests {
             additional_gids: vec![],
             network_none: true,
             binds: vec![],
+            tmpfs: vec![],
         };
         let c = config_json(&spec, "h");
         let ns = c["linux"]["namespaces"].as_array().unwrap();

@@ -92,6 +92,27 @@ impl Snapshot {
         self.entries.contains_key(rel)
     }
 
+    /// The paths a RUN added, when adding is all it did: no deletions, and every path that
+    /// existed before is a directory with the same mode and owner (only its times changed
+    /// because entries were added). `None` otherwise. Used to rewind kept root filesystems.
+    pub fn added_only(&self, after: &Snapshot, plan: &LayerPlan) -> Option<Vec<String>> {
+        if !plan.whiteouts.is_empty() || !plan.opaque.is_empty() {
+            return None;
+        }
+        let mut added = Vec::new();
+        for p in &plan.paths {
+            match (self.entries.get(p), after.entries.get(p)) {
+                (None, _) => added.push(p.clone()),
+                (Some(b), Some(a))
+                    if b.is_dir()
+                        && a.is_dir()
+                        && (b.mode, b.uid, b.gid, b.ino) == (a.mode, a.uid, a.gid, a.ino) => {}
+                _ => return None,
+            }
+        }
+        Some(added)
+    }
+
     /// What changed from `self` (before) to `after`: changed and added paths, deleted paths
     /// (only the top-most of a deleted tree), and directories that were deleted and made
     /// again (opaque: nothing of the old content survives).

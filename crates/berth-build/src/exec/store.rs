@@ -29,6 +29,8 @@ pub struct StoredImage {
     pub config: ImageConfig,
     /// The layer descriptors, base first.
     pub layers: Vec<Descriptor>,
+    /// Where it was pulled from (the mirror, if one answered); `None` when read from the store.
+    pub source: Option<ImageRef>,
 }
 
 /// One build-cache record: what a step produced.
@@ -188,6 +190,7 @@ impl Store {
             manifest_digest: manifest_digest.clone(),
             config,
             layers: manifest.layers,
+            source: None,
         })
     }
 
@@ -233,7 +236,9 @@ impl Store {
                 .await?;
             self.ingest(&tmp, &layer.digest)?;
         }
-        self.image(&resolved.digest)
+        let mut img = self.image(&resolved.digest)?;
+        img.source = Some(resolved.source);
+        Ok(img)
     }
 }
 

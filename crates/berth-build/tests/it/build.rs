@@ -415,3 +415,84 @@ async fn image_index_resolves_to_the_platform() {
     let (from_index, _) = rig.build(&request(dir2.path())).await;
     assert_eq!(from_index.layers, built.layers);
 }
+
+/// A one-file change rebuild takes the root filesystem the previous build kept, rewinds the
+/// steps after the cache hit (a COPY and a RUN that only added files) and gives the image a
+/// build in an empty store gives — a file deleted from the context is gone from it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_rewinds_a_kept_root_filesystem_to_the_same_digest() {
+    let _ctx = TestContext::new("build-kept-rootfs").await;
+    let rig = Rig::new();
+    let dir = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY deps /app/deps\nRUN echo deps > /app/deps.done\nCOPY src /app/src\nRUN cat /app/src/main > /app/out && ls /app/src >> /app/out\nCMD [\"cat\", \"/app/out\"]\n",
+        ),
+        ("deps/a", "a\n"),
+        ("deps/b/c", "c\n"),
+        ("src/main", "v1\n"),
+        ("src/old", "old\n"),
+    ]);
+    let (first, rec) = rig.build(&request(dir.path())).await;
+    assert!(!rec.messages().iter().any(|m| m.contains("kept root")));
+    std::fs::remove_file(dir.path().join("src/old")).unwrap();
+    write_files(dir.path(), &[("src/main", "v2\n")]);
+    let (second, rec) = rig.build(&request(dir.path())).await;
+    assert_eq!((second.steps, second.cache_hits), (4, 2));
+    assert!(
+        rec.messages()
+            .iter()
+            .any(|m| m.contains("reusing a kept root filesystem")),
+        "{:?}",
+        rec.messages()
+    );
+    assert_ne!(first.manifest_digest, second.manifest_digest);
+    let fresh = Rig::new();
+    let (clean, _) = fresh.build(&request(dir.path())).await;
+    assert_eq!(second.manifest_digest, clean.manifest_digest);
+    assert_eq!(
+        rig.run_image(&second.manifest_digest).await,
+        vec!["v2", "main"]
+    );
+}
+
+/// `COPY --exclude` leaves out matching paths below a source directory and matching source
+/// files, with `.dockerignore` syntax (`**`, `!`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_exclude_leaves_out_matching_paths() {
+    let _ctx = TestContext::new("build-copy-exclude").await;
+    let rig = Rig::new();
+    let dir = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\n\
+             COPY --exclude=**/*.log --exclude=tmp --exclude=!keep.log app /app\n\
+             COPY --exclude=*.txt a.txt b.md /top/\n",
+        ),
+        ("app/main", "m\n"),
+        ("app/debug.log", "x\n"),
+        ("app/keep.log", "k\n"),
+        ("app/sub/deep.log", "x\n"),
+        ("app/sub/ok", "o\n"),
+        ("app/tmp/t", "t\n"),
+        ("a.txt", "a\n"),
+        ("b.md", "b\n"),
+    ]);
+    let (built, _) = rig.build(&request(dir.path())).await;
+    let n = built.layers.len();
+    let mut app = rig.layer_entries(&built.layers[n - 2].digest);
+    app.sort();
+    assert_eq!(
+        app,
+        vec![
+            "d app",
+            "d app/sub",
+            "f app/keep.log",
+            "f app/main",
+            "f app/sub/ok"
+        ]
+    );
+    let top = rig.layer_entries(&built.layers[n - 1].digest);
+    assert!(top.contains(&"f top/b.md".to_string()), "{top:?}");
+    assert!(!top.iter().any(|e| e.contains("a.txt")), "{top:?}");
+}

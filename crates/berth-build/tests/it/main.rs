@@ -4,5 +4,8 @@
 
 #![allow(clippy::print_stderr)] // timings of the real runs are worth seeing with --nocapture
 
+mod add;
 mod build;
+mod mounts;
+mod registry;
 mod support;
