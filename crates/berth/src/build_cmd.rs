@@ -8,11 +8,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use berth_build::Platform;
-use berth_build::exec::{BuildOptions, BuildRequest, Store, build};
-use berth_registry::{Registry, RegistryOptions};
+use berth_build::exec::{BuildRequest, build};
 use berth_types::{Event, EventSink, ImageRef, Level};
 use clap::Args;
 
@@ -57,25 +55,9 @@ pub struct BuildCmdArgs {
     #[arg(long)]
     pub no_cache: bool,
 
-    /// The content store (an OCI layout; default ~/.cache/berth/store).
-    #[arg(long, env = "BERTH_STORE")]
-    pub store: Option<PathBuf>,
-
-    /// The OCI runtime for RUN steps.
-    #[arg(long, env = "BERTH_RUNTIME", default_value = "runc")]
-    pub runtime: String,
-
-    /// Registry hosts to reach over plain HTTP (comma-separated or repeated).
-    #[arg(long, env = "BERTH_INSECURE_REGISTRIES", value_delimiter = ',')]
-    pub insecure_registry: Vec<String>,
-
-    /// Pull mirrors, registry=host (e.g. docker.io=mirror.local:5000); `;`-separated.
-    #[arg(long, env = "BERTH_REGISTRY_MIRROR")]
-    pub registry_mirror: Option<String>,
-
-    /// Docker config with registry credentials.
-    #[arg(long, env = "BERTH_DOCKER_CONFIG")]
-    pub docker_config: Option<PathBuf>,
+    /// Store, runtime and registry access.
+    #[command(flatten)]
+    pub builder: crate::builder_flags::BuilderFlags,
 
     /// Timestamp of every file and of the image (reproducible builds).
     #[arg(long, env = "SOURCE_DATE_EPOCH")]
@@ -156,23 +138,12 @@ async fn run_inner(args: BuildCmdArgs) -> Result<ExitCode, Box<dyn std::error::E
         .map(Platform::parse)
         .transpose()
         .map_err(|e| format!("--platform: {e}"))?;
-    let mirrors = match &args.registry_mirror {
-        Some(m) => RegistryOptions::parse_mirrors(m)?,
-        None => Vec::new(),
-    };
-    let registry = Registry::new(RegistryOptions {
-        insecure: args.insecure_registry.clone(),
-        docker_config: args.docker_config.clone(),
-        mirrors,
-    })?;
-    let store = Store::open(args.store.clone().unwrap_or_else(Store::default_root))?;
-    let opts = BuildOptions {
-        store,
-        registry: Arc::new(registry),
-        runtime: args.runtime.clone(),
-        source_date_epoch: args.source_date_epoch,
-        no_cache: args.no_cache,
-    };
+    let opts = args.builder.options(
+        Vec::new(),
+        Vec::new(),
+        args.source_date_epoch,
+        args.no_cache,
+    )?;
     let request = BuildRequest {
         context: args.context.clone(),
         dockerfile: args.file.clone(),

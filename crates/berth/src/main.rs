@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod build_cmd;
+mod builder_flags;
 mod cli;
 mod data_cmd;
 mod deploy_cmd;

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use berth_build::exec::{BuildOptions, Store};
 use berth_cluster::{Cluster, ConnectOptions};
 use berth_deploy::DeployOutcome;
 use berth_pipeline::run::{Pipeline, RunRequest, choose_environment, default_lock};
-use berth_registry::{Registry, RegistryOptions};
 use berth_render::Tools;
 use berth_types::EventSink;
 use clap::Args;
@@ -40,25 +38,9 @@ pub struct RunArgs {
     #[arg(long, env = "BERTH_CONTEXT")]
     pub context: Option<String>,
 
-    /// Registry hosts to reach over plain HTTP, besides berth.yaml's `registry.insecure`.
-    #[arg(long, env = "BERTH_INSECURE_REGISTRIES", value_delimiter = ',')]
-    pub insecure_registry: Vec<String>,
-
-    /// Registry mirrors (`docker.io=HOST`), besides berth.yaml's `registry.mirrors`.
-    #[arg(long, env = "BERTH_REGISTRY_MIRROR")]
-    pub registry_mirror: Option<String>,
-
-    /// Docker config with registry credentials.
-    #[arg(long, env = "BERTH_DOCKER_CONFIG")]
-    pub docker_config: Option<PathBuf>,
-
-    /// Local content store and build cache (default: ~/.cache/berth/store).
-    #[arg(long, env = "BERTH_STORE")]
-    pub store: Option<PathBuf>,
-
-    /// OCI runtime for RUN steps.
-    #[arg(long, env = "BERTH_RUNTIME", default_value = "runc")]
-    pub runtime: String,
+    /// Store, runtime and registry access (added to berth.yaml's `registry`).
+    #[command(flatten)]
+    pub builder: crate::builder_flags::BuilderFlags,
 
     /// kustomize binary.
     #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
@@ -135,36 +117,20 @@ async fn drive(
     .await
     .map_err(|e| e.to_string())?;
 
-    let mut insecure = config.registry.insecure.clone();
-    insecure.extend(args.insecure_registry.iter().cloned());
-    let mut mirrors: Vec<(String, String)> = config
+    let mirrors: Vec<(String, String)> = config
         .registry
         .mirrors
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Some(m) = &args.registry_mirror {
-        mirrors.extend(RegistryOptions::parse_mirrors(m)?);
-    }
-    let registry = Registry::new(RegistryOptions {
-        insecure,
-        docker_config: args.docker_config.clone(),
-        mirrors,
-    })
-    .map_err(|e| e.to_string())?;
-    let store = Store::open(args.store.clone().unwrap_or_else(Store::default_root))
-        .map_err(|e| e.to_string())?;
+    let build = args
+        .builder
+        .options(config.registry.insecure.clone(), mirrors, None, false)?;
     let json = args.output == OutputFormat::Json;
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
     let pipeline = Pipeline {
         config,
-        build: BuildOptions {
-            store,
-            registry: Arc::new(registry),
-            runtime: args.runtime.clone(),
-            source_date_epoch: None,
-            no_cache: false,
-        },
+        build,
         cluster,
         sink,
     };
