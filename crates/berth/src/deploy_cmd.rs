@@ -359,8 +359,14 @@ pub async fn diff(args: DeployArgs) -> Result<ExitCode, String> {
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.to_string()),
         };
-        let before = live.map(|l| comparable(&l)).unwrap_or_default();
-        let after = dry.map(|d| comparable(&d)).unwrap_or_else(|| comparable(v));
+        let before = live
+            .as_ref()
+            .map(|l| comparable(l, None))
+            .unwrap_or_default();
+        let after = match &dry {
+            Some(d) => comparable(d, Some(live.as_ref())),
+            None => comparable(v, Some(live.as_ref())),
+        };
         if before == after {
             continue;
         }
@@ -382,8 +388,10 @@ pub async fn diff(args: DeployArgs) -> Result<ExitCode, String> {
     })
 }
 
-/// YAML of an object without server bookkeeping, Secret values redacted.
-fn comparable(v: &serde_json::Value) -> String {
+/// YAML of an object without server bookkeeping, Secret values redacted. On the new side
+/// (`against` = the live object, if any) a Secret value that differs from the live one reads
+/// `<redacted, changed>`, so a value-only change still shows as a diff line.
+fn comparable(v: &serde_json::Value, against: Option<Option<&serde_json::Value>>) -> String {
     let mut v = v.clone();
     if let Some(m) = v["metadata"].as_object_mut() {
         for k in [
@@ -406,8 +414,17 @@ fn comparable(v: &serde_json::Value) -> String {
     if v["kind"] == "Secret" {
         for field in ["data", "stringData"] {
             if let Some(d) = v[field].as_object_mut() {
-                for val in d.values_mut() {
-                    *val = serde_json::Value::String("<redacted>".into());
+                for (key, val) in d.iter_mut() {
+                    let changed = match against {
+                        None => false,
+                        Some(live) => live.map(|l| &l[field][key]) != Some(&*val),
+                    };
+                    let shown = if changed {
+                        "<redacted, changed>"
+                    } else {
+                        "<redacted>"
+                    };
+                    *val = serde_json::Value::String(shown.into());
                 }
             }
         }

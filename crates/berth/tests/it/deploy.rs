@@ -446,6 +446,17 @@ async fn diff_redacts_secret_values() {
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: hunter2-second\n",
     );
     let diff = run(&ctx, &["diff", "-r", "app", "-f", &f]);
+    assert_eq!(
+        diff.code,
+        1,
+        "a value-only change is a difference: {}",
+        diff.all()
+    );
+    assert!(
+        diff.stdout.contains("+  password: <redacted, changed>"),
+        "{}",
+        diff.all()
+    );
     assert!(!diff.all().contains("hunter2"), "{}", diff.all());
     assert!(
         !diff.all().contains("aHVudGVy"),
