@@ -87,6 +87,14 @@ pub enum DeployError {
         /// What it said.
         value: String,
     },
+    /// An object carries an unknown `berth.dev/hook-run` value.
+    #[error("{object} has annotation berth.dev/hook-run: `{value}`; use `once` or `always`")]
+    BadHookRun {
+        /// `Kind/name (file:line)`.
+        object: String,
+        /// What it said.
+        value: String,
+    },
     /// An object carries an unreadable `berth.dev/timeout` annotation.
     #[error(
         "{object} has annotation berth.dev/timeout: `{value}`; use a duration like 90s, 5m or 1m30s"
@@ -241,6 +249,12 @@ impl Deployer {
     pub async fn deploy(&self, req: DeployRequest) -> Result<DeployOutcome, DeployError> {
         for o in req.objects.iter() {
             let object = || format!("{}/{} ({})", o.key().kind, o.key().name, o.source());
+            if let Some(value) = plan::invalid_hook_run(o.value()) {
+                return Err(DeployError::BadHookRun {
+                    object: object(),
+                    value,
+                });
+            }
             if let Some(value) = plan::invalid_hook(o.value()) {
                 return Err(DeployError::BadHook {
                     object: object(),
@@ -562,6 +576,19 @@ impl Deployer {
         let mut applied = BTreeMap::new();
         for hook in hooks {
             let k = key_of(hook);
+            if plan::runs_once(hook)
+                && let Some(done) = self.cluster.get(&k).await?
+                && done["status"]["succeeded"].as_i64().unwrap_or(0) > 0
+            {
+                // A seed/data-load Job: it succeeded once in this environment, never again.
+                self.object_state(
+                    t0,
+                    &format!("{}/{}", k.kind, k.name),
+                    "ready",
+                    "succeeded before; berth.dev/hook-run: once",
+                );
+                continue;
+            }
             if self.cluster.delete(&k).await? {
                 // Jobs are immutable; wait for the old run to go before re-creating it.
                 let gone = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -59,6 +59,21 @@ pub fn invalid_hook(object: &Value) -> Option<String> {
     }
 }
 
+/// How often a hook runs: `always` (default: every deploy) or `once` (a Job that succeeded
+/// in this namespace is never run again — seed and data-load Jobs).
+pub const HOOK_RUN_ANNOTATION: &str = "berth.dev/hook-run";
+
+/// Whether a hook runs only until it has succeeded once.
+pub fn runs_once(object: &Value) -> bool {
+    object["metadata"]["annotations"][HOOK_RUN_ANNOTATION].as_str() == Some("once")
+}
+
+/// An unreadable `berth.dev/hook-run` value, if any.
+pub fn invalid_hook_run(object: &Value) -> Option<String> {
+    let v = object["metadata"]["annotations"][HOOK_RUN_ANNOTATION].as_str()?;
+    (v != "once" && v != "always").then(|| v.to_string())
+}
+
 /// Hash of the rendered objects before berth's per-revision annotations: two deploys with the
 /// same hash would apply the same thing.
 pub fn content_hash(objects: &ObjectSet) -> String {
@@ -131,6 +146,17 @@ mod tests {
         let pruned = to_prune(&prev, &next);
         assert_eq!(pruned.len(), 1);
         assert_eq!(pruned[0].name, "old");
+    }
+
+    #[test]
+    fn hook_run_policy() {
+        let mut j = obj("batch/v1", "Job", "seed");
+        assert!(!runs_once(&j));
+        j["metadata"]["annotations"] = json!({"berth.dev/hook-run": "once"});
+        assert!(runs_once(&j));
+        assert_eq!(invalid_hook_run(&j), None);
+        j["metadata"]["annotations"] = json!({"berth.dev/hook-run": "twice"});
+        assert_eq!(invalid_hook_run(&j).as_deref(), Some("twice"));
     }
 
     #[test]

@@ -497,3 +497,63 @@ async fn rails_crash_looping_release_rolls_back_and_is_recorded_failed() {
         "{history:#?}"
     );
 }
+
+fn flask(ctx: &TestContext) -> Example {
+    Example::new(
+        "flask",
+        "main",
+        &["berth.yaml", "k8s/base/web.yaml", "k8s/base/load-data.yaml"],
+        "127.0.0.1:15000/examples/flask-web",
+        &format!("{}/web", ctx.repository),
+    )
+}
+
+#[tokio::test]
+async fn flask_overlay_statefulset_and_a_data_load_that_runs_once() {
+    let ctx = TestContext::new("ex-flask").await;
+    let ex = flask(&ctx);
+    let first = ex.run(&ctx);
+    assert!(first.ok, "{first}");
+    let web = first.image("web");
+    // The dev overlay: one web replica; the database's three members are ready.
+    let dep = deployment(&ctx, "web").await;
+    assert_eq!(dep["spec"]["replicas"], 1, "{dep}");
+    assert_eq!(image_of(&dep), web);
+    let db = get(&ctx, "apps/v1", "StatefulSet", "mongo").await;
+    assert_eq!(db["status"]["readyReplicas"], 3, "{db}");
+    // The data load ran after the rollout, in the new image, and succeeded.
+    let job = get(&ctx, "batch/v1", "Job", "load-data").await;
+    assert_eq!(job["status"]["succeeded"], 1, "{job}");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["image"],
+        web.as_str()
+    );
+    let loaded = first
+        .position("Job/load-data", "ready")
+        .expect("load-data ran");
+    let rolled = first
+        .position("Deployment/web", "ready")
+        .expect("web ready");
+    assert!(rolled < loaded, "post-deploy: {first}");
+    let uid = job["metadata"]["uid"].clone();
+
+    // A new page: web is rebuilt and rolled out; the data load is not run again.
+    ex.write("web/static/index.html", "<h1>changed</h1>\n");
+    ex.commit("new page");
+    let second = ex.run(&ctx);
+    assert!(second.ok, "{second}");
+    assert_ne!(image_of(&deployment(&ctx, "web").await), web);
+    let job = get(&ctx, "batch/v1", "Job", "load-data").await;
+    assert_eq!(
+        job["metadata"]["uid"], uid,
+        "the succeeded data load was kept, not re-run"
+    );
+    assert!(
+        second.stderr.contains("succeeded before")
+            || second.events.iter().any(|e| {
+                e["object"] == "Job/load-data"
+                    && e["message"].as_str().unwrap_or("").contains("once")
+            }),
+        "{second}"
+    );
+}
