@@ -557,3 +557,53 @@ async fn flask_overlay_statefulset_and_a_data_load_that_runs_once() {
         "{second}"
     );
 }
+
+fn board(ctx: &TestContext) -> Example {
+    Example::new(
+        "board",
+        "main",
+        &["berth.yaml", "chart/values.yaml"],
+        "127.0.0.1:15000/examples/board-web",
+        &format!("{}/web", ctx.repository),
+    )
+}
+
+#[tokio::test]
+async fn board_helm_release_redeploys_every_rebuild_and_rolls_back_a_crash() {
+    let ctx = TestContext::new("ex-board").await;
+    let ex = board(&ctx);
+    let first = ex.run(&ctx);
+    assert!(first.ok, "{first}");
+    assert!(
+        first.events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1 test passed"))),
+        "the app's test ran in the image: {first}"
+    );
+    let v1 = first.image("web");
+    assert_eq!(image_of(&deployment(&ctx, "board").await), v1);
+
+    // A code change under the same tag scheme still reaches the cluster: pinned by digest.
+    ex.edit("app/server.js", "slice(0, 500)", "slice(0, 280)");
+    ex.commit("shorter messages");
+    let second = ex.run(&ctx);
+    assert!(second.ok, "{second}");
+    let v2 = second.image("web");
+    assert_ne!(v2, v1);
+    assert_eq!(image_of(&deployment(&ctx, "board").await), v2);
+
+    // A release whose pods crash-loop: rolled back to v2 with the diagnosis.
+    ex.edit(
+        "chart/values.yaml",
+        "podAnnotations: {}",
+        "podAnnotations: {berth.dev/simulate: crash-loop}",
+    );
+    ex.commit("crash");
+    let bad = ex.run(&ctx);
+    assert!(!bad.ok, "{bad}");
+    assert!(bad.error().contains("rolled back to revision 2"), "{bad}");
+    assert!(bad.error().contains("crash-looping"), "{bad}");
+    let dep = deployment(&ctx, "board").await;
+    assert_eq!(image_of(&dep), v2);
+    assert!(dep["spec"]["template"]["metadata"]["annotations"]["berth.dev/simulate"].is_null());
+}
