@@ -181,6 +181,7 @@ fn images_in(dir: &Path, out: &mut BTreeSet<String>) {
             for line in text.lines() {
                 let t = line.trim().trim_start_matches("- ");
                 if let Some(v) = t.strip_prefix("image:") {
+                    let v = v.split(" #").next().unwrap_or("");
                     let v = v.trim().trim_matches(['"', '\'']);
                     if !v.is_empty() && !v.contains("{{") {
                         out.insert(v.to_string());
@@ -401,12 +402,35 @@ pub fn plan(root: &Path, registry_prefix: &str, namespace: &str) -> Result<InitP
     let mut named = BTreeSet::new();
     for d in MANIFEST_DIRS
         .iter()
+        .chain(["chart", "charts", "helm"].iter())
         .map(|d| root.join(d))
         .chain(services.iter().map(|s| root.join(&s.context)))
     {
         images_in(&d, &mut named);
     }
+    // With one service and one image of a private registry in the manifests, that is its image.
+    let private: BTreeSet<String> = named
+        .iter()
+        .map(|i| repository(i))
+        .filter(|r| {
+            let host = r.split('/').next().unwrap_or("");
+            r.contains('/') && (host.contains('.') || host.contains(':')) && host != "docker.io"
+        })
+        .collect();
+    let single = (services.len() == 1 && private.len() == 1)
+        .then(|| private.iter().next().cloned())
+        .flatten();
     for s in services.iter_mut() {
+        if let Some(repo) = &single {
+            if *repo != s.image {
+                explain.push(format!(
+                    "service `{}`: image {repo}, the one image the manifests name (berth pins it to each build's digest)",
+                    s.name
+                ));
+                s.image = repo.clone();
+            }
+            continue;
+        }
         if let Some(img) = named.iter().find(|i| {
             repository(i)
                 .rsplit('/')

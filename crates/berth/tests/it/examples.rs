@@ -607,3 +607,36 @@ async fn board_helm_release_redeploys_every_rebuild_and_rolls_back_a_crash() {
     assert_eq!(image_of(&dep), v2);
     assert!(dep["spec"]["template"]["metadata"]["annotations"]["berth.dev/simulate"].is_null());
 }
+
+/// `berth init` on an example whose berth.yaml was removed writes one that deploys it.
+async fn init_then_run(name: &str, make: fn(&TestContext) -> Example, workload: &str) {
+    let ctx = TestContext::new(&format!("init-{name}")).await;
+    let ex = make(&ctx);
+    std::fs::remove_file(ex.path("berth.yaml")).unwrap();
+    ex.commit("no berth.yaml");
+    let out = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(["init", "-n", &ctx.namespace])
+        .arg(&ex.dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name}: {stderr}");
+    ex.commit("berth init");
+    let run = ex.run(&ctx);
+    assert!(run.ok, "{name}: {stderr}\n{run}");
+    assert!(!run.built().is_empty(), "{name}: {run}");
+    let image = image_of(&deployment(&ctx, workload).await);
+    assert!(
+        image.contains("@sha256:"),
+        "{name}: the manifests' image is pinned: {image}"
+    );
+}
+
+#[tokio::test]
+async fn init_writes_a_working_berth_yaml_for_rails_flask_and_board() {
+    init_then_run("rails", rails, "web").await;
+    init_then_run("flask", flask, "web").await;
+    init_then_run("board", board, "app").await;
+}

@@ -346,7 +346,7 @@ async fn init_writes_a_berth_yaml_that_deploys_the_example() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("service `web`: web/Dockerfile"), "{stderr}");
     assert!(
-        stderr.contains("as the manifests already name it"),
+        stderr.contains("berth pins it to each build's digest"),
         "{stderr}"
     );
     git(&p.dir, &["add", "-A"]);
