@@ -27,6 +27,9 @@ Needs the test environment (testenv/berth-testenv up) and a release build of ber
 """
 import argparse, os, pathlib, shutil, statistics, subprocess, sys, tempfile, time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from deploy import env_vars as deploy_env_vars  # noqa: E402  (one reader of the env file)
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REGISTRY = "127.0.0.1:15000"
 # Nothing is deleted while measuring: this machine's root file system is ext4 without a
@@ -44,16 +47,7 @@ CMD ["ls", "/app"]
 
 
 def env_vars():
-    home = os.environ.get("BERTH_TESTENV_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "berth-testenv")
-    path = pathlib.Path(home, "run", "env")
-    if not path.exists():
-        sys.exit(f"berth's test environment is not running (no {path}).\n"
-                 "start it with: testenv/berth-testenv up")
-    env = dict(os.environ)
-    for line in path.read_text().splitlines():
-        k, _, v = line.partition("=")
-        env[k] = v.replace("$PATH", os.environ["PATH"])
+    env = deploy_env_vars()
     env.setdefault("BERTH_INSECURE_REGISTRIES", REGISTRY)
     return env
 

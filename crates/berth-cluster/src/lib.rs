@@ -241,13 +241,8 @@ impl Cluster {
         field_manager: &str,
         force: bool,
     ) -> Result<Value, ClusterError> {
-        let key = ObjectKey::of(object)?;
-        let api = self
-            .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
-            .await?;
-        let mut params = PatchParams::apply(field_manager);
-        params.force = force;
-        self.patch_apply(&api, &key, object, params).await
+        self.server_side_apply(object, field_manager, force, false)
+            .await
     }
 
     /// Server-side apply as a dry run: what the server would store, without storing it.
@@ -257,22 +252,26 @@ impl Cluster {
         field_manager: &str,
         force: bool,
     ) -> Result<Value, ClusterError> {
+        self.server_side_apply(object, field_manager, force, true)
+            .await
+    }
+
+    async fn server_side_apply(
+        &self,
+        object: &Value,
+        field_manager: &str,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Value, ClusterError> {
         let key = ObjectKey::of(object)?;
         let api = self
             .api_for(&key.api_version, &key.kind, key.namespace.as_deref())
             .await?;
-        let mut params = PatchParams::apply(field_manager).dry_run();
+        let mut params = PatchParams::apply(field_manager);
         params.force = force;
-        self.patch_apply(&api, &key, object, params).await
-    }
-
-    async fn patch_apply(
-        &self,
-        api: &Api<DynamicObject>,
-        key: &ObjectKey,
-        object: &Value,
-        params: PatchParams,
-    ) -> Result<Value, ClusterError> {
+        if dry_run {
+            params = params.dry_run();
+        }
         let stored = api
             .patch(&key.name, &params, &Patch::Apply(object))
             .await
@@ -281,7 +280,7 @@ impl Cluster {
                     object: key.to_string(),
                     message: s.message,
                 },
-                e => ClusterError::from_kube(e, &self.server).for_object(key),
+                e => ClusterError::from_kube(e, &self.server).for_object(&key),
             })?;
         serde_json::to_value(stored).map_err(|e| ClusterError::Config(e.to_string()))
     }

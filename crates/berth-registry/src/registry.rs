@@ -452,6 +452,19 @@ impl Registry {
             .map_err(|e| protocol("head-blob", image, e))
     }
 
+    /// Whether the blob is in the repository already (counted as present); a failed check
+    /// means "upload it", never an error.
+    async fn present_before_push(&self, r: &Reference, digest: &str) -> bool {
+        let present = self
+            .retrying("head-blob", move || self.oci.blob_exists(r, digest))
+            .await
+            .unwrap_or(false);
+        if present {
+            self.stats.present.fetch_add(1, Ordering::Relaxed);
+        }
+        present
+    }
+
     /// Uploads a blob into the repository of `image` unless it is there already.
     pub async fn push_blob(
         &self,
@@ -462,12 +475,7 @@ impl Registry {
         let data = bytes::Bytes::from(data);
         let r = self.authenticate(image, RegistryOperation::Push).await?;
         let (rr, d) = (&r, &digest.to_string());
-        if self
-            .retrying("head-blob", move || self.oci.blob_exists(rr, d))
-            .await
-            .unwrap_or(false)
-        {
-            self.stats.present.fetch_add(1, Ordering::Relaxed);
+        if self.present_before_push(rr, d).await {
             return Ok(digest);
         }
         let data = &data;
@@ -723,12 +731,7 @@ impl Registry {
     ) -> Result<BlobPush, RegistryError> {
         let r = self.authenticate(image, RegistryOperation::Push).await?;
         let (rr, d) = (&r, &digest.to_string());
-        if self
-            .retrying("head-blob", move || self.oci.blob_exists(rr, d))
-            .await
-            .unwrap_or(false)
-        {
-            self.stats.present.fetch_add(1, Ordering::Relaxed);
+        if self.present_before_push(rr, d).await {
             return Ok(BlobPush::Present);
         }
         if let Some(from) = mount_from

@@ -220,17 +220,21 @@ fn finish(
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"result": "failed", "error": e.to_string()})
-                );
-            }
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => failed(json, &e),
     }
+}
+
+/// Reports a failed deploy or run: a result document for machines, the error for people;
+/// exit code 1.
+pub fn failed(json: bool, e: &dyn std::fmt::Display) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"result": "failed", "error": e.to_string()})
+        );
+    }
+    eprintln!("error: {e}");
+    ExitCode::from(1)
 }
 
 /// `berth deploy`.

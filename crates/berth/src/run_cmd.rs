@@ -176,15 +176,6 @@ async fn drive(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"result": "failed", "error": e.to_string()})
-                );
-            }
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(1))
-        }
+        Err(e) => Ok(crate::deploy_cmd::failed(json, &e)),
     }
 }
