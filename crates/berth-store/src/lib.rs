@@ -72,7 +72,7 @@ pub use model::{
     Accepted, NewDelivery, NewRun, Role, Run, RunFilter, RunId, RunState, StoredEvent, TokenInfo,
     Trigger, UnknownName,
 };
-pub use tokens::TOKEN_PREFIX;
+pub use tokens::{LAST_USED_GRANULARITY, TOKEN_PREFIX};
 
 /// Which database a [`Store`] writes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

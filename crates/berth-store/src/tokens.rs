@@ -11,6 +11,9 @@ use crate::{Store, now, parse_opt_ts, parse_ts, ts_text, with_pool};
 /// Every token starts with this, so a leaked one is recognisable (secret scanners, logs).
 pub const TOKEN_PREFIX: &str = "berth_";
 
+/// How exactly [`TokenInfo::last_used_at`] follows use.
+pub const LAST_USED_GRANULARITY: std::time::Duration = std::time::Duration::from_secs(60);
+
 type TokenRow = (String, String, String, Option<String>);
 
 fn token_from_row((name, role, created, used): TokenRow) -> Result<TokenInfo, StoreError> {
@@ -87,19 +90,42 @@ impl Store {
     }
 
     /// The token `presented` (as sent by a client), if it exists; records that it was used.
+    ///
+    /// `last_used_at` is kept to the minute ([`LAST_USED_GRANULARITY`]): a token used again
+    /// within a minute is only read, so API requests do not queue behind event writes for the
+    /// one SQLite writer.
     pub async fn token(&self, presented: &str) -> Result<Option<TokenInfo>, StoreError> {
         if !presented.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
+        let hash = sha256_hex(presented);
+        let row: Option<TokenRow> = with_pool!(self, read, p => sqlx::query_as(
+            "SELECT name, role, created_at, last_used_at FROM api_tokens WHERE token_sha256 = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(p)
+        .await
+        .map_err(query("checking an API token"))?);
+        let Some(info) = row.map(token_from_row).transpose()? else {
+            return Ok(None);
+        };
+        let at = now();
+        let fresh = info.last_used_at.is_some_and(|used| {
+            at.duration_since(used).as_secs() < LAST_USED_GRANULARITY.as_secs() as i64
+        });
+        if fresh {
+            return Ok(Some(info));
+        }
+        // Revoked in the meantime: the UPDATE finds nothing and the token is refused.
         let row: Option<TokenRow> = with_pool!(self, write, p => sqlx::query_as(
             "UPDATE api_tokens SET last_used_at = $2 WHERE token_sha256 = $1 \
              RETURNING name, role, created_at, last_used_at",
         )
-        .bind(sha256_hex(presented))
-        .bind(ts_text(now()))
+        .bind(&hash)
+        .bind(ts_text(at))
         .fetch_optional(p)
         .await
-        .map_err(query("checking an API token"))?);
+        .map_err(query("recording the use of an API token"))?);
         row.map(token_from_row).transpose()
     }
 

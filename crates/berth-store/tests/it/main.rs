@@ -11,3 +11,4 @@ mod migrations;
 mod runs;
 mod secrets;
 mod tokens;
+mod urls;

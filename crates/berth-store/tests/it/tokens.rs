@@ -32,6 +32,18 @@ async fn token_lifecycle(db: Db) {
         ("ops-admin", Role::Admin)
     );
     assert!(found.last_used_at.unwrap() >= found.created_at);
+    // Used again within the minute: the recorded use stays (no write per request).
+    let again = store.token(plain).await.unwrap().unwrap();
+    assert_eq!(again.last_used_at, found.last_used_at);
+    let listed = store.tokens().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .find(|t| t.name == "ops-admin")
+            .unwrap()
+            .last_used_at,
+        found.last_used_at
+    );
     assert!(found.role >= Role::Deployer);
     let viewer = store.token(viewer_token.expose()).await.unwrap().unwrap();
     assert!(viewer.role < Role::Deployer);
