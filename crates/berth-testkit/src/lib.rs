@@ -7,6 +7,8 @@
 //! registry repository, removed when the context is dropped.
 #![allow(clippy::print_stderr)]
 
+pub mod webdriver;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -52,6 +52,12 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Copy data between environments: `berth data clone --from prod --to staging --pvc db`.
     Data(crate::data_cmd::DataArgs),
+    /// The delivery server: git webhooks (GitHub, Gitea, Gogs, GitLab) or polling in, queued
+    /// runs (one per environment at a time), history, a JSON API with live logs, metrics and a
+    /// web UI. `berth serve --repo PATH_OR_URL` works with no configuration (SQLite in the data
+    /// directory, 127.0.0.1:8080); `berth serve token create NAME --role deployer` makes an
+    /// API token.
+    Serve(crate::serve_cmd::ServeArgs),
 }
 
 /// Which cluster and namespace.

@@ -13,6 +13,7 @@ mod dev_cmd;
 mod doctor;
 mod init_cmd;
 mod run_cmd;
+mod serve_cmd;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
             cli::Command::Rollback(a) => deploy_cmd::rollback(a).await,
             cli::Command::Build(a) => build_cmd::run(a).await,
             cli::Command::Data(a) => data_cmd::run(a).await,
+            cli::Command::Serve(a) => serve_cmd::serve(a).await,
         }
     });
     match result {

@@ -9,3 +9,5 @@ mod doctor;
 mod examples;
 mod rig;
 mod run;
+mod serve;
+mod serve_ui;

@@ -1,0 +1,497 @@
+//! The JSON API under `/api` (described by `docs/api/openapi.yaml`, served at
+//! `/api/openapi.yaml`). Every route checks the caller's token and role: viewer reads,
+//! deployer runs/cancels/rolls back/promotes, admin manages tokens.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use berth_store::{NewRun, Role, RunFilter, RunId, RunState, Trigger};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::Server;
+use crate::auth::{self, Denied};
+
+/// The OpenAPI description, embedded.
+pub const OPENAPI: &str = include_str!("../../../docs/api/openapi.yaml");
+
+/// The routes.
+pub fn routes() -> axum::Router<Server> {
+    axum::Router::new()
+        .route("/api/openapi.yaml", get(openapi))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/repositories", get(repositories))
+        .route("/api/repositories/{repo}/environments", get(environments))
+        .route(
+            "/api/repositories/{repo}/environments/{env}/releases",
+            get(releases),
+        )
+        .route(
+            "/api/repositories/{repo}/environments/{env}/rollback",
+            post(rollback),
+        )
+        .route(
+            "/api/repositories/{repo}/environments/{env}/promote",
+            post(promote),
+        )
+        .route("/api/repositories/{repo}/runs", post(run_now))
+        .route("/api/runs", get(runs))
+        .route("/api/runs/{id}", get(run))
+        .route("/api/runs/{id}/events", get(events))
+        .route("/api/runs/{id}/stream", get(stream))
+        .route("/api/runs/{id}/cancel", post(cancel))
+        .route("/api/runs/{id}/rerun", post(rerun))
+        .route("/api/tokens", get(tokens).post(create_token))
+        .route("/api/tokens/{name}", delete(revoke_token))
+}
+
+/// An API error: status + `{"error": code, "message": ...}`.
+pub struct ApiError(pub StatusCode, pub &'static str, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1, "message": self.2}))).into_response()
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        let code = if d.status == StatusCode::FORBIDDEN {
+            "forbidden"
+        } else {
+            "unauthorized"
+        };
+        ApiError(d.status, code, d.message)
+    }
+}
+
+impl From<berth_store::StoreError> for ApiError {
+    fn from(e: berth_store::StoreError) -> Self {
+        tracing::error!("store: {e}");
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store",
+            "the database is not available".into(),
+        )
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(v: Value) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+fn not_found(what: String) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "not_found", what)
+}
+
+fn parse_id(id: &str) -> Result<RunId, ApiError> {
+    id.parse().map_err(|_| not_found(format!("no run `{id}`")))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI)
+}
+
+fn repo_of<'a>(server: &'a Server, name: &str) -> Result<&'a crate::config::Repository, ApiError> {
+    server
+        .config()
+        .repository(name)
+        .ok_or_else(|| not_found(format!("no repository `{name}` is configured")))
+}
+
+async fn repositories(State(s): State<Server>, h: HeaderMap) -> ApiResult {
+    auth::require(&s, &h, Role::Viewer).await?;
+    let repos: Vec<Value> = s
+        .config()
+        .repositories
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name, "url": r.url, "config": r.config, "branches": r.branches,
+                "webhook": r.webhook.as_ref().map(|w| w.provider.id()),
+                "poll_seconds": r.poll.map(|p| p.as_secs()),
+            })
+        })
+        .collect();
+    ok(json!(repos))
+}
+
+async fn environments(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path(repo): Path<String>,
+) -> ApiResult {
+    auth::require(&s, &h, Role::Viewer).await?;
+    let r = repo_of(&s, &repo)?.clone();
+    let checkout = s
+        .view(&r)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, "git", e))?;
+    let envs = s
+        .inner
+        .executor
+        .environments(&checkout)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, "engine", e))?;
+    ok(json!({"commit": checkout.commit, "environments": envs}))
+}
+
+async fn releases(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path((repo, env)): Path<(String, String)>,
+) -> ApiResult {
+    auth::require(&s, &h, Role::Viewer).await?;
+    let r = repo_of(&s, &repo)?.clone();
+    let checkout = s
+        .view(&r)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, "git", e))?;
+    let history = s
+        .inner
+        .executor
+        .history(&checkout, &env)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, "engine", e))?;
+    ok(json!(history))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    to: Option<u64>,
+}
+
+/// Queues a rollback of `env` (to `to`, else the revision before the live one).
+pub(crate) async fn queue_rollback(
+    s: &Server,
+    repo: &str,
+    env: &str,
+    to: Option<u64>,
+    who: &str,
+) -> Result<berth_store::Run, ApiError> {
+    let r = repo_of(s, repo)?.clone();
+    let checkout = s
+        .view(&r)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, "git", e))?;
+    let run = s
+        .inner
+        .store
+        .create_run(NewRun {
+            repository: r.name.clone(),
+            branch: checkout.branch.clone().unwrap_or_default(),
+            commit: checkout.commit.clone(),
+            environment: env.to_string(),
+            trigger: Trigger::Rollback,
+        })
+        .await?;
+    // The target revision rides in the result document until the run replaces it.
+    s.inner
+        .store
+        .set_result(run.id, &json!({"to": to, "requested_by": who}))
+        .await?;
+    s.wake();
+    Ok(run)
+}
+
+/// Queues a promotion of `from`'s live digests to `env`.
+pub(crate) async fn queue_promote(
+    s: &Server,
+    repo: &str,
+    env: &str,
+    from: &str,
+    who: &str,
+) -> Result<berth_store::Run, ApiError> {
+    let r = repo_of(s, repo)?.clone();
+    let checkout = s
+        .view(&r)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, "git", e))?;
+    let run = s
+        .inner
+        .store
+        .create_run(NewRun {
+            repository: r.name.clone(),
+            branch: checkout.branch.clone().unwrap_or_default(),
+            commit: checkout.commit.clone(),
+            environment: env.to_string(),
+            trigger: Trigger::Promote {
+                from: from.to_string(),
+            },
+        })
+        .await?;
+    s.inner
+        .store
+        .set_result(run.id, &json!({"requested_by": who}))
+        .await?;
+    s.wake();
+    Ok(run)
+}
+
+async fn rollback(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path((repo, env)): Path<(String, String)>,
+    body: Option<Json<RollbackBody>>,
+) -> ApiResult {
+    let who = auth::require(&s, &h, Role::Deployer).await?;
+    let to = body.map(|b| b.0.to).unwrap_or_default();
+    let run = queue_rollback(&s, &repo, &env, to, &who.name).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(run))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    from: String,
+}
+
+async fn promote(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path((repo, env)): Path<(String, String)>,
+    Json(body): Json<PromoteBody>,
+) -> ApiResult {
+    let who = auth::require(&s, &h, Role::Deployer).await?;
+    let run = queue_promote(&s, &repo, &env, &body.from, &who.name).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(run))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    branch: Option<String>,
+    commit: Option<String>,
+    environment: Option<String>,
+}
+
+async fn run_now(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path(repo): Path<String>,
+    body: Option<Json<RunBody>>,
+) -> ApiResult {
+    let who = auth::require(&s, &h, Role::Deployer).await?;
+    let r = repo_of(&s, &repo)?.clone();
+    let body = body.map(|b| b.0).unwrap_or_default();
+    let checkout = s
+        .view(&r)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, "git", e))?;
+    let branch = body.branch.or(checkout.branch.clone()).unwrap_or_default();
+    let commit = match body.commit {
+        Some(c) => c,
+        None if !branch.is_empty() => branch.clone(),
+        None => checkout.commit.clone(),
+    };
+    let environment = match body.environment {
+        Some(e) => e,
+        None => s
+            .inner
+            .executor
+            .environment_for_branch(&checkout, &branch)
+            .unwrap_or_default(),
+    };
+    let run = s
+        .enqueue(NewRun {
+            repository: r.name.clone(),
+            branch,
+            commit,
+            environment,
+            trigger: Trigger::Manual {
+                who: who.name.clone(),
+            },
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(run))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct RunsQuery {
+    repository: Option<String>,
+    environment: Option<String>,
+    branch: Option<String>,
+    state: Option<String>,
+    before: Option<RunId>,
+    limit: Option<u32>,
+}
+
+async fn runs(State(s): State<Server>, h: HeaderMap, Query(q): Query<RunsQuery>) -> ApiResult {
+    auth::require(&s, &h, Role::Viewer).await?;
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(x) => Some(x.parse::<RunState>().map_err(|_| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "bad_state",
+                format!("unknown run state `{x}`"),
+            )
+        })?),
+    };
+    let filter = RunFilter {
+        repository: q.repository,
+        environment: q.environment,
+        branch: q.branch,
+        state,
+        before: q.before,
+        limit: q.limit,
+    };
+    ok(json!(s.store().runs(&filter).await?))
+}
+
+async fn run(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    auth::require(&s, &h, Role::Viewer).await?;
+    let id = parse_id(&id)?;
+    match s.store().run(id).await? {
+        Some(r) => ok(json!(r)),
+        None => Err(not_found(format!("no run `{id}`"))),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn events(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult {
+    auth::require(&s, &h, Role::Viewer).await?;
+    let id = parse_id(&id)?;
+    if s.store().run(id).await?.is_none() {
+        return Err(not_found(format!("no run `{id}`")));
+    }
+    let events = s
+        .store()
+        .events(
+            id,
+            q.after.unwrap_or(0),
+            q.limit.unwrap_or(1000).min(10_000),
+        )
+        .await?;
+    ok(json!(events))
+}
+
+async fn stream(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult {
+    auth::require(&s, &h, Role::Viewer).await?;
+    let id = parse_id(&id)?;
+    if s.store().run(id).await?.is_none() {
+        return Err(not_found(format!("no run `{id}`")));
+    }
+    let after = h
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .or(q.after)
+        .unwrap_or(0);
+    Ok(crate::sse::stream(s.clone(), id, after).into_response())
+}
+
+async fn cancel(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    let who = auth::require(&s, &h, Role::Deployer).await?;
+    let id = parse_id(&id)?;
+    if s.store().run(id).await?.is_none() {
+        return Err(not_found(format!("no run `{id}`")));
+    }
+    let message = s.cancel(id, &who.name).await?;
+    ok(json!({"run": id.to_string(), "message": message}))
+}
+
+/// Queues a new run of the same commit and environment as `of`.
+pub(crate) async fn queue_rerun(s: &Server, of: RunId) -> Result<berth_store::Run, ApiError> {
+    let old = s
+        .store()
+        .run(of)
+        .await?
+        .ok_or_else(|| not_found(format!("no run `{of}`")))?;
+    if matches!(old.state, RunState::Queued | RunState::Running) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "active",
+            format!("run {of} is still {}; cancel it first", old.state),
+        ));
+    }
+    let trigger = match &old.trigger {
+        Trigger::Rollback | Trigger::Promote { .. } => old.trigger.clone(),
+        _ => Trigger::Rerun { of },
+    };
+    let run = s
+        .enqueue(NewRun {
+            repository: old.repository.clone(),
+            branch: old.branch.clone(),
+            commit: old.commit.clone(),
+            environment: old.environment.clone(),
+            trigger,
+        })
+        .await?;
+    if matches!(old.trigger, Trigger::Rollback)
+        && let Some(to) = old.result.as_ref().and_then(|r| r.get("to")).cloned()
+    {
+        s.store().set_result(run.id, &json!({"to": to})).await?;
+    }
+    Ok(run)
+}
+
+async fn rerun(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    auth::require(&s, &h, Role::Deployer).await?;
+    let id = parse_id(&id)?;
+    let run = queue_rerun(&s, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(run))).into_response())
+}
+
+async fn tokens(State(s): State<Server>, h: HeaderMap) -> ApiResult {
+    auth::require(&s, &h, Role::Admin).await?;
+    ok(json!(s.store().tokens().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: Role,
+}
+
+async fn create_token(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Json(body): Json<NewToken>,
+) -> ApiResult {
+    auth::require(&s, &h, Role::Admin).await?;
+    let (info, secret) = s
+        .store()
+        .create_token(&body.name, body.role)
+        .await
+        .map_err(|e| ApiError(StatusCode::CONFLICT, "token", e.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": secret.expose(), "info": info})),
+    )
+        .into_response())
+}
+
+async fn revoke_token(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    auth::require(&s, &h, Role::Admin).await?;
+    if s.store().revoke_token(&name).await? {
+        ok(json!({"revoked": name}))
+    } else {
+        Err(not_found(format!("no token `{name}`")))
+    }
+}

@@ -1,0 +1,178 @@
+//! The seam between the server and the engine: what a run, a rollback or a promotion does is
+//! behind [`Executor`], implemented where the engine's wiring already lives (the `berth`
+//! binary's `serve_cmd.rs`: config load, cluster connect, builder options, tools). The server
+//! stays free of the CLI and of the cluster client; tests of the server's own logic can drive
+//! it with any implementation, and the end-to-end tests drive the real one.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_types::EventSink;
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+/// A checked-out commit of a repository.
+#[derive(Clone, Debug)]
+pub struct Checkout {
+    /// The worktree's root.
+    pub dir: PathBuf,
+    /// berth.yaml inside it (absolute).
+    pub config: PathBuf,
+    /// The commit checked out.
+    pub commit: String,
+    /// The branch it came from, if any.
+    pub branch: Option<String>,
+}
+
+/// What to do with a checkout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Build what changed and deploy (`berth run`).
+    Run,
+    /// Re-deploy an earlier revision of the environment (`berth rollback`).
+    Rollback {
+        /// The revision; `None`: the one before the live one.
+        to: Option<u64>,
+    },
+    /// Deploy the digests live in another environment (`berth promote`).
+    Promote {
+        /// The source environment.
+        from: String,
+    },
+}
+
+/// One unit of work.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The server's run id (for lock holders and logs).
+    pub run: String,
+    /// The commit to work from.
+    pub checkout: Checkout,
+    /// The environment (`None`: the one the branch deploys).
+    pub environment: Option<String>,
+    /// What to do.
+    pub action: Action,
+    /// Who asked (a token name, `webhook:github`, `poll`).
+    pub user: String,
+}
+
+/// What a successful job did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The environment deployed.
+    pub environment: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The live revision after the job.
+    pub revision: Option<u64>,
+    /// Whether a new revision was made (false: the live one was already this).
+    pub changed: bool,
+    /// Services rebuilt, with their pinned images.
+    pub built: BTreeMap<String, String>,
+    /// Services that kept their live images.
+    pub kept: Vec<String>,
+}
+
+/// Why a job failed.
+#[derive(Clone, Debug, PartialEq, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// The error, for people.
+    pub message: String,
+    /// The deploy failed and the environment was rolled back.
+    pub rolled_back: bool,
+    /// The failure diagnosis (why pods did not become ready), when the engine has one.
+    pub diagnosis: Option<String>,
+}
+
+impl Failure {
+    /// A failure with only a message.
+    pub fn msg(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            rolled_back: false,
+            diagnosis: None,
+        }
+    }
+}
+
+/// One revision of an environment's release, as the API and UI show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReleaseView {
+    /// Revision number.
+    pub revision: u64,
+    /// `deployed`, `superseded`, `failed`, ...
+    pub status: String,
+    /// Commit deployed.
+    pub commit: Option<String>,
+    /// Who deployed it.
+    pub user: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub finished_at: Option<String>,
+    /// What happened.
+    pub description: String,
+    /// Image repository -> pinned reference.
+    pub images: BTreeMap<String, String>,
+}
+
+/// A service of an environment and what runs of it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServiceView {
+    /// Service name.
+    pub name: String,
+    /// The image repository it builds or uses, if any.
+    pub repository: Option<String>,
+    /// The pinned image live in the environment.
+    pub image: Option<String>,
+    /// Its digest.
+    pub digest: Option<String>,
+}
+
+/// An environment, its services and its live revision.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EnvironmentView {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The branch that deploys it automatically.
+    pub branch: Option<String>,
+    /// The environment it is promoted from.
+    pub from: Option<String>,
+    /// Services.
+    pub services: Vec<ServiceView>,
+    /// The live (or last) revision.
+    pub current: Option<ReleaseView>,
+    /// Set when the cluster could not be asked.
+    pub error: Option<String>,
+}
+
+/// Runs jobs and reads environments: the engine, seen from the server.
+pub trait Executor: Send + Sync + 'static {
+    /// Runs `job`, reporting to `sink`. Dropping the future cancels the job; the server only
+    /// does that before the deploy step starts.
+    fn execute(
+        &self,
+        job: Job,
+        sink: Arc<dyn EventSink>,
+    ) -> BoxFuture<'_, Result<Outcome, Failure>>;
+
+    /// The environments of `checkout`'s berth.yaml with their live state.
+    fn environments<'a>(
+        &'a self,
+        checkout: &'a Checkout,
+    ) -> BoxFuture<'a, Result<Vec<EnvironmentView>, String>>;
+
+    /// The release history of `environment`, oldest first.
+    fn history<'a>(
+        &'a self,
+        checkout: &'a Checkout,
+        environment: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ReleaseView>, String>>;
+
+    /// The environment a push to `branch` deploys, if one does.
+    fn environment_for_branch(&self, checkout: &Checkout, branch: &str) -> Option<String>;
+}

@@ -1,0 +1,551 @@
+//! `berth serve`: the delivery server, and `berth serve token create|list|revoke`.
+//!
+//! The server itself is `berth-server`; this file gives it the real engine
+//! ([`EngineExecutor`]: berth.yaml of the run's commit, cluster connection, builder options,
+//! tools — the same wiring as `berth run`) and turns flags into its configuration.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use berth_cluster::{Cluster, ConnectOptions};
+use berth_deploy::{DeployError, DeployOutcome, DeployRequest, Deployer, History};
+use berth_pipeline::run::{Pipeline, RunError, RunRequest, choose_environment, default_lock};
+use berth_render::{ObjectSet, Tools};
+use berth_server::executor::{
+    Action, Checkout, EnvironmentView, Executor, Failure, Job, Outcome, ReleaseView, ServiceView,
+};
+use berth_server::{ServeConfig, Server};
+use berth_types::EventSink;
+use clap::{Args, Subcommand};
+use futures::future::BoxFuture;
+
+/// `berth serve`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServeArgs {
+    /// Token management instead of serving.
+    #[command(subcommand)]
+    pub command: Option<ServeCommand>,
+
+    /// The server's configuration file (berth-serve.yaml): listen address, data directory,
+    /// database, repositories with their webhooks and credentials. Without one, the defaults
+    /// and the flags below are enough.
+    #[arg(long, short = 'c', env = "BERTH_SERVE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// A repository to deliver: a local path or a git URL, optionally NAME=PATH_OR_URL.
+    /// Repeatable. Added to the file's repositories.
+    #[arg(long = "repo", value_name = "PATH_OR_URL")]
+    pub repos: Vec<String>,
+
+    /// Listen address (default 127.0.0.1:8080).
+    #[arg(long, env = "BERTH_SERVE_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Data directory: SQLite database, git cache, run worktrees
+    /// (default ~/.local/share/berth-serve).
+    #[arg(long, env = "BERTH_SERVE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL: sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB (default: SQLite in
+    /// the data directory). Prefer the environment variable for a URL with a password.
+    #[arg(long, env = "BERTH_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+
+    /// Runs at once over all environments (one per environment at a time regardless).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+
+    /// Keep queued older runs of a branch when a newer push arrives (default: they are
+    /// superseded).
+    #[arg(long)]
+    pub no_supersede: bool,
+
+    /// kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// kubeconfig context (default: each environment's `context`, else the current one).
+    #[arg(long, env = "BERTH_CONTEXT")]
+    pub context: Option<String>,
+
+    /// Store, runtime and registry access (added to each berth.yaml's `registry`).
+    #[command(flatten)]
+    pub builder: crate::builder_flags::BuilderFlags,
+
+    /// kustomize binary.
+    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
+    pub kustomize_bin: PathBuf,
+
+    /// helm binary.
+    #[arg(long, default_value = "helm", env = "BERTH_HELM")]
+    pub helm_bin: PathBuf,
+}
+
+/// `berth serve token ...`.
+#[derive(Subcommand, Debug)]
+pub enum ServeCommand {
+    /// API tokens for the server's API and web UI (stored as SHA-256 hashes).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `berth serve token create|list|revoke`.
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print it once (it cannot be shown again).
+    Create {
+        /// A name for it (who or what uses it).
+        name: String,
+        /// viewer (read), deployer (run, cancel, roll back, promote) or admin (tokens).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tokens: names, roles, last use (never the tokens).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token by name.
+    Revoke {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// Which database the token commands use.
+#[derive(Args, Debug)]
+pub struct DbArgs {
+    /// The server's configuration file (for its data directory and database).
+    #[arg(long, short = 'c', env = "BERTH_SERVE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (default ~/.local/share/berth-serve).
+    #[arg(long, env = "BERTH_SERVE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (default: SQLite in the data directory).
+    #[arg(long, env = "BERTH_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+}
+
+fn env_lookup(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+fn base_config(
+    file: Option<&PathBuf>,
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+) -> Result<ServeConfig, String> {
+    let mut config = match file {
+        Some(f) => berth_server::config::load(f, &env_lookup).map_err(|e| e.to_string())?,
+        None => ServeConfig::defaults(berth_server::config::default_data_dir()),
+    };
+    if let Some(d) = data_dir {
+        config.data_dir = d;
+    }
+    if let Some(db) = database {
+        config.database = Some(berth_types::Secret::new(db));
+    }
+    Ok(config)
+}
+
+async fn open_store(config: &ServeConfig) -> Result<berth_store::Store, String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("data directory {}: {e}", config.data_dir.display()))?;
+    berth_store::Store::open(config.database_url().expose())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `berth serve`.
+pub async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
+    if let Some(ServeCommand::Token(t)) = args.command {
+        return token(t).await;
+    }
+    let mut config = base_config(
+        args.config.as_ref(),
+        args.data_dir.clone(),
+        args.database.clone(),
+    )?;
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(c) = args.concurrency {
+        if c == 0 {
+            return Err("--concurrency must be at least 1".into());
+        }
+        config.concurrency = c;
+    }
+    if args.no_supersede {
+        config.supersede = false;
+    }
+    for r in &args.repos {
+        config.add_repo_flag(r).map_err(|e| e.to_string())?;
+    }
+    if config.repositories.is_empty() {
+        return Err(
+            "no repositories to deliver: give --repo PATH_OR_URL or a --config file with `repositories:`"
+                .into(),
+        );
+    }
+    let executor = Arc::new(EngineExecutor(Arc::new(Engine {
+        builder: args.builder.clone(),
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        tools: Tools {
+            kustomize: args.kustomize_bin.clone(),
+            helm: args.helm_bin.clone(),
+        },
+        clusters: Mutex::new(HashMap::new()),
+    })));
+    let server = Server::open(config, executor)
+        .await
+        .map_err(|e| e.to_string())?;
+    let repos: Vec<String> = server
+        .config()
+        .repositories
+        .iter()
+        .map(|r| format!("{} ({})", r.name, r.url))
+        .collect();
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    server
+        .serve(
+            |addr| {
+                // Machines (tests, scripts) read this line for the port.
+                println!("listening on http://{addr}");
+                for r in &repos {
+                    println!("repository {r}");
+                }
+            },
+            shutdown,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn token(cmd: TokenCommand) -> Result<ExitCode, String> {
+    match cmd {
+        TokenCommand::Create { name, role, db } => {
+            let role: berth_store::Role = role
+                .parse()
+                .map_err(|e: berth_store::UnknownName| e.to_string())?;
+            let store =
+                open_store(&base_config(db.config.as_ref(), db.data_dir, db.database)?).await?;
+            let (info, secret) = store
+                .create_token(&name, role)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "created token `{}` with role {}; it is shown once:",
+                info.name, info.role
+            );
+            println!("{}", secret.expose());
+        }
+        TokenCommand::List { db } => {
+            let store =
+                open_store(&base_config(db.config.as_ref(), db.data_dir, db.database)?).await?;
+            println!("{:<24}{:<10}{:<28}LAST USED", "NAME", "ROLE", "CREATED");
+            for t in store.tokens().await.map_err(|e| e.to_string())? {
+                println!(
+                    "{:<24}{:<10}{:<28}{}",
+                    t.name,
+                    t.role,
+                    t.created_at,
+                    t.last_used_at
+                        .map(|x| x.to_string())
+                        .unwrap_or_else(|| "never".into())
+                );
+            }
+        }
+        TokenCommand::Revoke { name, db } => {
+            let store =
+                open_store(&base_config(db.config.as_ref(), db.data_dir, db.database)?).await?;
+            if !store.revoke_token(&name).await.map_err(|e| e.to_string())? {
+                return Err(format!(
+                    "no token named `{name}`; see `berth serve token list`"
+                ));
+            }
+            eprintln!("revoked token `{name}`");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The engine as the server sees it: the same wiring as `berth run`.
+pub struct EngineExecutor(Arc<Engine>);
+
+/// What the engine needs between runs.
+pub struct Engine {
+    builder: crate::builder_flags::BuilderFlags,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    tools: Tools,
+    /// One connection per kube context, reused across runs and page views.
+    clusters: Mutex<HashMap<Option<String>, Cluster>>,
+}
+
+impl Engine {
+    async fn cluster(&self, env_context: Option<&String>) -> Result<Cluster, String> {
+        let context = self.context.clone().or(env_context.cloned());
+        if let Some(c) = self.clusters.lock().expect("clusters").get(&context) {
+            return Ok(c.clone());
+        }
+        let c = Cluster::connect(&ConnectOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: context.clone(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        self.clusters
+            .lock()
+            .expect("clusters")
+            .insert(context, c.clone());
+        Ok(c)
+    }
+
+    async fn execute_job(&self, job: Job, sink: Arc<dyn EventSink>) -> Result<Outcome, Failure> {
+        let config =
+            berth_config::load(&job.checkout.config).map_err(|e| Failure::msg(e.to_string()))?;
+        let env = choose_environment(
+            &config,
+            job.environment.as_deref(),
+            job.checkout.branch.as_deref(),
+        )
+        .map_err(|e| Failure::msg(e.to_string()))?
+        .clone();
+        let cluster = self
+            .cluster(env.context.as_ref())
+            .await
+            .map_err(Failure::msg)?;
+        let lock = default_lock(format!(
+            "berth serve (run {}, pid {})",
+            job.run,
+            std::process::id()
+        ));
+        if let Action::Rollback { to } = job.action {
+            let deployer = Deployer::new(cluster, sink);
+            let base = DeployRequest {
+                release: env.name.clone(),
+                namespace: env.namespace.clone(),
+                objects: ObjectSet::new(),
+                images: Default::default(),
+                commit: None,
+                user: job.user.clone(),
+                timeout: env.deploy.timeout,
+                rollback: env.deploy.rollback,
+                force_conflicts: false,
+                lock,
+            };
+            return match deployer.rollback(&env.namespace, &env.name, to, base).await {
+                Ok((outcome, _from)) => Ok(Outcome {
+                    environment: env.name.clone(),
+                    namespace: env.namespace.clone(),
+                    revision: Some(revision(&outcome)),
+                    changed: matches!(outcome, DeployOutcome::Deployed { .. }),
+                    ..Outcome::default()
+                }),
+                Err(e) => Err(deploy_failure(&e)),
+            };
+        }
+        let mirrors: Vec<(String, String)> = config
+            .registry
+            .mirrors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let build = self
+            .builder
+            .options(config.registry.insecure.clone(), mirrors, None, false)
+            .map_err(Failure::msg)?;
+        let pipeline = Pipeline {
+            config,
+            build,
+            cluster,
+            sink,
+        };
+        let request = RunRequest {
+            environment: env.name.clone(),
+            namespace: None,
+            commit: Some(job.checkout.commit.clone()),
+            user: job.user.clone(),
+            lock,
+            tools: self.tools.clone(),
+        };
+        let result = match &job.action {
+            Action::Promote { from } => pipeline.promote(from, None, request).await,
+            _ => pipeline.run(request).await,
+        };
+        match result {
+            Ok(out) => Ok(Outcome {
+                environment: env.name.clone(),
+                namespace: out.namespace,
+                revision: Some(revision(&out.deploy)),
+                changed: matches!(out.deploy, DeployOutcome::Deployed { .. }),
+                built: out.built,
+                kept: out.kept,
+            }),
+            Err(RunError::Deploy(e)) => Err(deploy_failure(&e)),
+            Err(e) => Err(Failure::msg(e.to_string())),
+        }
+    }
+
+    async fn env_views(&self, checkout: &Checkout) -> Result<Vec<EnvironmentView>, String> {
+        let config = berth_config::load(&checkout.config).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for env in &config.environments {
+            let (current, error) = match self.cluster(env.context.as_ref()).await {
+                Err(e) => (None, Some(e)),
+                Ok(cluster) => match History::load(&cluster, &env.namespace, &env.name).await {
+                    Ok(h) => (h.current().or(h.releases.last()).map(release_view), None),
+                    Err(e) => (None, Some(e.to_string())),
+                },
+            };
+            let services = config
+                .services
+                .iter()
+                .map(|s| {
+                    let repository = s.image.as_ref().map(|i| i.name());
+                    let image = repository
+                        .as_ref()
+                        .and_then(|r| current.as_ref().and_then(|c| c.images.get(r).cloned()));
+                    let digest = image
+                        .as_ref()
+                        .and_then(|i| i.split_once('@').map(|(_, d)| d.to_string()));
+                    ServiceView {
+                        name: s.name.clone(),
+                        repository,
+                        image,
+                        digest,
+                    }
+                })
+                .collect();
+            out.push(EnvironmentView {
+                name: env.name.clone(),
+                namespace: env.namespace.clone(),
+                branch: env.branch.clone(),
+                from: env.from.clone(),
+                services,
+                current,
+                error,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn history_of(
+        &self,
+        checkout: &Checkout,
+        environment: &str,
+    ) -> Result<Vec<ReleaseView>, String> {
+        let config = berth_config::load(&checkout.config).map_err(|e| e.to_string())?;
+        let env = config
+            .environment(environment)
+            .ok_or_else(|| format!("{} has no environment `{environment}`", config.file))?;
+        let cluster = self.cluster(env.context.as_ref()).await?;
+        let h = History::load(&cluster, &env.namespace, &env.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(h.releases.iter().map(release_view).collect())
+    }
+}
+
+fn revision(o: &DeployOutcome) -> u64 {
+    match o {
+        DeployOutcome::Deployed { revision, .. } | DeployOutcome::Unchanged { revision } => {
+            *revision
+        }
+    }
+}
+
+fn deploy_failure(e: &DeployError) -> Failure {
+    let (rolled_back, diagnosis) = match e {
+        DeployError::RolledBack { failure, .. } => (true, Some(failure.to_string())),
+        DeployError::FirstInstallFailed { failure, .. }
+        | DeployError::FailedKept { failure, .. }
+        | DeployError::PreHookFailed { failure, .. }
+        | DeployError::RollbackFailed { failure, .. } => (false, Some(failure.to_string())),
+        _ => (false, None),
+    };
+    Failure {
+        message: e.to_string(),
+        rolled_back,
+        diagnosis,
+    }
+}
+
+fn release_view(r: &berth_deploy::Release) -> ReleaseView {
+    ReleaseView {
+        revision: r.revision,
+        status: r.status.as_str().to_string(),
+        commit: r.commit.clone(),
+        user: r.user.clone(),
+        started_at: r.started_at.clone(),
+        finished_at: r.finished_at.clone(),
+        description: r.description.clone(),
+        images: r.images.clone(),
+    }
+}
+
+impl Executor for EngineExecutor {
+    fn execute(
+        &self,
+        job: Job,
+        sink: Arc<dyn EventSink>,
+    ) -> BoxFuture<'_, Result<Outcome, Failure>> {
+        // The engine's futures are not provably `Send` (higher-ranked closures inside the
+        // deploy engine), so the job runs on a blocking thread of its own, driven by the same
+        // runtime. Dropping the returned future drops `cancel`, which ends the job's future
+        // there: the server's cancel (only ever before the deploy step) reaches the engine.
+        let engine = self.0.clone();
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || {
+            handle.block_on(async move {
+                tokio::select! {
+                    r = engine.execute_job(job, sink) => r,
+                    _ = cancelled => Err(Failure::msg("cancelled")),
+                }
+            })
+        });
+        Box::pin(async move {
+            let _cancel = cancel;
+            task.await
+                .unwrap_or_else(|e| Err(Failure::msg(format!("the run's engine task failed: {e}"))))
+        })
+    }
+
+    fn environments<'a>(
+        &'a self,
+        checkout: &'a Checkout,
+    ) -> BoxFuture<'a, Result<Vec<EnvironmentView>, String>> {
+        Box::pin(self.0.env_views(checkout))
+    }
+
+    fn history<'a>(
+        &'a self,
+        checkout: &'a Checkout,
+        environment: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ReleaseView>, String>> {
+        Box::pin(self.0.history_of(checkout, environment))
+    }
+
+    fn environment_for_branch(&self, checkout: &Checkout, branch: &str) -> Option<String> {
+        let config = berth_config::load(&checkout.config).ok()?;
+        let envs = config.environments_for_branch(branch);
+        (envs.len() == 1).then(|| envs[0].name.clone())
+    }
+}

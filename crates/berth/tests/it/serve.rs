@@ -1,0 +1,767 @@
+//! `berth serve` end to end: the real binary on a free port, a real bare git repository whose
+//! `post-receive` hook sends GitHub's signed push payload, the real engine deploying into the
+//! test environment — and real Chromium over WebDriver for the web UI.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_cluster::ObjectKey;
+use berth_testkit::TestContext;
+use berth_types::Secret;
+use serde_json::{Value, json};
+
+use crate::run::{copy_dir, git};
+
+const HOOK_SECRET: &str = "hook-secret-5f2c9e1d7a";
+const RUN_WAIT: Duration = Duration::from_secs(420);
+
+/// A project in a working clone, a bare repository with the hook, a data directory.
+pub(crate) struct Rig {
+    pub(crate) work: PathBuf,
+    pub(crate) data: PathBuf,
+    pub(crate) store: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) config: PathBuf,
+    root: PathBuf,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if std::env::var_os("BERTH_TEST_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Rig {
+    /// examples/hello deployed into the test's namespace, pushed through a bare repository
+    /// whose post-receive hook signs and sends GitHub's payload to the server. `database`:
+    /// None for SQLite in the data directory.
+    pub(crate) fn new(ctx: &TestContext, database: Option<&str>, extra_config: &str) -> Rig {
+        let root =
+            std::env::temp_dir().join(format!("berth-serve-{}", berth_testkit::unique_suffix()));
+        let work = root.join("work");
+        let bare = root.join("hello.git");
+        let data = root.join("data");
+        let store = root.join("store");
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello"),
+            &work,
+        );
+        let image = format!("{}/web", ctx.repository);
+        for f in ["berth.yaml", "k8s/app.yaml"] {
+            let p = work.join(f);
+            let text = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("127.0.0.1:15000/examples/hello-web", &image)
+                .replace("namespace: hello", &format!("namespace: {}", ctx.namespace));
+            std::fs::write(p, text).unwrap();
+        }
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-q", "-m", "first <b>commit</b>"]);
+        let out = Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(&bare)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        let port = free_port();
+        berth_hooks::post_receive::install(
+            &bare,
+            &berth_hooks::post_receive::Target {
+                url: format!("http://127.0.0.1:{port}/hooks/hello"),
+                secret: Secret::new(HOOK_SECRET),
+                full_name: Some("team/hello".into()),
+                clone_url: None,
+            },
+        )
+        .unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        let db = if database.is_some() {
+            "database: { env: BERTH_TEST_SERVE_DB }\n"
+        } else {
+            ""
+        };
+        let config = root.join("berth-serve.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\ndata_dir: {}\n{db}{extra_config}repositories:\n  - name: hello\n    url: {}\n    webhook: {{ provider: github, secret_env: BERTH_TEST_HOOK_SECRET }}\n",
+                data.display(),
+                bare.display()
+            ),
+        )
+        .unwrap();
+        Rig {
+            work,
+            data,
+            store,
+            port,
+            config,
+            root,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn command(&self, ctx: &TestContext, database: Option<&str>) -> Command {
+        let mut c = ctx.env.berth(env!("CARGO_BIN_EXE_berth").as_ref());
+        c.env("BERTH_TEST_HOOK_SECRET", HOOK_SECRET)
+            .env("BERTH_STORE", &self.store)
+            .env("BERTH_SERVE_CONFIG", &self.config);
+        if let Some(d) = database {
+            c.env("BERTH_TEST_SERVE_DB", d).env("BERTH_DATABASE_URL", d);
+        }
+        c
+    }
+
+    /// `berth serve token create NAME --role ROLE`: the plaintext token.
+    pub(crate) fn token(
+        &self,
+        ctx: &TestContext,
+        database: Option<&str>,
+        name: &str,
+        role: &str,
+    ) -> String {
+        let out = self
+            .command(ctx, database)
+            .args(["serve", "token", "create", name, "--role", role])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Starts `berth serve` and waits until it listens.
+    pub(crate) fn serve(&self, ctx: &TestContext, database: Option<&str>) -> Served {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("serve.log"))
+            .unwrap();
+        let mut child = self
+            .command(ctx, database)
+            .args(["serve", "-v"])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(l) if l.starts_with("listening on ") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("berth serve exited with {status}: {}", self.log());
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "berth serve did not listen in 30s: {}",
+                        self.log()
+                    );
+                }
+            }
+        }
+        Served { child }
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Commits everything in the working clone and pushes it (the hook sends the webhook).
+    pub(crate) fn push(&self, message: &str) -> String {
+        git(&self.work, &["add", "-A"]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.work)
+            .args(["push", "-q", "origin", "main"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "push: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let head = Command::new("git")
+            .arg("-C")
+            .arg(&self.work)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        String::from_utf8(head.stdout).unwrap().trim().to_string()
+    }
+}
+
+/// A running `berth serve`; SIGKILLed on drop.
+pub(crate) struct Served {
+    pub(crate) child: Child,
+}
+
+impl Served {
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An API client with a token.
+pub(crate) struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    pub(crate) fn new(rig: &Rig, token: Option<&str>) -> Api {
+        berth_testkit::init_crypto();
+        Api {
+            http: reqwest::Client::new(),
+            base: rig.url(""),
+            token: token.map(str::to_string),
+        }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.req(reqwest::Method::GET, path).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn text(&self, path: &str) -> (u16, String) {
+        let r = self.req(reqwest::Method::GET, path).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .req(reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until run `id` reaches a final state; returns the run.
+    pub(crate) async fn wait_run(&self, id: &str, rig: &Rig) -> Value {
+        let deadline = Instant::now() + RUN_WAIT;
+        loop {
+            let (s, run) = self.get(&format!("/api/runs/{id}")).await;
+            assert_eq!(s, 200, "{run}");
+            let state = run["state"].as_str().unwrap_or("").to_string();
+            if !matches!(state.as_str(), "queued" | "running") {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} still {state} after {RUN_WAIT:?}\n{}",
+                rig.log()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Waits until a run for `commit` exists; returns its id.
+    pub(crate) async fn run_for(&self, commit: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, runs) = self.get("/api/runs?repository=hello").await;
+            if let Some(r) = runs
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["commit"] == commit)
+            {
+                return r["id"].to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no run for {commit} 30s after the push: {runs}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+async fn live_image(ctx: &TestContext) -> String {
+    let d = ctx
+        .cluster
+        .get(&ObjectKey::new(
+            "apps/v1",
+            "Deployment",
+            Some(&ctx.namespace),
+            "hello",
+        ))
+        .await
+        .unwrap()
+        .expect("the Deployment exists");
+    d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every file under `dir`, as bytes, searched for `needle`.
+pub(crate) fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                // The run worktrees are checkouts of the repository: not the store.
+                if !p.ends_with("git") && !p.ends_with("views") && !p.ends_with("work") {
+                    stack.push(p);
+                }
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_push_deploys_through_the_server_and_a_bad_commit_rolls_back() {
+    let ctx = TestContext::new("serve-e2e").await;
+    let rig = Rig::new(&ctx, None, "");
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    let _server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&viewer));
+
+    // A push: the hook sends the signed payload, the server queues, builds, deploys.
+    let first = rig.push("deploy me");
+    let id = api.run_for(&first).await;
+    let run = api.wait_run(&id, &rig).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
+    assert_eq!(run["trigger"]["kind"], "webhook");
+    let built = run["result"]["outcome"]["built"]["web"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{run}"))
+        .to_string();
+    assert_eq!(
+        live_image(&ctx).await,
+        built,
+        "the Deployment runs the digest the server built"
+    );
+    let (_, events) = api.get(&format!("/api/runs/{id}/events")).await;
+    let steps: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["event"] == "step_started")
+        .filter_map(|e| e["event"]["step"].as_str())
+        .collect();
+    assert!(
+        ["fetch", "checkout", "build", "deploy"]
+            .iter()
+            .all(|s| steps.contains(s)),
+        "{steps:?}"
+    );
+
+    // The API shows the environment with the digest.
+    let (s, envs) = api.get("/api/repositories/hello/environments").await;
+    assert_eq!(s, 200, "{envs}");
+    let digest = built.split_once('@').unwrap().1;
+    assert_eq!(
+        envs["environments"][0]["services"][0]["digest"], digest,
+        "{envs}"
+    );
+
+    // A bad commit: pods crash-loop, the deploy rolls back, the run says why.
+    let app = rig.work.join("k8s/app.yaml");
+    let text = std::fs::read_to_string(&app).unwrap().replace(
+        "      labels: {app: hello}\n",
+        "      labels: {app: hello}\n      annotations: {berth.dev/simulate: crash-loop}\n",
+    );
+    std::fs::write(&app, text).unwrap();
+    let bad = rig.push("<script>alert('crash')</script>");
+    let id2 = api.run_for(&bad).await;
+    let run2 = api.wait_run(&id2, &rig).await;
+    assert_eq!(run2["state"], "rolled_back", "{run2}\n{}", rig.log());
+    assert!(
+        run2["result"]["diagnosis"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{run2}"
+    );
+    assert_eq!(
+        live_image(&ctx).await,
+        built,
+        "the good digest is live again"
+    );
+    let (s, page) = api.text(&format!("/runs/{id2}")).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("Deploy failed and was rolled back"), "{page}");
+    assert!(
+        page.contains(&html_escape(run2["result"]["error"].as_str().unwrap())),
+        "the error is on the page"
+    );
+
+    // The dashboard shows the live digest; the commit message stays escaped.
+    let (_, dash) = api.text("/").await;
+    assert!(dash.contains(&digest[..19]), "{dash}");
+    assert!(!dash.contains("<script>alert"), "escaped");
+
+    // Secrets: neither the webhook secret nor the token is in the store or the API output.
+    for secret in [HOOK_SECRET, viewer.as_str()] {
+        let hits = files_containing(&rig.data, secret);
+        assert!(hits.is_empty(), "a secret is stored in {hits:?}");
+        for path in [
+            format!("/api/runs/{id}/events"),
+            format!("/api/runs/{id2}/events"),
+            "/api/runs".to_string(),
+        ] {
+            let (_, body) = api.text(&path).await;
+            assert!(!body.contains(secret), "a secret is in {path}");
+        }
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#x27;")
+}
+
+/// A GitHub push payload for `after` on main, as the provider sends it.
+fn github_push(after: &str) -> Vec<u8> {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../berth-hooks/tests/fixtures/github-push.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    v["ref"] = json!("refs/heads/main");
+    v["after"] = json!(after);
+    v["head_commit"]["id"] = json!(after);
+    serde_json::to_vec(&v).unwrap()
+}
+
+async fn send_hook(
+    rig: &Rig,
+    delivery: &str,
+    body: &[u8],
+    signature: Option<String>,
+) -> (u16, Value) {
+    let mut r = reqwest::Client::new()
+        .post(rig.url("/hooks/hello"))
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", delivery)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec());
+    if let Some(s) = signature {
+        r = r.header("X-Hub-Signature-256", s);
+    }
+    let r = r.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn rejected_webhooks_queue_nothing_and_roles_are_checked_on_every_route() {
+    let ctx = TestContext::new("serve-security").await;
+    let rig = Rig::new(&ctx, None, "");
+    rig.push("first"); // into the bare repository; no server listens yet, the hook's POST fails
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    let deployer = rig.token(&ctx, None, "deployer", "deployer");
+    let admin = rig.token(&ctx, None, "admin", "admin");
+    let _server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&viewer));
+    let count = || async {
+        api.get("/api/runs?limit=1000")
+            .await
+            .1
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let secret = Secret::new(HOOK_SECRET);
+    let sign = |b: &[u8]| berth_hooks::webhook::github_signature(&secret, b);
+    // A commit that does not exist: a queued run fails fast at fetch, never builds.
+    let body = github_push("0123456789abcdef0123456789abcdef01234567");
+
+    let cases: Vec<(&str, Vec<u8>, Option<String>, u16)> = vec![
+        ("unsigned", body.clone(), None, 401),
+        (
+            "wrong signature",
+            body.clone(),
+            Some(sign(b"another body")),
+            401,
+        ),
+        (
+            "malformed signature",
+            body.clone(),
+            Some("sha256=zz".into()),
+            401,
+        ),
+        (
+            "malformed json",
+            b"{\"ref\": ".to_vec(),
+            Some(sign(b"{\"ref\": ")),
+            400,
+        ),
+        (
+            "oversized",
+            vec![b' '; berth_hooks::DEFAULT_MAX_BODY + 10],
+            None,
+            413,
+        ),
+    ];
+    for (i, (what, b, sig, want)) in cases.into_iter().enumerate() {
+        let (s, answer) = send_hook(&rig, &format!("bad-{i}"), &b, sig).await;
+        assert_eq!(s, want, "{what}: {answer}");
+        assert!(
+            !answer.to_string().contains(HOOK_SECRET),
+            "{what}: the answer echoes the secret"
+        );
+        assert_eq!(count().await, 0, "{what}: nothing queued");
+    }
+    // The real thing is accepted, once; its replay is refused.
+    let (s, answer) = send_hook(&rig, "good-1", &body, Some(sign(&body))).await;
+    assert_eq!(s, 202, "{answer}");
+    assert_eq!(count().await, 1);
+    let (s, answer) = send_hook(&rig, "good-1", &body, Some(sign(&body))).await;
+    assert_eq!(s, 409, "replayed: {answer}");
+    assert_eq!(count().await, 1, "a replay queues nothing");
+    let (s, _) = reqwest::Client::new()
+        .post(rig.url("/hooks/nope"))
+        .body("{}")
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(s, 404);
+
+    // Roles.
+    let anon = Api::new(&rig, None);
+    let as_deployer = Api::new(&rig, Some(&deployer));
+    let as_admin = Api::new(&rig, Some(&admin));
+    let bogus = Api::new(&rig, Some("not-a-token"));
+    for path in ["/api/runs", "/api/repositories", "/api/tokens"] {
+        assert_eq!(anon.get(path).await.0, 401, "{path} without a token");
+        assert_eq!(bogus.get(path).await.0, 401, "{path} with an unknown token");
+    }
+    assert_eq!(api.get("/api/runs").await.0, 200);
+    assert_eq!(
+        api.post(
+            "/api/repositories/hello/environments/dev/rollback",
+            json!({})
+        )
+        .await
+        .0,
+        403,
+        "viewer cannot roll back"
+    );
+    assert_eq!(
+        api.post("/api/repositories/hello/runs", json!({})).await.0,
+        403,
+        "viewer cannot run"
+    );
+    let (s, rb) = as_deployer
+        .post(
+            "/api/repositories/hello/environments/dev/rollback",
+            json!({"to": 1}),
+        )
+        .await;
+    assert_eq!(s, 202, "deployer can roll back: {rb}");
+    assert_eq!(
+        as_deployer.get("/api/tokens").await.0,
+        403,
+        "tokens are admin-only"
+    );
+    assert_eq!(
+        as_deployer
+            .post("/api/tokens", json!({"name": "x", "role": "admin"}))
+            .await
+            .0,
+        403
+    );
+    let (s, list) = as_admin.get("/api/tokens").await;
+    assert_eq!(s, 200);
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
+    assert!(
+        !list.to_string().contains(&viewer),
+        "token list holds no tokens"
+    );
+    let (s, made) = as_admin
+        .post("/api/tokens", json!({"name": "ci", "role": "viewer"}))
+        .await;
+    assert_eq!(s, 201, "{made}");
+    let ci = Api::new(&rig, made["token"].as_str());
+    assert_eq!(
+        ci.get("/api/runs").await.0,
+        200,
+        "a new token works at once"
+    );
+    let r = reqwest::Client::new()
+        .delete(rig.url("/api/tokens/ci"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        ci.get("/api/runs").await.0,
+        401,
+        "a revoked token is refused"
+    );
+    // Metrics count the answers.
+    let (_, metrics) = anon.text("/metrics").await;
+    assert!(
+        metrics.contains("berth_webhooks_total{status=\"401\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("berth_webhooks_total{status=\"409\"} 1"),
+        "{metrics}"
+    );
+    // The UI sends a browser without a session to the sign-in page.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(rig.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+}
+
+#[tokio::test]
+async fn a_run_killed_with_the_server_is_interrupted_keeps_its_logs_and_reruns() {
+    let ctx = TestContext::new("serve-restart").await;
+    // One run at a time, and no superseding: the second push must wait, not replace.
+    let rig = Rig::new(&ctx, None, "concurrency: 1\nsupersede: false\n");
+    let deployer = rig.token(&ctx, None, "deployer", "deployer");
+    let mut server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&deployer));
+
+    let first = rig.push("first");
+    let id = api.run_for(&first).await;
+    // Wait until the run is building (it has logged something past the checkout).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let logged = loop {
+        let (_, events) = api.get(&format!("/api/runs/{id}/events")).await;
+        let events = events.as_array().cloned().unwrap_or_default();
+        if events.iter().any(|e| e["event"]["step"] == "build") {
+            break events.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id} never started building: {}",
+            rig.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A webhook while the run is active: queued behind it.
+    std::fs::write(rig.work.join("web/index.html"), "<h1>second</h1>\n").unwrap();
+    let second = rig.push("second");
+    let id2 = api.run_for(&second).await;
+    server.kill(); // SIGKILL, mid-build
+
+    let _server = rig.serve(&ctx, None);
+    let (_, run) = api.get(&format!("/api/runs/{id}")).await;
+    assert_eq!(run["state"], "interrupted", "{run}");
+    let (_, events) = api.get(&format!("/api/runs/{id}/events")).await;
+    assert!(
+        events.as_array().unwrap().len() >= logged,
+        "its logs are kept: {events}"
+    );
+    // The webhook that arrived during the run was not lost: it runs now.
+    let run2 = api.wait_run(&id2, &rig).await;
+    assert_eq!(run2["state"], "succeeded", "{run2}\n{}", rig.log());
+    // And the interrupted run can be re-run.
+    let (s, rerun) = api.post(&format!("/api/runs/{id}/rerun"), json!({})).await;
+    assert_eq!(s, 202, "{rerun}");
+    assert_eq!(rerun["trigger"]["kind"], "rerun");
+    let again = api.wait_run(&rerun["id"].to_string(), &rig).await;
+    assert_eq!(again["state"], "succeeded", "{again}\n{}", rig.log());
+    assert_eq!(again["commit"], first);
+}
+
+#[tokio::test]
+async fn the_server_delivers_a_push_on_postgresql() {
+    let ctx = TestContext::new("serve-pg").await;
+    let db = berth_testkit::Postgres::fresh("serve").await;
+    let url = db.url.clone();
+    let rig = Rig::new(&ctx, Some(&url), "");
+    let viewer = rig.token(&ctx, Some(&url), "viewer", "viewer");
+    let _server = rig.serve(&ctx, Some(&url));
+    let api = Api::new(&rig, Some(&viewer));
+    let commit = rig.push("on postgres");
+    let id = api.run_for(&commit).await;
+    let run = api.wait_run(&id, &rig).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
+    let built = run["result"]["outcome"]["built"]["web"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(live_image(&ctx).await, built);
+    // Nothing of it went to a SQLite file.
+    assert!(
+        !rig.data.join("berth.db").exists(),
+        "the run was stored in PostgreSQL only"
+    );
+    let password = url
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('@'))
+        .and_then(|(u, _)| u.split_once(':'))
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default();
+    if password.len() > 5 {
+        assert!(
+            !rig.log().contains(&password),
+            "the database password is not logged"
+        );
+    }
+}
