@@ -376,7 +376,9 @@ impl Server {
             Some((c, b)) => (c.to_string(), b.map(str::to_string)),
             None => {
                 let mut found = None;
-                for rev in repo.branches.iter().map(String::as_str).chain(["HEAD"]) {
+                // The mirror's HEAD may not follow the remote's default branch (a mirror made
+                // by `init` + `fetch` points at `master`): try the usual names after it.
+                for rev in repo.branches.iter().map(String::as_str).chain(["HEAD", "main", "master"]) {
                     if let Ok(c) = self.inner.git.resolve(&repo.name, rev).await {
                         found = Some((c, (rev != "HEAD").then(|| rev.to_string())));
                         break;

@@ -159,7 +159,7 @@ impl Rig {
             .unwrap();
         let mut child = self
             .command(ctx, database)
-            .args(["serve", "-v"])
+            .args(["-v", "serve"])
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
