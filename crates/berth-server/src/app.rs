@@ -159,6 +159,16 @@ impl Server {
             .map_err(|source| ServerError::Listen { addr, source })?;
         let local = listener.local_addr().map_err(ServerError::Serve)?;
         let scheduler = tokio::spawn(self.clone().schedule());
+        // Read each repository's berth.yaml early, so the first webhook already knows which
+        // environment its branch deploys (the webhook itself never waits for git).
+        for r in self.inner.config.repositories.clone() {
+            let server = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server.view(&r).await {
+                    tracing::info!(repository = %r.name, "not read yet: {e}");
+                }
+            });
+        }
         let mut pollers = Vec::new();
         for r in self
             .inner
