@@ -705,6 +705,8 @@ async fn a_run_killed_with_the_server_is_interrupted_keeps_its_logs_and_reruns()
     server.kill(); // SIGKILL, mid-build
 
     let _server = rig.serve(&ctx, None);
+    // A new client: the old one's pooled connections went down with the server.
+    let api = Api::new(&rig, Some(&deployer));
     let (_, run) = api.get(&format!("/api/runs/{id}")).await;
     assert_eq!(run["state"], "interrupted", "{run}");
     let (_, events) = api.get(&format!("/api/runs/{id}/events")).await;
