@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 /// The W3C key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A headless Chromium session, with its chromedriver process (killed on drop).
 pub struct Browser {
@@ -250,6 +250,18 @@ fn chromium_binary() -> &'static str {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // A test that panics never reaches `quit`: end the session here, or Chromium outlives
+        // its driver. A blocking one-shot DELETE over a plain socket (no runtime in Drop).
+        if self.child.is_some()
+            && let Some(rest) = self.base.strip_prefix("http://")
+            && let Some((host, path)) = rest.split_once('/')
+            && let Ok(mut s) = std::net::TcpStream::connect(host)
+        {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(s, "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = s.read_to_end(&mut Vec::new());
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
