@@ -306,7 +306,7 @@ impl Server {
     /// configured.
     pub async fn enqueue(&self, new: NewRun) -> Result<Run, berth_store::StoreError> {
         let run = self.inner.store.create_run(new).await?;
-        self.after_queued(&[run.clone()]).await?;
+        self.after_queued(std::slice::from_ref(&run)).await?;
         Ok(run)
     }
 
@@ -388,7 +388,12 @@ impl Server {
                 let mut found = None;
                 // The mirror's HEAD may not follow the remote's default branch (a mirror made
                 // by `init` + `fetch` points at `master`): try the usual names after it.
-                for rev in repo.branches.iter().map(String::as_str).chain(["HEAD", "main", "master"]) {
+                for rev in repo
+                    .branches
+                    .iter()
+                    .map(String::as_str)
+                    .chain(["HEAD", "main", "master"])
+                {
                     if let Ok(c) = self.inner.git.resolve(&repo.name, rev).await {
                         found = Some((c, (rev != "HEAD").then(|| rev.to_string())));
                         break;

@@ -207,11 +207,33 @@ fn row(r: &berth_store::Run) -> RunRow {
         repository: r.repository.clone(),
         branch: r.branch.clone(),
         commit: r.commit.chars().take(12).collect(),
-        environment: r.environment.clone(),
+        // A run queued before the server knew which environment its branch deploys records
+        // the one it chose in its outcome.
+        environment: if r.environment.is_empty() {
+            r.result
+                .as_ref()
+                .and_then(|v| v.pointer("/outcome/environment"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        } else {
+            r.environment.clone()
+        },
         trigger: crate::app::trigger_user(&r.trigger),
         state: r.state.to_string(),
         created: r.created_at.to_string(),
         age: age(r.created_at),
+    }
+}
+
+/// `name@sha256:123456789abc` from `registry/path/name@sha256:...`.
+fn short_image(i: &str) -> String {
+    let (repo, digest) = i.split_once('@').unwrap_or((i, ""));
+    let name = repo.rsplit('/').next().unwrap_or(repo);
+    if digest.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}@{}", &digest[..19.min(digest.len())])
     }
 }
 
@@ -431,9 +453,11 @@ async fn run_page(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>)
             .note
             .clone()
             .filter(|_| run.state.is_terminal() && run.state != berth_store::RunState::Succeeded));
+    // The deploy error already quotes its diagnosis; show it apart only when it adds to it.
     let diagnosis = result
         .get("diagnosis")
         .and_then(|v| v.as_str())
+        .filter(|d| !error.as_deref().is_some_and(|e| e.contains(d)))
         .map(str::to_string);
     let outcome = result.get("outcome").cloned();
     page(
@@ -497,7 +521,7 @@ async fn environment_page(
                 commit => x.commit.as_ref().map(|c| c.chars().take(12).collect::<String>()),
                 started => x.started_at.clone(), age => parse_age(&x.started_at),
                 description => x.description.lines().next().unwrap_or("").to_string(),
-                images => x.images.values().cloned().collect::<Vec<_>>(),
+                images => x.images.values().map(|i| context! { full => i, short => short_image(i) }).collect::<Vec<_>>(),
                 live => Some(x.revision) == live,
                 can_roll_back => Some(x.revision) != live && matches!(x.status.as_str(), "superseded" | "deployed"),
             }

@@ -259,7 +259,10 @@ impl Drop for Browser {
         {
             use std::io::{Read, Write};
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            let _ = write!(s, "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = write!(
+                s,
+                "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
             let _ = s.read_to_end(&mut Vec::new());
         }
         if let Some(mut c) = self.child.take() {

@@ -446,10 +446,19 @@ async fn a_push_deploys_through_the_server_and_a_bad_commit_rolls_back() {
     assert!(page.contains("Deploy failed and was rolled back"), "{page}");
     let error = run2["result"]["error"].as_str().unwrap();
     assert!(error.contains("was rolled back to revision 1"), "{error}");
-    assert!(page.contains("was rolled back to revision 1"), "the error is on the page: {page}");
+    assert!(
+        page.contains("was rolled back to revision 1"),
+        "the error is on the page: {page}"
+    );
     let diagnosis = run2["result"]["diagnosis"].as_str().unwrap();
-    let first_words: String = diagnosis.chars().take_while(|c| c.is_alphanumeric() || *c == ' ').collect();
-    assert!(page.contains(&first_words), "the diagnosis is on the page: {first_words}");
+    let first_words: String = diagnosis
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == ' ')
+        .collect();
+    assert!(
+        page.contains(&first_words),
+        "the diagnosis is on the page: {first_words}"
+    );
 
     // The dashboard shows the live digest; the commit message stays escaped.
     let (_, dash) = api.text("/").await;
@@ -470,7 +479,6 @@ async fn a_push_deploys_through_the_server_and_a_bad_commit_rolls_back() {
         }
     }
 }
-
 
 /// A GitHub push payload for `after` on main, as the provider sends it.
 fn github_push(after: &str) -> Vec<u8> {

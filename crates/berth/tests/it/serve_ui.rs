@@ -98,5 +98,27 @@ async fn the_ui_shows_live_logs_and_rolls_back_in_chromium() {
         live.contains(&first[..12]),
         "revision 3 runs the first commit again: {live}"
     );
+
+    // A bad commit: the run page says it rolled back, and why.
+    let app = rig.work.join("k8s/app.yaml");
+    let text = std::fs::read_to_string(&app).unwrap().replace(
+        "      labels: {app: hello}\n",
+        "      labels: {app: hello}\n      annotations: {berth.dev/simulate: crash-loop}\n",
+    );
+    std::fs::write(&app, text).unwrap();
+    let bad = rig.push("crash");
+    let id3 = api.run_for(&bad).await;
+    assert_eq!(
+        api.wait_run(&id3, &rig).await["state"],
+        "rolled_back",
+        "{}",
+        rig.log()
+    );
+    browser.goto(&rig.url(&format!("/runs/{id3}"))).await;
+    let why = browser
+        .wait_text("#diagnosis", Duration::from_secs(20), |t| !t.is_empty())
+        .await;
+    assert!(why.contains("rolled back"), "{why}");
+    browser.screenshot(&screenshot("run-rolled-back")).await;
     browser.quit().await;
 }
