@@ -710,6 +710,17 @@ async fn a_run_killed_with_the_server_is_interrupted_keeps_its_logs_and_reruns()
     std::fs::write(rig.work.join("web/index.html"), "<h1>second</h1>\n").unwrap();
     let second = rig.push("second");
     let id2 = api.run_for(&second).await;
+    // A manual run queued behind both, then cancelled before it starts.
+    let (s, third) = api
+        .post("/api/repositories/hello/runs", json!({"commit": first}))
+        .await;
+    assert_eq!(s, 202, "{third}");
+    let (s, cancelled) = api
+        .post(&format!("/api/runs/{}/cancel", third["id"]), json!({}))
+        .await;
+    assert_eq!(s, 200, "{cancelled}");
+    let (_, third) = api.get(&format!("/api/runs/{}", third["id"])).await;
+    assert_eq!(third["state"], "cancelled", "{third}");
     server.kill(); // SIGKILL, mid-build
 
     let _server = rig.serve(&ctx, None);
