@@ -711,8 +711,10 @@ impl GitCache {
             .map_err(|e| GitError::io(format!("worktree path {}", dest.display()), e))?
             .into_os_string();
         {
-            // `worktree prune` and `worktree add` both edit the mirror's list of worktrees.
+            // `worktree prune` and `worktree add` both edit the mirror's list of worktrees, and
+            // so may another process sharing the cache.
             let _guard = self.lock(name).await;
+            let _file_lock = self.file_lock(&mirror_dir_name(name)?).await?;
             self.local(&mirror, &[os("worktree"), os("prune")], "worktree prune")
                 .await?;
             self.local(
