@@ -494,11 +494,12 @@ impl GitCache {
         let mirror = self.inner.root.join(&dir_name);
         let first = !mirror.join("HEAD").exists();
         if first {
-            let tmp = self
-                .inner
-                .root
-                .join(format!(".{dir_name}.tmp-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&tmp);
+            // A fresh name each time, so no two attempts ever share a half-made mirror.
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!(".{dir_name}.tmp-"))
+                .tempdir_in(&self.inner.root)
+                .map_err(|e| GitError::io("creating a temporary mirror directory", e))?
+                .keep();
             let result = self
                 .create_mirror(&tmp, &url, credentials.as_ref(), &safe)
                 .await;

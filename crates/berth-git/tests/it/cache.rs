@@ -330,3 +330,24 @@ async fn a_deadline_stops_a_hanging_git() {
     assert!(e.is_transient());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_caches_on_one_root_take_turns() {
+    // Two caches over the same directory share no mutex (as two server processes would not):
+    // their first clones and fetches still all succeed and agree.
+    let up = Upstream::new("board");
+    let dir = tempfile::tempdir().unwrap();
+    let a = GitCache::new(dir.path()).unwrap();
+    let b = GitCache::new(dir.path()).unwrap();
+    let remote = Remote::new(up.bare.to_str().unwrap());
+    let runs = (0..6).map(|i| {
+        let cache = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let remote = remote.clone();
+        tokio::spawn(async move { cache.fetch("acme/board", &remote).await })
+    });
+    for r in runs {
+        r.await.unwrap().unwrap();
+    }
+    assert_eq!(a.resolve("acme/board", "main").await.unwrap(), up.head());
+    assert_eq!(b.resolve("acme/board", "main").await.unwrap(), up.head());
+}
