@@ -26,7 +26,8 @@
 //!   `last_seq` and inserts the event in one transaction; on PostgreSQL the row lock on the run
 //!   makes concurrent appends commit in `seq` order, so a reader following
 //!   [`Store::events`]`(after_seq)` (an SSE stream catching up) never skips an event that
-//!   commits late. With `synchronous=NORMAL` a SQLite commit does not fsync.
+//!   commits late. On PostgreSQL a single event goes in one statement (a data-modifying CTE,
+//!   one round trip); with `synchronous=NORMAL` a SQLite commit does not fsync.
 //! - **Webhook deliveries are deduplicated inside the transaction that creates their runs**
 //!   ([`Store::accept_delivery`]): the delivery's primary key decides, so two concurrent
 //!   deliveries of the same id create runs exactly once on both backends.
