@@ -11,8 +11,11 @@
 //! - [`GitCache::worktree`] checks one commit out, detached, into a directory of its own
 //!   (`git worktree add`, sharing the mirror's objects); several runs may hold worktrees of the
 //!   same repository at once. [`Worktree::remove`] cleans up; dropping it removes the files.
-//! - [`GitCache::ls_remote`] reads a branch's head without fetching, for polling hosts that
-//!   cannot send webhooks.
+//!   The mirror's `HEAD` names the remote's default branch (as it was when the mirror was
+//!   made).
+//! - [`GitCache::ls_remote`] reads a branch's head without fetching, and
+//!   [`GitCache::ls_remote_branches`] every branch at once, for polling hosts that cannot send
+//!   webhooks.
 //!
 //! Credentials ([`Credentials`]) are handed to git through its environment, never on a command
 //! line or in a URL (see the `command` module); every git call has a deadline; git's stderr is
@@ -491,11 +494,12 @@ impl GitCache {
         let mirror = self.inner.root.join(&dir_name);
         let first = !mirror.join("HEAD").exists();
         if first {
-            let tmp = self
-                .inner
-                .root
-                .join(format!(".{dir_name}.tmp-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&tmp);
+            // A fresh name each time, so no two attempts ever share a half-made mirror.
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!(".{dir_name}.tmp-"))
+                .tempdir_in(&self.inner.root)
+                .map_err(|e| GitError::io("creating a temporary mirror directory", e))?
+                .keep();
             let result = self
                 .create_mirror(&tmp, &url, credentials.as_ref(), &safe)
                 .await;
@@ -591,7 +595,33 @@ impl GitCache {
             let args: Vec<&OsStr> = args.iter().map(|a| os(a)).collect();
             self.local(tmp, &args, "config").await?;
         }
-        self.fetch_origin(tmp, credentials, safe).await
+        self.fetch_origin(tmp, credentials, safe).await?;
+        // HEAD names the remote's default branch, so `resolve(name, "HEAD")` means what it
+        // means on the host. Best effort: an empty repository has no HEAD to follow.
+        let out = self
+            .git(
+                credentials,
+                tmp,
+                &[os("ls-remote"), os("--symref"), os("origin"), os("HEAD")],
+                "ls-remote",
+                safe,
+                self.inner.timeouts.network,
+            )
+            .await?;
+        let head = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            l.strip_prefix("ref: ")?
+                .strip_suffix("\tHEAD")
+                .map(str::to_string)
+        });
+        if let Some(head) = head.filter(|h| h.starts_with("refs/heads/")) {
+            self.local(
+                tmp,
+                &[os("symbolic-ref"), os("HEAD"), os(&head)],
+                "symbolic-ref",
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn fetch_origin(
@@ -682,8 +712,10 @@ impl GitCache {
             .map_err(|e| GitError::io(format!("worktree path {}", dest.display()), e))?
             .into_os_string();
         {
-            // `worktree prune` and `worktree add` both edit the mirror's list of worktrees.
+            // `worktree prune` and `worktree add` both edit the mirror's list of worktrees, and
+            // so may another process sharing the cache.
             let _guard = self.lock(name).await;
+            let _file_lock = self.file_lock(&mirror_dir_name(name)?).await?;
             self.local(&mirror, &[os("worktree"), os("prune")], "worktree prune")
                 .await?;
             self.local(
@@ -743,6 +775,36 @@ impl GitCache {
                 let (sha, r) = line.split_once('\t')?;
                 (r == full).then(|| sha.to_string())
             }))
+    }
+
+    /// Every branch of the remote and the commit it points at, in one round-trip: what a
+    /// poller compares with what it saw last time.
+    pub async fn ls_remote_branches(
+        &self,
+        remote: &Remote,
+    ) -> Result<std::collections::BTreeMap<String, String>, GitError> {
+        let (url, credentials) = remote.effective()?;
+        let safe = remote.safe_url();
+        let out = self
+            .git(
+                credentials.as_ref(),
+                &self.inner.root,
+                &[os("ls-remote"), os("--heads"), os("--"), os(&url)],
+                "ls-remote",
+                &safe,
+                self.inner.timeouts.network,
+            )
+            .await?;
+        if !out.success {
+            return Err(command::network_error("ls-remote", &safe, &out));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (sha, r) = line.split_once('\t')?;
+                Some((r.strip_prefix("refs/heads/")?.to_string(), sha.to_string()))
+            })
+            .collect())
     }
 
     /// Whether `ancestor` is reachable from `descendant` (false after a force-push that

@@ -145,7 +145,41 @@ async fn ls_remote_polls_a_branch_without_fetching() {
             .unwrap(),
         Some(feature)
     );
+    let all = cache.ls_remote_branches(&remote).await.unwrap();
+    assert_eq!(
+        all.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["feature/main", "main"]
+    );
+    assert_eq!(
+        all["feature/main"],
+        git(&up.work, &["rev-parse", "feature/main"])
+    );
     assert!(!cache.mirror_path("board").unwrap().exists());
+}
+
+#[tokio::test]
+async fn the_mirror_head_follows_the_remote_default_branch() {
+    let up = Upstream::new("board");
+    git(&up.work, &["checkout", "--quiet", "-b", "trunk"]);
+    let trunk = up.commit("t", "t\n", "trunk");
+    up.push(&["trunk"]);
+    git(&up.bare, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+    let (_d, cache) = cache();
+    cache
+        .fetch("board", &Remote::new(up.bare.to_str().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(cache.resolve("board", "HEAD").await.unwrap(), trunk);
+    // An empty repository has no HEAD to follow and fetches all the same.
+    let empty = up.dir.path().join("empty.git");
+    std::fs::create_dir_all(&empty).unwrap();
+    git(&empty, &["init", "--bare", "--quiet"]);
+    cache
+        .fetch("empty", &Remote::new(empty.to_str().unwrap()))
+        .await
+        .unwrap();
+    let e = cache.resolve("empty", "HEAD").await.unwrap_err();
+    assert!(matches!(e, GitError::UnknownRevision { .. }), "{e}");
 }
 
 #[tokio::test]
@@ -295,4 +329,25 @@ async fn a_deadline_stops_a_hanging_git() {
     assert!(matches!(e, GitError::Timeout { .. }), "{e}");
     assert!(e.is_transient());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_caches_on_one_root_take_turns() {
+    // Two caches over the same directory share no mutex (as two server processes would not):
+    // their first clones and fetches still all succeed and agree.
+    let up = Upstream::new("board");
+    let dir = tempfile::tempdir().unwrap();
+    let a = GitCache::new(dir.path()).unwrap();
+    let b = GitCache::new(dir.path()).unwrap();
+    let remote = Remote::new(up.bare.to_str().unwrap());
+    let runs = (0..6).map(|i| {
+        let cache = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let remote = remote.clone();
+        tokio::spawn(async move { cache.fetch("acme/board", &remote).await })
+    });
+    for r in runs {
+        r.await.unwrap().unwrap();
+    }
+    assert_eq!(a.resolve("acme/board", "main").await.unwrap(), up.head());
+    assert_eq!(b.resolve("acme/board", "main").await.unwrap(), up.head());
 }
