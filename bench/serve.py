@@ -53,7 +53,6 @@ def project(root, envs, ns_prefix):
     lines = ["services:", "  - name: tiny", "    manifests:", "      path: [k8s]", "environments:"]
     for i in range(envs):
         lines += [f"  - name: e{i}", f"    namespace: {ns_prefix}-{i}"]
-    lines[-2:-2] = []
     # e0 deploys branch main automatically (the latency measure's webhooks name main).
     text = "\n".join(lines) + "\n"
     text = text.replace("  - name: e0\n", "  - name: e0\n    branch: main\n", 1)
