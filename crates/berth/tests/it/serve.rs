@@ -16,10 +16,12 @@ use crate::run::{copy_dir, git};
 
 const HOOK_SECRET: &str = "hook-secret-5f2c9e1d7a";
 const RUN_WAIT: Duration = Duration::from_secs(420);
+const GIT_TOKEN: &str = "git-token-8d41b7c0e3";
 
 /// A project in a working clone, a bare repository with the hook, a data directory.
 pub(crate) struct Rig {
     pub(crate) work: PathBuf,
+    pub(crate) bare: PathBuf,
     pub(crate) data: PathBuf,
     pub(crate) store: PathBuf,
     pub(crate) port: u16,
@@ -106,6 +108,7 @@ impl Rig {
         .unwrap();
         Rig {
             work,
+            bare,
             data,
             store,
             port,
@@ -120,6 +123,7 @@ impl Rig {
 
     fn command(&self, ctx: &TestContext, database: Option<&str>) -> Command {
         let mut c = ctx.env.berth(env!("CARGO_BIN_EXE_berth").as_ref());
+        c.env("BERTH_TEST_GIT_TOKEN", GIT_TOKEN);
         c.env("BERTH_TEST_HOOK_SECRET", HOOK_SECRET)
             .env("BERTH_STORE", &self.store)
             .env("BERTH_SERVE_CONFIG", &self.config);
@@ -779,5 +783,89 @@ async fn the_server_delivers_a_push_on_postgresql() {
             !rig.log().contains(&password),
             "the database password is not logged"
         );
+    }
+}
+
+/// berth-git's smart-HTTP test server (`git http-backend` behind Basic auth) over the rig's
+/// directory, so the server fetches with a token. Killed on drop.
+struct GitHttp {
+    child: Child,
+    port: u16,
+}
+
+impl GitHttp {
+    fn start(root: &Path) -> GitHttp {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../berth-git/tests/it/git_http_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(root)
+            .env("BERTH_TEST_GIT_USER", "git")
+            .env("BERTH_TEST_GIT_TOKEN", GIT_TOKEN)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the smart-HTTP git server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the git HTTP server did not start: {line:?}"));
+        GitHttp { child, port }
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn git_tokens_and_webhook_secrets_never_reach_the_store_the_api_or_the_log() {
+    let ctx = TestContext::new("serve-secrets").await;
+    let rig = Rig::new(&ctx, None, "");
+    // Fetch over smart HTTP with a token instead of the local path.
+    let git = GitHttp::start(rig.bare.parent().unwrap());
+    let config = std::fs::read_to_string(&rig.config).unwrap().replace(
+        &format!("    url: {}\n", rig.bare.display()),
+        &format!(
+            "    url: http://127.0.0.1:{}/hello.git\n    credentials: {{ username: git, token_env: BERTH_TEST_GIT_TOKEN }}\n",
+            git.port
+        ),
+    );
+    assert!(config.contains("token_env"), "{config}");
+    std::fs::write(&rig.config, config).unwrap();
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    let _server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&viewer));
+    let commit = rig.push("over http");
+    let id = api.run_for(&commit).await;
+    let run = api.wait_run(&id, &rig).await;
+    assert_eq!(
+        run["state"],
+        "succeeded",
+        "the token fetched: {run}\n{}",
+        rig.log()
+    );
+    for secret in [GIT_TOKEN, HOOK_SECRET, viewer.as_str()] {
+        let hits = files_containing(&rig.data, secret);
+        assert!(hits.is_empty(), "a secret is stored in {hits:?}");
+        assert!(
+            !rig.log().contains(secret),
+            "a secret is in the server's log"
+        );
+        for path in [
+            format!("/api/runs/{id}/events"),
+            format!("/api/runs/{id}"),
+            "/api/repositories".to_string(),
+            format!("/runs/{id}"),
+        ] {
+            let (_, body) = api.text(&path).await;
+            assert!(!body.contains(secret), "a secret is in {path}");
+        }
     }
 }
