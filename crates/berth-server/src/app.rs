@@ -74,6 +74,9 @@ pub(crate) struct Inner {
 struct ViewCheckout {
     checkout: Checkout,
     _worktree: berth_git::Worktree,
+    /// Branch -> environment, as this commit's berth.yaml says (read once per branch: a
+    /// webhook must not parse berth.yaml to be answered).
+    branches: HashMap<String, Option<String>>,
 }
 
 /// The server: cheap to clone, shared by every handler.
@@ -355,11 +358,17 @@ impl Server {
     }
 
     async fn environment_for_branch(&self, repo: &Repository, branch: &str) -> Option<String> {
-        let views = self.inner.views.lock().await;
-        let v = views.get(&repo.name)?;
-        self.inner
+        let mut views = self.inner.views.lock().await;
+        let v = views.get_mut(&repo.name)?;
+        if let Some(known) = v.branches.get(branch) {
+            return known.clone();
+        }
+        let env = self
+            .inner
             .executor
-            .environment_for_branch(&v.checkout, branch)
+            .environment_for_branch(&v.checkout, branch);
+        v.branches.insert(branch.to_string(), env.clone());
+        env
     }
 
     /// The checkout the UI and API read a repository's berth.yaml from: the last commit run,
@@ -432,6 +441,7 @@ impl Server {
             ViewCheckout {
                 checkout: checkout.clone(),
                 _worktree: worktree,
+                branches: HashMap::new(),
             },
         );
         Ok(checkout)
