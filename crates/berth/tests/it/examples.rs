@@ -256,15 +256,11 @@ async fn shop_deploys_three_services_behind_one_ingress_and_adds_ladies_alone() 
         .collect();
     assert_eq!(ingress_paths(&ctx).await, paths);
 
-    // A fourth service: a new folder, its entry in berth.yaml, its path in the Ingress.
+    // A fourth service is a new folder and its path in the Ingress: berth.yaml is untouched.
+    let config_before = std::fs::read(ex.path("berth.yaml")).unwrap();
     copy_dir(&ex.path("home"), &ex.path("ladies"));
     std::fs::remove_dir_all(ex.path("ladies/www/home")).unwrap();
     ex.write("ladies/www/ladies/index.html", "<h1>shop: ladies</h1>\n");
-    ex.edit(
-        "berth.yaml",
-        "  - name: ingress",
-        "  - name: ladies\n    build: { context: ladies }\n    manifests: { template: k8s/service.yaml.j2 }\n  - name: ingress",
-    );
     let ingress = std::fs::read_to_string(ex.path("k8s/ingress.yaml")).unwrap();
     ex.write(
         "k8s/ingress.yaml",
@@ -273,6 +269,28 @@ async fn shop_deploys_three_services_behind_one_ingress_and_adds_ladies_alone() 
         ),
     );
     ex.commit("ladies");
+    assert_eq!(
+        std::fs::read(ex.path("berth.yaml")).unwrap(),
+        config_before,
+        "adding a service does not touch berth.yaml"
+    );
+    let changed = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&ex.dir)
+        .args(["diff", "--name-only", "HEAD~1", "HEAD"])
+        .output()
+        .unwrap();
+    let changed = String::from_utf8_lossy(&changed.stdout);
+    let changed: Vec<&str> = changed.lines().collect();
+    assert_eq!(
+        changed,
+        [
+            "k8s/ingress.yaml",
+            "ladies/Dockerfile",
+            "ladies/www/ladies/index.html"
+        ],
+        "the new folder and the Ingress path, nothing else"
+    );
 
     let second = ex.run_ok(&ctx);
     assert_eq!(second.result["revision"], 2, "{second}");
@@ -344,10 +362,11 @@ async fn shop_image_pull_failure_in_one_service_rolls_back_with_a_diagnosis() {
 
     // A new kids page whose pods cannot pull their image.
     ex.write("kids/www/kids/index.html", "<h1>kids, new</h1>\n");
+    // A per-folder override: an entry named `kids` replaces the discovered one.
     ex.edit(
         "berth.yaml",
-        "    build: { context: kids }\n    manifests: { template: k8s/service.yaml.j2 }",
-        "    build: { context: kids }\n    manifests:\n      template: k8s/service.yaml.j2\n      values: { pod_annotations: { berth.dev/simulate: image-pull-error } }",
+        "  - name: ingress",
+        "  - name: kids\n    build: { context: kids }\n    manifests:\n      template: k8s/service.yaml.j2\n      values: { pod_annotations: { berth.dev/simulate: image-pull-error } }\n  - name: ingress",
     );
     ex.commit("kids: a page that cannot be pulled");
     let failed = ex.run(&ctx);
@@ -624,6 +643,14 @@ async fn init_then_run(name: &str, make: fn(&TestContext) -> Example, workload: 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name}: {stderr}");
     ex.commit("berth init");
+    if name == "shop" {
+        let written = std::fs::read_to_string(ex.path("berth.yaml")).unwrap();
+        assert!(
+            written.contains("- discover: \"*/Dockerfile\""),
+            "the generic-template layout is proposed as discovery: {written}"
+        );
+        assert!(stderr.contains("generic-template layout"), "{stderr}");
+    }
     let run = ex.run(&ctx);
     assert!(run.ok, "{name}: {stderr}\n{run}");
     assert!(!run.built().is_empty(), "{name}: {run}");
@@ -639,4 +666,9 @@ async fn init_writes_a_working_berth_yaml_for_rails_flask_and_board() {
     init_then_run("rails", rails, "web").await;
     init_then_run("flask", flask, "web").await;
     init_then_run("board", board, "app").await;
+}
+
+#[tokio::test]
+async fn init_proposes_discovery_for_shop_and_it_deploys() {
+    init_then_run("shop", shop, "home").await;
 }
