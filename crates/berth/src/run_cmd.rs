@@ -50,6 +50,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "helm", env = "BERTH_HELM")]
     pub helm_bin: PathBuf,
 
+    /// Builds at most this many services at once (default: the number of cores).
+    #[arg(long, short = 'j', env = "BERTH_JOBS")]
+    pub jobs: Option<std::num::NonZeroUsize>,
+
     /// Output: progress lines and a summary (table), or JSON events then a result (json).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -147,7 +151,10 @@ async fn drive(
         },
     };
     let result = match promote_from {
-        None => pipeline.run(request).await,
+        None => {
+            let jobs = args.jobs.unwrap_or_else(berth_pipeline::run::default_jobs);
+            pipeline.run_with_jobs(request, jobs).await
+        }
         Some((from, ns)) => pipeline.promote(&from, ns, request).await,
     };
     match result {

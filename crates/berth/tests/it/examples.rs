@@ -89,7 +89,14 @@ impl Example {
     /// `berth run -o json -n <the test's namespace>`: whether it succeeded, its events and its
     /// result (the last line).
     fn run(&self, ctx: &TestContext) -> Run {
-        let out = self.berth(ctx, &["run", "-o", "json", "-n", &ctx.namespace]);
+        self.run_with(ctx, &[])
+    }
+
+    /// [`Example::run`] with more arguments.
+    fn run_with(&self, ctx: &TestContext, extra: &[&str]) -> Run {
+        let mut args = vec!["run", "-o", "json", "-n", &ctx.namespace];
+        args.extend(extra);
+        let out = self.berth(ctx, &args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let docs: Vec<Value> = stdout
@@ -169,6 +176,20 @@ impl Run {
             .as_str()
             .unwrap_or_else(|| panic!("{service} was not built: {self}"))
             .to_string()
+    }
+
+    /// The `(event, step)` of every step event of a service, in order (`kids/build`...).
+    fn steps(&self) -> Vec<(String, String)> {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == "step_started" || e["event"] == "step_finished")
+            .map(|e| {
+                (
+                    e["event"].as_str().unwrap().to_string(),
+                    e["step"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     }
 
     fn error(&self) -> String {
@@ -671,4 +692,116 @@ async fn init_writes_a_working_berth_yaml_for_rails_flask_and_board() {
 #[tokio::test]
 async fn init_proposes_discovery_for_shop_and_it_deploys() {
     init_then_run("shop", shop, "home").await;
+}
+
+/// Most builds under way at once, from the step events (`<service>/build` started, not yet
+/// finished).
+fn peak_parallel_builds(run: &Run) -> usize {
+    let (mut now, mut peak) = (0usize, 0usize);
+    for (event, step) in run.steps() {
+        if !step.ends_with("/build") {
+            continue;
+        }
+        if event == "step_started" {
+            now += 1;
+            peak = peak.max(now);
+        } else {
+            now -= 1;
+        }
+    }
+    peak
+}
+
+#[tokio::test]
+async fn shop_builds_changed_services_in_parallel_and_a_failure_stops_them_before_any_push() {
+    let ctx = TestContext::new("ex-shop-par").await;
+    let ex = shop(&ctx);
+
+    // Three services at once, three jobs: every build is attributed to its service, they
+    // overlap, and each is pushed only after all three built.
+    let first = ex.run_with(&ctx, &["--jobs", "3"]);
+    assert!(first.ok, "{first}");
+    assert_eq!(first.built(), SHOP, "{first}");
+    let steps = first.steps();
+    for s in SHOP {
+        for step in ["build", "push"] {
+            let name = format!("{s}/{step}");
+            assert!(
+                steps
+                    .iter()
+                    .any(|(e, n)| e == "step_finished" && *n == name),
+                "{name} finished: {first}"
+            );
+        }
+    }
+    let last_build = steps
+        .iter()
+        .rposition(|(e, n)| e == "step_finished" && n.ends_with("/build"))
+        .unwrap();
+    let first_push = steps
+        .iter()
+        .position(|(_, n)| n.ends_with("/push"))
+        .unwrap();
+    assert!(
+        last_build < first_push,
+        "all built before any push: {first}"
+    );
+    assert!(peak_parallel_builds(&first) >= 2, "builds overlap: {first}");
+
+    // --jobs 1 is one after another.
+    for s in SHOP {
+        ex.write(
+            &format!("{s}/www/{s}/index.html"),
+            &format!("<h1>{s} v2</h1>\n"),
+        );
+    }
+    ex.commit("every page");
+    let second = ex.run_with(&ctx, &["--jobs", "1"]);
+    assert!(second.ok, "{second}");
+    assert_eq!(second.built(), SHOP, "{second}");
+    assert_eq!(peak_parallel_builds(&second), 1, "{second}");
+
+    // All three change again, one of them cannot build: the run stops, nothing is pushed
+    // (not even the services that built), nothing is deployed.
+    for s in SHOP {
+        ex.write(
+            &format!("{s}/www/{s}/index.html"),
+            &format!("<h1>{s} v3</h1>\n"),
+        );
+    }
+    ex.edit(
+        "mens/Dockerfile",
+        "COPY www /www",
+        "COPY www /www\nRUN exit 3",
+    );
+    ex.commit("every page, mens broken");
+    let failed = ex.run_with(&ctx, &["--jobs", "3"]);
+    assert!(!failed.ok, "{failed}");
+    assert!(failed.error().contains("mens"), "{failed}");
+    assert!(
+        !failed.steps().iter().any(|(_, n)| n.ends_with("/push")),
+        "nothing pushed: {failed}"
+    );
+    let head = {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&ex.dir)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim()[..12].to_string()
+    };
+    for s in SHOP {
+        let tag = ctx.image(s, &head);
+        assert!(
+            ctx.env.registry().pull_manifest(&tag).await.is_err(),
+            "{tag} was not pushed"
+        );
+        assert_eq!(
+            image_of(&deployment(&ctx, s).await),
+            second.image(s),
+            "{s} still runs its second digest"
+        );
+    }
+    assert_eq!(ex.history(&ctx, "dev").len(), 2, "no release was attempted");
 }
