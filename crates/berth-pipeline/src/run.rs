@@ -340,30 +340,26 @@ impl Pipeline {
         req: &RunRequest,
     ) -> Result<DeployOutcome, RunError> {
         // Render every service with the pinned images.
-        let mut objects = ObjectSet::new();
-        for s in &self.config.services {
-            let Some(m) = &s.manifests else { continue };
-            // A manifests-only service has no image of its own: its templates see no `image`.
-            let image = s.image.as_ref().map(|i| {
-                pinned
-                    .get(&i.name())
-                    .cloned()
-                    .unwrap_or_else(|| i.to_string())
-            });
-            let set = self
-                .render_service(s, m, env, namespace, image.as_deref(), &pinned, &req.tools)
-                .map_err(|source| RunError::Render {
-                    service: s.name.clone(),
-                    source: Box::new(source),
-                })?;
-            for o in set.into_objects() {
-                objects.insert(o).map_err(|source| RunError::Render {
-                    service: s.name.clone(),
-                    source: Box::new(source),
-                })?;
-            }
-        }
+        let rendering = std::time::Instant::now();
+        self.sink.emit(Event::StepStarted {
+            step: "render".into(),
+        });
+        let objects = self.render_all(env, namespace, &pinned, req);
+        self.sink.emit(Event::StepFinished {
+            step: "render".into(),
+            ok: objects.is_ok(),
+            millis: rendering.elapsed().as_millis() as u64,
+            message: match &objects {
+                Ok(set) => format!("{} objects", set.len()),
+                Err(e) => e.to_string(),
+            },
+        });
+        let objects = objects?;
 
+        let deploying = std::time::Instant::now();
+        self.sink.emit(Event::StepStarted {
+            step: "deploy".into(),
+        });
         let deployer = Deployer::new(self.cluster.clone(), self.sink.clone());
         let outcome = deployer
             .deploy(DeployRequest {
@@ -378,9 +374,54 @@ impl Pipeline {
                 force_conflicts: false,
                 lock: req.lock.clone(),
             })
-            .await
-            .map_err(Box::new)?;
-        Ok(outcome)
+            .await;
+        self.sink.emit(Event::StepFinished {
+            step: "deploy".into(),
+            ok: outcome.is_ok(),
+            millis: deploying.elapsed().as_millis() as u64,
+            message: match &outcome {
+                Ok(DeployOutcome::Deployed { revision, .. }) => format!("revision {revision}"),
+                Ok(DeployOutcome::Unchanged { revision }) => {
+                    format!("unchanged, revision {revision}")
+                }
+                Err(e) => e.to_string(),
+            },
+        });
+        Ok(outcome.map_err(Box::new)?)
+    }
+
+    /// Every service's objects, rendered with the pinned images.
+    fn render_all(
+        &self,
+        env: &Environment,
+        namespace: &str,
+        pinned: &BTreeMap<String, String>,
+        req: &RunRequest,
+    ) -> Result<ObjectSet, RunError> {
+        let mut objects = ObjectSet::new();
+        for s in &self.config.services {
+            let Some(m) = &s.manifests else { continue };
+            // A manifests-only service has no image of its own: its templates see no `image`.
+            let image = s.image.as_ref().map(|i| {
+                pinned
+                    .get(&i.name())
+                    .cloned()
+                    .unwrap_or_else(|| i.to_string())
+            });
+            let set = self
+                .render_service(s, m, env, namespace, image.as_deref(), pinned, &req.tools)
+                .map_err(|source| RunError::Render {
+                    service: s.name.clone(),
+                    source: Box::new(source),
+                })?;
+            for o in set.into_objects() {
+                objects.insert(o).map_err(|source| RunError::Render {
+                    service: s.name.clone(),
+                    source: Box::new(source),
+                })?;
+            }
+        }
+        Ok(objects)
     }
 
     /// Builds and tests `services` (at most `jobs` at once), then pushes them all; returns

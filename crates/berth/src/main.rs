@@ -12,6 +12,7 @@ mod deploy_cmd;
 mod dev_cmd;
 mod doctor;
 mod init_cmd;
+mod progress;
 mod run_cmd;
 
 use std::process::ExitCode;

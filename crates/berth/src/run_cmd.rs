@@ -1,5 +1,6 @@
 //! `berth run`: build what changed, push, render, deploy — one environment, one command.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -131,7 +132,12 @@ async fn drive(
         .builder
         .options(config.registry.insecure.clone(), mirrors, None, false)?;
     let json = args.output == OutputFormat::Json;
-    let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
+    // Spinners with per-step timings for a person at a terminal; plain lines for logs.
+    let sink: Arc<dyn EventSink> = if !json && std::io::stderr().is_terminal() {
+        Arc::new(crate::progress::Terminal::new())
+    } else {
+        Arc::new(Printer { json })
+    };
     let pipeline = Pipeline {
         config,
         build,
