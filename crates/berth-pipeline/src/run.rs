@@ -463,7 +463,9 @@ impl Pipeline {
             if planned.len() > 1 {
                 self.say(
                     Level::Error,
-                    format!("{service} failed: stopped the other builds; nothing was pushed"),
+                    format!(
+                        "{service} failed: builds still running were stopped; nothing was pushed"
+                    ),
                 );
             }
             return Err(e);
@@ -511,9 +513,9 @@ impl Pipeline {
             request,
             opts: self.build.clone(),
             sink: Arc::new(ForService::new(&s.name, self.sink.clone())),
-            push_sink: Arc::new(
+            push_sink: Arc::new(PushPass(Arc::new(
                 ForService::new(&s.name, self.sink.clone()).renaming(&[("build", "push")]),
-            ),
+            ))),
         })
     }
 
@@ -684,6 +686,21 @@ impl Named for Arc<BuildJob> {
     }
 }
 
+/// Passes the publishing build's messages on and drops its step events: [`BuildJob::push`]
+/// reports the step itself, with what was pushed.
+struct PushPass(Arc<dyn EventSink>);
+
+impl EventSink for PushPass {
+    fn emit(&self, event: Event) {
+        if !matches!(
+            event,
+            Event::StepStarted { .. } | Event::StepFinished { .. }
+        ) {
+            self.0.emit(event);
+        }
+    }
+}
+
 /// One service's build, owned by its task.
 struct BuildJob {
     service: String,
@@ -693,7 +710,8 @@ struct BuildJob {
     opts: BuildOptions,
     /// Events attributed to the service.
     sink: Arc<dyn EventSink>,
-    /// The same, for the publishing pass (its `build` step is reported as `push`).
+    /// The same, for the publishing pass: its messages belong to the service's `push` step,
+    /// its own `build` step events are dropped (the pass is reported as `push`).
     push_sink: Arc<dyn EventSink>,
 }
 
@@ -743,7 +761,21 @@ impl BuildJob {
     /// Pushes the image built by [`BuildJob::build_and_test`]: the same build again (every step
     /// a cache hit) with its tag, so that base layers are mounted across repositories.
     async fn push(&self) -> Result<String, RunError> {
-        self.build_and_push(&self.push_sink).await
+        let started = std::time::Instant::now();
+        self.sink.emit(Event::StepStarted {
+            step: "push".into(),
+        });
+        let result = self.build_and_push(&self.push_sink).await;
+        self.sink.emit(Event::StepFinished {
+            step: "push".into(),
+            ok: result.is_ok(),
+            millis: started.elapsed().as_millis() as u64,
+            message: match &result {
+                Ok(image) => format!("pushed {image}"),
+                Err(e) => e.to_string(),
+            },
+        });
+        result
     }
 
     /// The build with its tag, pushed; returns `repo@digest`.

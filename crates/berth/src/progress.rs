@@ -60,6 +60,25 @@ fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or("").to_string()
 }
 
+/// `sha256:` digests cut to 12 hex digits: a finished step's line should fit a terminal row.
+fn short_digests(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("sha256:") {
+        let (head, tail) = rest.split_at(i + "sha256:".len());
+        out.push_str(head);
+        let hex = tail.chars().take_while(char::is_ascii_hexdigit).count();
+        if hex == 64 {
+            out.push_str(&tail[..12]);
+            rest = &tail[64..];
+        } else {
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Board {
     /// The step a message of `step` belongs to: the step itself when under way, else the
     /// service's latest step under way (a build's RUN output, `kids/run`, belongs to
@@ -97,7 +116,7 @@ impl Board {
                     "{mark} {:<22} {:>6.2}s  {}",
                     label(step),
                     *millis as f64 / 1000.0,
-                    first_line(message)
+                    short_digests(&first_line(message))
                 );
                 match self.open.iter().position(|k| k == step) {
                     Some(i) => {
@@ -285,6 +304,15 @@ mod tests {
         };
         assert!(line.starts_with("✗ kids  build"), "{line}");
         assert!(line.ends_with("0.05s  step 2 failed"), "{line}");
+    }
+
+    #[test]
+    fn finished_lines_shorten_digests() {
+        let d = "a".repeat(64);
+        assert_eq!(
+            short_digests(&format!("pushed r/kids@sha256:{d} and sha256:beef")),
+            "pushed r/kids@sha256:aaaaaaaaaaaa and sha256:beef"
+        );
     }
 
     #[test]
