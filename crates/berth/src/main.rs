@@ -10,6 +10,7 @@ mod cli;
 mod data_cmd;
 mod deploy_cmd;
 mod dev_cmd;
+mod dev_logs;
 mod doctor;
 mod init_cmd;
 mod progress;

@@ -90,6 +90,23 @@ pub struct PromoteArgs {
 
 /// Runs `berth run`.
 pub async fn run(args: RunArgs) -> Result<ExitCode, String> {
+    drive(args, None).await.map(|(code, _)| code)
+}
+
+/// What a successful run left behind, for `berth dev` to follow the new pods' logs.
+pub struct Ran {
+    /// The cluster it deployed to.
+    pub cluster: Cluster,
+    /// Namespace and release deployed.
+    pub namespace: String,
+    /// The release (the environment's name).
+    pub release: String,
+    /// Service -> image (`repo@sha256:...`) of the services it built.
+    pub built: std::collections::BTreeMap<String, String>,
+}
+
+/// Runs `berth run` for `berth dev`: also returns what the run deployed, if it did.
+pub async fn run_for_dev(args: RunArgs) -> Result<(ExitCode, Option<Ran>), String> {
     drive(args, None).await
 }
 
@@ -98,13 +115,15 @@ pub async fn promote(args: PromoteArgs) -> Result<ExitCode, String> {
     if args.run.env.is_none() {
         return Err("say which environment to promote to: --to ENV".into());
     }
-    drive(args.run, Some((args.from, args.from_namespace))).await
+    drive(args.run, Some((args.from, args.from_namespace)))
+        .await
+        .map(|(code, _)| code)
 }
 
 async fn drive(
     args: RunArgs,
     promote_from: Option<(String, Option<String>)>,
-) -> Result<ExitCode, String> {
+) -> Result<(ExitCode, Option<Ran>), String> {
     let config = berth_config::load(&args.config).map_err(|e| e.to_string())?;
     let dir = config.dir.clone();
     // A dirty work tree is not the commit: record no commit, so everything is rebuilt.
@@ -187,8 +206,14 @@ async fn drive(
                     out.release, out.namespace
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            let ran = Ran {
+                cluster: pipeline.cluster.clone(),
+                namespace: out.namespace,
+                release: out.release,
+                built: out.built,
+            };
+            Ok((ExitCode::SUCCESS, Some(ran)))
         }
-        Err(e) => Ok(crate::deploy_cmd::failed(json, &e)),
+        Err(e) => Ok((crate::deploy_cmd::failed(json, &e), None)),
     }
 }
