@@ -122,6 +122,7 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
                         ran.namespace.clone(),
                         ran.release.clone(),
                         rx,
+                        args.run.output == crate::cli::OutputFormat::Json,
                     ));
                 }
             }

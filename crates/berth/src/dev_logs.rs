@@ -82,16 +82,24 @@ pub fn prefixed(pod: &str, container: &str, text: &str) -> String {
     format!("[{pod}/{container}] {text}")
 }
 
+/// One line as JSON, for `-o json`: `{"event":"pod_log","pod":..,"container":..,"line":..}`.
+pub fn json_line(pod: &str, container: &str, text: &str) -> String {
+    serde_json::json!({"event": "pod_log", "pod": pod, "container": container, "line": text})
+        .to_string()
+}
+
 /// Starts following for `release` in `namespace`; `targets` says which images' pods to follow
-/// (updated after every run). Dropping the handle does not stop it: abort it.
+/// (updated after every run). `json`: lines as [`json_line`]. Dropping the handle does not
+/// stop it: abort it.
 pub fn spawn(
     cluster: Cluster,
     namespace: String,
     release: String,
     targets: watch::Receiver<Targets>,
+    json: bool,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if let Err(e) = follow_release(cluster, namespace, release, targets).await {
+        if let Err(e) = follow_release(cluster, namespace, release, targets, json).await {
             eprintln!("berth dev: not streaming pod logs: {e}");
         }
     })
@@ -102,6 +110,7 @@ async fn follow_release(
     namespace: String,
     release: String,
     mut targets: watch::Receiver<Targets>,
+    json: bool,
 ) -> Result<(), berth_cluster::ClusterError> {
     let selector = format!("{}={release}", berth_render::ownership::RELEASE_LABEL);
     let mut pods = cluster
@@ -146,6 +155,7 @@ async fn follow_release(
                     namespace.clone(),
                     name,
                     container,
+                    json,
                 ));
                 following.insert(key, task);
             }
@@ -155,7 +165,13 @@ async fn follow_release(
 
 /// Prints one container's log until its pod is deleted (the task is aborted) or reading keeps
 /// failing.
-async fn follow_container(cluster: Cluster, namespace: String, pod: String, container: String) {
+async fn follow_container(
+    cluster: Cluster,
+    namespace: String,
+    pod: String,
+    container: String,
+    json: bool,
+) {
     let mut last: Option<String> = None;
     let mut last_at: Option<Instant> = None;
     let mut failures = 0u32;
@@ -173,7 +189,11 @@ async fn follow_container(cluster: Cluster, namespace: String, pod: String, cont
                         continue;
                     }
                     got_line = true;
-                    println!("{}", prefixed(&pod, &container, text));
+                    if json {
+                        crate::progress::print_line(&json_line(&pod, &container, text));
+                    } else {
+                        crate::progress::print_line(&prefixed(&pod, &container, text));
+                    }
                     if let Some(ts) = ts {
                         last = Some(ts.to_string());
                     }
@@ -252,6 +272,9 @@ mod tests {
         assert!(!already_seen(None, last));
         assert!(!already_seen(Some("2026-12-02T03:40:00Z"), None));
         assert_eq!(prefixed("kids-1", "kids", "hello"), "[kids-1/kids] hello");
+        let doc: Value = serde_json::from_str(&json_line("kids-1", "kids", "hello")).unwrap();
+        assert_eq!(doc["event"], "pod_log");
+        assert_eq!(doc["line"], "hello");
     }
 
     #[test]

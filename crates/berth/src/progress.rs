@@ -185,6 +185,23 @@ impl Board {
     }
 }
 
+/// The spinners of the process: one drawing area, shared by every run of a `berth dev`
+/// session, so that lines printed by others ([`print_line`]) can move it out of the way.
+static BARS: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+
+fn bars() -> MultiProgress {
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+        .clone()
+}
+
+/// Prints a line on stdout without tearing the spinners drawn on stderr (when there are any).
+pub fn print_line(line: &str) {
+    match BARS.get() {
+        Some(bars) => bars.suspend(|| println!("{line}")),
+        None => println!("{line}"),
+    }
+}
+
 /// The terminal renderer: indicatif spinners on stderr.
 pub struct Terminal {
     state: Mutex<(Board, HashMap<String, ProgressBar>)>,
@@ -197,7 +214,7 @@ impl Terminal {
     pub fn new() -> Terminal {
         Terminal {
             state: Mutex::new((Board::default(), HashMap::new())),
-            bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: bars(),
             running: ProgressStyle::with_template(
                 "{spinner:.cyan} {prefix:<22} {elapsed:>6}  {wide_msg:.dim}",
             )
