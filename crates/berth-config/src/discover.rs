@@ -283,6 +283,24 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_describes_discover_and_exclude() {
+        let schema = crate::json_schema();
+        let service = &schema["$defs"]["Service"]["properties"];
+        assert!(
+            service["discover"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("one service per folder")),
+            "{service}"
+        );
+        assert!(service["exclude"].is_object(), "{service}");
+        let required = schema["$defs"]["Service"]["required"].as_array();
+        assert!(
+            !required.is_some_and(|r| r.iter().any(|k| k == "name")),
+            "`name` is not required: a discover entry has none"
+        );
+    }
+
+    #[test]
     fn two_discover_entries_finding_one_name_are_duplicates() {
         let e = parse("  - discover: \"*/Dockerfile\"\n    exclude: [Bad_Name]\n  - discover: \"k?ds/Dockerfile\"\n").unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
