@@ -805,3 +805,70 @@ async fn shop_builds_changed_services_in_parallel_and_a_failure_stops_them_befor
     }
     assert_eq!(ex.history(&ctx, "dev").len(), 2, "no release was attempted");
 }
+
+#[tokio::test]
+async fn a_failed_build_kills_the_run_steps_of_the_builds_it_stops() {
+    let ctx = TestContext::new("ex-shop-stop").await;
+    let ex = shop(&ctx);
+    // home sleeps in a RUN step while mens fails at once: home's build is stopped mid-RUN.
+    let marker = "sleep 41.37";
+    ex.edit(
+        "home/Dockerfile",
+        "COPY www /www",
+        &format!("COPY www /www\nRUN {marker}"),
+    );
+    ex.edit(
+        "mens/Dockerfile",
+        "COPY www /www",
+        "COPY www /www\nRUN exit 3",
+    );
+    ex.commit("home sleeps, mens fails");
+    let child = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args([
+            "run",
+            "-o",
+            "json",
+            "--jobs",
+            "3",
+            "-n",
+            &ctx.namespace,
+            "-c",
+        ])
+        .arg(ex.path("berth.yaml"))
+        .env("BERTH_STORE", &ex.store)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("building service `mens` failed"),
+        "{stdout}"
+    );
+    // Whether home's RUN had started or not, nothing of it is left running.
+    let running = std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .output()
+        .unwrap();
+    assert!(
+        running.stdout.is_empty(),
+        "the stopped build's RUN step still runs: pids {}",
+        String::from_utf8_lossy(&running.stdout)
+    );
+    let containers = std::process::Command::new("runc")
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    let prefix = format!("berth-{pid}-");
+    let left: Vec<String> = String::from_utf8_lossy(&containers.stdout)
+        .lines()
+        .filter(|id| id.starts_with(&prefix))
+        .map(String::from)
+        .collect();
+    assert!(left.is_empty(), "containers left behind: {left:?}");
+}
