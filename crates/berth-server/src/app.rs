@@ -809,7 +809,17 @@ impl RunSink {
         }
     }
 
-    /// Closes the deploy stage if it was opened.
+    /// Opens a deploy stage for an engine that reports none of its own.
+    fn open_deploy(&self) {
+        if !self.deploying.swap(true, Ordering::SeqCst) {
+            *self.deploy_started.lock().expect("sink") = Some(Instant::now());
+            self.send(Event::StepStarted {
+                step: "deploy".into(),
+            });
+        }
+    }
+
+    /// Closes the deploy stage if this sink opened it.
     fn end_deploy(&self, ok: bool) {
         if let Some(t) = self.deploy_started.lock().expect("sink").take() {
             self.send(Event::StepFinished {
@@ -837,18 +847,16 @@ impl RunSink {
 
 impl EventSink for RunSink {
     fn emit(&self, event: Event) {
-        // The deploy engine reports no StepStarted of its own: its first word opens the stage
-        // (and from then on the run may not be cancelled).
-        let opens_deploy = match &event {
-            Event::Message { step, .. } => step == "deploy",
-            Event::ObjectState { .. } => true,
-            _ => false,
-        };
-        if opens_deploy && !self.deploying.swap(true, Ordering::SeqCst) {
-            *self.deploy_started.lock().expect("sink") = Some(Instant::now());
-            self.send(Event::StepStarted {
-                step: "deploy".into(),
-            });
+        // From the deploy step on, the run may not be cancelled. The pipeline reports the step
+        // itself; an engine that does not (a bare rollback) is known by its first deploy word,
+        // and the stage is opened for it.
+        match &event {
+            Event::StepStarted { step } if step == "deploy" => {
+                self.deploying.store(true, Ordering::SeqCst);
+            }
+            Event::Message { step, .. } if step == "deploy" => self.open_deploy(),
+            Event::ObjectState { .. } => self.open_deploy(),
+            _ => {}
         }
         self.send(event);
     }
