@@ -128,6 +128,11 @@ async fn drive(
         .options(config.registry.insecure.clone(), mirrors, None, false)?;
     let json = args.output == OutputFormat::Json;
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
+    let data_namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| env.namespace.clone());
+    crate::data_step::run(&cluster, &env, &data_namespace, sink.clone()).await?;
     let pipeline = Pipeline {
         config,
         build,

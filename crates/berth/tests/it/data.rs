@@ -207,6 +207,7 @@ fn request(from: &str, to: &str) -> CloneRequest {
         timeout: Duration::from_secs(60),
         pre_snapshot_hook: None,
         run_id: None,
+        replace: false,
         sink: Arc::new(|_| {}),
     }
 }

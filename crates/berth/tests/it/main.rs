@@ -3,6 +3,7 @@
 //! `berth_testkit::TestContext`.
 
 mod build;
+mod copy;
 mod data;
 mod deploy;
 mod doctor;
