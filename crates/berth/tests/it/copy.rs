@@ -56,7 +56,7 @@ impl Db {
     }
 
     /// `SELECT json_agg(...)` of a table, rows keyed by `id`.
-    fn rows(&self, table: &str) -> BTreeMap<i64, Value> {
+    pub(crate) fn rows(&self, table: &str) -> BTreeMap<i64, Value> {
         let text = self.sql(&format!(
             "SELECT coalesce(json_agg(t ORDER BY id), '[]') FROM {table} t"
         ));
@@ -99,7 +99,7 @@ fn psql(url: &str, sql: &str) -> String {
 
 /// A shop: users with personal columns, orders that reference users by id *and* by email,
 /// and products with awkward text nobody masks.
-fn seed(db: &Db, users: usize) {
+pub(crate) fn seed(db: &Db, users: usize) {
     db.sql(
         "CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE NOT NULL, name text, \
          phone text, note text, created date NOT NULL);
@@ -390,4 +390,126 @@ fn failures_of_either_tool_report_its_stderr_without_the_password() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("BERTH_MASK_KEY"));
+}
+
+/// The Job form on the real API server: the Job berth makes is accepted, names its Secrets by
+/// reference only, and its outcome is followed (kwok completes the pod, or fails it when
+/// annotated `berth.dev/simulate: exit-nonzero`).
+#[tokio::test]
+async fn the_copy_job_is_accepted_holds_no_credential_and_is_followed_to_its_end() {
+    use berth_cluster::ObjectKey;
+    use berth_data::copy::job::{CopyJob, run_copy_job};
+
+    let ctx = berth_testkit::TestContext::new("copy-job").await;
+    for (name, key, value) in [
+        (
+            "prod-db",
+            "url",
+            "postgresql://app:Pr0d-pw@prod-db:5432/shop",
+        ),
+        (
+            "staging-db",
+            "url",
+            "postgresql://app:st-pw@staging-db:5432/shop",
+        ),
+        ("masking", "key", "a-masking-key-from-a-secret"),
+    ] {
+        ctx.apply(serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name}, "stringData": {key: value}}))
+            .await;
+    }
+    let out = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args([
+            "data",
+            "copy",
+            "--job-image",
+            "127.0.0.1:15000/library/busybox:latest",
+        ])
+        .args([
+            "--namespace",
+            &ctx.namespace,
+            "--from-secret",
+            "prod-db/url",
+        ])
+        .args([
+            "--to-secret",
+            "staging-db/url",
+            "--key-secret",
+            "masking/key",
+        ])
+        .args(["--mask", "users.email=email", "--strict", "--timeout", "2m"])
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("copy Job") && stdout.contains("complete"),
+        "{stdout}"
+    );
+    let jobs = ctx
+        .cluster
+        .list(
+            "batch/v1",
+            "Job",
+            &ctx.namespace,
+            Some("berth.dev/data-role=copy"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    let text = job.to_string();
+    assert!(!text.contains("Pr0d-pw") && !text.contains("st-pw") && !text.contains("a-masking"));
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["env"][0]["valueFrom"]["secretKeyRef"]["name"], "prod-db");
+    assert!(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "users.email=email")
+    );
+    assert_eq!(job["status"]["succeeded"], 1);
+
+    // A failing copy pod fails the Job, and berth says so and keeps it for its logs.
+    let spec = CopyJob {
+        namespace: ctx.namespace.clone(),
+        name: "copy-fails".into(),
+        image: "127.0.0.1:15000/library/busybox:latest".into(),
+        source_url: "prod-db/url".parse().unwrap(),
+        target_url: "staging-db/url".parse().unwrap(),
+        mask_key: "masking/key".parse().unwrap(),
+        rules: vec![],
+        strict: false,
+        run_id: "0000000000f".into(),
+        pod_annotations: [("berth.dev/simulate".to_string(), "exit-nonzero".to_string())].into(),
+    };
+    let events = std::sync::Mutex::new(Vec::new());
+    let sink = |e: berth_types::Event| events.lock().unwrap().push(e);
+    let err = run_copy_job(
+        &ctx.cluster,
+        &spec,
+        std::time::Duration::from_secs(120),
+        &sink,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("copy-fails") && err.contains("failed"),
+        "{err}"
+    );
+    assert!(err.contains("kubectl -n"), "{err}");
+    let key = ObjectKey::new("batch/v1", "Job", Some(&ctx.namespace), "copy-fails");
+    assert!(
+        ctx.cluster.get(&key).await.unwrap().is_some(),
+        "the failed Job is kept"
+    );
+    let events = events.lock().unwrap();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, berth_types::Event::ObjectState { state, .. } if state == "failed")
+        )
+    );
 }
