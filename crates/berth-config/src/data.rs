@@ -37,7 +37,7 @@ pub(crate) struct RawData {
     /// Clone PersistentVolumeClaims of another environment through CSI snapshots.
     #[schemars(with = "Option<RawClone>")]
     pub clone: Option<Spanned<RawClone>>,
-    /// Copy another environment's database with masking (PostgreSQL).
+    /// Copy another environment's database with masking (PostgreSQL, MySQL/MariaDB).
     #[schemars(with = "Option<RawCopy>")]
     pub copy: Option<Spanned<RawCopy>>,
 }

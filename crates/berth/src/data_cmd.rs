@@ -27,17 +27,19 @@ pub enum DataCommand {
     /// Copy PersistentVolumeClaims from one namespace into another through CSI snapshots:
     /// snapshot, wait until ready, restore PVCs of the same name in the target namespace.
     Clone(CloneArgs),
-    /// Copy one database into another with masking: dump (pg_dump), rewrite the masked
-    /// columns with deterministic fakes, restore (psql) in one transaction, streamed. The
-    /// target's objects of the same names are replaced; on any error nothing is committed.
-    /// The masking key is read from $BERTH_MASK_KEY.
+    /// Copy one database into another with masking: dump (pg_dump, mariadb-dump), rewrite
+    /// the masked columns with deterministic fakes, restore (psql in one transaction, mariadb),
+    /// streamed. The target's tables of the same names are replaced; a rule naming no column
+    /// fails the copy before anything is committed. The masking key is read from
+    /// $BERTH_MASK_KEY.
     Copy(Box<CopyArgs>),
 }
 
 /// `berth data copy`.
 #[derive(Args, Debug)]
 pub struct CopyArgs {
-    /// Source database URL (postgres://user:password@host:port/db). Prefer --from-url-env:
+    /// Source database URL (postgres://user:password@host:port/db or mysql://...). Prefer
+    /// --from-url-env:
     /// a URL here is visible to other users of this machine.
     #[arg(long, value_name = "URL", required_unless_present_any = ["from_url_env", "job_image", "env"])]
     pub from_url: Option<String>,
@@ -71,7 +73,7 @@ pub struct CopyArgs {
     #[arg(long)]
     pub strict: bool,
 
-    /// Run the copy as a Kubernetes Job in this image (it needs berth, pg_dump and psql)
+    /// Run the copy as a Kubernetes Job in this image (it needs berth and the client tools)
     /// instead of here; the URLs and key come from Secrets (--from-secret, --to-secret,
     /// --key-secret).
     #[arg(long, value_name = "IMAGE")]

@@ -12,13 +12,18 @@
 //! and the target is left exactly as it was. That is what makes a typo in a rule safe: the
 //! copy fails naming the column, and no unmasked row is ever committed.
 //!
-//! Passwords go to the tools through their environment (`PGPASSWORD`), never their command
-//! line, and are cut out of any stderr berth reports. The fakes are deterministic per input
+//! MySQL/MariaDB goes the same way (`mariadb-dump --complete-insert | masker | mariadb`, see
+//! [`mysql`]), except that MySQL commits DDL implicitly: there the rules are checked against
+//! the source's `information_schema` before the first byte is written.
+//!
+//! Passwords go to the tools through their environment (`PGPASSWORD`, `MYSQL_PWD`), never
+//! their command line, and are cut out of any stderr berth reports. The fakes are deterministic per input
 //! and key (see [`fake`]); the key comes from a Secret ([`KEY_ENV`]).
 
 mod error;
 pub mod fake;
 pub mod job;
+pub mod mysql;
 pub mod pgcopy;
 pub mod url;
 
@@ -141,18 +146,15 @@ fn copy_inner(req: &CopyRequest) -> Result<MaskStats, CopyError> {
             ),
         });
     }
-    if !req.source.is_postgres() {
-        return Err(CopyError::BadUrl {
-            url: req.source.original.clone(),
-            reason: "only PostgreSQL is supported so far".into(),
-        });
-    }
     let masker = Masker::new(req.key.expose().as_bytes(), req.rules.clone(), req.strict);
     let secrets: Vec<String> = [req.source.password(), req.target.password()]
         .into_iter()
         .flatten()
         .map(str::to_string)
         .collect();
+    if !req.source.is_postgres() {
+        return copy_mysql(req, &masker, &secrets);
+    }
     pipe(
         Tool::new("pg_dump", "postgresql-client", pg_dump_command(&req.source)),
         Tool::new("psql", "postgresql-client", psql_command(&req.target)),
@@ -190,6 +192,108 @@ pub fn psql_command(target: &DbUrl) -> Command {
     ])
     .arg(format!("--dbname={}", target.libpq_url()));
     pg_env(&mut c, target);
+    c
+}
+
+/// MySQL/MariaDB: check the rules against the source's columns, then
+/// `mariadb-dump | masker | mariadb` (see [`mysql`] for why nothing is checked later).
+fn copy_mysql(
+    req: &CopyRequest,
+    masker: &Masker,
+    secrets: &[String],
+) -> Result<MaskStats, CopyError> {
+    let database = req.source.database.clone();
+    for url in [&req.source, &req.target] {
+        if url.database.is_empty() {
+            return Err(CopyError::BadUrl {
+                url: url.original.clone(),
+                reason: "name the database: mysql://user@host:port/DATABASE".into(),
+            });
+        }
+    }
+    let (client, dumper) = mysql_tools();
+    let mut q = mysql_command(client, &req.source);
+    q.args(["--batch", "--skip-column-names", "-e"]).arg(
+        "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
+    );
+    let out = q.output().map_err(|source| CopyError::Spawn {
+        tool: client.into(),
+        package: "mariadb-client".into(),
+        source,
+    })?;
+    if !out.status.success() {
+        let mut stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+        for s in secrets.iter().filter(|s| !s.is_empty()) {
+            stderr = stderr.replace(s.as_str(), "[redacted]");
+        }
+        return Err(CopyError::DumpFailed {
+            tool: client.into(),
+            status: out.status.to_string(),
+            stderr,
+        });
+    }
+    let mut columns: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((t, c)) = line.split_once('\t') {
+            columns.entry(t.into()).or_default().push(c.into());
+        }
+    }
+    mysql::preflight(masker, &database, &columns)?;
+    let mut dump = mysql_command(dumper, &req.source);
+    dump.args([
+        "--single-transaction",
+        "--complete-insert",
+        "--hex-blob",
+        "--skip-comments",
+        "--skip-dump-date",
+        "--default-character-set=utf8mb4",
+    ])
+    .arg(&database);
+    let mut restore = mysql_command(client, &req.target);
+    restore.args(["--batch", "--default-character-set=utf8mb4"]);
+    pipe(
+        Tool::new(dumper, "mariadb-client", dump),
+        Tool::new(client, "mariadb-client", restore),
+        secrets,
+        |r, w| masker.mask_mysql_dump(&database, r, w),
+    )
+}
+
+/// `mariadb`/`mariadb-dump` when on PATH (MariaDB's names), else `mysql`/`mysqldump`.
+fn mysql_tools() -> (&'static str, &'static str) {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    };
+    if on_path("mariadb-dump") || !on_path("mysqldump") {
+        ("mariadb", "mariadb-dump")
+    } else {
+        ("mysql", "mysqldump")
+    }
+}
+
+/// A MySQL client command for `url`: host, port, user and database as flags, the password in
+/// `MYSQL_PWD`, no option files.
+fn mysql_command(program: &str, url: &DbUrl) -> Command {
+    let mut c = Command::new(program);
+    c.arg("--no-defaults").arg("--protocol=TCP").arg(format!(
+        "--host={}",
+        url.host.trim_start_matches('[').trim_end_matches(']')
+    ));
+    if let Some(p) = url.port {
+        c.arg(format!("--port={p}"));
+    }
+    if let Some(u) = &url.user {
+        c.arg(format!("--user={u}"));
+    }
+    if program == "mariadb" || program == "mysql" {
+        c.arg(format!("--database={}", url.database));
+    }
+    c.env_remove("MYSQL_PWD");
+    if let Some(p) = url.password() {
+        c.env("MYSQL_PWD", p);
+    }
     c
 }
 

@@ -21,8 +21,8 @@ use super::fake::{self, Hmac};
 /// Masking rules with their key, ready to rewrite a dump.
 pub struct Masker {
     hmac: Hmac,
-    rules: Vec<(ColumnRef, MaskRule)>,
-    strict: bool,
+    pub(super) rules: Vec<(ColumnRef, MaskRule)>,
+    pub(super) strict: bool,
 }
 
 /// What the masker saw and did.

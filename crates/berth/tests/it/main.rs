@@ -4,6 +4,7 @@
 
 mod build;
 mod copy;
+mod copy_mysql;
 mod data;
 mod deploy;
 mod doctor;
