@@ -1,7 +1,7 @@
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How much an event matters to the person watching.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Progress worth a line.
@@ -14,7 +14,7 @@ pub enum Level {
 
 /// What libraries report instead of printing. The CLI renders events as progress lines or
 /// JSON; the server streams them to the web UI and stores them with the run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A named step started (build, push, render, deploy, a doctor check...).
@@ -85,5 +85,17 @@ mod tests {
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["event"], "step_finished");
         assert_eq!(v["millis"], 12);
+    }
+
+    #[test]
+    fn events_read_back_from_their_json() {
+        // The run store keeps events as this JSON and hands them back to the web UI.
+        let e = Event::Message {
+            step: "deploy".into(),
+            level: Level::Warning,
+            message: "slow".into(),
+        };
+        let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
     }
 }
