@@ -227,7 +227,10 @@ impl Masker {
                     loop {
                         match s.get(i) {
                             None => {
-                                return Err(bad(format!("an unterminated string in {}", ins.table)));
+                                return Err(bad(format!(
+                                    "an unterminated string in {}",
+                                    ins.table
+                                )));
                             }
                             Some(b'\\') => i += 2,
                             Some(b'\'') if s.get(i + 1) == Some(&b'\'') => i += 2,

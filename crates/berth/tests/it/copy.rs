@@ -9,23 +9,10 @@ use serde_json::Value;
 
 const KEY: &str = "integration-test-masking-key";
 
-/// The superuser URL of the test PostgreSQL: `$BERTH_TEST_POSTGRES_URL`, else the test
-/// environment's env file.
+/// The superuser URL of the test PostgreSQL (the testkit's, which fails saying how to start
+/// the environment when it has none).
 pub(crate) fn admin_url() -> String {
-    if let Ok(u) = std::env::var("BERTH_TEST_POSTGRES_URL") {
-        return u;
-    }
-    berth_testkit::TestEnv::get()
-        .vars
-        .get("BERTH_TEST_POSTGRES_URL")
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "no PostgreSQL for the tests: start the test environment (testenv/berth-testenv \
-                 up, which serves BERTH_TEST_POSTGRES_URL) or set BERTH_TEST_POSTGRES_URL to a \
-                 superuser URL"
-            )
-        })
+    berth_testkit::Postgres::admin_url()
 }
 
 /// A fresh database on the test server, dropped when this goes away.
