@@ -9,43 +9,25 @@
 //! Every generator guarantees `fake != original` for any non-empty input, so "no masked cell
 //! holds its original value" holds by construction, not by luck.
 
-use sha2::{Digest, Sha256};
+use hmac::Mac;
 
-/// HMAC-SHA256 (RFC 2104) with a key prepared once: the inner and outer hash states after the
-/// padded key, cloned per value. Written on `sha2` directly because it is twelve lines.
+/// HMAC-SHA256 with the key prepared once; cloned per value.
 #[derive(Clone)]
-pub struct Hmac {
-    inner: Sha256,
-    outer: Sha256,
-}
+pub struct Hmac(hmac::Hmac<sha2::Sha256>);
 
 impl Hmac {
     /// Prepares the key.
     pub fn new(key: &[u8]) -> Self {
-        let mut block = [0u8; 64];
-        if key.len() > 64 {
-            block[..32].copy_from_slice(&Sha256::digest(key));
-        } else {
-            block[..key.len()].copy_from_slice(key);
-        }
-        let ipad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-        let opad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-        let mut inner = Sha256::new();
-        inner.update(&ipad);
-        let mut outer = Sha256::new();
-        outer.update(&opad);
-        Hmac { inner, outer }
+        Hmac(hmac::Hmac::new_from_slice(key).expect("HMAC takes keys of any length"))
     }
 
     /// The MAC of the concatenation of `parts`.
     pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut inner = self.inner.clone();
+        let mut m = self.0.clone();
         for p in parts {
-            inner.update(p);
+            m.update(p);
         }
-        let mut outer = self.outer.clone();
-        outer.update(inner.finalize());
-        outer.finalize().into()
+        m.finalize().into_bytes().into()
     }
 }
 

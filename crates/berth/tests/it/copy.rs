@@ -500,3 +500,65 @@ async fn the_copy_job_is_accepted_holds_no_credential_and_is_followed_to_its_end
         )
     );
 }
+
+#[test]
+fn mask_config_takes_rules_and_url_variables_from_berth_yaml() {
+    let source = Db::new("src");
+    let target = Db::new("dst");
+    seed(&source, 20);
+    let dir =
+        std::env::temp_dir().join(format!("berth-maskcfg-{}", berth_testkit::unique_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("berth.yaml");
+    std::fs::write(
+        &file,
+        "services:\n  - name: web\n    image: registry.example.com/web:1\n\
+         environments:\n  - name: production\n    namespace: prod\n  - name: staging\n    namespace: staging\n\
+         \x20   data:\n      copy:\n        from: production\n        source-url-env: PROD_DB_URL\n\
+         \x20       target-url-env: STAGING_DB_URL\n\
+         \x20       mask: { users.email: email, orders.customer_email: email }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["data", "copy", "--mask-config"])
+        .arg(&file)
+        .args(["--env", "staging", "-o", "json"])
+        .env("PROD_DB_URL", &source.url)
+        .env("STAGING_DB_URL", &target.url)
+        .env("BERTH_MASK_KEY", KEY)
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    let doc: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        doc["tables"]["public.users"]["masked"],
+        serde_json::json!(["email=email"])
+    );
+    let (s, t) = (source.rows("users"), target.rows("users"));
+    for (id, row) in &s {
+        assert_ne!(row["email"], t[id]["email"]);
+        assert_eq!(row["name"], t[id]["name"], "no rule for name here");
+    }
+    // A misspelt rule in berth.yaml is a config error with its place, before any copy.
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("users.email: email", "users.email: emial"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["data", "copy", "--mask-config"])
+        .arg(&file)
+        .args(["--env", "staging"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("berth.yaml:14:")
+            && err.contains("did you mean `email`?"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
