@@ -66,8 +66,8 @@ def seed(admin, name, rows):
       INSERT INTO orders SELECT i, 1 + i % {users}, 'customer' || (1 + i % {users}) || '@mail.example.org',
         (i % 1000) / 7.0, date '2024-01-01' + i % 365 FROM generate_series(1, {orders}) i;
       INSERT INTO events SELECT i, 1 + i % {orders}, 'shipped', repeat(md5(i::text), 2)
-        FROM generate_series(1, {events}) i;
-      VACUUM ANALYZE;""")
+        FROM generate_series(1, {events}) i;""")
+    psql(db_url(admin, name), "VACUUM ANALYZE")
 
 
 def timed(cmd, env, shell=False):

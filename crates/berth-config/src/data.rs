@@ -329,6 +329,24 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_describes_the_data_step() {
+        let schema = crate::json_schema();
+        let defs = &schema["$defs"];
+        assert!(defs["Environment"]["properties"]["data"].is_object());
+        let copy = &defs["DataCopy"];
+        assert_eq!(copy["additionalProperties"], false);
+        let mut required: Vec<&str> = copy["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        required.sort();
+        assert_eq!(required, ["from", "source-url-env", "target-url-env"]);
+        assert!(defs["DataClone"]["properties"]["keep"].is_object());
+    }
+
+    #[test]
     fn unknown_keys_and_empty_steps() {
         let all = errors("    data:\n      clones: {}\n");
         assert!(all[0].2.contains("did you mean `clone`?"), "{}", all[0].2);
