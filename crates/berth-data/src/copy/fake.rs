@@ -73,7 +73,13 @@ impl<'a> Stream<'a> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
 }
 
 /// `user-<16 hex>@example.com`: 64 bits of the MAC, so a million distinct addresses collide
@@ -82,7 +88,11 @@ fn hex(bytes: &[u8]) -> String {
 pub fn email(hmac: &Hmac, value: &str) -> String {
     let folded = value.trim().to_lowercase();
     let mac = hmac.mac(&[b"email", &[0], folded.as_bytes()]);
-    format!("user-{}@example.com", hex(&mac[..8]))
+    let mut out = String::with_capacity(33);
+    out.push_str("user-");
+    out.push_str(&hex(&mac[..8]));
+    out.push_str("@example.com");
+    out
 }
 
 const FIRST: &[&str] = &[

@@ -89,6 +89,7 @@ struct Block {
     table: String,
     columns: usize,
     masks: Vec<(usize, MaskRule)>,
+    rows: u64,
 }
 
 impl Masker {
@@ -143,7 +144,7 @@ impl Masker {
             line_no += 1;
             stats.bytes_in += n as u64;
             let body = line.strip_suffix(b"\n").unwrap_or(&line);
-            match &block {
+            match &mut block {
                 None => {
                     if body.starts_with(b"COPY ") && body.ends_with(b" FROM stdin;") {
                         let header = std::str::from_utf8(body).map_err(|_| CopyError::Dump {
@@ -171,15 +172,16 @@ impl Masker {
                 }
                 Some(b) => {
                     if body == b"\\." {
+                        if let Some(t) = stats.tables.get_mut(&b.table) {
+                            t.rows += b.rows;
+                        }
                         block = None;
                         output.write_all(&line).map_err(CopyError::RestoreWrite)?;
                         stats.bytes_out += line.len() as u64;
                         continue;
                     }
                     stats.rows += 1;
-                    if let Some(t) = stats.tables.get_mut(&b.table) {
-                        t.rows += 1;
-                    }
+                    b.rows += 1;
                     if b.masks.is_empty() {
                         output.write_all(&line).map_err(CopyError::RestoreWrite)?;
                         stats.bytes_out += line.len() as u64;
@@ -312,6 +314,7 @@ impl Masker {
             table: format!("{schema}.{table}"),
             columns: columns.len(),
             masks,
+            rows: 0,
         })
     }
 }
