@@ -37,6 +37,7 @@
 //! letter (they become Kubernetes names and labels).
 
 pub mod data;
+mod discover;
 pub mod duration;
 pub mod error;
 pub mod model;

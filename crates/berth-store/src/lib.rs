@@ -26,7 +26,8 @@
 //!   `last_seq` and inserts the event in one transaction; on PostgreSQL the row lock on the run
 //!   makes concurrent appends commit in `seq` order, so a reader following
 //!   [`Store::events`]`(after_seq)` (an SSE stream catching up) never skips an event that
-//!   commits late. With `synchronous=NORMAL` a SQLite commit does not fsync.
+//!   commits late. On PostgreSQL a single event goes in one statement (a data-modifying CTE,
+//!   one round trip); with `synchronous=NORMAL` a SQLite commit does not fsync.
 //! - **Webhook deliveries are deduplicated inside the transaction that creates their runs**
 //!   ([`Store::accept_delivery`]): the delivery's primary key decides, so two concurrent
 //!   deliveries of the same id create runs exactly once on both backends.
@@ -231,23 +232,58 @@ async fn open_sqlite(url: &str, safe: &SafeUrl) -> Result<Pools, StoreError> {
         source,
     };
     // Queued writers wait for the one connection; give them longer than the busy timeout.
-    let write = SqlitePoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(120))
-        .connect_with(opts.clone())
-        .await
-        .map_err(connect)?;
+    let writer = || {
+        let o = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(120));
+        if in_memory {
+            // The database lives as long as its one connection: never let the pool close it.
+            o.min_connections(1).idle_timeout(None).max_lifetime(None)
+        } else {
+            o
+        }
+    };
+    let write = connect_sqlite(writer, &opts).await.map_err(connect)?;
     let read = if in_memory {
         write.clone()
     } else {
-        SqlitePoolOptions::new()
-            .max_connections(SQLITE_READERS)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
-            .await
-            .map_err(connect)?
+        let reader = || {
+            SqlitePoolOptions::new()
+                .max_connections(SQLITE_READERS)
+                .acquire_timeout(Duration::from_secs(30))
+        };
+        connect_sqlite(reader, &opts).await.map_err(connect)?
     };
     Ok(Pools::Sqlite { write, read })
+}
+
+/// Connects a pool, retrying while the file is locked. The first connections to a new file
+/// switch it to WAL, which needs the file to themselves: SQLite answers "database is locked"
+/// at once, without waiting out the busy timeout, when several processes (or stores) open a
+/// new database together.
+async fn connect_sqlite(
+    pool: impl Fn() -> SqlitePoolOptions,
+    opts: &SqliteConnectOptions,
+) -> Result<SqlitePool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match pool().connect_with(opts.clone()).await {
+            Err(sqlx::Error::Database(e))
+                if is_locked(e.code().as_deref()) && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included.
+fn is_locked(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 /// Now, to the microsecond (what the database keeps).
@@ -324,6 +360,16 @@ mod tests {
         let _ = send(s.set_last_seen("", "", ""));
         let _ = send(s.schema_version());
         let _ = send(s.close());
+    }
+
+    #[test]
+    fn busy_and_locked_codes_are_retried() {
+        for code in ["5", "6", "517", "261"] {
+            assert!(is_locked(Some(code)), "{code}");
+        }
+        for code in [None, Some("1"), Some("19"), Some("2067"), Some("x")] {
+            assert!(!is_locked(code), "{code:?}");
+        }
     }
 
     #[test]

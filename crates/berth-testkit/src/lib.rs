@@ -379,6 +379,16 @@ impl Postgres {
             })
     }
 
+    /// The CA certificate that signed the server's TLS certificate
+    /// (`BERTH_TEST_POSTGRES_CA`), for `sslmode=verify-full&sslrootcert=...`.
+    pub fn ca_file() -> PathBuf {
+        if let Ok(path) = std::env::var("BERTH_TEST_POSTGRES_CA") {
+            return PathBuf::from(path);
+        }
+        let env = TestEnv::get();
+        PathBuf::from(env.var("BERTH_TEST_POSTGRES_CA"))
+    }
+
     /// Creates a database `t_<name>_<suffix>` and returns its URL.
     pub async fn fresh(name: &str) -> PgDatabase {
         let admin_url = Postgres::admin_url();

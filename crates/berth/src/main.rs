@@ -11,8 +11,10 @@ mod data_cmd;
 mod data_step;
 mod deploy_cmd;
 mod dev_cmd;
+mod dev_logs;
 mod doctor;
 mod init_cmd;
+mod progress;
 mod run_cmd;
 
 use std::process::ExitCode;

@@ -71,3 +71,32 @@ async fn postgresql_scheme_and_missing_database() {
     assert!(matches!(err, StoreError::Connect { .. }), "{shown}");
     assert!(shown.contains("does not exist"), "{shown}");
 }
+
+#[tokio::test]
+async fn tls_to_postgres_verifies_the_server() {
+    let pg = Postgres::fresh("tls").await;
+    let ca = Postgres::ca_file();
+    let verified = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.url,
+        ca.display()
+    );
+    let store = Store::open(&verified)
+        .await
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    store
+        .create_run(new_run("shop", "main", "prod", "c"))
+        .await
+        .unwrap();
+    store.close().await;
+
+    // The public roots did not sign the environment's certificate: the handshake is refused.
+    let wrong_ca = format!(
+        "{}?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt",
+        pg.url
+    );
+    let err = Store::open(&wrong_ca).await.unwrap_err();
+    let shown = chain(&err);
+    assert!(matches!(err, StoreError::Connect { .. }), "{shown}");
+    assert!(shown.to_lowercase().contains("certificate"), "{shown}");
+}
