@@ -53,12 +53,9 @@ impl BuilderFlags {
         .map_err(|e| e.to_string())?;
         let store = Store::open(self.store.clone().unwrap_or_else(Store::default_root))
             .map_err(|e| e.to_string())?;
-        Ok(BuildOptions {
-            store,
-            registry: Arc::new(registry),
-            runtime: self.runtime.clone(),
-            source_date_epoch,
-            no_cache,
-        })
+        let mut opts = BuildOptions::new(store, Arc::new(registry), self.runtime.clone());
+        opts.source_date_epoch = source_date_epoch;
+        opts.no_cache = no_cache;
+        Ok(opts)
     }
 }

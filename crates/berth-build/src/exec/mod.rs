@@ -21,6 +21,7 @@
 
 mod builder;
 mod context;
+pub mod emulation;
 mod error;
 pub mod image;
 mod kept;
@@ -31,10 +32,12 @@ mod snapshot;
 mod store;
 
 pub use builder::{
-    BuildOptions, BuildRequest, BuiltImage, DEFAULT_PATH, build, unpack_image, unpack_layers,
+    BuildOptions, BuildRequest, BuiltImage, DEFAULT_PATH, PlatformImage, build, unpack_image,
+    unpack_layers,
 };
 pub use context::resolve_user;
 pub use error::BuildError;
-pub use layer::{LayerPlan, apply_layer, resolve_in_root, write_layer};
+pub use layer::{Compression, LayerPlan, apply_layer, resolve_in_root, write_layer};
+pub use run_mounts::{SecretSource, Secrets};
 pub use snapshot::Snapshot;
 pub use store::{CacheRecord, CachedLayer, Store, StoredImage, file_digest};

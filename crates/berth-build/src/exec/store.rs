@@ -218,7 +218,7 @@ impl Store {
         for layer in &manifest.layers {
             if !is_supported_layer(&layer.media_type) {
                 return Err(BuildError::Store(format!(
-                    "layer {} of {image} has media type {}; berth reads gzip or plain tar layers",
+                    "layer {} of {image} has media type {}; berth reads gzip, zstd or plain tar layers",
                     layer.digest, layer.media_type
                 )));
             }
@@ -246,7 +246,10 @@ impl Store {
 pub fn is_supported_layer(media_type: &str) -> bool {
     matches!(
         media_type,
-        media::OCI_LAYER_GZIP | super::image::DOCKER_LAYER_GZIP | super::image::OCI_LAYER_TAR
+        media::OCI_LAYER_GZIP
+            | super::image::DOCKER_LAYER_GZIP
+            | super::image::OCI_LAYER_TAR
+            | super::image::OCI_LAYER_ZSTD
     ) || media_type == "application/vnd.docker.image.rootfs.diff.tar"
 }
 

@@ -46,13 +46,11 @@ impl Rig {
     pub fn new() -> Rig {
         let env = TestEnv::get();
         let store_dir = tempfile::tempdir().unwrap();
-        let opts = BuildOptions {
-            store: Store::open(store_dir.path()).unwrap(),
-            registry: Arc::new(env.registry()),
-            runtime: "runc".into(),
-            source_date_epoch: None,
-            no_cache: false,
-        };
+        let opts = BuildOptions::new(
+            Store::open(store_dir.path()).unwrap(),
+            Arc::new(env.registry()),
+            "runc",
+        );
         Rig { store_dir, opts }
     }
 
