@@ -251,6 +251,12 @@ impl Registry {
         }
     }
 
+    /// Adds credentials (e.g. from a Kubernetes Secret) over the ones already known: for the
+    /// same host, these win.
+    pub fn add_credentials(&mut self, credentials: CredentialStore) {
+        self.credentials.merge(credentials);
+    }
+
     /// Replaces the retry policy (the default is [`RetryPolicy::default`]).
     pub fn set_retry_policy(&mut self, policy: RetryPolicy) {
         self.retry = policy;

@@ -125,7 +125,14 @@ async fn drive(
         .collect();
     let build = args
         .builder
-        .options(config.registry.insecure.clone(), mirrors, None, false)?;
+        .options(
+            config.registry.insecure.clone(),
+            mirrors,
+            None,
+            false,
+            Some(&cluster),
+        )
+        .await?;
     let json = args.output == OutputFormat::Json;
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
     let pipeline = Pipeline {

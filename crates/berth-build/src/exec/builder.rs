@@ -18,8 +18,7 @@ use super::context::{self, CopyAttrs, Selected};
 use super::emulation::{self, EXPLICIT_QEMU_PATH, Emulation};
 use super::error::{BuildError, io_err};
 use super::image::{
-    Descriptor, Empty, HealthConfig, History, ImageConfig, Index, IndexPlatform, Manifest,
-    rfc3339,
+    Descriptor, Empty, HealthConfig, History, ImageConfig, Index, IndexPlatform, Manifest, rfc3339,
 };
 use super::kept::{self, TrailStep};
 use super::layer::{Compression, LayerPlan, apply_layer, resolve_in_root, write_layer};
@@ -284,12 +283,11 @@ impl Ctx<'_> {
         if let Some(e) = self.emulation.get(&platform.architecture) {
             return Ok(e.clone());
         }
-        let e = emulation::ensure(&platform.architecture).map_err(|source| {
-            BuildError::Emulation {
+        let e =
+            emulation::ensure(&platform.architecture).map_err(|source| BuildError::Emulation {
                 location: loc.clone(),
                 source,
-            }
-        })?;
+            })?;
         match &e {
             Emulation::Native => {}
             Emulation::Binfmt {
@@ -1374,7 +1372,10 @@ async fn publish(
             .collect(),
     });
     let (top, top_bytes) = match &index {
-        None => (images[0].manifest_desc.clone(), images[0].manifest_bytes.clone()),
+        None => (
+            images[0].manifest_desc.clone(),
+            images[0].manifest_bytes.clone(),
+        ),
         Some(index) => {
             let bytes = serde_json::to_vec(index).expect("index serialises");
             let digest = store.write_blob(&bytes)?;

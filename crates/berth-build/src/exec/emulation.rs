@@ -266,8 +266,8 @@ pub fn status(oci_arch: &str) -> Result<Emulation, EmulationError> {
     if oci_arch == host_arch() {
         return Ok(Emulation::Native);
     }
-    let arch = qemu_arch(oci_arch)
-        .ok_or_else(|| EmulationError::UnknownArchitecture(oci_arch.into()))?;
+    let arch =
+        qemu_arch(oci_arch).ok_or_else(|| EmulationError::UnknownArchitecture(oci_arch.into()))?;
     if let Some(h) = handlers()
         .into_iter()
         .find(|h| h.enabled && h.fixed_binary() && h.matches(arch))
@@ -358,7 +358,13 @@ mod tests {
 
     #[test]
     fn non_magic_handlers_are_skipped() {
-        assert!(parse_handler("python3.11", "enabled\ninterpreter /usr/bin/python3.11\nflags: \nextension .pyc\n").is_none());
+        assert!(
+            parse_handler(
+                "python3.11",
+                "enabled\ninterpreter /usr/bin/python3.11\nflags: \nextension .pyc\n"
+            )
+            .is_none()
+        );
     }
 
     #[test]

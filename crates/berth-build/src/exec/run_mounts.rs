@@ -119,9 +119,7 @@ impl Secrets {
                 .map_err(|e| format!("secret {id:?}: cannot read {}: {e}", p.display())),
             Some(SecretSource::Env(var)) => std::env::var(var)
                 .map(|v| Some(Secret::new(v)))
-                .map_err(|_| {
-                    format!("secret {id:?}: the environment variable {var} is not set")
-                }),
+                .map_err(|_| format!("secret {id:?}: the environment variable {var} is not set")),
         }
     }
 }
@@ -350,8 +348,7 @@ async fn prepare_one(
                 return Ok(());
             }
             let file = store.temp_path("secret");
-            std::fs::create_dir_all(file.parent().expect("in the store"))
-                .map_err(io_err(&file))?;
+            std::fs::create_dir_all(file.parent().expect("in the store")).map_err(io_err(&file))?;
             out.scratch.push(file.clone());
             {
                 use std::io::Write as _;
@@ -456,7 +453,11 @@ async fn prepare_one(
                             instruction: "RUN",
                             reason,
                         })?;
-                    let dest = if md.is_dir() { "/".to_string() } else { "/f".into() };
+                    let dest = if md.is_dir() {
+                        "/".to_string()
+                    } else {
+                        "/f".into()
+                    };
                     let mut added = context::Added::default();
                     context::copy_into(&copy, &sel, &dest, Default::default(), &mut added)?;
                     if md.is_dir() { copy } else { copy.join("f") }
@@ -505,10 +506,18 @@ mod tests {
             ("TOKEN".into(), SecretSource::Env("TOKEN".into()))
         );
         assert_eq!(
-            Secrets::parse_flag("type=file,id=k,source=k.pem").unwrap().1,
+            Secrets::parse_flag("type=file,id=k,source=k.pem")
+                .unwrap()
+                .1,
             SecretSource::File("k.pem".into())
         );
-        for bad in ["src=/x", "id=a,src=f,env=E", "id=a,path=x", "id", "id=a,type=ssh"] {
+        for bad in [
+            "src=/x",
+            "id=a,src=f,env=E",
+            "id=a,path=x",
+            "id",
+            "id=a,type=ssh",
+        ] {
             assert!(Secrets::parse_flag(bad).is_err(), "{bad}");
         }
     }

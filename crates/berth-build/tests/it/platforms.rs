@@ -34,10 +34,7 @@ async fn two_platform_build_pushes_an_index_and_runs_arm64_under_qemu() {
     req.tags = vec![tag.clone()];
     req.push = true;
     let (built, rec) = rig.build(&req).await;
-    assert_eq!(
-        built.media_type,
-        "application/vnd.oci.image.index.v1+json"
-    );
+    assert_eq!(built.media_type, "application/vnd.oci.image.index.v1+json");
     assert_eq!(built.platforms.len(), 2);
     let (amd, arm) = (&built.platforms[0], &built.platforms[1]);
     assert_eq!(
@@ -47,7 +44,9 @@ async fn two_platform_build_pushes_an_index_and_runs_arm64_under_qemu() {
     assert_eq!(amd.emulation, "native");
     assert!(arm.emulation.starts_with("binfmt:"), "{:?}", arm.emulation);
     assert!(
-        rec.messages().iter().any(|m| m.contains("through qemu-user")),
+        rec.messages()
+            .iter()
+            .any(|m| m.contains("through qemu-user")),
         "{:?}",
         rec.messages()
     );
@@ -125,7 +124,10 @@ async fn foreign_platform_from_a_single_platform_base_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("Dockerfile:2:1: FROM"), "{err}");
-    assert!(err.contains("linux/amd64 only, not for linux/arm64"), "{err}");
+    assert!(
+        err.contains("linux/amd64 only, not for linux/arm64"),
+        "{err}"
+    );
 }
 
 /// `--compression zstd`: new layers are zstd with the OCI media type, the base layer stays
@@ -168,7 +170,10 @@ async fn zstd_layers_are_deterministic_and_read_by_skopeo_and_umoci() {
     let dir2 = context(&[("Dockerfile", &format!("FROM {tag}\n"))]);
     let (pulled, _) = fresh.build(&request(dir2.path())).await;
     assert_eq!(pulled.layers, built.layers);
-    assert_eq!(fresh.run_image(&pulled.manifest_digest).await, vec!["zstd!"]);
+    assert_eq!(
+        fresh.run_image(&pulled.manifest_digest).await,
+        vec!["zstd!"]
+    );
 
     let inspect = sh(Command::new("skopeo").args([
         "inspect",
