@@ -1205,12 +1205,8 @@ async fn copy_step(
     let mut plain = Vec::new();
     for s in selected {
         let kind = if extract && !s.is_dir && s.entries.len() == 1 {
-            context::archive_kind(&s.entries[0].0).map_err(|format| BuildError::Unsupported {
-                location: loc.clone(),
-                what: format!("ADD of a {format}-compressed archive ({})", s.name),
-                hint: "recompress it with gzip, or ADD --unpack=false and extract it in a RUN"
-                    .into(),
-            })?
+            context::archive_kind(&s.entries[0].0)
+                .map_err(|e| step_err(format!("cannot read {}: {e}", s.name)))?
         } else {
             None
         };
