@@ -1184,7 +1184,6 @@ async fn copy_step(
             (r, s)
         }
     };
-    let _ = src_root;
     let rootfs = cx.materialize(st)?;
     let owner = match &copy.chown {
         None => None,
@@ -1225,7 +1224,43 @@ async fn copy_step(
             None => plain.push(s),
         }
     }
-    if !plain.is_empty() {
+    if copy.parents {
+        // Each source keeps its directories (below the root, or below a `/./` pivot).
+        let pivots: Vec<String> = paths
+            .iter()
+            .filter_map(|p| p.split_once("/./").map(|(a, _)| context::clean_rel(a)))
+            .collect();
+        let base = format!("{}/", dest.trim_end_matches('/'));
+        for s in plain {
+            let rel = s.entries[0]
+                .0
+                .strip_prefix(&src_root)
+                .map(|r| r.to_string_lossy().to_string())
+                .unwrap_or_else(|_| s.name.clone());
+            let rel = pivots
+                .iter()
+                .find_map(|p| rel.strip_prefix(&format!("{p}/")))
+                .map(str::to_owned)
+                .unwrap_or(rel);
+            let keep = if s.is_dir {
+                rel.as_str()
+            } else {
+                rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
+            };
+            let to = if keep.is_empty() {
+                base.clone()
+            } else {
+                format!("{base}{keep}/")
+            };
+            written.extend(context::copy_into(
+                &rootfs,
+                std::slice::from_ref(&s),
+                &to,
+                attrs,
+                &mut added,
+            )?);
+        }
+    } else if !plain.is_empty() {
         written.extend(context::copy_into(
             &rootfs, &plain, &dest, attrs, &mut added,
         )?);

@@ -71,7 +71,8 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     m(&p, &n)
 }
 
-fn clean_rel(s: &str) -> String {
+/// `a/./b/../c` -> `a/c`, no leading or trailing slash.
+pub(crate) fn clean_rel(s: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for c in s.split('/') {
         match c {

@@ -101,3 +101,44 @@ async fn add_extracts_xz_bzip2_and_zstd_archives_by_content() {
     let entries = rig.layer_entries(&built.layers[1].digest);
     assert_eq!(entries, vec!["d xz", "d xz/x", "f xz/x/f"]);
 }
+
+/// `COPY --parents` keeps each source's directories below the destination — for globs, for a
+/// `/./` pivot, for a directory and from another stage — where plain COPY flattens them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_parents_keeps_source_directories() {
+    let _ctx = TestContext::new("build-copy-parents").await;
+    let rig = Rig::new();
+    let dir = context(&[
+        ("x/a.txt", "a\n"),
+        ("y/b.txt", "b\n"),
+        ("y/c.txt", "c\n"),
+        ("p/q/r.txt", "r\n"),
+        ("lib/m.txt", "m\n"),
+        (
+            "Dockerfile",
+            "FROM busybox AS s\nRUN mkdir -p /opt/k && echo k > /opt/k/k.txt\n\
+             FROM busybox\n\
+             COPY --parents x/a.txt y/*.txt /dst/\n\
+             COPY --parents ./p/./q/r.txt /piv/\n\
+             COPY --parents lib /l/\n\
+             COPY --parents --from=s /opt/k/k.txt /st\n\
+             COPY y/*.txt /flat/\n\
+             RUN find /dst /piv /l /st /flat -type f | sort > /out\n\
+             CMD [\"cat\", \"/out\"]\n",
+        ),
+    ]);
+    let (built, _) = rig.build(&request(dir.path())).await;
+    assert_eq!(
+        rig.run_image(&built.manifest_digest).await,
+        vec![
+            "/dst/x/a.txt",
+            "/dst/y/b.txt",
+            "/dst/y/c.txt",
+            "/flat/b.txt",
+            "/flat/c.txt",
+            "/l/lib/m.txt",
+            "/piv/q/r.txt",
+            "/st/opt/k/k.txt",
+        ]
+    );
+}
