@@ -302,8 +302,9 @@ impl Ctx<'_> {
                 level: Level::Warning,
                 message: format!(
                     "RUN for {platform} runs its first process under {} because {why}; a \
-                     foreign program it starts fails with \"Exec format error\" (mount \
-                     binfmt_misc as root so berth can register a handler)",
+                     foreign program that process starts needs a binfmt_misc handler, else it \
+                     fails with \"Exec format error\" (run berth as root with binfmt_misc \
+                     mountable so it can register one)",
                     qemu.display()
                 ),
             }),

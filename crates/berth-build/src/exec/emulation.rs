@@ -287,9 +287,25 @@ pub fn status(oci_arch: &str) -> Result<Emulation, EmulationError> {
     })
 }
 
+/// `BERTH_QEMU=explicit` makes berth leave `binfmt_misc` alone (a kernel-wide setting some
+/// hosts do not want changed) and run foreign RUN steps under qemu explicitly.
+pub const MODE_VAR: &str = "BERTH_QEMU";
+
 /// Makes RUN steps of `arch` possible: uses a registered handler with the `F` flag, else
 /// mounts `binfmt_misc` (if needed) and registers one, else falls back to explicit qemu.
 pub fn ensure(oci_arch: &str) -> Result<Emulation, EmulationError> {
+    if std::env::var(MODE_VAR).is_ok_and(|v| v == "explicit") && oci_arch != host_arch() {
+        let arch = qemu_arch(oci_arch)
+            .ok_or_else(|| EmulationError::UnknownArchitecture(oci_arch.into()))?;
+        let qemu = qemu_binary(arch).ok_or_else(|| EmulationError::QemuMissing {
+            arch: oci_arch.into(),
+            binary: format!("qemu-{}-static", arch.qemu),
+        })?;
+        return Ok(Emulation::Explicit {
+            qemu,
+            why: format!("{MODE_VAR}=explicit"),
+        });
+    }
     let now = status(oci_arch)?;
     let Emulation::Explicit { qemu, .. } = now else {
         return Ok(now);

@@ -92,11 +92,18 @@ async fn add_extracts_xz_bzip2_and_zstd_archives_by_content() {
     tar(&["-cJf"], "a.tar.xz");
     tar(&["-cjf"], "b.tbz");
     tar(&["--zstd", "-cf"], "c.bin");
-    sh(Command::new("xz").arg("-k").arg(dir.path().join("plain.txt")));
+    sh(Command::new("xz")
+        .arg("-k")
+        .arg(dir.path().join("plain.txt")));
     let (built, _) = rig.build(&request(dir.path())).await;
     assert_eq!(
         rig.run_image(&built.manifest_digest).await,
-        vec!["from an archive", "from an archive", "from an archive", "plain.txt.xz"]
+        vec![
+            "from an archive",
+            "from an archive",
+            "from an archive",
+            "plain.txt.xz"
+        ]
     );
     let entries = rig.layer_entries(&built.layers[1].digest);
     assert_eq!(entries, vec!["d xz", "d xz/x", "f xz/x/f"]);

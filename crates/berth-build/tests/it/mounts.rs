@@ -129,7 +129,8 @@ async fn secret_mount_is_readable_and_never_stored() {
     let mut rig = Rig::new();
     let value = format!("tok-{}", berth_testkit::unique_suffix());
     let secret_file = rig.store_dir.path().join("../secret-value");
-    let secret_file = secret_file.with_file_name(format!("secret-{}", berth_testkit::unique_suffix()));
+    let secret_file =
+        secret_file.with_file_name(format!("secret-{}", berth_testkit::unique_suffix()));
     std::fs::write(&secret_file, &value).unwrap();
     rig.opts
         .secrets

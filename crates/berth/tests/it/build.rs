@@ -203,3 +203,58 @@ async fn build_for_two_platforms_reports_the_index() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `BERTH_QEMU=explicit`: berth leaves binfmt_misc alone and runs the arm64 RUN's process
+/// under the static qemu binary, mounted on the container's /dev (so no layer holds it); PATH
+/// lookup of an exec-form command is done by berth, since qemu-user does not search PATH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_qemu_runs_an_arm64_step_without_binfmt() {
+    let ctx = TestContext::new("cli-qemu-explicit").await;
+    let dir =
+        std::env::temp_dir().join(format!("berth-cli-qemu-{}", berth_testkit::unique_suffix()));
+    std::fs::create_dir_all(dir.join("ctx")).unwrap();
+    std::fs::write(
+        dir.join("ctx/Dockerfile"),
+        "FROM busybox:multiarch\nRUN [\"busybox\", \"sh\", \"-c\", \"uname -m > /arch\"]\n",
+    )
+    .unwrap();
+    let out = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(["build", dir.join("ctx").to_str().unwrap(), "-o", "json"])
+        .args(["--platform", "linux/arm64", "--dest"])
+        .arg(format!("oci:{}", dir.join("oci").display()))
+        .env("BERTH_STORE", dir.join("store"))
+        .env("BERTH_QEMU", "explicit")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("under /usr/bin/qemu-aarch64-static because BERTH_QEMU=explicit"),
+        "{stderr}"
+    );
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        built["platforms"][0]["emulation"],
+        "qemu:/usr/bin/qemu-aarch64-static"
+    );
+    let bundle = dir.join("bundle");
+    let unpack = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:latest", dir.join("oci").display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        unpack.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unpack.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/arch")).unwrap(),
+        "aarch64\n"
+    );
+    assert!(!bundle.join("rootfs/dev/.berth-qemu").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
