@@ -12,12 +12,13 @@
 //!            base layers mounted from their repository), root filesystems kept for next time
 //! ```
 //!
-//! Not implemented yet (each is a clear [`BuildError::Unsupported`]): `RUN --mount` of
-//! type `bind` and `secret` (cache and tmpfs mounts work),
-//! symbolic `--chmod`, `ADD` of bzip2/xz/zstd archives (plain and gzip
-//! tars are extracted, recognised by content as Docker does), base images with
-//! `ONBUILD` triggers. Also missing: xattrs (file capabilities) in written layers, zstd,
-//! multi-platform builds.
+//! Several platforms (`BuildOptions::platforms`): each is built in turn (bases resolved per
+//! platform, RUN of a foreign architecture through qemu-user — see [`emulation`]) and the
+//! manifests are gathered in an OCI image index, which the tags name.
+//!
+//! Not implemented yet (each is a clear [`BuildError::Unsupported`]): symbolic `--chmod`,
+//! `RUN --mount=type=cache` with `from=`/`source=`, base images with `ONBUILD` triggers.
+//! Also missing: xattrs (file capabilities) in written layers.
 
 mod builder;
 mod context;
