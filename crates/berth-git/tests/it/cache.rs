@@ -1,0 +1,353 @@
+//! Fetch, resolve, worktrees, polling and force-pushes on local repositories.
+
+use std::sync::Arc;
+
+use berth_git::{GitCache, GitError, Remote};
+
+use crate::{Events, Upstream, git};
+
+fn cache() -> (tempfile::TempDir, GitCache) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = GitCache::new(dir.path().join("cache")).unwrap();
+    (dir, cache)
+}
+
+#[tokio::test]
+async fn fetch_by_path_and_by_file_url() {
+    let up = Upstream::new("board");
+    let (_d, cache) = cache();
+    let events = Events::default();
+    let cache = cache.with_events(Arc::new(events.clone()));
+
+    let by_path = Remote::new(up.bare.to_str().unwrap());
+    let mirror = cache.fetch("acme/board", &by_path).await.unwrap();
+    assert!(mirror.join("HEAD").exists());
+    assert_eq!(mirror, cache.mirror_path("acme/board").unwrap());
+    assert_eq!(
+        cache.resolve("acme/board", "main").await.unwrap(),
+        up.head()
+    );
+
+    let by_url = Remote::new(format!("file://{}", up.bare.display()));
+    cache.fetch("acme/board-url", &by_url).await.unwrap();
+    assert_eq!(
+        cache.resolve("acme/board-url", "main").await.unwrap(),
+        up.head()
+    );
+    // Only branches and tags are mirrored; no temporary directories are left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(cache.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let text = events.text();
+    assert!(text.contains("cloned acme/board from"), "{text}");
+}
+
+#[tokio::test]
+async fn a_second_push_is_seen_by_the_next_fetch() {
+    let up = Upstream::new("board");
+    let (_d, cache) = cache();
+    let remote = Remote::new(up.bare.to_str().unwrap());
+    cache.fetch("board", &remote).await.unwrap();
+    let first = up.head();
+    let second = up.commit("src/app.js", "console.log(1)\n", "Add the app");
+    up.push(&["main"]);
+    assert_eq!(cache.resolve("board", "main").await.unwrap(), first);
+    cache.fetch("board", &remote).await.unwrap();
+    assert_eq!(cache.resolve("board", "main").await.unwrap(), second);
+    assert_eq!(cache.resolve("board", &second[..10]).await.unwrap(), second);
+    assert!(cache.is_ancestor("board", &first, "main").await.unwrap());
+}
+
+#[tokio::test]
+async fn two_worktrees_of_different_commits_at_once() {
+    let up = Upstream::new("board");
+    let v1 = up.commit("VERSION", "1\n", "v1");
+    let v2 = up.commit("VERSION", "2\n", "v2");
+    up.push(&["main"]);
+    let (dir, cache) = cache();
+    cache
+        .fetch("board", &Remote::new(up.bare.to_str().unwrap()))
+        .await
+        .unwrap();
+
+    let runs = dir.path().join("runs");
+    let (run1, run2) = (runs.join("run-1"), runs.join("run-2"));
+    let (a, b) = tokio::join!(
+        cache.worktree("board", &v1, &run1),
+        cache.worktree("board", &v2, &run2),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.commit(), v1);
+    assert_eq!(b.commit(), v2);
+    assert_eq!(
+        std::fs::read_to_string(a.path().join("VERSION")).unwrap(),
+        "1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("VERSION")).unwrap(),
+        "2\n"
+    );
+    // Detached: no branch is checked out, so the same commit can be checked out twice.
+    let c = cache
+        .worktree("board", &v2, &runs.join("run-3"))
+        .await
+        .unwrap();
+    assert_eq!(git(c.path(), &["rev-parse", "HEAD"]), v2);
+
+    let (pa, pb) = (a.path().to_path_buf(), b.path().to_path_buf());
+    a.remove().await.unwrap();
+    assert!(!pa.exists());
+    drop(b);
+    assert!(!pb.exists());
+    drop(c);
+    // The dropped worktrees are pruned before the next one; its name may be reused.
+    let again = cache
+        .worktree("board", "main", &runs.join("run-2"))
+        .await
+        .unwrap();
+    assert_eq!(again.commit(), v2);
+    let mirror = cache.mirror_path("board").unwrap();
+    let listed = git(&mirror, &["worktree", "list", "--porcelain"]);
+    assert_eq!(listed.matches("worktree ").count(), 2, "{listed}");
+
+    let busy = cache
+        .worktree("board", "main", again.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(busy, GitError::DestinationExists { .. }), "{busy}");
+}
+
+#[tokio::test]
+async fn ls_remote_polls_a_branch_without_fetching() {
+    let up = Upstream::new("board");
+    let (_d, cache) = cache();
+    let remote = Remote::new(format!("file://{}", up.bare.display()));
+    assert_eq!(
+        cache.ls_remote(&remote, "main").await.unwrap(),
+        Some(up.head())
+    );
+    assert_eq!(cache.ls_remote(&remote, "nope").await.unwrap(), None);
+    // A branch whose name ends like another's is not mistaken for it.
+    git(&up.work, &["checkout", "--quiet", "-b", "feature/main"]);
+    let feature = up.commit("f", "x\n", "feature");
+    up.push(&["feature/main"]);
+    assert_eq!(
+        cache.ls_remote(&remote, "main").await.unwrap().as_deref(),
+        Some(git(&up.work, &["rev-parse", "main"]).as_str())
+    );
+    assert_eq!(
+        cache
+            .ls_remote(&remote, "refs/heads/feature/main")
+            .await
+            .unwrap(),
+        Some(feature)
+    );
+    let all = cache.ls_remote_branches(&remote).await.unwrap();
+    assert_eq!(
+        all.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["feature/main", "main"]
+    );
+    assert_eq!(
+        all["feature/main"],
+        git(&up.work, &["rev-parse", "feature/main"])
+    );
+    assert!(!cache.mirror_path("board").unwrap().exists());
+}
+
+#[tokio::test]
+async fn the_mirror_head_follows_the_remote_default_branch() {
+    let up = Upstream::new("board");
+    git(&up.work, &["checkout", "--quiet", "-b", "trunk"]);
+    let trunk = up.commit("t", "t\n", "trunk");
+    up.push(&["trunk"]);
+    git(&up.bare, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+    let (_d, cache) = cache();
+    cache
+        .fetch("board", &Remote::new(up.bare.to_str().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(cache.resolve("board", "HEAD").await.unwrap(), trunk);
+    // An empty repository has no HEAD to follow and fetches all the same.
+    let empty = up.dir.path().join("empty.git");
+    std::fs::create_dir_all(&empty).unwrap();
+    git(&empty, &["init", "--bare", "--quiet"]);
+    cache
+        .fetch("empty", &Remote::new(empty.to_str().unwrap()))
+        .await
+        .unwrap();
+    let e = cache.resolve("empty", "HEAD").await.unwrap_err();
+    assert!(matches!(e, GitError::UnknownRevision { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_force_push_replaces_the_branch_and_deleted_branches_go() {
+    let up = Upstream::new("board");
+    let base = up.head();
+    let doomed = up.commit("bad.txt", "oops\n", "A commit to be force-pushed away");
+    up.push(&["main"]);
+    git(&up.work, &["checkout", "--quiet", "-b", "topic"]);
+    up.commit("topic.txt", "t\n", "topic");
+    up.push(&["topic"]);
+    let (_d, cache) = cache();
+    let remote = Remote::new(up.bare.to_str().unwrap());
+    cache.fetch("board", &remote).await.unwrap();
+    assert_eq!(cache.resolve("board", "main").await.unwrap(), doomed);
+
+    git(&up.work, &["checkout", "--quiet", "main"]);
+    git(&up.work, &["reset", "--quiet", "--hard", &base]);
+    let replacement = up.commit("good.txt", "fine\n", "The replacement");
+    up.push(&["--force", "main"]);
+    git(
+        &up.work,
+        &["push", "--quiet", "origin", "--delete", "topic"],
+    );
+
+    cache.fetch("board", &remote).await.unwrap();
+    assert_eq!(cache.resolve("board", "main").await.unwrap(), replacement);
+    assert!(!cache.is_ancestor("board", &doomed, "main").await.unwrap());
+    let gone = cache.resolve("board", "topic").await.unwrap_err();
+    assert!(matches!(gone, GitError::UnknownRevision { .. }), "{gone}");
+    assert!(gone.to_string().contains("force-pushed away"), "{gone}");
+    let unknown = cache
+        .resolve("board", "0123456789abcdef0123456789abcdef01234567")
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, GitError::UnknownRevision { .. }));
+}
+
+#[tokio::test]
+async fn concurrent_fetches_of_one_repository_are_serialised() {
+    let up = Upstream::new("board");
+    let (_d, cache) = cache();
+    let remote = Remote::new(up.bare.to_str().unwrap());
+    let fetches = (0..4).map(|_| {
+        let (cache, remote) = (cache.clone(), remote.clone());
+        tokio::spawn(async move { cache.fetch("board", &remote).await })
+    });
+    for f in fetches {
+        f.await.unwrap().unwrap();
+    }
+    assert_eq!(cache.resolve("board", "main").await.unwrap(), up.head());
+}
+
+#[tokio::test]
+async fn commit_info_reads_author_message_and_paths() {
+    let up = Upstream::new("board");
+    up.commit("old.txt", "old\n", "Add old");
+    std::fs::remove_file(up.work.join("old.txt")).unwrap();
+    std::fs::write(up.work.join("README.md"), "hello again\n").unwrap();
+    let id = up.commit(
+        "src/new.js",
+        "new\n",
+        "Rework the board\n\nOld page removed.",
+    );
+    up.push(&["main"]);
+    let (_d, cache) = cache();
+    cache
+        .fetch("board", &Remote::new(up.bare.to_str().unwrap()))
+        .await
+        .unwrap();
+    let info = cache.commit_info("board", "main").await.unwrap();
+    assert_eq!(info.id, id);
+    assert_eq!(info.parents.len(), 1);
+    assert_eq!(info.author.name, "Dana Ortiz");
+    assert_eq!(info.author.email, "dana@acme.example");
+    assert_eq!(info.committer.name, "Berth Test");
+    assert_eq!(info.subject(), "Rework the board");
+    assert_eq!(info.message, "Rework the board\n\nOld page removed.");
+    assert_eq!(info.added, ["src/new.js"]);
+    assert_eq!(info.modified, ["README.md"]);
+    assert_eq!(info.removed, ["old.txt"]);
+    let root = cache
+        .commit_info("board", &format!("{id}~2"))
+        .await
+        .unwrap();
+    assert!(root.parents.is_empty());
+    assert_eq!(root.added, ["README.md"]);
+}
+
+#[tokio::test]
+async fn clear_errors_for_unknown_repositories_and_unfetched_names() {
+    let (dir, cache) = cache();
+    let missing = dir.path().join("nope.git");
+    let e = cache
+        .fetch("nope", &Remote::new(missing.to_str().unwrap()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GitError::RepositoryNotFound { .. }), "{e}");
+    assert!(e.to_string().contains("check the repository's URL"), "{e}");
+    // A failed first fetch leaves nothing behind.
+    assert!(!cache.mirror_path("nope").unwrap().exists());
+    let e = cache.resolve("nope", "main").await.unwrap_err();
+    assert!(matches!(e, GitError::NotFetched { .. }), "{e}");
+    let e = cache
+        .fetch("../escape", &Remote::new("/tmp"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GitError::Invalid { .. }), "{e}");
+    let e = cache
+        .fetch(
+            "x",
+            &Remote::with_ssh_key("ssh://git@127.0.0.1:1/x.git", dir.path().join("no-key")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GitError::SshKeyMissing { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_deadline_stops_a_hanging_git() {
+    // A listener that accepts and never answers: git hangs until its deadline.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cache = berth_git::GitCache::with_timeouts(
+        dir.path(),
+        berth_git::Timeouts {
+            network: std::time::Duration::from_millis(800),
+            local: std::time::Duration::from_secs(30),
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let e = cache
+        .ls_remote(
+            &Remote::new(format!("http://127.0.0.1:{port}/r.git")),
+            "main",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GitError::Timeout { .. }), "{e}");
+    assert!(e.is_transient());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_caches_on_one_root_take_turns() {
+    // Two caches over the same directory share no mutex (as two server processes would not):
+    // their first clones and fetches still all succeed and agree.
+    let up = Upstream::new("board");
+    let dir = tempfile::tempdir().unwrap();
+    let a = GitCache::new(dir.path()).unwrap();
+    let b = GitCache::new(dir.path()).unwrap();
+    let remote = Remote::new(up.bare.to_str().unwrap());
+    let runs = (0..6).map(|i| {
+        let cache = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let remote = remote.clone();
+        tokio::spawn(async move { cache.fetch("acme/board", &remote).await })
+    });
+    for r in runs {
+        r.await.unwrap().unwrap();
+    }
+    assert_eq!(a.resolve("acme/board", "main").await.unwrap(), up.head());
+    assert_eq!(b.resolve("acme/board", "main").await.unwrap(), up.head());
+}
