@@ -317,165 +317,159 @@ async fn prepare_one(
     loc: &Location,
     out: &mut RunMounts,
 ) -> Result<(), BuildError> {
-    {
-        let step = |reason: String| BuildError::Step {
-            location: loc.clone(),
-            instruction: "RUN",
-            reason,
-        };
-        if let MountKind::Secret {
+    let step = |reason: String| BuildError::Step {
+        location: loc.clone(),
+        instruction: "RUN",
+        reason,
+    };
+    // A secret exposed only as an environment variable has no target.
+    let rel = if m.target.is_empty() {
+        String::new()
+    } else {
+        let rel = resolve_in_root(rootfs, &absolute(workdir, &m.target));
+        if rel.is_empty() {
+            return Err(step(format!(
+                "--mount target {:?} is the root directory",
+                m.target
+            )));
+        }
+        rel
+    };
+    match &m.kind {
+        MountKind::Cache {
+            id,
+            sharing,
+            read_only,
+            mode,
+            uid,
+            gid,
+        } => {
+            if m.from.is_some() || m.source.is_some() {
+                return Err(BuildError::Unsupported {
+                    location: loc.clone(),
+                    what: "RUN --mount=type=cache with from= or source=".into(),
+                    hint: "seed the cache in a RUN instead".into(),
+                });
+            }
+            let (dir, lock) = acquire(store, id, *sharing).await?;
+            ensure_dir(&dir, *mode, *uid, *gid)?;
+            out._locks.extend(lock);
+            out.binds.push((dir, format!("/{rel}"), *read_only));
+            context::mkdir_recorded(rootfs, &rel, &mut out.stubs)
+        }
+        MountKind::Tmpfs { size } => {
+            out.tmpfs.push((format!("/{rel}"), *size));
+            context::mkdir_recorded(rootfs, &rel, &mut out.stubs)
+        }
+        MountKind::Bind { read_write } => {
+            prepare_bind(store, rootfs, &rel, m, *read_write, sources, &step, out)
+        }
+        MountKind::Secret {
             id,
             required,
             env,
             mode,
             uid,
             gid,
-        } = &m.kind
-        {
-            let Some(value) = sources.secrets.read(id).map_err(step)? else {
-                if *required {
-                    return Err(step(format!(
+        } => {
+            let Some(value) = sources.secrets.read(id).map_err(&step)? else {
+                return if *required {
+                    Err(step(format!(
                         "--mount=type=secret,id={id} is required but no secret {id:?} was given; \
                          pass --secret id={id},src=FILE (or env=VAR)"
-                    )));
-                }
-                return Ok(());
+                    )))
+                } else {
+                    Ok(())
+                };
             };
             if let Some(var) = env {
                 out.env.push((var.clone(), value.expose().to_string()));
             }
-            if m.target.is_empty() {
+            if rel.is_empty() {
                 return Ok(());
             }
             let file = store.temp_path("secret");
             std::fs::create_dir_all(file.parent().expect("in the store")).map_err(io_err(&file))?;
             out.scratch.push(file.clone());
-            {
-                use std::io::Write as _;
-                use std::os::unix::fs::OpenOptionsExt as _;
-                let mut f = File::options()
-                    .create_new(true)
-                    .write(true)
-                    .mode(0o600)
-                    .open(&file)
-                    .map_err(io_err(&file))?;
-                f.write_all(value.expose().as_bytes())
-                    .map_err(io_err(&file))?;
-            }
+            write_private(&file, value.expose().as_bytes())?;
             chown(&file, Some(*uid), Some(*gid)).map_err(io_err(&file))?;
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
                 .map_err(io_err(&file))?;
-            let target = absolute(workdir, &m.target);
-            let rel = resolve_in_root(rootfs, &target);
-            if rel.is_empty() {
-                return Err(step(format!(
-                    "--mount target {:?} is the root directory",
-                    m.target
-                )));
-            }
             file_stub(rootfs, &rel, &mut out.stubs)?;
             out.binds.push((file, format!("/{rel}"), true));
-            return Ok(());
+            Ok(())
         }
     }
-    {
-        let target = absolute(workdir, &m.target);
-        let unsupported = |what: &str, hint: &str| BuildError::Unsupported {
-            location: loc.clone(),
-            what: format!("RUN --mount={what}"),
-            hint: hint.into(),
-        };
-        let rel = resolve_in_root(rootfs, &target);
-        if rel.is_empty() {
-            return Err(BuildError::Step {
-                location: loc.clone(),
-                instruction: "RUN",
-                reason: format!("--mount target {:?} is the root directory", m.target),
-            });
-        }
-        match &m.kind {
-            MountKind::Cache {
-                id,
-                sharing,
-                read_only,
-                mode,
-                uid,
-                gid,
-            } => {
-                if m.from.is_some() || m.source.is_some() {
-                    return Err(unsupported(
-                        "type=cache with from= or source=",
-                        "seed the cache in a RUN instead",
-                    ));
-                }
-                let (dir, lock) = acquire(store, id, *sharing).await?;
-                ensure_dir(&dir, *mode, *uid, *gid)?;
-                out._locks.extend(lock);
-                out.binds.push((dir, format!("/{rel}"), *read_only));
+}
+
+/// Writes `bytes` to a new file only its owner can read.
+fn write_private(file: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = File::options()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(io_err(file))?;
+    f.write_all(bytes).map_err(io_err(file))
+}
+
+/// A bind mount at `rel`: the source itself (read-only), or a scratch copy when writes must be
+/// discarded (`rw`) or `.dockerignore` must hide part of a context directory.
+#[allow(clippy::too_many_arguments)]
+fn prepare_bind(
+    store: &Store,
+    rootfs: &Path,
+    rel: &str,
+    m: &Mount,
+    read_write: bool,
+    sources: &Sources<'_>,
+    step: &dyn Fn(String) -> BuildError,
+    out: &mut RunMounts,
+) -> Result<(), BuildError> {
+    let source = bind_source(m);
+    let (root, ignore) = match &m.from {
+        None => (sources.context.to_path_buf(), sources.ignore),
+        Some(f) => (
+            sources
+                .roots
+                .iter()
+                .find(|(r, _)| r == f)
+                .map(|(_, p)| p.clone())
+                .expect("the builder materialises every from= root"),
+            None,
+        ),
+    };
+    let src = root.join(resolve_in_root(&root, &source));
+    let md = std::fs::metadata(&src).map_err(|_| {
+        step(format!(
+            "--mount=type=bind source {source:?} does not exist in {}",
+            match &m.from {
+                None => "the build context".to_string(),
+                Some(FromRef::Stage(i)) => format!("stage {i}"),
+                Some(FromRef::Image(r)) => r.clone(),
             }
-            MountKind::Tmpfs { size } => out.tmpfs.push((format!("/{rel}"), *size)),
-            MountKind::Bind { read_write } => {
-                let source = bind_source(m);
-                let (root, ignore) = match &m.from {
-                    None => (sources.context.to_path_buf(), sources.ignore),
-                    Some(f) => (
-                        sources
-                            .roots
-                            .iter()
-                            .find(|(r, _)| r == f)
-                            .map(|(_, p)| p.clone())
-                            .expect("the builder materialises every from= root"),
-                        None,
-                    ),
-                };
-                let src_rel = resolve_in_root(&root, &source);
-                let src = root.join(&src_rel);
-                let md = std::fs::metadata(&src).map_err(|_| BuildError::Step {
-                    location: loc.clone(),
-                    instruction: "RUN",
-                    reason: format!(
-                        "--mount=type=bind source {source:?} does not exist in {}",
-                        match &m.from {
-                            None => "the build context".to_string(),
-                            Some(FromRef::Stage(i)) => format!("stage {i}"),
-                            Some(FromRef::Image(r)) => r.clone(),
-                        }
-                    ),
-                })?;
-                let host = if *read_write || (ignore.is_some() && md.is_dir()) {
-                    // A scratch copy: writes are discarded; ignored files are left out.
-                    let copy = store.temp_path("bind");
-                    out.scratch.push(copy.clone());
-                    std::fs::create_dir_all(&copy).map_err(io_err(&copy))?;
-                    let sel = context::select(&root, std::slice::from_ref(&source), ignore)
-                        .map_err(|reason| BuildError::Step {
-                            location: loc.clone(),
-                            instruction: "RUN",
-                            reason,
-                        })?;
-                    let dest = if md.is_dir() {
-                        "/".to_string()
-                    } else {
-                        "/f".into()
-                    };
-                    let mut added = context::Added::default();
-                    context::copy_into(&copy, &sel, &dest, Default::default(), &mut added)?;
-                    if md.is_dir() { copy } else { copy.join("f") }
-                } else {
-                    src
-                };
-                if md.is_dir() {
-                    context::mkdir_recorded(rootfs, &rel, &mut out.stubs)?;
-                } else {
-                    file_stub(rootfs, &rel, &mut out.stubs)?;
-                }
-                out.binds.push((host, format!("/{rel}"), !*read_write));
-                return Ok(());
-            }
-            MountKind::Secret { .. } => unreachable!("handled above"),
-        }
-        context::mkdir_recorded(rootfs, &rel, &mut out.stubs)?;
+        ))
+    })?;
+    let host = if read_write || (ignore.is_some() && md.is_dir()) {
+        let copy = store.temp_path("bind");
+        out.scratch.push(copy.clone());
+        std::fs::create_dir_all(&copy).map_err(io_err(&copy))?;
+        let sel = context::select(&root, std::slice::from_ref(&source), ignore).map_err(step)?;
+        let dest = if md.is_dir() { "/" } else { "/f" };
+        let mut added = context::Added::default();
+        context::copy_into(&copy, &sel, dest, Default::default(), &mut added)?;
+        if md.is_dir() { copy } else { copy.join("f") }
+    } else {
+        src
+    };
+    if md.is_dir() {
+        context::mkdir_recorded(rootfs, rel, &mut out.stubs)?;
+    } else {
+        file_stub(rootfs, rel, &mut out.stubs)?;
     }
+    out.binds.push((host, format!("/{rel}"), !read_write));
     Ok(())
 }
 
