@@ -180,9 +180,27 @@ impl Store {
         write_atomic(&p, &serde_json::to_vec_pretty(&index).expect("index"))
     }
 
-    /// Reads an image manifest and its config from the store.
+    /// Reads an image manifest and its config from the store. Given an image index (a
+    /// multi-platform build), reads the entry for this machine's platform, else the first.
     pub fn image(&self, manifest_digest: &Digest) -> Result<StoredImage, BuildError> {
-        let manifest: Manifest = serde_json::from_slice(&self.read_blob(manifest_digest)?)
+        let bytes = self.read_blob(manifest_digest)?;
+        if let Ok(index) = serde_json::from_slice::<Index>(&bytes)
+            && index.media_type == media::OCI_INDEX
+        {
+            let host = crate::Platform::host_linux();
+            let entry = index
+                .manifests
+                .iter()
+                .find(|m| {
+                    m.platform
+                        .as_ref()
+                        .is_some_and(|p| p.architecture == host.architecture && p.os == host.os)
+                })
+                .or(index.manifests.first())
+                .ok_or_else(|| BuildError::Store(format!("index {manifest_digest} is empty")))?;
+            return self.image(&entry.digest.clone());
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| BuildError::Store(format!("manifest {manifest_digest}: {e}")))?;
         let config: ImageConfig = serde_json::from_slice(&self.read_blob(&manifest.config.digest)?)
             .map_err(|e| BuildError::Store(format!("config {}: {e}", manifest.config.digest)))?;

@@ -103,6 +103,8 @@ async fn two_platform_build_pushes_an_index_and_runs_arm64_under_qemu() {
     assert_eq!(inspect["Digest"], built.manifest_digest.to_string());
 
     assert_eq!(rig.run_image(&arm.manifest_digest).await, vec!["aarch64"]);
+    // The index itself unpacks as this machine's image (what `berth run` tests run in).
+    assert_eq!(rig.run_image(&built.manifest_digest).await, vec!["x86_64"]);
 
     // A second build is all cache hits and gives the same index.
     let (again, _) = rig.build(&req).await;
