@@ -389,12 +389,13 @@ pub async fn build(
     result
 }
 
-/// The platforms a request builds for, without duplicates, in the order given.
-fn target_platforms(opts: &BuildOptions, request: &BuildRequest) -> Vec<Platform> {
+/// The platforms a build is for: the request's, else the options', else the host's; without
+/// duplicates, in the order given.
+fn target_platforms(configured: &[Platform], requested: Option<&Platform>) -> Vec<Platform> {
     let mut out: Vec<Platform> = Vec::new();
-    let wanted = match &request.platform {
+    let wanted = match requested {
         Some(p) => vec![p.clone()],
-        None if !opts.platforms.is_empty() => opts.platforms.clone(),
+        None if !configured.is_empty() => configured.to_vec(),
         None => vec![Platform::host_linux()],
     };
     for p in wanted {
@@ -410,7 +411,7 @@ async fn build_all(
     request: &BuildRequest,
     sink: &dyn EventSink,
 ) -> Result<BuiltImage, BuildError> {
-    let platforms = target_platforms(opts, request);
+    let platforms = target_platforms(&opts.platforms, request.platform.as_ref());
     let mut images = Vec::new();
     for p in &platforms {
         if platforms.len() > 1 {
@@ -1561,4 +1562,43 @@ fn write_oci_layout(
     // berth's own scratch directories are not part of an exported layout.
     let _ = std::fs::remove_dir_all(dir.join("berth"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_qemu_gets_the_program_path_from_path_in_the_rootfs() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+        std::fs::create_dir_all(root.path().join("bin")).unwrap();
+        std::fs::write(root.path().join("usr/bin/tool"), "").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/tool", root.path().join("bin/linked")).unwrap();
+        let env = vec!["PATH=/opt/none:/usr/bin:/bin".to_string()];
+        assert_eq!(
+            find_program(root.path(), &env, "/", "tool"),
+            "/usr/bin/tool"
+        );
+        assert_eq!(
+            find_program(root.path(), &env, "/", "linked"),
+            "/bin/linked"
+        );
+        assert_eq!(
+            find_program(root.path(), &env, "/src", "./run.sh"),
+            "/src/./run.sh"
+        );
+        assert_eq!(find_program(root.path(), &env, "/", "/bin/sh"), "/bin/sh");
+        assert_eq!(find_program(root.path(), &env, "/", "missing"), "missing");
+    }
+
+    #[test]
+    fn platforms_come_from_the_request_then_the_options_without_duplicates() {
+        assert_eq!(target_platforms(&[], None), vec![Platform::host_linux()]);
+        let arm = Platform::parse("linux/arm64").unwrap();
+        let amd = Platform::parse("linux/amd64").unwrap();
+        let configured = vec![amd.clone(), arm.clone(), amd.clone()];
+        assert_eq!(target_platforms(&configured, None), vec![amd, arm.clone()]);
+        assert_eq!(target_platforms(&configured, Some(&arm)), vec![arm]);
+    }
 }
