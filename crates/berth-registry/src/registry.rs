@@ -851,10 +851,18 @@ fn protocol(
     image: &ImageRef,
     e: oci_client::errors::OciDistributionError,
 ) -> RegistryError {
+    let mut message = e.to_string();
+    if message.contains("code: 401") || message.contains("code: 403") {
+        message.push_str(&format!(
+            "; the registry wants other credentials: run `docker login {host}`, or pass \
+             --docker-config FILE or --registry-secret NAMESPACE/NAME (a kubernetes.io/dockerconfigjson Secret)",
+            host = image.registry()
+        ));
+    }
     RegistryError::Protocol {
         operation,
         reference: image.to_string(),
-        message: e.to_string(),
+        message,
     }
 }
 

@@ -119,6 +119,7 @@ async fn build_pushes_with_credentials_from_a_dockerconfigjson_secret() {
     };
     let (ok, text) = run(&[]);
     assert!(!ok, "pushed without credentials: {text}");
+    assert!(text.contains("--registry-secret NAMESPACE/NAME"), "{text}");
     let secret = format!("{}/regcred", ctx.namespace);
     let (ok, text) = run(&["--registry-secret", &secret]);
     assert!(ok, "{text}");
