@@ -210,8 +210,21 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The line to write to `binfmt_misc/register` for `arch` with interpreter `qemu`.
-pub fn register_line(arch: &QemuArch, qemu: &Path) -> String {
+/// The interpreter and flags berth registers for `arch`: Debian's `-binfmt-P` wrapper with
+/// `POF` when it is installed — `P` keeps the program's own argv[0], which multi-call binaries
+/// like busybox dispatch on — else the static binary itself with `F` (argv[0] is then the
+/// program's path).
+pub fn interpreter(arch: &QemuArch, qemu: &Path) -> (PathBuf, &'static str) {
+    let wrapper = PathBuf::from(format!("/usr/libexec/qemu-binfmt/{}-binfmt-P", arch.qemu));
+    if wrapper.exists() {
+        (wrapper, "POF")
+    } else {
+        (qemu.to_path_buf(), "F")
+    }
+}
+
+/// The line to write to `binfmt_misc/register` for `arch` with `interpreter` and `flags`.
+pub fn register_line(arch: &QemuArch, interpreter: &Path, flags: &str) -> String {
     let esc = |hex: &str| -> String {
         (0..hex.len())
             .step_by(2)
@@ -219,11 +232,11 @@ pub fn register_line(arch: &QemuArch, qemu: &Path) -> String {
             .collect()
     };
     format!(
-        ":berth-qemu-{}:M::{}:{}:{}:F",
+        ":berth-qemu-{}:M::{}:{}:{}:{flags}",
         arch.qemu,
         esc(arch.magic),
         esc(arch.mask),
-        qemu.display()
+        interpreter.display()
     )
 }
 
@@ -268,9 +281,18 @@ pub fn status(oci_arch: &str) -> Result<Emulation, EmulationError> {
     }
     let arch =
         qemu_arch(oci_arch).ok_or_else(|| EmulationError::UnknownArchitecture(oci_arch.into()))?;
+    let wanted = qemu_binary(arch).map(|q| interpreter(arch, &q));
+    // A handler berth registered with another interpreter or flags (an older berth, or before
+    // Debian's wrapper was installed) is replaced rather than used.
+    let current = |h: &Handler| {
+        !h.name.starts_with("berth-qemu-")
+            || wanted
+                .as_ref()
+                .is_none_or(|(i, f)| Path::new(&h.interpreter) == i && h.flags == *f)
+    };
     if let Some(h) = handlers()
         .into_iter()
-        .find(|h| h.enabled && h.fixed_binary() && h.matches(arch))
+        .find(|h| h.enabled && h.fixed_binary() && h.matches(arch) && current(h))
     {
         return Ok(Emulation::Binfmt {
             handler: h.name,
@@ -344,7 +366,8 @@ fn try_register(arch: &QemuArch, qemu: &Path) -> Result<String, String> {
         std::fs::write(&existing, "-1")
             .map_err(|e| format!("cannot remove the stale handler {name}: {e}"))?;
     }
-    std::fs::write(&register, register_line(arch, qemu))
+    let (interp, flags) = interpreter(arch, qemu);
+    std::fs::write(&register, register_line(arch, &interp, flags))
         .map_err(|e| format!("cannot register a binfmt_misc handler: {e}"))?;
     Ok(name)
 }
@@ -388,6 +411,7 @@ mod tests {
         let line = register_line(
             qemu_arch("arm64").unwrap(),
             Path::new("/usr/bin/qemu-aarch64-static"),
+            "F",
         );
         assert!(line.starts_with(":berth-qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02"));
         assert!(line.ends_with(":/usr/bin/qemu-aarch64-static:F"), "{line}");
