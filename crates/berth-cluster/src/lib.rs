@@ -395,6 +395,45 @@ impl Cluster {
             .map_err(|e| ClusterError::from_kube(e, &self.server))
     }
 
+    /// Follows a container's log, line by line, each prefixed by the API server's RFC 3339
+    /// timestamp and a space (`timestamps=true`), so that a caller who reconnects can skip
+    /// what it already saw. Starts `since_seconds` back (`None`: from the container's start).
+    /// The stream ends when the container stops or the connection drops; reconnecting is the
+    /// caller's decision.
+    pub async fn follow_pod_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        since_seconds: Option<i64>,
+    ) -> Result<BoxStream<'static, Result<String, ClusterError>>, ClusterError> {
+        use futures::AsyncBufReadExt;
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), namespace);
+        let params = kube::api::LogParams {
+            container: Some(container.to_string()),
+            follow: true,
+            timestamps: true,
+            since_seconds,
+            ..Default::default()
+        };
+        let server = self.server.clone();
+        let reader = api
+            .log_stream(pod, &params)
+            .await
+            .map_err(|e| ClusterError::from_kube(e, &server))?;
+        let what = format!("the log of {pod}/{container}");
+        Ok(reader
+            .lines()
+            .map(move |line| {
+                line.map_err(|e| ClusterError::Watch {
+                    object: what.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .boxed())
+    }
+
     /// Reads one object; `None` if it does not exist.
     pub async fn get(&self, key: &ObjectKey) -> Result<Option<Value>, ClusterError> {
         let api = self

@@ -276,6 +276,49 @@ pub enum Problem {
         /// The closest environment name, if one is close.
         suggestion: Option<String>,
     },
+    /// A `services` entry with both `name` and `discover`.
+    #[error("a service entry has both `name` and `discover`")]
+    NameAndDiscover,
+    /// A key that a `discover` entry (or, for `exclude`, a named entry) cannot have.
+    #[error("`{key}` cannot be used here: {reason}")]
+    NotWithDiscover {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A `discover` pattern written wrongly.
+    #[error("invalid `discover` pattern `{pattern}`: {reason}")]
+    InvalidPattern {
+        /// The pattern as written.
+        pattern: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A `discover` pattern that matches no file.
+    #[error("`discover: {pattern}` matches no file (looked in {})", looked_in.display())]
+    DiscoveredNothing {
+        /// The pattern as written.
+        pattern: String,
+        /// The directory of berth.yaml.
+        looked_in: PathBuf,
+    },
+    /// A discovered folder whose name cannot be a service name.
+    #[error("folder `{}` found by `discover` cannot name a service", folder.display())]
+    DiscoveredName {
+        /// The folder, relative to berth.yaml.
+        folder: PathBuf,
+    },
+    /// `exclude` names a folder that `discover` did not find.
+    #[error("`exclude: {name}` is not a folder that `discover` found (found: {})", found.join(", "))]
+    UnknownExclude {
+        /// The name as written.
+        name: String,
+        /// The folder names found.
+        found: Vec<String>,
+        /// The closest folder name, if one is close.
+        suggestion: Option<String>,
+    },
     /// `from` chains that loop.
     #[error("promotion loop: {}", chain.join(" <- "))]
     PromotionCycle {
@@ -308,6 +351,10 @@ impl Problem {
                 ..
             }
             | UnknownEnvironment {
+                suggestion: Some(s),
+                ..
+            }
+            | UnknownExclude {
                 suggestion: Some(s),
                 ..
             } => Some(Help::Suggest(s.clone())),
@@ -355,6 +402,20 @@ impl Problem {
                 "`command:` runs in the service's image as a Job; `manifest:` applies your own Job",
             ),
             PromotionCycle { .. } => text("`from` must form a chain that starts somewhere"),
+            NameAndDiscover => text(
+                "keep `discover` to find one service per folder, or `name` for one service; an entry with the name of a discovered folder overrides that folder",
+            ),
+            NotWithDiscover { .. } => text("remove it"),
+            InvalidPattern { .. } => text(
+                "write a path relative to berth.yaml with `*` for the folder names, e.g. `*/Dockerfile` or `services/*/Dockerfile`",
+            ),
+            DiscoveredNothing { .. } => text(
+                "`*` matches within one folder level, e.g. `*/Dockerfile` finds home/Dockerfile and kids/Dockerfile; check the spelling and the depth",
+            ),
+            DiscoveredName { .. } => text(
+                "rename the folder (lowercase letters, digits and `-`, starting with a letter), or list it under `exclude`",
+            ),
+            UnknownExclude { .. } => text("list folder names that `discover` finds"),
         }
     }
 }

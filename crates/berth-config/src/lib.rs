@@ -36,6 +36,7 @@
 //! Names of services, environments, hooks and namespaces are DNS-1123 labels starting with a
 //! letter (they become Kubernetes names and labels).
 
+mod discover;
 pub mod duration;
 pub mod error;
 pub mod model;

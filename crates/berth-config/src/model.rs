@@ -103,8 +103,10 @@ pub struct Service {
     pub manifests: Option<Manifests>,
     /// Jobs around the rollout.
     pub hooks: Hooks,
-    /// Where the service starts in berth.yaml.
+    /// Where the service starts in berth.yaml (for a discovered service: its `discover`).
     pub location: Location,
+    /// The `discover` pattern that found the service's folder; `None` for a named entry.
+    pub discovered_by: Option<String>,
 }
 
 /// How to build a service's image.

@@ -68,14 +68,28 @@ pub(crate) struct RawDeploy {
     pub rollback: Option<bool>,
 }
 
-/// One service.
-#[derive(Debug, Deserialize, JsonSchema)]
+/// One service, or (with `discover`) one service per folder that matches a pattern.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(rename = "Service")]
 pub(crate) struct RawService {
-    /// The service's name: lowercase letters, digits and `-`.
-    #[schemars(with = "String")]
-    pub name: Spanned<String>,
+    /// The service's name: lowercase letters, digits and `-`. Required unless `discover` is
+    /// given (checked after parsing, so that the error points at the entry).
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// Discovery: one service per folder holding a file that matches this pattern, e.g.
+    /// `*/Dockerfile` or `services/*/Dockerfile` (relative to this file; `*` and `?` match
+    /// within one path segment, hidden folders are skipped). Each service is named after its
+    /// folder, built with the folder as context and deployed with this entry's `manifests`,
+    /// `build` settings and `test`: adding a microservice is adding a folder. An entry with a
+    /// `name` equal to a discovered folder's replaces that folder's service (a per-folder
+    /// override).
+    #[schemars(with = "Option<String>")]
+    pub discover: Option<Spanned<String>>,
+    /// With `discover`: folder names that are not services.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub exclude: Vec<Spanned<String>>,
     /// How to build the image. Without it, `image` is deployed as it is.
     #[schemars(with = "Option<RawBuild>")]
     pub build: Option<Spanned<RawBuild>>,
@@ -100,7 +114,7 @@ pub(crate) struct RawService {
 }
 
 /// How to build an image.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(rename = "Build")]
 pub(crate) struct RawBuild {
@@ -122,7 +136,7 @@ pub(crate) struct RawBuild {
 }
 
 /// A string or a list of strings.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 #[schemars(rename = "OneOrMany")]
 pub(crate) enum OneOrMany {
@@ -140,7 +154,7 @@ impl OneOrMany {
 }
 
 /// Manifest source: exactly one of `path`, `template`, `kustomize`, `helm`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(rename = "Manifests")]
 pub(crate) struct RawManifests {
@@ -162,7 +176,7 @@ pub(crate) struct RawManifests {
 }
 
 /// A Helm chart.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(rename = "Helm")]
 pub(crate) struct RawHelm {
@@ -183,7 +197,7 @@ pub(crate) struct RawHelm {
 }
 
 /// Hooks of a service.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(rename = "Hooks")]
 pub(crate) struct RawHooks {
@@ -198,7 +212,7 @@ pub(crate) struct RawHooks {
 }
 
 /// One hook: a command run in the service's image as a Job, or a Job manifest.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(rename = "Hook")]
 pub(crate) struct RawHook {

@@ -1,7 +1,7 @@
 //! Raw file -> [`Config`]: defaults and every check that YAML types alone cannot express.
 //! All problems are collected, so one run of `berth` shows them all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,6 +24,16 @@ pub(crate) struct Checker<'a> {
 }
 
 type Values = serde_json::Map<String, serde_json::Value>;
+
+/// What a `services` entry is.
+enum Identity {
+    /// One service, by `name`.
+    Named,
+    /// One service per folder matching this pattern.
+    Discover(Spanned<String>),
+    /// Neither or both (reported).
+    Invalid,
+}
 
 impl<'a> Checker<'a> {
     pub fn new(file: &'a str, dir: &'a Path) -> Checker<'a> {
@@ -53,16 +63,39 @@ impl<'a> Checker<'a> {
         if raw.services.is_empty() {
             self.report(Location::new(1, 1), Problem::NoServices);
         }
+        // Entries with a name win over a discovered folder of the same name (per-folder
+        // overrides), wherever they appear in the list.
+        let named: HashSet<String> = raw
+            .services
+            .iter()
+            .filter(|s| s.value.discover.is_none())
+            .filter_map(|s| s.value.name.as_ref().map(|n| n.value.clone()))
+            .collect();
         let mut seen = HashMap::new();
         let mut services = Vec::new();
         for s in raw.services {
-            self.unique("service", &s.value.name, &mut seen);
-            if let Some(service) = self.service(s, &registry) {
-                services.push(service);
+            let entries = match self.identity(&s) {
+                Identity::Named => vec![(s, None)],
+                Identity::Discover(pattern) => self
+                    .discover(s, &pattern, &named)
+                    .into_iter()
+                    .map(|e| (e, Some(pattern.value.clone())))
+                    .collect(),
+                Identity::Invalid => continue,
+            };
+            for (entry, discovered_by) in entries {
+                let name = entry.value.name.clone().expect("identity checked the name");
+                self.unique("service", &name, &mut seen);
+                if let Some(mut service) = self.service(entry, &registry) {
+                    service.discovered_by = discovered_by;
+                    services.push(service);
+                }
             }
         }
         let environments = self.environments(raw.environments, deploy);
         self.diagnostics.sort_by_key(|d| d.location);
+        // A problem in a `discover` entry's shared keys shows once, not once per folder.
+        self.diagnostics.dedup();
         Config {
             dir: self.dir.to_path_buf(),
             file: self.file.to_string(),
@@ -102,6 +135,155 @@ impl<'a> Checker<'a> {
         } else {
             seen.insert(name.value.clone(), at);
         }
+    }
+
+    /// Whether an entry is one named service or a `discover` entry; reports entries with both
+    /// or neither.
+    fn identity(&mut self, s: &Spanned<RawService>) -> Identity {
+        let at = Location::of(s);
+        match (&s.value.name, &s.value.discover) {
+            (Some(_), None) => {
+                if let Some(first) = s.value.exclude.first() {
+                    self.report(
+                        Location::of(first),
+                        Problem::NotWithDiscover {
+                            key: "exclude",
+                            reason: "it lists folders a `discover` entry skips",
+                        },
+                    );
+                }
+                Identity::Named
+            }
+            (None, Some(pattern)) => Identity::Discover(pattern.clone()),
+            (Some(name), Some(_)) => {
+                self.report(Location::of(name), Problem::NameAndDiscover);
+                Identity::Invalid
+            }
+            (None, None) => {
+                self.report(at, Problem::MissingKey { key: "name".into() });
+                Identity::Invalid
+            }
+        }
+    }
+
+    /// Expands a `discover` entry into one named entry per folder found (skipping excluded
+    /// folders and those that a named entry overrides). Each copy points at the entry.
+    fn discover(
+        &mut self,
+        entry: Spanned<RawService>,
+        pattern: &Spanned<String>,
+        named: &HashSet<String>,
+    ) -> Vec<Spanned<RawService>> {
+        let at = Location::of(pattern);
+        let raw = &entry.value;
+        let forbidden = [
+            (
+                raw.image.as_ref().map(Location::of),
+                "image",
+                "discovered services are pushed to `<registry.prefix>/<folder name>`; set `registry.prefix`, or override one folder with an entry of its name",
+            ),
+            (
+                raw.paths.as_ref().and_then(|p| p.first()).map(Location::of),
+                "paths",
+                "each discovered service's paths are its folder; add shared paths to the top-level `shared`",
+            ),
+            (
+                raw.build
+                    .as_ref()
+                    .and_then(|b| b.value.context.as_ref())
+                    .map(Location::of),
+                "context",
+                "each discovered service is built with its folder as context",
+            ),
+            (
+                raw.hooks
+                    .pre_deploy
+                    .first()
+                    .or(raw.hooks.post_deploy.first())
+                    .map(Location::of),
+                "hooks",
+                "hooks name one Job; give them to one service with an entry of its name",
+            ),
+        ];
+        let mut ok = true;
+        for (location, key, reason) in forbidden {
+            if let Some(location) = location {
+                self.report(location, Problem::NotWithDiscover { key, reason });
+                ok = false;
+            }
+        }
+        if let Some(reason) = crate::discover::pattern_problem(&pattern.value) {
+            self.report(
+                at,
+                Problem::InvalidPattern {
+                    pattern: pattern.value.clone(),
+                    reason,
+                },
+            );
+            return Vec::new();
+        }
+        let folders = crate::discover::folders(self.dir, &pattern.value);
+        if folders.is_empty() {
+            self.report(
+                at,
+                Problem::DiscoveredNothing {
+                    pattern: pattern.value.clone(),
+                    looked_in: self.dir.to_path_buf(),
+                },
+            );
+            return Vec::new();
+        }
+        let name_of = |f: &PathBuf| {
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let names: Vec<String> = folders.iter().map(name_of).collect();
+        for x in &raw.exclude {
+            if !names.contains(&x.value) {
+                self.report(
+                    Location::of(x),
+                    Problem::UnknownExclude {
+                        name: x.value.clone(),
+                        found: names.clone(),
+                        suggestion: suggest(&x.value, names.iter().map(String::as_str)),
+                    },
+                );
+            }
+        }
+        if !ok {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (folder, name) in folders.iter().zip(names) {
+            if raw.exclude.iter().any(|x| x.value == name) || named.contains(&name) {
+                continue;
+            }
+            if !is_dns_label(&name) {
+                self.report(
+                    at,
+                    Problem::DiscoveredName {
+                        folder: folder.clone(),
+                    },
+                );
+                continue;
+            }
+            let here = |value: String| Spanned::new(value, pattern.referenced, pattern.defined);
+            let mut copy = entry.clone();
+            copy.value.discover = None;
+            copy.value.exclude.clear();
+            copy.value.name = Some(here(name));
+            let build = copy.value.build.get_or_insert_with(|| {
+                Spanned::new(
+                    crate::raw::RawBuild::default(),
+                    pattern.referenced,
+                    pattern.defined,
+                )
+            });
+            build.value.context = Some(here(folder.to_string_lossy().into_owned()));
+            out.push(copy);
+        }
+        out
     }
 
     fn registry(&mut self, raw: crate::raw::RawRegistry) -> Registry {
@@ -264,7 +446,11 @@ impl<'a> Checker<'a> {
     fn service(&mut self, raw: Spanned<RawService>, registry: &Registry) -> Option<Service> {
         let location = Location::of(&raw);
         let raw = raw.value;
-        let name = raw.name.value.clone();
+        let name = raw
+            .name
+            .as_ref()
+            .map(|n| n.value.clone())
+            .unwrap_or_default();
         let build = raw.build.map(|b| {
             let b = b.value;
             let context = match &b.context {
@@ -362,6 +548,7 @@ impl<'a> Checker<'a> {
             manifests,
             hooks,
             location,
+            discovered_by: None,
         })
     }
 

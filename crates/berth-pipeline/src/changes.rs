@@ -8,10 +8,12 @@
 //!    outside `services` and `environments` changed (registry, shared paths, deploy defaults)
 //!    or the earlier berth.yaml cannot be read; an entry whose `manifests` or `hooks` alone
 //!    changed counts as [`ChangeReason::Manifests`]. So adding a service to berth.yaml builds
-//!    that service alone (scenario 4: a new microservice must not rebuild the others);
+//!    that service alone (scenario 4: a new microservice must not rebuild the others). The
+//!    services a `discover` entry finds share that entry's change;
 //! 3. a file under a top-level `shared` path changed: every service, [`ChangeReason::Shared`];
 //! 4. a file under one of the service's `paths` (default: its build context) changed:
-//!    [`ChangeReason::Source`];
+//!    [`ChangeReason::Source`]. A folder new to a `discover` entry is all new files, so its
+//!    service, and it alone, is built;
 //! 5. only its manifests, Helm chart or values files, or hook manifests changed:
 //!    [`ChangeReason::Manifests`] — redeploy with the digest already deployed, no rebuild.
 //!
@@ -220,7 +222,7 @@ pub fn changed_services(
         let manifests: Vec<PathBuf> = manifest_paths(s).iter().map(|p| in_repo(p)).collect();
         let (config_reason, config_files) = match &entries {
             // Only this entry's manifests or hooks changed; or nothing in it changed.
-            Some(entries) => match entries.get(&s.name) {
+            Some(entries) => match entries.get(&entry_key(s)) {
                 Some(EntryChange::Unchanged) => (ChangeReason::Config, Vec::new()),
                 Some(EntryChange::Manifests) => (ChangeReason::Manifests, config_changed.clone()),
                 _ => (ChangeReason::Config, config_changed.clone()),
@@ -295,12 +297,19 @@ fn config_entry_changes(
     if old != new {
         return None;
     }
-    let name = |v: &Value| v["name"].as_str().map(str::to_string);
+    // A `discover` entry is keyed by its pattern: every service it finds shares its change.
+    let name = |v: &Value| match (v["name"].as_str(), v["discover"].as_str()) {
+        (Some(n), None) => Some(n.to_string()),
+        (None, Some(p)) => Some(discover_key(p)),
+        _ => None,
+    };
     let without_deploy_keys = |v: &Value| {
         let mut v = v.clone();
         if let Value::Object(m) = &mut v {
             m.remove("manifests");
             m.remove("hooks");
+            // Which folders are skipped changes the set of services, not how each is built.
+            m.remove("exclude");
         }
         v
     };
@@ -317,6 +326,19 @@ fn config_entry_changes(
         out.insert(n, change);
     }
     Some(out)
+}
+
+/// The key of a service's berth.yaml entry: its name, or its `discover` pattern.
+fn entry_key(s: &Service) -> String {
+    match &s.discovered_by {
+        Some(pattern) => discover_key(pattern),
+        None => s.name.clone(),
+    }
+}
+
+fn discover_key(pattern: &str) -> String {
+    // Not a valid service name, so it cannot collide with one.
+    format!("discover: {pattern}")
 }
 
 /// Where berth.yaml's directory is, relative to the repository root.

@@ -9,6 +9,10 @@
 //! 3. manifests: a service folder's own `k8s/`, `deploy/`, `manifests/` or `kubernetes/`; else
 //!    the repository's (a Kustomize overlay `overlays/dev` is preferred over `base`; a Helm
 //!    chart in `charts/NAME` or `chart/` goes to the service of that name, or the first one);
+//!    When every Dockerfile folder is a sibling without manifests of its own and the
+//!    repository's manifests folder holds one template (`*.j2`), the layout is the generic
+//!    template one (scenario 4): one `discover` entry finds the folders, so a new folder is a
+//!    new service; the folder's other manifests become one manifests-only service;
 //! 4. images: when a manifest already names an image whose last path segment is the service's
 //!    name, that repository becomes the service's `image`, so berth pins it to the built
 //!    digest without any change to the manifests.
@@ -324,6 +328,12 @@ pub fn plan(root: &Path, registry_prefix: &str, namespace: &str) -> Result<InitP
             });
         }
     }
+    if !services.is_empty()
+        && !skaffold.is_file()
+        && let Some(generic) = generic_template(root, &services)
+    {
+        return Ok(generic.plan(registry_prefix, namespace));
+    }
     if services.is_empty() {
         let mut candidates = vec![root.to_path_buf()];
         if let Ok(rd) = std::fs::read_dir(root) {
@@ -481,6 +491,137 @@ pub fn plan(root: &Path, registry_prefix: &str, namespace: &str) -> Result<InitP
     })
 }
 
+/// The generic-template layout (scenario 4): sibling folders with a Dockerfile each and no
+/// manifests of their own, and one repository-level template that renders any of them.
+struct Generic {
+    /// `*/Dockerfile` or `<parent>/*/Dockerfile`.
+    pattern: String,
+    /// The folders it finds (service names).
+    names: Vec<String>,
+    /// The template, relative to the root.
+    template: String,
+    /// The other manifests of the template's folder: a manifests-only service (name, paths).
+    shared: Option<(String, Vec<String>)>,
+}
+
+/// Finds the generic-template layout among the Dockerfile services found.
+fn generic_template(root: &Path, services: &[Svc]) -> Option<Generic> {
+    let parent = |s: &Svc| {
+        Path::new(&s.context)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+    };
+    let first = parent(services.first()?)?;
+    // Every Dockerfile folder is a sibling (so one pattern finds exactly them), named as a
+    // service can be, and without manifests of its own.
+    let siblings = services.len() >= 2
+        && services.iter().all(|s| {
+            s.context != "."
+                && parent(s).as_deref() == Some(first.as_str())
+                && Path::new(&s.context).file_name().and_then(|n| n.to_str()) == Some(&s.name)
+                && s.name.starts_with(|c: char| c.is_ascii_lowercase())
+                && manifests_in(root, &root.join(&s.context)).is_none()
+        });
+    if !siblings {
+        return None;
+    }
+    for dir in MANIFEST_DIRS {
+        let d = root.join(dir);
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        let (templates, plain): (Vec<PathBuf>, Vec<PathBuf>) = files
+            .into_iter()
+            .filter(|p| {
+                let n = p.to_string_lossy();
+                n.ends_with(".j2")
+                    || n.ends_with(".yaml")
+                    || n.ends_with(".yml")
+                    || n.ends_with(".json")
+            })
+            .partition(|p| p.extension().is_some_and(|e| e == "j2"));
+        if templates.len() != 1 {
+            continue;
+        }
+        let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+        let shared = (!plain.is_empty()).then(|| {
+            let stem = |p: &PathBuf| {
+                slug(
+                    p.file_stem()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                        .as_str(),
+                )
+            };
+            let name = match plain.as_slice() {
+                [one] if !names.contains(&stem(one)) && !stem(one).is_empty() => stem(one),
+                _ => "shared".to_string(),
+            };
+            (name, plain.iter().map(|p| rel(root, p)).collect())
+        });
+        let pattern = if first.is_empty() {
+            "*/Dockerfile".to_string()
+        } else {
+            format!("{first}/*/Dockerfile")
+        };
+        return Some(Generic {
+            pattern,
+            names,
+            template: rel(root, &templates[0]),
+            shared,
+        });
+    }
+    None
+}
+
+impl Generic {
+    fn plan(&self, registry_prefix: &str, namespace: &str) -> InitPlan {
+        let mut explain = vec![format!(
+            "services {}: each folder matching `{}` is a service named after it (the generic-template layout: sibling folders with a Dockerfile, no manifests of their own, one template {}), so adding a microservice is adding a folder",
+            self.names.join(", "),
+            self.pattern,
+            self.template
+        )];
+        explain.push(format!(
+            "every discovered service deploys the template {} (it sees `service` and `image`)",
+            self.template
+        ));
+        explain.push(format!(
+            "images are pushed to {registry_prefix}/<service> (registry.prefix)"
+        ));
+        let mut y = format!(
+            "# Written by `berth init`; every choice is explained in its output. Check it, then\n# `berth run`.\nregistry:\n  prefix: {registry_prefix}\nservices:\n  - discover: \"{}\"\n    manifests: {{ template: {} }}\n",
+            self.pattern, self.template
+        );
+        if let Some((name, paths)) = &self.shared {
+            explain.push(format!(
+                "service `{name}`: no image, deploys the shared manifests {}",
+                paths.join(", ")
+            ));
+            y.push_str(&format!(
+                "  - name: {name}\n    manifests: {{ path: [{}] }}\n",
+                paths.join(", ")
+            ));
+        }
+        y.push_str(&format!(
+            "environments:\n  - name: dev\n    namespace: {namespace}\n"
+        ));
+        explain.push(format!(
+            "environment `dev` deploys to namespace `{namespace}`"
+        ));
+        InitPlan {
+            yaml: y,
+            explanations: explain,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +687,59 @@ mod tests {
 
     fn plan_with(p: &Path) -> InitPlan {
         plan(p, "r", "dev").unwrap()
+    }
+
+    #[test]
+    fn the_generic_template_layout_becomes_one_discover_entry() {
+        let d = tree(&[
+            ("home/Dockerfile", "FROM busybox\n"),
+            ("kids/Dockerfile", "FROM busybox\n"),
+            ("mens/Dockerfile", "FROM busybox\n"),
+            ("k8s/service.yaml.j2", "image: {{ image }}\n"),
+            ("k8s/ingress.yaml", "kind: Ingress\n"),
+        ]);
+        let p = plan(d.path(), "reg.example/shop", "shop").unwrap();
+        assert_eq!(
+            p.yaml.lines().skip(2).collect::<Vec<_>>(),
+            [
+                "registry:",
+                "  prefix: reg.example/shop",
+                "services:",
+                "  - discover: \"*/Dockerfile\"",
+                "    manifests: { template: k8s/service.yaml.j2 }",
+                "  - name: ingress",
+                "    manifests: { path: [k8s/ingress.yaml] }",
+                "environments:",
+                "  - name: dev",
+                "    namespace: shop",
+            ]
+        );
+        assert!(
+            p.explanations[0].contains("the generic-template layout"),
+            "{:?}",
+            p.explanations
+        );
+        let config = berth_config::parse(&p.yaml, "berth.yaml", d.path()).unwrap();
+        let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["home", "kids", "mens", "ingress"]);
+
+        // One folder with manifests of its own: not the generic layout, one entry each.
+        let d = tree(&[
+            ("svc/home/Dockerfile", "FROM busybox\n"),
+            ("svc/kids/Dockerfile", "FROM busybox\n"),
+            ("svc/kids/k8s/deploy.yaml", "kind: Deployment\n"),
+            ("k8s/service.yaml.j2", "image: {{ image }}\n"),
+        ]);
+        let p = plan(d.path(), "r", "dev").unwrap();
+        assert!(!p.yaml.contains("discover"), "{}", p.yaml);
+        // Nested siblings get their parent in the pattern.
+        std::fs::remove_dir_all(d.path().join("svc/kids/k8s")).unwrap();
+        let p = plan(d.path(), "r", "dev").unwrap();
+        assert!(
+            p.yaml.contains("  - discover: \"svc/*/Dockerfile\"\n"),
+            "{}",
+            p.yaml
+        );
     }
 
     #[test]

@@ -6,11 +6,20 @@
 //! - What changed is decided against the commit recorded by the environment's live revision
 //!   ([`crate::changes`]); services that did not change keep the digests recorded there — no
 //!   rebuild, no restart.
-//! - Builds of changed services run one after another (each build already uses the cores it
-//!   can; the 2-core machines here gain nothing from running two at once).
-//! - Nothing is pushed or deployed when a build fails.
+//! - Builds of changed services run in parallel, at most `jobs` at once (default: the number
+//!   of cores), each as its own task so that CPU work overlaps too. Their events are
+//!   attributed to the service (`kids/build`, `kids/test`: [`berth_types::service_step`]).
+//! - Two passes, so that nothing is pushed unless everything built: first every changed
+//!   service is built into the local store and tested; the first failure aborts the builds
+//!   still running (their RUN processes are killed, their scratch space removed) and the run
+//!   stops with that failure. Only when all succeeded is each image pushed (the same build
+//!   again, every step a cache hit, reported as the service's `push` step), then deployed.
+//!   (A run that builds one service without tests builds and pushes in one pass: its failure
+//!   is the run's, so nothing else could have been pushed.)
+//! - The result does not depend on which build finishes first: images are keyed by service.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +29,7 @@ use berth_cluster::Cluster;
 use berth_config::{Config, Environment, Manifests, Service};
 use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
 use berth_render::{HelmChart, ImageMap, ManifestSource, ObjectSet, RenderContext, Tools};
-use berth_types::{Event, EventSink, ImageRef, Level};
+use berth_types::{Event, EventSink, ForService, ImageRef, Level};
 
 use crate::changes::{ChangeError, changed_services};
 
@@ -161,8 +170,17 @@ impl Pipeline {
         });
     }
 
-    /// Runs `req`: see the module docs.
+    /// Runs `req` with as many parallel builds as there are cores: see the module docs.
     pub async fn run(&self, req: RunRequest) -> Result<RunOutcome, RunError> {
+        self.run_with_jobs(req, default_jobs()).await
+    }
+
+    /// Runs `req` with at most `jobs` builds at once: see the module docs.
+    pub async fn run_with_jobs(
+        &self,
+        req: RunRequest,
+        jobs: NonZeroUsize,
+    ) -> Result<RunOutcome, RunError> {
         let env = self.config.environment(&req.environment).ok_or_else(|| {
             RunError::NoEnvironment(format!("no environment `{}`", req.environment))
         })?;
@@ -211,14 +229,14 @@ impl Pipeline {
 
         // Build and push what changed; keep the rest.
         let mut pinned: BTreeMap<String, String> = BTreeMap::new();
-        let mut built = BTreeMap::new();
         let mut kept = Vec::new();
+        let built = self
+            .build_all(&to_build, req.commit.as_deref(), jobs)
+            .await?;
         for s in self.config.services.iter().filter(|s| s.build.is_some()) {
             let key = repository(s);
-            if to_build.iter().any(|b| b.name == s.name) {
-                let image = self.build_service(s, req.commit.as_deref()).await?;
-                built.insert(s.name.clone(), image.clone());
-                pinned.insert(key, image);
+            if let Some(image) = built.get(&s.name) {
+                pinned.insert(key, image.clone());
             } else if let Some(img) = deployed_images.get(&key) {
                 kept.push(s.name.clone());
                 pinned.insert(key, img.clone());
@@ -322,30 +340,26 @@ impl Pipeline {
         req: &RunRequest,
     ) -> Result<DeployOutcome, RunError> {
         // Render every service with the pinned images.
-        let mut objects = ObjectSet::new();
-        for s in &self.config.services {
-            let Some(m) = &s.manifests else { continue };
-            // A manifests-only service has no image of its own: its templates see no `image`.
-            let image = s.image.as_ref().map(|i| {
-                pinned
-                    .get(&i.name())
-                    .cloned()
-                    .unwrap_or_else(|| i.to_string())
-            });
-            let set = self
-                .render_service(s, m, env, namespace, image.as_deref(), &pinned, &req.tools)
-                .map_err(|source| RunError::Render {
-                    service: s.name.clone(),
-                    source: Box::new(source),
-                })?;
-            for o in set.into_objects() {
-                objects.insert(o).map_err(|source| RunError::Render {
-                    service: s.name.clone(),
-                    source: Box::new(source),
-                })?;
-            }
-        }
+        let rendering = std::time::Instant::now();
+        self.sink.emit(Event::StepStarted {
+            step: "render".into(),
+        });
+        let objects = self.render_all(env, namespace, &pinned, req);
+        self.sink.emit(Event::StepFinished {
+            step: "render".into(),
+            ok: objects.is_ok(),
+            millis: rendering.elapsed().as_millis() as u64,
+            message: match &objects {
+                Ok(set) => format!("{} objects", set.len()),
+                Err(e) => e.to_string(),
+            },
+        });
+        let objects = objects?;
 
+        let deploying = std::time::Instant::now();
+        self.sink.emit(Event::StepStarted {
+            step: "deploy".into(),
+        });
         let deployer = Deployer::new(self.cluster.clone(), self.sink.clone());
         let outcome = deployer
             .deploy(DeployRequest {
@@ -360,12 +374,112 @@ impl Pipeline {
                 force_conflicts: false,
                 lock: req.lock.clone(),
             })
-            .await
-            .map_err(Box::new)?;
-        Ok(outcome)
+            .await;
+        self.sink.emit(Event::StepFinished {
+            step: "deploy".into(),
+            ok: outcome.is_ok(),
+            millis: deploying.elapsed().as_millis() as u64,
+            message: match &outcome {
+                Ok(DeployOutcome::Deployed { revision, .. }) => format!("revision {revision}"),
+                Ok(DeployOutcome::Unchanged { revision }) => {
+                    format!("unchanged, revision {revision}")
+                }
+                Err(e) => e.to_string(),
+            },
+        });
+        Ok(outcome.map_err(Box::new)?)
     }
 
-    async fn build_service(&self, s: &Service, commit: Option<&str>) -> Result<String, RunError> {
+    /// Every service's objects, rendered with the pinned images.
+    fn render_all(
+        &self,
+        env: &Environment,
+        namespace: &str,
+        pinned: &BTreeMap<String, String>,
+        req: &RunRequest,
+    ) -> Result<ObjectSet, RunError> {
+        let mut objects = ObjectSet::new();
+        for s in &self.config.services {
+            let Some(m) = &s.manifests else { continue };
+            // A manifests-only service has no image of its own: its templates see no `image`.
+            let image = s.image.as_ref().map(|i| {
+                pinned
+                    .get(&i.name())
+                    .cloned()
+                    .unwrap_or_else(|| i.to_string())
+            });
+            let set = self
+                .render_service(s, m, env, namespace, image.as_deref(), pinned, &req.tools)
+                .map_err(|source| RunError::Render {
+                    service: s.name.clone(),
+                    source: Box::new(source),
+                })?;
+            for o in set.into_objects() {
+                objects.insert(o).map_err(|source| RunError::Render {
+                    service: s.name.clone(),
+                    source: Box::new(source),
+                })?;
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Builds and tests `services` (at most `jobs` at once), then pushes them all; returns
+    /// service -> `repo@digest`. See the module docs for the two passes.
+    async fn build_all(
+        &self,
+        services: &[&Service],
+        commit: Option<&str>,
+        jobs: NonZeroUsize,
+    ) -> Result<BTreeMap<String, String>, RunError> {
+        if services.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut planned = Vec::new();
+        for s in services {
+            planned.push(Arc::new(self.job(s, commit)?));
+        }
+        if planned.len() > 1 {
+            self.say(
+                Level::Info,
+                format!(
+                    "building {} services, at most {jobs} at once",
+                    planned.len()
+                ),
+            );
+        }
+        // One service without tests: its build is the whole run's, so it may push at once.
+        if let [job] = planned.as_slice()
+            && job.test.is_none()
+        {
+            let image = job.build_and_push(&job.sink).await?;
+            return Ok(BTreeMap::from([(job.service.clone(), image)]));
+        }
+        let tested = run_bounded(&planned, jobs, |job| async move {
+            job.build_and_test().await.map(|_| ())
+        })
+        .await;
+        if let Err((service, e)) = tested {
+            if planned.len() > 1 {
+                self.say(
+                    Level::Error,
+                    format!(
+                        "{service} failed: builds still running were stopped; nothing was pushed"
+                    ),
+                );
+            }
+            return Err(e);
+        }
+        let mut out = BTreeMap::new();
+        let pushed = run_bounded(&planned, jobs, |job| async move { job.push().await }).await;
+        for (service, image) in pushed.map_err(|(_, e)| e)? {
+            out.insert(service, image);
+        }
+        Ok(out)
+    }
+
+    /// What building `s` takes, owned, so that it can run on its own task.
+    fn job(&self, s: &Service, commit: Option<&str>) -> Result<BuildJob, RunError> {
         let b = s.build.as_ref().expect("only built services are built");
         let tag = commit
             .map(|c| c.chars().take(12).collect::<String>())
@@ -392,91 +506,16 @@ impl Pipeline {
             push: true,
             oci_dest: None,
         };
-        self.say(Level::Info, format!("building {} -> {target}", s.name));
-        if let Some(test) = &s.test {
-            // Build into the store only, test the image, and push only when its tests pass.
-            let local = BuildRequest {
-                tags: Vec::new(),
-                push: false,
-                ..request.clone()
-            };
-            let image = build(&self.build, &local, self.sink.as_ref())
-                .await
-                .map_err(|source| RunError::Build {
-                    service: s.name.clone(),
-                    source: Box::new(source),
-                })?;
-            self.test_image(s, test, &image.manifest_digest).await?;
-        }
-        let image = build(&self.build, &request, self.sink.as_ref())
-            .await
-            .map_err(|source| RunError::Build {
-                service: s.name.clone(),
-                source: Box::new(source),
-            })?;
-        Ok(format!("{}@{}", target.name(), image.manifest_digest))
-    }
-
-    /// Runs the service's `test` command (`sh -c`) in a fresh copy of its image, through the
-    /// OCI runtime, as the image's user, in its working directory, with its environment.
-    async fn test_image(
-        &self,
-        s: &Service,
-        test: &str,
-        manifest: &berth_types::Digest,
-    ) -> Result<(), RunError> {
-        use berth_build::exec::runtime::{ProcessSpec, run};
-        let store = &self.build.store;
-        let rootfs = store.temp_path(&format!("test-{}", s.name));
-        let bundle = store.temp_path(&format!("test-bundle-{}", s.name));
-        let cleanup = || {
-            let _ = std::fs::remove_dir_all(&rootfs);
-            let _ = std::fs::remove_dir_all(&bundle);
-        };
-        let config = berth_build::exec::unpack_image(store, manifest, &rootfs).map_err(|e| {
-            cleanup();
-            RunError::Build {
-                service: s.name.clone(),
-                source: Box::new(e),
-            }
-        })?;
-        let rc = &config.config;
-        let mut spec = ProcessSpec::simple(
-            &rootfs,
-            vec!["/bin/sh".into(), "-c".into(), test.into()],
-            rc.env.clone(),
-            &rc.working_dir,
-        );
-        if !rc.user.is_empty()
-            && let Ok((uid, gid, groups)) = berth_build::exec::resolve_user(Some(&rootfs), &rc.user)
-        {
-            spec.uid = uid;
-            spec.gid = gid;
-            spec.additional_gids = groups;
-        }
-        self.say(Level::Info, format!("testing {}: {test}", s.name));
-        let sink = self.sink.clone();
-        let name = s.name.clone();
-        let on_line = move |_: bool, line: &str| {
-            sink.emit(Event::Message {
-                step: "test".into(),
-                level: Level::Info,
-                message: format!("{name} | {line}"),
-            })
-        };
-        let result = run(&self.build.runtime, &bundle, &spec, &on_line).await;
-        cleanup();
-        result.map_err(|e| RunError::Test {
+        Ok(BuildJob {
             service: s.name.clone(),
-            reason: match e {
-                berth_build::exec::runtime::RunError::Exit { code, tail } => {
-                    format!(
-                        "`{test}` exited with code {code}; last output:\n{}",
-                        tail.join("\n")
-                    )
-                }
-                berth_build::exec::runtime::RunError::Runtime(m) => m,
-            },
+            test: s.test.clone(),
+            target,
+            request,
+            opts: self.build.clone(),
+            sink: Arc::new(ForService::new(&s.name, self.sink.clone())),
+            push_sink: Arc::new(PushPass(Arc::new(
+                ForService::new(&s.name, self.sink.clone()).renaming(&[("build", "push")]),
+            ))),
         })
     }
 
@@ -578,6 +617,241 @@ impl Pipeline {
     }
 }
 
+/// The default number of parallel builds: the cores this process may use.
+pub fn default_jobs() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
+
+/// Runs `work` on every job, each on its own task, at most `jobs` at once. Returns the
+/// results keyed by service, or the first failure (by time), after aborting the tasks still
+/// running and waiting until they are gone (their child processes are killed on drop), so
+/// that nothing of theirs runs on once the caller moves on.
+async fn run_bounded<J, T, F, Fut>(
+    planned: &[J],
+    jobs: NonZeroUsize,
+    work: F,
+) -> Result<BTreeMap<String, T>, (String, RunError)>
+where
+    J: Named + Clone,
+    T: Send + 'static,
+    F: Fn(J) -> Fut,
+    Fut: std::future::Future<Output = Result<T, RunError>> + Send + 'static,
+{
+    let permits = Arc::new(tokio::sync::Semaphore::new(jobs.get()));
+    let mut set = tokio::task::JoinSet::new();
+    for job in planned {
+        let permits = permits.clone();
+        let service = job.name().to_string();
+        let fut = work(job.clone());
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("never closed");
+            (service, fut.await)
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(joined) = set.join_next().await {
+        let (service, result) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                set.abort_all();
+                while set.join_next().await.is_some() {}
+                return Err((
+                    "a build".into(),
+                    RunError::Image(format!("a build task failed: {e}")),
+                ));
+            }
+        };
+        match result {
+            Ok(v) => {
+                out.insert(service, v);
+            }
+            Err(e) => {
+                set.abort_all();
+                while set.join_next().await.is_some() {}
+                return Err((service, e));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What [`run_bounded`] keys results by.
+trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for Arc<BuildJob> {
+    fn name(&self) -> &str {
+        &self.service
+    }
+}
+
+/// Passes the publishing build's messages on and drops its step events: [`BuildJob::push`]
+/// reports the step itself, with what was pushed.
+struct PushPass(Arc<dyn EventSink>);
+
+impl EventSink for PushPass {
+    fn emit(&self, event: Event) {
+        if !matches!(
+            event,
+            Event::StepStarted { .. } | Event::StepFinished { .. }
+        ) {
+            self.0.emit(event);
+        }
+    }
+}
+
+/// One service's build, owned by its task.
+struct BuildJob {
+    service: String,
+    test: Option<String>,
+    target: ImageRef,
+    request: BuildRequest,
+    opts: BuildOptions,
+    /// Events attributed to the service.
+    sink: Arc<dyn EventSink>,
+    /// The same, for the publishing pass: its messages belong to the service's `push` step,
+    /// its own `build` step events are dropped (the pass is reported as `push`).
+    push_sink: Arc<dyn EventSink>,
+}
+
+impl BuildJob {
+    fn say(&self, message: String) {
+        self.sink.emit(Event::Message {
+            step: "build".into(),
+            level: Level::Info,
+            message,
+        });
+    }
+
+    /// Builds into the local store (nothing is pushed) and runs the service's tests in it.
+    async fn build_and_test(&self) -> Result<berth_types::Digest, RunError> {
+        self.say(format!("building {} -> {}", self.service, self.target));
+        let local = BuildRequest {
+            tags: Vec::new(),
+            push: false,
+            ..self.request.clone()
+        };
+        let image = build(&self.opts, &local, self.sink.as_ref())
+            .await
+            .map_err(|source| RunError::Build {
+                service: self.service.clone(),
+                source: Box::new(source),
+            })?;
+        if let Some(test) = &self.test {
+            let started = std::time::Instant::now();
+            self.sink.emit(Event::StepStarted {
+                step: "test".into(),
+            });
+            let result = self.test_image(test, &image.manifest_digest).await;
+            self.sink.emit(Event::StepFinished {
+                step: "test".into(),
+                ok: result.is_ok(),
+                millis: started.elapsed().as_millis() as u64,
+                message: match &result {
+                    Ok(()) => format!("`{test}` passed"),
+                    Err(e) => e.to_string(),
+                },
+            });
+            result?;
+        }
+        Ok(image.manifest_digest)
+    }
+
+    /// Pushes the image built by [`BuildJob::build_and_test`]: the same build again (every step
+    /// a cache hit) with its tag, so that base layers are mounted across repositories.
+    async fn push(&self) -> Result<String, RunError> {
+        let started = std::time::Instant::now();
+        self.sink.emit(Event::StepStarted {
+            step: "push".into(),
+        });
+        let result = self.build_and_push(&self.push_sink).await;
+        self.sink.emit(Event::StepFinished {
+            step: "push".into(),
+            ok: result.is_ok(),
+            millis: started.elapsed().as_millis() as u64,
+            message: match &result {
+                Ok(image) => format!("pushed {image}"),
+                Err(e) => e.to_string(),
+            },
+        });
+        result
+    }
+
+    /// The build with its tag, pushed; returns `repo@digest`.
+    async fn build_and_push(&self, sink: &Arc<dyn EventSink>) -> Result<String, RunError> {
+        let image = build(&self.opts, &self.request, sink.as_ref())
+            .await
+            .map_err(|source| RunError::Build {
+                service: self.service.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(format!("{}@{}", self.target.name(), image.manifest_digest))
+    }
+
+    /// Runs the service's `test` command (`sh -c`) in a fresh copy of its image, through the
+    /// OCI runtime, as the image's user, in its working directory, with its environment.
+    async fn test_image(&self, test: &str, manifest: &berth_types::Digest) -> Result<(), RunError> {
+        use berth_build::exec::runtime::{ProcessSpec, run};
+        let store = &self.opts.store;
+        let rootfs = store.temp_path(&format!("test-{}", self.service));
+        let bundle = store.temp_path(&format!("test-bundle-{}", self.service));
+        let cleanup = || {
+            let _ = std::fs::remove_dir_all(&rootfs);
+            let _ = std::fs::remove_dir_all(&bundle);
+        };
+        let config = berth_build::exec::unpack_image(store, manifest, &rootfs).map_err(|e| {
+            cleanup();
+            RunError::Build {
+                service: self.service.clone(),
+                source: Box::new(e),
+            }
+        })?;
+        let rc = &config.config;
+        let mut spec = ProcessSpec::simple(
+            &rootfs,
+            vec!["/bin/sh".into(), "-c".into(), test.into()],
+            rc.env.clone(),
+            &rc.working_dir,
+        );
+        if !rc.user.is_empty()
+            && let Ok((uid, gid, groups)) = berth_build::exec::resolve_user(Some(&rootfs), &rc.user)
+        {
+            spec.uid = uid;
+            spec.gid = gid;
+            spec.additional_gids = groups;
+        }
+        self.sink.emit(Event::Message {
+            step: "test".into(),
+            level: Level::Info,
+            message: format!("testing {}: {test}", self.service),
+        });
+        let sink = self.sink.clone();
+        let name = self.service.clone();
+        let on_line = move |_: bool, line: &str| {
+            sink.emit(Event::Message {
+                step: "test".into(),
+                level: Level::Info,
+                message: format!("{name} | {line}"),
+            })
+        };
+        let result = run(&self.opts.runtime, &bundle, &spec, &on_line).await;
+        cleanup();
+        result.map_err(|e| RunError::Test {
+            service: self.service.clone(),
+            reason: match e {
+                berth_build::exec::runtime::RunError::Exit { code, tail } => {
+                    format!(
+                        "`{test}` exited with code {code}; last output:\n{}",
+                        tail.join("\n")
+                    )
+                }
+                berth_build::exec::runtime::RunError::Runtime(m) => m,
+            },
+        })
+    }
+}
+
 /// A built service's repository (validation gives every built service one).
 fn repository(s: &Service) -> String {
     s.image
@@ -592,5 +866,102 @@ pub fn default_lock(holder: String) -> LockOptions {
         ttl: Duration::from_secs(30),
         wait: Duration::from_secs(120),
         holder,
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[derive(Clone)]
+    struct Job(&'static str, u64, bool);
+
+    impl Named for Job {
+        fn name(&self) -> &str {
+            self.0
+        }
+    }
+
+    /// Counts tasks alive; a task dropped before its end (aborted) still leaves.
+    struct Alive(Arc<AtomicUsize>);
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    async fn go(
+        jobs: &[Job],
+        limit: usize,
+    ) -> (
+        Result<BTreeMap<String, u64>, (String, RunError)>,
+        usize,
+        usize,
+    ) {
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let (r, p, f) = (running.clone(), peak.clone(), finished.clone());
+        let result = run_bounded(jobs, NonZeroUsize::new(limit).unwrap(), move |job| {
+            let (running, peak, finished) = (r.clone(), p.clone(), f.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                let _alive = Alive(running.clone());
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(job.1)).await;
+                if job.2 {
+                    return Err(RunError::Image(format!("{} broke", job.0)));
+                }
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok(job.1)
+            }
+        })
+        .await;
+        assert_eq!(
+            running.load(Ordering::SeqCst),
+            0,
+            "no task outlives the call"
+        );
+        (
+            result,
+            peak.load(Ordering::SeqCst),
+            finished.load(Ordering::SeqCst),
+        )
+    }
+
+    #[tokio::test]
+    async fn builds_run_at_most_jobs_at_once_and_results_are_keyed_by_service() {
+        let jobs = [
+            Job("mens", 30, false),
+            Job("home", 10, false),
+            Job("kids", 20, false),
+            Job("ladies", 5, false),
+        ];
+        let (result, peak, finished) = go(&jobs, 2).await;
+        assert_eq!(peak, 2);
+        assert_eq!(finished, 4);
+        let result = result.ok().unwrap();
+        let order: Vec<&str> = result.keys().map(String::as_str).collect();
+        assert_eq!(order, ["home", "kids", "ladies", "mens"]);
+        assert_eq!(result["mens"], 30);
+        let (_, peak, _) = go(&jobs, 8).await;
+        assert_eq!(peak, 4);
+    }
+
+    #[tokio::test]
+    async fn the_first_failure_stops_the_builds_still_running() {
+        let jobs = [
+            Job("home", 1000, false),
+            Job("kids", 10, true),
+            Job("mens", 1000, false),
+            Job("ladies", 1000, false),
+        ];
+        let (result, _, finished) = go(&jobs, 3).await;
+        let (service, error) = result.err().unwrap();
+        assert_eq!(service, "kids");
+        assert!(error.to_string().contains("kids broke"), "{error}");
+        assert_eq!(finished, 0, "the others were stopped, not waited for");
     }
 }

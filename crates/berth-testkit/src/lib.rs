@@ -368,3 +368,164 @@ impl Drop for OwnRegistry {
         self.stop();
     }
 }
+
+/// The environment's PostgreSQL server (`BERTH_TEST_POSTGRES_URL`, a superuser URL ending in
+/// `/postgres`), from which each test gets a database of its own.
+pub struct Postgres;
+
+/// A fresh database on the environment's PostgreSQL, dropped (with its connections) when this
+/// value is dropped, unless `BERTH_TEST_KEEP=1`.
+pub struct PgDatabase {
+    /// `postgres://berth:berth@127.0.0.1:15432/t_<name>_<suffix>`.
+    pub url: String,
+    /// The database's name.
+    pub name: String,
+    admin_url: String,
+    keep: bool,
+}
+
+impl Postgres {
+    /// The superuser URL of the environment's server: `BERTH_TEST_POSTGRES_URL` from the
+    /// process environment, else from the environment's env file.
+    pub fn admin_url() -> String {
+        if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES_URL") {
+            return url;
+        }
+        let env = TestEnv::get();
+        env.vars
+            .get("BERTH_TEST_POSTGRES_URL")
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} has no BERTH_TEST_POSTGRES_URL: the test environment was started without PostgreSQL.\nstart it with: {START_HINT}",
+                    env.file.display()
+                )
+            })
+    }
+
+    /// The CA certificate that signed the server's TLS certificate
+    /// (`BERTH_TEST_POSTGRES_CA`), for `sslmode=verify-full&sslrootcert=...`.
+    pub fn ca_file() -> PathBuf {
+        if let Ok(path) = std::env::var("BERTH_TEST_POSTGRES_CA") {
+            return PathBuf::from(path);
+        }
+        let env = TestEnv::get();
+        PathBuf::from(env.var("BERTH_TEST_POSTGRES_CA"))
+    }
+
+    /// Creates a database `t_<name>_<suffix>` and returns its URL.
+    pub async fn fresh(name: &str) -> PgDatabase {
+        let admin_url = Postgres::admin_url();
+        let slug: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        let db = format!("t_{}_{}", slug.trim_matches('_'), unique_suffix());
+        let (base, _) = admin_url.rsplit_once('/').unwrap_or_else(|| {
+            panic!("BERTH_TEST_POSTGRES_URL has no /DATABASE part; restart: {START_HINT}")
+        });
+        let url = format!("{base}/{db}");
+        let admin = admin_url.clone();
+        let sql = format!("CREATE DATABASE \"{db}\"");
+        tokio::task::spawn_blocking(move || psql(&admin, &sql))
+            .await
+            .expect("psql task")
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL of the test environment does not answer: {e}\nstart it with: {START_HINT}")
+            });
+        PgDatabase {
+            url,
+            name: db,
+            admin_url,
+            keep: std::env::var_os("BERTH_TEST_KEEP").is_some(),
+        }
+    }
+}
+
+/// Runs one SQL command with `psql` against `url`; the error carries psql's stderr.
+pub fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new(psql_binary())
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .map_err(|e| format!("cannot run psql ({e}); it comes with Debian's postgresql package"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn psql_binary() -> PathBuf {
+    postgres_tool("psql")
+}
+
+/// A PostgreSQL client program (`psql`, `pg_dump`, ...) of the environment's server version:
+/// from `BERTH_TEST_POSTGRES_BIN` (process or env file), else from PATH.
+pub fn postgres_tool(name: &str) -> PathBuf {
+    // The env file names the server's own bin directory; /usr/bin/psql is Debian's wrapper.
+    let from_env = std::env::var("BERTH_TEST_POSTGRES_BIN").ok().or_else(|| {
+        env_file()
+            .exists()
+            .then(|| TestEnv::get().vars.get("BERTH_TEST_POSTGRES_BIN").cloned())
+            .flatten()
+    });
+    match from_env {
+        Some(dir) => Path::new(&dir).join(name),
+        None => PathBuf::from(name),
+    }
+}
+
+impl PgDatabase {
+    /// The whole database as `pg_dump` prints it (schema and data, plain SQL): what a test
+    /// scans for values that must never be stored.
+    pub fn dump(&self) -> String {
+        let out = Command::new(postgres_tool("pg_dump"))
+            .args(["--no-owner", "-d", &self.url])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run pg_dump ({e}); it comes with Debian's postgresql package")
+            });
+        assert!(
+            out.status.success(),
+            "pg_dump {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("BERTH_TEST_KEEP: leaving database {}", self.name);
+            return;
+        }
+        // FORCE ends connections a test's pool still holds (PostgreSQL 13 and later).
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        if let Err(e) = psql(&self.admin_url, &sql) {
+            eprintln!("warning: could not drop test database {}: {e}", self.name);
+        }
+    }
+}

@@ -1,7 +1,7 @@
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How much an event matters to the person watching.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Progress worth a line.
@@ -14,7 +14,7 @@ pub enum Level {
 
 /// What libraries report instead of printing. The CLI renders events as progress lines or
 /// JSON; the server streams them to the web UI and stores them with the run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A named step started (build, push, render, deploy, a doctor check...).
@@ -70,9 +70,120 @@ impl<F: Fn(Event) + Send + Sync> EventSink for F {
     }
 }
 
+/// The step name of `step` done for one service of a run: `<service>/<step>` (`kids/build`,
+/// `kids/test`). Services build in parallel, so their events interleave; the prefix keeps
+/// each attributed. Service names never contain `/`.
+pub fn service_step(service: &str, step: &str) -> String {
+    format!("{service}/{step}")
+}
+
+/// Splits a step name made by [`service_step`] into service and step; `(None, step)` for a
+/// step that belongs to the whole run (`deploy`, `run`).
+pub fn split_service_step(step: &str) -> (Option<&str>, &str) {
+    match step.split_once('/') {
+        Some((service, step)) => (Some(service), step),
+        None => (None, step),
+    }
+}
+
+/// A sink that attributes every event to one service (see [`service_step`]), renaming steps
+/// through `rename` first (e.g. the publishing pass of a build reports `push`, not `build`).
+pub struct ForService {
+    service: String,
+    rename: &'static [(&'static str, &'static str)],
+    inner: std::sync::Arc<dyn EventSink>,
+}
+
+impl ForService {
+    /// Attributes `inner`'s events to `service`.
+    pub fn new(service: &str, inner: std::sync::Arc<dyn EventSink>) -> ForService {
+        ForService {
+            service: service.to_string(),
+            rename: &[],
+            inner,
+        }
+    }
+
+    /// Renames steps (`from`, `to`) before attributing them.
+    pub fn renaming(mut self, rename: &'static [(&'static str, &'static str)]) -> ForService {
+        self.rename = rename;
+        self
+    }
+
+    fn step(&self, step: &str) -> String {
+        let step = self
+            .rename
+            .iter()
+            .find(|(from, _)| *from == step)
+            .map_or(step, |(_, to)| to);
+        service_step(&self.service, step)
+    }
+}
+
+impl EventSink for ForService {
+    fn emit(&self, event: Event) {
+        let event = match event {
+            Event::StepStarted { step } => Event::StepStarted {
+                step: self.step(&step),
+            },
+            Event::StepFinished {
+                step,
+                ok,
+                millis,
+                message,
+            } => Event::StepFinished {
+                step: self.step(&step),
+                ok,
+                millis,
+                message,
+            },
+            Event::Message {
+                step,
+                level,
+                message,
+            } => Event::Message {
+                step: self.step(&step),
+                level,
+                message,
+            },
+            other @ Event::ObjectState { .. } => other,
+        };
+        self.inner.emit(event);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_steps_are_attributed_and_split_back() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let sink: std::sync::Arc<dyn EventSink> =
+            std::sync::Arc::new(move |e: Event| into.lock().unwrap().push(e));
+        let kids = ForService::new("kids", sink).renaming(&[("build", "push")]);
+        kids.emit(Event::StepStarted {
+            step: "build".into(),
+        });
+        kids.emit(Event::Message {
+            step: "run".into(),
+            level: Level::Info,
+            message: "ok".into(),
+        });
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen[0],
+            Event::StepStarted {
+                step: "kids/push".into()
+            }
+        );
+        let Event::Message { step, .. } = &seen[1] else {
+            panic!("{seen:?}")
+        };
+        assert_eq!(split_service_step(step), (Some("kids"), "run"));
+        assert_eq!(split_service_step("deploy"), (None, "deploy"));
+    }
 
     #[test]
     fn events_serialize_with_a_tag() {
@@ -85,5 +196,17 @@ mod tests {
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["event"], "step_finished");
         assert_eq!(v["millis"], 12);
+    }
+
+    #[test]
+    fn events_read_back_from_their_json() {
+        // The run store keeps events as this JSON and hands them back to the web UI.
+        let e = Event::Message {
+            step: "deploy".into(),
+            level: Level::Warning,
+            message: "slow".into(),
+        };
+        let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
     }
 }

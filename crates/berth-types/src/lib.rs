@@ -26,6 +26,6 @@ mod image_ref;
 mod secret;
 
 pub use digest::{Digest, DigestError};
-pub use event::{Event, EventSink, Level};
+pub use event::{Event, EventSink, ForService, Level, service_step, split_service_step};
 pub use image_ref::{ImageRef, ImageRefError};
 pub use secret::{SafeUrl, Secret};

@@ -24,13 +24,18 @@ pub enum Command {
     /// Build an image from a Dockerfile without a Docker daemon; store, export or push it.
     Build(crate::build_cmd::BuildCmdArgs),
     /// Read an existing repository (Dockerfiles, k8s folders, Kustomize, Helm charts,
-    /// skaffold.yaml) and write a berth.yaml that works, explaining each choice.
+    /// skaffold.yaml) and write a berth.yaml that works, explaining each choice. Sibling
+    /// service folders sharing one template get a `discover` entry: a new folder is a new
+    /// service.
     Init(crate::init_cmd::InitArgs),
-    /// Build what changed since the environment's last deploy, push it, render every service
-    /// with the new digests and deploy the environment's release — all from berth.yaml.
+    /// Build what changed since the environment's last deploy (in parallel, `--jobs` at
+    /// once), push it, render every service with the new digests and deploy the environment's
+    /// release — all from berth.yaml. At a terminal, progress shows one spinner per step and
+    /// its time.
     Run(crate::run_cmd::RunArgs),
     /// The inner loop: run, then on every saved change build and deploy again into your own
-    /// namespace (default `dev-$USER`). Ctrl-C finishes the run in progress, then stops.
+    /// namespace (default `dev-$USER`), streaming the rebuilt services' pod logs. Ctrl-C
+    /// finishes the run in progress, then stops.
     Dev(crate::dev_cmd::DevArgs),
     /// Deploy exactly the digests live in one environment to another, with the target's
     /// values: build once, deploy many. Refuses when the source's last deploy failed.

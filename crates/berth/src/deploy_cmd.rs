@@ -145,11 +145,24 @@ impl EventSink for Printer {
                     eprintln!("{secs:>7.1}s  {object:<40} {state:<12} {message}");
                 }
             }
-            Event::Message { level, message, .. } => match level {
-                Level::Info => eprintln!("{message}"),
-                Level::Warning => eprintln!("warning: {message}"),
-                Level::Error => eprintln!("error: {message}"),
-            },
+            Event::Message {
+                step,
+                level,
+                message,
+            } => {
+                // Services build in parallel: say whose line it is.
+                let message = match berth_types::split_service_step(&step) {
+                    (Some(service), _) if !message.starts_with(service) => {
+                        format!("{service} | {message}")
+                    }
+                    _ => message,
+                };
+                match level {
+                    Level::Info => eprintln!("{message}"),
+                    Level::Warning => eprintln!("warning: {message}"),
+                    Level::Error => eprintln!("error: {message}"),
+                }
+            }
             Event::StepStarted { .. } | Event::StepFinished { .. } => {}
         }
     }

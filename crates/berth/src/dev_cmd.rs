@@ -2,6 +2,9 @@
 //! into the developer's namespace: only changed services' build steps are redone (the build
 //! cache keeps the rest), the deploy applies only what differs.
 //!
+//! After each run the logs of the rebuilt services' new pods stream to stdout, prefixed by
+//! `[pod/container]` ([`crate::dev_logs`]; `--no-logs` turns it off).
+//!
 //! Ctrl-C never interrupts a deploy half-way: the loop finishes the run in progress (which
 //! either lands or rolls back), then stops, so the namespace is left consistent.
 
@@ -20,6 +23,10 @@ pub struct DevArgs {
     /// Quiet time after the last change before a run starts.
     #[arg(long, default_value = "150ms", value_parser = parse_millis)]
     pub debounce: Duration,
+
+    /// Do not stream the logs of the rebuilt services' new pods.
+    #[arg(long)]
+    pub no_logs: bool,
 
     /// The project, environment and namespace (default namespace: `dev-$USER`).
     #[command(flatten)]
@@ -82,8 +89,13 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
     );
 
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    // Pod logs: one follower for the session, told after every run which images are new.
+    let (targets, targets_rx) = tokio::sync::watch::channel(crate::dev_logs::Targets::new());
+    let mut targets_rx = Some(targets_rx);
+    let mut logs: Option<tokio::task::JoinHandle<()>> = None;
+    let mut followed = crate::dev_logs::Targets::new();
     loop {
-        let run = crate::run_cmd::run(args.run.clone());
+        let run = crate::run_cmd::run_for_dev(args.run.clone());
         // Finish the run in progress even on Ctrl-C: a deploy is never cut in half.
         let mut run = std::pin::pin!(run);
         let mut stop = false;
@@ -97,10 +109,30 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
             }
         };
         match code {
+            Ok((_, Some(ran))) if !args.no_logs => {
+                // A rebuilt service's previous image is no longer followed: its pods go.
+                followed.retain(|_, service| !ran.built.contains_key(service));
+                for (service, image) in &ran.built {
+                    followed.insert(image.clone(), service.clone());
+                }
+                let _ = targets.send(followed.clone());
+                if let Some(rx) = targets_rx.take() {
+                    logs = Some(crate::dev_logs::spawn(
+                        ran.cluster.clone(),
+                        ran.namespace.clone(),
+                        ran.release.clone(),
+                        rx,
+                        args.run.output == crate::cli::OutputFormat::Json,
+                    ));
+                }
+            }
             Ok(_) => {}
             Err(e) => eprintln!("error: {e}"),
         }
         if stop {
+            if let Some(logs) = logs {
+                logs.abort();
+            }
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!("waiting for changes…");
@@ -109,7 +141,13 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
         // under the watched tree that `relevant` lets through.
         tokio::select! {
             got = rx.recv() => if got.is_none() { return Ok(ExitCode::SUCCESS) },
-            _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
+            // Following logs only reads: stopping it leaves the namespace as the run left it.
+            _ = &mut ctrl_c => {
+                if let Some(logs) = logs {
+                    logs.abort();
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
         }
         // Debounce: run once the files have been quiet for a moment.
         while let Ok(Some(())) = tokio::time::timeout(args.debounce, rx.recv()).await {}

@@ -10,8 +10,10 @@ mod cli;
 mod data_cmd;
 mod deploy_cmd;
 mod dev_cmd;
+mod dev_logs;
 mod doctor;
 mod init_cmd;
+mod progress;
 mod run_cmd;
 
 use std::process::ExitCode;

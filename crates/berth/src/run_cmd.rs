@@ -1,5 +1,6 @@
 //! `berth run`: build what changed, push, render, deploy — one environment, one command.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,6 +51,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "helm", env = "BERTH_HELM")]
     pub helm_bin: PathBuf,
 
+    /// Builds at most this many services at once (default: the number of cores).
+    #[arg(long, short = 'j', env = "BERTH_JOBS")]
+    pub jobs: Option<std::num::NonZeroUsize>,
+
     /// Output: progress lines and a summary (table), or JSON events then a result (json).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -85,6 +90,23 @@ pub struct PromoteArgs {
 
 /// Runs `berth run`.
 pub async fn run(args: RunArgs) -> Result<ExitCode, String> {
+    drive(args, None).await.map(|(code, _)| code)
+}
+
+/// What a successful run left behind, for `berth dev` to follow the new pods' logs.
+pub struct Ran {
+    /// The cluster it deployed to.
+    pub cluster: Cluster,
+    /// Namespace and release deployed.
+    pub namespace: String,
+    /// The release (the environment's name).
+    pub release: String,
+    /// Service -> image (`repo@sha256:...`) of the services it built.
+    pub built: std::collections::BTreeMap<String, String>,
+}
+
+/// Runs `berth run` for `berth dev`: also returns what the run deployed, if it did.
+pub async fn run_for_dev(args: RunArgs) -> Result<(ExitCode, Option<Ran>), String> {
     drive(args, None).await
 }
 
@@ -93,13 +115,15 @@ pub async fn promote(args: PromoteArgs) -> Result<ExitCode, String> {
     if args.run.env.is_none() {
         return Err("say which environment to promote to: --to ENV".into());
     }
-    drive(args.run, Some((args.from, args.from_namespace))).await
+    drive(args.run, Some((args.from, args.from_namespace)))
+        .await
+        .map(|(code, _)| code)
 }
 
 async fn drive(
     args: RunArgs,
     promote_from: Option<(String, Option<String>)>,
-) -> Result<ExitCode, String> {
+) -> Result<(ExitCode, Option<Ran>), String> {
     let config = berth_config::load(&args.config).map_err(|e| e.to_string())?;
     let dir = config.dir.clone();
     // A dirty work tree is not the commit: record no commit, so everything is rebuilt.
@@ -134,7 +158,12 @@ async fn drive(
         )
         .await?;
     let json = args.output == OutputFormat::Json;
-    let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
+    // Spinners with per-step timings for a person at a terminal; plain lines for logs.
+    let sink: Arc<dyn EventSink> = if !json && std::io::stderr().is_terminal() {
+        Arc::new(crate::progress::Terminal::new())
+    } else {
+        Arc::new(Printer { json })
+    };
     let pipeline = Pipeline {
         config,
         build,
@@ -154,7 +183,10 @@ async fn drive(
         },
     };
     let result = match promote_from {
-        None => pipeline.run(request).await,
+        None => {
+            let jobs = args.jobs.unwrap_or_else(berth_pipeline::run::default_jobs);
+            pipeline.run_with_jobs(request, jobs).await
+        }
         Some((from, ns)) => pipeline.promote(&from, ns, request).await,
     };
     match result {
@@ -181,8 +213,14 @@ async fn drive(
                     out.release, out.namespace
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            let ran = Ran {
+                cluster: pipeline.cluster.clone(),
+                namespace: out.namespace,
+                release: out.release,
+                built: out.built,
+            };
+            Ok((ExitCode::SUCCESS, Some(ran)))
         }
-        Err(e) => Ok(crate::deploy_cmd::failed(json, &e)),
+        Err(e) => Ok((crate::deploy_cmd::failed(json, &e), None)),
     }
 }

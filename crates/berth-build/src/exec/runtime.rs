@@ -209,7 +209,14 @@ pub async fn run(
         .filter(|m| std::fs::symlink_metadata(spec.rootfs.join(m)).is_err())
         .collect();
 
+    let mut abandoned = Abandoned {
+        runtime,
+        id: &id,
+        bundle_dir,
+        armed: true,
+    };
     let result = run_container(runtime, bundle_dir, &id, on_line).await;
+    abandoned.armed = false;
 
     // `runc run` removes the container when it exits; make sure of it after errors too.
     let _ = tokio::process::Command::new(runtime)
@@ -224,6 +231,29 @@ pub async fn run(
     }
     let _ = std::fs::remove_dir_all(bundle_dir);
     result
+}
+
+/// Kills and deletes the container when its run is abandoned half-way (the future dropped, as
+/// when a parallel build is stopped because another failed): `kill_on_drop` ends only the
+/// runtime's own process, not the container's.
+struct Abandoned<'a> {
+    runtime: &'a str,
+    id: &'a str,
+    bundle_dir: &'a Path,
+    armed: bool,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::process::Command::new(self.runtime)
+                .args(["delete", "--force", self.id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = std::fs::remove_dir_all(self.bundle_dir);
+        }
+    }
 }
 
 async fn run_container(

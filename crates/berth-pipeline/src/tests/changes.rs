@@ -347,3 +347,83 @@ fn config_outside_the_repository_is_an_error() {
         "{err}"
     );
 }
+
+/// Scenario 4 with discovery: the services are the folders holding a Dockerfile.
+const DISCOVERED: &str = "\
+registry: {prefix: registry.example.com/shop}
+services:
+  - discover: \"*/Dockerfile\"
+    manifests: {template: k8s/app.yaml.j2}
+  - name: ingress
+    manifests: {path: k8s/ingress.yaml}
+";
+
+fn discovered_shop(repo: &Repo) -> String {
+    repo.write("berth.yaml", DISCOVERED)
+        .write("k8s/app.yaml.j2", "t")
+        .write("k8s/ingress.yaml", "i");
+    for s in ["home", "kids", "mens"] {
+        repo.write(&format!("{s}/Dockerfile"), "FROM busybox\n")
+            .write(&format!("{s}/www/index.html"), s);
+    }
+    repo.commit("shop")
+}
+
+#[test]
+fn a_new_folder_found_by_discover_selects_only_its_service() {
+    let repo = Repo::new();
+    let base = discovered_shop(&repo);
+    repo.write("ladies/Dockerfile", "FROM busybox\n")
+        .write("ladies/www/index.html", "ladies")
+        .write("k8s/ingress.yaml", "i2");
+    let head = repo.commit("ladies");
+    let config = repo.config("");
+    assert_eq!(config.services.len(), 5);
+    let c = changed_services(repo.path(), Some(&base), &head, &config).unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            ("ladies", ChangeReason::Source, true),
+            ("ingress", ChangeReason::Manifests, false),
+        ]
+    );
+}
+
+#[test]
+fn a_discover_entry_change_is_shared_by_its_services_and_overrides_are_their_own() {
+    let repo = Repo::new();
+    let base = discovered_shop(&repo);
+    // Only the entry's manifests changed: redeploy every discovered service, no rebuild.
+    repo.write(
+        "berth.yaml",
+        &DISCOVERED.replace(
+            "{template: k8s/app.yaml.j2}",
+            "{template: k8s/app.yaml.j2, values: {replicas: 3}}",
+        ),
+    );
+    let head = repo.commit("values");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            ("home", ChangeReason::Manifests, false),
+            ("kids", ChangeReason::Manifests, false),
+            ("mens", ChangeReason::Manifests, false),
+        ]
+    );
+    // An override of one folder is that service's entry: only it is rebuilt.
+    repo.write(
+        "berth.yaml",
+        &format!("{DISCOVERED}  - name: kids\n    build: {{context: kids, args: {{V: '2'}}}}\n    manifests: {{template: k8s/app.yaml.j2}}\n"),
+    );
+    let next = repo.commit("override kids");
+    let c = changed_services(repo.path(), Some(&head), &next, &repo.config("")).unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            ("home", ChangeReason::Manifests, false),
+            ("mens", ChangeReason::Manifests, false),
+            ("kids", ChangeReason::Config, true),
+        ]
+    );
+}

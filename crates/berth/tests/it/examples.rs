@@ -89,7 +89,14 @@ impl Example {
     /// `berth run -o json -n <the test's namespace>`: whether it succeeded, its events and its
     /// result (the last line).
     fn run(&self, ctx: &TestContext) -> Run {
-        let out = self.berth(ctx, &["run", "-o", "json", "-n", &ctx.namespace]);
+        self.run_with(ctx, &[])
+    }
+
+    /// [`Example::run`] with more arguments.
+    fn run_with(&self, ctx: &TestContext, extra: &[&str]) -> Run {
+        let mut args = vec!["run", "-o", "json", "-n", &ctx.namespace];
+        args.extend(extra);
+        let out = self.berth(ctx, &args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let docs: Vec<Value> = stdout
@@ -169,6 +176,20 @@ impl Run {
             .as_str()
             .unwrap_or_else(|| panic!("{service} was not built: {self}"))
             .to_string()
+    }
+
+    /// The `(event, step)` of every step event of a service, in order (`kids/build`...).
+    fn steps(&self) -> Vec<(String, String)> {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == "step_started" || e["event"] == "step_finished")
+            .map(|e| {
+                (
+                    e["event"].as_str().unwrap().to_string(),
+                    e["step"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     }
 
     fn error(&self) -> String {
@@ -256,15 +277,11 @@ async fn shop_deploys_three_services_behind_one_ingress_and_adds_ladies_alone() 
         .collect();
     assert_eq!(ingress_paths(&ctx).await, paths);
 
-    // A fourth service: a new folder, its entry in berth.yaml, its path in the Ingress.
+    // A fourth service is a new folder and its path in the Ingress: berth.yaml is untouched.
+    let config_before = std::fs::read(ex.path("berth.yaml")).unwrap();
     copy_dir(&ex.path("home"), &ex.path("ladies"));
     std::fs::remove_dir_all(ex.path("ladies/www/home")).unwrap();
     ex.write("ladies/www/ladies/index.html", "<h1>shop: ladies</h1>\n");
-    ex.edit(
-        "berth.yaml",
-        "  - name: ingress",
-        "  - name: ladies\n    build: { context: ladies }\n    manifests: { template: k8s/service.yaml.j2 }\n  - name: ingress",
-    );
     let ingress = std::fs::read_to_string(ex.path("k8s/ingress.yaml")).unwrap();
     ex.write(
         "k8s/ingress.yaml",
@@ -273,6 +290,28 @@ async fn shop_deploys_three_services_behind_one_ingress_and_adds_ladies_alone() 
         ),
     );
     ex.commit("ladies");
+    assert_eq!(
+        std::fs::read(ex.path("berth.yaml")).unwrap(),
+        config_before,
+        "adding a service does not touch berth.yaml"
+    );
+    let changed = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&ex.dir)
+        .args(["diff", "--name-only", "HEAD~1", "HEAD"])
+        .output()
+        .unwrap();
+    let changed = String::from_utf8_lossy(&changed.stdout);
+    let changed: Vec<&str> = changed.lines().collect();
+    assert_eq!(
+        changed,
+        [
+            "k8s/ingress.yaml",
+            "ladies/Dockerfile",
+            "ladies/www/ladies/index.html"
+        ],
+        "the new folder and the Ingress path, nothing else"
+    );
 
     let second = ex.run_ok(&ctx);
     assert_eq!(second.result["revision"], 2, "{second}");
@@ -344,10 +383,11 @@ async fn shop_image_pull_failure_in_one_service_rolls_back_with_a_diagnosis() {
 
     // A new kids page whose pods cannot pull their image.
     ex.write("kids/www/kids/index.html", "<h1>kids, new</h1>\n");
+    // A per-folder override: an entry named `kids` replaces the discovered one.
     ex.edit(
         "berth.yaml",
-        "    build: { context: kids }\n    manifests: { template: k8s/service.yaml.j2 }",
-        "    build: { context: kids }\n    manifests:\n      template: k8s/service.yaml.j2\n      values: { pod_annotations: { berth.dev/simulate: image-pull-error } }",
+        "  - name: ingress",
+        "  - name: kids\n    build: { context: kids }\n    manifests:\n      template: k8s/service.yaml.j2\n      values: { pod_annotations: { berth.dev/simulate: image-pull-error } }\n  - name: ingress",
     );
     ex.commit("kids: a page that cannot be pulled");
     let failed = ex.run(&ctx);
@@ -624,6 +664,14 @@ async fn init_then_run(name: &str, make: fn(&TestContext) -> Example, workload: 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name}: {stderr}");
     ex.commit("berth init");
+    if name == "shop" {
+        let written = std::fs::read_to_string(ex.path("berth.yaml")).unwrap();
+        assert!(
+            written.contains("- discover: \"*/Dockerfile\""),
+            "the generic-template layout is proposed as discovery: {written}"
+        );
+        assert!(stderr.contains("generic-template layout"), "{stderr}");
+    }
     let run = ex.run(&ctx);
     assert!(run.ok, "{name}: {stderr}\n{run}");
     assert!(!run.built().is_empty(), "{name}: {run}");
@@ -639,4 +687,188 @@ async fn init_writes_a_working_berth_yaml_for_rails_flask_and_board() {
     init_then_run("rails", rails, "web").await;
     init_then_run("flask", flask, "web").await;
     init_then_run("board", board, "app").await;
+}
+
+#[tokio::test]
+async fn init_proposes_discovery_for_shop_and_it_deploys() {
+    init_then_run("shop", shop, "home").await;
+}
+
+/// Most builds under way at once, from the step events (`<service>/build` started, not yet
+/// finished).
+fn peak_parallel_builds(run: &Run) -> usize {
+    let (mut now, mut peak) = (0usize, 0usize);
+    for (event, step) in run.steps() {
+        if !step.ends_with("/build") {
+            continue;
+        }
+        if event == "step_started" {
+            now += 1;
+            peak = peak.max(now);
+        } else {
+            now -= 1;
+        }
+    }
+    peak
+}
+
+#[tokio::test]
+async fn shop_builds_changed_services_in_parallel_and_a_failure_stops_them_before_any_push() {
+    let ctx = TestContext::new("ex-shop-par").await;
+    let ex = shop(&ctx);
+
+    // Three services at once, three jobs: every build is attributed to its service, they
+    // overlap, and each is pushed only after all three built.
+    let first = ex.run_with(&ctx, &["--jobs", "3"]);
+    assert!(first.ok, "{first}");
+    assert_eq!(first.built(), SHOP, "{first}");
+    let steps = first.steps();
+    for s in SHOP {
+        for step in ["build", "push"] {
+            let name = format!("{s}/{step}");
+            assert!(
+                steps
+                    .iter()
+                    .any(|(e, n)| e == "step_finished" && *n == name),
+                "{name} finished: {first}"
+            );
+        }
+    }
+    let last_build = steps
+        .iter()
+        .rposition(|(e, n)| e == "step_finished" && n.ends_with("/build"))
+        .unwrap();
+    let first_push = steps
+        .iter()
+        .position(|(_, n)| n.ends_with("/push"))
+        .unwrap();
+    assert!(
+        last_build < first_push,
+        "all built before any push: {first}"
+    );
+    assert!(peak_parallel_builds(&first) >= 2, "builds overlap: {first}");
+
+    // --jobs 1 is one after another.
+    for s in SHOP {
+        ex.write(
+            &format!("{s}/www/{s}/index.html"),
+            &format!("<h1>{s} v2</h1>\n"),
+        );
+    }
+    ex.commit("every page");
+    let second = ex.run_with(&ctx, &["--jobs", "1"]);
+    assert!(second.ok, "{second}");
+    assert_eq!(second.built(), SHOP, "{second}");
+    assert_eq!(peak_parallel_builds(&second), 1, "{second}");
+
+    // All three change again, one of them cannot build: the run stops, nothing is pushed
+    // (not even the services that built), nothing is deployed.
+    for s in SHOP {
+        ex.write(
+            &format!("{s}/www/{s}/index.html"),
+            &format!("<h1>{s} v3</h1>\n"),
+        );
+    }
+    ex.edit(
+        "mens/Dockerfile",
+        "COPY www /www",
+        "COPY www /www\nRUN exit 3",
+    );
+    ex.commit("every page, mens broken");
+    let failed = ex.run_with(&ctx, &["--jobs", "3"]);
+    assert!(!failed.ok, "{failed}");
+    assert!(failed.error().contains("mens"), "{failed}");
+    assert!(
+        !failed.steps().iter().any(|(_, n)| n.ends_with("/push")),
+        "nothing pushed: {failed}"
+    );
+    let head = {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&ex.dir)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim()[..12].to_string()
+    };
+    for s in SHOP {
+        let tag = ctx.image(s, &head);
+        assert!(
+            ctx.env.registry().pull_manifest(&tag).await.is_err(),
+            "{tag} was not pushed"
+        );
+        assert_eq!(
+            image_of(&deployment(&ctx, s).await),
+            second.image(s),
+            "{s} still runs its second digest"
+        );
+    }
+    assert_eq!(ex.history(&ctx, "dev").len(), 2, "no release was attempted");
+}
+
+#[tokio::test]
+async fn a_failed_build_kills_the_run_steps_of_the_builds_it_stops() {
+    let ctx = TestContext::new("ex-shop-stop").await;
+    let ex = shop(&ctx);
+    // home sleeps in a RUN step while mens fails at once: home's build is stopped mid-RUN.
+    let marker = "sleep 41.37";
+    ex.edit(
+        "home/Dockerfile",
+        "COPY www /www",
+        &format!("COPY www /www\nRUN {marker}"),
+    );
+    ex.edit(
+        "mens/Dockerfile",
+        "COPY www /www",
+        "COPY www /www\nRUN exit 3",
+    );
+    ex.commit("home sleeps, mens fails");
+    let child = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args([
+            "run",
+            "-o",
+            "json",
+            "--jobs",
+            "3",
+            "-n",
+            &ctx.namespace,
+            "-c",
+        ])
+        .arg(ex.path("berth.yaml"))
+        .env("BERTH_STORE", &ex.store)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("building service `mens` failed"),
+        "{stdout}"
+    );
+    // Whether home's RUN had started or not, nothing of it is left running.
+    let running = std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .output()
+        .unwrap();
+    assert!(
+        running.stdout.is_empty(),
+        "the stopped build's RUN step still runs: pids {}",
+        String::from_utf8_lossy(&running.stdout)
+    );
+    let containers = std::process::Command::new("runc")
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    let prefix = format!("berth-{pid}-");
+    let left: Vec<String> = String::from_utf8_lossy(&containers.stdout)
+        .lines()
+        .filter(|id| id.starts_with(&prefix))
+        .map(String::from)
+        .collect();
+    assert!(left.is_empty(), "containers left behind: {left:?}");
 }

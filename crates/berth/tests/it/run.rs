@@ -405,3 +405,126 @@ async fn failing_tests_in_the_built_image_stop_the_run_before_any_push() {
         "{image} must not exist"
     );
 }
+
+/// Appends a line to the log file that every container on kwok-logs-0 serves (CRI format).
+fn log_line(ctx: &TestContext, text: &str) {
+    use std::io::Write;
+    let file = ctx.env.vars.get("BERTH_TESTENV_LOGS_FILE").unwrap_or_else(|| {
+        panic!(
+            "the test environment serves no container logs (no BERTH_TESTENV_LOGS_FILE in {}); start it with: {}",
+            ctx.env.file.display(),
+            berth_testkit::START_HINT
+        )
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let out = Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", now.as_secs_f64()),
+            "+%Y-%m-%dT%H:%M:%S.%NZ",
+        ])
+        .output()
+        .unwrap();
+    let ts = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut f = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+    writeln!(f, "{ts} stdout F {text}").unwrap();
+}
+
+#[tokio::test]
+async fn dev_streams_the_new_pods_logs_and_follows_them_across_a_rebuild() {
+    use std::io::BufRead;
+    let ctx = TestContext::new("dev-logs").await;
+    let p = project(&ctx);
+    // The pods go to the node that serves container logs.
+    let app = p.dir.join("k8s/app.yaml");
+    let text = std::fs::read_to_string(&app).unwrap().replace(
+        "    spec:\n      containers:\n",
+        "    spec:\n      nodeSelector: {kubernetes.io/hostname: kwok-logs-0}\n      tolerations: [{key: berth.dev/logs, operator: Exists, effect: NoSchedule}]\n      containers:\n",
+    );
+    std::fs::write(&app, text).unwrap();
+    git(&p.dir, &["commit", "-q", "-am", "on the logs node"]);
+
+    let mut child = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(["dev", "-o", "json", "-n", &ctx.namespace, "-c"])
+        .arg(p.dir.join("berth.yaml"))
+        .env("BERTH_STORE", &p.store)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (results, results_rx) = std::sync::mpsc::channel();
+    let (logs, logs_rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if doc.get("result").is_some() {
+                let _ = results.send(doc);
+            } else if doc["event"] == "pod_log" {
+                let _ = logs.send(doc);
+            }
+        }
+    });
+    let result = |what: &str| {
+        results_rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("berth dev reported no result for {what}"))
+    };
+    // Waits for `text` in the log of a pod of another ReplicaSet than `not_from`'s pods
+    // (`hello-<replicaset hash>-<suffix>`); returns that pod.
+    let logged = |text: &str, not_from: &[String]| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let doc = logs_rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no pod logged {text:?}"));
+            let pod = doc["pod"].as_str().unwrap().to_string();
+            let replica_set = |p: &str| p.rsplit_once('-').map(|(rs, _)| rs.to_string());
+            if doc["line"] == text
+                && !not_from
+                    .iter()
+                    .any(|old| replica_set(old) == replica_set(&pod))
+            {
+                assert_eq!(doc["container"], "web", "{doc}");
+                assert!(pod.starts_with("hello-"), "{doc}");
+                return pod;
+            }
+        }
+    };
+    let first = result("the first run");
+    assert_eq!(first["result"], "ok", "{first}");
+    let one = format!("{} line one", ctx.namespace);
+    log_line(&ctx, &one);
+    let first_pod = logged(&one, &[]);
+
+    // A save rebuilds: the new pods' logs are followed (the old pods are gone).
+    std::fs::write(p.dir.join("web/index.html"), "<h1>saved</h1>\n").unwrap();
+    let second = result("the save");
+    assert_eq!(second["result"], "ok", "{second}");
+    let two = format!("{} line two", ctx.namespace);
+    log_line(&ctx, &two);
+    let second_pod = logged(&two, std::slice::from_ref(&first_pod));
+    assert_ne!(second_pod, first_pod, "a pod of the new ReplicaSet");
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

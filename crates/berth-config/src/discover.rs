@@ -1,0 +1,309 @@
+//! `discover:` patterns: the folders that hold a file matching `*/Dockerfile`-style patterns.
+//!
+//! Deliberately small: `*` (any run of characters) and `?` (one character) within one path
+//! segment, literal segments, `..`. No `**`: a recursive pattern would turn a vendored
+//! dependency's Dockerfile into a service by surprise. Hidden entries (`.git`, `.cache`) are
+//! never matched by a wildcard. Results are sorted, so the service order is stable.
+
+use std::path::{Path, PathBuf};
+
+/// Why a pattern is refused (before looking at the file system).
+pub(crate) fn pattern_problem(pattern: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = pattern.split('/').collect();
+    if pattern.trim().is_empty() {
+        Some("it is empty")
+    } else if pattern.starts_with('/') {
+        Some("it is absolute; write it relative to the directory of berth.yaml")
+    } else if pattern.contains("**") {
+        Some("`**` is not supported; write one `*` per folder level, e.g. `services/*/Dockerfile`")
+    } else if segments.iter().any(|s| s.is_empty()) {
+        Some("it has an empty path segment (`//` or a trailing `/`)")
+    } else if segments.len() < 2 {
+        Some("it must name a file inside the service folders, e.g. `*/Dockerfile`")
+    } else if !segments[..segments.len() - 1].iter().any(|s| is_wild(s)) {
+        Some(
+            "no folder segment has a wildcard, so it can find one folder at most; write `*` where the folder names differ",
+        )
+    } else {
+        None
+    }
+}
+
+fn is_wild(segment: &str) -> bool {
+    segment.contains(['*', '?'])
+}
+
+/// Whether `name` matches one pattern segment (`*`, `?`, literal characters).
+pub(crate) fn segment_matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
+            Some(('?', rest)) => !n.is_empty() && go(rest, &n[1..]),
+            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+/// The folders (relative to `dir`, sorted, without duplicates) that hold a file matching
+/// `pattern`. The pattern must have passed [`pattern_problem`].
+pub(crate) fn folders(dir: &Path, pattern: &str) -> Vec<PathBuf> {
+    let segments: Vec<&str> = pattern.split('/').collect();
+    let mut found = Vec::new();
+    walk(dir, PathBuf::new(), &segments, &mut found);
+    let mut folders: Vec<PathBuf> = found
+        .into_iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .filter(|f| !f.as_os_str().is_empty())
+        .collect();
+    folders.sort();
+    folders.dedup();
+    folders
+}
+
+fn walk(dir: &Path, at: PathBuf, segments: &[&str], found: &mut Vec<PathBuf>) {
+    let Some((first, rest)) = segments.split_first() else {
+        return;
+    };
+    let last = rest.is_empty();
+    let mut visit = |rel: PathBuf| {
+        let full = dir.join(&rel);
+        if last {
+            if full.is_file() {
+                found.push(rel);
+            }
+        } else if full.is_dir() {
+            walk(dir, rel, rest, found);
+        }
+    };
+    if !is_wild(first) {
+        visit(at.join(first));
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir.join(&at)) else {
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.') && segment_matches(first, n))
+        .collect();
+    names.sort();
+    for n in names {
+        visit(at.join(n));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_match_like_a_shell() {
+        assert!(segment_matches("*", "home"));
+        assert!(segment_matches("Dockerfile", "Dockerfile"));
+        assert!(!segment_matches("Dockerfile", "Dockerfile.dev"));
+        assert!(segment_matches("Dockerfile*", "Dockerfile.dev"));
+        assert!(segment_matches("svc-?", "svc-a"));
+        assert!(!segment_matches("svc-?", "svc-ab"));
+        assert!(segment_matches("*-api", "orders-api"));
+        assert!(!segment_matches("*-api", "orders-web"));
+    }
+
+    #[test]
+    fn patterns_are_checked_before_the_walk() {
+        assert!(pattern_problem("*/Dockerfile").is_none());
+        assert!(pattern_problem("services/*/Dockerfile").is_none());
+        assert!(pattern_problem("../apps/*/Dockerfile").is_none());
+        for bad in [
+            "",
+            "/srv/*/Dockerfile",
+            "**/Dockerfile",
+            "Dockerfile",
+            "*//Dockerfile",
+            "web/Dockerfile",
+        ] {
+            assert!(pattern_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn folders_holding_a_match_are_found_sorted_and_hidden_ones_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "mens/Dockerfile",
+            "home/Dockerfile",
+            "kids/Dockerfile",
+            "k8s/service.yaml.j2",
+            ".cache/Dockerfile",
+            "docs/README.md",
+            "services/a/Dockerfile",
+        ] {
+            let p = d.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        }
+        std::fs::create_dir_all(d.path().join("empty/Dockerfile")).unwrap();
+        assert_eq!(
+            folders(d.path(), "*/Dockerfile"),
+            ["home", "kids", "mens"].map(PathBuf::from)
+        );
+        assert_eq!(
+            folders(d.path(), "services/*/Dockerfile"),
+            [PathBuf::from("services/a")]
+        );
+        assert!(folders(d.path(), "*/Dockerfil").is_empty());
+    }
+
+    /// The shop layout: three service folders, one template, one Ingress.
+    fn shop() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "home/Dockerfile",
+            "kids/Dockerfile",
+            "mens/Dockerfile",
+            "Bad_Name/Dockerfile",
+            "k8s/service.yaml.j2",
+            "k8s/ingress.yaml",
+        ] {
+            let p = d.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        }
+        d
+    }
+
+    const HEAD: &str = "registry: {prefix: r.example.com/shop}\nservices:\n";
+
+    fn parse(services: &str) -> Result<crate::Config, Vec<String>> {
+        let d = shop();
+        crate::parse(&format!("{HEAD}{services}"), "berth.yaml", d.path()).map_err(|e| {
+            e.diagnostics()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        })
+    }
+
+    #[test]
+    fn one_service_per_folder_named_after_it_with_the_entry_s_settings() {
+        let c = parse(
+            "  - discover: \"*/Dockerfile\"\n    exclude: [Bad_Name]\n    test: true\n    manifests: { template: k8s/service.yaml.j2 }\n  - name: ingress\n    manifests: { path: k8s/ingress.yaml }\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["home", "kids", "mens", "ingress"]);
+        let kids = c.service("kids").unwrap();
+        assert_eq!(kids.build.as_ref().unwrap().context, PathBuf::from("kids"));
+        assert_eq!(kids.paths, [PathBuf::from("kids")]);
+        assert_eq!(
+            kids.image.as_ref().unwrap().name(),
+            "r.example.com/shop/kids"
+        );
+        assert_eq!(kids.test.as_deref(), Some("true"));
+        assert_eq!(kids.discovered_by.as_deref(), Some("*/Dockerfile"));
+        assert_eq!(kids.location, crate::Location::new(3, 5));
+        assert!(matches!(
+            kids.manifests,
+            Some(crate::Manifests::Template { .. })
+        ));
+        assert_eq!(c.service("ingress").unwrap().discovered_by, None);
+    }
+
+    #[test]
+    fn an_entry_named_like_a_folder_overrides_it() {
+        let c = parse(
+            "  - name: kids\n    build: { context: kids, args: {A: b} }\n    manifests: { template: k8s/service.yaml.j2, values: {replicas: 3} }\n  - discover: \"*/Dockerfile\"\n    exclude: [Bad_Name]\n    manifests: { template: k8s/service.yaml.j2 }\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["kids", "home", "mens"]);
+        let kids = c.service("kids").unwrap();
+        assert_eq!(kids.discovered_by, None);
+        assert_eq!(kids.build.as_ref().unwrap().args["A"], "b");
+    }
+
+    #[test]
+    fn discover_mistakes_point_at_the_entry_and_say_what_to_do() {
+        let e = parse("  - discover: \"*/Dockerfil\"\n    manifests: { path: k8s/ingress.yaml }\n")
+            .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("`discover: */Dockerfil` matches no file"),
+            "{e:?}"
+        );
+        assert!(e[0].contains("at berth.yaml:3:15;"), "{e:?}");
+
+        let e = parse("  - discover: \"**/Dockerfile\"\n").unwrap_err();
+        assert!(e[0].contains("`**` is not supported"), "{e:?}");
+
+        // A folder that cannot be a Kubernetes name is named, with the way out.
+        let e =
+            parse("  - discover: \"*/Dockerfile\"\n    manifests: { path: k8s/ingress.yaml }\n")
+                .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("folder `Bad_Name` found by `discover` cannot name a service"),
+            "{e:?}"
+        );
+        assert!(e[0].contains("list it under `exclude`"), "{e:?}");
+
+        let e = parse("  - discover: \"*/Dockerfile\"\n    exclude: [Bad_Name, kid]\n    manifests: { path: k8s/ingress.yaml }\n")
+            .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("`exclude: kid` is not a folder"), "{e:?}");
+        assert!(e[0].ends_with("did you mean `kids`?"), "{e:?}");
+
+        let e = parse("  - discover: \"*/Dockerfile\"\n    exclude: [Bad_Name]\n    image: r.example.com/x\n    paths: [k8s]\n    build: { context: home }\n").unwrap_err();
+        let keys: Vec<&str> = e
+            .iter()
+            .map(|m| m.split('`').nth(1).unwrap_or(""))
+            .collect();
+        assert_eq!(keys, ["image", "paths", "context"], "{e:?}");
+        assert!(e[0].contains("at berth.yaml:5:12"), "{e:?}");
+
+        let e = parse("  - name: web\n    discover: \"*/Dockerfile\"\n").unwrap_err();
+        assert!(
+            e[0].starts_with("a service entry has both `name` and `discover` at berth.yaml:3:11"),
+            "{e:?}"
+        );
+
+        let e = parse("  - image: r.example.com/x\n").unwrap_err();
+        assert!(
+            e[0].starts_with("missing key `name` at berth.yaml:3:5"),
+            "{e:?}"
+        );
+
+        let e = parse("  - discover: \"*/Dockerfile\"\n    exclude: [Bad_Name]\n    dicsover: x\n")
+            .unwrap_err();
+        assert!(e[0].contains("did you mean `discover`?"), "{e:?}");
+    }
+
+    #[test]
+    fn the_schema_describes_discover_and_exclude() {
+        let schema = crate::json_schema();
+        let service = &schema["$defs"]["Service"]["properties"];
+        assert!(
+            service["discover"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("one service per folder")),
+            "{service}"
+        );
+        assert!(service["exclude"].is_object(), "{service}");
+        let required = schema["$defs"]["Service"]["required"].as_array();
+        assert!(
+            !required.is_some_and(|r| r.iter().any(|k| k == "name")),
+            "`name` is not required: a discover entry has none"
+        );
+    }
+
+    #[test]
+    fn two_discover_entries_finding_one_name_are_duplicates() {
+        let e = parse("  - discover: \"*/Dockerfile\"\n    exclude: [Bad_Name]\n  - discover: \"k?ds/Dockerfile\"\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("duplicate service name `kids`"), "{e:?}");
+    }
+}
