@@ -88,13 +88,14 @@ def run(cmd, env):
 class Berth:
     name = "berth"
 
-    def __init__(self, binary, env, work):
+    def __init__(self, binary, env, work, compression):
         self.binary, self.env, self.work = binary, env, work
+        self.flags = ["--compression", compression]
 
     def cold(self, ctx, rnd):
         # A new store each round; all are removed at the end (see QUIET).
         store = self.work / f"berth-cold-{rnd}"
-        return run([self.binary, "build", ctx, "--store", store,
+        return run([self.binary, "build", ctx, "--store", store, *self.flags,
                     "-t", f"{REGISTRY}/bench/berth-cold:r{rnd}"], self.env)
 
     def warm_store(self):
@@ -102,7 +103,7 @@ class Berth:
 
     def rebuild_push(self, ctx, rnd):
         return run([self.binary, "build", ctx, "--store", self.warm_store(), "--push",
-                    "-t", f"{REGISTRY}/bench/berth-app:latest"], self.env)
+                    *self.flags, "-t", f"{REGISTRY}/bench/berth-app:latest"], self.env)
 
 
 class Buildah:
@@ -159,6 +160,8 @@ def main():
     ap.add_argument("--tmpfs", action="store_true",
                     help="put context, stores and buildah roots on a tmpfs mounted for the run "
                     "(the machine's disk is shared with other jobs and noisy)")
+    ap.add_argument("--compression", choices=["gzip", "zstd"], default="gzip",
+                    help="berth's layer compression (buildah always writes gzip)")
     ap.add_argument("--record", action="store_true", help="append rows to bench/RESULTS.md")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -170,7 +173,7 @@ def main():
     work = pathlib.Path(tempfile.mkdtemp(prefix="berth-bench-build-"))
     if args.tmpfs:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8g", "berth-bench", work], check=True)
-    tools = [Berth(args.berth, env, work), Buildah(env, work)]
+    tools = [Berth(args.berth, env, work, args.compression), Buildah(env, work)]
     try:
         ctx = work / "ctx"
         make_context(ctx, args.files)
@@ -179,7 +182,8 @@ def main():
         if not args.tmpfs:
             time.sleep(QUIET)
         results = {}
-        command = f"`python3 bench/build.py --rounds {args.rounds}{' --tmpfs' if args.tmpfs else ''}`"
+        zstd = " --compression zstd" if args.compression == "zstd" else ""
+        command = f"`python3 bench/build.py --rounds {args.rounds}{' --tmpfs' if args.tmpfs else ''}{zstd}`"
 
         if args.only in (None, "cold"):
             times = {t.name: [] for t in tools}
@@ -217,6 +221,8 @@ def main():
             b = statistics.median(times["berth"])
             a = statistics.median(times["buildah"])
             label, anchor, target = labels[key]
+            if zstd:
+                label += ", berth with zstd layers (buildah gzip)"
             rows.append(f"| {label} | {fmt(b)} | {anchor} | {fmt(a)} | {b / a:.2f} | {target} "
                         f"| {command} |")
             print(f"{key}: berth {times['berth']} buildah {times['buildah']}", file=sys.stderr)

@@ -39,7 +39,7 @@
 //!
 //! # Not supported (each is a clear error)
 //!
-//! `ADD` of URLs and git repositories, `ADD --checksum`/`--keep-git-dir`, `COPY --parents`,
+//! `ADD` of URLs and git repositories, `ADD --checksum`/`--keep-git-dir`,
 //! `RUN --security`/`--device`, `RUN --mount=type=ssh`, heredocs that are not the first word
 //! of a `RUN`, and any flag or instruction berth does not know.
 

@@ -273,6 +273,9 @@ pub struct Copy {
     pub link: bool,
     /// `--exclude=` patterns.
     pub excludes: Vec<String>,
+    /// `--parents`: keep each source's parent directories (relative to the context or stage
+    /// root, or to a `/./` pivot in the source) below the destination.
+    pub parents: bool,
 }
 
 /// The body of `ADD`: local files only.

@@ -325,9 +325,7 @@ fn unknown_flag(cx: &Ctx<'_>, instruction: &'static str, flag: &pd::Flag<'_>) ->
     let hint = match (instruction, flag.name.value.as_ref()) {
         ("RUN", "security") => "remove it — berth runs RUN without extra privileges",
         ("RUN", "device") => "remove it — berth does not pass host devices into RUN",
-        ("COPY", "parents") => {
-            "berth does not support --parents yet; copy each directory with its own COPY"
-        }
+        ("ADD", "parents") => "ADD has no --parents; use COPY --parents",
         ("ADD", "checksum") => {
             "--checksum only applies to URL sources, which berth does not fetch; vendor the file into the build context"
         }
@@ -446,6 +444,7 @@ fn convert_instruction(
                 chmod: None,
                 link: false,
                 excludes: Vec::new(),
+                parents: false,
             };
             for flag in &c.options {
                 match flag.name.value.as_ref() {
@@ -464,6 +463,7 @@ fn convert_instruction(
                     "chmod" => copy.chmod = Some(flag_value(cx, "COPY", flag)?.to_owned()),
                     "link" => copy.link = flag_bool(cx, "COPY", flag)?,
                     "exclude" => copy.excludes.push(flag_value(cx, "COPY", flag)?.to_owned()),
+                    "parents" => copy.parents = flag_bool(cx, "COPY", flag)?,
                     _ => return Err(unknown_flag(cx, "COPY", flag)),
                 }
             }
@@ -483,6 +483,7 @@ fn convert_instruction(
                     chmod: None,
                     link: false,
                     excludes: Vec::new(),
+                    parents: false,
                 },
                 extract_archives: true,
             };

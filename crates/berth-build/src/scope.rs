@@ -283,6 +283,7 @@ impl Instruction {
                 chmod: c.chmod.as_deref().map(x).transpose()?,
                 link: c.link,
                 excludes: xs(&c.excludes)?,
+                parents: c.parents,
             })
         };
         let span = self.span();

@@ -276,6 +276,27 @@ pub enum Problem {
         /// The closest environment name, if one is close.
         suggestion: Option<String>,
     },
+    /// `data:` with neither `clone` nor `copy`.
+    #[error("`data` has neither `clone` nor `copy`")]
+    EmptyData,
+    /// `data.clone` needs exactly one of `pvcs` and `selector`.
+    #[error("`data.clone` must have exactly one of `pvcs` and `selector`")]
+    ClonePvcs,
+    /// `keep: 0`.
+    #[error("`keep` must be at least 1")]
+    InvalidKeep,
+    /// A value that must name an environment variable.
+    #[error("`{value}` is not an environment variable name")]
+    InvalidEnvVar {
+        /// The value.
+        value: String,
+    },
+    /// A `mask` key that is not `table.column` or `schema.table.column`.
+    #[error("`{column}` in `mask` is not a column")]
+    InvalidMaskColumn {
+        /// The key as written.
+        column: String,
+    },
     /// A `services` entry with both `name` and `discover`.
     #[error("a service entry has both `name` and `discover`")]
     NameAndDiscover,
@@ -402,6 +423,21 @@ impl Problem {
                 "`command:` runs in the service's image as a Job; `manifest:` applies your own Job",
             ),
             PromotionCycle { .. } => text("`from` must form a chain that starts somewhere"),
+            EmptyData => text(
+                "add `clone:` (CSI snapshots of claims) or `copy:` (a masked database copy), or remove `data`",
+            ),
+            ClonePvcs => text(
+                "list the claims in `pvcs: [name, ...]` or select them with `selector: app=db`",
+            ),
+            InvalidKeep => {
+                text("keep at least the snapshot just made, or leave `keep` out to keep all")
+            }
+            InvalidEnvVar { .. } => text(
+                "write the name of the variable that holds the URL (letters, digits, `_`), e.g. `PROD_DB_URL`; never the URL itself",
+            ),
+            InvalidMaskColumn { .. } => {
+                text("write `table.column` or `schema.table.column`, e.g. `users.email`")
+            }
             NameAndDiscover => text(
                 "keep `discover` to find one service per folder, or `name` for one service; an entry with the name of a discovered folder overrides that folder",
             ),

@@ -36,6 +36,7 @@
 //! Names of services, environments, hooks and namespaces are DNS-1123 labels starting with a
 //! letter (they become Kubernetes names and labels).
 
+pub mod data;
 mod discover;
 pub mod duration;
 pub mod error;
@@ -49,6 +50,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use data::{CloneStep, CopyStep, DataStep, MaskColumn};
 pub use error::{ConfigError, Diagnostic, Location, Problem};
 pub use model::{
     Build, Config, DeploySettings, Environment, Helm, Hook, HookAction, Hooks, Manifests,

@@ -225,6 +225,8 @@ pub struct Environment {
     pub from: Option<String>,
     /// Deploy settings (top-level ones with this environment's overrides).
     pub deploy: DeploySettings,
+    /// Where its data comes from before each deploy.
+    pub data: Option<crate::data::DataStep>,
     /// Where the environment starts in berth.yaml.
     pub location: Location,
 }

@@ -256,4 +256,7 @@ pub(crate) struct RawEnvironment {
     pub from: Option<Spanned<String>>,
     /// Overrides of the top-level deploy settings.
     pub deploy: Option<RawDeploy>,
+    /// Where this environment's data comes from before each deploy (clone or masked copy).
+    #[schemars(with = "Option<crate::data::RawData>")]
+    pub data: Option<Spanned<crate::data::RawData>>,
 }

@@ -44,7 +44,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn report(&mut self, location: Location, problem: Problem) {
+    pub(crate) fn report(&mut self, location: Location, problem: Problem) {
         self.diagnostics.push(Diagnostic {
             file: self.file.to_string(),
             location,
@@ -348,7 +348,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn duration(&mut self, text: &Spanned<String>) -> Option<Duration> {
+    pub(crate) fn duration(&mut self, text: &Spanned<String>) -> Option<Duration> {
         match parse_duration(&text.value) {
             Ok(d) => Some(d),
             Err(reason) => {
@@ -698,6 +698,13 @@ impl<'a> Checker<'a> {
         }
         let names: Vec<String> = raw.iter().map(|e| e.value.name.value.clone()).collect();
         let mut from_of: BTreeMap<String, (String, Location)> = BTreeMap::new();
+        let namespaces: BTreeMap<String, String> = raw
+            .iter()
+            .map(|e| {
+                let ns = e.value.namespace.as_ref().map(|n| n.value.clone());
+                (e.value.name.value.clone(), ns.unwrap_or_default())
+            })
+            .collect();
         let mut out = Vec::new();
         for e in raw {
             let location = Location::of(&e);
@@ -750,6 +757,9 @@ impl<'a> Checker<'a> {
             };
             let values = self.values(e.values);
             let deploy = self.deploy(deploy, e.deploy.as_ref());
+            let data = e
+                .data
+                .and_then(|d| self.data(&e.name.value, d, &namespaces));
             out.push(Environment {
                 name: e.name.value,
                 namespace,
@@ -759,6 +769,7 @@ impl<'a> Checker<'a> {
                 promotion: e.promotion.unwrap_or_default(),
                 from: e.from.map(|f| f.value),
                 deploy,
+                data,
                 location,
             });
         }

@@ -16,6 +16,11 @@
 //! 6. with `keep`, delete berth's older snapshots of each PVC beyond the newest `keep`, with
 //!    the contents and snapshots that re-exposed them.
 //!
+//! [`copy::copy`] is the logical copy with masking: `pg_dump` streamed through berth's masker
+//! (which rewrites the configured columns of every `COPY` row with deterministic fakes) into
+//! `psql` of the target, committed only when everything succeeded; [`copy::job`] runs the same
+//! copy as a Kubernetes Job.
+//!
 //! Everything goes through [`berth_cluster::Cluster`] as plain JSON; the choices (which class,
 //! which objects, what is expired, what a status means) are pure functions in [`class`],
 //! [`objects`] and [`retention`], unit-tested on inline JSON. The library never prints: it
@@ -30,6 +35,7 @@
 //! ```
 
 pub mod class;
+pub mod copy;
 mod error;
 pub mod objects;
 pub mod retention;
@@ -85,6 +91,11 @@ pub struct CloneRequest {
     pub pre_snapshot_hook: Option<Value>,
     /// The run id labelled on every object; `None` makes one from the clock (sortable).
     pub run_id: Option<String>,
+    /// Replace target claims that an earlier berth clone restored (label `berth.dev/data-role:
+    /// target-pvc`): each is deleted, once its new snapshot is ready, and restored afresh. A
+    /// target claim berth did not make is never touched ([`DataError::TargetExists`]). The
+    /// pipeline's data step sets this, so every run refreshes staging.
+    pub replace: bool,
     /// Where progress goes.
     pub sink: Arc<dyn EventSink>,
 }
@@ -251,7 +262,10 @@ async fn run_clone(run: &Run<'_>) -> Result<CloneOutcome, DataError> {
             })?
             .to_string();
         let target = ObjectKey::new("v1", "PersistentVolumeClaim", Some(to), &name);
-        if cluster.get(&target).await?.is_some() {
+        if let Some(existing) = cluster.get(&target).await?
+            && !(req.replace
+                && existing["metadata"]["labels"][objects::ROLE_LABEL] == Role::TargetPvc.as_str())
+        {
             return Err(DataError::TargetExists {
                 namespace: to.into(),
                 name,
@@ -333,6 +347,9 @@ async fn run_clone(run: &Run<'_>) -> Result<CloneOutcome, DataError> {
             .create(&c.target_content(driver, handle, &p.class, mode))
             .await?;
         cluster.create(&c.target_snapshot(&p.class)).await?;
+        if req.replace {
+            replace_claim(run, to, &p.name).await?;
+        }
         cluster.create(&c.target_pvc(&p.pvc, &p.size)).await?;
         run.state(
             format!("PersistentVolumeClaim/{}", p.name),
@@ -479,6 +496,32 @@ async fn run_hook(run: &Run<'_>, hook: &Value) -> Result<(), DataError> {
             Ok(())
         }
     }
+}
+
+/// Deletes the berth-restored claim `name` in `to`, if there, and waits until it is gone (a
+/// claim mounted by a pod stays until the pod goes: the timeout then says so).
+async fn replace_claim(run: &Run<'_>, to: &str, name: &str) -> Result<(), DataError> {
+    let key = ObjectKey::new("v1", "PersistentVolumeClaim", Some(to), name);
+    if !run.cluster.delete(&key).await? {
+        return Ok(());
+    }
+    run.state(
+        key_text(&key),
+        "deleted",
+        "replaced by a fresh clone".into(),
+    );
+    while run.cluster.get(&key).await?.is_some() {
+        if Instant::now() >= run.deadline {
+            return Err(DataError::Timeout {
+                what: format!(
+                    "the old claim {to}/{name} to be deleted (stop the pods that mount it)"
+                ),
+                seconds: run.req.timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
 }
 
 /// Deletes `pvc`'s berth snapshots beyond the newest `keep`, and for each the content and

@@ -38,7 +38,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 pub use lock::{Lock, LockOptions};
-pub use release::{History, Release, Status};
+pub use release::{History, Release, SeedRun, Status};
 pub use track::Failure;
 
 use crate::plan::{HookWhen, hook_of, key_of};
@@ -348,6 +348,7 @@ impl Deployer {
             description: "deploying".into(),
             images: req.images.clone(),
             objects: values.clone(),
+            seeds: Vec::new(),
         };
         release::save(&self.cluster, &record).await?;
         self.message(
@@ -376,7 +377,10 @@ impl Deployer {
             .iter()
             .filter(|o| hook_of(o) == Some(HookWhen::PreDeploy))
             .collect();
-        if let Err(failure) = self.run_hooks(&pre, &tracker, t0, remaining()).await? {
+        let pre_run = self
+            .run_hooks(&pre, &tracker, t0, remaining(), revision, &mut record.seeds)
+            .await?;
+        if let Err(failure) = pre_run {
             record.status = Status::Failed;
             record.description = format!("pre-deploy hook failed: {failure}");
             record.finished_at = Some(release::now());
@@ -407,7 +411,14 @@ impl Deployer {
                 .collect();
             let applied = outcome.as_ref().copied().unwrap_or(0);
             outcome = self
-                .run_hooks(&post, &tracker, t0, remaining())
+                .run_hooks(
+                    &post,
+                    &tracker,
+                    t0,
+                    remaining(),
+                    revision,
+                    &mut record.seeds,
+                )
                 .await?
                 .map(|hooks| applied + hooks);
         }
@@ -563,12 +574,16 @@ impl Deployer {
     }
 
     /// Runs hook Jobs (deleting earlier runs of the same name first) and waits for them.
+    /// Run-once hooks are noted in `seeds`: run in `revision`, or skipped with the revision
+    /// that ran them (the live Job's `berth.dev/revision`).
     async fn run_hooks(
         &self,
         hooks: &[&Value],
         tracker: &track::Tracker<'_>,
         t0: Instant,
         timeout: Duration,
+        revision: u64,
+        seeds: &mut Vec<release::SeedRun>,
     ) -> Result<Result<usize, Failure>, DeployError> {
         if hooks.is_empty() {
             return Ok(Ok(0));
@@ -581,6 +596,15 @@ impl Deployer {
                 && done["status"]["succeeded"].as_i64().unwrap_or(0) > 0
             {
                 // A seed/data-load Job: it succeeded once in this environment, never again.
+                seeds.push(release::SeedRun {
+                    job: format!("{}/{}", k.kind, k.name),
+                    revision: done["metadata"]["annotations"]
+                        [berth_render::ownership::REVISION_ANNOTATION]
+                        .as_str()
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0),
+                    ran: false,
+                });
                 self.object_state(
                     t0,
                     &format!("{}/{}", k.kind, k.name),
@@ -606,6 +630,13 @@ impl Deployer {
             }
             let live = self.cluster.apply(hook, FIELD_MANAGER, true).await?;
             self.object_state(t0, &format!("{}/{}", k.kind, k.name), "applied", "hook");
+            if plan::runs_once(hook) {
+                seeds.push(release::SeedRun {
+                    job: format!("{}/{}", k.kind, k.name),
+                    revision,
+                    ran: true,
+                });
+            }
             applied.insert(k, live);
         }
         let keys: Vec<ObjectKey> = applied.keys().cloned().collect();

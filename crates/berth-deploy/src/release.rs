@@ -93,6 +93,21 @@ pub struct Release {
     pub images: BTreeMap<String, String>,
     /// The objects applied, as applied (hooks included).
     pub objects: Vec<Value>,
+    /// The run-once hooks (`berth.dev/hook-run: once`, seed and data-load Jobs) of this
+    /// revision: run in it, or skipped because they succeeded in an earlier one.
+    #[serde(default)]
+    pub seeds: Vec<SeedRun>,
+}
+
+/// What became of one run-once hook in a revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedRun {
+    /// `Job/name`.
+    pub job: String,
+    /// The revision whose deploy ran it (this one when `ran` is true; 0 when unknown).
+    pub revision: u64,
+    /// Whether this revision ran it (false: it had succeeded before and was skipped).
+    pub ran: bool,
 }
 
 impl Release {
@@ -242,6 +257,11 @@ mod tests {
             description: "ok".into(),
             images: BTreeMap::from([("web".into(), "r/web@sha256:00".into())]),
             objects: vec![json!({"kind": "ConfigMap", "metadata": {"name": "c"}})],
+            seeds: vec![SeedRun {
+                job: "Job/load".into(),
+                revision: 3,
+                ran: false,
+            }],
         };
         let s = r.to_secret().unwrap();
         assert_eq!(s["metadata"]["name"], "berth.release.shop.v7");

@@ -1,4 +1,6 @@
-//! Registry credentials from docker's `config.json` format.
+//! Registry credentials from docker's `config.json` format, read from a file or from a
+//! Kubernetes Secret of type `kubernetes.io/dockerconfigjson` (or the older
+//! `kubernetes.io/dockercfg`), given as the JSON object the API server returns.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -50,6 +52,14 @@ pub enum CredentialsError {
         path: PathBuf,
         /// The registry key.
         registry: String,
+    },
+    /// A Kubernetes Secret does not hold registry credentials.
+    #[error("Secret {secret}: {message}")]
+    Secret {
+        /// `namespace/name`.
+        secret: String,
+        /// What is wrong with it and what to do (never its data).
+        message: String,
     },
     /// A credential helper could not be run or answered badly.
     #[error("credential helper `docker-credential-{helper}` failed for `{registry}`: {message}")]
@@ -192,6 +202,79 @@ impl CredentialStore {
         })
     }
 
+    /// Reads the credentials of a Kubernetes Secret (`kubernetes.io/dockerconfigjson`, key
+    /// `.dockerconfigjson`; or `kubernetes.io/dockercfg`, key `.dockercfg`, which holds only the
+    /// `auths` map). `secret` is the object as the API returns it (`data` base64-encoded);
+    /// `name` is `namespace/name`, for messages.
+    pub fn from_kubernetes_secret(
+        secret: &serde_json::Value,
+        name: &str,
+    ) -> Result<Self, CredentialsError> {
+        let fail = |message: String| CredentialsError::Secret {
+            secret: name.into(),
+            message,
+        };
+        let kind = secret.get("type").and_then(|t| t.as_str()).unwrap_or("");
+        let (key, legacy) = match kind {
+            "kubernetes.io/dockerconfigjson" => (".dockerconfigjson", false),
+            "kubernetes.io/dockercfg" => (".dockercfg", true),
+            other => {
+                return Err(fail(format!(
+                    "has type {other:?}, not kubernetes.io/dockerconfigjson; create it with \
+                     `kubectl create secret docker-registry NAME --docker-server=... \
+                     --docker-username=... --docker-password=...`"
+                )));
+            }
+        };
+        let encoded = secret
+            .get("data")
+            .and_then(|d| d.get(key))
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| fail(format!("has no data key {key}")))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| fail(format!("data key {key} is not base64")))?;
+        let bytes = if legacy {
+            let auths: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                fail(format!(
+                    "{key} is not JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            serde_json::to_vec(&serde_json::json!({ "auths": auths })).expect("JSON")
+        } else {
+            bytes
+        };
+        // serde's message can quote the input; name only the position.
+        Self::parse(&bytes, Path::new(&format!("Secret {name}"))).map_err(|e| match e {
+            CredentialsError::Parse {
+                path, line, column, ..
+            } => CredentialsError::Parse {
+                path,
+                line,
+                column,
+                message: "not a docker config (expected {\"auths\": {HOST: {\"auth\": ...}}})"
+                    .into(),
+            },
+            other => other,
+        })
+    }
+
+    /// Adds every credential and helper of `other`, replacing those for the same hosts.
+    pub fn merge(&mut self, other: CredentialStore) {
+        self.entries.extend(other.entries);
+        self.helpers.extend(other.helpers);
+        if other.default_helper.is_some() {
+            self.default_helper = other.default_helper;
+        }
+    }
+
+    /// The hosts with a stored credential (for reports; never the credentials).
+    pub fn hosts(&self) -> Vec<&str> {
+        self.entries.keys().map(String::as_str).collect()
+    }
+
     /// Where these credentials came from.
     pub fn source(&self) -> &Path {
         &self.source
@@ -277,6 +360,95 @@ mod tests {
 
     fn store(json: &str) -> CredentialStore {
         CredentialStore::parse(json.as_bytes(), Path::new("config.json")).unwrap()
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn k8s_secret(kind: &str, key: &str, payload: &str) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": kind,
+            "metadata": {"name": "regcred", "namespace": "ci"},
+            "data": {key: b64(payload)}})
+    }
+
+    #[test]
+    fn dockerconfigjson_secret_gives_its_credentials() {
+        let cfg = format!(
+            r#"{{"auths": {{"registry.example:5000": {{"auth": "{}"}}}}}}"#,
+            b64("builder:s3cr3t-pw")
+        );
+        let s = k8s_secret("kubernetes.io/dockerconfigjson", ".dockerconfigjson", &cfg);
+        let c = CredentialStore::from_kubernetes_secret(&s, "ci/regcred").unwrap();
+        let got = c.get("registry.example:5000").unwrap().unwrap();
+        assert_eq!(got.username, "builder");
+        assert_eq!(got.secret.expose(), "s3cr3t-pw");
+        assert!(!format!("{c:?}").contains("s3cr3t-pw"));
+        assert_eq!(c.hosts(), vec!["registry.example:5000"]);
+    }
+
+    #[test]
+    fn legacy_dockercfg_secret_is_read_too() {
+        let cfg = format!(
+            r#"{{"https://index.docker.io/v1/": {{"auth": "{}"}}}}"#,
+            b64("u:p")
+        );
+        let s = k8s_secret("kubernetes.io/dockercfg", ".dockercfg", &cfg);
+        let c = CredentialStore::from_kubernetes_secret(&s, "ci/old").unwrap();
+        assert_eq!(c.get("docker.io").unwrap().unwrap().username, "u");
+    }
+
+    #[test]
+    fn wrong_secrets_are_named_without_their_data() {
+        let opaque = k8s_secret("Opaque", "password", "hunter2");
+        let e = CredentialStore::from_kubernetes_secret(&opaque, "ci/pw")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Secret ci/pw") && e.contains("\"Opaque\""),
+            "{e}"
+        );
+        assert!(e.contains("kubectl create secret docker-registry"), "{e}");
+        let broken = k8s_secret(
+            "kubernetes.io/dockerconfigjson",
+            ".dockerconfigjson",
+            "{\"auths\": \"hunter2",
+        );
+        let e = CredentialStore::from_kubernetes_secret(&broken, "ci/bad")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("Secret ci/bad:1:"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let bad_auth = k8s_secret(
+            "kubernetes.io/dockerconfigjson",
+            ".dockerconfigjson",
+            r#"{"auths": {"r.example": {"auth": "hunter2"}}}"#,
+        );
+        let e = CredentialStore::from_kubernetes_secret(&bad_auth, "ci/auth")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        let mut missing = k8s_secret("kubernetes.io/dockerconfigjson", ".dockerconfigjson", "{}");
+        missing["data"] = serde_json::json!({});
+        let e = CredentialStore::from_kubernetes_secret(&missing, "ci/empty")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no data key .dockerconfigjson"), "{e}");
+    }
+
+    #[test]
+    fn merged_credentials_win_for_their_hosts() {
+        let mut local = store(&format!(
+            r#"{{"auths": {{"a.example": {{"auth": "{}"}}, "b.example": {{"auth": "{}"}}}}}}"#,
+            b64("local:1"),
+            b64("local:2")
+        ));
+        local.merge(store(&format!(
+            r#"{{"auths": {{"b.example": {{"auth": "{}"}}}}}}"#,
+            b64("secret:3")
+        )));
+        assert_eq!(local.get("a.example").unwrap().unwrap().username, "local");
+        assert_eq!(local.get("b.example").unwrap().unwrap().username, "secret");
     }
 
     #[test]

@@ -251,6 +251,12 @@ impl Registry {
         }
     }
 
+    /// Adds credentials (e.g. from a Kubernetes Secret) over the ones already known: for the
+    /// same host, these win.
+    pub fn add_credentials(&mut self, credentials: CredentialStore) {
+        self.credentials.merge(credentials);
+    }
+
     /// Replaces the retry policy (the default is [`RetryPolicy::default`]).
     pub fn set_retry_policy(&mut self, policy: RetryPolicy) {
         self.retry = policy;
@@ -845,10 +851,18 @@ fn protocol(
     image: &ImageRef,
     e: oci_client::errors::OciDistributionError,
 ) -> RegistryError {
+    let mut message = e.to_string();
+    if message.contains("code: 401") || message.contains("code: 403") {
+        message.push_str(&format!(
+            "; the registry wants other credentials: run `docker login {host}`, or pass \
+             --docker-config FILE or --registry-secret NAMESPACE/NAME (a kubernetes.io/dockerconfigjson Secret)",
+            host = image.registry()
+        ));
+    }
     RegistryError::Protocol {
         operation,
         reference: image.to_string(),
-        message: e.to_string(),
+        message,
     }
 }
 

@@ -294,6 +294,16 @@ impl Drop for TempDir {
 impl OwnRegistry {
     /// Starts it and waits until `/v2/` answers.
     pub fn start() -> OwnRegistry {
+        Self::start_inner(None)
+    }
+
+    /// Starts one that requires basic auth (htpasswd, bcrypt) for `user` / `password`: any
+    /// request without them gets 401.
+    pub fn start_with_auth(user: &str, password: &str) -> OwnRegistry {
+        Self::start_inner(Some((user, password)))
+    }
+
+    fn start_inner(auth: Option<(&str, &str)>) -> OwnRegistry {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
@@ -301,10 +311,24 @@ impl OwnRegistry {
         let dir = std::env::temp_dir().join(format!("berth-registry-{}", unique_suffix()));
         std::fs::create_dir_all(dir.join("data")).expect("temp dir");
         let host = format!("127.0.0.1:{port}");
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {host}\n",
             dir.join("data").display()
         );
+        if let Some((user, password)) = auth {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run htpasswd ({e}); it comes with the environment (apache2-utils): {START_HINT}")
+                });
+            assert!(out.status.success(), "htpasswd failed");
+            std::fs::write(dir.join("htpasswd"), &out.stdout).expect("write htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
         std::fs::write(dir.join("config.yml"), config).expect("write registry config");
         let child = Command::new("docker-registry")
             .arg("serve")

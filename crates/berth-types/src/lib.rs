@@ -23,9 +23,11 @@
 mod digest;
 mod event;
 mod image_ref;
+pub mod mask;
 mod secret;
 
 pub use digest::{Digest, DigestError};
 pub use event::{Event, EventSink, ForService, Level, service_step, split_service_step};
 pub use image_ref::{ImageRef, ImageRefError};
+pub use mask::{ColumnRef, MaskRule};
 pub use secret::{SafeUrl, Secret};

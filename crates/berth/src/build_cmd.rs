@@ -9,7 +9,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use berth_build::Platform;
 use berth_build::exec::{BuildRequest, build};
 use berth_types::{Event, EventSink, ImageRef, Level};
 use clap::Args;
@@ -38,10 +37,6 @@ pub struct BuildCmdArgs {
     /// Build argument NAME=value (repeatable).
     #[arg(long = "build-arg", value_name = "NAME=VALUE")]
     pub build_arg: Vec<String>,
-
-    /// Target platform os/arch[/variant] (default: this machine's).
-    #[arg(long)]
-    pub platform: Option<String>,
 
     /// Push the image to every --tag.
     #[arg(long)]
@@ -132,24 +127,23 @@ async fn run_inner(args: BuildCmdArgs) -> Result<ExitCode, Box<dyn std::error::E
             None => build_args.insert(a.clone(), std::env::var(a).unwrap_or_default()),
         };
     }
-    let platform = args
-        .platform
-        .as_deref()
-        .map(Platform::parse)
-        .transpose()
-        .map_err(|e| format!("--platform: {e}"))?;
-    let opts = args.builder.options(
-        Vec::new(),
-        Vec::new(),
-        args.source_date_epoch,
-        args.no_cache,
-    )?;
+    let opts = args
+        .builder
+        .options(
+            Vec::new(),
+            Vec::new(),
+            args.source_date_epoch,
+            args.no_cache,
+            None,
+        )
+        .await?;
     let request = BuildRequest {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
         target: args.target.clone(),
         build_args,
-        platform,
+        // One --platform or several: BuildOptions::platforms decides.
+        platform: None,
         tags,
         push: args.push,
         oci_dest,
@@ -158,9 +152,19 @@ async fn run_inner(args: BuildCmdArgs) -> Result<ExitCode, Box<dyn std::error::E
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&built)?),
         OutputFormat::Table => {
-            println!("manifest  {}", built.manifest_digest);
-            println!("config    {}", built.config_digest);
-            println!("layers    {}", built.layers.len());
+            if built.platforms.len() > 1 {
+                println!("index     {}", built.manifest_digest);
+                for p in &built.platforms {
+                    println!(
+                        "  {:<14}{} ({} layers, RUN {})",
+                        p.platform, p.manifest_digest, p.layers, p.emulation
+                    );
+                }
+            } else {
+                println!("manifest  {}", built.manifest_digest);
+                println!("config    {}", built.config_digest);
+                println!("layers    {}", built.layers.len());
+            }
             println!("size      {} bytes", built.size);
             println!("steps     {} ({} cached)", built.steps, built.cache_hits);
             for p in &built.pushed {

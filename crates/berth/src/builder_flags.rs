@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use berth_build::exec::{BuildOptions, Store};
-use berth_registry::{Registry, RegistryOptions};
+use berth_build::Platform;
+use berth_build::exec::{BuildOptions, Compression, Secrets, Store};
+use berth_cluster::{Cluster, ConnectOptions, ObjectKey};
+use berth_registry::{CredentialStore, Registry, RegistryOptions};
 use clap::Args;
 
 /// Where images are stored, how RUN steps run, how registries are reached.
@@ -29,36 +31,113 @@ pub struct BuilderFlags {
     /// Docker config with registry credentials.
     #[arg(long, env = "BERTH_DOCKER_CONFIG")]
     pub docker_config: Option<PathBuf>,
+
+    /// Registry credentials from a Kubernetes Secret of type kubernetes.io/dockerconfigjson,
+    /// NAMESPACE/NAME (repeatable; read through the kubeconfig or in-cluster config; they win
+    /// over --docker-config for the same registry).
+    #[arg(long, env = "BERTH_REGISTRY_SECRET", value_name = "NAMESPACE/NAME")]
+    pub registry_secret: Vec<String>,
+
+    /// Target platforms os/arch[/variant], comma-separated (default: this machine's). Two or
+    /// more build one image per platform and push an image index; RUN steps of a foreign
+    /// architecture run through qemu-user (Debian's qemu-user-static).
+    #[arg(long, env = "BERTH_PLATFORM", value_delimiter = ',')]
+    pub platform: Vec<String>,
+
+    /// Compression of the layers berth writes: gzip (default) or zstd.
+    #[arg(long, env = "BERTH_COMPRESSION", default_value = "gzip")]
+    pub compression: String,
+
+    /// A secret for `RUN --mount=type=secret`: id=ID,src=FILE or id=ID,env=VAR (repeatable).
+    /// Mounted at /run/secrets/ID; never stored in a layer or the build cache.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secret: Vec<String>,
 }
 
 impl BuilderFlags {
+    /// The `--platform` list, parsed.
+    pub fn platforms(&self) -> Result<Vec<Platform>, String> {
+        self.platform
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| Platform::parse(p.trim()).map_err(|e| format!("--platform {p}: {e}")))
+            .collect()
+    }
+
     /// Builder settings from these flags plus a project's own insecure hosts and mirrors
-    /// (berth.yaml's `registry`).
-    pub fn options(
+    /// (berth.yaml's `registry`). `cluster` is used to read `--registry-secret`s; without one,
+    /// berth connects with the default kubeconfig (or in-cluster config) when a secret is named.
+    pub async fn options(
         &self,
         mut insecure: Vec<String>,
         mut mirrors: Vec<(String, String)>,
         source_date_epoch: Option<i64>,
         no_cache: bool,
+        cluster: Option<&Cluster>,
     ) -> Result<BuildOptions, String> {
         insecure.extend(self.insecure_registry.iter().cloned());
         if let Some(m) = &self.registry_mirror {
             mirrors.extend(RegistryOptions::parse_mirrors(m)?);
         }
-        let registry = Registry::new(RegistryOptions {
+        let mut registry = Registry::new(RegistryOptions {
             insecure,
             docker_config: self.docker_config.clone(),
             mirrors,
         })
         .map_err(|e| e.to_string())?;
+        if !self.registry_secret.is_empty() {
+            let connected;
+            let cluster = match cluster {
+                Some(c) => c,
+                None => {
+                    connected = Cluster::connect(&ConnectOptions::default())
+                        .await
+                        .map_err(|e| format!("--registry-secret: {e}"))?;
+                    &connected
+                }
+            };
+            for name in &self.registry_secret {
+                registry.add_credentials(registry_secret(cluster, name).await?);
+            }
+        }
         let store = Store::open(self.store.clone().unwrap_or_else(Store::default_root))
             .map_err(|e| e.to_string())?;
-        Ok(BuildOptions {
-            store,
-            registry: Arc::new(registry),
-            runtime: self.runtime.clone(),
-            source_date_epoch,
-            no_cache,
-        })
+        let mut opts = BuildOptions::new(store, Arc::new(registry), self.runtime.clone());
+        opts.source_date_epoch = source_date_epoch;
+        opts.no_cache = no_cache;
+        opts.platforms = self.platforms()?;
+        opts.compression = self
+            .compression
+            .parse::<Compression>()
+            .map_err(|e| format!("--compression: {e}"))?;
+        let mut secrets = Secrets::default();
+        for s in &self.secret {
+            let (id, source) = Secrets::parse_flag(s)?;
+            secrets.insert(id, source);
+        }
+        opts.secrets = secrets;
+        Ok(opts)
     }
+}
+
+/// Reads the registry credentials of the Secret `NAMESPACE/NAME`.
+async fn registry_secret(cluster: &Cluster, name: &str) -> Result<CredentialStore, String> {
+    let (namespace, secret) = name
+        .split_once('/')
+        .filter(|(n, s)| !n.is_empty() && !s.is_empty() && !s.contains('/'))
+        .ok_or_else(|| format!("--registry-secret {name}: write NAMESPACE/NAME"))?;
+    let key = ObjectKey::new("v1", "Secret", Some(namespace), secret);
+    let object = cluster
+        .get(&key)
+        .await
+        .map_err(|e| format!("--registry-secret {name}: {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "--registry-secret {name}: no Secret {secret} in namespace {namespace} (context {}); \
+                 create it with `kubectl -n {namespace} create secret docker-registry {secret} \
+                 --docker-server=HOST --docker-username=USER --docker-password=...`",
+                cluster.context()
+            )
+        })?;
+    CredentialStore::from_kubernetes_secret(&object, name).map_err(|e| e.to_string())
 }

@@ -303,6 +303,7 @@ pub async fn history(args: HistoryArgs) -> Result<ExitCode, String> {
                     "revision": r.revision, "status": r.status, "commit": r.commit, "user": r.user,
                     "started_at": r.started_at, "finished_at": r.finished_at,
                     "description": r.description, "images": r.images, "objects": r.objects.len(),
+                    "seeds": r.seeds,
                 })
             })
             .collect();
@@ -347,6 +348,16 @@ pub async fn history(args: HistoryArgs) -> Result<ExitCode, String> {
             started,
             commit
         );
+        for seed in &r.seeds {
+            if seed.ran {
+                println!("{:<9}seed {} ran in this revision", "", seed.job);
+            } else {
+                println!(
+                    "{:<9}seed {} skipped: succeeded in revision {}",
+                    "", seed.job, seed.revision
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

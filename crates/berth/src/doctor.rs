@@ -64,7 +64,7 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode, String> {
         tool_check("helm", &["version", "--short"], "helm"),
     );
     let mut checks = cluster_checks;
-    checks.extend([registry, runtime, kustomize, helm]);
+    checks.extend([registry, runtime, qemu_check(), kustomize, helm]);
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     match args.output {
         OutputFormat::Json => {
@@ -344,6 +344,49 @@ async fn runtime_check() -> Check {
             "install runc or crun (apt-get install runc)",
         ),
     }
+}
+
+/// Which foreign architectures RUN steps can execute for (`--platform`), without changing
+/// anything: a `binfmt_misc` handler with the F flag, or only the static qemu binary (berth
+/// registers a handler at the first such RUN when it runs as root, else runs it explicitly).
+fn qemu_check() -> Check {
+    use berth_build::exec::emulation::{self, Emulation, QEMU_ARCHES};
+    let host = emulation::host_arch();
+    let (mut binfmt, mut explicit) = (Vec::new(), Vec::new());
+    for a in QEMU_ARCHES.iter().filter(|a| a.oci != host) {
+        match emulation::status(a.oci) {
+            Ok(Emulation::Binfmt { handler, .. }) => binfmt.push(format!("{} ({handler})", a.oci)),
+            Ok(Emulation::Explicit { .. }) => explicit.push(a.oci.to_string()),
+            _ => {}
+        }
+    }
+    if binfmt.is_empty() && explicit.is_empty() {
+        return Check::bad(
+            "qemu-user",
+            false,
+            "no qemu-*-static binary found",
+            "install qemu-user-static (apt-get install qemu-user-static) to RUN steps for another architecture (--platform)",
+        );
+    }
+    let mounted = std::path::Path::new(emulation::BINFMT_DIR)
+        .join("register")
+        .exists();
+    let mut detail = Vec::new();
+    if !binfmt.is_empty() {
+        detail.push(format!("binfmt_misc: {}", binfmt.join(", ")));
+    }
+    if !explicit.is_empty() {
+        detail.push(format!(
+            "qemu installed, no F handler yet: {} (berth registers one at the first RUN as root{})",
+            explicit.join(", "),
+            if mounted {
+                ""
+            } else {
+                "; binfmt_misc is not mounted"
+            }
+        ));
+    }
+    Check::ok("qemu-user", false, detail.join("; "))
 }
 
 async fn tool_check(name: &str, args: &[&str], program: &str) -> Check {

@@ -8,6 +8,7 @@ mod build_cmd;
 mod builder_flags;
 mod cli;
 mod data_cmd;
+mod data_step;
 mod deploy_cmd;
 mod dev_cmd;
 mod dev_logs;

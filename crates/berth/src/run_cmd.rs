@@ -149,7 +149,14 @@ async fn drive(
         .collect();
     let build = args
         .builder
-        .options(config.registry.insecure.clone(), mirrors, None, false)?;
+        .options(
+            config.registry.insecure.clone(),
+            mirrors,
+            None,
+            false,
+            Some(&cluster),
+        )
+        .await?;
     let json = args.output == OutputFormat::Json;
     // Spinners with per-step timings for a person at a terminal; plain lines for logs.
     let sink: Arc<dyn EventSink> = if !json && std::io::stderr().is_terminal() {
@@ -157,6 +164,11 @@ async fn drive(
     } else {
         Arc::new(Printer { json })
     };
+    let data_namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| env.namespace.clone());
+    crate::data_step::run(&cluster, &env, &data_namespace, sink.clone()).await?;
     let pipeline = Pipeline {
         config,
         build,

@@ -15,12 +15,13 @@ use berth_types::{Digest, Event, EventSink, ImageRef, Level};
 use sha2::{Digest as _, Sha256};
 
 use super::context::{self, CopyAttrs, Selected};
+use super::emulation::{self, EXPLICIT_QEMU_PATH, Emulation};
 use super::error::{BuildError, io_err};
 use super::image::{
-    Descriptor, Empty, HealthConfig, History, ImageConfig, Index, Manifest, rfc3339,
+    Descriptor, Empty, HealthConfig, History, ImageConfig, Index, IndexPlatform, Manifest, rfc3339,
 };
 use super::kept::{self, TrailStep};
-use super::layer::{LayerPlan, apply_layer, resolve_in_root, write_layer};
+use super::layer::{Compression, LayerPlan, apply_layer, resolve_in_root, write_layer};
 use super::run_mounts;
 use super::runtime::{self, ProcessSpec, RunError};
 use super::snapshot::Snapshot;
@@ -47,6 +48,29 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// Ignore the build cache (results are still recorded).
     pub no_cache: bool,
+    /// How new layers are compressed (base layers are kept as pulled).
+    pub compression: Compression,
+    /// Target platforms when a request names none: empty is the host's; two or more build
+    /// one image per platform and an image index over them.
+    pub platforms: Vec<Platform>,
+    /// Secrets `RUN --mount=type=secret` can mount, by id.
+    pub secrets: super::run_mounts::Secrets,
+}
+
+impl BuildOptions {
+    /// Options with the defaults: gzip, the host's platform, no secrets, cache on.
+    pub fn new(store: Store, registry: Arc<Registry>, runtime: impl Into<String>) -> Self {
+        Self {
+            store,
+            registry,
+            runtime: runtime.into(),
+            source_date_epoch: None,
+            no_cache: false,
+            compression: Compression::Gzip,
+            platforms: Vec::new(),
+            secrets: Default::default(),
+        }
+    }
 }
 
 /// One build.
@@ -60,7 +84,7 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// `--build-arg`s.
     pub build_args: BTreeMap<String, String>,
-    /// Target platform; default the host's.
+    /// Target platform; default [`BuildOptions::platforms`], else the host's.
     pub platform: Option<Platform>,
     /// Names for the result (in the store's index, and where pushed).
     pub tags: Vec<ImageRef>,
@@ -73,14 +97,19 @@ pub struct BuildRequest {
 /// What a build produced.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BuiltImage {
-    /// The image manifest's digest.
+    /// The digest of what the tags point at: the image manifest, or for a multi-platform
+    /// build the image index.
     pub manifest_digest: Digest,
-    /// The config's digest.
+    /// Its media type (OCI manifest or OCI index).
+    pub media_type: String,
+    /// The config's digest (of the first platform for an index).
     pub config_digest: Digest,
-    /// The layers, base first.
+    /// The layers, base first (of the first platform for an index).
     pub layers: Vec<Descriptor>,
-    /// Manifest + config + layers, in bytes.
+    /// Index (if any) + manifests + configs + layers, in bytes.
     pub size: u64,
+    /// One entry per platform built.
+    pub platforms: Vec<PlatformImage>,
     /// Filesystem steps (RUN/COPY/ADD) executed or reused.
     pub steps: usize,
     /// Of those, how many came from the build cache.
@@ -93,7 +122,25 @@ pub struct BuiltImage {
     pub layers_mounted: usize,
 }
 
+/// One platform's image of a build.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlatformImage {
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// Its image manifest.
+    pub manifest_digest: Digest,
+    /// Its config.
+    pub config_digest: Digest,
+    /// Its layer count.
+    pub layers: usize,
+    /// How its RUN steps ran: `native`, `binfmt:<handler>`, `qemu:<binary>`, or `none`
+    /// (no RUN executed).
+    pub emulation: String,
+}
+
 struct StageState {
+    /// The platform the stage's RUN steps execute for.
+    platform: Platform,
     config: ImageConfig,
     layers: Vec<Descriptor>,
     chain: String,
@@ -182,6 +229,8 @@ struct Ctx<'a> {
     sink: &'a dyn EventSink,
     file: String,
     platform: Platform,
+    /// How RUN steps of each architecture run, decided at the first RUN that needs it.
+    emulation: BTreeMap<String, Emulation>,
     mtime: u64,
     created: String,
     scratch: Scratch,
@@ -225,7 +274,57 @@ impl Ctx<'_> {
         Ok(dir)
     }
 
+    /// How RUN steps for `platform` run, registering a binfmt_misc handler when needed.
+    fn emulation_for(
+        &mut self,
+        platform: &Platform,
+        loc: &Location,
+    ) -> Result<Emulation, BuildError> {
+        if let Some(e) = self.emulation.get(&platform.architecture) {
+            return Ok(e.clone());
+        }
+        let e =
+            emulation::ensure(&platform.architecture).map_err(|source| BuildError::Emulation {
+                location: loc.clone(),
+                source,
+            })?;
+        match &e {
+            Emulation::Native => {}
+            Emulation::Binfmt {
+                handler,
+                registered,
+            } => self.say(format!(
+                "RUN for {platform} through qemu-user (binfmt_misc handler {handler}{})",
+                if *registered { ", registered now" } else { "" }
+            )),
+            Emulation::Explicit { qemu, why } => self.sink.emit(Event::Message {
+                step: "build".into(),
+                level: Level::Warning,
+                message: format!(
+                    "RUN for {platform} runs its first process under {} because {why}; a \
+                     foreign program that process starts needs a binfmt_misc handler, else it \
+                     fails with \"Exec format error\" (run berth as root with binfmt_misc \
+                     mountable so it can register one)",
+                    qemu.display()
+                ),
+            }),
+        }
+        self.emulation
+            .insert(platform.architecture.clone(), e.clone());
+        Ok(e)
+    }
+
     async fn pull(&mut self, reference: &str, loc: &Location) -> Result<StoredImage, BuildError> {
+        let platform = self.platform.clone();
+        self.pull_for(reference, &platform, loc).await
+    }
+
+    async fn pull_for(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+        loc: &Location,
+    ) -> Result<StoredImage, BuildError> {
         let image: ImageRef = reference.parse().map_err(|e| BuildError::Step {
             location: loc.clone(),
             instruction: "FROM",
@@ -237,10 +336,22 @@ impl Ctx<'_> {
             .pull(
                 &self.opts.registry,
                 &image,
-                &platform_spec(&self.platform),
+                &platform_spec(platform),
                 self.sink,
             )
             .await?;
+        let arch = &img.config.architecture;
+        if !arch.is_empty() && *arch != platform.architecture {
+            return Err(BuildError::Step {
+                location: loc.clone(),
+                instruction: "FROM",
+                reason: format!(
+                    "{reference} is an image for {}/{arch} only, not for {platform}; push an \
+                     image index with a {platform} entry, or build for {}/{arch}",
+                    img.config.os, img.config.os
+                ),
+            });
+        }
         if let Some(src) = &img.source {
             for l in &img.layers {
                 self.layer_sources
@@ -262,7 +373,7 @@ pub async fn build(
     sink.emit(Event::StepStarted {
         step: "build".into(),
     });
-    let result = build_inner(opts, request, sink).await;
+    let result = build_all(opts, request, sink).await;
     sink.emit(Event::StepFinished {
         step: "build".into(),
         ok: result.is_ok(),
@@ -278,11 +389,49 @@ pub async fn build(
     result
 }
 
-async fn build_inner(
+/// The platforms a build is for: the request's, else the options', else the host's; without
+/// duplicates, in the order given.
+fn target_platforms(configured: &[Platform], requested: Option<&Platform>) -> Vec<Platform> {
+    let mut out: Vec<Platform> = Vec::new();
+    let wanted = match requested {
+        Some(p) => vec![p.clone()],
+        None if !configured.is_empty() => configured.to_vec(),
+        None => vec![Platform::host_linux()],
+    };
+    for p in wanted {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+async fn build_all(
     opts: &BuildOptions,
     request: &BuildRequest,
     sink: &dyn EventSink,
 ) -> Result<BuiltImage, BuildError> {
+    let platforms = target_platforms(&opts.platforms, request.platform.as_ref());
+    let mut images = Vec::new();
+    for p in &platforms {
+        if platforms.len() > 1 {
+            sink.emit(Event::Message {
+                step: "build".into(),
+                level: Level::Info,
+                message: format!("building for {p}"),
+            });
+        }
+        images.push(build_inner(opts, request, p, sink).await?);
+    }
+    publish(opts, request, images, platforms.len() > 1, sink).await
+}
+
+async fn build_inner(
+    opts: &BuildOptions,
+    request: &BuildRequest,
+    platform: &Platform,
+    sink: &dyn EventSink,
+) -> Result<Assembled, BuildError> {
     let dockerfile_path = request
         .dockerfile
         .clone()
@@ -292,10 +441,7 @@ async fn build_inner(
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "Dockerfile".into());
-    let platform = request
-        .platform
-        .clone()
-        .unwrap_or_else(Platform::host_linux);
+    let platform = platform.clone();
     let mut args = BuildArgs::new(platform.clone());
     args.build_platform = Platform::host_linux();
     for (k, v) in &request.build_args {
@@ -314,6 +460,7 @@ async fn build_inner(
         sink,
         file: file.clone(),
         platform: platform.clone(),
+        emulation: BTreeMap::new(),
         mtime: epoch as u64,
         created: rfc3339(epoch),
         scratch: Scratch(Vec::new()),
@@ -328,20 +475,30 @@ async fn build_inner(
     for (pos, &si) in order.iter().enumerate() {
         let stage = &df.stages[si];
         let loc = Location::new(&file, stage.span);
+        // `FROM --platform=` (e.g. $BUILDPLATFORM for a cross-compiling stage) picks the
+        // stage's own platform; otherwise it is the target's.
+        let stage_platform = match &stage.platform {
+            Some(p) => Platform::parse(p).map_err(|e| BuildError::Step {
+                location: loc.clone(),
+                instruction: "FROM",
+                reason: format!("--platform={p}: {e}"),
+            })?,
+            None => platform.clone(),
+        };
         let (config, layers, chain) = match &stage.base {
             BaseRef::Scratch => (
                 ImageConfig {
-                    architecture: platform.architecture.clone(),
-                    os: platform.os.clone(),
-                    variant: platform.variant.clone(),
+                    architecture: stage_platform.architecture.clone(),
+                    os: stage_platform.os.clone(),
+                    variant: stage_platform.variant.clone(),
                     ..Default::default()
                 },
                 Vec::new(),
-                hash_parts(&["scratch", &platform.to_string()]).to_string(),
+                hash_parts(&["scratch", &stage_platform.to_string()]).to_string(),
             ),
             BaseRef::Image(r) => {
                 cx.say(format!("[{}/{total}] FROM {r}", pos + 1));
-                let img = cx.pull(r, &loc).await?;
+                let img = cx.pull_for(r, &stage_platform, &loc).await?;
                 if !img.config.config.on_build.is_empty() {
                     return Err(BuildError::Unsupported {
                         location: loc.clone(),
@@ -364,6 +521,7 @@ async fn build_inner(
         };
         let scope = df.stage_scope(&env_pairs(&config.config.env));
         let mut st = StageState {
+            platform: stage_platform,
             cmd_from_base: config.config.cmd.is_some(),
             config,
             layers,
@@ -387,7 +545,7 @@ async fn build_inner(
         .chain(std::iter::once(&st))
         .filter_map(|s| Some((s.rootfs.clone()?, s.trail.clone())))
         .collect();
-    let built = finish(&cx, st, request).await?;
+    let built = assemble(&cx, st)?;
     for (rootfs, trail) in rootfses.drain(..) {
         // Best effort: a root filesystem that cannot be kept is removed with the scratch.
         let _ = kept::keep(&opts.store, &rootfs, &trail);
@@ -557,6 +715,7 @@ async fn run_instruction(
             let network_none = run.network == Network::None;
             let text = format!("RUN {}", args.join(" "));
             let mounts_key = format!("{:?}", run.mounts);
+            let bind_inputs = bind_inputs(cx, states, &run.mounts, &loc).await?;
             let key = hash_parts(&[
                 "run",
                 &st.chain,
@@ -566,8 +725,10 @@ async fn run_instruction(
                 &workdir,
                 &user,
                 &network_none.to_string(),
-                &cx.platform.to_string(),
+                &st.platform.to_string(),
                 &cx.mtime.to_string(),
+                cx.opts.compression.name(),
+                &bind_inputs,
             ]);
             cx.steps += 1;
             if let Some(rec) = cached(cx, &key) {
@@ -576,6 +737,8 @@ async fn run_instruction(
                 return Ok(());
             }
             cx.say(format!("[{pos}/{total}] {text}"));
+            let stage_platform = st.platform.clone();
+            let emulation = cx.emulation_for(&stage_platform, &loc)?;
             let rootfs = cx.materialize(st)?;
             let mut pre = Vec::new();
             let wd_rel = resolve_in_root(&rootfs, &workdir);
@@ -596,11 +759,37 @@ async fn run_instruction(
                     home_of(&rootfs, uid).unwrap_or_else(|| "/".into())
                 ));
             }
-            let mut mounts =
-                run_mounts::prepare(&cx.opts.store, &rootfs, &workdir, &run.mounts, &loc).await?;
+            let roots = bind_roots(cx, states, &run.mounts, &loc).await?;
+            let sources = run_mounts::Sources {
+                context: &cx.context,
+                ignore: cx.ignore.as_ref(),
+                secrets: &cx.opts.secrets,
+                roots: &roots,
+            };
+            let mut mounts = run_mounts::prepare(
+                &cx.opts.store,
+                &rootfs,
+                &workdir,
+                &run.mounts,
+                &sources,
+                &loc,
+            )
+            .await?;
+            for (k, v) in std::mem::take(&mut mounts.env) {
+                env.push(format!("{k}={v}"));
+            }
+            let mut run_args = args.clone();
+            if let Emulation::Explicit { qemu, .. } = &emulation {
+                let program = find_program(&rootfs, &env, &workdir, &run_args[0]);
+                mounts
+                    .binds
+                    .push((qemu.clone(), EXPLICIT_QEMU_PATH.to_string(), true));
+                run_args[0] = program;
+                run_args.insert(0, EXPLICIT_QEMU_PATH.to_string());
+            }
             let spec = ProcessSpec {
                 rootfs: rootfs.clone(),
-                args: args.clone(),
+                args: run_args,
                 env,
                 cwd: workdir,
                 uid,
@@ -648,7 +837,13 @@ async fn run_instruction(
             let after = Snapshot::take(&rootfs)?;
             let plan = before.diff(&after);
             let added = before.added_only(&after, &plan);
-            let layer = write_layer(&cx.opts.store, &rootfs, &plan, cx.mtime)?;
+            let layer = write_layer(
+                &cx.opts.store,
+                &rootfs,
+                &plan,
+                cx.mtime,
+                cx.opts.compression,
+            )?;
             let rec = CacheRecord { layer };
             cx.opts.store.cache_put(&key, &rec)?;
             apply_record(&cx.opts.store, st, &key, rec, text, false, added)?;
@@ -671,6 +866,106 @@ async fn run_instruction(
         }
     }
     Ok(())
+}
+
+/// What the bind mounts of a RUN show, for its cache key: the content of context sources,
+/// the chain of stages, the manifest of images.
+async fn bind_inputs(
+    cx: &mut Ctx<'_>,
+    states: &[Option<StageState>],
+    mounts: &[crate::Mount],
+    loc: &Location,
+) -> Result<String, BuildError> {
+    let mut parts = Vec::new();
+    for m in mounts {
+        if !matches!(m.kind, crate::MountKind::Bind { .. }) {
+            continue;
+        }
+        let source = run_mounts::bind_source(m);
+        parts.push(match &m.from {
+            None => {
+                let sel = context::select(&cx.context, &[source], cx.ignore.as_ref()).map_err(
+                    |reason| BuildError::Step {
+                        location: loc.clone(),
+                        instruction: "RUN",
+                        reason: format!("--mount=type=bind: {reason}"),
+                    },
+                )?;
+                format!("context:{}", context::content_digest(&sel)?)
+            }
+            Some(FromRef::Stage(i)) => {
+                let other = states[*i].as_ref().ok_or_else(|| BuildError::Step {
+                    location: loc.clone(),
+                    instruction: "RUN",
+                    reason: format!("stage {i} is not built yet"),
+                })?;
+                format!("stage:{}", other.chain)
+            }
+            Some(FromRef::Image(r)) => {
+                let img = cx.pull(r, loc).await?;
+                format!("image:{}", img.manifest_digest)
+            }
+        });
+    }
+    Ok(parts.join("\n"))
+}
+
+/// Root filesystems of the stages and images the bind mounts of a RUN take files from.
+async fn bind_roots(
+    cx: &mut Ctx<'_>,
+    states: &mut [Option<StageState>],
+    mounts: &[crate::Mount],
+    loc: &Location,
+) -> Result<Vec<(FromRef, PathBuf)>, BuildError> {
+    let mut roots: Vec<(FromRef, PathBuf)> = Vec::new();
+    for m in mounts {
+        let (crate::MountKind::Bind { .. }, Some(from)) = (&m.kind, &m.from) else {
+            continue;
+        };
+        if roots.iter().any(|(f, _)| f == from) {
+            continue;
+        }
+        let root = match from {
+            FromRef::Stage(i) => {
+                let mut other = states[*i].take().expect("checked by bind_inputs");
+                let r = cx.materialize(&mut other);
+                states[*i] = Some(other);
+                r?
+            }
+            FromRef::Image(r) => {
+                let img = cx.pull(r, loc).await?;
+                let dir = cx.opts.store.temp_path("from");
+                cx.scratch.0.push(dir.clone());
+                unpack_layers(&cx.opts.store, &img.layers, &dir)?;
+                dir
+            }
+        };
+        roots.push((from.clone(), root));
+    }
+    Ok(roots)
+}
+
+/// The path of `program` in `rootfs` for explicit qemu (which does not search `PATH`).
+fn find_program(rootfs: &Path, env: &[String], workdir: &str, program: &str) -> String {
+    if program.contains('/') {
+        return if program.starts_with('/') {
+            program.to_string()
+        } else {
+            format!("{}/{program}", workdir.trim_end_matches('/'))
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| d.starts_with('/')) {
+        let candidate = format!("{}/{program}", dir.trim_end_matches('/'));
+        let rel = resolve_in_root(rootfs, &candidate);
+        if rootfs.join(&rel).is_file() {
+            return candidate;
+        }
+    }
+    program.to_string()
 }
 
 fn home_of(rootfs: &Path, uid: u32) -> Option<String> {
@@ -863,6 +1158,7 @@ async fn copy_step(
         &dest,
         &cx.mtime.to_string(),
         if extract { "extract" } else { "" },
+        cx.opts.compression.name(),
     ]);
     cx.steps += 1;
     if let Some(rec) = cached(cx, &key) {
@@ -890,7 +1186,6 @@ async fn copy_step(
             (r, s)
         }
     };
-    let _ = src_root;
     let rootfs = cx.materialize(st)?;
     let owner = match &copy.chown {
         None => None,
@@ -911,12 +1206,8 @@ async fn copy_step(
     let mut plain = Vec::new();
     for s in selected {
         let kind = if extract && !s.is_dir && s.entries.len() == 1 {
-            context::archive_kind(&s.entries[0].0).map_err(|format| BuildError::Unsupported {
-                location: loc.clone(),
-                what: format!("ADD of a {format}-compressed archive ({})", s.name),
-                hint: "recompress it with gzip, or ADD --unpack=false and extract it in a RUN"
-                    .into(),
-            })?
+            context::archive_kind(&s.entries[0].0)
+                .map_err(|e| step_err(format!("cannot read {}: {e}", s.name)))?
         } else {
             None
         };
@@ -935,7 +1226,43 @@ async fn copy_step(
             None => plain.push(s),
         }
     }
-    if !plain.is_empty() {
+    if copy.parents {
+        // Each source keeps its directories (below the root, or below a `/./` pivot).
+        let pivots: Vec<String> = paths
+            .iter()
+            .filter_map(|p| p.split_once("/./").map(|(a, _)| context::clean_rel(a)))
+            .collect();
+        let base = format!("{}/", dest.trim_end_matches('/'));
+        for s in plain {
+            let rel = s.entries[0]
+                .0
+                .strip_prefix(&src_root)
+                .map(|r| r.to_string_lossy().to_string())
+                .unwrap_or_else(|_| s.name.clone());
+            let rel = pivots
+                .iter()
+                .find_map(|p| rel.strip_prefix(&format!("{p}/")))
+                .map(str::to_owned)
+                .unwrap_or(rel);
+            let keep = if s.is_dir {
+                rel.as_str()
+            } else {
+                rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
+            };
+            let to = if keep.is_empty() {
+                base.clone()
+            } else {
+                format!("{base}{keep}/")
+            };
+            written.extend(context::copy_into(
+                &rootfs,
+                std::slice::from_ref(&s),
+                &to,
+                attrs,
+                &mut added,
+            )?);
+        }
+    } else if !plain.is_empty() {
         written.extend(context::copy_into(
             &rootfs, &plain, &dest, attrs, &mut added,
         )?);
@@ -955,7 +1282,13 @@ async fn copy_step(
         paths: written,
         ..Default::default()
     };
-    let layer = write_layer(&cx.opts.store, &rootfs, &plan, cx.mtime)?;
+    let layer = write_layer(
+        &cx.opts.store,
+        &rootfs,
+        &plan,
+        cx.mtime,
+        cx.opts.compression,
+    )?;
     let rec = CacheRecord { layer };
     cx.opts.store.cache_put(&key, &rec)?;
     let added = added.exact.then_some(added.paths);
@@ -963,11 +1296,21 @@ async fn copy_step(
     Ok(())
 }
 
-async fn finish(
-    cx: &Ctx<'_>,
-    st: StageState,
-    request: &BuildRequest,
-) -> Result<BuiltImage, BuildError> {
+/// One platform's image, written to the store but not yet tagged, exported or pushed.
+struct Assembled {
+    platform: Platform,
+    manifest_desc: Descriptor,
+    manifest_bytes: Vec<u8>,
+    config_bytes: Vec<u8>,
+    config_digest: Digest,
+    layers: Vec<Descriptor>,
+    steps: usize,
+    hits: usize,
+    layer_sources: BTreeMap<Digest, ImageRef>,
+    emulation: String,
+}
+
+fn assemble(cx: &Ctx<'_>, st: StageState) -> Result<Assembled, BuildError> {
     let store = &cx.opts.store;
     let mut config = st.config;
     config.created = Some(cx.created.clone());
@@ -995,6 +1338,7 @@ async fn finish(
             media_type: media::OCI_CONFIG.into(),
             digest: config_digest.clone(),
             size: config_bytes.len() as u64,
+            platform: None,
             annotations: Default::default(),
         },
         layers: layers.clone(),
@@ -1003,94 +1347,199 @@ async fn finish(
     let manifest_digest = store.write_blob(&manifest_bytes)?;
     let manifest_desc = Descriptor {
         media_type: media::OCI_MANIFEST.into(),
-        digest: manifest_digest.clone(),
+        digest: manifest_digest,
         size: manifest_bytes.len() as u64,
+        platform: None,
         annotations: Default::default(),
     };
+    let emulation = match cx.emulation.get(&cx.platform.architecture) {
+        None => "none".to_string(),
+        Some(Emulation::Native) => "native".into(),
+        Some(Emulation::Binfmt { handler, .. }) => format!("binfmt:{handler}"),
+        Some(Emulation::Explicit { qemu, .. }) => format!("qemu:{}", qemu.display()),
+    };
+    Ok(Assembled {
+        platform: cx.platform.clone(),
+        manifest_desc,
+        manifest_bytes,
+        config_bytes,
+        config_digest,
+        layers,
+        steps: cx.steps,
+        hits: cx.hits,
+        layer_sources: cx.layer_sources.clone(),
+        emulation,
+    })
+}
+
+/// Tags, exports and pushes what the platforms' builds assembled: the one manifest, or an
+/// OCI image index over all of them (`multi`).
+async fn publish(
+    opts: &BuildOptions,
+    request: &BuildRequest,
+    images: Vec<Assembled>,
+    multi: bool,
+    sink: &dyn EventSink,
+) -> Result<BuiltImage, BuildError> {
+    let say = |message: String| {
+        sink.emit(Event::Message {
+            step: "build".into(),
+            level: Level::Info,
+            message,
+        })
+    };
+    let store = &opts.store;
+    let index = multi.then(|| Index {
+        schema_version: 2,
+        media_type: media::OCI_INDEX.into(),
+        manifests: images
+            .iter()
+            .map(|i| Descriptor {
+                platform: Some(IndexPlatform {
+                    architecture: i.platform.architecture.clone(),
+                    os: i.platform.os.clone(),
+                    variant: i.platform.variant.clone(),
+                }),
+                ..i.manifest_desc.clone()
+            })
+            .collect(),
+    });
+    let (top, top_bytes) = match &index {
+        None => (
+            images[0].manifest_desc.clone(),
+            images[0].manifest_bytes.clone(),
+        ),
+        Some(index) => {
+            let bytes = serde_json::to_vec(index).expect("index serialises");
+            let digest = store.write_blob(&bytes)?;
+            (
+                Descriptor {
+                    media_type: media::OCI_INDEX.into(),
+                    digest,
+                    size: bytes.len() as u64,
+                    platform: None,
+                    annotations: Default::default(),
+                },
+                bytes,
+            )
+        }
+    };
     for t in &request.tags {
-        store.tag(&t.to_string(), &manifest_desc)?;
+        store.tag(&t.to_string(), &top)?;
     }
-    let size = manifest_bytes.len() as u64
-        + config_bytes.len() as u64
-        + layers.iter().map(|l| l.size).sum::<u64>();
+    let mut size = if multi { top.size } else { 0 };
+    for i in &images {
+        size += i.manifest_desc.size
+            + i.config_bytes.len() as u64
+            + i.layers.iter().map(|l| l.size).sum::<u64>();
+    }
     if let Some(dir) = &request.oci_dest {
         let name = request
             .tags
             .first()
             .and_then(|t| t.tag().map(str::to_owned))
             .unwrap_or_else(|| "latest".into());
-        write_oci_layout(store, dir, &manifest_desc, &manifest, &name)?;
-        cx.say(format!("wrote OCI layout {} ({name})", dir.display()));
+        let mut blobs = vec![top.digest.clone()];
+        for i in &images {
+            blobs.push(i.manifest_desc.digest.clone());
+            blobs.push(i.config_digest.clone());
+            blobs.extend(i.layers.iter().map(|l| l.digest.clone()));
+        }
+        write_oci_layout(store, dir, &top, &blobs, &name)?;
+        say(format!("wrote OCI layout {} ({name})", dir.display()));
     }
     let mut pushed = Vec::new();
     let (mut layers_uploaded, mut layers_mounted) = (0, 0);
     if request.push {
         for t in &request.tags {
             let started = Instant::now();
-            let (mut uploaded, mut mounted) = (0, 0);
-            for l in &layers {
-                match cx
-                    .opts
-                    .registry
-                    .push_blob_file_from(
-                        t,
-                        &l.digest,
-                        &store.blob_path(&l.digest),
-                        cx.layer_sources.get(&l.digest),
-                    )
-                    .await?
-                {
-                    BlobPush::Uploaded => uploaded += 1,
-                    BlobPush::Mounted => mounted += 1,
-                    BlobPush::Present => {}
+            let (mut uploaded, mut mounted, mut total) = (0, 0, 0);
+            for i in &images {
+                for l in &i.layers {
+                    total += 1;
+                    match opts
+                        .registry
+                        .push_blob_file_from(
+                            t,
+                            &l.digest,
+                            &store.blob_path(&l.digest),
+                            i.layer_sources.get(&l.digest),
+                        )
+                        .await?
+                    {
+                        BlobPush::Uploaded => uploaded += 1,
+                        BlobPush::Mounted => mounted += 1,
+                        BlobPush::Present => {}
+                    }
+                }
+                opts.registry.push_blob(t, i.config_bytes.clone()).await?;
+                if multi {
+                    // An index may only name manifests the repository has.
+                    opts.registry
+                        .push_manifest(
+                            &t.pinned(i.manifest_desc.digest.clone()),
+                            i.manifest_bytes.clone(),
+                            media::OCI_MANIFEST,
+                        )
+                        .await?;
                 }
             }
-            cx.opts.registry.push_blob(t, config_bytes.clone()).await?;
-            cx.opts
-                .registry
-                .push_manifest(t, manifest_bytes.clone(), media::OCI_MANIFEST)
+            opts.registry
+                .push_manifest(t, top_bytes.clone(), &top.media_type)
                 .await?;
-            cx.say(format!(
-                "pushed {t} ({uploaded} of {} layers uploaded, {mounted} mounted, {} ms)",
-                layers.len(),
+            say(format!(
+                "pushed {t} ({uploaded} of {total} layers uploaded, {mounted} mounted, {} ms)",
                 started.elapsed().as_millis()
             ));
-            pushed.push(t.pinned(manifest_digest.clone()));
+            pushed.push(t.pinned(top.digest.clone()));
             layers_uploaded += uploaded;
             layers_mounted += mounted;
         }
     }
+    let platforms = images
+        .iter()
+        .map(|i| PlatformImage {
+            platform: i.platform.to_string(),
+            manifest_digest: i.manifest_desc.digest.clone(),
+            config_digest: i.config_digest.clone(),
+            layers: i.layers.len(),
+            emulation: i.emulation.clone(),
+        })
+        .collect();
+    let steps = images.iter().map(|i| i.steps).sum();
+    let hits = images.iter().map(|i| i.hits).sum();
+    let first = images.into_iter().next().expect("at least one platform");
     Ok(BuiltImage {
-        manifest_digest,
-        config_digest,
-        layers,
+        manifest_digest: top.digest,
+        media_type: top.media_type,
+        config_digest: first.config_digest,
+        layers: first.layers,
         size,
-        steps: cx.steps,
-        cache_hits: cx.hits,
+        platforms,
+        steps,
+        cache_hits: hits,
         pushed,
         layers_uploaded,
         layers_mounted,
     })
 }
 
-/// Writes an OCI image layout at `dir` holding the image (blobs hard-linked from the store
-/// when possible), named `name` in its `index.json`.
+/// Writes an OCI image layout at `dir` holding `blobs` (hard-linked from the store when
+/// possible), with `top` (a manifest or an index) named `name` in its `index.json`.
 fn write_oci_layout(
     store: &Store,
     dir: &Path,
-    manifest_desc: &Descriptor,
-    manifest: &Manifest,
+    top: &Descriptor,
+    blobs: &[Digest],
     name: &str,
 ) -> Result<(), BuildError> {
     let out = Store::open(dir)?;
-    let mut digests = vec![manifest_desc.digest.clone(), manifest.config.digest.clone()];
-    digests.extend(manifest.layers.iter().map(|l| l.digest.clone()));
-    for d in digests {
-        let dst = out.blob_path(&d);
+    for d in blobs {
+        let dst = out.blob_path(d);
         if dst.exists() {
             continue;
         }
-        let src = store.blob_path(&d);
+        let src = store.blob_path(d);
         if std::fs::hard_link(&src, &dst).is_err() {
             std::fs::copy(&src, &dst).map_err(io_err(&dst))?;
         }
@@ -1102,7 +1551,7 @@ fn write_oci_layout(
     index.manifests.retain(|d| {
         d.annotations.get("org.opencontainers.image.ref.name") != Some(&name.to_string())
     });
-    let mut d = manifest_desc.clone();
+    let mut d = top.clone();
     d.annotations
         .insert("org.opencontainers.image.ref.name".into(), name.into());
     index.manifests.push(d);
@@ -1113,4 +1562,43 @@ fn write_oci_layout(
     // berth's own scratch directories are not part of an exported layout.
     let _ = std::fs::remove_dir_all(dir.join("berth"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_qemu_gets_the_program_path_from_path_in_the_rootfs() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+        std::fs::create_dir_all(root.path().join("bin")).unwrap();
+        std::fs::write(root.path().join("usr/bin/tool"), "").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/tool", root.path().join("bin/linked")).unwrap();
+        let env = vec!["PATH=/opt/none:/usr/bin:/bin".to_string()];
+        assert_eq!(
+            find_program(root.path(), &env, "/", "tool"),
+            "/usr/bin/tool"
+        );
+        assert_eq!(
+            find_program(root.path(), &env, "/", "linked"),
+            "/bin/linked"
+        );
+        assert_eq!(
+            find_program(root.path(), &env, "/src", "./run.sh"),
+            "/src/./run.sh"
+        );
+        assert_eq!(find_program(root.path(), &env, "/", "/bin/sh"), "/bin/sh");
+        assert_eq!(find_program(root.path(), &env, "/", "missing"), "missing");
+    }
+
+    #[test]
+    fn platforms_come_from_the_request_then_the_options_without_duplicates() {
+        assert_eq!(target_platforms(&[], None), vec![Platform::host_linux()]);
+        let arm = Platform::parse("linux/arm64").unwrap();
+        let amd = Platform::parse("linux/amd64").unwrap();
+        let configured = vec![amd.clone(), arm.clone(), amd.clone()];
+        assert_eq!(target_platforms(&configured, None), vec![amd, arm.clone()]);
+        assert_eq!(target_platforms(&configured, Some(&arm)), vec![arm]);
+    }
 }

@@ -71,7 +71,8 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     m(&p, &n)
 }
 
-fn clean_rel(s: &str) -> String {
+/// `a/./b/../c` -> `a/c`, no leading or trailing slash.
+pub(crate) fn clean_rel(s: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for c in s.split('/') {
         match c {
@@ -526,6 +527,54 @@ mod tests {
     }
 
     #[test]
+    fn archives_are_recognised_by_content_for_every_compression() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "f", &b"abc"[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let compress = |kind: ArchiveKind, data: &[u8]| -> Vec<u8> {
+            match kind {
+                ArchiveKind::Tar => data.to_vec(),
+                ArchiveKind::TarGz => {
+                    let mut e = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+                    e.write_all(data).unwrap();
+                    e.finish().unwrap()
+                }
+                ArchiveKind::TarBz2 => {
+                    let mut e = bzip2::write::BzEncoder::new(Vec::new(), Default::default());
+                    e.write_all(data).unwrap();
+                    e.finish().unwrap()
+                }
+                ArchiveKind::TarXz => {
+                    let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
+                    e.write_all(data).unwrap();
+                    e.finish().unwrap()
+                }
+                ArchiveKind::TarZst => zstd::encode_all(data, 3).unwrap(),
+            }
+        };
+        for kind in [
+            ArchiveKind::Tar,
+            ArchiveKind::TarGz,
+            ArchiveKind::TarBz2,
+            ArchiveKind::TarXz,
+            ArchiveKind::TarZst,
+        ] {
+            let archive = d.path().join(format!("{kind:?}.bin"));
+            std::fs::write(&archive, compress(kind, &tar)).unwrap();
+            assert_eq!(archive_kind(&archive).unwrap(), Some(kind));
+            let not_tar = d.path().join(format!("{kind:?}.txt"));
+            std::fs::write(&not_tar, compress(kind, b"just text\n")).unwrap();
+            assert_eq!(archive_kind(&not_tar).unwrap(), None, "{kind:?}");
+        }
+    }
+
+    #[test]
     fn select_honours_dockerignore_and_globs() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("src/sub")).unwrap();
@@ -550,47 +599,63 @@ pub enum ArchiveKind {
     Tar,
     /// A gzip-compressed tar.
     TarGz,
+    /// A bzip2-compressed tar.
+    TarBz2,
+    /// An xz-compressed tar.
+    TarXz,
+    /// A zstd-compressed tar.
+    TarZst,
 }
 
-/// What `ADD` does with a local file: extract it (`Ok(Some)`), copy it (`Ok(None)`), or refuse
-/// (`Err(format)`, an archive compressed in a way berth cannot read yet).
+/// A reader of the decompressed content of `file`.
+fn decoder(kind: ArchiveKind, file: std::fs::File) -> std::io::Result<Box<dyn std::io::Read>> {
+    let r = std::io::BufReader::new(file);
+    Ok(match kind {
+        ArchiveKind::Tar => Box::new(r),
+        ArchiveKind::TarGz => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        ArchiveKind::TarBz2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
+        ArchiveKind::TarXz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(r)),
+        ArchiveKind::TarZst => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
+    })
+}
+
+/// What `ADD` does with a local file: extract it (`Ok(Some)`) or copy it (`Ok(None)`). Like
+/// Docker, by content: a tar, or a gzip, bzip2, xz or zstd stream with a tar inside; a
+/// compressed file that is not a tar is copied as it is.
 pub fn archive_kind(path: &Path) -> Result<Option<ArchiveKind>, String> {
     use std::io::Read;
-    let mut head = [0u8; 512];
-    let mut n = 0;
-    if let Ok(mut f) = std::fs::File::open(path) {
+    let read_head = |r: &mut dyn Read| {
+        let mut head = [0u8; 512];
+        let mut n = 0;
         while n < head.len() {
-            match f.read(&mut head[n..]) {
+            match r.read(&mut head[n..]) {
                 Ok(0) | Err(_) => break,
                 Ok(k) => n += k,
             }
         }
-    }
-    let head = &head[..n];
-    if head.starts_with(&[0x1f, 0x8b]) {
-        // Docker extracts a gzip stream only when a tar is inside.
-        let mut inner = [0u8; 512];
-        let mut d =
-            flate2::read::GzDecoder::new(std::fs::File::open(path).map_err(|e| e.to_string())?);
-        let mut m = 0;
-        while m < inner.len() {
-            match d.read(&mut inner[m..]) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => m += k,
-            }
-        }
-        return Ok(is_tar_header(&inner[..m]).then_some(ArchiveKind::TarGz));
-    }
-    if head.starts_with(b"BZh") {
-        return Err("bzip2".into());
-    }
-    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        return Err("xz".into());
-    }
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err("zstd".into());
-    }
-    Ok(is_tar_header(head).then_some(ArchiveKind::Tar))
+        head[..n].to_vec()
+    };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(None);
+    };
+    let head = read_head(&mut f);
+    let kind = if head.starts_with(&[0x1f, 0x8b]) {
+        ArchiveKind::TarGz
+    } else if head.starts_with(b"BZh") {
+        ArchiveKind::TarBz2
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        ArchiveKind::TarXz
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        ArchiveKind::TarZst
+    } else {
+        return Ok(is_tar_header(&head).then_some(ArchiveKind::Tar));
+    };
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let Ok(mut d) = decoder(kind, file) else {
+        return Ok(None);
+    };
+    let inner = read_head(&mut *d);
+    Ok(is_tar_header(&inner).then_some(kind))
 }
 
 /// A 512-byte tar header with a valid checksum (ustar, gnu or v7), as Go's `archive/tar`
@@ -633,10 +698,7 @@ pub fn extract_into(
     mkdir_recorded(rootfs, &dest_rel, &mut written)?;
     let dest_abs = rootfs.join(&dest_rel);
     let file = std::fs::File::open(src).map_err(io_err(src))?;
-    let reader: Box<dyn std::io::Read> = match kind {
-        ArchiveKind::Tar => Box::new(std::io::BufReader::new(file)),
-        ArchiveKind::TarGz => Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file))),
-    };
+    let reader = decoder(kind, file).map_err(io_err(src))?;
     let bad = |e: std::io::Error| BuildError::Io {
         path: src.to_path_buf(),
         source: e,

@@ -68,6 +68,15 @@ pub enum BuildError {
         /// What to do instead.
         hint: String,
     },
+    /// RUN for a foreign architecture cannot be emulated.
+    #[error("{location}: {source}")]
+    Emulation {
+        /// The RUN instruction.
+        location: Location,
+        /// Why.
+        #[source]
+        source: super::emulation::EmulationError,
+    },
     /// The content store is inconsistent or holds something unreadable.
     #[error("content store: {0}")]
     Store(String),

@@ -11,6 +11,20 @@ use serde::{Deserialize, Serialize};
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// OCI uncompressed layer.
 pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// OCI zstd layer.
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+/// The platform of an image index entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPlatform {
+    /// OCI architecture.
+    pub architecture: String,
+    /// `linux`.
+    pub os: String,
+    /// CPU variant (`v8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
 
 /// A content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +36,9 @@ pub struct Descriptor {
     pub digest: Digest,
     /// Its size in bytes.
     pub size: u64,
+    /// The platform of a manifest in an image index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<IndexPlatform>,
     /// Annotations (`org.opencontainers.image.ref.name` in an index).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,

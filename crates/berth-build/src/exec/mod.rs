@@ -12,15 +12,17 @@
 //!            base layers mounted from their repository), root filesystems kept for next time
 //! ```
 //!
-//! Not implemented yet (each is a clear [`BuildError::Unsupported`]): `RUN --mount` of
-//! type `bind` and `secret` (cache and tmpfs mounts work),
-//! symbolic `--chmod`, `ADD` of bzip2/xz/zstd archives (plain and gzip
-//! tars are extracted, recognised by content as Docker does), base images with
-//! `ONBUILD` triggers. Also missing: xattrs (file capabilities) in written layers, zstd,
-//! multi-platform builds.
+//! Several platforms (`BuildOptions::platforms`): each is built in turn (bases resolved per
+//! platform, RUN of a foreign architecture through qemu-user — see [`emulation`]) and the
+//! manifests are gathered in an OCI image index, which the tags name.
+//!
+//! Not implemented yet (each is a clear [`BuildError::Unsupported`]): symbolic `--chmod`,
+//! `RUN --mount=type=cache` with `from=`/`source=`, base images with `ONBUILD` triggers.
+//! Also missing: xattrs (file capabilities) in written layers.
 
 mod builder;
 mod context;
+pub mod emulation;
 mod error;
 pub mod image;
 mod kept;
@@ -31,10 +33,12 @@ mod snapshot;
 mod store;
 
 pub use builder::{
-    BuildOptions, BuildRequest, BuiltImage, DEFAULT_PATH, build, unpack_image, unpack_layers,
+    BuildOptions, BuildRequest, BuiltImage, DEFAULT_PATH, PlatformImage, build, unpack_image,
+    unpack_layers,
 };
 pub use context::resolve_user;
 pub use error::BuildError;
-pub use layer::{LayerPlan, apply_layer, resolve_in_root, write_layer};
+pub use layer::{Compression, LayerPlan, apply_layer, resolve_in_root, write_layer};
+pub use run_mounts::{SecretSource, Secrets};
 pub use snapshot::Snapshot;
 pub use store::{CacheRecord, CachedLayer, Store, StoredImage, file_digest};

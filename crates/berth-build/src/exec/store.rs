@@ -180,9 +180,27 @@ impl Store {
         write_atomic(&p, &serde_json::to_vec_pretty(&index).expect("index"))
     }
 
-    /// Reads an image manifest and its config from the store.
+    /// Reads an image manifest and its config from the store. Given an image index (a
+    /// multi-platform build), reads the entry for this machine's platform, else the first.
     pub fn image(&self, manifest_digest: &Digest) -> Result<StoredImage, BuildError> {
-        let manifest: Manifest = serde_json::from_slice(&self.read_blob(manifest_digest)?)
+        let bytes = self.read_blob(manifest_digest)?;
+        if let Ok(index) = serde_json::from_slice::<Index>(&bytes)
+            && index.media_type == media::OCI_INDEX
+        {
+            let host = crate::Platform::host_linux();
+            let entry = index
+                .manifests
+                .iter()
+                .find(|m| {
+                    m.platform
+                        .as_ref()
+                        .is_some_and(|p| p.architecture == host.architecture && p.os == host.os)
+                })
+                .or(index.manifests.first())
+                .ok_or_else(|| BuildError::Store(format!("index {manifest_digest} is empty")))?;
+            return self.image(&entry.digest.clone());
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| BuildError::Store(format!("manifest {manifest_digest}: {e}")))?;
         let config: ImageConfig = serde_json::from_slice(&self.read_blob(&manifest.config.digest)?)
             .map_err(|e| BuildError::Store(format!("config {}: {e}", manifest.config.digest)))?;
@@ -218,7 +236,7 @@ impl Store {
         for layer in &manifest.layers {
             if !is_supported_layer(&layer.media_type) {
                 return Err(BuildError::Store(format!(
-                    "layer {} of {image} has media type {}; berth reads gzip or plain tar layers",
+                    "layer {} of {image} has media type {}; berth reads gzip, zstd or plain tar layers",
                     layer.digest, layer.media_type
                 )));
             }
@@ -246,7 +264,10 @@ impl Store {
 pub fn is_supported_layer(media_type: &str) -> bool {
     matches!(
         media_type,
-        media::OCI_LAYER_GZIP | super::image::DOCKER_LAYER_GZIP | super::image::OCI_LAYER_TAR
+        media::OCI_LAYER_GZIP
+            | super::image::DOCKER_LAYER_GZIP
+            | super::image::OCI_LAYER_TAR
+            | super::image::OCI_LAYER_ZSTD
     ) || media_type == "application/vnd.docker.image.rootfs.diff.tar"
 }
 

@@ -7,5 +7,6 @@
 mod add;
 mod build;
 mod mounts;
+mod platforms;
 mod registry;
 mod support;

@@ -46,13 +46,11 @@ impl Rig {
     pub fn new() -> Rig {
         let env = TestEnv::get();
         let store_dir = tempfile::tempdir().unwrap();
-        let opts = BuildOptions {
-            store: Store::open(store_dir.path()).unwrap(),
-            registry: Arc::new(env.registry()),
-            runtime: "runc".into(),
-            source_date_epoch: None,
-            no_cache: false,
-        };
+        let opts = BuildOptions::new(
+            Store::open(store_dir.path()).unwrap(),
+            Arc::new(env.registry()),
+            "runc",
+        );
         Rig { store_dir, opts }
     }
 
@@ -64,11 +62,26 @@ impl Rig {
         (built, rec)
     }
 
+    /// A layer blob, decompressed (gzip or zstd, told apart by content).
+    pub fn layer_reader(&self, digest: &Digest) -> Box<dyn Read> {
+        let path = self.opts.store.blob_path(digest);
+        let mut head = [0u8; 4];
+        std::fs::File::open(&path)
+            .unwrap()
+            .read_exact(&mut head)
+            .unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        if head == [0x28, 0xb5, 0x2f, 0xfd] {
+            Box::new(zstd::stream::read::Decoder::new(f).unwrap())
+        } else {
+            Box::new(flate2::read::GzDecoder::new(f))
+        }
+    }
+
     /// Entry names of a layer blob, with types: `f path`, `d path/`, `l path -> target`,
     /// `h path => target`.
     pub fn layer_entries(&self, digest: &Digest) -> Vec<String> {
-        let f = std::fs::File::open(self.opts.store.blob_path(digest)).unwrap();
-        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        let mut a = tar::Archive::new(self.layer_reader(digest));
         a.entries()
             .unwrap()
             .map(|e| {
@@ -90,8 +103,7 @@ impl Rig {
 
     /// The content of `path` in a layer blob.
     pub fn layer_file(&self, digest: &Digest, path: &str) -> Option<String> {
-        let f = std::fs::File::open(self.opts.store.blob_path(digest)).unwrap();
-        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        let mut a = tar::Archive::new(self.layer_reader(digest));
         for e in a.entries().unwrap() {
             let mut e = e.unwrap();
             if e.path().unwrap().to_string_lossy() == path {

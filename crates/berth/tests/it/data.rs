@@ -207,6 +207,7 @@ fn request(from: &str, to: &str) -> CloneRequest {
         timeout: Duration::from_secs(60),
         pre_snapshot_hook: None,
         run_id: None,
+        replace: false,
         sink: Arc::new(|_| {}),
     }
 }
@@ -525,4 +526,149 @@ async fn data_clone_stops_when_the_pre_snapshot_hook_fails() {
         .await
         .unwrap();
     assert!(snaps.is_empty(), "{snaps:?}");
+}
+
+/// `berth run` into an environment with a `data` step: the claims are cloned from production
+/// and the database copied with masking before the deploy; the next run replaces the clone
+/// with a fresh one and retention keeps one snapshot.
+#[tokio::test(flavor = "multi_thread")]
+async fn berth_run_clones_and_copies_before_the_deploy_and_refreshes_on_the_next_run() {
+    use crate::copy::{Db, seed};
+
+    let prod = TestContext::new("run-data-prod").await;
+    let staging = TestContext::new("run-data-staging").await;
+    let st = storage(&prod, true).await;
+    let _snapshotter =
+        fake_snapshotter(&prod.cluster, &prod.namespace, &st.driver, Outcome::Ready).await;
+    let source = Db::new("runsrc");
+    let target = Db::new("rundst");
+    seed(&source, 30);
+
+    let dir = std::env::temp_dir().join(format!("berth-run-data-{}", unique_suffix()));
+    std::fs::create_dir_all(dir.join("k8s")).unwrap();
+    std::fs::write(
+        dir.join("k8s/config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: staging}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("berth.yaml"),
+        format!(
+            "services:\n  - name: settings\n    manifests: {{ path: [k8s] }}\n\
+             environments:\n  - name: production\n    namespace: {prod}\n\
+             \x20 - name: staging\n    namespace: {staging}\n    deploy: {{ timeout: 1m }}\n\
+             \x20   data:\n\
+             \x20     clone: {{ from: production, pvcs: [data], keep: 1, timeout: 60s }}\n\
+             \x20     copy:\n\
+             \x20       from: production\n\
+             \x20       source-url-env: PROD_DB_URL\n\
+             \x20       target-url-env: STAGING_DB_URL\n\
+             \x20       mask: {{ users.email: email, orders.customer_email: email, users.name: name }}\n",
+            prod = prod.namespace,
+            staging = staging.namespace
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let env = TestEnv::get();
+        let mut cmd =
+            tokio::process::Command::from(env.berth(env!("CARGO_BIN_EXE_berth").as_ref()));
+        cmd.args(["run", "-e", "staging", "-o", "json", "-c"])
+            .arg(dir.join("berth.yaml"))
+            .env("PROD_DB_URL", &source.url)
+            .env("STAGING_DB_URL", &target.url)
+            .env("BERTH_MASK_KEY", "run-data-step-masking-key")
+            .env("BERTH_STORE", dir.join("store"));
+        cmd
+    };
+    let out = run().output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("data: cloned 1 from production"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("data: copied") && stdout.contains("masked cells"),
+        "{stdout}"
+    );
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["revision"], 1, "{last}");
+
+    // The deploy happened after the data step, onto the clone and the masked copy.
+    let pvc = get(
+        &prod.cluster,
+        "v1",
+        "PersistentVolumeClaim",
+        Some(&staging.namespace),
+        "data",
+    )
+    .await;
+    assert_eq!(
+        pvc["metadata"]["labels"]["berth.dev/data-role"],
+        "target-pvc"
+    );
+    let first_run = pvc["metadata"]["labels"]["berth.dev/data-run"].clone();
+    assert!(
+        exists(
+            &prod.cluster,
+            "v1",
+            "ConfigMap",
+            Some(&staging.namespace),
+            "settings"
+        )
+        .await
+    );
+    let (s, t) = (source.rows("users"), target.rows("users"));
+    assert_eq!(s.len(), t.len());
+    for (id, row) in &s {
+        assert_ne!(row["email"], t[id]["email"], "user {id}");
+    }
+
+    // The next run refreshes: a new snapshot, the claim replaced, the old snapshot expired.
+    source.sql("INSERT INTO users (id, email, created) VALUES (1000, 'new@example.org', now())");
+    let out = run().output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("retention deleted"), "{stdout}");
+    let pvc = get(
+        &prod.cluster,
+        "v1",
+        "PersistentVolumeClaim",
+        Some(&staging.namespace),
+        "data",
+    )
+    .await;
+    assert_ne!(pvc["metadata"]["labels"]["berth.dev/data-run"], first_run);
+    let snaps = prod
+        .cluster
+        .list(
+            SNAP,
+            "VolumeSnapshot",
+            &prod.namespace,
+            Some("berth.dev/data-role=source-snapshot"),
+        )
+        .await
+        .unwrap();
+    let live: Vec<_> = snaps
+        .iter()
+        .filter(|s| s["metadata"]["deletionTimestamp"].is_null())
+        .collect();
+    assert_eq!(live.len(), 1, "keep: 1");
+    let t2 = target.rows("users");
+    assert_eq!(t2.len(), s.len() + 1, "the copy is fresh");
+    assert_ne!(t2[&1000]["email"], "new@example.org");
+    assert_eq!(
+        t2[&1]["email"], t[&1]["email"],
+        "the same key masks alike run after run"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

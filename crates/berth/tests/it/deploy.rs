@@ -766,3 +766,60 @@ async fn an_object_timeout_annotation_shortens_its_deadline() {
         r.all()
     );
 }
+
+/// A seed Job (`berth.dev/hook-run: once`) runs in the first revision only, and the release
+/// history says so in every revision after: which seed, run in which revision.
+#[tokio::test]
+async fn seed_jobs_run_once_and_the_history_says_in_which_revision() {
+    let ctx = TestContext::new("deploy-seeds").await;
+    let dir = Dir::new();
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+    );
+    let seed = job("seed", Some("post-deploy"), None).replacen(
+        "  annotations: {berth.dev/hook: post-deploy}\n",
+        "  annotations: {berth.dev/hook: post-deploy, berth.dev/hook-run: once}\n",
+        1,
+    );
+    assert!(seed.contains("hook-run: once"));
+    dir.write("seed.yaml", &seed);
+    let d = dir.0.display().to_string();
+    let first = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    let uid = live(&ctx, "batch/v1", "Job", "seed").await.unwrap()["metadata"]["uid"].clone();
+
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:1", 1, None),
+    );
+    let second = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(second.code, 0, "{}", second.all());
+    let job = live(&ctx, "batch/v1", "Job", "seed").await.unwrap();
+    assert_eq!(job["metadata"]["uid"], uid, "the seed did not run again");
+
+    let h = history(&ctx, "app");
+    let seeds = |rev: u64| {
+        h.iter()
+            .find(|r| r["revision"] == rev)
+            .unwrap_or_else(|| panic!("no revision {rev}: {h:?}"))["seeds"]
+            .clone()
+    };
+    assert_eq!(
+        seeds(1),
+        serde_json::json!([{"job": "Job/seed", "revision": 1, "ran": true}])
+    );
+    assert_eq!(
+        seeds(2),
+        serde_json::json!([{"job": "Job/seed", "revision": 1, "ran": false}])
+    );
+    let table = run(&ctx, &["history", "-r", "app"]);
+    assert!(
+        table.stdout.contains("seed Job/seed ran in this revision")
+            && table
+                .stdout
+                .contains("seed Job/seed skipped: succeeded in revision 1"),
+        "{}",
+        table.stdout
+    );
+}

@@ -38,6 +38,7 @@ fn doctor_passes_against_the_test_environment() {
         "rbac",
         "registry",
         "oci-runtime",
+        "qemu-user",
         "kustomize",
         "helm",
     ] {

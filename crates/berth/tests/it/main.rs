@@ -3,6 +3,8 @@
 //! `berth_testkit::TestContext`.
 
 mod build;
+mod copy;
+mod copy_mysql;
 mod data;
 mod deploy;
 mod doctor;

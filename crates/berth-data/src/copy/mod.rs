@@ -1,0 +1,458 @@
+//! Logical copy with masking: dump the source database, rewrite the masked columns on the fly,
+//! restore into the target — one stream, never the whole dump in memory or on disk.
+//!
+//! ```text
+//!   pg_dump --format=plain ──stdout──▶ Masker (COPY rows) ──stdin──▶ psql --single-transaction
+//!        stderr ─▶ tail                                                 stderr ─▶ tail
+//! ```
+//!
+//! The restore runs in one transaction that is committed only when the restore tool reads the
+//! end of its input. So berth closes that input only after the dump tool exited successfully
+//! *and* every masking rule matched a column; on any failure it kills the restore tool first,
+//! and the target is left exactly as it was. That is what makes a typo in a rule safe: the
+//! copy fails naming the column, and no unmasked row is ever committed.
+//!
+//! MySQL/MariaDB goes the same way (`mariadb-dump --complete-insert | masker | mariadb`, see
+//! [`mysql`]), except that MySQL commits DDL implicitly: there the rules are checked against
+//! the source's `information_schema` before the first byte is written.
+//!
+//! Passwords go to the tools through their environment (`PGPASSWORD`, `MYSQL_PWD`), never
+//! their command line, and are cut out of any stderr berth reports. The fakes are deterministic per input
+//! and key (see [`fake`]); the key comes from a Secret ([`KEY_ENV`]).
+
+mod error;
+pub mod fake;
+pub mod job;
+pub mod mysql;
+pub mod pgcopy;
+pub mod url;
+
+use std::io::{BufRead, BufReader, BufWriter, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use berth_types::{ColumnRef, Event, EventSink, Level, MaskRule, Secret};
+
+pub use error::CopyError;
+pub use pgcopy::{MaskStats, Masker, TableStats};
+pub use url::DbUrl;
+
+/// The environment variable that holds the masking key.
+pub const KEY_ENV: &str = "BERTH_MASK_KEY";
+
+const STEP: &str = "data-copy";
+/// Bytes of each tool's stderr kept for the error message (the end of it).
+const STDERR_TAIL: usize = 16 * 1024;
+/// The pipe buffers on either side of the masker.
+const BUFFER: usize = 1 << 20;
+
+/// What to copy where, masked how.
+pub struct CopyRequest {
+    /// The source database (read with the dump tool).
+    pub source: DbUrl,
+    /// The target database; objects of the same names are replaced.
+    pub target: DbUrl,
+    /// Column -> rule.
+    pub rules: Vec<(ColumnRef, MaskRule)>,
+    /// Refuse personal-looking columns without a rule.
+    pub strict: bool,
+    /// The masking key.
+    pub key: Secret,
+    /// Receives progress.
+    pub sink: Arc<dyn EventSink>,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone)]
+pub struct CopyOutcome {
+    /// Rows, bytes and masked cells.
+    pub stats: MaskStats,
+    /// Wall time in milliseconds.
+    pub millis: u64,
+}
+
+/// Reads the masking key from [`KEY_ENV`]; at least 16 bytes.
+pub fn key_from_env() -> Result<Secret, CopyError> {
+    match std::env::var(KEY_ENV) {
+        Ok(k) if k.len() >= 16 => Ok(Secret::new(k)),
+        _ => Err(CopyError::NoKey {
+            var: KEY_ENV.into(),
+        }),
+    }
+}
+
+/// Copies `source` into `target` with masking. Blocking work runs on tokio's blocking pool.
+pub async fn copy(req: CopyRequest) -> Result<CopyOutcome, CopyError> {
+    tokio::task::spawn_blocking(move || copy_blocking(req))
+        .await
+        .expect("the copy thread does not panic")
+}
+
+/// [`copy`], on the calling thread.
+pub fn copy_blocking(req: CopyRequest) -> Result<CopyOutcome, CopyError> {
+    let started = Instant::now();
+    req.sink.emit(Event::StepStarted { step: STEP.into() });
+    let result = copy_inner(&req);
+    let millis = started.elapsed().as_millis() as u64;
+    match &result {
+        Ok(stats) => {
+            for (table, t) in &stats.tables {
+                if !t.masked.is_empty() {
+                    req.sink.emit(Event::Message {
+                        step: STEP.into(),
+                        level: Level::Info,
+                        message: format!(
+                            "{table}: {} rows, masked {}",
+                            t.rows,
+                            t.masked.join(", ")
+                        ),
+                    });
+                }
+            }
+            req.sink.emit(Event::StepFinished {
+                step: STEP.into(),
+                ok: true,
+                millis,
+                message: format!(
+                    "copied {} rows of {} tables ({} masked cells, {:.1} MB) from {} to {}",
+                    stats.rows,
+                    stats.tables.len(),
+                    stats.masked_cells,
+                    stats.bytes_out as f64 / 1e6,
+                    req.source.original,
+                    req.target.original
+                ),
+            });
+        }
+        Err(e) => req.sink.emit(Event::StepFinished {
+            step: STEP.into(),
+            ok: false,
+            millis,
+            message: e.to_string(),
+        }),
+    }
+    result.map(|stats| CopyOutcome { stats, millis })
+}
+
+fn copy_inner(req: &CopyRequest) -> Result<MaskStats, CopyError> {
+    if req.source.is_postgres() != req.target.is_postgres() {
+        return Err(CopyError::BadUrl {
+            url: req.target.original.clone(),
+            reason: format!(
+                "the source is {} and the target {}: both must be the same kind of database",
+                req.source.scheme, req.target.scheme
+            ),
+        });
+    }
+    let masker = Masker::new(req.key.expose().as_bytes(), req.rules.clone(), req.strict);
+    let secrets: Vec<String> = [req.source.password(), req.target.password()]
+        .into_iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    if !req.source.is_postgres() {
+        return copy_mysql(req, &masker, &secrets);
+    }
+    pipe(
+        Tool::new("pg_dump", "postgresql-client", pg_dump_command(&req.source)),
+        Tool::new("psql", "postgresql-client", psql_command(&req.target)),
+        &secrets,
+        |r, w| masker.mask_dump(r, w),
+    )
+}
+
+/// The dump command: plain SQL with `COPY` blocks, dropping the target's objects of the same
+/// names first (`--clean --if-exists`) so a copy refreshes an existing staging database, and
+/// without owners or grants, which name roles the target need not have.
+pub fn pg_dump_command(source: &DbUrl) -> Command {
+    let mut c = Command::new("pg_dump");
+    c.args([
+        "--format=plain",
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--no-privileges",
+    ])
+    .arg(format!("--dbname={}", source.libpq_url()));
+    pg_env(&mut c, source);
+    c
+}
+
+/// The restore command: one transaction, stop at the first error.
+pub fn psql_command(target: &DbUrl) -> Command {
+    let mut c = Command::new("psql");
+    c.args([
+        "--no-psqlrc",
+        "--quiet",
+        "--set=ON_ERROR_STOP=1",
+        "--single-transaction",
+        "--file=-",
+    ])
+    .arg(format!("--dbname={}", target.libpq_url()));
+    pg_env(&mut c, target);
+    c
+}
+
+/// MySQL/MariaDB: check the rules against the source's columns, then
+/// `mariadb-dump | masker | mariadb` (see [`mysql`] for why nothing is checked later).
+fn copy_mysql(
+    req: &CopyRequest,
+    masker: &Masker,
+    secrets: &[String],
+) -> Result<MaskStats, CopyError> {
+    let database = req.source.database.clone();
+    for url in [&req.source, &req.target] {
+        if url.database.is_empty() {
+            return Err(CopyError::BadUrl {
+                url: url.original.clone(),
+                reason: "name the database: mysql://user@host:port/DATABASE".into(),
+            });
+        }
+    }
+    let (client, dumper) = mysql_tools();
+    let mut q = mysql_command(client, &req.source);
+    q.args(["--batch", "--skip-column-names", "-e"]).arg(
+        "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
+    );
+    let out = q.output().map_err(|source| CopyError::Spawn {
+        tool: client.into(),
+        package: "mariadb-client".into(),
+        source,
+    })?;
+    if !out.status.success() {
+        let mut stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+        for s in secrets.iter().filter(|s| !s.is_empty()) {
+            stderr = stderr.replace(s.as_str(), "[redacted]");
+        }
+        return Err(CopyError::DumpFailed {
+            tool: client.into(),
+            status: out.status.to_string(),
+            stderr,
+        });
+    }
+    let mut columns: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((t, c)) = line.split_once('\t') {
+            columns.entry(t.into()).or_default().push(c.into());
+        }
+    }
+    mysql::preflight(masker, &database, &columns)?;
+    let mut dump = mysql_command(dumper, &req.source);
+    dump.args([
+        "--single-transaction",
+        "--complete-insert",
+        "--hex-blob",
+        "--skip-comments",
+        "--skip-dump-date",
+        "--default-character-set=utf8mb4",
+    ])
+    .arg(&database);
+    let mut restore = mysql_command(client, &req.target);
+    restore.args(["--batch", "--default-character-set=utf8mb4"]);
+    pipe(
+        Tool::new(dumper, "mariadb-client", dump),
+        Tool::new(client, "mariadb-client", restore),
+        secrets,
+        |r, w| masker.mask_mysql_dump(&database, r, w),
+    )
+}
+
+/// `mariadb`/`mariadb-dump` when on PATH (MariaDB's names), else `mysql`/`mysqldump`.
+fn mysql_tools() -> (&'static str, &'static str) {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    };
+    if on_path("mariadb-dump") || !on_path("mysqldump") {
+        ("mariadb", "mariadb-dump")
+    } else {
+        ("mysql", "mysqldump")
+    }
+}
+
+/// A MySQL client command for `url`: host, port, user and database as flags, the password in
+/// `MYSQL_PWD`, no option files.
+fn mysql_command(program: &str, url: &DbUrl) -> Command {
+    let mut c = Command::new(program);
+    c.arg("--no-defaults").arg("--protocol=TCP").arg(format!(
+        "--host={}",
+        url.host.trim_start_matches('[').trim_end_matches(']')
+    ));
+    if let Some(p) = url.port {
+        c.arg(format!("--port={p}"));
+    }
+    if let Some(u) = &url.user {
+        c.arg(format!("--user={u}"));
+    }
+    if program == "mariadb" || program == "mysql" {
+        c.arg(format!("--database={}", url.database));
+    }
+    c.env_remove("MYSQL_PWD");
+    if let Some(p) = url.password() {
+        c.env("MYSQL_PWD", p);
+    }
+    c
+}
+
+fn pg_env(c: &mut Command, url: &DbUrl) {
+    c.env_remove("PGPASSWORD");
+    if let Some(p) = url.password() {
+        c.env("PGPASSWORD", p);
+    }
+}
+
+/// One child program of the pipe.
+struct Tool {
+    name: &'static str,
+    package: &'static str,
+    command: Command,
+}
+
+impl Tool {
+    fn new(name: &'static str, package: &'static str, command: Command) -> Self {
+        Tool {
+            name,
+            package,
+            command,
+        }
+    }
+
+    fn spawn(&mut self, stdin: Stdio, stdout: Stdio) -> Result<Child, CopyError> {
+        self.command
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| CopyError::Spawn {
+                tool: self.name.into(),
+                package: self.package.into(),
+                source,
+            })
+    }
+}
+
+/// Keeps the end of a child's stderr.
+fn tail(child: &mut Child) -> JoinHandle<Vec<u8>> {
+    let mut err = child.stderr.take().expect("stderr is piped");
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 2 * STDERR_TAIL {
+                kept.drain(..kept.len() - STDERR_TAIL);
+            }
+        }
+        if kept.len() > STDERR_TAIL {
+            kept.drain(..kept.len() - STDERR_TAIL);
+        }
+        kept
+    })
+}
+
+fn stderr_text(h: JoinHandle<Vec<u8>>, secrets: &[String]) -> String {
+    let mut s = String::from_utf8_lossy(&h.join().unwrap_or_default())
+        .trim_end()
+        .to_string();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        s = s.replace(secret.as_str(), "[redacted]");
+    }
+    s
+}
+
+/// Runs `dump | mask | restore`, committing only when everything succeeded (see the module
+/// docs for the order of events).
+fn pipe(
+    mut dump: Tool,
+    mut restore: Tool,
+    secrets: &[String],
+    mask: impl FnOnce(
+        &mut BufReader<std::process::ChildStdout>,
+        &mut BufWriter<std::process::ChildStdin>,
+    ) -> Result<MaskStats, CopyError>,
+) -> Result<MaskStats, CopyError> {
+    let mut restore_child = restore.spawn(Stdio::piped(), Stdio::null())?;
+    let mut dump_child = match dump.spawn(Stdio::null(), Stdio::piped()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = restore_child.kill();
+            let _ = restore_child.wait();
+            return Err(e);
+        }
+    };
+    let restore_err = tail(&mut restore_child);
+    let dump_err = tail(&mut dump_child);
+    let mut reader =
+        BufReader::with_capacity(BUFFER, dump_child.stdout.take().expect("stdout is piped"));
+    let mut writer =
+        BufWriter::with_capacity(BUFFER, restore_child.stdin.take().expect("stdin is piped"));
+    let masked = mask(&mut reader, &mut writer);
+
+    let dump_failed = |child: &mut Child, err: JoinHandle<Vec<u8>>| -> Option<CopyError> {
+        let status = child.wait().ok()?;
+        (!status.success()).then(|| CopyError::DumpFailed {
+            tool: dump.name.into(),
+            status: status.to_string(),
+            stderr: stderr_text(err, secrets),
+        })
+    };
+    let restore_failed = |child: &mut Child, err: JoinHandle<Vec<u8>>| -> CopyError {
+        let status = child
+            .wait()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
+        CopyError::RestoreFailed {
+            tool: restore.name.into(),
+            status,
+            stderr: stderr_text(err, secrets),
+        }
+    };
+
+    match masked {
+        Err(CopyError::RestoreWrite(_)) => {
+            // The restore tool went away (its error is the story); stop the dump.
+            drop(reader);
+            let _ = dump_child.kill();
+            let _ = dump_child.wait();
+            drop(writer);
+            Err(restore_failed(&mut restore_child, restore_err))
+        }
+        Err(e) => {
+            // Kill the restore before its input ends: the transaction never commits.
+            let _ = restore_child.kill();
+            let _ = restore_child.wait();
+            drop(writer);
+            // At the end of the dump's output the dump has exited or is exiting, and its own
+            // failure (a refused connection...) is the real story. Mid-stream, stop it.
+            let at_end = matches!(reader.fill_buf().map(|b| b.is_empty()), Ok(true));
+            drop(reader);
+            if !at_end {
+                let _ = dump_child.kill();
+                let _ = dump_child.wait();
+                return Err(e);
+            }
+            Err(dump_failed(&mut dump_child, dump_err).unwrap_or(e))
+        }
+        Ok(stats) => {
+            drop(reader);
+            if let Some(e) = dump_failed(&mut dump_child, dump_err) {
+                let _ = restore_child.kill();
+                let _ = restore_child.wait();
+                return Err(e);
+            }
+            // Everything matched and the dump is complete: end the input, which commits.
+            let closed = writer.into_inner().map(drop);
+            let status = restore_child.wait();
+            match (closed, status) {
+                (Ok(()), Ok(s)) if s.success() => Ok(stats),
+                _ => Err(restore_failed(&mut restore_child, restore_err)),
+            }
+        }
+    }
+}
