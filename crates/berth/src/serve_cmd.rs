@@ -369,7 +369,14 @@ impl Engine {
             .collect();
         let build = self
             .builder
-            .options(config.registry.insecure.clone(), mirrors, None, false)
+            .options(
+                config.registry.insecure.clone(),
+                mirrors,
+                None,
+                false,
+                Some(&cluster),
+            )
+            .await
             .map_err(Failure::msg)?;
         let pipeline = Pipeline {
             config,
