@@ -1,6 +1,7 @@
 //! The web UI in real Chromium (Debian's chromium + chromedriver over WebDriver): sign in,
 //! watch a run's log arrive live, see the dashboard, roll back from the release history.
-//! Saves screenshots of the main pages to docs/screenshots/.
+//! Saves screenshots of the main pages under the target directory, or over the ones in
+//! docs/screenshots/ with `BERTH_UPDATE_SCREENSHOTS=1` (so a test run leaves the tree clean).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,9 +12,13 @@ use berth_testkit::webdriver::Browser;
 use crate::serve::{Api, Rig};
 
 fn screenshot(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../docs/screenshots")
-        .join(format!("{name}.png"))
+    let dir = if std::env::var_os("BERTH_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    std::fs::create_dir_all(&dir).expect("screenshot directory");
+    dir.join(format!("{name}.png"))
 }
 
 #[tokio::test]
