@@ -26,6 +26,8 @@ pub(crate) struct Rig {
     pub(crate) store: PathBuf,
     pub(crate) port: u16,
     pub(crate) config: PathBuf,
+    /// Extra environment for every `berth serve` command (set after the rig's own).
+    pub(crate) env: Vec<(String, String)>,
     root: PathBuf,
 }
 
@@ -113,6 +115,7 @@ impl Rig {
             store,
             port,
             config,
+            env: Vec::new(),
             root,
         }
     }
@@ -130,6 +133,7 @@ impl Rig {
         if let Some(d) = database {
             c.env("BERTH_TEST_SERVE_DB", d).env("BERTH_DATABASE_URL", d);
         }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -834,10 +838,13 @@ impl Drop for GitHttp {
     }
 }
 
+/// Also the registry password: the run pushes to a private registry (htpasswd auth) with the
+/// credentials of a docker config.json given through `--docker-config`; base images still come
+/// from the shared registry's mirror.
 #[tokio::test]
 async fn git_tokens_and_webhook_secrets_never_reach_the_store_the_api_or_the_log() {
     let ctx = TestContext::new("serve-secrets").await;
-    let rig = Rig::new(&ctx, None, "");
+    let mut rig = Rig::new(&ctx, None, "");
     // Fetch over smart HTTP with a token instead of the local path.
     let git = GitHttp::start(rig.bare.parent().unwrap());
     let config = std::fs::read_to_string(&rig.config).unwrap().replace(
@@ -849,6 +856,33 @@ async fn git_tokens_and_webhook_secrets_never_reach_the_store_the_api_or_the_log
     );
     assert!(config.contains("token_env"), "{config}");
     std::fs::write(&rig.config, config).unwrap();
+    // Push to a registry that wants a password, given in a docker config.json.
+    let password = format!("registry-pw-{}", berth_testkit::unique_suffix());
+    let private = berth_testkit::OwnRegistry::start_with_auth("pusher", &password);
+    let image = format!("{}/hello/web", private.host);
+    for f in ["berth.yaml", "k8s/app.yaml"] {
+        let p = rig.work.join(f);
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace(&format!("{}/web", ctx.repository), &image);
+        assert!(text.contains(&image), "{f}: {text}");
+        std::fs::write(p, text).unwrap();
+    }
+    let docker_config = rig.root.join("docker-config.json");
+    std::fs::write(
+        &docker_config,
+        json!({"auths": {private.host.clone(): {"username": "pusher", "password": password}}})
+            .to_string(),
+    )
+    .unwrap();
+    rig.env.push((
+        "BERTH_DOCKER_CONFIG".into(),
+        docker_config.display().to_string(),
+    ));
+    rig.env.push((
+        "BERTH_INSECURE_REGISTRIES".into(),
+        format!("{},{}", ctx.env.registry_host(), private.host),
+    ));
     let viewer = rig.token(&ctx, None, "viewer", "viewer");
     let _server = rig.serve(&ctx, None);
     let api = Api::new(&rig, Some(&viewer));
@@ -858,10 +892,34 @@ async fn git_tokens_and_webhook_secrets_never_reach_the_store_the_api_or_the_log
     assert_eq!(
         run["state"],
         "succeeded",
-        "the token fetched: {run}\n{}",
+        "the token fetched and the password pushed: {run}\n{}",
         rig.log()
     );
-    for secret in [GIT_TOKEN, HOOK_SECRET, viewer.as_str()] {
+    let built = run["result"]["outcome"]["built"]["web"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{run}"));
+    assert!(
+        built.starts_with(&format!("{image}@sha256:")),
+        "pushed to the private registry: {built}"
+    );
+    // The image is there, behind the password.
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--creds"])
+        .arg(format!("pusher:{password}"))
+        .arg(format!("docker://{built}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        rig.data.join("berth.db").is_file(),
+        "the store is SQLite in the data dir"
+    );
+    for secret in [GIT_TOKEN, HOOK_SECRET, viewer.as_str(), password.as_str()] {
+        // Every file of the data dir: berth.db, its -wal and -shm.
         let hits = files_containing(&rig.data, secret);
         assert!(hits.is_empty(), "a secret is stored in {hits:?}");
         assert!(
@@ -871,10 +929,14 @@ async fn git_tokens_and_webhook_secrets_never_reach_the_store_the_api_or_the_log
         for path in [
             format!("/api/runs/{id}/events"),
             format!("/api/runs/{id}"),
+            "/api/runs".to_string(),
             "/api/repositories".to_string(),
+            "/api/repositories/hello/environments".to_string(),
             format!("/runs/{id}"),
+            "/".to_string(),
         ] {
-            let (_, body) = api.text(&path).await;
+            let (s, body) = api.text(&path).await;
+            assert_eq!(s, 200, "{path}: {body}");
             assert!(!body.contains(secret), "a secret is in {path}");
         }
     }
