@@ -941,3 +941,61 @@ async fn git_tokens_and_webhook_secrets_never_reach_the_store_the_api_or_the_log
         }
     }
 }
+
+/// A host that cannot send webhooks: the repository is polled, the bare repository has no
+/// hook, and each push still produces a run (trigger `poll`) within the poll interval.
+#[tokio::test]
+async fn a_polled_repository_without_a_webhook_runs_each_push() {
+    let ctx = TestContext::new("serve-poll").await;
+    let rig = Rig::new(&ctx, None, "");
+    let hook = rig.bare.join("hooks/post-receive");
+    assert!(
+        hook.is_file(),
+        "the rig installs a hook: {}",
+        hook.display()
+    );
+    std::fs::remove_file(&hook).unwrap();
+    let config = std::fs::read_to_string(&rig.config).unwrap().replace(
+        "    webhook: { provider: github, secret_env: BERTH_TEST_HOOK_SECRET }\n",
+        "    poll: 2s\n",
+    );
+    assert!(
+        config.contains("poll: 2s") && !config.contains("webhook"),
+        "{config}"
+    );
+    std::fs::write(&rig.config, config).unwrap();
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    let _server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&viewer));
+    let (_, repos) = api.get("/api/repositories").await;
+    assert_eq!(repos[0]["poll_seconds"], 2, "{repos}");
+
+    // The repository was empty when the server started: the first push is seen by a poll.
+    let first = rig.push("polled");
+    let id = api.run_for(&first).await;
+    let run = api.wait_run(&id, &rig).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
+    assert_eq!(run["trigger"]["kind"], "poll", "{run}");
+    let built = run["result"]["outcome"]["built"]["web"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{run}"))
+        .to_string();
+    assert_eq!(live_image(&ctx).await, built);
+
+    // A second push, again only through polling, and the first commit is not run again.
+    std::fs::write(rig.work.join("web/index.html"), "<h1>polled again</h1>\n").unwrap();
+    let second = rig.push("polled again");
+    let id2 = api.run_for(&second).await;
+    let run2 = api.wait_run(&id2, &rig).await;
+    assert_eq!(run2["state"], "succeeded", "{run2}\n{}", rig.log());
+    assert_eq!(run2["trigger"]["kind"], "poll", "{run2}");
+    assert_ne!(run2["result"]["outcome"]["built"]["web"], built.as_str());
+    let (_, runs) = api.get("/api/runs?repository=hello").await;
+    let for_first = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["commit"] == first.as_str())
+        .count();
+    assert_eq!(for_first, 1, "one run per polled commit: {runs}");
+}
