@@ -999,3 +999,76 @@ async fn a_polled_repository_without_a_webhook_runs_each_push() {
         .count();
     assert_eq!(for_first, 1, "one run per polled commit: {runs}");
 }
+
+/// One run at a time and a run in progress: two more pushes to main queue behind it, the
+/// older of them is superseded by the newer one the moment that is queued, and only the
+/// newest deploys after the active run.
+#[tokio::test]
+async fn a_newer_push_supersedes_the_queued_older_one_while_a_run_is_active() {
+    let ctx = TestContext::new("serve-supersede").await;
+    let rig = Rig::new(&ctx, None, "concurrency: 1\n");
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    let _server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&viewer));
+
+    // The first commit builds slowly, so the run is still active when the others arrive.
+    let dockerfile = rig.work.join("web/Dockerfile");
+    let quick = std::fs::read_to_string(&dockerfile).unwrap();
+    let slow = quick.replace("RUN mkdir -p /www\n", "RUN mkdir -p /www && sleep 20\n");
+    assert_ne!(slow, quick);
+    std::fs::write(&dockerfile, &slow).unwrap();
+    let first = rig.push("slow");
+    let id1 = api.run_for(&first).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, run) = api.get(&format!("/api/runs/{id1}")).await;
+        if run["state"] == "running" {
+            break;
+        }
+        assert_eq!(run["state"], "queued", "{run}\n{}", rig.log());
+        assert!(
+            Instant::now() < deadline,
+            "run {id1} never started: {}",
+            rig.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    std::fs::write(&dockerfile, &quick).unwrap();
+    let second = rig.push("older");
+    let id2 = api.run_for(&second).await;
+    std::fs::write(rig.work.join("web/index.html"), "<h1>newest</h1>\n").unwrap();
+    let third = rig.push("newer");
+    let id3 = api.run_for(&third).await;
+
+    let (_, run1) = api.get(&format!("/api/runs/{id1}")).await;
+    assert_eq!(
+        run1["state"], "running",
+        "the first run is still active: {run1}"
+    );
+    let (_, run2) = api.get(&format!("/api/runs/{id2}")).await;
+    assert_eq!(run2["state"], "superseded", "{run2}\n{}", rig.log());
+    assert_eq!(run2["superseded_by"].to_string(), id3, "{run2}");
+    let (_, run3) = api.get(&format!("/api/runs/{id3}")).await;
+    assert_eq!(run3["state"], "queued", "behind the active run: {run3}");
+
+    let run1 = api.wait_run(&id1, &rig).await;
+    assert_eq!(run1["state"], "succeeded", "{run1}\n{}", rig.log());
+    let run3 = api.wait_run(&id3, &rig).await;
+    assert_eq!(run3["state"], "succeeded", "{run3}\n{}", rig.log());
+    let built = run3["result"]["outcome"]["built"]["web"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{run3}"));
+    assert_eq!(live_image(&ctx).await, built, "the newest commit is live");
+    let (_, run2) = api.get(&format!("/api/runs/{id2}")).await;
+    assert_eq!(run2["state"], "superseded", "it never ran: {run2}");
+    let (_, events) = api.get(&format!("/api/runs/{id2}/events")).await;
+    assert!(
+        !events
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["event"]["event"] == "step_started"),
+        "the superseded run started no step: {events}"
+    );
+}
