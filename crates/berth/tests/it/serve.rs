@@ -1072,3 +1072,87 @@ async fn a_newer_push_supersedes_the_queued_older_one_while_a_run_is_active() {
         "the superseded run started no step: {events}"
     );
 }
+
+/// Build once, deploy many, through the API: a push deploys dev; a manual `prod` environment
+/// is left alone until a deployer promotes dev to it, and then runs dev's digest, unbuilt.
+#[tokio::test]
+async fn promoting_through_the_api_deploys_the_source_environments_digest() {
+    let ctx = TestContext::new("serve-promote-dev").await;
+    let prod = TestContext::new("serve-promote-prod").await;
+    let rig = Rig::new(&ctx, None, "");
+    let cfg = rig.work.join("berth.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + &format!(
+            "  - name: prod\n    namespace: {}\n    promotion: manual\n    from: dev\n",
+            prod.namespace
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    let deployer = rig.token(&ctx, None, "deployer", "deployer");
+    let _server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&deployer));
+
+    let commit = rig.push("two environments");
+    let id = api.run_for(&commit).await;
+    let run = api.wait_run(&id, &rig).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
+    // A webhook run's environment is chosen from the branch when it starts.
+    assert_eq!(run["result"]["outcome"]["environment"], "dev", "{run}");
+    let built = run["result"]["outcome"]["built"]["web"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{run}"))
+        .to_string();
+    let deployment = ObjectKey::new("apps/v1", "Deployment", Some(&prod.namespace), "hello");
+    assert!(
+        prod.cluster.get(&deployment).await.unwrap().is_none(),
+        "a manual environment is not deployed by a push"
+    );
+
+    // A viewer may not promote.
+    let (s, body) = Api::new(&rig, Some(&viewer))
+        .post(
+            "/api/repositories/hello/environments/prod/promote",
+            json!({"from": "dev"}),
+        )
+        .await;
+    assert_eq!(s, 403, "{body}");
+
+    let (s, queued) = api
+        .post(
+            "/api/repositories/hello/environments/prod/promote",
+            json!({"from": "dev"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{queued}");
+    assert_eq!(queued["trigger"]["kind"], "promote", "{queued}");
+    assert_eq!(queued["trigger"]["from"], "dev", "{queued}");
+    assert_eq!(queued["environment"], "prod", "{queued}");
+    let promoted = api.wait_run(&queued["id"].to_string(), &rig).await;
+    assert_eq!(promoted["state"], "succeeded", "{promoted}\n{}", rig.log());
+    assert_eq!(
+        promoted["result"]["outcome"]["namespace"],
+        prod.namespace.as_str(),
+        "{promoted}"
+    );
+    assert!(
+        promoted["result"]["outcome"]["built"]
+            .as_object()
+            .is_none_or(|b| b.is_empty()),
+        "nothing rebuilt: {promoted}"
+    );
+    assert_eq!(live_image(&prod).await, built, "prod runs dev's digest");
+    assert_eq!(live_image(&ctx).await, built, "dev is unchanged");
+
+    let (s, envs) = api.get("/api/repositories/hello/environments").await;
+    assert_eq!(s, 200, "{envs}");
+    let digest = built.split_once('@').unwrap().1;
+    for name in ["dev", "prod"] {
+        let env = envs["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {envs}"));
+        assert_eq!(env["services"][0]["digest"], digest, "{name}: {envs}");
+    }
+}
