@@ -918,6 +918,12 @@ async fn git_tokens_and_webhook_secrets_never_reach_the_store_the_api_or_the_log
         rig.data.join("berth.db").is_file(),
         "the store is SQLite in the data dir"
     );
+    // The scan finds the password where it belongs, the config.json outside the data dir.
+    assert_eq!(
+        files_containing(&rig.root, &password),
+        vec![docker_config.clone()],
+        "the scan sees the password only in the docker config"
+    );
     for secret in [GIT_TOKEN, HOOK_SECRET, viewer.as_str(), password.as_str()] {
         // Every file of the data dir: berth.db, its -wal and -shm.
         let hits = files_containing(&rig.data, secret);
