@@ -82,6 +82,28 @@ pub struct ClusterArgs {
     pub namespace: Option<String>,
 }
 
+/// The kustomize and helm binaries that render Kustomize and Helm sources.
+#[derive(Args, Debug, Clone)]
+pub struct ToolFlags {
+    /// kustomize binary.
+    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
+    pub kustomize_bin: std::path::PathBuf,
+
+    /// helm binary.
+    #[arg(long, default_value = "helm", env = "BERTH_HELM")]
+    pub helm_bin: std::path::PathBuf,
+}
+
+impl ToolFlags {
+    /// The binaries as the renderer takes them.
+    pub fn tools(&self) -> berth_render::Tools {
+        berth_render::Tools {
+            kustomize: self.kustomize_bin.clone(),
+            helm: self.helm_bin.clone(),
+        }
+    }
+}
+
 /// Where manifests come from.
 #[derive(Args, Debug, Clone)]
 pub struct RenderArgs {
@@ -111,13 +133,9 @@ pub struct RenderArgs {
     #[arg(long, value_name = "NAME=REPO@sha256:DIGEST")]
     pub image: Vec<String>,
 
-    /// kustomize binary.
-    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
-    pub kustomize_bin: std::path::PathBuf,
-
-    /// helm binary.
-    #[arg(long, default_value = "helm", env = "BERTH_HELM")]
-    pub helm_bin: std::path::PathBuf,
+    /// kustomize and helm binaries.
+    #[command(flatten)]
+    pub tools: ToolFlags,
 }
 
 /// `berth render`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth_cluster::{Cluster, ConnectOptions};
 use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
-use berth_render::{HelmChart, ImageMap, ManifestSource, ObjectSet, RenderContext, Tools};
+use berth_render::{HelmChart, ImageMap, ManifestSource, ObjectSet, RenderContext};
 use berth_types::{Event, EventSink, Level};
 
 use crate::cli::{ClusterArgs, DeployArgs, HistoryArgs, OutputFormat, RenderArgs, RollbackArgs};
@@ -76,10 +76,7 @@ fn render_objects(
         .map_err(|e| e.to_string())?
         .with_images(images.clone())
         .with_env(release, namespace);
-    let tools = Tools {
-        kustomize: args.kustomize_bin.clone(),
-        helm: args.helm_bin.clone(),
-    };
+    let tools = args.tools.tools();
     let mut set = berth_render::load(&sources, &ctx, &tools).map_err(|e| e.to_string())?;
     set.substitute_images(&images);
     Ok((set, record))

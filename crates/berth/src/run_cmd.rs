@@ -8,7 +8,6 @@ use std::sync::Arc;
 use berth_cluster::{Cluster, ConnectOptions};
 use berth_deploy::DeployOutcome;
 use berth_pipeline::run::{Pipeline, RunRequest, choose_environment, default_lock};
-use berth_render::Tools;
 use berth_types::EventSink;
 use clap::Args;
 
@@ -43,13 +42,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub builder: crate::builder_flags::BuilderFlags,
 
-    /// kustomize binary.
-    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
-    pub kustomize_bin: PathBuf,
-
-    /// helm binary.
-    #[arg(long, default_value = "helm", env = "BERTH_HELM")]
-    pub helm_bin: PathBuf,
+    /// kustomize and helm binaries.
+    #[command(flatten)]
+    pub tools: crate::cli::ToolFlags,
 
     /// Builds at most this many services at once (default: the number of cores).
     #[arg(long, short = 'j', env = "BERTH_JOBS")]
@@ -182,10 +177,7 @@ async fn drive(
         commit,
         user: user.clone(),
         lock: default_lock(format!("{user} (pid {})", std::process::id())),
-        tools: Tools {
-            kustomize: args.kustomize_bin.clone(),
-            helm: args.helm_bin.clone(),
-        },
+        tools: args.tools.tools(),
     };
     let result = match promote_from {
         None => {

@@ -75,13 +75,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub builder: crate::builder_flags::BuilderFlags,
 
-    /// kustomize binary.
-    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
-    pub kustomize_bin: PathBuf,
-
-    /// helm binary.
-    #[arg(long, default_value = "helm", env = "BERTH_HELM")]
-    pub helm_bin: PathBuf,
+    /// kustomize and helm binaries.
+    #[command(flatten)]
+    pub tools: crate::cli::ToolFlags,
 }
 
 /// `berth serve token ...`.
@@ -198,10 +194,7 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         builder: args.builder.clone(),
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
-        tools: Tools {
-            kustomize: args.kustomize_bin.clone(),
-            helm: args.helm_bin.clone(),
-        },
+        tools: args.tools.tools(),
         clusters: Mutex::new(HashMap::new()),
     })));
     let server = Server::open(config, executor)
