@@ -174,29 +174,9 @@ pub(crate) async fn queue_rollback(
     to: Option<u64>,
     who: &str,
 ) -> Result<berth_store::Run, ApiError> {
-    let r = repo_of(s, repo)?.clone();
-    let checkout = s
-        .view(&r)
-        .await
-        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, "git", e))?;
-    let run = s
-        .inner
-        .store
-        .create_run(NewRun {
-            repository: r.name.clone(),
-            branch: checkout.branch.clone().unwrap_or_default(),
-            commit: checkout.commit.clone(),
-            environment: env.to_string(),
-            trigger: Trigger::Rollback,
-        })
-        .await?;
     // The target revision rides in the result document until the run replaces it.
-    s.inner
-        .store
-        .set_result(run.id, &json!({"to": to, "requested_by": who}))
-        .await?;
-    s.wake();
-    Ok(run)
+    let request = json!({"to": to, "requested_by": who});
+    queue_manual(s, repo, env, Trigger::Rollback, request).await
 }
 
 /// Queues a promotion of `from`'s live digests to `env`.
@@ -206,6 +186,21 @@ pub(crate) async fn queue_promote(
     env: &str,
     from: &str,
     who: &str,
+) -> Result<berth_store::Run, ApiError> {
+    let trigger = Trigger::Promote {
+        from: from.to_string(),
+    };
+    queue_manual(s, repo, env, trigger, json!({"requested_by": who})).await
+}
+
+/// Queues a run of `env` at the repository's current view with `trigger`, recording who asked
+/// (and what for) in its result document, and wakes the scheduler.
+async fn queue_manual(
+    s: &Server,
+    repo: &str,
+    env: &str,
+    trigger: Trigger,
+    request: Value,
 ) -> Result<berth_store::Run, ApiError> {
     let r = repo_of(s, repo)?.clone();
     let checkout = s
@@ -220,15 +215,10 @@ pub(crate) async fn queue_promote(
             branch: checkout.branch.clone().unwrap_or_default(),
             commit: checkout.commit.clone(),
             environment: env.to_string(),
-            trigger: Trigger::Promote {
-                from: from.to_string(),
-            },
+            trigger,
         })
         .await?;
-    s.inner
-        .store
-        .set_result(run.id, &json!({"requested_by": who}))
-        .await?;
+    s.inner.store.set_result(run.id, &request).await?;
     s.wake();
     Ok(run)
 }
