@@ -741,7 +741,7 @@ async fn run_instruction(
             let emulation = cx.emulation_for(&stage_platform, &loc)?;
             let rootfs = cx.materialize(st)?;
             let mut pre = Vec::new();
-            let wd_rel = resolve_in_root(&rootfs, &workdir);
+            let wd_rel = resolve_in_root(&rootfs, &workdir)?;
             let before = Snapshot::take(&rootfs)?;
             context::mkdir_recorded(&rootfs, &wd_rel, &mut pre)?;
             let (uid, gid, groups) = if user.is_empty() {
@@ -960,7 +960,10 @@ fn find_program(rootfs: &Path, env: &[String], workdir: &str, program: &str) -> 
         .unwrap_or(DEFAULT_PATH);
     for dir in path.split(':').filter(|d| d.starts_with('/')) {
         let candidate = format!("{}/{program}", dir.trim_end_matches('/'));
-        let rel = resolve_in_root(rootfs, &candidate);
+        // A link loop in the image is no program; the next PATH entry may hold it.
+        let Ok(rel) = resolve_in_root(rootfs, &candidate) else {
+            continue;
+        };
         if rootfs.join(&rel).is_file() {
             return candidate;
         }

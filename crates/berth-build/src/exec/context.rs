@@ -141,7 +141,14 @@ pub fn select(
             vec![rel]
         };
         for rel in matches {
-            let resolved = resolve_in_root(root, &rel);
+            let resolved = resolve_in_root(root, &rel).map_err(|e| e.to_string())?;
+            // .dockerignore applies to what a link points at too: a link must not let an
+            // ignored file in.
+            if resolved != rel && excluded(&resolved) {
+                return Err(format!(
+                    "{src:?} is a symbolic link to {resolved:?}, which .dockerignore excludes"
+                ));
+            }
             let abs = root.join(&resolved);
             let md = std::fs::metadata(&abs).map_err(|_| {
                 format!(
@@ -283,7 +290,7 @@ pub fn copy_into(
     added: &mut Added,
 ) -> Result<Vec<String>, BuildError> {
     let mut written = Vec::new();
-    let dest_resolved = resolve_in_root(rootfs, dest);
+    let dest_resolved = resolve_in_root(rootfs, dest)?;
     let dest_is_dir = dest.ends_with('/')
         || selected.len() > 1
         || selected.iter().any(|s| s.is_dir)
@@ -375,7 +382,7 @@ pub fn write_file(
     attrs: CopyAttrs,
 ) -> Result<Vec<String>, BuildError> {
     let mut written = Vec::new();
-    let target = resolve_in_root(rootfs, dest);
+    let target = resolve_in_root(rootfs, dest)?;
     let parent = target
         .rsplit_once('/')
         .map(|(p, _)| p.to_string())
@@ -694,7 +701,7 @@ pub fn extract_into(
     attrs: CopyAttrs,
 ) -> Result<Vec<String>, BuildError> {
     let mut written = Vec::new();
-    let dest_rel = resolve_in_root(rootfs, dest);
+    let dest_rel = resolve_in_root(rootfs, dest)?;
     mkdir_recorded(rootfs, &dest_rel, &mut written)?;
     let dest_abs = rootfs.join(&dest_rel);
     let file = std::fs::File::open(src).map_err(io_err(src))?;

@@ -24,6 +24,29 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// A path inside a root file system or build context goes through more than 40 symbolic
+    /// links (a loop, or a chain built to outlast the resolver and escape the root).
+    #[error(
+        "`{path}` goes through more than 40 symbolic links (a loop?) inside {}; berth refuses to follow it",
+        root.display()
+    )]
+    SymlinkLoop {
+        /// The path as written.
+        path: String,
+        /// The root it was resolved in.
+        root: PathBuf,
+    },
+    /// A layer entry of an image names a place outside the image's root file system (an
+    /// absolute or `..` hardlink target); the image is hostile or broken.
+    #[error("layer {}: entry `{entry}` {reason}; berth refuses to apply it", blob.display())]
+    HostileLayer {
+        /// The layer blob.
+        blob: PathBuf,
+        /// The entry's name.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A `RUN` command exited with a non-zero status.
     #[error("{location}: `{command}` exited with code {exit_code}; last output:\n{tail}")]
     RunFailed {

@@ -342,6 +342,9 @@ pub fn apply_layer(blob: &Path, media_type: &str, root: &Path) -> Result<(), Bui
         path: blob.to_path_buf(),
         source: e,
     };
+    // Every entry's parent is resolved inside `root` (symlinks followed as a chroot would),
+    // so that no whiteout, file, hardlink or directory of a hostile layer lands outside it:
+    // a link `x -> /` makes `x/etc/passwd` mean `<root>/etc/passwd`.
     // Pass 1: whiteouts.
     let mut archive = tar::Archive::new(open_layer(blob, media_type)?);
     for entry in archive.entries().map_err(bad)? {
@@ -356,7 +359,7 @@ pub fn apply_layer(blob: &Path, media_type: &str, root: &Path) -> Result<(), Bui
         let Some(parent) = safe_rel(path.parent().unwrap_or(Path::new(""))) else {
             continue;
         };
-        let dir = root.join(parent);
+        let dir = root.join(resolve_in_root(root, &parent.to_string_lossy())?);
         if name == OPAQUE {
             if let Ok(rd) = std::fs::read_dir(&dir) {
                 for child in rd.flatten() {
@@ -364,8 +367,11 @@ pub fn apply_layer(blob: &Path, media_type: &str, root: &Path) -> Result<(), Bui
                 }
             }
         } else {
-            let victim = dir.join(&name[WHITEOUT_PREFIX.len()..]);
-            remove_any(&victim)?;
+            let victim = &name[WHITEOUT_PREFIX.len()..];
+            if victim.is_empty() || victim == "." || victim == ".." {
+                continue;
+            }
+            remove_any(&dir.join(victim))?;
         }
     }
     // Pass 2: content.
@@ -380,35 +386,65 @@ pub fn apply_layer(blob: &Path, media_type: &str, root: &Path) -> Result<(), Bui
         let mut entry = entry.map_err(bad)?;
         let path = entry.path().map_err(bad)?.into_owned();
         let Some(rel) = safe_rel(&path) else { continue };
-        if rel.as_os_str().is_empty() {
+        let Some(name) = rel.file_name().map(|n| n.to_os_string()) else {
             continue;
-        }
-        if rel
-            .file_name()
-            .and_then(|n| n.to_str())
+        };
+        if name
+            .to_str()
             .is_some_and(|n| n.starts_with(WHITEOUT_PREFIX))
         {
             continue;
         }
-        let target = root.join(&rel);
-        let is_dir = entry.header().entry_type().is_dir();
+        let parent = rel.parent().unwrap_or(Path::new("")).to_string_lossy();
+        let parent = root.join(resolve_in_root(root, &parent)?);
+        let target = parent.join(&name);
+        let kind = entry.header().entry_type();
+        let is_dir = kind.is_dir();
         if let Ok(md) = std::fs::symlink_metadata(&target)
             && (!is_dir || !md.is_dir())
         {
             remove_any(&target)?;
         }
+        std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        if kind.is_hard_link() {
+            // The link's source is a path inside the image too: resolve it in the root and
+            // link to what it names; a source outside the root is refused.
+            let hostile = |reason: &str| BuildError::HostileLayer {
+                blob: blob.to_path_buf(),
+                entry: path.display().to_string(),
+                reason: reason.to_string(),
+            };
+            let Some(src) = entry.link_name().map_err(bad)? else {
+                return Err(hostile("is a hardlink without a target"));
+            };
+            let Some(src_rel) = safe_rel(&src) else {
+                return Err(hostile("is a hardlink to a path outside the image (`..`)"));
+            };
+            let src_parent = src_rel.parent().unwrap_or(Path::new("")).to_string_lossy();
+            let Some(src_name) = src_rel.file_name() else {
+                return Err(hostile("is a hardlink to the root directory"));
+            };
+            let src = root
+                .join(resolve_in_root(root, &src_parent)?)
+                .join(src_name);
+            std::fs::hard_link(&src, &target).map_err(io_err(&target))?;
+            continue;
+        }
         if is_dir {
             // Directory mtimes are set after their content, or unpacking children resets them.
-            dirs.push((rel.clone(), entry.header().mtime().unwrap_or(0)));
+            dirs.push((target.clone(), entry.header().mtime().unwrap_or(0)));
         }
-        entry.unpack_in(root).map_err(|e| BuildError::Io {
+        entry.unpack(&target).map_err(|e| BuildError::Io {
             path: target.clone(),
             source: e,
         })?;
     }
-    for (rel, mtime) in dirs.iter().rev() {
+    for (dir, mtime) in dirs.iter().rev() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(*mtime);
-        if let Ok(f) = File::open(root.join(rel)) {
+        // A later entry may have replaced the directory with a symlink: never follow it.
+        if std::fs::symlink_metadata(dir).is_ok_and(|md| md.is_dir())
+            && let Ok(f) = File::open(dir)
+        {
             let _ = f.set_modified(t);
         }
     }
@@ -440,8 +476,10 @@ pub(crate) fn remove_any(p: &Path) -> Result<(), BuildError> {
 /// Resolves `path` (absolute inside the image) against `root` the way a chroot would: every
 /// symlink is followed, absolute targets restart at `root`, `..` never leaves it. Returns the
 /// resolved path relative to `root` (`/`-separated, no leading slash). Components that do not
-/// exist are taken as they are.
-pub fn resolve_in_root(root: &Path, path: &str) -> String {
+/// exist are taken as they are. More than 40 links on the way is [`BuildError::SymlinkLoop`]:
+/// stopping early would hand back a path that is still a link, which the caller's host would
+/// then follow out of the root.
+pub fn resolve_in_root(root: &Path, path: &str) -> Result<String, BuildError> {
     let mut todo: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty() && *s != ".")
@@ -460,7 +498,10 @@ pub fn resolve_in_root(root: &Path, path: &str) -> String {
         if let Ok(target) = std::fs::read_link(&abs) {
             hops += 1;
             if hops > 40 {
-                break;
+                return Err(BuildError::SymlinkLoop {
+                    path: path.to_string(),
+                    root: root.to_path_buf(),
+                });
             }
             cur.pop();
             let t = target.to_string_lossy().to_string();
@@ -472,7 +513,7 @@ pub fn resolve_in_root(root: &Path, path: &str) -> String {
             }
         }
     }
-    cur.join("/")
+    Ok(cur.join("/"))
 }
 
 #[cfg(test)]
@@ -485,9 +526,250 @@ mod tests {
         std::fs::create_dir_all(d.path().join("usr/bin")).unwrap();
         std::os::unix::fs::symlink("usr/bin", d.path().join("bin")).unwrap();
         std::os::unix::fs::symlink("/../../etc", d.path().join("usr/esc")).unwrap();
-        assert_eq!(resolve_in_root(d.path(), "/bin/x"), "usr/bin/x");
-        assert_eq!(resolve_in_root(d.path(), "/usr/esc/passwd"), "etc/passwd");
-        assert_eq!(resolve_in_root(d.path(), "/a/../../b"), "b");
+        let r = |p: &str| resolve_in_root(d.path(), p).unwrap();
+        assert_eq!(r("/bin/x"), "usr/bin/x");
+        assert_eq!(r("/usr/esc/passwd"), "etc/passwd");
+        assert_eq!(r("/a/../../b"), "b");
+    }
+
+    #[test]
+    fn symlink_chain_longer_than_40_hops_is_an_error_not_a_link_left_to_follow() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..41 {
+            std::os::unix::fs::symlink(format!("l{}", i + 1), d.path().join(format!("l{i}")))
+                .unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/shadow", d.path().join("l41")).unwrap();
+        let err = resolve_in_root(d.path(), "/l0").unwrap_err();
+        assert!(matches!(err, BuildError::SymlinkLoop { .. }), "{err}");
+        assert!(
+            err.to_string().contains("more than 40 symbolic links"),
+            "{err}"
+        );
+    }
+
+    enum E<'a> {
+        Sym(&'a str, &'a str),
+        Hard(&'a str, &'a str),
+        File(&'a str, &'a str),
+        Dir(&'a str),
+    }
+
+    /// A hand-made (hostile) layer tar; names and link targets go in as written.
+    fn hostile_tar(dir: &Path, entries: &[E]) -> PathBuf {
+        let mut b = tar::Builder::new(Vec::new());
+        for e in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            let (name, data): (&str, &[u8]) = match e {
+                E::Sym(n, t) | E::Hard(n, t) => {
+                    h.set_entry_type(if matches!(e, E::Sym(..)) {
+                        tar::EntryType::Symlink
+                    } else {
+                        tar::EntryType::Link
+                    });
+                    h.set_size(0);
+                    // set_link_name refuses `..`; write the raw bytes as a hostile tar would.
+                    let raw = t.as_bytes();
+                    h.as_old_mut().linkname[..raw.len()].copy_from_slice(raw);
+                    (n, &[])
+                }
+                E::File(n, body) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(body.len() as u64);
+                    (n, body.as_bytes())
+                }
+                E::Dir(n) => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_size(0);
+                    (n, &[])
+                }
+            };
+            let raw = name.as_bytes();
+            h.as_old_mut().name[..raw.len()].copy_from_slice(raw);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        }
+        let p = dir.join(format!("layer-{}.tar", entries.len()));
+        std::fs::write(&p, b.into_inner().unwrap()).unwrap();
+        p
+    }
+
+    /// A "host" directory with a victim file beside the root; returns (root, host).
+    fn sandbox(d: &Path) -> (PathBuf, PathBuf) {
+        let root = d.join("root");
+        let host = d.join("host");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(host.join("etc")).unwrap();
+        std::fs::write(host.join("victim"), "host bytes").unwrap();
+        std::fs::write(host.join("etc/passwd"), "host passwd").unwrap();
+        (root, host)
+    }
+
+    fn host_is_untouched(host: &Path) {
+        let mut names: Vec<_> = walk_names(host);
+        names.sort();
+        assert_eq!(
+            names,
+            ["etc", "etc/passwd", "victim"],
+            "something changed outside the root"
+        );
+        assert_eq!(
+            std::fs::read_to_string(host.join("victim")).unwrap(),
+            "host bytes"
+        );
+        assert_eq!(
+            std::fs::read_to_string(host.join("etc/passwd")).unwrap(),
+            "host passwd"
+        );
+    }
+
+    fn walk_names(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if e.file_type().unwrap().is_dir() {
+                out.extend(
+                    walk_names(&e.path())
+                        .into_iter()
+                        .map(|n| format!("{name}/{n}")),
+                );
+            }
+            out.push(name);
+        }
+        out
+    }
+
+    fn apply_hostile(entries: &[E], link: &dyn Fn(&Path) -> String) {
+        let d = tempfile::tempdir().unwrap();
+        let (root, host) = sandbox(d.path());
+        let target = link(&host);
+        let mut all = vec![E::Sym("x", &target)];
+        all.extend(entries.iter().map(|e| match e {
+            E::Sym(a, b) => E::Sym(a, b),
+            E::Hard(a, b) => E::Hard(a, b),
+            E::File(a, b) => E::File(a, b),
+            E::Dir(a) => E::Dir(a),
+        }));
+        let blob = hostile_tar(d.path(), &all);
+        let _ = apply_layer(&blob, OCI_LAYER_TAR, &root);
+        host_is_untouched(&host);
+    }
+
+    const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+    fn absolute(host: &Path) -> String {
+        host.display().to_string()
+    }
+
+    fn dotdot(_: &Path) -> String {
+        "../host".to_string()
+    }
+
+    #[test]
+    fn whiteout_through_symlink_does_not_delete_host_file() {
+        apply_hostile(&[E::File("x/.wh.victim", "")], &absolute);
+        apply_hostile(&[E::File("x/.wh.victim", "")], &dotdot);
+        apply_hostile(&[E::File("x/etc/.wh.passwd", "")], &absolute);
+    }
+
+    #[test]
+    fn opaque_whiteout_through_symlink_does_not_empty_host_dir() {
+        apply_hostile(&[E::File("x/.wh..wh..opq", "")], &absolute);
+        apply_hostile(&[E::File("x/etc/.wh..wh..opq", "")], &dotdot);
+    }
+
+    #[test]
+    fn file_through_symlink_does_not_overwrite_or_plant_host_files() {
+        apply_hostile(&[E::File("x/victim", "overwritten")], &absolute);
+        apply_hostile(&[E::File("x/etc/passwd", "root::0:0::/:/bin/sh")], &dotdot);
+        apply_hostile(&[E::File("x/planted", "new")], &absolute);
+        apply_hostile(&[E::Dir("x/newdir")], &absolute);
+        apply_hostile(&[E::Sym("x/victim", "/etc/hostname")], &absolute);
+    }
+
+    #[test]
+    fn hardlink_to_host_file_is_refused_or_confined() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, host) = sandbox(d.path());
+        let abs = host.join("victim").display().to_string();
+        for entries in [
+            vec![E::Hard("h", &abs), E::File("h", "through the link")],
+            vec![
+                E::Hard("h", "../host/victim"),
+                E::File("h", "through the link"),
+            ],
+        ] {
+            let blob = hostile_tar(d.path(), &entries);
+            let _ = apply_layer(&blob, OCI_LAYER_TAR, &root);
+            host_is_untouched(&host);
+        }
+        // A hardlink through a symlink out of the root links to the root's copy, if any.
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "image passwd").unwrap();
+        let blob = hostile_tar(
+            d.path(),
+            &[
+                E::Sym("up", &absolute(&host)),
+                E::Hard("h2", "up/../etc/passwd"),
+            ],
+        );
+        let _ = apply_layer(&blob, OCI_LAYER_TAR, &root);
+        host_is_untouched(&host);
+    }
+
+    #[test]
+    fn symlink_chain_in_a_layer_does_not_reach_the_host() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, host) = sandbox(d.path());
+        let names: Vec<(String, String)> = (0..45)
+            .map(|i| (format!("l{i}"), format!("l{}", i + 1)))
+            .collect();
+        let abs = absolute(&host);
+        let mut entries: Vec<E> = names.iter().map(|(a, b)| E::Sym(a, b)).collect();
+        entries.push(E::Sym("l45", &abs));
+        entries.push(E::File("l0/.wh.victim", ""));
+        entries.push(E::File("l0/victim", "overwritten"));
+        let blob = hostile_tar(d.path(), &entries);
+        let err = apply_layer(&blob, OCI_LAYER_TAR, &root).unwrap_err();
+        assert!(matches!(err, BuildError::SymlinkLoop { .. }), "{err}");
+        host_is_untouched(&host);
+    }
+
+    #[test]
+    fn symlinks_inside_the_root_still_resolve_within_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, host) = sandbox(d.path());
+        let blob = hostile_tar(
+            d.path(),
+            &[
+                E::Dir("usr"),
+                E::Dir("usr/bin"),
+                E::Sym("bin", "usr/bin"),
+                E::Sym("abs", "/usr"),
+                E::File("bin/tool", "tool"),
+                E::File("abs/bin/other", "other"),
+                E::Hard("bin/tool2", "usr/bin/tool"),
+            ],
+        );
+        apply_layer(&blob, OCI_LAYER_TAR, &root).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/bin/tool")).unwrap(),
+            "tool"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/bin/other")).unwrap(),
+            "other"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/bin/tool2")).unwrap(),
+            "tool"
+        );
+        host_is_untouched(&host);
     }
 
     #[test]

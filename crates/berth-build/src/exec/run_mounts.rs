@@ -326,7 +326,7 @@ async fn prepare_one(
     let rel = if m.target.is_empty() {
         String::new()
     } else {
-        let rel = resolve_in_root(rootfs, &absolute(workdir, &m.target));
+        let rel = resolve_in_root(rootfs, &absolute(workdir, &m.target))?;
         if rel.is_empty() {
             return Err(step(format!(
                 "--mount target {:?} is the root directory",
@@ -441,7 +441,7 @@ fn prepare_bind(
             None,
         ),
     };
-    let src = root.join(resolve_in_root(&root, &source));
+    let src = root.join(resolve_in_root(&root, &source).map_err(|e| step(e.to_string()))?);
     let md = std::fs::metadata(&src).map_err(|_| {
         step(format!(
             "--mount=type=bind source {source:?} does not exist in {}",
