@@ -694,3 +694,21 @@ fn helm_set_and_context_starting_with_dash_are_refused() {
         .collect();
     assert_eq!(flags.len(), 2, "{all:#?}");
 }
+
+#[test]
+fn symlink_leading_out_of_the_repository_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("config.yaml"), "").unwrap();
+    let dir = example_dir();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("manifests")).unwrap();
+    let yaml = "services:\n  - name: web\n    image: r.example.com/web:1\n    manifests:\n      path: manifests\n";
+    let Err(ConfigError::Invalid { diagnostics }) = parse(yaml, "berth.yaml", dir.path()) else {
+        panic!("a symlink out of the repository must be refused")
+    };
+    let text = diagnostics[0].to_string();
+    assert!(
+        text.contains("a symlink leads it outside the repository"),
+        "{text}"
+    );
+    assert!(text.contains("berth.yaml:5:"), "{text}");
+}

@@ -416,6 +416,22 @@ impl<'a> Checker<'a> {
         let rel = self.relative_str(key, path, at)?;
         let resolved = self.dir.join(&rel);
         if resolved.exists() {
+            // A symlink in the repository (`manifests -> /root/.kube`) must not lead out of it.
+            let inside = match (resolved.canonicalize(), self.dir.canonicalize()) {
+                (Ok(target), Ok(root)) => target.starts_with(root),
+                _ => false,
+            };
+            if !inside {
+                self.report(
+                    at,
+                    Problem::InvalidPath {
+                        key,
+                        path: path.to_string(),
+                        reason: "a symlink leads it outside the repository",
+                    },
+                );
+                return None;
+            }
             Some(rel)
         } else {
             self.report(
