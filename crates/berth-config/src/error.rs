@@ -340,6 +340,15 @@ pub enum Problem {
         /// The closest folder name, if one is close.
         suggestion: Option<String>,
     },
+    /// A value passed to helm, kubectl or git as an argument that starts with `-` (it could be
+    /// read as a flag: `release: "--post-renderer=/bin/sh"`).
+    #[error("{what} `{value}` starts with `-`")]
+    LooksLikeFlag {
+        /// What the value is (`helm chart`, `context`...).
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
     /// `from` chains that loop.
     #[error("promotion loop: {}", chain.join(" <- "))]
     PromotionCycle {
@@ -407,7 +416,9 @@ impl Problem {
                 text("write `[registry/]repository[:tag]`, e.g. `registry.example.com/shop/web`")
             }
             PathNotFound { .. } => text("paths are relative to the directory of berth.yaml"),
-            InvalidPath { .. } => text("write it relative to the directory of berth.yaml"),
+            InvalidPath { .. } => text(
+                "write it relative to the directory of berth.yaml, without `..`: paths cannot leave the repository",
+            ),
             InvalidDuration { .. } => {
                 text("write a number with a unit: `500ms`, `30s`, `5m`, `1h`, or `1m30s`")
             }
@@ -452,6 +463,9 @@ impl Problem {
                 "rename the folder (lowercase letters, digits and `-`, starting with a letter), or list it under `exclude`",
             ),
             UnknownExclude { .. } => text("list folder names that `discover` finds"),
+            LooksLikeFlag { .. } => {
+                text("write the value itself; a leading `-` would be read as a command-line flag")
+            }
         }
     }
 }

@@ -21,7 +21,8 @@
 //!   start of the mapping that lacks it.
 //! - **The schema comes from the same types** (schemars), so it cannot drift from the parser.
 //! - **Paths are relative to the directory of berth.yaml** and are kept relative in [`Config`]
-//!   (lexically normalised, `..` allowed); [`Config::path`] resolves one. Manifest sources,
+//!   (lexically normalised); absolute paths and `..` are refused, so no path leaves the
+//!   repository. [`Config::path`] resolves one. Manifest sources,
 //!   build contexts, Dockerfiles, Helm values files and hook manifests must exist; change
 //!   detection `paths` and `shared` need not (a path may appear later).
 //!

@@ -637,3 +637,78 @@ fn schema_lists_the_same_keys_as_the_parser() {
         );
     }
 }
+
+#[test]
+fn dot_dot_path_leaving_the_repository_is_refused() {
+    let (location, problem, text) = one_error(
+        "services:\n  - name: web\n    image: r.example.com/web:1\n    manifests:\n      kustomize: ../../root/.kube\n",
+    );
+    assert_eq!(location, at(5, 18));
+    assert!(
+        matches!(
+            problem,
+            Problem::InvalidPath {
+                key: "kustomize",
+                ..
+            }
+        ),
+        "{problem:?}"
+    );
+    assert!(text.contains("without `..`"), "{text}");
+    assert!(text.contains("berth.yaml:5:18"), "{text}");
+}
+
+#[test]
+fn absolute_path_is_refused() {
+    let (_, problem, text) = one_error(
+        "services:\n  - name: web\n    image: r.example.com/web:1\n    manifests:\n      path: /root/.kube/config\n",
+    );
+    assert!(
+        matches!(problem, Problem::InvalidPath { .. }),
+        "{problem:?}"
+    );
+    assert!(text.contains("it is absolute"), "{text}");
+}
+
+#[test]
+fn helm_release_starting_with_dash_is_refused() {
+    let (_, problem, text) = one_error(
+        "services:\n  - name: web\n    image: r.example.com/web:1\n    manifests:\n      helm:\n        chart: charts/board\n        release: \"--post-renderer=/tmp/x\"\n",
+    );
+    assert!(
+        matches!(&problem, Problem::InvalidName { what: "helm release", name } if name == "--post-renderer=/tmp/x"),
+        "{problem:?}"
+    );
+    assert!(text.contains("lowercase letters"), "{text}");
+}
+
+#[test]
+fn helm_set_and_context_starting_with_dash_are_refused() {
+    let all = errors(
+        "services:\n  - name: web\n    image: r.example.com/web:1\n    manifests:\n      helm:\n        chart: charts/board\n        set: [\"--post-renderer=/bin/sh\"]\nenvironments:\n  - name: prod\n    namespace: prod\n    context: \"--kubeconfig=/root/.kube/config\"\n",
+    );
+    let flags: Vec<&Problem> = all
+        .iter()
+        .map(|(_, p, _)| p)
+        .filter(|p| matches!(p, Problem::LooksLikeFlag { .. }))
+        .collect();
+    assert_eq!(flags.len(), 2, "{all:#?}");
+}
+
+#[test]
+fn symlink_leading_out_of_the_repository_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("config.yaml"), "").unwrap();
+    let dir = example_dir();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("manifests")).unwrap();
+    let yaml = "services:\n  - name: web\n    image: r.example.com/web:1\n    manifests:\n      path: manifests\n";
+    let Err(ConfigError::Invalid { diagnostics }) = parse(yaml, "berth.yaml", dir.path()) else {
+        panic!("a symlink out of the repository must be refused")
+    };
+    let text = diagnostics[0].to_string();
+    assert!(
+        text.contains("a symlink leads it outside the repository"),
+        "{text}"
+    );
+    assert!(text.contains("berth.yaml:5:"), "{text}");
+}

@@ -389,6 +389,11 @@ impl<'a> Checker<'a> {
             Some("it is empty")
         } else if Path::new(path).is_absolute() {
             Some("it is absolute")
+        } else if Path::new(path)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            Some("`..` leaves the repository; every path must stay inside it")
         } else {
             None
         };
@@ -411,6 +416,22 @@ impl<'a> Checker<'a> {
         let rel = self.relative_str(key, path, at)?;
         let resolved = self.dir.join(&rel);
         if resolved.exists() {
+            // A symlink in the repository (`manifests -> /root/.kube`) must not lead out of it.
+            let inside = match (resolved.canonicalize(), self.dir.canonicalize()) {
+                (Ok(target), Ok(root)) => target.starts_with(root),
+                _ => false,
+            };
+            if !inside {
+                self.report(
+                    at,
+                    Problem::InvalidPath {
+                        key,
+                        path: path.to_string(),
+                        reason: "a symlink leads it outside the repository",
+                    },
+                );
+                return None;
+            }
             Some(rel)
         } else {
             self.report(
@@ -639,6 +660,35 @@ impl<'a> Checker<'a> {
         if looks_local {
             self.existing("chart", &chart, Location::of(&h.chart))?;
         }
+        let release = h.release.unwrap_or_else(|| service.to_string());
+        if !is_dns_label(&release) {
+            self.report(
+                Location::of(&h.chart),
+                Problem::InvalidName {
+                    what: "helm release",
+                    name: release.clone(),
+                },
+            );
+        }
+        for (what, value) in [
+            ("helm chart", Some(&chart)),
+            ("helm version", h.version.as_ref()),
+        ]
+        .into_iter()
+        .chain(h.set.iter().map(|s| ("helm set", Some(s))))
+        {
+            if let Some(v) = value
+                && v.starts_with('-')
+            {
+                self.report(
+                    Location::of(&h.chart),
+                    Problem::LooksLikeFlag {
+                        what,
+                        value: v.clone(),
+                    },
+                );
+            }
+        }
         let values_files = h
             .values
             .iter()
@@ -646,7 +696,7 @@ impl<'a> Checker<'a> {
             .collect();
         Some(Manifests::Helm(Helm {
             chart,
-            release: h.release.unwrap_or_else(|| service.to_string()),
+            release,
             version: h.version,
             values: values_files,
             set: h.set,
@@ -755,6 +805,19 @@ impl<'a> Checker<'a> {
                     ns.value
                 }
             };
+            for (what, value) in [("context", &e.context), ("branch", &e.branch)] {
+                if let Some(v) = value
+                    && v.starts_with('-')
+                {
+                    self.report(
+                        location,
+                        Problem::LooksLikeFlag {
+                            what,
+                            value: v.clone(),
+                        },
+                    );
+                }
+            }
             let values = self.values(e.values);
             let deploy = self.deploy(deploy, e.deploy.as_ref());
             let data = e

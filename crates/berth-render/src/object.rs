@@ -321,8 +321,24 @@ fn sort_key(o: &Object) -> (Phase, &str, &str, Option<&str>, &str) {
     )
 }
 
+/// The annotation `kubectl apply` (client-side) writes: the whole object as last applied,
+/// which for a Secret holds every value.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Replaces a Secret's [`LAST_APPLIED_ANNOTATION`] with `<redacted>` (it copies the values).
+pub fn redact_last_applied(secret: &mut Value) {
+    if let Some(Value::Object(a)) = secret
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        && let Some(v) = a.get_mut(LAST_APPLIED_ANNOTATION)
+    {
+        *v = Value::String("<redacted>".into());
+    }
+}
+
 fn redact_secret(secret: &mut Value) {
     use base64::Engine as _;
+    redact_last_applied(secret);
     for (field, encoded) in [("data", true), ("stringData", false)] {
         let Some(Value::Object(map)) = secret.get_mut(field) else {
             continue;
@@ -351,6 +367,17 @@ fn redact_secret(secret: &mut Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn last_applied_annotation_of_a_secret_is_redacted() {
+        let mut s = json!({"kind": "Secret", "metadata": {"name": "db", "annotations": {
+            LAST_APPLIED_ANNOTATION: "{\"stringData\":{\"password\":\"hunter2\"}}",
+            "other": "kept"}}, "stringData": {"password": "hunter2"}});
+        redact_secret(&mut s);
+        let text = s.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(s["metadata"]["annotations"]["other"], "kept");
+    }
 
     fn src(line: u64) -> Source {
         Source {

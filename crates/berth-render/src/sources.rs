@@ -141,7 +141,8 @@ fn load_file(path: &Path, ctx: &RenderContext, out: &mut Vec<Object>) -> Result<
 
 /// Runs `kustomize build <dir>` and parses its output.
 pub fn kustomize_build(tools: &Tools, dir: &Path) -> Result<Vec<Object>, RenderError> {
-    let args = vec!["build".to_string(), dir.display().to_string()];
+    // `--` ends the flags: a directory named `--load-restrictor=...` stays a directory.
+    let args = vec!["build".to_string(), "--".into(), dir.display().to_string()];
     let out = run("kustomize", &tools.kustomize, &args)?;
     crate::yaml::parse_yaml(&out, &format!("kustomize build {}", dir.display()))
 }
@@ -149,24 +150,24 @@ pub fn kustomize_build(tools: &Tools, dir: &Path) -> Result<Vec<Object>, RenderE
 /// Runs `helm template` (see [`HelmChart`]) and parses its output; each object's source names
 /// the chart template from Helm's `# Source:` comment.
 pub fn helm_template(tools: &Tools, chart: &HelmChart) -> Result<Vec<Object>, RenderError> {
+    // Every value is glued to its flag (`--set=...`) and the positionals follow `--`, so a
+    // value starting with `-` (`release: --post-renderer=/bin/sh`) can never become a flag.
     let mut args = vec![
         "template".to_string(),
-        chart.release.clone(),
-        chart.chart.clone(),
-        "--namespace".into(),
-        chart.namespace.clone(),
+        format!("--namespace={}", chart.namespace),
         "--include-crds".into(),
         "--skip-tests".into(),
     ];
     if let Some(v) = &chart.version {
-        args.extend(["--version".into(), v.clone()]);
+        args.push(format!("--version={v}"));
     }
     for f in &chart.values_files {
-        args.extend(["-f".into(), f.display().to_string()]);
+        args.push(format!("--values={}", f.display()));
     }
     for s in &chart.set {
-        args.extend(["--set".into(), s.clone()]);
+        args.push(format!("--set={s}"));
     }
+    args.extend(["--".into(), chart.release.clone(), chart.chart.clone()]);
     let out = run("helm", &tools.helm, &args)?;
     let command = format!("helm template {} {}", chart.release, chart.chart);
     let mut objects = crate::yaml::parse_yaml(&out, &command)?;

@@ -267,7 +267,7 @@ fn kustomize_failure_carries_stderr() {
         panic!("{e}")
     };
     assert!(
-        command.ends_with("build tests/fixtures/kustomize/broken"),
+        command.ends_with("build -- tests/fixtures/kustomize/broken"),
         "{command}"
     );
     assert!(stderr.contains("missing.yaml"), "{stderr}");
@@ -326,4 +326,40 @@ fn helm_failure_carries_stderr() {
     .unwrap_err();
     assert!(matches!(e, RenderError::ToolFailed { .. }), "{e}");
     assert!(e.to_string().contains("nonexistent"), "{e}");
+}
+
+/// `release: "--post-renderer=<script>"` reached `helm template` as a flag and ran the script
+/// on the host. The release now follows `--`, so helm sees a (bad) release name and nothing runs.
+#[test]
+fn helm_release_starting_with_dash_cannot_inject_a_post_renderer() {
+    let dir = std::env::temp_dir().join(format!("berth-render-inject-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("marker");
+    let script = dir.join("post.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch {}\ncat\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let chart = HelmChart {
+        release: format!("--post-renderer={}", script.display()),
+        chart: fixture("helm/web").display().to_string(),
+        namespace: "dev".into(),
+        values_files: vec![fixture("helm/dev-values.yaml")],
+        ..HelmChart::default()
+    };
+    let result = load(
+        &[ManifestSource::Helm(chart)],
+        &RenderContext::default(),
+        &with_helm(),
+    );
+    let injected = marker.exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!injected, "the post-renderer ran: {result:?}");
+    assert!(
+        result.is_err(),
+        "helm must refuse the release name: {result:?}"
+    );
 }

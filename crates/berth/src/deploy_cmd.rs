@@ -437,6 +437,7 @@ fn comparable(v: &serde_json::Value, against: Option<Option<&serde_json::Value>>
         m.remove("status");
     }
     if v["kind"] == "Secret" {
+        berth_render::object::redact_last_applied(&mut v);
         for field in ["data", "stringData"] {
             if let Some(d) = v[field].as_object_mut() {
                 for (key, val) in d.iter_mut() {

@@ -465,6 +465,48 @@ async fn diff_redacts_secret_values() {
     );
 }
 
+/// A Secret once applied with client-side `kubectl apply` carries the annotation
+/// `kubectl.kubernetes.io/last-applied-configuration`, a copy of the whole object: `berth diff`
+/// printed it, and the secret with it.
+#[tokio::test]
+async fn diff_does_not_print_the_secret_in_kubectls_last_applied_annotation() {
+    let ctx = TestContext::new("deploy-last-applied").await;
+    let dir = Dir::new();
+    let f = dir.file("s.yaml");
+    dir.write(
+        "s.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: s3cret-by-kubectl\n",
+    );
+    let out = Command::new(ctx.env.bin_dir().join("kubectl"))
+        .env("KUBECONFIG", ctx.env.kubeconfig())
+        .args(["apply", "-n", &ctx.namespace, "-f", &f])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.write(
+        "s.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: s3cret-by-berth\n",
+    );
+    let diff = run(&ctx, &["diff", "-r", "app", "-f", &f]);
+    assert_eq!(diff.code, 1, "{}", diff.all());
+    assert!(
+        diff.stdout
+            .contains("last-applied-configuration: <redacted>"),
+        "{}",
+        diff.all()
+    );
+    assert!(!diff.all().contains("s3cret"), "{}", diff.all());
+    assert!(
+        !diff.all().contains("czNjcmV0"),
+        "base64 leaked: {}",
+        diff.all()
+    );
+}
+
 #[tokio::test]
 async fn crd_and_custom_resource_in_one_release() {
     let ctx = TestContext::new("deploy-crd").await;
