@@ -823,3 +823,113 @@ async fn seed_jobs_run_once_and_the_history_says_in_which_revision() {
         table.stdout
     );
 }
+
+/// Deploys revision 1, kills the deploy of a second one at `point` (`BERTH_TEST_CRASH_AT`
+/// aborts the process there, as `kill -9` would), then proves that a failing deploy rolls back
+/// to the last good revision without deleting live objects and that a good one converges.
+async fn crash_at(point: &str) {
+    let ctx = TestContext::new(&format!("deploy-crash-{point}")).await;
+    let dir = Dir::new();
+    let d = dir.0.display().to_string();
+    dir.write("keep.yaml", &config_map("keep", "1"));
+    dir.write("drop.yaml", &config_map("drop", "1"));
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+    );
+    let first = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(first.code, 0, "{}", first.all());
+
+    // Revision 2: a new image, `drop` dropped, `added` added. At `rollback` it must fail, to
+    // reach the rollback.
+    std::fs::remove_file(dir.0.join("drop.yaml")).unwrap();
+    dir.write("added.yaml", &config_map("added", "2"));
+    let simulate = (point == "rollback").then_some("crash-loop");
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:1.35", 1, simulate),
+    );
+    let crashed = berth_cmd(&ctx, &["deploy", "-r", "app", "-f", &d])
+        .env("BERTH_TEST_CRASH_AT", point)
+        .output()
+        .unwrap();
+    assert_eq!(
+        crashed.status.code(),
+        None,
+        "the deploy dies at {point}: {}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+
+    // A failing deploy after the crash rolls back; it never deletes what history owns.
+    dir.write(
+        "web.yaml",
+        &deployment(
+            "web",
+            "docker.io/library/busybox:1.35",
+            1,
+            Some("crash-loop"),
+        ),
+    );
+    let failing = run(
+        &ctx,
+        &["deploy", "-r", "app", "-f", &d, "--lock-timeout", "60s"],
+    );
+    assert_eq!(failing.code, 1, "{}", failing.all());
+    assert!(
+        failing.all().contains("rolled back to revision"),
+        "{}",
+        failing.all()
+    );
+    assert!(live(&ctx, "apps/v1", "Deployment", "web").await.is_some());
+    assert!(live(&ctx, "v1", "ConfigMap", "keep").await.is_some());
+
+    // And a good deploy converges to what was rendered.
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:1.35", 1, None),
+    );
+    let good = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(good.code, 0, "{}", good.all());
+    assert_eq!(
+        live_image(&ctx, "web").await,
+        "docker.io/library/busybox:1.35"
+    );
+    assert!(live(&ctx, "v1", "ConfigMap", "keep").await.is_some());
+    assert!(live(&ctx, "v1", "ConfigMap", "added").await.is_some());
+    assert!(live(&ctx, "v1", "ConfigMap", "drop").await.is_none());
+    // One live revision (at `recording` the crashed one, whose content the good deploy
+    // equals: it is then unchanged), nothing left pending.
+    let st = statuses(&ctx, "app");
+    assert!(!st.iter().any(|s| s == "pending"), "{st:?}");
+    assert_eq!(st.iter().filter(|s| *s == "deployed").count(), 1, "{st:?}");
+}
+
+#[tokio::test]
+async fn a_kill_before_apply_is_recovered_by_the_next_deploy() {
+    crash_at("before-apply").await;
+}
+
+#[tokio::test]
+async fn a_kill_mid_apply_is_recovered_by_the_next_deploy() {
+    crash_at("mid-apply").await;
+}
+
+#[tokio::test]
+async fn a_kill_while_tracking_is_recovered_by_the_next_deploy() {
+    crash_at("tracking").await;
+}
+
+#[tokio::test]
+async fn a_kill_after_pruning_is_recovered_by_the_next_deploy() {
+    crash_at("pruning").await;
+}
+
+#[tokio::test]
+async fn a_kill_between_record_writes_does_not_lose_the_live_revision() {
+    crash_at("recording").await;
+}
+
+#[tokio::test]
+async fn a_kill_during_rollback_is_recovered_by_the_next_deploy() {
+    crash_at("rollback").await;
+}
