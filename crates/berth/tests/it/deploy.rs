@@ -933,3 +933,81 @@ async fn a_kill_between_record_writes_does_not_lose_the_live_revision() {
 async fn a_kill_during_rollback_is_recovered_by_the_next_deploy() {
     crash_at("rollback").await;
 }
+
+#[tokio::test]
+async fn a_deploy_that_lost_its_lock_stops_at_once() {
+    let ctx = TestContext::new("deploy-lost-lock").await;
+    let dir = Dir::new();
+    let f = dir.file("web.yaml");
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+    );
+    assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &f]).code, 0);
+    dir.write(
+        "web.yaml",
+        &deployment(
+            "web",
+            "docker.io/library/busybox:1.35",
+            1,
+            Some("never-ready"),
+        ),
+    );
+    let started = std::time::Instant::now();
+    let hung = berth_cmd(
+        &ctx,
+        &[
+            "deploy",
+            "-r",
+            "app",
+            "-f",
+            &f,
+            "--timeout",
+            "120s",
+            "--lock-ttl",
+            "3s",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Once it tracks (the new image is applied), a second holder steals the Lease.
+    let web = ObjectKey::new("apps/v1", "Deployment", Some(&ctx.namespace), "web");
+    ctx.cluster
+        .wait_until(&web, Duration::from_secs(30), |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"]
+                == "docker.io/library/busybox:1.35"
+        })
+        .await
+        .expect("the deploy applies revision 2");
+    let lease = ObjectKey::new(
+        "coordination.k8s.io/v1",
+        "Lease",
+        Some(&ctx.namespace),
+        "berth-lock-app",
+    );
+    loop {
+        let mut l = ctx.cluster.get(&lease).await.unwrap().expect("the lease");
+        l["spec"]["holderIdentity"] = "thief@elsewhere".into();
+        if ctx.cluster.replace(&l).await.is_ok() {
+            break;
+        }
+    }
+    let out = hung.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("lost the lock on environment") && stderr.contains("thief@elsewhere"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "stopped at once, not at the deadline"
+    );
+    // Nothing applied after the loss: no rollback re-applied revision 1's image.
+    assert_eq!(
+        live_image(&ctx, "web").await,
+        "docker.io/library/busybox:1.35"
+    );
+}
