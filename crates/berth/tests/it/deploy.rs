@@ -1011,3 +1011,40 @@ async fn a_deploy_that_lost_its_lock_stops_at_once() {
         "docker.io/library/busybox:1.35"
     );
 }
+
+#[tokio::test]
+async fn a_release_of_the_same_name_in_another_namespace_cannot_prune_its_cluster_role() {
+    let a = TestContext::new("deploy-crole-a").await;
+    let b = TestContext::new("deploy-crole-b").await;
+    let role_name = format!("t-{}", a.namespace);
+    let role = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role_name}\nrules: []\n"
+    );
+    let (da, db) = (Dir::new(), Dir::new());
+    db.write("cm.yaml", &config_map("c", "1"));
+    db.write("role.yaml", &role);
+    da.write("role.yaml", &role);
+    let (pa, pb) = (da.0.display().to_string(), db.0.display().to_string());
+    assert_eq!(run(&b, &["deploy", "-r", "prod", "-f", &pb]).code, 0);
+    assert_eq!(run(&a, &["deploy", "-r", "prod", "-f", &pa]).code, 0);
+    // B drops the role that A now owns: B leaves it alone.
+    std::fs::remove_file(db.0.join("role.yaml")).unwrap();
+    let r = run(&b, &["deploy", "-r", "prod", "-f", &pb]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let key = ObjectKey::new(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        None,
+        &role_name,
+    );
+    let live = a.cluster.get(&key).await.unwrap();
+    assert!(live.is_some(), "B pruned A's ClusterRole: {}", r.all());
+    // A, its owner, can prune it.
+    da.write("cm.yaml", &config_map("c", "1"));
+    std::fs::remove_file(da.0.join("role.yaml")).unwrap();
+    let r = run(&a, &["deploy", "-r", "prod", "-f", &pa]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let gone = a.cluster.get(&key).await.unwrap();
+    let _ = a.cluster.delete(&key).await;
+    assert!(gone.is_none(), "{}", r.all());
+}
