@@ -14,13 +14,24 @@
 //!    CRDs (waited until Established), access, config, storage, Services, workloads, exposure,
 //!    custom resources — objects of one phase in parallel.
 //! 6. **Track** readiness by watches ([`track`]), with live diagnosis of the release's pods.
-//! 7. **Post-deploy hooks**, then **prune** objects the previous revision had and this one does
-//!    not (only objects labelled as this release's), then record `deployed`.
+//! 7. **Post-deploy hooks**, then **prune** objects the previous revisions had and this one does
+//!    not (only objects labelled as this release's — and, if cluster-scoped, this namespace's),
+//!    then record `deployed` (one write: the commit point, see [`release`]), then mark the
+//!    previous one `superseded` and drop records beyond `history_max`.
 //! 8. On failure: **roll back** to the live revision (re-apply its recorded objects, delete what
-//!    the failed one added), or remove a failed first install; record `failed` with the
-//!    diagnosis; return an error that carries it. `rollback: false` keeps the failure in place.
+//!    the failed one added), or remove a failed first install (no record at all before it);
+//!    record `failed` with the diagnosis; return an error that carries it. `rollback: false`
+//!    keeps the failure in place.
+//!
+//! A lost lock ([`lock`]) stops the deploy where it is: nothing more is applied, pruned,
+//! rolled back or recorded, since another process now owns the release.
 //!
 //! The engine never prints: it reports [`berth_types::Event`]s to an [`EventSink`].
+//!
+//! **Test-only crash points.** When the environment variable `BERTH_TEST_CRASH_AT` names one
+//! of [`CRASH_POINTS`], the process aborts (`std::process::abort`: no destructor, no lock
+//! release, like `kill -9`) at that point, so tests can prove that a deploy killed anywhere is
+//! recovered by the next one. Unset (always, outside berth's own tests) it does nothing.
 
 pub mod lock;
 pub mod plan;
@@ -48,6 +59,29 @@ pub const FIELD_MANAGER: &str = "berth";
 
 /// How many objects of one phase are applied at once.
 const PARALLEL_APPLIES: usize = 8;
+
+/// The points where `BERTH_TEST_CRASH_AT` aborts a deploy (see the [crate docs](crate)):
+/// after the pending record is written and before anything is applied; after the first phase
+/// of objects is applied; while tracking readiness; while post-deploy hooks run; after pruning;
+/// between writing the new `deployed` record and superseding the old one; during a rollback,
+/// after the old objects are re-applied.
+pub const CRASH_POINTS: &[&str] = &[
+    "before-apply",
+    "mid-apply",
+    "tracking",
+    "hooks",
+    "pruning",
+    "recording",
+    "rollback",
+];
+
+/// Aborts the process if `BERTH_TEST_CRASH_AT` names `point` (test-only; inert unless set).
+fn crash_point(point: &str) {
+    debug_assert!(CRASH_POINTS.contains(&point));
+    if std::env::var_os("BERTH_TEST_CRASH_AT").is_some_and(|p| p == point) {
+        std::process::abort();
+    }
+}
 
 /// Everything that can stop a deploy.
 #[derive(Debug, thiserror::Error)]
@@ -165,11 +199,34 @@ pub enum DeployError {
         /// Asked for.
         revision: u64,
     },
-    /// Another process took the lock while we worked (our renewals stopped for over its TTL).
+    /// Another process took the lock while we worked, or we could not renew it for its TTL;
+    /// the deploy stopped at once.
     #[error(
-        "lost the deploy lock to {0} while deploying; check what it deployed with `berth history`"
+        "lost the lock on environment `{namespace}` (release `{release}`) to {holder}; berth \
+         stopped at once and applied nothing more. Check what it deployed with `berth history`, \
+         then deploy again"
     )]
-    LostLock(String),
+    LostLock {
+        /// The environment's namespace.
+        namespace: String,
+        /// Release name.
+        release: String,
+        /// Who holds the lock now.
+        holder: String,
+    },
+    /// The deploy failed, and no earlier revision was ever deployed (earlier ones were
+    /// interrupted or failed): objects only this revision had were removed, the rest kept.
+    #[error(
+        "revision {revision} failed and no earlier revision of this release was ever deployed; \
+         objects that only it had were removed, objects earlier revisions also had were kept — \
+         {failure}"
+    )]
+    FailedWithoutGoodRevision {
+        /// The failed revision.
+        revision: u64,
+        /// What failed.
+        failure: Failure,
+    },
 }
 
 /// One deploy.
@@ -195,6 +252,8 @@ pub struct DeployRequest {
     pub force_conflicts: bool,
     /// Lock settings.
     pub lock: LockOptions,
+    /// Release records to keep (0: all); the live one is always kept.
+    pub history_max: usize,
 }
 
 /// How a successful deploy ended.
@@ -275,22 +334,46 @@ impl Deployer {
         let lock = Lock::acquire(&self.cluster, &req.namespace, &req.release, &req.lock).await?;
         let result = self.deploy_locked(&req, &lock).await;
         let lost = lock.lost_to();
+        let lost_error = lost.map(|holder| lock.lost_error(holder));
         lock.release().await?;
-        match (result, lost) {
-            (Ok(_), Some(holder)) => Err(DeployError::LostLock(holder)),
+        match (result, lost_error) {
+            (Ok(_), Some(e)) => Err(e),
             (r, _) => r,
+        }
+    }
+
+    /// Runs `work` unless the lock is lost first; a loss ends it at once.
+    async fn guarded<T>(
+        &self,
+        lock: &Lock,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, DeployError> {
+        lock.check()?;
+        tokio::select! {
+            out = work => Ok(out),
+            holder = lock.lost() => Err(lock.lost_error(holder)),
         }
     }
 
     async fn deploy_locked(
         &self,
         req: &DeployRequest,
-        _lock: &Lock,
+        lock: &Lock,
     ) -> Result<DeployOutcome, DeployError> {
         let t0 = Instant::now();
         let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
         let mut history = History::load(&self.cluster, &req.namespace, &req.release).await?;
+        for u in &history.unreadable {
+            self.message(
+                Level::Warning,
+                format!("skipped an unreadable release record: {}", u.error),
+            );
+        }
         for r in history.releases.iter_mut() {
+            if history.superseded_on_read.contains(&r.revision) {
+                // A deploy killed after recording its successor: finish its last write.
+                release::save(&self.cluster, r).await?;
+            }
             if r.status == Status::Pending {
                 // We hold the lock, so whoever left this pending is gone.
                 r.status = Status::Interrupted;
@@ -307,6 +390,15 @@ impl Deployer {
         }
         let hash = plan::content_hash(&req.objects);
         let current = history.current().cloned();
+        let first_install = history.is_first_install();
+        // What may be live beyond the current revision: objects of revisions after it that
+        // were interrupted or kept failed.
+        let mut previous: Vec<Value> = current.iter().flat_map(|c| c.objects.clone()).collect();
+        for r in &history.releases {
+            if current.as_ref().is_none_or(|c| r.revision > c.revision) {
+                previous.extend(r.objects.iter().cloned());
+            }
+        }
         if let Some(cur) = &current
             && cur.content_hash == hash
             && self.all_live_and_ready(cur).await?
@@ -351,6 +443,7 @@ impl Deployer {
             seeds: Vec::new(),
         };
         release::save(&self.cluster, &record).await?;
+        crash_point("before-apply");
         self.message(
             Level::Info,
             format!(
@@ -378,12 +471,21 @@ impl Deployer {
             .filter(|o| hook_of(o) == Some(HookWhen::PreDeploy))
             .collect();
         let pre_run = self
-            .run_hooks(&pre, &tracker, t0, remaining(), revision, &mut record.seeds)
+            .run_hooks(
+                &pre,
+                &tracker,
+                lock,
+                t0,
+                remaining(),
+                revision,
+                &mut record.seeds,
+            )
             .await?;
         if let Err(failure) = pre_run {
             record.status = Status::Failed;
             record.description = format!("pre-deploy hook failed: {failure}");
             record.finished_at = Some(release::now());
+            lock.check()?;
             release::save(&self.cluster, &record).await?;
             return Err(DeployError::PreHookFailed { revision, failure });
         }
@@ -400,6 +502,7 @@ impl Deployer {
                 &main,
                 req.force_conflicts,
                 &tracker,
+                lock,
                 t0,
                 remaining(),
             )
@@ -414,6 +517,7 @@ impl Deployer {
                 .run_hooks(
                     &post,
                     &tracker,
+                    lock,
                     t0,
                     remaining(),
                     revision,
@@ -425,18 +529,22 @@ impl Deployer {
 
         match outcome {
             Ok(applied) => {
-                let pruned = match &current {
-                    Some(cur) => self.prune(&cur.objects, &values, &req.release, t0).await?,
-                    None => 0,
-                };
+                let pruned = self
+                    .prune(&previous, &values, &req.release, &req.namespace, lock, t0)
+                    .await?;
+                crash_point("pruning");
+                record.status = Status::Deployed;
+                record.description = format!("{applied} objects applied, {pruned} pruned");
+                record.finished_at = Some(release::now());
+                // The commit point: from this one write on, this revision is the live one.
+                lock.check()?;
+                release::save(&self.cluster, &record).await?;
+                crash_point("recording");
                 if let Some(mut cur) = current {
                     cur.status = Status::Superseded;
                     release::save(&self.cluster, &cur).await?;
                 }
-                record.status = Status::Deployed;
-                record.description = format!("{applied} objects applied, {pruned} pruned");
-                record.finished_at = Some(release::now());
-                release::save(&self.cluster, &record).await?;
+                self.trim_history(req, revision).await?;
                 Ok(DeployOutcome::Deployed {
                     revision,
                     applied,
@@ -452,17 +560,22 @@ impl Deployer {
                 record.description = failure.to_string();
                 if !req.rollback {
                     record.status = Status::FailedKept;
+                    lock.check()?;
                     release::save(&self.cluster, &record).await?;
+                    self.trim_history(req, revision).await?;
                     return Err(DeployError::FailedKept { revision, failure });
                 }
                 record.status = Status::Failed;
-                match current {
+                let result = match current {
                     Some(cur) => {
                         self.message(
                             Level::Warning,
                             format!("rolling back to revision {}", cur.revision),
                         );
-                        let restored = self.restore(&cur, &values, &tracker, t0).await;
+                        let restored = self
+                            .restore(&cur, &values, &req.namespace, &tracker, lock, t0)
+                            .await;
+                        lock.check()?;
                         release::save(&self.cluster, &record).await?;
                         match restored {
                             Ok(()) => Err(DeployError::RolledBack {
@@ -478,28 +591,88 @@ impl Deployer {
                             }),
                         }
                     }
-                    None => {
+                    None if first_install => {
                         self.message(
                             Level::Warning,
                             "first install failed; removing its objects".into(),
                         );
-                        self.prune(&values, &[], &req.release, t0).await?;
+                        self.prune(&values, &[], &req.release, &req.namespace, lock, t0)
+                            .await?;
                         release::save(&self.cluster, &record).await?;
                         Err(DeployError::FirstInstallFailed { revision, failure })
                     }
-                }
+                    None => {
+                        // Records exist but none deployed (interrupted or failed ones, or
+                        // unreadable ones): objects they own may be in use, keep those.
+                        self.message(
+                            Level::Warning,
+                            "no earlier revision was ever deployed; removing only the objects \
+                             no earlier revision had"
+                                .into(),
+                        );
+                        let kept: Vec<Value> = if history.unreadable.is_empty() {
+                            history
+                                .releases
+                                .iter()
+                                .flat_map(|r| r.objects.iter().cloned())
+                                .collect()
+                        } else {
+                            // An unreadable record may own anything: remove nothing.
+                            values.clone()
+                        };
+                        self.prune(&values, &kept, &req.release, &req.namespace, lock, t0)
+                            .await?;
+                        release::save(&self.cluster, &record).await?;
+                        Err(DeployError::FailedWithoutGoodRevision { revision, failure })
+                    }
+                };
+                self.trim_history(req, revision).await?;
+                result
             }
         }
     }
 
+    /// Drops the oldest release records beyond `req.history_max`, keeping the live one and
+    /// `revision`.
+    async fn trim_history(&self, req: &DeployRequest, revision: u64) -> Result<(), DeployError> {
+        let dropped = release::prune_history(
+            &self.cluster,
+            &req.namespace,
+            &req.release,
+            req.history_max,
+            revision,
+        )
+        .await?;
+        if !dropped.is_empty() {
+            self.message(
+                Level::Info,
+                format!(
+                    "history: kept the newest {} records (--history-max), deleted revisions {}",
+                    req.history_max,
+                    dropped
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// Applies `main` phase by phase and waits for readiness. `Ok(Err(..))` is a rollout
     /// failure (to be rolled back); `Err(..)` an error talking to the cluster.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the lock joined the arguments; issue 15 restructures deploy_locked"
+    )]
     async fn apply_and_track(
         &self,
         set: &ObjectSet,
         main: &[Value],
         force: bool,
         tracker: &track::Tracker<'_>,
+        lock: &Lock,
         t0: Instant,
         timeout: Duration,
     ) -> Result<Result<usize, Failure>, DeployError> {
@@ -514,15 +687,19 @@ impl Deployer {
                     by_key.get(&key_of(v)).copied()
                 })
                 .collect();
-            let results: Vec<(ObjectKey, Result<Value, ClusterError>)> =
+            lock.check()?;
+            let results: Vec<Option<(ObjectKey, Result<Value, ClusterError>)>> =
                 futures::stream::iter(batch)
                     .map(|o| async move {
-                        (key_of(o), self.cluster.apply(o, FIELD_MANAGER, force).await)
+                        // Checked before each apply: a lost lock stops the rest at once.
+                        lock.check().ok()?;
+                        Some((key_of(o), self.cluster.apply(o, FIELD_MANAGER, force).await))
                     })
                     .buffer_unordered(PARALLEL_APPLIES)
                     .collect()
                     .await;
-            for (k, r) in results {
+            lock.check()?;
+            for (k, r) in results.into_iter().flatten() {
                 match r {
                     Ok(live) => {
                         self.object_state(t0, &format!("{}/{}", k.kind, k.name), "applied", "");
@@ -565,21 +742,32 @@ impl Deployer {
                     }
                 }
             }
+            if !applied.is_empty() {
+                crash_point("mid-apply");
+            }
         }
         let keys: Vec<ObjectKey> = applied.keys().cloned().collect();
-        Ok(tracker
-            .wait(&keys, &applied, timeout)
-            .await
-            .map(|()| keys.len()))
+        let waited = self
+            .guarded(lock, async {
+                crash_point("tracking");
+                tracker.wait(&keys, &applied, timeout).await
+            })
+            .await?;
+        Ok(waited.map(|()| keys.len()))
     }
 
     /// Runs hook Jobs (deleting earlier runs of the same name first) and waits for them.
     /// Run-once hooks are noted in `seeds`: run in `revision`, or skipped with the revision
     /// that ran them (the live Job's `berth.dev/revision`).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the lock joined the arguments; issue 15 restructures deploy_locked"
+    )]
     async fn run_hooks(
         &self,
         hooks: &[&Value],
         tracker: &track::Tracker<'_>,
+        lock: &Lock,
         t0: Instant,
         timeout: Duration,
         revision: u64,
@@ -628,6 +816,7 @@ impl Deployer {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
+            lock.check()?;
             let live = self.cluster.apply(hook, FIELD_MANAGER, true).await?;
             self.object_state(t0, &format!("{}/{}", k.kind, k.name), "applied", "hook");
             if plan::runs_once(hook) {
@@ -640,35 +829,50 @@ impl Deployer {
             applied.insert(k, live);
         }
         let keys: Vec<ObjectKey> = applied.keys().cloned().collect();
-        Ok(tracker
-            .wait(&keys, &applied, timeout)
-            .await
-            .map(|()| keys.len()))
+        let waited = self
+            .guarded(lock, async {
+                if hook_of(hooks[0]) == Some(HookWhen::PostDeploy) {
+                    crash_point("hooks");
+                }
+                tracker.wait(&keys, &applied, timeout).await
+            })
+            .await?;
+        Ok(waited.map(|()| keys.len()))
     }
 
-    /// Deletes objects of `previous` that `next` lacks, if they are still this release's.
+    /// Deletes objects of `previous` that `next` lacks, if they are still this release's
+    /// (and, when cluster-scoped, this namespace's).
     async fn prune(
         &self,
         previous: &[Value],
         next: &[Value],
         release: &str,
+        namespace: &str,
+        lock: &Lock,
         t0: Instant,
     ) -> Result<usize, DeployError> {
         let mut n = 0;
         for k in plan::to_prune(previous, next) {
+            lock.check()?;
             let Some(live) = self.cluster.get(&k).await? else {
                 continue;
             };
-            let labels = &live["metadata"]["labels"];
-            if labels[berth_render::ownership::RELEASE_LABEL] != release
-                || labels[berth_render::ownership::MANAGED_BY_LABEL] != "berth"
-            {
+            if !plan::owned_by(&live, release, namespace) {
                 self.message(
                     Level::Warning,
-                    format!("left {k} alone: it is not labelled as release `{release}`'s, so berth does not own it"),
+                    format!(
+                        "left {k} alone: it is not labelled as release `{release}`'s{}, so berth \
+                         does not own it",
+                        if k.namespace.is_none() {
+                            format!(" of namespace `{namespace}`")
+                        } else {
+                            String::new()
+                        }
+                    ),
                 );
                 continue;
             }
+            lock.check()?;
             if self.cluster.delete(&k).await? {
                 n += 1;
                 self.object_state(t0, &format!("{}/{}", k.kind, k.name), "pruned", "");
@@ -682,7 +886,9 @@ impl Deployer {
         &self,
         to: &Release,
         failed: &[Value],
+        namespace: &str,
         tracker: &track::Tracker<'_>,
+        lock: &Lock,
         t0: Instant,
     ) -> Result<(), String> {
         let since = jiff::Timestamp::now();
@@ -690,6 +896,7 @@ impl Deployer {
         let mut applied = BTreeMap::new();
         for o in &main {
             let k = key_of(o);
+            lock.check().map_err(|e| e.to_string())?;
             let live = self
                 .cluster
                 .apply(o, FIELD_MANAGER, true)
@@ -698,8 +905,9 @@ impl Deployer {
             self.object_state(t0, &format!("{}/{}", k.kind, k.name), "rolled-back", "");
             applied.insert(k, live);
         }
+        crash_point("rollback");
         let restored: Vec<Value> = main.into_iter().cloned().collect();
-        self.prune(failed, &restored, &to.name, t0)
+        self.prune(failed, &restored, &to.name, namespace, lock, t0)
             .await
             .map_err(|e| e.to_string())?;
         let keys: Vec<ObjectKey> = applied.keys().cloned().collect();
@@ -711,10 +919,13 @@ impl Deployer {
             pods_since: since,
             ..*tracker
         };
-        tracker
-            .wait(&keys, &applied, Duration::from_secs(120))
-            .await
-            .map_err(|f| f.to_string())
+        self.guarded(
+            lock,
+            tracker.wait(&keys, &applied, Duration::from_secs(120)),
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|f| f.to_string())
     }
 
     /// Whether every non-hook object of `release` exists and is ready now.

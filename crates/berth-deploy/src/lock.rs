@@ -7,9 +7,21 @@
 //!
 //! Taking an expired or free lease is a compare-and-swap on `resourceVersion`, so two waiters
 //! cannot both win.
+//!
+//! **Expiry is judged by local time only**, as client-go's leader election does: a waiter
+//! remembers the lease's `resourceVersion` and the local monotonic instant it first saw it
+//! ([`Observed`]); the lease is expired once it has not changed for `leaseDurationSeconds` of
+//! the waiter's own clock. The holder's `renewTime` is written by another host whose clock may
+//! be minutes off, so it is shown to people but never compared with the local clock.
+//!
+//! **A lost lock stops the deploy at once.** The holder checks the Lease every third of its
+//! TTL; when another holder's name is there, the Lease is gone, or renewals have failed for a
+//! whole TTL (so a waiter may have taken it), [`Lock::check`] fails with
+//! [`DeployError::LostLock`] and [`Lock::lost`] wakes whoever waits on it. The engine checks
+//! between every apply, before every prune and write of a record, and aborts tracking.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ObjectKey};
 use serde_json::{Value, json};
@@ -34,6 +46,7 @@ pub struct Lock {
     cluster: Cluster,
     key: ObjectKey,
     holder: String,
+    release: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     lost: watch::Receiver<Option<String>>,
 }
@@ -49,20 +62,35 @@ fn micro_now() -> String {
         .to_string()
 }
 
-/// Whether a lease is free to take: no holder, or not renewed within its duration.
-fn is_free(lease: &Value, now: jiff::Timestamp) -> bool {
-    let spec = &lease["spec"];
-    if spec["holderIdentity"].as_str().unwrap_or("").is_empty() {
-        return true;
-    }
-    let secs = spec["leaseDurationSeconds"].as_i64().unwrap_or(0);
-    let renewed = spec["renewTime"]
-        .as_str()
-        .or(spec["acquireTime"].as_str())
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    match renewed {
-        Some(t) => t + jiff::SignedDuration::from_secs(secs) < now,
-        None => true,
+/// What a waiter has seen of a lease held by someone else: its `resourceVersion` and the
+/// local instant it first saw that version.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    seen: Option<(String, Instant)>,
+}
+
+impl Observed {
+    /// Whether `lease`, read at local instant `now`, is free to take: no holder, or unchanged
+    /// for its `leaseDurationSeconds` of local time since first seen. Timestamps in the lease
+    /// are never compared with the local clock.
+    pub fn is_free(&mut self, lease: &Value, now: Instant) -> bool {
+        let spec = &lease["spec"];
+        if spec["holderIdentity"].as_str().unwrap_or("").is_empty() {
+            return true;
+        }
+        let version = lease["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let ttl = Duration::from_secs(spec["leaseDurationSeconds"].as_u64().unwrap_or(0));
+        match &self.seen {
+            Some((v, at)) if *v == version => now.duration_since(*at) >= ttl,
+            _ => {
+                // New to us (or renewed since): its holder is alive as of now.
+                self.seen = Some((version, now));
+                false
+            }
+        }
     }
 }
 
@@ -83,6 +111,7 @@ impl Lock {
         );
         let deadline = tokio::time::Instant::now() + options.wait;
         let ttl = options.ttl.as_secs().max(1) as i64;
+        let mut observed = Observed::default();
         loop {
             let now = micro_now();
             let mine = json!({
@@ -99,7 +128,7 @@ impl Lock {
                     Err(e) if e.is_conflict() => false,
                     Err(e) => return Err(e.into()),
                 },
-                Some(live) if is_free(&live, jiff::Timestamp::now()) => {
+                Some(live) if observed.is_free(&live, Instant::now()) => {
                     let mut next = mine.clone();
                     next["metadata"]["resourceVersion"] =
                         live["metadata"]["resourceVersion"].clone();
@@ -124,20 +153,22 @@ impl Lock {
                 }
             };
             if taken {
-                return Ok(Lock::start(cluster.clone(), key, options));
+                return Ok(Lock::start(cluster.clone(), key, release, options));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
-    fn start(cluster: Cluster, key: ObjectKey, options: &LockOptions) -> Lock {
+    fn start(cluster: Cluster, key: ObjectKey, release: &str, options: &LockOptions) -> Lock {
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
         let (lost_tx, lost_rx) = watch::channel(None);
         let lost_tx = Arc::new(lost_tx);
-        let every = options.ttl / 3;
+        let ttl = options.ttl.max(Duration::from_secs(1));
+        let every = ttl / 3;
         let holder = options.holder.clone();
         let (c, k, h) = (cluster.clone(), key.clone(), holder.clone());
         tokio::spawn(async move {
+            let mut renewed = Instant::now();
             loop {
                 tokio::select! {
                     _ = &mut stop_rx => return,
@@ -146,18 +177,29 @@ impl Lock {
                 match c.get(&k).await {
                     Ok(Some(mut live)) if live["spec"]["holderIdentity"] == h.as_str() => {
                         live["spec"]["renewTime"] = json!(micro_now());
-                        if let Err(e) = c.replace(&live).await {
-                            tracing::warn!("renewing {k}: {e}");
+                        match c.replace(&live).await {
+                            Ok(_) => renewed = Instant::now(),
+                            // Changed under us: the next round reads who holds it now.
+                            Err(e) => tracing::warn!("renewing {k}: {e}"),
                         }
                     }
                     Ok(other) => {
                         let who = other
                             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
-                            .unwrap_or_else(|| "nobody (deleted)".into());
+                            .filter(|w| !w.is_empty())
+                            .unwrap_or_else(|| "nobody (the Lease was deleted)".into());
                         let _ = lost_tx.send(Some(who));
                         return;
                     }
                     Err(e) => tracing::warn!("renewing {k}: {e}"),
+                }
+                if renewed.elapsed() >= ttl {
+                    // A waiter may have judged it expired by now: we no longer hold it.
+                    let _ = lost_tx.send(Some(format!(
+                        "whoever takes it next (berth could not renew it for {}s)",
+                        ttl.as_secs()
+                    )));
+                    return;
                 }
             }
         });
@@ -165,6 +207,7 @@ impl Lock {
             cluster,
             key,
             holder,
+            release: release.into(),
             stop: Some(stop_tx),
             lost: lost_rx,
         }
@@ -174,6 +217,33 @@ impl Lock {
     /// suspended laptop).
     pub fn lost_to(&self) -> Option<String> {
         self.lost.borrow().clone()
+    }
+
+    /// The error for a lock lost to `holder`.
+    pub fn lost_error(&self, holder: String) -> DeployError {
+        DeployError::LostLock {
+            namespace: self.key.namespace.clone().unwrap_or_default(),
+            release: self.release.clone(),
+            holder,
+        }
+    }
+
+    /// Fails with [`DeployError::LostLock`] once the lock is lost.
+    pub fn check(&self) -> Result<(), DeployError> {
+        match self.lost_to() {
+            Some(holder) => Err(self.lost_error(holder)),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the lock is lost and says to whom (never returns while it is held).
+    pub async fn lost(&self) -> String {
+        let mut rx = self.lost.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(who) => who.clone().unwrap_or_default(),
+            // The renewer ended without a loss (released): hold forever.
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// Stops renewing and frees the lock at once.
@@ -202,14 +272,50 @@ impl Drop for Lock {
 mod tests {
     use super::*;
 
+    fn held(version: &str, renew: &str) -> Value {
+        json!({"metadata": {"resourceVersion": version},
+               "spec": {"holderIdentity": "a", "leaseDurationSeconds": 30, "renewTime": renew}})
+    }
+
     #[test]
-    fn a_lease_is_free_when_unheld_or_expired() {
-        let now: jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
-        let held = |renew: &str| json!({"spec": {"holderIdentity": "a", "leaseDurationSeconds": 30, "renewTime": renew}});
-        assert!(!is_free(&held("2026-01-01T00:00:45.000000Z"), now));
-        assert!(is_free(&held("2026-01-01T00:00:20.000000Z"), now));
-        assert!(is_free(&json!({"spec": {"holderIdentity": ""}}), now));
-        assert!(is_free(&json!({"spec": {}}), now));
+    fn a_lease_is_free_when_unheld() {
+        let now = Instant::now();
+        assert!(Observed::default().is_free(&json!({"spec": {"holderIdentity": ""}}), now));
+        assert!(Observed::default().is_free(&json!({"spec": {}}), now));
+    }
+
+    #[test]
+    fn lease_expiry_ignores_a_skewed_remote_clock() {
+        let t0 = Instant::now();
+        // The holder's clock is an hour behind: its renewTime looks long expired, but it is
+        // renewing. Only a lease unchanged for 30 s of local time is free.
+        let mut seen = Observed::default();
+        assert!(!seen.is_free(&held("100", "2020-01-01T00:00:00.000000Z"), t0));
+        assert!(!seen.is_free(
+            &held("100", "2020-01-01T00:00:00.000000Z"),
+            t0 + Duration::from_secs(29)
+        ));
+        // Renewed (new resourceVersion): the local count starts again.
+        assert!(!seen.is_free(
+            &held("101", "2020-01-01T00:00:10.000000Z"),
+            t0 + Duration::from_secs(29)
+        ));
+        assert!(!seen.is_free(
+            &held("101", "2020-01-01T00:00:10.000000Z"),
+            t0 + Duration::from_secs(58)
+        ));
+        assert!(seen.is_free(
+            &held("101", "2020-01-01T00:00:10.000000Z"),
+            t0 + Duration::from_secs(59)
+        ));
+        // A holder an hour ahead looks fresh for an hour by timestamps; it is free after 30 s
+        // without a change.
+        let mut seen = Observed::default();
+        assert!(!seen.is_free(&held("7", "2099-01-01T00:00:00.000000Z"), t0));
+        assert!(seen.is_free(
+            &held("7", "2099-01-01T00:00:00.000000Z"),
+            t0 + Duration::from_secs(30)
+        ));
     }
 
     #[test]

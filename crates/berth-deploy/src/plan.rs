@@ -109,6 +109,23 @@ fn identity(k: &ObjectKey) -> (String, String, Option<String>, String) {
     (group, k.kind.clone(), k.namespace.clone(), k.name.clone())
 }
 
+/// Whether the live object `live` belongs to `release` of `namespace`: labelled as managed by
+/// berth and as the release's, and — for a cluster-scoped object (no `metadata.namespace`),
+/// which any namespace's release of that name could have applied — labelled with `namespace`.
+/// A cluster-scoped object without the namespace label (applied by an older berth, which did not label it) is
+/// never owned: pruning it could delete another namespace's.
+pub fn owned_by(live: &Value, release: &str, namespace: &str) -> bool {
+    use berth_render::ownership::{MANAGED_BY_LABEL, NAMESPACE_LABEL, RELEASE_LABEL};
+    let labels = &live["metadata"]["labels"];
+    if labels[RELEASE_LABEL] != release || labels[MANAGED_BY_LABEL] != "berth" {
+        return false;
+    }
+    match live["metadata"]["namespace"].as_str() {
+        Some(ns) => ns == namespace,
+        None => labels[NAMESPACE_LABEL] == namespace,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +181,26 @@ mod tests {
         let mut hook = obj("batch/v1", "Job", "migrate");
         hook["metadata"]["annotations"] = json!({"berth.dev/hook": "pre-deploy"});
         assert!(to_prune(&[hook], &[]).is_empty());
+    }
+
+    #[test]
+    fn a_cluster_scoped_object_of_a_same_named_release_elsewhere_is_not_owned() {
+        let role = |labels: Value| {
+            serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "r", "labels": labels}})
+        };
+        let mine = role(serde_json::json!({"app.kubernetes.io/managed-by": "berth",
+            "berth.dev/release": "prod", "berth.dev/namespace": "a"}));
+        assert!(owned_by(&mine, "prod", "a"));
+        assert!(!owned_by(&mine, "prod", "b"));
+        // From a berth that did not label the namespace: never pruned.
+        let legacy = role(serde_json::json!({"app.kubernetes.io/managed-by": "berth",
+            "berth.dev/release": "prod"}));
+        assert!(!owned_by(&legacy, "prod", "a"));
+        let cm = serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "c",
+            "namespace": "a", "labels": {"app.kubernetes.io/managed-by": "berth",
+            "berth.dev/release": "prod"}}});
+        assert!(owned_by(&cm, "prod", "a"));
+        assert!(!owned_by(&cm, "other", "a"));
     }
 }

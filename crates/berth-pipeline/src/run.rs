@@ -93,6 +93,8 @@ pub struct RunRequest {
     pub lock: LockOptions,
     /// kustomize and helm binaries.
     pub tools: Tools,
+    /// Release records to keep (0: all); the live one is always kept.
+    pub history_max: usize,
 }
 
 /// What a run did.
@@ -373,6 +375,7 @@ impl Pipeline {
                 rollback: env.deploy.rollback,
                 force_conflicts: false,
                 lock: req.lock.clone(),
+                history_max: req.history_max,
             })
             .await;
         self.sink.emit(Event::StepFinished {

@@ -2,7 +2,8 @@
 //!
 //! Every object gets the labels `app.kubernetes.io/managed-by: berth` and
 //! `berth.dev/release: <release>` (prune and history select on them) and the annotations
-//! `berth.dev/revision` and `berth.dev/commit`.
+//! `berth.dev/revision` and `berth.dev/commit`. Cluster-scoped objects also get
+//! `berth.dev/namespace: <namespace>`, since one release name may exist in many namespaces.
 //!
 //! Pod templates (`spec.template` of workloads, `spec.jobTemplate.spec.template` of CronJobs)
 //! get only the `berth.dev/release` label, so pods can be found by release. Selectors are never
@@ -26,6 +27,10 @@ use crate::{ObjectSet, RenderError};
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Label naming the berth release an object belongs to.
 pub const RELEASE_LABEL: &str = "berth.dev/release";
+/// Label naming the environment's namespace on cluster-scoped objects: a cluster-scoped
+/// object is owned by a release *and* a namespace (release `prod` of namespace A must never
+/// prune the ClusterRole of release `prod` of namespace B).
+pub const NAMESPACE_LABEL: &str = "berth.dev/namespace";
 /// Annotation with the release revision that last applied an object.
 pub const REVISION_ANNOTATION: &str = "berth.dev/revision";
 /// Annotation with the commit the release was built from.
@@ -201,6 +206,9 @@ impl ObjectSet {
                 let labels = object_at_map(meta, "labels");
                 labels.insert(MANAGED_BY_LABEL.into(), "berth".into());
                 labels.insert(RELEASE_LABEL.into(), owner.release.clone().into());
+                if cluster {
+                    labels.insert(NAMESPACE_LABEL.into(), owner.namespace.clone().into());
+                }
                 let annotations = object_at_map(meta, "annotations");
                 annotations.insert(
                     REVISION_ANNOTATION.into(),

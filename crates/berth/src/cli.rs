@@ -185,6 +185,11 @@ pub struct DeployArgs {
     #[arg(long, default_value = "30s", value_parser = crate::deploy_cmd::parse_duration)]
     pub lock_ttl: std::time::Duration,
 
+    /// Release records to keep (like Helm's --history-max); the live one is always kept,
+    /// 0 keeps all.
+    #[arg(long, default_value_t = berth_deploy::release::DEFAULT_HISTORY_MAX)]
+    pub history_max: usize,
+
     /// Source commit to record with the revision.
     #[arg(long, env = "BERTH_COMMIT")]
     pub commit: Option<String>,

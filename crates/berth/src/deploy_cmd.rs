@@ -190,6 +190,7 @@ fn request(
         timeout: args.timeout,
         rollback: !args.no_rollback,
         force_conflicts: args.force_conflicts,
+        history_max: args.history_max,
         lock: LockOptions {
             ttl: args.lock_ttl,
             wait: args.lock_timeout,

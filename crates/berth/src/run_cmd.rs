@@ -46,6 +46,11 @@ pub struct RunArgs {
     #[command(flatten)]
     pub tools: crate::cli::ToolFlags,
 
+    /// Release records to keep (like Helm's --history-max); the live one is always kept,
+    /// 0 keeps all.
+    #[arg(long, default_value_t = berth_deploy::release::DEFAULT_HISTORY_MAX)]
+    pub history_max: usize,
+
     /// Builds at most this many services at once (default: the number of cores).
     #[arg(long, short = 'j', env = "BERTH_JOBS")]
     pub jobs: Option<std::num::NonZeroUsize>,
@@ -178,6 +183,7 @@ async fn drive(
         user: user.clone(),
         lock: default_lock(format!("{user} (pid {})", std::process::id())),
         tools: args.tools.tools(),
+        history_max: args.history_max,
     };
     let result = match promote_from {
         None => {

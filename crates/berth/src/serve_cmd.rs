@@ -342,6 +342,7 @@ impl Engine {
                 rollback: env.deploy.rollback,
                 force_conflicts: false,
                 lock,
+                history_max: berth_deploy::release::DEFAULT_HISTORY_MAX,
             };
             return match deployer.rollback(&env.namespace, &env.name, to, base).await {
                 Ok((outcome, _from)) => Ok(Outcome {
@@ -384,6 +385,7 @@ impl Engine {
             user: job.user.clone(),
             lock,
             tools: self.tools.clone(),
+            history_max: berth_deploy::release::DEFAULT_HISTORY_MAX,
         };
         let result = match &job.action {
             Action::Promote { from } => pipeline.promote(from, None, request).await,
@@ -475,6 +477,7 @@ fn deploy_failure(e: &DeployError) -> Failure {
     let (rolled_back, diagnosis) = match e {
         DeployError::RolledBack { failure, .. } => (true, Some(failure.to_string())),
         DeployError::FirstInstallFailed { failure, .. }
+        | DeployError::FailedWithoutGoodRevision { failure, .. }
         | DeployError::FailedKept { failure, .. }
         | DeployError::PreHookFailed { failure, .. }
         | DeployError::RollbackFailed { failure, .. } => (false, Some(failure.to_string())),

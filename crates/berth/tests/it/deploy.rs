@@ -865,3 +865,228 @@ async fn seed_jobs_run_once_and_the_history_says_in_which_revision() {
         table.stdout
     );
 }
+
+/// Deploys revision 1, kills the deploy of a second one at `point` (`BERTH_TEST_CRASH_AT`
+/// aborts the process there, as `kill -9` would), then proves that a failing deploy rolls back
+/// to the last good revision without deleting live objects and that a good one converges.
+async fn crash_at(point: &str) {
+    let ctx = TestContext::new(&format!("deploy-crash-{point}")).await;
+    let dir = Dir::new();
+    let d = dir.0.display().to_string();
+    dir.write("keep.yaml", &config_map("keep", "1"));
+    dir.write("drop.yaml", &config_map("drop", "1"));
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+    );
+    let first = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(first.code, 0, "{}", first.all());
+
+    // Revision 2: a new image, `drop` dropped, `added` added. At `rollback` it must fail, to
+    // reach the rollback.
+    std::fs::remove_file(dir.0.join("drop.yaml")).unwrap();
+    dir.write("added.yaml", &config_map("added", "2"));
+    let simulate = (point == "rollback").then_some("crash-loop");
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:1.35", 1, simulate),
+    );
+    let crashed = berth_cmd(&ctx, &["deploy", "-r", "app", "-f", &d])
+        .env("BERTH_TEST_CRASH_AT", point)
+        .output()
+        .unwrap();
+    assert_eq!(
+        crashed.status.code(),
+        None,
+        "the deploy dies at {point}: {}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+
+    // A failing deploy after the crash rolls back; it never deletes what history owns.
+    dir.write(
+        "web.yaml",
+        &deployment(
+            "web",
+            "docker.io/library/busybox:1.35",
+            1,
+            Some("crash-loop"),
+        ),
+    );
+    let failing = run(
+        &ctx,
+        &["deploy", "-r", "app", "-f", &d, "--lock-timeout", "60s"],
+    );
+    assert_eq!(failing.code, 1, "{}", failing.all());
+    assert!(
+        failing.all().contains("rolled back to revision"),
+        "{}",
+        failing.all()
+    );
+    assert!(live(&ctx, "apps/v1", "Deployment", "web").await.is_some());
+    assert!(live(&ctx, "v1", "ConfigMap", "keep").await.is_some());
+
+    // And a good deploy converges to what was rendered.
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:1.35", 1, None),
+    );
+    let good = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(good.code, 0, "{}", good.all());
+    assert_eq!(
+        live_image(&ctx, "web").await,
+        "docker.io/library/busybox:1.35"
+    );
+    assert!(live(&ctx, "v1", "ConfigMap", "keep").await.is_some());
+    assert!(live(&ctx, "v1", "ConfigMap", "added").await.is_some());
+    assert!(live(&ctx, "v1", "ConfigMap", "drop").await.is_none());
+    // One live revision (at `recording` the crashed one, whose content the good deploy
+    // equals: it is then unchanged), nothing left pending.
+    let st = statuses(&ctx, "app");
+    assert!(!st.iter().any(|s| s == "pending"), "{st:?}");
+    assert_eq!(st.iter().filter(|s| *s == "deployed").count(), 1, "{st:?}");
+}
+
+#[tokio::test]
+async fn a_kill_before_apply_is_recovered_by_the_next_deploy() {
+    crash_at("before-apply").await;
+}
+
+#[tokio::test]
+async fn a_kill_mid_apply_is_recovered_by_the_next_deploy() {
+    crash_at("mid-apply").await;
+}
+
+#[tokio::test]
+async fn a_kill_while_tracking_is_recovered_by_the_next_deploy() {
+    crash_at("tracking").await;
+}
+
+#[tokio::test]
+async fn a_kill_after_pruning_is_recovered_by_the_next_deploy() {
+    crash_at("pruning").await;
+}
+
+#[tokio::test]
+async fn a_kill_between_record_writes_does_not_lose_the_live_revision() {
+    crash_at("recording").await;
+}
+
+#[tokio::test]
+async fn a_kill_during_rollback_is_recovered_by_the_next_deploy() {
+    crash_at("rollback").await;
+}
+
+#[tokio::test]
+async fn a_deploy_that_lost_its_lock_stops_at_once() {
+    let ctx = TestContext::new("deploy-lost-lock").await;
+    let dir = Dir::new();
+    let f = dir.file("web.yaml");
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+    );
+    assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &f]).code, 0);
+    dir.write(
+        "web.yaml",
+        &deployment(
+            "web",
+            "docker.io/library/busybox:1.35",
+            1,
+            Some("never-ready"),
+        ),
+    );
+    let started = std::time::Instant::now();
+    let hung = berth_cmd(
+        &ctx,
+        &[
+            "deploy",
+            "-r",
+            "app",
+            "-f",
+            &f,
+            "--timeout",
+            "120s",
+            "--lock-ttl",
+            "3s",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Once it tracks (the new image is applied), a second holder steals the Lease.
+    let web = ObjectKey::new("apps/v1", "Deployment", Some(&ctx.namespace), "web");
+    ctx.cluster
+        .wait_until(&web, Duration::from_secs(30), |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"]
+                == "docker.io/library/busybox:1.35"
+        })
+        .await
+        .expect("the deploy applies revision 2");
+    let lease = ObjectKey::new(
+        "coordination.k8s.io/v1",
+        "Lease",
+        Some(&ctx.namespace),
+        "berth-lock-app",
+    );
+    loop {
+        let mut l = ctx.cluster.get(&lease).await.unwrap().expect("the lease");
+        l["spec"]["holderIdentity"] = "thief@elsewhere".into();
+        if ctx.cluster.replace(&l).await.is_ok() {
+            break;
+        }
+    }
+    let out = hung.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("lost the lock on environment") && stderr.contains("thief@elsewhere"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "stopped at once, not at the deadline"
+    );
+    // Nothing applied after the loss: no rollback re-applied revision 1's image.
+    assert_eq!(
+        live_image(&ctx, "web").await,
+        "docker.io/library/busybox:1.35"
+    );
+}
+
+#[tokio::test]
+async fn a_release_of_the_same_name_in_another_namespace_cannot_prune_its_cluster_role() {
+    let a = TestContext::new("deploy-crole-a").await;
+    let b = TestContext::new("deploy-crole-b").await;
+    let role_name = format!("t-{}", a.namespace);
+    let role = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role_name}\nrules: []\n"
+    );
+    let (da, db) = (Dir::new(), Dir::new());
+    db.write("cm.yaml", &config_map("c", "1"));
+    db.write("role.yaml", &role);
+    da.write("role.yaml", &role);
+    let (pa, pb) = (da.0.display().to_string(), db.0.display().to_string());
+    assert_eq!(run(&b, &["deploy", "-r", "prod", "-f", &pb]).code, 0);
+    assert_eq!(run(&a, &["deploy", "-r", "prod", "-f", &pa]).code, 0);
+    // B drops the role that A now owns: B leaves it alone.
+    std::fs::remove_file(db.0.join("role.yaml")).unwrap();
+    let r = run(&b, &["deploy", "-r", "prod", "-f", &pb]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let key = ObjectKey::new(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        None,
+        &role_name,
+    );
+    let live = a.cluster.get(&key).await.unwrap();
+    assert!(live.is_some(), "B pruned A's ClusterRole: {}", r.all());
+    // A, its owner, can prune it.
+    da.write("cm.yaml", &config_map("c", "1"));
+    std::fs::remove_file(da.0.join("role.yaml")).unwrap();
+    let r = run(&a, &["deploy", "-r", "prod", "-f", &pa]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let gone = a.cluster.get(&key).await.unwrap();
+    let _ = a.cluster.delete(&key).await;
+    assert!(gone.is_none(), "{}", r.all());
+}
