@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use berth_store::{Run, RunFilter, RunState};
 
@@ -124,7 +124,12 @@ pub fn routes() -> axum::Router<Server> {
     axum::Router::new().route("/metrics", get(scrape))
 }
 
-async fn scrape(State(server): State<Server>) -> impl IntoResponse {
+async fn scrape(State(server): State<Server>, headers: HeaderMap) -> Response {
+    if !server.config().metrics_anonymous
+        && let Err(d) = crate::auth::require(&server, &headers, berth_store::Role::Viewer).await
+    {
+        return (d.status, d.message).into_response();
+    }
     let mut by_state = BTreeMap::new();
     for s in RunState::ALL {
         by_state.insert(s.to_string(), 0u64);
@@ -142,6 +147,7 @@ async fn scrape(State(server): State<Server>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         server.inner.metrics.render(&by_state),
     )
+        .into_response()
 }
 
 #[cfg(test)]
