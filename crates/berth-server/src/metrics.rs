@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use berth_store::{Run, RunFilter, RunState};
+use berth_store::{Run, RunState};
 
 use crate::app::Server;
 
@@ -134,13 +134,9 @@ async fn scrape(State(server): State<Server>, headers: HeaderMap) -> Response {
     for s in RunState::ALL {
         by_state.insert(s.to_string(), 0u64);
     }
-    let filter = RunFilter {
-        limit: Some(RunFilter::MAX_LIMIT),
-        ..RunFilter::default()
-    };
-    if let Ok(runs) = server.store().runs(&filter).await {
-        for r in runs {
-            *by_state.entry(r.state.to_string()).or_default() += 1;
+    if let Ok(counts) = server.store().count_by_state().await {
+        for (state, n) in counts {
+            by_state.insert(state.to_string(), n);
         }
     }
     (
