@@ -103,19 +103,24 @@ fn repo_of<'a>(server: &'a Server, name: &str) -> Result<&'a crate::config::Repo
         .ok_or_else(|| not_found(format!("no repository `{name}` is configured")))
 }
 
+/// A repository as the API shows it: its URL through [`berth_types::SafeUrl`], so a token
+/// given as `https://TOKEN@host/...` (or as a password) never reaches a viewer.
+fn repository_json(r: &crate::config::Repository) -> Value {
+    json!({
+        "name": r.name, "url": berth_types::SafeUrl::new(r.url.clone()).to_string(),
+        "config": r.config, "branches": r.branches,
+        "webhook": r.webhook.as_ref().map(|w| w.provider.id()),
+        "poll_seconds": r.poll.map(|p| p.as_secs()),
+    })
+}
+
 async fn repositories(State(s): State<Server>, h: HeaderMap) -> ApiResult {
     auth::require(&s, &h, Role::Viewer).await?;
     let repos: Vec<Value> = s
         .config()
         .repositories
         .iter()
-        .map(|r| {
-            json!({
-                "name": r.name, "url": r.url, "config": r.config, "branches": r.branches,
-                "webhook": r.webhook.as_ref().map(|w| w.provider.id()),
-                "poll_seconds": r.poll.map(|p| p.as_secs()),
-            })
-        })
+        .map(repository_json)
         .collect();
     ok(json!(repos))
 }
@@ -483,5 +488,24 @@ async fn revoke_token(
         ok(json!({"revoked": name}))
     } else {
         Err(not_found(format!("no token `{name}`")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_in_the_repo_url_never_reaches_the_api() {
+        let mut c = crate::config::ServeConfig::defaults("/d".into());
+        c.add_repo_flag("a=https://ghp_tokenasuser@git.example.com/team/a.git")
+            .unwrap();
+        c.add_repo_flag("b=https://x-access-token:ghp_pass@git.example.com/team/b.git")
+            .unwrap();
+        for r in &c.repositories {
+            let shown = repository_json(r).to_string();
+            assert!(!shown.contains("ghp_"), "{shown}");
+            assert!(shown.contains("git.example.com/team/"), "{shown}");
+        }
     }
 }

@@ -858,6 +858,59 @@ impl EventSink for RunSink {
             Event::ObjectState { .. } => self.open_deploy(),
             _ => {}
         }
-        self.send(event);
+        self.send(cap_event(event));
+    }
+}
+
+/// The longest message (a RUN output line, most often) a run stores: a build printing a
+/// megabyte without a newline must not put a megabyte row in the database and on the run page.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// `event` with a message longer than [`MAX_LINE`] cut at a character boundary and marked.
+pub(crate) fn cap_event(mut event: Event) -> Event {
+    if let Event::Message { message, .. } = &mut event
+        && message.len() > MAX_LINE
+    {
+        let mut end = MAX_LINE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let dropped = message.len() - end;
+        message.truncate(end);
+        message.push_str(&format!(" … [truncated: {dropped} more bytes]"));
+    }
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_1_mb_single_output_line_is_capped() {
+        let line = "é".repeat(512 * 1024); // 1 MiB, two bytes a character
+        let capped = cap_event(Event::Message {
+            step: "build".into(),
+            level: Level::Info,
+            message: line,
+        });
+        let Event::Message { message, .. } = capped else {
+            panic!("still a message")
+        };
+        assert!(message.len() < MAX_LINE + 64, "{}", message.len());
+        assert!(
+            message.ends_with(&format!(
+                "[truncated: {} more bytes]",
+                1024 * 1024 - MAX_LINE
+            )),
+            "{}",
+            &message[message.len() - 60..]
+        );
+        let short = cap_event(Event::Message {
+            step: "build".into(),
+            level: Level::Info,
+            message: "ok".into(),
+        });
+        assert!(matches!(short, Event::Message { message, .. } if message == "ok"));
     }
 }

@@ -111,6 +111,9 @@ pub struct ServeConfig {
     pub supersede: bool,
     /// Delivered repositories.
     pub repositories: Vec<Repository>,
+    /// `/metrics` answers without a token (`metrics: {anonymous: true}`); off by default:
+    /// the counters tell an outsider how often and how well this server deploys.
+    pub metrics_anonymous: bool,
 }
 
 impl ServeConfig {
@@ -123,6 +126,7 @@ impl ServeConfig {
             concurrency: 2,
             supersede: true,
             repositories: Vec::new(),
+            metrics_anonymous: false,
         }
     }
 
@@ -207,6 +211,14 @@ struct RawConfig {
     supersede: Option<bool>,
     #[serde(default)]
     repositories: Vec<Spanned<RawRepository>>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default)]
+    anonymous: bool,
 }
 
 #[derive(Deserialize)]
@@ -356,6 +368,9 @@ pub fn parse(
     }
     if let Some(s) = raw.supersede {
         config.supersede = s;
+    }
+    if let Some(m) = raw.metrics {
+        config.metrics_anonymous = m.anonymous;
     }
     for r in raw.repositories {
         let at = &r.referenced;
@@ -554,6 +569,16 @@ mod tests {
             let e = parse(text, "f", &env).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn metrics_need_a_token_unless_the_file_says_anonymous() {
+        assert!(!parse("", "f", &env).unwrap().metrics_anonymous);
+        assert!(
+            parse("metrics: {anonymous: true}\n", "f", &env)
+                .unwrap()
+                .metrics_anonymous
+        );
     }
 
     #[test]

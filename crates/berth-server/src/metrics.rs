@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use berth_store::{Run, RunFilter, RunState};
+use berth_store::{Run, RunState};
 
 use crate::app::Server;
 
@@ -124,24 +124,26 @@ pub fn routes() -> axum::Router<Server> {
     axum::Router::new().route("/metrics", get(scrape))
 }
 
-async fn scrape(State(server): State<Server>) -> impl IntoResponse {
+async fn scrape(State(server): State<Server>, headers: HeaderMap) -> Response {
+    if !server.config().metrics_anonymous
+        && let Err(d) = crate::auth::require(&server, &headers, berth_store::Role::Viewer).await
+    {
+        return (d.status, d.message).into_response();
+    }
     let mut by_state = BTreeMap::new();
     for s in RunState::ALL {
         by_state.insert(s.to_string(), 0u64);
     }
-    let filter = RunFilter {
-        limit: Some(RunFilter::MAX_LIMIT),
-        ..RunFilter::default()
-    };
-    if let Ok(runs) = server.store().runs(&filter).await {
-        for r in runs {
-            *by_state.entry(r.state.to_string()).or_default() += 1;
+    if let Ok(counts) = server.store().count_by_state().await {
+        for (state, n) in counts {
+            by_state.insert(state.to_string(), n);
         }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         server.inner.metrics.render(&by_state),
     )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -182,6 +182,20 @@ impl Store {
         rows.into_iter().map(run_from_row).collect()
     }
 
+    /// How many runs are in each state, counted by the database (one `GROUP BY`; `/metrics`
+    /// calls it on every scrape, so it must not load runs).
+    pub async fn count_by_state(&self) -> Result<Vec<(RunState, u64)>, StoreError> {
+        let sql = "SELECT state, COUNT(*) FROM runs GROUP BY state ORDER BY state";
+        let rows: Vec<(String, i64)> = with_pool!(self, read, p => sqlx::query_as(sql)
+            .fetch_all(p)
+            .await
+            .map_err(query("counting runs by state"))?);
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| Some((s.parse::<RunState>().ok()?, n.max(0) as u64)))
+            .collect())
+    }
+
     /// Queued runs, oldest first: the work queue.
     pub async fn queued(&self) -> Result<Vec<Run>, StoreError> {
         let sql = format!("SELECT {RUN_COLS} FROM runs WHERE state = 'queued' ORDER BY id");

@@ -204,7 +204,7 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         .config()
         .repositories
         .iter()
-        .map(|r| format!("{} ({})", r.name, r.url))
+        .map(|r| format!("{} ({})", r.name, berth_types::SafeUrl::new(r.url.clone())))
         .collect();
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

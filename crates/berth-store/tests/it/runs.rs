@@ -15,6 +15,33 @@ on_both!(
     interrupt_running_at_restart,
     last_seen_commits
 );
+on_both!(metrics_count_runs_by_state_in_the_database_not_by_loading_the_run_table);
+
+async fn metrics_count_runs_by_state_in_the_database_not_by_loading_the_run_table(db: Db) {
+    let store = db.open().await;
+    // More runs than one page of `runs()` (the old scrape loaded at most MAX_LIMIT of them).
+    let n = RunFilter::MAX_LIMIT as usize + 5;
+    let mut first = None;
+    for i in 0..n {
+        let r = store
+            .create_run(new_run("shop", "main", "staging", &format!("c{i:06}")))
+            .await
+            .unwrap();
+        first.get_or_insert(r.id);
+    }
+    let first = first.unwrap();
+    assert!(
+        store
+            .transition(first, RunState::Queued, RunState::Cancelled, None)
+            .await
+            .unwrap()
+    );
+    let counts = store.count_by_state().await.unwrap();
+    assert_eq!(
+        counts,
+        vec![(RunState::Cancelled, 1), (RunState::Queued, n as u64 - 1)]
+    );
+}
 
 async fn lifecycle(db: Db) {
     let store = db.open().await;

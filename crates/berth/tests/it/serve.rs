@@ -672,8 +672,21 @@ async fn rejected_webhooks_queue_nothing_and_roles_are_checked_on_every_route() 
         401,
         "a revoked token is refused"
     );
-    // Metrics count the answers.
-    let (_, metrics) = anon.text("/metrics").await;
+    // Metrics need a token (`metrics: {anonymous: false}` is the default), and count the answers.
+    assert_eq!(
+        anon.text("/metrics").await.0,
+        401,
+        "/metrics is refused anonymously"
+    );
+    let metrics = reqwest::Client::new()
+        .get(rig.url("/metrics"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("berth_webhooks_total{status=\"401\"} 3"),
         "{metrics}"
