@@ -972,7 +972,8 @@ fn find_program(rootfs: &Path, env: &[String], workdir: &str, program: &str) -> 
 }
 
 fn home_of(rootfs: &Path, uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).ok()?;
+    let passwd =
+        std::fs::read_to_string(rootfs.join(resolve_in_root(rootfs, "etc/passwd").ok()?)).ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() > 5 && f[2] == uid.to_string()).then(|| f[5].to_string())

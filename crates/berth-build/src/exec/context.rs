@@ -444,7 +444,8 @@ pub fn resolve_user(rootfs: Option<&Path>, spec: &str) -> Result<(u32, u32, Vec<
     };
     let read = |f: &str| {
         rootfs
-            .and_then(|r| std::fs::read_to_string(r.join(f)).ok())
+            // The image's own /etc, even when it is a link: never the host's.
+            .and_then(|r| std::fs::read_to_string(r.join(resolve_in_root(r, f).ok()?)).ok())
             .unwrap_or_default()
     };
     let passwd = read("etc/passwd");
@@ -505,6 +506,51 @@ mod tests {
         assert!(glob_match("f?o", "foo"));
         assert!(glob_match("[a-c]x", "bx"));
         assert!(!glob_match("[!a-c]x", "bx"));
+    }
+
+    #[test]
+    fn copy_of_a_link_chain_past_40_hops_is_refused_not_read_on_the_host() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..41 {
+            std::os::unix::fs::symlink(format!("l{}", i + 1), d.path().join(format!("l{i}")))
+                .unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("l41")).unwrap();
+        let err = select(d.path(), &["l0".into()], None)
+            .err()
+            .expect("refused");
+        assert!(err.contains("more than 40 symbolic links"), "{err}");
+    }
+
+    #[test]
+    fn copy_of_a_link_to_a_dockerignored_file_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("secret.key"), "k").unwrap();
+        std::os::unix::fs::symlink("secret.key", d.path().join("innocent")).unwrap();
+        let ig = DockerIgnore::parse("*.key\n").unwrap();
+        let err = select(d.path(), &["innocent".into()], Some(&ig))
+            .err()
+            .expect("refused");
+        assert!(err.contains(".dockerignore excludes"), "{err}");
+    }
+
+    #[test]
+    fn user_lookup_through_a_linked_etc_reads_the_image_not_the_host() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("real")).unwrap();
+        std::fs::write(
+            d.path().join("real/passwd"),
+            "app:x:4242:4242::/app:/bin/sh\n",
+        )
+        .unwrap();
+        // An image whose /etc is an absolute link: inside the image it means /real.
+        std::os::unix::fs::symlink("/real", d.path().join("etc")).unwrap();
+        assert_eq!(
+            resolve_user(Some(d.path()), "app"),
+            Ok((4242, 4242, vec![]))
+        );
+        // The host's /etc/passwd has root, which this image does not name.
+        assert!(resolve_user(Some(d.path()), "root").is_err());
     }
 
     #[test]

@@ -198,11 +198,19 @@ pub async fn run(
         .unwrap_or(0);
     let id = format!("berth-{}-{n}-{nanos:x}", std::process::id());
     let config = config_json(spec, "berth-build");
-    std::fs::write(
-        bundle_dir.join("config.json"),
-        serde_json::to_vec_pretty(&config).expect("config"),
-    )
-    .map_err(|e| rt(format!("writing config.json: {e}")))?;
+    // The spec holds the step's environment, secrets given as env= included: owner-only.
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(bundle_dir.join("config.json"))
+            .and_then(|mut f| f.write_all(&serde_json::to_vec_pretty(&config).expect("config")))
+            .map_err(|e| rt(format!("writing config.json: {e}")))?;
+    }
     let missing: Vec<&str> = MOUNT_POINTS
         .iter()
         .copied()

@@ -64,6 +64,13 @@ impl Store {
     /// Opens (creating if needed) the layout at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, BuildError> {
         let root = root.into();
+        // Images hold setuid files and RUN steps secrets: the store is root's alone.
+        std::fs::create_dir_all(&root).map_err(io_err(&root))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err(&root))?;
+        }
         for d in ["blobs/sha256", "berth/cache", "berth/tmp"] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(io_err(&p))?;
@@ -284,4 +291,19 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> 
 /// sha256 and size of a file (re-exported for tests).
 pub fn file_digest(path: &Path) -> Result<(Digest, u64), BuildError> {
     sha256_file(path).map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod permission_tests {
+    use super::*;
+
+    #[test]
+    fn store_with_setuid_files_of_images_is_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("store");
+        Store::open(&root).unwrap();
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "store root mode {mode:o}");
+    }
 }
