@@ -82,6 +82,19 @@ pub enum CopyError {
         /// What the dump has instead.
         found: String,
     },
+    /// MySQL/MariaDB: the source has views or triggers, which the staging swap cannot move.
+    #[error(
+        "database `{database}` has {objects}: berth copies MySQL/MariaDB tables through a staging \
+         database swapped in with one RENAME TABLE, and views and triggers cannot be renamed \
+         across databases; copy a database with tables only, or drop them from the copy's \
+         source; nothing was written to the target"
+    )]
+    MysqlNotTablesOnly {
+        /// The source database.
+        database: String,
+        /// `view v, trigger t`.
+        objects: String,
+    },
     /// Strict mode: a column that looks personal has no rule.
     #[error(
         "column `{column}` looks personal but has no masking rule (strict mode); give it one, or \

@@ -155,12 +155,110 @@ fn copy_inner(req: &CopyRequest) -> Result<MaskStats, CopyError> {
     if !req.source.is_postgres() {
         return copy_mysql(req, &masker, &secrets);
     }
+    let tables = pg_source_tables(&req.source, &secrets)?;
+    pgcopy::preflight(&masker, &tables)?;
     pipe(
         Tool::new("pg_dump", "postgresql-client", pg_dump_command(&req.source)),
         Tool::new("psql", "postgresql-client", psql_command(&req.target)),
         &secrets,
+        Markers {
+            begin: b"BEGIN;\n",
+            commit: b"COMMIT;\n",
+        },
         |r, w| masker.mask_dump(r, w),
     )
+}
+
+/// The source's ordinary and partitioned tables with their columns, from its catalog (as JSON,
+/// so no identifier can break the parsing).
+fn pg_source_tables(
+    source: &DbUrl,
+    secrets: &[String],
+) -> Result<Vec<(String, String, Vec<String>)>, CopyError> {
+    let mut q = Command::new("psql");
+    q.args([
+        "--no-psqlrc",
+        "--quiet",
+        "--tuples-only",
+        "--no-align",
+        "--set=ON_ERROR_STOP=1",
+    ])
+    .arg(
+        "--command=SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, a.attname) \
+             ORDER BY n.nspname, c.relname, a.attnum), '[]') FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'",
+    )
+    .arg(format!("--dbname={}", source.libpq_url()));
+    pg_env(&mut q, source);
+    let out = run_query(q, "psql", "postgresql-client", secrets)?;
+    let rows: Vec<(String, String, String)> =
+        serde_json::from_slice(out.trim_ascii()).map_err(|e| CopyError::DumpFailed {
+            tool: "psql".into(),
+            status: "unreadable catalog answer".into(),
+            stderr: e.to_string(),
+        })?;
+    let mut tables: Vec<(String, String, Vec<String>)> = Vec::new();
+    for (s, t, c) in rows {
+        match tables.last_mut() {
+            Some((ls, lt, cols)) if *ls == s && *lt == t => cols.push(c),
+            _ => tables.push((s, t, vec![c])),
+        }
+    }
+    Ok(tables)
+}
+
+/// Runs a catalog query of the source; its stdout, or the tool's error without passwords.
+fn run_query(
+    mut q: Command,
+    tool: &'static str,
+    package: &'static str,
+    secrets: &[String],
+) -> Result<Vec<u8>, CopyError> {
+    run_on(&mut q, tool, package, secrets, false)
+}
+
+/// Runs one client command; its stdout, or its error (of the source, or of the target when
+/// `target`) without passwords.
+fn run_on(
+    q: &mut Command,
+    tool: &'static str,
+    package: &'static str,
+    secrets: &[String],
+    target: bool,
+) -> Result<Vec<u8>, CopyError> {
+    let out = q
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| CopyError::Spawn {
+            tool: tool.into(),
+            package: package.into(),
+            source,
+        })?;
+    if !out.status.success() {
+        let mut stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+        for s in secrets.iter().filter(|s| !s.is_empty()) {
+            stderr = stderr.replace(s.as_str(), "[redacted]");
+        }
+        let (tool, status) = (tool.into(), out.status.to_string());
+        return Err(if target {
+            CopyError::RestoreFailed {
+                tool,
+                status,
+                stderr,
+            }
+        } else {
+            CopyError::DumpFailed {
+                tool,
+                status,
+                stderr,
+            }
+        });
+    }
+    Ok(out.stdout)
 }
 
 /// The dump command: plain SQL with `COPY` blocks, dropping the target's objects of the same
@@ -180,14 +278,16 @@ pub fn pg_dump_command(source: &DbUrl) -> Command {
     c
 }
 
-/// The restore command: one transaction, stop at the first error.
+/// The restore command: stop at the first error. Not `--single-transaction`: psql commits
+/// that one at the end of its input, and the end of input is also what it sees when berth is
+/// killed mid-stream. berth sends `BEGIN` first and `COMMIT` last instead, so a cut stream
+/// leaves the transaction open when psql exits, and the server rolls it back.
 pub fn psql_command(target: &DbUrl) -> Command {
     let mut c = Command::new("psql");
     c.args([
         "--no-psqlrc",
         "--quiet",
         "--set=ON_ERROR_STOP=1",
-        "--single-transaction",
         "--file=-",
     ])
     .arg(format!("--dbname={}", target.libpq_url()));
@@ -196,7 +296,8 @@ pub fn psql_command(target: &DbUrl) -> Command {
 }
 
 /// MySQL/MariaDB: check the rules against the source's columns, then
-/// `mariadb-dump | masker | mariadb` (see [`mysql`] for why nothing is checked later).
+/// `mariadb-dump | masker | mariadb` into a staging database, and swap its tables into the
+/// target with one atomic `RENAME TABLE` (see [`mysql`] for why).
 fn copy_mysql(
     req: &CopyRequest,
     masker: &Masker,
@@ -212,34 +313,54 @@ fn copy_mysql(
         }
     }
     let (client, dumper) = mysql_tools();
-    let mut q = mysql_command(client, &req.source);
-    q.args(["--batch", "--skip-column-names", "-e"]).arg(
+    let query = |url: &DbUrl, sql: &str, target: bool| -> Result<String, CopyError> {
+        let mut q = mysql_command(client, url);
+        q.args(["--batch", "--skip-column-names", "-e"]).arg(sql);
+        run_on(&mut q, client, "mariadb-client", secrets, target)
+            .map(|o| String::from_utf8_lossy(&o).into_owned())
+    };
+    let mut columns: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let listed = query(
+        &req.source,
         "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS \
          WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
-    );
-    let out = q.output().map_err(|source| CopyError::Spawn {
-        tool: client.into(),
-        package: "mariadb-client".into(),
-        source,
-    })?;
-    if !out.status.success() {
-        let mut stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
-        for s in secrets.iter().filter(|s| !s.is_empty()) {
-            stderr = stderr.replace(s.as_str(), "[redacted]");
-        }
-        return Err(CopyError::DumpFailed {
-            tool: client.into(),
-            status: out.status.to_string(),
-            stderr,
-        });
-    }
-    let mut columns: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        false,
+    )?;
+    for line in listed.lines() {
         if let Some((t, c)) = line.split_once('\t') {
             columns.entry(t.into()).or_default().push(c.into());
         }
     }
     mysql::preflight(masker, &database, &columns)?;
+    let others = query(
+        &req.source,
+        "SELECT CONCAT('view ', TABLE_NAME) FROM information_schema.VIEWS \
+         WHERE TABLE_SCHEMA = DATABASE() UNION ALL \
+         SELECT CONCAT('trigger ', TRIGGER_NAME) FROM information_schema.TRIGGERS \
+         WHERE TRIGGER_SCHEMA = DATABASE()",
+        false,
+    )?;
+    let others: Vec<&str> = others.lines().filter(|l| !l.is_empty()).collect();
+    if !others.is_empty() {
+        return Err(CopyError::MysqlNotTablesOnly {
+            database,
+            objects: others.join(", "),
+        });
+    }
+
+    let (stage, old) = mysql::staging_databases(&req.target.database);
+    query(
+        &req.target,
+        &format!(
+            "DROP DATABASE IF EXISTS {s}; DROP DATABASE IF EXISTS {o}; \
+             CREATE DATABASE {s} CHARACTER SET utf8mb4",
+            s = mysql::quote(&stage),
+            o = mysql::quote(&old)
+        ),
+        true,
+    )?;
+    let mut staged = req.target.clone();
+    staged.database = stage.clone();
     let mut dump = mysql_command(dumper, &req.source);
     dump.args([
         "--single-transaction",
@@ -250,14 +371,55 @@ fn copy_mysql(
         "--default-character-set=utf8mb4",
     ])
     .arg(&database);
-    let mut restore = mysql_command(client, &req.target);
+    let mut restore = mysql_command(client, &staged);
     restore.args(["--batch", "--default-character-set=utf8mb4"]);
-    pipe(
+    let drop_stage = || {
+        let _ = query(
+            &req.target,
+            &format!("DROP DATABASE IF EXISTS {}", mysql::quote(&stage)),
+            true,
+        );
+    };
+    let stats = match pipe(
         Tool::new(dumper, "mariadb-client", dump),
         Tool::new(client, "mariadb-client", restore),
         secrets,
+        Markers {
+            begin: b"",
+            commit: b"",
+        },
         |r, w| masker.mask_mysql_dump(&database, r, w),
-    )
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            drop_stage();
+            return Err(e);
+        }
+    };
+    let tables = |db: &str| -> Result<Vec<String>, CopyError> {
+        Ok(query(
+            &req.target,
+            &format!(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}'",
+                db.replace('\\', "\\\\").replace('\'', "''")
+            ),
+            true,
+        )?
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+    };
+    let swap = tables(&stage).and_then(|new| {
+        let existing = tables(&req.target.database)?;
+        let script = mysql::swap_script(&req.target.database, &stage, &old, &new, &existing);
+        query(&req.target, &script, true)
+    });
+    if let Err(e) = swap {
+        drop_stage();
+        return Err(e);
+    }
+    Ok(stats)
 }
 
 /// `mariadb`/`mariadb-dump` when on PATH (MariaDB's names), else `mysql`/`mysqldump`.
@@ -366,12 +528,20 @@ fn stderr_text(h: JoinHandle<Vec<u8>>, secrets: &[String]) -> String {
     s
 }
 
+/// What berth writes to the restore before the dump and after it (PostgreSQL: `BEGIN`,
+/// `COMMIT`); the end marker only when everything succeeded.
+struct Markers {
+    begin: &'static [u8],
+    commit: &'static [u8],
+}
+
 /// Runs `dump | mask | restore`, committing only when everything succeeded (see the module
 /// docs for the order of events).
 fn pipe(
     mut dump: Tool,
     mut restore: Tool,
     secrets: &[String],
+    markers: Markers,
     mask: impl FnOnce(
         &mut BufReader<std::process::ChildStdout>,
         &mut BufWriter<std::process::ChildStdin>,
@@ -392,7 +562,10 @@ fn pipe(
         BufReader::with_capacity(BUFFER, dump_child.stdout.take().expect("stdout is piped"));
     let mut writer =
         BufWriter::with_capacity(BUFFER, restore_child.stdin.take().expect("stdin is piped"));
-    let masked = mask(&mut reader, &mut writer);
+    let masked = match std::io::Write::write_all(&mut writer, markers.begin) {
+        Ok(()) => mask(&mut reader, &mut writer),
+        Err(e) => Err(CopyError::RestoreWrite(e)),
+    };
 
     let dump_failed = |child: &mut Child, err: JoinHandle<Vec<u8>>| -> Option<CopyError> {
         let status = child.wait().ok()?;
@@ -446,8 +619,11 @@ fn pipe(
                 let _ = restore_child.wait();
                 return Err(e);
             }
-            // Everything matched and the dump is complete: end the input, which commits.
-            let closed = writer.into_inner().map(drop);
+            // Everything matched and the dump is complete: send the end marker (it commits)
+            // and end the input.
+            let closed = std::io::Write::write_all(&mut writer, markers.commit)
+                .map_err(drop)
+                .and_then(|()| writer.into_inner().map(drop).map_err(drop));
             let status = restore_child.wait();
             match (closed, status) {
                 (Ok(()), Ok(s)) if s.success() => Ok(stats),

@@ -13,10 +13,17 @@
 //! machine. Unmasked values are copied byte for byte; masked ones are decoded, faked and
 //! written back as quoted strings (NULL stays NULL).
 //!
-//! MySQL commits DDL implicitly, so the restore cannot be one transaction as with PostgreSQL.
-//! Everything that would make a copy leak is therefore checked *before* the first byte
-//! reaches the target, against the source's `information_schema`: every rule's column must
-//! exist, and in strict mode every personal-looking column must have a rule.
+//! MySQL commits DDL implicitly, so the restore cannot be one transaction as with PostgreSQL:
+//! the dump's `DROP TABLE` would be committed at once, and a berth killed mid-stream would
+//! leave the target half restored. So the restore goes into a staging database of its own
+//! ([`staging_databases`]) and, only when the dump is complete and every rule matched, its
+//! tables replace the target's in one `RENAME TABLE` ([`swap_script`]), which MySQL and
+//! MariaDB perform atomically (foreign keys follow the renamed tables). A killed copy leaves
+//! the target as it was, plus a staging database the next copy drops. Views and triggers cannot
+//! be renamed across databases, so a source with any is refused before anything is written.
+//! Everything that would make a copy leak is checked *before* the first byte is written,
+//! against the source's `information_schema`: every rule's column must exist, and in strict
+//! mode every personal-looking column must have a rule.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -71,6 +78,51 @@ pub fn preflight(
         }
     }
     Ok(())
+}
+
+/// The staging database a copy into `target` restores into, and the one the target's replaced
+/// tables are moved to during the swap: fixed per target (a killed copy's leftovers are dropped
+/// by the next copy into the same target), within MySQL's 64 characters.
+pub fn staging_databases(target: &str) -> (String, String) {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(target.as_bytes());
+    let hex: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
+    (format!("berth_new_{hex}"), format!("berth_old_{hex}"))
+}
+
+/// A backticked identifier.
+pub fn quote(ident: &str) -> String {
+    format!("`{}`", ident.replace('`', "``"))
+}
+
+/// The swap: the target's tables of the same names move to `old`, the staged ones into the
+/// target, all in one `RENAME TABLE` (atomic: all of it or none); then both helper databases
+/// are dropped (foreign key checks off: the target's other tables may still point at the
+/// replaced ones, as they did when a dump's `DROP TABLE` replaced them).
+pub fn swap_script(
+    target: &str,
+    stage: &str,
+    old: &str,
+    staged: &[String],
+    existing: &[String],
+) -> String {
+    let (t, s, o) = (quote(target), quote(stage), quote(old));
+    let mut pairs = Vec::new();
+    for name in staged {
+        let n = quote(name);
+        if existing.contains(name) {
+            pairs.push(format!("{t}.{n} TO {o}.{n}"));
+        }
+        pairs.push(format!("{s}.{n} TO {t}.{n}"));
+    }
+    let mut script = format!("CREATE DATABASE {o}; ");
+    if !pairs.is_empty() {
+        script.push_str(&format!("RENAME TABLE {}; ", pairs.join(", ")));
+    }
+    script.push_str(&format!(
+        "SET FOREIGN_KEY_CHECKS = 0; DROP DATABASE {o}; DROP DATABASE {s}"
+    ));
+    script
 }
 
 struct Insert {
@@ -514,6 +566,26 @@ mod tests {
             &cols,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn the_swap_moves_replaced_tables_aside_in_one_rename() {
+        let script = swap_script(
+            "shop",
+            "berth_new_1",
+            "berth_old_1",
+            &["users".into(), "or`ders".into()],
+            &["users".into(), "other".into()],
+        );
+        assert_eq!(
+            script,
+            "CREATE DATABASE `berth_old_1`; RENAME TABLE `shop`.`users` TO `berth_old_1`.`users`, \
+             `berth_new_1`.`users` TO `shop`.`users`, `berth_new_1`.`or``ders` TO \
+             `shop`.`or``ders`; SET FOREIGN_KEY_CHECKS = 0; DROP DATABASE `berth_old_1`; \
+             DROP DATABASE `berth_new_1`"
+        );
+        let (new, old) = staging_databases(&"x".repeat(64));
+        assert!(new.len() <= 64 && old.len() <= 64 && new != old);
     }
 
     #[test]

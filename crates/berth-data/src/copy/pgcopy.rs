@@ -84,6 +84,67 @@ pub fn looks_personal(column: &str) -> bool {
         || PERSONAL.iter().any(|p| p.len() >= 5 && lower.contains(p))
 }
 
+/// Checks the rules against the source's tables (`(schema, table, columns)`, from its catalog)
+/// before anything is streamed: every rule must name a column of a table it can mean, and in
+/// strict mode every personal-looking column needs a rule. The dump is checked again as it
+/// streams; this makes the common mistake fail before the first row leaves the source.
+pub fn preflight(
+    masker: &Masker,
+    tables: &[(String, String, Vec<String>)],
+) -> Result<(), CopyError> {
+    for (col, _) in &masker.rules {
+        let candidates: Vec<&(String, String, Vec<String>)> = tables
+            .iter()
+            .filter(|(s, t, _)| *t == col.table && col.schema.as_deref().is_none_or(|x| x == s))
+            .collect();
+        if candidates.is_empty() {
+            let mut names: Vec<String> =
+                tables.iter().map(|(s, t, _)| format!("{s}.{t}")).collect();
+            names.dedup();
+            return Err(CopyError::NoSuchColumn {
+                column: col.to_string(),
+                found: format!(
+                    "the source database has no table `{}` (tables: {})",
+                    col.schema
+                        .as_ref()
+                        .map_or(col.table.clone(), |s| format!("{s}.{}", col.table)),
+                    names.join(", ")
+                ),
+            });
+        }
+        if !candidates
+            .iter()
+            .any(|(_, _, cols)| cols.contains(&col.column))
+        {
+            let (s, t, cols) = candidates[0];
+            return Err(CopyError::NoSuchColumn {
+                column: col.to_string(),
+                found: format!(
+                    "table `{s}.{t}` of the source database has {}",
+                    cols.join(", ")
+                ),
+            });
+        }
+    }
+    if masker.strict {
+        for (schema, table, cols) in tables {
+            for c in cols {
+                let ruled = masker.rules.iter().any(|(r, _)| {
+                    r.table == *table
+                        && r.column == *c
+                        && r.schema.as_deref().is_none_or(|s| s == schema)
+                });
+                if !ruled && looks_personal(c) {
+                    return Err(CopyError::Unmasked {
+                        column: format!("{schema}.{table}.{c}"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The masked columns of one COPY block: column index -> rule, and which rules they are.
 struct Block {
     table: String,
@@ -518,6 +579,42 @@ mod tests {
             e.contains("no table `user`") && e.contains("orders, users"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn preflight_names_a_missing_column_with_the_columns_the_source_has() {
+        let tables = vec![
+            (
+                "public".to_string(),
+                "users".to_string(),
+                vec!["id".to_string(), "email".into()],
+            ),
+            (
+                "audit".to_string(),
+                "users".to_string(),
+                vec!["id".to_string()],
+            ),
+        ];
+        let e = preflight(&masker(&[("users.emial", "email")], false), &tables)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("users.emial") && e.contains("id, email"), "{e}");
+        let e = preflight(&masker(&[("user.email", "email")], false), &tables)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no table `user`") && e.contains("public.users"),
+            "{e}"
+        );
+        let e = preflight(&masker(&[("audit.users.email", "email")], false), &tables)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("audit.users") && e.contains("has id"), "{e}");
+        preflight(&masker(&[("users.email", "email")], false), &tables).unwrap();
+        let e = preflight(&masker(&[], true), &tables)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("public.users.email"), "{e}");
     }
 
     #[test]
