@@ -396,12 +396,15 @@ impl Server {
             None => {
                 let mut found = None;
                 // The mirror's HEAD may not follow the remote's default branch (a mirror made
-                // by `init` + `fetch` points at `master`): try the usual names after it.
+                // by `init` + `fetch` points at `master`), and HEAD names no branch, which a
+                // polled repository without `branches:` needs: the usual names come first.
+                // (Whether the mirror was made before or after the first push decided this,
+                // and made polling of such a repository see no branch at all.)
                 for rev in repo
                     .branches
                     .iter()
                     .map(String::as_str)
-                    .chain(["HEAD", "main", "master"])
+                    .chain(["main", "master", "HEAD"])
                 {
                     if let Ok(c) = self.inner.git.resolve(&repo.name, rev).await {
                         found = Some((c, (rev != "HEAD").then(|| rev.to_string())));
