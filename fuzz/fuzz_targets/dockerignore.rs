@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let path = path.trim_matches('/');
-    if path.is_empty() {
+    // Paths as berth walks them: clean, relative, no `.`/`..` or empty components.
+    if path.is_empty() || path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
         return;
     }
     let excluded = ignore.excluded(path);
