@@ -824,6 +824,9 @@ impl BuildJob {
             spec.gid = gid;
             spec.additional_gids = groups;
         }
+        let sandbox = &self.opts.sandbox;
+        spec.network = sandbox.network;
+        sandbox.apply(&mut spec, sandbox.test_timeout);
         self.sink.emit(Event::Message {
             step: "test".into(),
             level: Level::Info,
@@ -850,6 +853,11 @@ impl BuildJob {
                     )
                 }
                 berth_build::exec::runtime::RunError::Runtime(m) => m,
+                berth_build::exec::runtime::RunError::Timeout { after, tail } => format!(
+                    "`{test}` did not finish within {} and was killed; raise the limit with --test-timeout; last output:\n{}",
+                    berth_build::exec::runtime::display_duration(after),
+                    tail.join("\n")
+                ),
             },
         })
     }

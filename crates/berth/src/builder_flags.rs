@@ -52,6 +52,33 @@ pub struct BuilderFlags {
     /// Mounted at /run/secrets/ID; never stored in a layer or the build cache.
     #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
     pub secret: Vec<String>,
+
+    /// Network of RUN steps and tests: `isolated` (default: a namespace of their own with
+    /// outbound access through slirp4netns; the host's 127.0.0.1 and 169.254.0.0/16 are
+    /// unreachable) or `host`. `RUN --network=host|none` still wins for its step.
+    #[arg(long, env = "BERTH_NETWORK", default_value = "isolated")]
+    pub network: String,
+
+    /// Most processes alive at once in a RUN step or test (0: no limit).
+    #[arg(long, env = "BERTH_PIDS_LIMIT", default_value_t = berth_build::exec::runtime::DEFAULT_PIDS_LIMIT)]
+    pub pids_limit: u32,
+
+    /// Memory limit of a RUN step or test, e.g. 4g (default: half of this machine's memory).
+    #[arg(long, env = "BERTH_MEMORY", value_parser = berth_build::exec::runtime::parse_memory)]
+    pub memory: Option<u64>,
+
+    /// Deadline of one RUN step; the step is killed after it.
+    #[arg(long, env = "BERTH_STEP_TIMEOUT", default_value = "1h", value_parser = crate::deploy_cmd::parse_duration)]
+    pub step_timeout: std::time::Duration,
+
+    /// Deadline of one service's `test` command.
+    #[arg(long, env = "BERTH_TEST_TIMEOUT", default_value = "15m", value_parser = crate::deploy_cmd::parse_duration)]
+    pub test_timeout: std::time::Duration,
+
+    /// Extra CA certificates (PEM file) trusted by RUN steps and tests (repeatable), e.g. a
+    /// TLS-intercepting proxy's; mounted read-only for the step, never stored in a layer.
+    #[arg(long = "ca-cert", env = "BERTH_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
 }
 
 impl BuilderFlags {
@@ -116,6 +143,23 @@ impl BuilderFlags {
             secrets.insert(id, source);
         }
         opts.secrets = secrets;
+        opts.sandbox.network = match self.network.as_str() {
+            "isolated" => berth_build::exec::runtime::Network::Isolated,
+            "host" => berth_build::exec::runtime::Network::Host,
+            other => return Err(format!("--network {other}: write isolated or host")),
+        };
+        opts.sandbox.pids_limit = self.pids_limit;
+        if self.memory.is_some() {
+            opts.sandbox.memory = self.memory;
+        }
+        opts.sandbox.step_timeout = Some(self.step_timeout);
+        opts.sandbox.test_timeout = Some(self.test_timeout);
+        for f in &self.ca_cert {
+            if !f.is_file() {
+                return Err(format!("--ca-cert {}: no such file", f.display()));
+            }
+        }
+        opts.sandbox.ca_certs = self.ca_cert.clone();
         Ok(opts)
     }
 }

@@ -55,6 +55,9 @@ pub struct BuildOptions {
     pub platforms: Vec<Platform>,
     /// Secrets `RUN --mount=type=secret` can mount, by id.
     pub secrets: super::run_mounts::Secrets,
+    /// How RUN steps (and the pipeline's tests) are contained: network, limits, deadlines,
+    /// extra CA certificates.
+    pub sandbox: runtime::Sandbox,
 }
 
 impl BuildOptions {
@@ -69,6 +72,7 @@ impl BuildOptions {
             compression: Compression::Gzip,
             platforms: Vec::new(),
             secrets: Default::default(),
+            sandbox: Default::default(),
         }
     }
 }
@@ -713,6 +717,12 @@ async fn run_instruction(
             };
             let user = st.config.config.user.clone();
             let network_none = run.network == Network::None;
+            // Not in the cache key: host and isolated networks give the same layer.
+            let network = match run.network {
+                Network::None => runtime::Network::None,
+                Network::Host => runtime::Network::Host,
+                Network::Default => cx.opts.sandbox.network,
+            };
             let text = format!("RUN {}", args.join(" "));
             let mounts_key = format!("{:?}", run.mounts);
             let bind_inputs = bind_inputs(cx, states, &run.mounts, &loc).await?;
@@ -787,7 +797,7 @@ async fn run_instruction(
                 run_args[0] = program;
                 run_args.insert(0, EXPLICIT_QEMU_PATH.to_string());
             }
-            let spec = ProcessSpec {
+            let mut spec = ProcessSpec {
                 rootfs: rootfs.clone(),
                 args: run_args,
                 env,
@@ -795,10 +805,16 @@ async fn run_instruction(
                 uid,
                 gid,
                 additional_gids: groups,
-                network_none,
+                network,
                 binds: std::mem::take(&mut mounts.binds),
                 tmpfs: std::mem::take(&mut mounts.tmpfs),
+                pids_limit: 0,
+                memory: None,
+                timeout: None,
+                extra_ca: Vec::new(),
             };
+            let sandbox = &cx.opts.sandbox;
+            sandbox.apply(&mut spec, sandbox.step_timeout);
             let sink = cx.sink;
             let on_line = move |is_err: bool, line: &str| {
                 sink.emit(Event::Message {
@@ -811,14 +827,31 @@ async fn run_instruction(
             let outcome = runtime::run(&cx.opts.runtime, &bundle, &spec, &on_line).await;
             mounts.cleanup(&rootfs);
             drop(mounts);
+            let short = || {
+                let mut command: String = args.join(" ");
+                if command.len() > 120 {
+                    let mut end = 117;
+                    while !command.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    command.truncate(end);
+                    command.push_str("...");
+                }
+                command
+            };
             match outcome {
                 Ok(()) => {}
+                Err(RunError::Timeout { after, tail }) => {
+                    return Err(BuildError::RunTimeout {
+                        location: loc,
+                        step: pos,
+                        command: short(),
+                        after: runtime::display_duration(after),
+                        tail: tail.join("\n"),
+                    });
+                }
                 Err(RunError::Exit { code, tail }) => {
-                    let mut command: String = args.join(" ");
-                    if command.len() > 120 {
-                        command.truncate(117);
-                        command.push_str("...");
-                    }
+                    let command = short();
                     return Err(BuildError::RunFailed {
                         location: loc,
                         command,

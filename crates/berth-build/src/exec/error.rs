@@ -59,6 +59,22 @@ pub enum BuildError {
         /// The last lines it printed.
         tail: String,
     },
+    /// A `RUN` command did not finish within the step deadline and was killed.
+    #[error(
+        "{location}: RUN step {step} (`{command}`) did not finish within {after} and was killed; raise the limit with --step-timeout (e.g. --step-timeout 2h) or BERTH_STEP_TIMEOUT; last output:\n{tail}"
+    )]
+    RunTimeout {
+        /// The RUN instruction.
+        location: Location,
+        /// Its position among the build's steps.
+        step: usize,
+        /// The command, shortened.
+        command: String,
+        /// The deadline, as written (`10m`).
+        after: String,
+        /// The last lines it printed.
+        tail: String,
+    },
     /// The OCI runtime could not be started or failed itself.
     #[error(
         "{location}: the OCI runtime `{runtime}` failed: {message}. Is runc installed and are we root? (`berth doctor` checks)"

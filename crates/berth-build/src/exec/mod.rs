@@ -29,6 +29,7 @@ mod kept;
 mod layer;
 mod run_mounts;
 pub mod runtime;
+mod seccomp;
 mod snapshot;
 mod store;
 

@@ -1,19 +1,39 @@
 //! Running a process in a root filesystem through an OCI runtime (runc).
 //!
 //! The bundle's `config.json` is generated here, following `runc spec` with the changes
-//! MACHINE-NOTES describe: no user namespace, the host network unless the RUN asks for
-//! `--network=none`, and Docker's default capability set (without SETUID/SETGID `apt-get`
-//! cannot drop privileges). Output is read line by line and handed to a callback, so the
-//! caller can stream it as events; the last lines are kept for the error message.
+//! MACHINE-NOTES describe: no user namespace, and Docker's default capability set without
+//! `CAP_NET_RAW` (without SETUID/SETGID `apt-get` cannot drop privileges). Output is read line
+//! by line and handed to a callback, so the caller can stream it as events; the last lines are
+//! kept for the error message.
+//!
+//! Containment ([`Sandbox`]): the seccomp profile of [`super::seccomp`]; a pids and a memory
+//! limit (cgroup v1 or v2, applied by runc); a deadline after which the container is killed
+//! (`runc kill` + `runc delete --force`, which ends the whole process tree: it is one pid
+//! namespace); and a network namespace of its own ([`Network::Isolated`]) whose outbound
+//! traffic goes through `slirp4netns` — user-space NAT, so that nothing of the host's loopback
+//! (`--disable-host-loopback`) and no link-local address (`169.254.0.0/16`, cloud metadata: an
+//! `unreachable` route the process cannot remove without `CAP_NET_ADMIN`) is reachable.
+//! slirp4netns answers DNS at 10.0.2.3 from the host's resolver. Each isolated run costs an
+//! `ip netns add`, one slirp4netns process and an `ip route`; `--network host` skips them.
+//!
+//! Extra CA certificates ([`ProcessSpec::extra_ca`]) are merged with the image's own bundle
+//! into a file of the bundle directory and bind-mounted read-only: at
+//! [`CA_BUNDLE_PATH`] (inside the runtime's `/dev` tmpfs, so nothing is created in the root
+//! filesystem) and over the image's `/etc/ssl/certs/ca-certificates.crt` when it has one; the
+//! usual variables (`SSL_CERT_FILE`, `NODE_EXTRA_CA_CERTS`, ...) point at it. Nothing of it can
+//! end up in a layer.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
 
-/// Docker's default capability set.
+/// Docker's default capability set without `CAP_NET_RAW` (raw sockets: ARP/ICMP spoofing on
+/// the build network; `ping` is the one common tool that needs it).
 pub const CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -24,7 +44,6 @@ pub const CAPABILITIES: &[&str] = &[
     "CAP_SETUID",
     "CAP_SETPCAP",
     "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
     "CAP_SYS_CHROOT",
     "CAP_MKNOD",
     "CAP_AUDIT_WRITE",
@@ -48,16 +67,133 @@ pub struct ProcessSpec {
     pub gid: u32,
     /// Supplementary groups.
     pub additional_gids: Vec<u32>,
-    /// Give the process its own, empty network namespace.
-    pub network_none: bool,
+    /// Which network the process sees.
+    pub network: Network,
     /// Extra bind mounts `(host path, container path, read_only)`.
     pub binds: Vec<(PathBuf, String, bool)>,
     /// Extra tmpfs mounts `(container path, size limit in bytes)`.
     pub tmpfs: Vec<(String, Option<u64>)>,
+    /// Most processes (and threads) alive at once; 0: no limit.
+    pub pids_limit: u32,
+    /// Most memory in bytes; `None`: no limit.
+    pub memory: Option<u64>,
+    /// Killed after this long.
+    pub timeout: Option<Duration>,
+    /// Extra CA certificate files (PEM) to trust, merged with the image's bundle.
+    pub extra_ca: Vec<PathBuf>,
+}
+
+/// The network of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// A namespace of its own with outbound access through slirp4netns; the host's loopback
+    /// and link-local addresses are unreachable.
+    #[default]
+    Isolated,
+    /// The host's network namespace (`--network host`, `RUN --network=host`).
+    Host,
+    /// A namespace of its own with only a loopback interface (`RUN --network=none`).
+    None,
+}
+
+/// Where the merged CA bundle is mounted (inside the runtime's `/dev` tmpfs).
+pub const CA_BUNDLE_PATH: &str = "/dev/berth-ca-certificates.crt";
+
+/// Variables that point common tools at [`CA_BUNDLE_PATH`] (set only when the step's
+/// environment does not set them).
+pub const CA_VARIABLES: &[&str] = &[
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+];
+
+/// How RUN steps and tests are contained: the settings `berth build|run|dev` take from
+/// `--network`, `--pids-limit`, `--memory`, `--step-timeout`, `--test-timeout`, `--ca-cert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// The network of a RUN without `--network=` and of tests: [`Network::Isolated`] or
+    /// [`Network::Host`].
+    pub network: Network,
+    /// See [`ProcessSpec::pids_limit`]; default [`DEFAULT_PIDS_LIMIT`].
+    pub pids_limit: u32,
+    /// See [`ProcessSpec::memory`]; default half of the host's memory.
+    pub memory: Option<u64>,
+    /// Deadline of one RUN step; default [`DEFAULT_STEP_TIMEOUT`].
+    pub step_timeout: Option<Duration>,
+    /// Deadline of one service's `test`; default [`DEFAULT_TEST_TIMEOUT`].
+    pub test_timeout: Option<Duration>,
+    /// Extra CA certificates for RUN steps and tests.
+    pub ca_certs: Vec<PathBuf>,
+}
+
+/// Default [`Sandbox::pids_limit`].
+pub const DEFAULT_PIDS_LIMIT: u32 = 4096;
+/// Default [`Sandbox::step_timeout`].
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+/// Default [`Sandbox::test_timeout`].
+pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self {
+            network: Network::Isolated,
+            pids_limit: DEFAULT_PIDS_LIMIT,
+            memory: host_memory().map(|m| m / 2),
+            step_timeout: Some(DEFAULT_STEP_TIMEOUT),
+            test_timeout: Some(DEFAULT_TEST_TIMEOUT),
+            ca_certs: Vec::new(),
+        }
+    }
+}
+
+impl Sandbox {
+    /// Gives `spec` these limits, CA certificates and `timeout`.
+    pub fn apply(&self, spec: &mut ProcessSpec, timeout: Option<Duration>) {
+        spec.pids_limit = self.pids_limit;
+        spec.memory = self.memory;
+        spec.timeout = timeout;
+        spec.extra_ca = self.ca_certs.clone();
+    }
+}
+
+/// The host's memory in bytes (`MemTotal` of /proc/meminfo).
+fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Parses a memory size: bytes, or with a `k`/`m`/`g` suffix (powers of 1024, an optional
+/// trailing `b`/`i`: `512m`, `2g`, `2GiB`).
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches('b').trim_end_matches('i');
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return Err(format!("`{s}` is not a size: write e.g. 512m or 4g")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size: write e.g. 512m or 4g"))?;
+    n.checked_mul(1 << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a size: write e.g. 512m or 4g"))
 }
 
 impl ProcessSpec {
-    /// Root, host network, no extra mounts: running an image's command.
+    /// Root, an isolated network, no extra mounts, the default pids limit and no other:
+    /// running an image's command.
     pub fn simple(rootfs: &Path, args: Vec<String>, env: Vec<String>, cwd: &str) -> Self {
         Self {
             rootfs: rootfs.to_path_buf(),
@@ -71,9 +207,13 @@ impl ProcessSpec {
             uid: 0,
             gid: 0,
             additional_gids: Vec::new(),
-            network_none: false,
+            network: Network::Isolated,
             binds: Vec::new(),
             tmpfs: Vec::new(),
+            pids_limit: DEFAULT_PIDS_LIMIT,
+            memory: None,
+            timeout: None,
+            extra_ca: Vec::new(),
         }
     }
 }
@@ -90,6 +230,13 @@ pub enum RunError {
     },
     /// The runtime could not be started or failed to create the container.
     Runtime(String),
+    /// The process did not finish within [`ProcessSpec::timeout`] and was killed.
+    Timeout {
+        /// The deadline.
+        after: Duration,
+        /// Its last output lines.
+        tail: Vec<String>,
+    },
 }
 
 /// Paths the runtime mounts over; [`run`] removes the ones it had to create in the rootfs.
@@ -102,16 +249,32 @@ pub const MOUNT_POINTS: &[&str] = &[
     "etc/resolv.conf",
 ];
 
+/// What [`run`] prepared outside the root filesystem for one container.
+#[derive(Debug, Default, Clone)]
+pub struct Prepared {
+    /// The network namespace to join (`/run/netns/NAME`), for [`Network::Isolated`].
+    pub netns: Option<PathBuf>,
+    /// The file mounted at `/etc/resolv.conf`; `None` mounts nothing there.
+    pub resolv_conf: Option<PathBuf>,
+    /// The merged CA bundle, and whether it also goes over the image's own bundle.
+    pub ca_bundle: Option<(PathBuf, bool)>,
+}
+
+/// The image's CA bundle, which `--ca-cert` extends.
+const IMAGE_CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
+
 /// The OCI runtime config for `spec`.
-pub fn config_json(spec: &ProcessSpec, hostname: &str) -> serde_json::Value {
+pub fn config_json(spec: &ProcessSpec, hostname: &str, prepared: &Prepared) -> serde_json::Value {
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    if spec.network_none {
-        namespaces.push(json!({"type": "network"}));
+    match (&spec.network, &prepared.netns) {
+        (Network::Host, _) => {}
+        (_, Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
+        (_, None) => namespaces.push(json!({"type": "network"})),
     }
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
@@ -124,9 +287,28 @@ pub fn config_json(spec: &ProcessSpec, hostname: &str) -> serde_json::Value {
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
                "options": ["nosuid", "noexec", "nodev", "ro"]}),
     ];
-    if !spec.network_none && Path::new("/etc/resolv.conf").exists() {
+    if let Some(resolv) = &prepared.resolv_conf {
         mounts.push(json!({"destination": "/etc/resolv.conf", "type": "bind",
-            "source": "/etc/resolv.conf", "options": ["rbind", "ro"]}));
+            "source": resolv, "options": ["rbind", "ro"]}));
+    }
+    let mut env = spec.env.clone();
+    if let Some((bundle, over_image)) = &prepared.ca_bundle {
+        mounts.push(json!({"destination": CA_BUNDLE_PATH, "type": "bind",
+            "source": bundle, "options": ["bind", "ro"]}));
+        if *over_image {
+            mounts.push(
+                json!({"destination": format!("/{IMAGE_CA_BUNDLE}"), "type": "bind",
+                "source": bundle, "options": ["bind", "ro"]}),
+            );
+        }
+        for var in CA_VARIABLES {
+            if !env
+                .iter()
+                .any(|e| e.split_once('=').is_some_and(|(k, _)| k == *var))
+            {
+                env.push(format!("{var}={CA_BUNDLE_PATH}"));
+            }
+        }
     }
     for (src, dst, ro) in &spec.binds {
         let mut options = vec!["rbind"];
@@ -148,13 +330,20 @@ pub fn config_json(spec: &ProcessSpec, hostname: &str) -> serde_json::Value {
         mounts.push(json!({"destination": dst, "type": "tmpfs",
             "source": "tmpfs", "options": options}));
     }
+    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    if spec.pids_limit > 0 {
+        resources["pids"] = json!({"limit": spec.pids_limit});
+    }
+    if let Some(m) = spec.memory {
+        resources["memory"] = json!({"limit": m});
+    }
     json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
             "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.additional_gids},
             "args": spec.args,
-            "env": spec.env,
+            "env": env,
             "cwd": spec.cwd,
             "capabilities": {
                 "bounding": CAPABILITIES,
@@ -167,8 +356,9 @@ pub fn config_json(spec: &ProcessSpec, hostname: &str) -> serde_json::Value {
         "hostname": hostname,
         "mounts": mounts,
         "linux": {
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "resources": resources,
             "namespaces": namespaces,
+            "seccomp": super::seccomp::profile(),
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                 "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
@@ -176,6 +366,156 @@ pub fn config_json(spec: &ProcessSpec, hostname: &str) -> serde_json::Value {
                 "/proc/sysrq-trigger"]
         }
     })
+}
+
+/// The DNS server slirp4netns answers on, forwarding to the host's resolver.
+const SLIRP_DNS: &str = "10.0.2.3";
+
+/// A network namespace with slirp4netns attached; removed when dropped.
+struct IsolatedNetwork {
+    name: String,
+    slirp: Option<tokio::process::Child>,
+}
+
+impl IsolatedNetwork {
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    /// Creates the namespace `name` and starts slirp4netns on it; returns once the tap device
+    /// is configured (slirp4netns creates its API socket after that).
+    async fn start(name: &str, bundle_dir: &Path) -> Result<Self, RunError> {
+        let rt = RunError::Runtime;
+        quiet(Command::new("ip").args(["netns", "add", name]))
+            .await
+            .map_err(|e| rt(format!("cannot create a network namespace for the step (`ip netns add`): {e}; build with --network host to skip it")))?;
+        let mut net = IsolatedNetwork {
+            name: name.to_string(),
+            slirp: None,
+        };
+        let socket = bundle_dir.join("slirp.sock");
+        let log = bundle_dir.join("slirp.log");
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| rt(format!("{}: {e}", log.display())))?;
+        let child = tokio::process::Command::new("slirp4netns")
+            .args(["--configure", "--mtu=65520", "--disable-host-loopback"])
+            .arg("--api-socket")
+            .arg(&socket)
+            .args(["--netns-type=path"])
+            .arg(net.path())
+            .arg("tap0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                rt(format!(
+                    "RUN steps get a network namespace of their own through slirp4netns, which cannot be started ({e}): install it (apt-get install slirp4netns) or build with --network host"
+                ))
+            })?;
+        let slirp = net.slirp.insert(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            if let Ok(Some(status)) = slirp.try_wait() {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(rt(format!(
+                    "slirp4netns exited ({status}) before the step's network was ready: {}",
+                    text.trim()
+                )));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(rt(
+                    "slirp4netns did not configure the step's network within 10s".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        quiet(Command::new("ip").args([
+            "-n",
+            name,
+            "route",
+            "add",
+            "unreachable",
+            "169.254.0.0/16",
+        ]))
+        .await
+        .map_err(|e| {
+            rt(format!(
+                "cannot block link-local addresses in the step's network: {e}"
+            ))
+        })?;
+        Ok(net)
+    }
+}
+
+impl Drop for IsolatedNetwork {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.slirp.take() {
+            let _ = c.start_kill();
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Runs `cmd`, its output captured; an error carries its stderr.
+async fn quiet(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// The host's resolv.conf with slirp4netns's DNS server instead of the host's.
+fn slirp_resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = format!("nameserver {SLIRP_DNS}\n");
+    for l in host.lines() {
+        let l = l.trim();
+        if l.starts_with("search ") || l.starts_with("domain ") || l.starts_with("options ") {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The image's CA bundle (when it is a regular file: a symlink is not followed out of the
+/// root) followed by every extra certificate file.
+fn merged_ca_bundle(rootfs: &Path, extra: &[PathBuf]) -> Result<(Vec<u8>, bool), RunError> {
+    let image = rootfs.join(IMAGE_CA_BUNDLE);
+    let regular = std::fs::symlink_metadata(&image).is_ok_and(|m| m.is_file());
+    let mut out = if regular {
+        std::fs::read(&image).map_err(|e| RunError::Runtime(format!("{}: {e}", image.display())))?
+    } else {
+        Vec::new()
+    };
+    for f in extra {
+        let bytes = std::fs::read(f).map_err(|e| {
+            RunError::Runtime(format!("--ca-cert {}: cannot read it: {e}", f.display()))
+        })?;
+        if !String::from_utf8_lossy(&bytes).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(RunError::Runtime(format!(
+                "--ca-cert {}: not a PEM certificate file (no BEGIN CERTIFICATE line)",
+                f.display()
+            )));
+        }
+        if !out.is_empty() && !out.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(&bytes);
+    }
+    Ok((out, regular))
 }
 
 static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -197,46 +537,75 @@ pub async fn run(
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let id = format!("berth-{}-{n}-{nanos:x}", std::process::id());
-    let config = config_json(spec, "berth-build");
-    // The spec holds the step's environment, secrets given as env= included: owner-only.
-    {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(bundle_dir.join("config.json"))
-            .and_then(|mut f| f.write_all(&serde_json::to_vec_pretty(&config).expect("config")))
-            .map_err(|e| rt(format!("writing config.json: {e}")))?;
-    }
-    let missing: Vec<&str> = MOUNT_POINTS
-        .iter()
-        .copied()
-        .filter(|m| std::fs::symlink_metadata(spec.rootfs.join(m)).is_err())
-        .collect();
+    let result = async {
+        let mut prepared = Prepared::default();
+        let mut network = None;
+        match spec.network {
+            Network::Host => {
+                if Path::new("/etc/resolv.conf").exists() {
+                    prepared.resolv_conf = Some("/etc/resolv.conf".into());
+                }
+            }
+            Network::None => {}
+            Network::Isolated => {
+                let net = network.insert(IsolatedNetwork::start(&id, bundle_dir).await?);
+                prepared.netns = Some(net.path());
+                let resolv = bundle_dir.join("resolv.conf");
+                std::fs::write(&resolv, slirp_resolv_conf())
+                    .map_err(|e| rt(format!("{}: {e}", resolv.display())))?;
+                prepared.resolv_conf = Some(resolv);
+            }
+        }
+        if !spec.extra_ca.is_empty() {
+            let (bundle, over_image) = merged_ca_bundle(&spec.rootfs, &spec.extra_ca)?;
+            let path = bundle_dir.join("ca-certificates.crt");
+            std::fs::write(&path, bundle).map_err(|e| rt(format!("{}: {e}", path.display())))?;
+            prepared.ca_bundle = Some((path, over_image));
+        }
+        let config = config_json(spec, "berth-build", &prepared);
+        // The spec holds the step's environment, secrets given as env= included: owner-only.
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(bundle_dir.join("config.json"))
+                .and_then(|mut f| f.write_all(&serde_json::to_vec_pretty(&config).expect("config")))
+                .map_err(|e| rt(format!("writing config.json: {e}")))?;
+        }
+        let missing: Vec<&str> = MOUNT_POINTS
+            .iter()
+            .copied()
+            .filter(|m| std::fs::symlink_metadata(spec.rootfs.join(m)).is_err())
+            .collect();
 
-    let mut abandoned = Abandoned {
-        runtime,
-        id: &id,
-        bundle_dir,
-        armed: true,
-    };
-    let result = run_container(runtime, bundle_dir, &id, on_line).await;
-    abandoned.armed = false;
+        let mut abandoned = Abandoned {
+            runtime,
+            id: &id,
+            bundle_dir,
+            armed: true,
+        };
+        let result = run_container(runtime, bundle_dir, &id, spec.timeout, on_line).await;
+        abandoned.armed = false;
 
-    // `runc run` removes the container when it exits; make sure of it after errors too.
-    let _ = tokio::process::Command::new(runtime)
-        .args(["delete", "--force", &id])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-    for m in missing.iter().rev() {
-        let p = spec.rootfs.join(m);
-        let _ = std::fs::remove_dir(&p).or_else(|_| std::fs::remove_file(&p));
+        // `runc run` removes the container when it exits; make sure of it after errors too.
+        let _ = tokio::process::Command::new(runtime)
+            .args(["delete", "--force", &id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+        for m in missing.iter().rev() {
+            let p = spec.rootfs.join(m);
+            let _ = std::fs::remove_dir(&p).or_else(|_| std::fs::remove_file(&p));
+        }
+        drop(network);
+        result
     }
+    .await;
     let _ = std::fs::remove_dir_all(bundle_dir);
     result
 }
@@ -268,6 +637,7 @@ async fn run_container(
     runtime: &str,
     bundle_dir: &Path,
     id: &str,
+    timeout: Option<Duration>,
     on_line: &(dyn Fn(bool, &str) + Send + Sync),
 ) -> Result<(), RunError> {
     let mut child = tokio::process::Command::new(runtime)
@@ -292,23 +662,51 @@ async fn run_container(
         }
         t.push_back(line);
     };
-    let out = async {
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(l)) = lines.next_line().await {
-            keep(false, l);
+    let waited = {
+        let finished = async {
+            let out = async {
+                let mut lines = BufReader::new(stdout).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    keep(false, l);
+                }
+            };
+            let err = async {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    keep(true, l);
+                }
+            };
+            tokio::join!(out, err);
+            child.wait().await
+        };
+        match timeout {
+            Some(after) => tokio::time::timeout(after, finished).await.ok(),
+            None => Some(finished.await),
         }
     };
-    let err = async {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(l)) = lines.next_line().await {
-            keep(true, l);
+    let Some(status) = waited else {
+        // The deadline passed: SIGKILL the container's init, which ends its pid namespace
+        // and so every process of the step; `run` deletes the container afterwards.
+        let _ = tokio::process::Command::new(runtime)
+            .args(["kill", id, "KILL"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
         }
+        let tail: Vec<String> = tail.into_inner().expect("tail lock").into();
+        return Err(RunError::Timeout {
+            after: timeout.unwrap_or_default(),
+            tail,
+        });
     };
-    tokio::join!(out, err);
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| RunError::Runtime(format!("waiting for `{runtime}`: {e}")))?;
+    let status = status.map_err(|e| RunError::Runtime(format!("waiting for `{runtime}`: {e}")))?;
     let tail: Vec<String> = tail.into_inner().expect("tail lock").into();
     if status.success() {
         return Ok(());
@@ -322,6 +720,19 @@ async fn run_container(
         return Err(RunError::Runtime(tail.join("\n")));
     }
     Err(RunError::Exit { code, tail })
+}
+
+/// A duration as people write it: `90s`, `10m`, `1h30m`, `1h`.
+pub fn display_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m}m"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
 }
 
 #[cfg(test)]
@@ -338,11 +749,15 @@ mod tests {
             uid: 0,
             gid: 0,
             additional_gids: vec![],
-            network_none: true,
+            network: Network::None,
             binds: vec![],
             tmpfs: vec![],
+            pids_limit: 64,
+            memory: Some(1 << 30),
+            timeout: None,
+            extra_ca: vec![],
         };
-        let c = config_json(&spec, "h");
+        let c = config_json(&spec, "h", &Prepared::default());
         let ns = c["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.iter().any(|n| n["type"] == "network"));
         assert!(!ns.iter().any(|n| n["type"] == "user"));
@@ -355,5 +770,78 @@ mod tests {
         );
         let caps = c["process"]["capabilities"]["bounding"].as_array().unwrap();
         assert!(caps.iter().any(|c| c == "CAP_SETUID"));
+        assert_eq!(c["linux"]["resources"]["pids"]["limit"], 64);
+        assert_eq!(c["linux"]["resources"]["memory"]["limit"], 1u64 << 30);
+        assert_eq!(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+    }
+
+    #[test]
+    fn default_capabilities_leave_out_net_raw() {
+        assert!(!CAPABILITIES.contains(&"CAP_NET_RAW"));
+        assert!(CAPABILITIES.contains(&"CAP_SETGID"));
+    }
+
+    #[test]
+    fn isolated_network_joins_the_prepared_namespace_and_ca_variables_are_set() {
+        let mut spec = ProcessSpec::simple(
+            Path::new("/r"),
+            vec!["true".into()],
+            vec!["PIP_CERT=/mine".into()],
+            "/",
+        );
+        spec.extra_ca = vec!["/ca.pem".into()];
+        let prepared = Prepared {
+            netns: Some("/run/netns/x".into()),
+            resolv_conf: Some("/b/resolv.conf".into()),
+            ca_bundle: Some(("/b/ca.crt".into(), true)),
+        };
+        let c = config_json(&spec, "h", &prepared);
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        assert!(
+            ns.iter()
+                .any(|n| n["type"] == "network" && n["path"] == "/run/netns/x")
+        );
+        let mounts = c["mounts"].as_array().unwrap();
+        for dst in [
+            CA_BUNDLE_PATH,
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/resolv.conf",
+        ] {
+            assert!(mounts.iter().any(|m| m["destination"] == dst), "{dst}");
+        }
+        let env: Vec<&str> = c["process"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert!(env.contains(&"PIP_CERT=/mine"));
+        assert!(env.contains(&"NODE_EXTRA_CA_CERTS=/dev/berth-ca-certificates.crt"));
+        assert!(!env.contains(&"PIP_CERT=/dev/berth-ca-certificates.crt"));
+    }
+
+    #[test]
+    fn host_network_has_no_network_namespace() {
+        let mut spec = ProcessSpec::simple(Path::new("/r"), vec!["true".into()], vec![], "/");
+        spec.network = Network::Host;
+        let c = config_json(&spec, "h", &Prepared::default());
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        assert!(!ns.iter().any(|n| n["type"] == "network"));
+    }
+
+    #[test]
+    fn memory_sizes_parse_with_units() {
+        assert_eq!(parse_memory("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_memory("4096").unwrap(), 4096);
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("0").is_err());
+    }
+
+    #[test]
+    fn durations_display_as_written() {
+        assert_eq!(display_duration(Duration::from_secs(600)), "10m");
+        assert_eq!(display_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(display_duration(Duration::from_secs(3660)), "1h1m");
     }
 }

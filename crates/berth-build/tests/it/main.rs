@@ -9,4 +9,5 @@ mod build;
 mod mounts;
 mod platforms;
 mod registry;
+mod sandbox;
 mod support;
