@@ -506,6 +506,33 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The core/v1 Events about one object (`involvedObject` kind and name), oldest first as
+    /// the API server returns them.
+    pub async fn events_about(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<Value>, ClusterError> {
+        let api = self.api_for("v1", "Event", Some(namespace)).await?;
+        let lp = kube::api::ListParams::default()
+            .fields(&format!(
+                "involvedObject.kind={kind},involvedObject.name={name}"
+            ))
+            .limit(200);
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| ClusterError::from_kube(e, &self.server))?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|o| typed(o, "v1", "Event"))
+            .collect())
+    }
+}
+
 /// An object as JSON with apiVersion and kind filled in: list responses and a watcher's initial
 /// list leave them out of items, and readiness rules dispatch on them.
 fn typed(o: DynamicObject, api_version: &str, kind: &str) -> Value {

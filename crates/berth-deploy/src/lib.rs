@@ -470,43 +470,68 @@ impl Deployer {
             .iter()
             .filter(|o| hook_of(o) == Some(HookWhen::PreDeploy))
             .collect();
-        let pre_run = self
-            .run_hooks(
-                &pre,
-                &tracker,
-                lock,
-                t0,
-                remaining(),
-                revision,
-                &mut record.seeds,
-            )
-            .await?;
-        if let Err(failure) = pre_run {
-            record.status = Status::Failed;
-            record.description = format!("pre-deploy hook failed: {failure}");
-            record.finished_at = Some(release::now());
-            lock.check()?;
-            release::save(&self.cluster, &record).await?;
-            return Err(DeployError::PreHookFailed { revision, failure });
-        }
-
-        // Apply and track.
-        let main: Vec<Value> = values
-            .iter()
-            .filter(|o| hook_of(o).is_none())
-            .cloned()
-            .collect();
-        let mut outcome = self
-            .apply_and_track(
+        // The release's ConfigMaps and Secrets those hooks read go first (see
+        // plan::hook_inputs); once they are applied, a failed hook rolls back like any other
+        // failure instead of "nothing else was changed".
+        let inputs = plan::hook_inputs(&pre, &values);
+        let inputs_applied = if inputs.is_empty() {
+            Ok(0)
+        } else {
+            self.apply_and_track(
                 &objects,
-                &main,
+                &inputs,
                 req.force_conflicts,
                 &tracker,
                 lock,
                 t0,
                 remaining(),
             )
-            .await?;
+            .await?
+        };
+        let pre_run = match inputs_applied {
+            Ok(_) => {
+                self.run_hooks(
+                    &pre,
+                    &tracker,
+                    lock,
+                    t0,
+                    remaining(),
+                    revision,
+                    &mut record.seeds,
+                )
+                .await?
+            }
+            Err(failure) => Err(failure),
+        };
+        let mut outcome = match pre_run {
+            Err(failure) if inputs.is_empty() => {
+                record.status = Status::Failed;
+                record.description = format!("pre-deploy hook failed: {failure}");
+                record.finished_at = Some(release::now());
+                lock.check()?;
+                release::save(&self.cluster, &record).await?;
+                return Err(DeployError::PreHookFailed { revision, failure });
+            }
+            Err(failure) => Err(failure),
+            Ok(_) => {
+                // Apply and track.
+                let main: Vec<Value> = values
+                    .iter()
+                    .filter(|o| hook_of(o).is_none())
+                    .cloned()
+                    .collect();
+                self.apply_and_track(
+                    &objects,
+                    &main,
+                    req.force_conflicts,
+                    &tracker,
+                    lock,
+                    t0,
+                    remaining(),
+                )
+                .await?
+            }
+        };
         if outcome.is_ok() {
             let post: Vec<&Value> = values
                 .iter()

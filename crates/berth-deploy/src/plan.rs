@@ -49,6 +49,62 @@ pub fn hook_of(object: &Value) -> Option<HookWhen> {
     }
 }
 
+/// The ConfigMaps and Secrets of the release (not hooks themselves) that the pods of the
+/// `hooks` read — `env[].valueFrom`, `envFrom`, `volumes` (also projected) of containers and
+/// init containers — in the release's order. berth applies them before the pre-deploy hooks:
+/// a migration Job reading the release's database Secret would otherwise wait for an object
+/// berth creates only after the hook.
+pub fn hook_inputs(hooks: &[&Value], release: &[Value]) -> Vec<Value> {
+    let mut wanted: BTreeSet<(&'static str, String)> = BTreeSet::new();
+    for hook in hooks {
+        let spec = if hook["kind"] == "Pod" {
+            &hook["spec"]
+        } else {
+            &hook["spec"]["template"]["spec"]
+        };
+        let mut add = |kind: &'static str, name: &Value| {
+            if let Some(n) = name.as_str() {
+                wanted.insert((kind, n.to_string()));
+            }
+        };
+        for list in ["containers", "initContainers"] {
+            for c in spec[list].as_array().into_iter().flatten() {
+                for e in c["envFrom"].as_array().into_iter().flatten() {
+                    add("ConfigMap", &e["configMapRef"]["name"]);
+                    add("Secret", &e["secretRef"]["name"]);
+                }
+                for e in c["env"].as_array().into_iter().flatten() {
+                    add("ConfigMap", &e["valueFrom"]["configMapKeyRef"]["name"]);
+                    add("Secret", &e["valueFrom"]["secretKeyRef"]["name"]);
+                }
+            }
+        }
+        for v in spec["volumes"].as_array().into_iter().flatten() {
+            add("ConfigMap", &v["configMap"]["name"]);
+            add("Secret", &v["secret"]["secretName"]);
+            for s in v["projected"]["sources"].as_array().into_iter().flatten() {
+                add("ConfigMap", &s["configMap"]["name"]);
+                add("Secret", &s["secret"]["name"]);
+            }
+        }
+    }
+    release
+        .iter()
+        .filter(|o| hook_of(o).is_none() && o["apiVersion"] == "v1")
+        .filter(|o| {
+            let kind = match o["kind"].as_str() {
+                Some("ConfigMap") => "ConfigMap",
+                Some("Secret") => "Secret",
+                _ => return false,
+            };
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| wanted.contains(&(kind, n.to_string())))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Checks the hook annotation's value, so a typo is an error rather than a silently ordinary
 /// object.
 pub fn invalid_hook(object: &Value) -> Option<String> {
@@ -202,5 +258,41 @@ mod tests {
             "berth.dev/release": "prod"}}});
         assert!(owned_by(&cm, "prod", "a"));
         assert!(!owned_by(&cm, "other", "a"));
+    }
+
+    #[test]
+    fn hook_inputs_are_the_release_configmaps_and_secrets_a_pre_deploy_job_reads() {
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "migrate", "annotations": {"berth.dev/hook": "pre-deploy"}},
+            "spec": {"template": {"spec": {
+                "containers": [{"name": "m", "envFrom": [{"secretRef": {"name": "db"}}],
+                    "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "flags", "key": "x"}}}]}],
+                "volumes": [{"name": "c", "projected": {"sources": [{"secret": {"name": "certs"}}]}}]}}}});
+        let release = vec![
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "flags"}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "certs"}}),
+            // Same name, other kind; and a Secret nobody reads: not inputs.
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "db"}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unrelated"}}),
+            job.clone(),
+        ];
+        let names: Vec<(String, String)> = hook_inputs(&[&job], &release)
+            .iter()
+            .map(|o| {
+                (
+                    o["kind"].as_str().unwrap().into(),
+                    o["metadata"]["name"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("Secret".to_string(), "db".to_string()),
+                ("ConfigMap".into(), "flags".into()),
+                ("Secret".into(), "certs".into())
+            ]
+        );
     }
 }

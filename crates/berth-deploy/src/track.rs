@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ObjectKey, Watched};
-use berth_rollout::{DiagnosisKind, Readiness, diagnose_pod, readiness};
+use berth_rollout::{Diagnosis, DiagnosisKind, Readiness, diagnose_pod, readiness};
 use berth_types::{Event, EventSink, Level};
 use futures::StreamExt;
 use serde_json::Value;
@@ -162,6 +162,9 @@ impl Tracker<'_> {
         streams.push(pods.map(|e| (true, e)).boxed());
         let mut all = futures::stream::select_all(streams);
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+        // The latest non-fatal finding of each new pod, told with a timeout: "not ready" alone
+        // does not say that a probe fails or a Secret is missing.
+        let mut findings: BTreeMap<String, Diagnosis> = BTreeMap::new();
         let start = tokio::time::Instant::now();
         // Each object waits until the deploy's deadline, or its own `berth.dev/timeout` when
         // that is shorter.
@@ -189,10 +192,11 @@ impl Tracker<'_> {
                 Err(_) => {
                     let msg = &pending[&first_key];
                     let others = pending.len() - 1;
+                    let pods = self.told_findings(&findings).await;
                     return Err(Failure {
                         object: short(&first_key),
                         reason: format!(
-                            "not ready after {}s: {msg}{}",
+                            "not ready after {}s: {msg}{}{pods}",
                             allowed.as_secs_f64().ceil() as u64,
                             if others > 0 {
                                 format!(" (and {others} more objects not ready)")
@@ -215,6 +219,9 @@ impl Tracker<'_> {
             let obj = match event {
                 Ok(Watched::Applied(o)) => o,
                 Ok(Watched::Deleted(o)) => {
+                    if is_pod && let Some(name) = o["metadata"]["name"].as_str() {
+                        findings.remove(name);
+                    }
                     if !is_pod
                         && let Ok(k) = ObjectKey::of(&o)
                         && pending.contains_key(&k)
@@ -233,7 +240,7 @@ impl Tracker<'_> {
                 }
             };
             if is_pod {
-                self.diagnose(&obj, &mut seen).await?;
+                self.diagnose(&obj, &mut seen, &mut findings).await?;
                 continue;
             }
             let Ok(k) = ObjectKey::of(&obj) else { continue };
@@ -267,10 +274,51 @@ impl Tracker<'_> {
         }
     }
 
+    /// "; pod P: <finding> (last probe: ...)" for up to three pods, for a timeout's message.
+    async fn told_findings(&self, findings: &BTreeMap<String, Diagnosis>) -> String {
+        let mut out = String::new();
+        for (pod, d) in findings.iter().take(3) {
+            out.push_str(&format!("; pod {pod}: {}", d.message));
+            if d.kind == DiagnosisKind::ReadinessProbeFailed
+                && let Some(probe) = self.last_probe_failure(pod).await
+            {
+                out.push_str(&format!(" (last probe: {probe})"));
+            }
+        }
+        if findings.len() > 3 {
+            out.push_str(&format!("; and {} more pods", findings.len() - 3));
+        }
+        out
+    }
+
+    /// The message of the newest `Unhealthy` Event of `pod` (the kubelet's probe result, e.g.
+    /// "Readiness probe failed: HTTP probe failed with statuscode: 404"): a pod's status says
+    /// only that it is not ready.
+    async fn last_probe_failure(&self, pod: &str) -> Option<String> {
+        let events = self
+            .cluster
+            .events_about(self.namespace, "Pod", pod)
+            .await
+            .ok()?;
+        events
+            .iter()
+            .filter(|e| e["reason"] == "Unhealthy")
+            .max_by_key(|e| {
+                e["lastTimestamp"]
+                    .as_str()
+                    .or(e["eventTime"].as_str())
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .and_then(|e| e["message"].as_str())
+            .map(|m| m.trim().to_string())
+    }
+
     async fn diagnose(
         &self,
         pod: &Value,
         seen: &mut BTreeSet<(String, String)>,
+        findings: &mut BTreeMap<String, Diagnosis>,
     ) -> Result<(), Failure> {
         let created = pod["metadata"]["creationTimestamp"]
             .as_str()
@@ -282,7 +330,12 @@ impl Tracker<'_> {
         let owned_by_job = pod["metadata"]["ownerReferences"]
             .as_array()
             .is_some_and(|o| o.iter().any(|r| r["kind"] == "Job"));
-        for d in diagnose_pod(pod) {
+        let found = diagnose_pod(pod);
+        match found.first() {
+            Some(d) => findings.insert(name.clone(), d.clone()),
+            None => findings.remove(&name),
+        };
+        for d in found {
             // A Job retries failed pods up to its backoffLimit; the Job's own readiness says
             // when it has given up.
             let fatal =

@@ -24,6 +24,12 @@ use berth_types::ImageRef;
 /// The command that starts the environment, for failure messages.
 pub const START_HINT: &str = "testenv/berth-testenv up";
 
+/// The label (and taint) of the environment's real node, as a node selector.
+pub const REAL_NODE_SELECTOR: &str = "berth.dev/node=real";
+/// The toleration of the real node's taint, in the form the namespace annotation takes.
+pub const REAL_NODE_TOLERATIONS: &str =
+    r#"[{"key":"berth.dev/node","operator":"Equal","value":"real","effect":"NoSchedule"}]"#;
+
 /// Installs ring as the rustls provider once per test process, as the binary does in `main`.
 pub fn init_crypto() {
     static ONCE: OnceLock<()> = OnceLock::new();
@@ -217,6 +223,89 @@ impl TestContext {
             namespace,
             repository,
             keep: std::env::var_os("BERTH_TEST_KEEP").is_some(),
+        }
+    }
+
+    /// A [`TestContext::new`] whose pods all run on the environment's real node (containerd,
+    /// kubelet, kube-proxy): the namespace carries the annotations the API server's
+    /// PodNodeSelector and PodTolerationRestriction plugins read, so no manifest changes.
+    /// Panics with how to start the node when it is not Ready.
+    pub async fn on_real_node(name: &str) -> TestContext {
+        let ctx = TestContext::new(name).await;
+        let node = ctx.env.var("BERTH_TESTENV_NODE").to_string();
+        let ready = ctx
+            .cluster
+            .get(&ObjectKey::new("v1", "Node", None, &node))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|n| {
+                n["status"]["conditions"].as_array().map(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .unwrap_or(false);
+        assert!(
+            ready,
+            "the test environment's real node {node} is not Ready; see its kubelet log under \
+             $BERTH_TESTENV_HOME/run/logs/ and restart it with: {START_HINT}"
+        );
+        let namespace = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": ctx.namespace,
+                "annotations": {
+                    "scheduler.alpha.kubernetes.io/node-selector": REAL_NODE_SELECTOR,
+                    "scheduler.alpha.kubernetes.io/defaultTolerations": REAL_NODE_TOLERATIONS,
+                },
+            },
+        });
+        ctx.cluster
+            .apply(&namespace, "berth-test", false)
+            .await
+            .unwrap_or_else(|e| panic!("annotate {} for the real node: {e}", ctx.namespace));
+        ctx
+    }
+
+    /// `GET path` of Service `service` (port `port`) through its ClusterIP, from this host —
+    /// kube-proxy forwards it to a pod on the real node. Returns status and body; retries
+    /// connection errors for up to 20 s (kube-proxy syncs its rules about once a second).
+    pub async fn get_through_service(&self, service: &str, port: u16, path: &str) -> (u16, String) {
+        let svc = self
+            .cluster
+            .get(&ObjectKey::new(
+                "v1",
+                "Service",
+                Some(&self.namespace),
+                service,
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("get Service {service}: {e}"))
+            .unwrap_or_else(|| panic!("Service {service} exists in {}", self.namespace));
+        let ip = svc["spec"]["clusterIP"]
+            .as_str()
+            .unwrap_or_else(|| panic!("Service {service} has a clusterIP: {svc}"))
+            .to_string();
+        let url = format!("http://{ip}:{port}{path}");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .expect("a plain http client builds");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match client.get(&url).send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    return (status, r.text().await.unwrap_or_default());
+                }
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => panic!("GET {url} (Service {service}) failed for 20 s: {e}"),
+            }
         }
     }
 

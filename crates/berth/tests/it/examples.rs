@@ -18,8 +18,8 @@ use serde_json::Value;
 use crate::run::{copy_dir, git};
 
 /// An example in a temporary git repository, with its own build store.
-struct Example {
-    dir: PathBuf,
+pub(crate) struct Example {
+    pub(crate) dir: PathBuf,
     store: PathBuf,
 }
 
@@ -32,7 +32,7 @@ impl Drop for Example {
 
 impl Example {
     /// `examples/<name>` committed on `branch`, with `from` replaced by `to` in `files`.
-    fn new(name: &str, branch: &str, files: &[&str], from: &str, to: &str) -> Example {
+    pub(crate) fn new(name: &str, branch: &str, files: &[&str], from: &str, to: &str) -> Example {
         let suffix = berth_testkit::unique_suffix();
         let dir = std::env::temp_dir().join(format!("berth-example-{name}-{suffix}"));
         let example = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,31 +51,31 @@ impl Example {
         ex
     }
 
-    fn path(&self, file: &str) -> PathBuf {
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
 
     /// Replaces `from` with `to` in `file`; `from` must be there.
-    fn edit(&self, file: &str, from: &str, to: &str) {
+    pub(crate) fn edit(&self, file: &str, from: &str, to: &str) {
         let p = self.path(file);
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.contains(from), "{file} has no {from:?}");
         std::fs::write(p, text.replace(from, to)).unwrap();
     }
 
-    fn write(&self, file: &str, text: &str) {
+    pub(crate) fn write(&self, file: &str, text: &str) {
         let p = self.path(file);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
 
-    fn commit(&self, message: &str) {
+    pub(crate) fn commit(&self, message: &str) {
         git(&self.dir, &["add", "-A"]);
         git(&self.dir, &["commit", "-q", "-m", message]);
     }
 
     /// `berth ARGS -c berth.yaml` with the example's store.
-    fn berth(&self, ctx: &TestContext, args: &[&str]) -> Output {
+    pub(crate) fn berth(&self, ctx: &TestContext, args: &[&str]) -> Output {
         ctx.env
             .berth(env!("CARGO_BIN_EXE_berth").as_ref())
             .args(args)
@@ -88,12 +88,12 @@ impl Example {
 
     /// `berth run -o json -n <the test's namespace>`: whether it succeeded, its events and its
     /// result (the last line).
-    fn run(&self, ctx: &TestContext) -> Run {
+    pub(crate) fn run(&self, ctx: &TestContext) -> Run {
         self.run_with(ctx, &[])
     }
 
     /// [`Example::run`] with more arguments.
-    fn run_with(&self, ctx: &TestContext, extra: &[&str]) -> Run {
+    pub(crate) fn run_with(&self, ctx: &TestContext, extra: &[&str]) -> Run {
         let mut args = vec!["run", "-o", "json", "-n", &ctx.namespace];
         args.extend(extra);
         let out = self.berth(ctx, &args);
@@ -116,7 +116,7 @@ impl Example {
     }
 
     /// `berth run` that must succeed.
-    fn run_ok(&self, ctx: &TestContext) -> Run {
+    pub(crate) fn run_ok(&self, ctx: &TestContext) -> Run {
         let run = self.run(ctx);
         assert!(run.ok, "{run}");
         assert_eq!(run.result["result"], "ok", "{run}");
@@ -124,7 +124,7 @@ impl Example {
     }
 
     /// `berth history -o json` of `release` in the test's namespace.
-    fn history(&self, ctx: &TestContext, release: &str) -> Vec<Value> {
+    pub(crate) fn history(&self, ctx: &TestContext, release: &str) -> Vec<Value> {
         let out = ctx
             .env
             .berth(env!("CARGO_BIN_EXE_berth").as_ref())
@@ -140,11 +140,11 @@ impl Example {
     }
 }
 
-struct Run {
-    ok: bool,
-    events: Vec<Value>,
-    result: Value,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) ok: bool,
+    pub(crate) events: Vec<Value>,
+    pub(crate) result: Value,
+    pub(crate) stderr: String,
 }
 
 impl std::fmt::Display for Run {
@@ -158,20 +158,20 @@ impl std::fmt::Display for Run {
 
 impl Run {
     /// Position of the first `object_state` event of `object` in `state`.
-    fn position(&self, object: &str, state: &str) -> Option<usize> {
+    pub(crate) fn position(&self, object: &str, state: &str) -> Option<usize> {
         self.events.iter().position(|e| {
             e["event"] == "object_state" && e["object"] == object && e["state"] == state
         })
     }
 
-    fn built(&self) -> Vec<String> {
+    pub(crate) fn built(&self) -> Vec<String> {
         self.result["built"]
             .as_object()
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default()
     }
 
-    fn image(&self, service: &str) -> String {
+    pub(crate) fn image(&self, service: &str) -> String {
         self.result["built"][service]
             .as_str()
             .unwrap_or_else(|| panic!("{service} was not built: {self}"))
@@ -179,7 +179,7 @@ impl Run {
     }
 
     /// The `(event, step)` of every step event of a service, in order (`kids/build`...).
-    fn steps(&self) -> Vec<(String, String)> {
+    pub(crate) fn steps(&self) -> Vec<(String, String)> {
         self.events
             .iter()
             .filter(|e| e["event"] == "step_started" || e["event"] == "step_finished")
@@ -192,7 +192,7 @@ impl Run {
             .collect()
     }
 
-    fn error(&self) -> String {
+    pub(crate) fn error(&self) -> String {
         self.result["error"]
             .as_str()
             .unwrap_or_default()
@@ -200,7 +200,7 @@ impl Run {
     }
 }
 
-async fn get(ctx: &TestContext, api: &str, kind: &str, name: &str) -> Value {
+pub(crate) async fn get(ctx: &TestContext, api: &str, kind: &str, name: &str) -> Value {
     ctx.cluster
         .get(&ObjectKey::new(api, kind, Some(&ctx.namespace), name))
         .await
@@ -208,11 +208,11 @@ async fn get(ctx: &TestContext, api: &str, kind: &str, name: &str) -> Value {
         .unwrap_or_else(|| panic!("{kind}/{name} exists in {}", ctx.namespace))
 }
 
-async fn deployment(ctx: &TestContext, name: &str) -> Value {
+pub(crate) async fn deployment(ctx: &TestContext, name: &str) -> Value {
     get(ctx, "apps/v1", "Deployment", name).await
 }
 
-fn image_of(deployment: &Value) -> String {
+pub(crate) fn image_of(deployment: &Value) -> String {
     deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
         .unwrap()
@@ -237,7 +237,7 @@ async fn ingress_paths(ctx: &TestContext) -> Vec<(String, String)> {
         .collect()
 }
 
-fn shop(ctx: &TestContext) -> Example {
+pub(crate) fn shop(ctx: &TestContext) -> Example {
     Example::new(
         "shop",
         "main",
@@ -247,7 +247,7 @@ fn shop(ctx: &TestContext) -> Example {
     )
 }
 
-const SHOP: [&str; 3] = ["home", "kids", "mens"];
+pub(crate) const SHOP: [&str; 3] = ["home", "kids", "mens"];
 
 #[tokio::test]
 async fn shop_deploys_three_services_behind_one_ingress_and_adds_ladies_alone() {
@@ -417,7 +417,7 @@ async fn shop_image_pull_failure_in_one_service_rolls_back_with_a_diagnosis() {
     assert!(statuses.contains(&"deployed"), "{history:#?}");
 }
 
-fn rails(ctx: &TestContext) -> Example {
+pub(crate) fn rails(ctx: &TestContext) -> Example {
     Example::new(
         "rails",
         "master",
@@ -538,7 +538,7 @@ async fn rails_crash_looping_release_rolls_back_and_is_recorded_failed() {
     );
 }
 
-fn flask(ctx: &TestContext) -> Example {
+pub(crate) fn flask(ctx: &TestContext) -> Example {
     Example::new(
         "flask",
         "main",
@@ -598,7 +598,7 @@ async fn flask_overlay_statefulset_and_a_data_load_that_runs_once() {
     );
 }
 
-fn board(ctx: &TestContext) -> Example {
+pub(crate) fn board(ctx: &TestContext) -> Example {
     Example::new(
         "board",
         "main",

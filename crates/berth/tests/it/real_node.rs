@@ -1,0 +1,310 @@
+//! What berth deploys really runs: the bundled examples on the test environment's real node
+//! (containerd pulling from the registry, kubelet running the processes and probing them,
+//! kube-proxy forwarding Services, CoreDNS), each fetched over HTTP through its Service from
+//! this host after `berth run`; and the failures users meet on their first real cluster — a
+//! process that exits, an image that cannot be pulled, a readiness probe that never passes, a
+//! container killed for its memory — each diagnosed, rolled back, and the previous build still
+//! answering.
+//!
+//! Every test here uses `TestContext::on_real_node`: its namespace's pods go to the real node;
+//! nothing in the examples' manifests changes for it.
+
+use std::time::{Duration, Instant};
+
+use berth_testkit::TestContext;
+
+use crate::examples::{Example, Run, SHOP, board, deployment, flask, image_of, rails, shop};
+
+/// `examples/hello` in a fresh repository, its images in the test's repository and its page
+/// carrying `marker`.
+fn hello(ctx: &TestContext, marker: &str) -> Example {
+    let ex = Example::new(
+        "hello",
+        "main",
+        &["berth.yaml", "k8s/app.yaml"],
+        "127.0.0.1:15000/examples/hello-web",
+        &format!("{}/web", ctx.repository),
+    );
+    ex.write("web/index.html", &page(marker));
+    ex.edit(
+        "berth.yaml",
+        "deploy: { timeout: 2m }",
+        "deploy: { timeout: 60s }",
+    );
+    ex.commit(marker);
+    ex
+}
+
+fn page(marker: &str) -> String {
+    format!("<!doctype html>\n<h1>{marker}</h1>\n")
+}
+
+/// Polls `GET path` of `service` until five answers in a row contain `want`: every pod
+/// still answering is of the new build. The Service's endpoints follow a rollout a moment
+/// after the Deployment reports it complete (the pods it replaced leave the EndpointSlice once
+/// the controller manager sees them terminating, then kube-proxy resyncs), so an old page may
+/// still come back briefly.
+async fn served(ctx: &TestContext, service: &str, path: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut in_a_row = 0;
+    let mut last = (0, String::new());
+    while in_a_row < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "Service {service}{path} serves {want:?} five times in a row within 30 s; last: {last:?}"
+        );
+        last = ctx.get_through_service(service, 80, path).await;
+        if last.0 == 200 && last.1.contains(want) {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A failed `berth run` rolled back to revision 1, with `what` in its error.
+fn failed_and_rolled_back(run: &Run, what: &[&str]) -> String {
+    assert!(!run.ok, "{run}");
+    assert_eq!(run.result["result"], "failed", "{run}");
+    let error = run.error();
+    assert!(
+        error.contains("rolled back to revision 1"),
+        "{error}\n{run}"
+    );
+    for w in what {
+        assert!(error.contains(w), "the error says {w:?}: {error}\n{run}");
+    }
+    error
+}
+
+#[tokio::test]
+async fn hello_answers_over_http_with_each_new_build_on_the_real_node() {
+    let ctx = TestContext::on_real_node("real-hello").await;
+    let one = format!("hello build one {}", berth_testkit::unique_suffix());
+    let ex = hello(&ctx, &one);
+    let first = ex.run_ok(&ctx);
+    assert_eq!(
+        image_of(&deployment(&ctx, "hello").await),
+        first.image("web")
+    );
+    served(&ctx, "hello", "/", &one).await;
+
+    let two = format!("hello build two {}", berth_testkit::unique_suffix());
+    ex.write("web/index.html", &page(&two));
+    ex.commit("two");
+    let second = ex.run_ok(&ctx);
+    assert_ne!(second.image("web"), first.image("web"));
+    served(&ctx, "hello", "/", &two).await;
+}
+
+#[tokio::test]
+async fn shop_services_answer_over_http_on_the_real_node() {
+    let ctx = TestContext::on_real_node("real-shop").await;
+    let ex = shop(&ctx);
+    let mark = berth_testkit::unique_suffix();
+    for s in SHOP {
+        ex.write(
+            &format!("{s}/www/{s}/index.html"),
+            &page(&format!("{s} {mark}")),
+        );
+    }
+    ex.commit("pages");
+    ex.run_ok(&ctx);
+    for s in SHOP {
+        served(&ctx, s, &format!("/{s}/"), &format!("{s} {mark}")).await;
+    }
+}
+
+#[tokio::test]
+async fn rails_migrates_then_answers_over_http_on_the_real_node() {
+    let ctx = TestContext::on_real_node("real-rails").await;
+    let ex = rails(&ctx);
+    let mark = format!("posts {}", berth_testkit::unique_suffix());
+    ex.write("app/public/index.html", &page(&mark));
+    ex.commit("page");
+    let run = ex.run_ok(&ctx);
+    assert!(
+        run.position("Job/migrate", "ready").is_some(),
+        "the migration Job really ran to completion: {run}"
+    );
+    served(&ctx, "web", "/", &mark).await;
+}
+
+#[tokio::test]
+async fn flask_answers_over_http_and_its_data_load_really_ran_on_the_real_node() {
+    let ctx = TestContext::on_real_node("real-flask").await;
+    let ex = flask(&ctx);
+    let mark = format!("flask {}", berth_testkit::unique_suffix());
+    ex.write("web/static/index.html", &page(&mark));
+    ex.commit("page");
+    let run = ex.run(&ctx);
+    assert!(run.ok, "{run}");
+    served(&ctx, "web", "/", &mark).await;
+    // The data load's process really ran and printed what it loaded.
+    let logs = ctx
+        .cluster
+        .pod_logs(
+            &ctx.namespace,
+            &job_pod(&ctx, "load-data").await,
+            None,
+            20,
+            false,
+        )
+        .await
+        .expect("the data load's pod has logs");
+    assert!(
+        logs.contains("loading") && logs.contains("rows into"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn board_helm_release_answers_over_http_on_the_real_node() {
+    let ctx = TestContext::on_real_node("real-board").await;
+    let ex = board(&ctx);
+    let run = ex.run(&ctx);
+    assert!(run.ok, "{run}");
+    // The Node app keeps posted messages in memory: post one and read it back, through the
+    // Service, from the pod berth deployed.
+    let svc = ctx
+        .cluster
+        .get(&berth_cluster::ObjectKey::new(
+            "v1",
+            "Service",
+            Some(&ctx.namespace),
+            "board",
+        ))
+        .await
+        .unwrap()
+        .expect("the chart's Service");
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let msg = format!("hello board {}", berth_testkit::unique_suffix());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    // On a first install the Service's rules reach kube-proxy a moment after the rollout
+    // completes ("connection refused" until then).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let posted = loop {
+        match client
+            .post(format!("http://{ip}/"))
+            .body(msg.clone())
+            .send()
+            .await
+        {
+            Ok(r) => break r,
+            Err(e) if Instant::now() < deadline && e.is_connect() => {
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
+            Err(e) => panic!("POST to the board: {e}"),
+        }
+    };
+    assert_eq!(posted.status().as_u16(), 201);
+    served(&ctx, "board", "/", &msg).await;
+}
+
+/// The name of a pod of Job `job`.
+async fn job_pod(ctx: &TestContext, job: &str) -> String {
+    let pods = ctx
+        .cluster
+        .list(
+            "v1",
+            "Pod",
+            &ctx.namespace,
+            Some(&format!("job-name={job}")),
+        )
+        .await
+        .expect("list pods");
+    pods.first()
+        .and_then(|p| p["metadata"]["name"].as_str())
+        .unwrap_or_else(|| panic!("Job {job} has a pod"))
+        .to_string()
+}
+
+/// hello deployed once (revision 1, serving `one`), for the failure tests below.
+async fn hello_deployed(ctx: &TestContext) -> (Example, String) {
+    let one = format!("good build {}", berth_testkit::unique_suffix());
+    let ex = hello(ctx, &one);
+    ex.run_ok(ctx);
+    served(ctx, "hello", "/", &one).await;
+    (ex, one)
+}
+
+#[tokio::test]
+async fn crash_looping_process_on_the_real_node_is_diagnosed_with_its_last_log_lines_and_rolled_back()
+ {
+    let ctx = TestContext::on_real_node("real-crash").await;
+    let (ex, one) = hello_deployed(&ctx).await;
+    ex.edit(
+        "web/Dockerfile",
+        r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]"#,
+        r#"CMD ["sh", "-c", "echo 'fatal: /etc/hello/greeting.conf is missing' >&2; exit 1"]"#,
+    );
+    ex.commit("a build whose process exits");
+    let failed = ex.run(&ctx);
+    let error = failed_and_rolled_back(&failed, &["crash-looping"]);
+    assert!(
+        failed.to_string().contains("greeting.conf is missing"),
+        "the container's real last log line is shown: {error}\n{failed}"
+    );
+    served(&ctx, "hello", "/", &one).await;
+}
+
+#[tokio::test]
+async fn unpullable_image_on_the_real_node_is_diagnosed_and_rolled_back() {
+    let ctx = TestContext::on_real_node("real-pull").await;
+    let (ex, one) = hello_deployed(&ctx).await;
+    // A sidecar whose image does not exist in the registry the node pulls from.
+    let missing = format!("{}/no-such-image:1", ctx.repository);
+    ex.edit(
+        "k8s/app.yaml",
+        "        ports:\n        - containerPort: 8080\n",
+        &format!(
+            "        ports:\n        - containerPort: 8080\n      - name: sidecar\n        image: {missing}\n"
+        ),
+    );
+    ex.commit("a sidecar that cannot be pulled");
+    let failed = ex.run(&ctx);
+    failed_and_rolled_back(&failed, &["container sidecar: image", "cannot be pulled"]);
+    served(&ctx, "hello", "/", &one).await;
+}
+
+#[tokio::test]
+async fn readiness_probe_that_never_passes_on_the_real_node_times_out_and_rolls_back() {
+    let ctx = TestContext::on_real_node("real-probe").await;
+    let (ex, one) = hello_deployed(&ctx).await;
+    ex.edit(
+        "berth.yaml",
+        "deploy: { timeout: 60s }",
+        "deploy: { timeout: 25s }",
+    );
+    ex.edit(
+        "k8s/app.yaml",
+        "        ports:\n        - containerPort: 8080\n",
+        "        ports:\n        - containerPort: 8080\n        readinessProbe:\n          httpGet: {path: /healthz, port: 8080}\n          periodSeconds: 2\n",
+    );
+    ex.commit("a probe on a path the app does not serve");
+    let failed = ex.run(&ctx);
+    failed_and_rolled_back(&failed, &["readiness"]);
+    served(&ctx, "hello", "/", &one).await;
+}
+
+#[tokio::test]
+async fn oom_killed_container_on_the_real_node_is_diagnosed_and_rolled_back() {
+    let ctx = TestContext::on_real_node("real-oom").await;
+    let (ex, one) = hello_deployed(&ctx).await;
+    // A shell that doubles a string until the 16 MiB limit kills it.
+    ex.edit(
+        "web/Dockerfile",
+        r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]"#,
+        r#"CMD ["sh", "-c", "x=0123456789abcdef; while :; do x=$x$x; done"]"#,
+    );
+    ex.edit(
+        "k8s/app.yaml",
+        "        ports:\n        - containerPort: 8080\n",
+        "        ports:\n        - containerPort: 8080\n        resources:\n          limits: {memory: 16Mi}\n",
+    );
+    ex.commit("a build that eats its memory");
+    let failed = ex.run(&ctx);
+    failed_and_rolled_back(&failed, &["OOMKilled"]);
+    served(&ctx, "hello", "/", &one).await;
+}
