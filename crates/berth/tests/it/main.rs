@@ -12,4 +12,5 @@ mod examples;
 mod rig;
 mod run;
 mod serve;
+mod serve_policy;
 mod serve_ui;
