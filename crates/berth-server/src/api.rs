@@ -210,6 +210,8 @@ async fn queue_manual(
     request: Value,
 ) -> Result<berth_store::Run, ApiError> {
     let r = repo_of(s, repo)?.clone();
+    r.may_deploy(env, None)
+        .map_err(|m| ApiError(StatusCode::FORBIDDEN, "not_allowed", m))?;
     let checkout = s
         .view(&r)
         .await
@@ -295,6 +297,10 @@ async fn run_now(
             .environment_for_branch(&checkout, &branch)
             .unwrap_or_default(),
     };
+    if !environment.is_empty() {
+        r.may_deploy(&environment, Some(&branch))
+            .map_err(|m| ApiError(StatusCode::FORBIDDEN, "not_allowed", m))?;
+    }
     let run = s
         .enqueue(NewRun {
             repository: r.name.clone(),

@@ -228,16 +228,9 @@ impl Repository {
         )
     }
 
-    /// Checks a run into `environment`, which the commit's berth.yaml deploys to `target`.
-    /// `branch` is the branch a build deploys from (`None` for a rollback or a promotion, which
-    /// build nothing). Returns the kube context to deploy through when the server config pins
-    /// one; an error, for people, when the server config does not allow it.
-    pub fn authorize(
-        &self,
-        environment: &str,
-        branch: Option<&str>,
-        target: &Target,
-    ) -> Result<Option<String>, String> {
+    /// Whether `environment` may be deployed at all, and from `branch` (`None`: by a rollback
+    /// or a promotion, which build nothing); an error, for people, when not.
+    pub fn may_deploy(&self, environment: &str, branch: Option<&str>) -> Result<(), String> {
         let Some(branches) = self.branches_for(environment) else {
             return Err(format!(
                 "environment `{environment}` may not be deployed from this server; {}",
@@ -252,6 +245,20 @@ impl Repository {
                 self.change_hint()
             ));
         }
+        Ok(())
+    }
+
+    /// Checks a run into `environment`, which the commit's berth.yaml deploys to `target`.
+    /// `branch` is the branch a build deploys from (`None` for a rollback or a promotion, which
+    /// build nothing). Returns the kube context to deploy through when the server config pins
+    /// one; an error, for people, when the server config does not allow it.
+    pub fn authorize(
+        &self,
+        environment: &str,
+        branch: Option<&str>,
+        target: &Target,
+    ) -> Result<Option<String>, String> {
+        self.may_deploy(environment, branch)?;
         let Some(rule) = self.rule(environment) else {
             return Ok(None);
         };

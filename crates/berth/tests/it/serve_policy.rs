@@ -114,6 +114,22 @@ async fn a_feature_branch_push_cannot_deploy_by_naming_its_branch_in_berth_yaml(
         rig.log()
     );
     assert_eq!(live_image(&ctx).await, image, "dev still runs main's build");
+
+    // A deployer asking the API for the same is told no at once.
+    let deployer = rig.token(&ctx, None, "deployer", "deployer");
+    let (s, body) = Api::new(&rig, Some(&deployer))
+        .post(
+            "/api/repositories/hello/runs",
+            json!({"branch": "feature", "environment": "dev"}),
+        )
+        .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("branch `feature` may not deploy environment `dev`")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -144,6 +160,13 @@ async fn a_pushed_berth_yaml_cannot_move_a_pinned_environment_and_protected_push
     assert!(
         ctx.cluster.get(&deployment).await.unwrap().is_none(),
         "nothing deployed before the approval"
+    );
+    let (s, page) = as_deployer.text(&format!("/runs/{id}")).await;
+    assert_eq!(s, 200);
+    assert!(
+        page.contains(&format!("action=\"/runs/{id}/approve\""))
+            && page.contains("awaiting_approval"),
+        "the run page offers a deployer the approval: {page}"
     );
     let (s, body) = api
         .post(&format!("/api/runs/{id}/approve"), json!({}))
