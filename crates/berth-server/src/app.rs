@@ -742,20 +742,32 @@ impl Server {
         if let Some(live) = live
             && live != checkout.commit
         {
-            let newer = self
+            let force = format!(
+                "a deployer can deploy it on purpose with POST /api/repositories/{}/runs {{\"commit\": \"{}\", \"environment\": \"{environment}\"}}",
+                repo.name, checkout.commit
+            );
+            match self
                 .inner
                 .git
                 .is_ancestor(&repo.name, &live, &checkout.commit)
                 .await
-                .unwrap_or(false);
-            if !newer {
-                return Err(format!(
-                    "commit {} is not a descendant of {}, which `{environment}` runs now: a push never takes an environment back (a replayed or out-of-order webhook, or a force-push); a deployer can deploy it on purpose with POST /api/repositories/{}/runs {{\"commit\": \"{}\", \"environment\": \"{environment}\"}}",
-                    short(&checkout.commit),
-                    short(&live),
-                    repo.name,
-                    checkout.commit
-                ));
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(format!(
+                        "commit {} is not a descendant of {}, which `{environment}` runs now: a push never takes an environment back (a replayed or out-of-order webhook, or a force-push); {force}",
+                        short(&checkout.commit),
+                        short(&live),
+                    ));
+                }
+                // The live commit is not in this repository (any more): fail closed.
+                Err(e) => {
+                    return Err(format!(
+                        "cannot tell whether commit {} descends from {}, which `{environment}` runs now ({e}); a push never takes an environment back; {force}",
+                        short(&checkout.commit),
+                        short(&live),
+                    ));
+                }
             }
         }
         Ok(context)
