@@ -43,6 +43,8 @@ pub fn routes() -> axum::Router<Server> {
         .route("/api/runs/{id}/stream", get(stream))
         .route("/api/runs/{id}/cancel", post(cancel))
         .route("/api/runs/{id}/rerun", post(rerun))
+        .route("/api/runs/{id}/approve", post(approve))
+        .route("/api/runs/{id}/reject", post(reject))
         .route("/api/tokens", get(tokens).post(create_token))
         .route("/api/tokens/{name}", delete(revoke_token))
 }
@@ -208,6 +210,8 @@ async fn queue_manual(
     request: Value,
 ) -> Result<berth_store::Run, ApiError> {
     let r = repo_of(s, repo)?.clone();
+    r.may_deploy(env, None)
+        .map_err(|m| ApiError(StatusCode::FORBIDDEN, "not_allowed", m))?;
     let checkout = s
         .view(&r)
         .await
@@ -221,6 +225,7 @@ async fn queue_manual(
             commit: checkout.commit.clone(),
             environment: env.to_string(),
             trigger,
+            needs_approval: false,
         })
         .await?;
     s.inner.store.set_result(run.id, &request).await?;
@@ -292,6 +297,10 @@ async fn run_now(
             .environment_for_branch(&checkout, &branch)
             .unwrap_or_default(),
     };
+    if !environment.is_empty() {
+        r.may_deploy(&environment, Some(&branch))
+            .map_err(|m| ApiError(StatusCode::FORBIDDEN, "not_allowed", m))?;
+    }
     let run = s
         .enqueue(NewRun {
             repository: r.name.clone(),
@@ -301,6 +310,7 @@ async fn run_now(
             trigger: Trigger::Manual {
                 who: who.name.clone(),
             },
+            needs_approval: false,
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!(run))).into_response())
@@ -413,7 +423,10 @@ pub(crate) async fn queue_rerun(s: &Server, of: RunId) -> Result<berth_store::Ru
         .run(of)
         .await?
         .ok_or_else(|| not_found(format!("no run `{of}`")))?;
-    if matches!(old.state, RunState::Queued | RunState::Running) {
+    if matches!(
+        old.state,
+        RunState::Queued | RunState::AwaitingApproval | RunState::Running
+    ) {
         return Err(ApiError(
             StatusCode::CONFLICT,
             "active",
@@ -431,6 +444,7 @@ pub(crate) async fn queue_rerun(s: &Server, of: RunId) -> Result<berth_store::Ru
             commit: old.commit.clone(),
             environment: old.environment.clone(),
             trigger,
+            needs_approval: false,
         })
         .await?;
     if matches!(old.trigger, Trigger::Rollback)
@@ -446,6 +460,85 @@ async fn rerun(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>) ->
     let id = parse_id(&id)?;
     let run = queue_rerun(&s, id).await?;
     Ok((StatusCode::ACCEPTED, Json(json!(run))).into_response())
+}
+
+/// Lets a run into a protected environment go: `awaiting_approval -> queued`, recording who
+/// approved it (the run checks that before it deploys).
+pub(crate) async fn approve_run(s: &Server, id: RunId, who: &str) -> Result<Value, ApiError> {
+    let run = awaiting(s, id).await?;
+    let mut result = run.result.clone().unwrap_or_else(|| json!({}));
+    result["approved_by"] = json!(who);
+    s.store().set_result(id, &result).await?;
+    let note = format!("approved by {who}");
+    if !s
+        .store()
+        .transition(
+            id,
+            RunState::AwaitingApproval,
+            RunState::Queued,
+            Some(&note),
+        )
+        .await?
+    {
+        return Err(not_awaiting(s, id).await);
+    }
+    s.wake();
+    Ok(json!({"run": id.to_string(), "message": note}))
+}
+
+/// Refuses a run into a protected environment: `awaiting_approval -> cancelled`.
+pub(crate) async fn reject_run(s: &Server, id: RunId, who: &str) -> Result<Value, ApiError> {
+    awaiting(s, id).await?;
+    let note = format!("rejected by {who}");
+    if !s
+        .store()
+        .transition(
+            id,
+            RunState::AwaitingApproval,
+            RunState::Cancelled,
+            Some(&note),
+        )
+        .await?
+    {
+        return Err(not_awaiting(s, id).await);
+    }
+    Ok(json!({"run": id.to_string(), "message": note}))
+}
+
+async fn awaiting(s: &Server, id: RunId) -> Result<berth_store::Run, ApiError> {
+    let run = s
+        .store()
+        .run(id)
+        .await?
+        .ok_or_else(|| not_found(format!("no run `{id}`")))?;
+    if run.state != RunState::AwaitingApproval {
+        return Err(not_awaiting(s, id).await);
+    }
+    Ok(run)
+}
+
+async fn not_awaiting(s: &Server, id: RunId) -> ApiError {
+    let state = match s.store().run(id).await {
+        Ok(Some(r)) => r.state.to_string(),
+        _ => "gone".into(),
+    };
+    ApiError(
+        StatusCode::CONFLICT,
+        "not_awaiting_approval",
+        format!("run {id} is {state}, not awaiting approval"),
+    )
+}
+
+async fn approve(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    let who = auth::require(&s, &h, Role::Deployer).await?;
+    let id = parse_id(&id)?;
+    ok(approve_run(&s, id, &who.name).await?)
+}
+
+async fn reject(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    let who = auth::require(&s, &h, Role::Deployer).await?;
+    let id = parse_id(&id)?;
+    ok(reject_run(&s, id, &who.name).await?)
 }
 
 async fn tokens(State(s): State<Server>, h: HeaderMap) -> ApiResult {

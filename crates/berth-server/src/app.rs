@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     views: tokio::sync::Mutex<HashMap<String, ViewCheckout>>,
     /// Key for CSRF tokens of the UI's forms; random per process.
     pub(crate) csrf_key: [u8; 32],
+    /// Webhook requests being read and verified (unauthenticated until their signature is).
+    pub(crate) webhook_slots: Arc<tokio::sync::Semaphore>,
 }
 
 struct ViewCheckout {
@@ -113,8 +115,10 @@ impl Server {
         let git = berth_git::GitCache::new(config.data_dir.join("git"))?;
         let mut csrf_key = [0u8; 32];
         random(&mut csrf_key);
+        let webhook_slots = Arc::new(tokio::sync::Semaphore::new(config.webhook_concurrency));
         Ok(Server {
             inner: Arc::new(Inner {
+                webhook_slots,
                 config,
                 store,
                 executor,
@@ -282,12 +286,18 @@ impl Server {
     /// Returns what happened, for people.
     pub async fn cancel(&self, run: RunId, who: &str) -> Result<String, berth_store::StoreError> {
         let note = format!("cancelled by {who}");
-        if self
-            .inner
-            .store
-            .transition(run, RunState::Queued, RunState::Cancelled, Some(&note))
-            .await?
-        {
+        let mut was_waiting = false;
+        for from in [RunState::Queued, RunState::AwaitingApproval] {
+            was_waiting |= self
+                .inner
+                .store
+                .transition(run, from, RunState::Cancelled, Some(&note))
+                .await?;
+            if was_waiting {
+                break;
+            }
+        }
+        if was_waiting {
             self.inner.metrics.run_finished(RunState::Cancelled, None);
             return Ok("cancelled before it started".into());
         }
@@ -330,31 +340,41 @@ impl Server {
         Ok(())
     }
 
-    /// The runs a push of `commit` to `branch` of `repo` creates (none when no environment
-    /// deploys the branch, or the branch is filtered out).
+    /// The runs a push of `commit` to `branch` of `repo` creates, or why it creates none
+    /// (the server config lets the branch deploy no environment). A run into a protected
+    /// environment — or of a branch that may deploy one, when the environment is not known
+    /// before the run reads berth.yaml — waits for a deployer's approval.
     pub(crate) async fn runs_for_push(
         &self,
         repo: &Repository,
         branch: &str,
         commit: &str,
         trigger: Trigger,
-    ) -> Vec<NewRun> {
-        if !repo.branches.is_empty() && !repo.branches.iter().any(|b| b == branch) {
-            return Vec::new();
+    ) -> Result<Vec<NewRun>, String> {
+        if !repo.branch_may_deploy(branch) {
+            return Err(repo.refused_branch(branch));
         }
         let environment = self.environment_for_branch(repo, branch).await;
-        if environment.is_none() && repo.branches.is_empty() {
-            // No filter and no known environment for it: the view may be stale, so queue it
-            // anyway; the run itself says when no environment deploys the branch.
+        if environment.is_none() {
+            // The view may be stale: queue it anyway; the run itself reads berth.yaml of the
+            // pushed commit, and refuses what the server config does not allow.
             tracing::debug!(repository = %repo.name, branch, "no environment known for the branch yet");
         }
-        vec![NewRun {
+        let needs_approval = match &environment {
+            Some(e) => repo.protected(e),
+            None => repo
+                .environments
+                .iter()
+                .any(|e| e.protected && e.branches.iter().any(|b| b == branch)),
+        };
+        Ok(vec![NewRun {
             repository: repo.name.clone(),
             branch: branch.to_string(),
             commit: commit.to_string(),
             environment: environment.unwrap_or_default(),
             trigger,
-        }]
+            needs_approval,
+        }])
     }
 
     async fn environment_for_branch(&self, repo: &Repository, branch: &str) -> Option<String> {
@@ -646,12 +666,17 @@ impl Server {
         } else {
             Some(run.environment.clone())
         };
+        let context = self
+            .authorize(&repo, run, &checkout, environment.as_deref(), &action)
+            .await
+            .map_err(Failure::msg)?;
         let job = Job {
             run: run.id.to_string(),
             checkout: checkout.clone(),
             environment,
             action,
             user: trigger_user(&run.trigger),
+            context,
         };
         let result = self
             .inner
@@ -667,6 +692,85 @@ impl Server {
                 .await;
         }
         result
+    }
+
+    /// Holds a run against the server config before anything builds or deploys: the
+    /// environment the commit's berth.yaml chose must be one the server lets this repository
+    /// and branch deploy, into the namespace and context it pins; a push into a protected
+    /// environment must have been approved; and a push must not take an environment back to
+    /// an older commit (a replayed webhook: the delivery id is not signed, so a captured push
+    /// resent under a new id would redeploy its old commit). Runs a deployer asked for (run,
+    /// re-run, rollback, promote) may go back. Returns the kube context the server pins.
+    async fn authorize(
+        &self,
+        repo: &Repository,
+        run: &Run,
+        checkout: &Checkout,
+        environment: Option<&str>,
+        action: &Action,
+    ) -> Result<Option<String>, String> {
+        let Some(environment) = environment else {
+            return Ok(None);
+        };
+        let target = self.inner.executor.target(checkout, environment)?;
+        let builds = matches!(action, Action::Run);
+        let branch = builds.then_some(run.branch.as_str());
+        let context = repo.authorize(environment, branch, &target)?;
+        let pushed = matches!(run.trigger, Trigger::Webhook { .. } | Trigger::Poll);
+        if !pushed {
+            return Ok(context);
+        }
+        let approved = run
+            .result
+            .as_ref()
+            .and_then(|r| r.get("approved_by"))
+            .is_some();
+        if repo.protected(environment) && !approved {
+            return Err(format!(
+                "environment `{environment}` is protected: a push deploys it only once a deployer approves the run (POST /api/runs/{}/approve); re-run it to ask again",
+                run.id
+            ));
+        }
+        let live = self
+            .inner
+            .executor
+            .live_commit(checkout, environment, context.as_deref())
+            .await
+            .map_err(|e| {
+                format!("cannot read the release live in `{environment}` to check the push is newer: {e}")
+            })?;
+        if let Some(live) = live
+            && live != checkout.commit
+        {
+            let force = format!(
+                "a deployer can deploy it on purpose with POST /api/repositories/{}/runs {{\"commit\": \"{}\", \"environment\": \"{environment}\"}}",
+                repo.name, checkout.commit
+            );
+            match self
+                .inner
+                .git
+                .is_ancestor(&repo.name, &live, &checkout.commit)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(format!(
+                        "commit {} is not a descendant of {}, which `{environment}` runs now: a push never takes an environment back (a replayed or out-of-order webhook, or a force-push); {force}",
+                        short(&checkout.commit),
+                        short(&live),
+                    ));
+                }
+                // The live commit is not in this repository (any more): fail closed.
+                Err(e) => {
+                    return Err(format!(
+                        "cannot tell whether commit {} descends from {}, which `{environment}` runs now ({e}); a push never takes an environment back; {force}",
+                        short(&checkout.commit),
+                        short(&live),
+                    ));
+                }
+            }
+        }
+        Ok(context)
     }
 
     /// Runs a repository's polling loop: every `poll`, ls-remote each branch and queue a run
@@ -696,7 +800,11 @@ impl Server {
                         if seen.as_deref() != Some(commit.as_str()) {
                             let runs = self
                                 .runs_for_push(&repo, &branch, &commit, Trigger::Poll)
-                                .await;
+                                .await
+                                .unwrap_or_else(|why| {
+                                    tracing::info!(repository = %repo.name, "polled commit {commit} not deployed: {why}");
+                                    Vec::new()
+                                });
                             for r in runs {
                                 if let Err(e) = self.enqueue(r).await {
                                     tracing::error!(repository = %repo.name, "queueing a polled commit: {e}");

@@ -77,6 +77,30 @@ pub enum GitCredentials {
     },
 }
 
+/// The branches a repository deploys from when the server config names none (no `branches:`
+/// and no `environments:`): the usual names of a default branch. A pusher to any other branch
+/// cannot deploy by editing berth.yaml; a repository whose default branch has another name
+/// lists it in `branches:`.
+pub const DEFAULT_BRANCHES: [&str; 2] = ["main", "master"];
+
+/// One environment a repository may deploy, as the server config says (`environments:` of a
+/// repository): from which branches, into which namespace and kube context, with or without
+/// approval. A pushed berth.yaml cannot widen any of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvironmentRule {
+    /// The environment's name in berth.yaml.
+    pub name: String,
+    /// Branches whose pushes (and manual runs) may deploy it; empty: none, it is reached only
+    /// by promotion or rollback.
+    pub branches: Vec<String>,
+    /// The namespace it must deploy into (`None`: berth.yaml's).
+    pub namespace: Option<String>,
+    /// The kube context it must deploy through (`None`: berth.yaml's, else the server's).
+    pub context: Option<String>,
+    /// Runs from pushes wait in `awaiting_approval` until a deployer approves them.
+    pub protected: bool,
+}
+
 /// One delivered repository.
 #[derive(Clone, Debug)]
 pub struct Repository {
@@ -94,6 +118,187 @@ pub struct Repository {
     pub webhook: Option<Webhook>,
     /// Poll the remote this often (for hosts that cannot send webhooks).
     pub poll: Option<Duration>,
+    /// The environments it may deploy (empty: every environment of its berth.yaml, only from
+    /// `branches`, else from [`DEFAULT_BRANCHES`]).
+    pub environments: Vec<EnvironmentRule>,
+    /// Where it is configured, for messages (`berth-serve.yaml:7`, `--repo hello`).
+    pub origin: String,
+}
+
+/// Where an environment of a pushed berth.yaml would deploy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its kube context, if berth.yaml names one.
+    pub context: Option<String>,
+}
+
+impl Repository {
+    /// The rule for `environment`, when the server config lists environments.
+    pub fn rule(&self, environment: &str) -> Option<&EnvironmentRule> {
+        self.environments.iter().find(|e| e.name == environment)
+    }
+
+    /// Whether runs of `environment` from pushes wait for a deployer's approval.
+    pub fn protected(&self, environment: &str) -> bool {
+        self.rule(environment).is_some_and(|r| r.protected)
+    }
+
+    /// The branches that may deploy `environment`; `None`: it may not be deployed at all.
+    pub fn branches_for(&self, environment: &str) -> Option<Vec<String>> {
+        if self.environments.is_empty() {
+            return Some(self.default_branches());
+        }
+        self.rule(environment).map(|r| r.branches.clone())
+    }
+
+    fn default_branches(&self) -> Vec<String> {
+        if self.branches.is_empty() {
+            DEFAULT_BRANCHES.iter().map(|b| b.to_string()).collect()
+        } else {
+            self.branches.clone()
+        }
+    }
+
+    /// Whether a push to `branch` may deploy some environment (checked again, for the
+    /// environment the pushed berth.yaml chooses, when the run starts).
+    pub fn branch_may_deploy(&self, branch: &str) -> bool {
+        if !self.branches.is_empty() && !self.branches.iter().any(|b| b == branch) {
+            return false;
+        }
+        if self.environments.is_empty() {
+            return self.default_branches().iter().any(|b| b == branch);
+        }
+        self.environments
+            .iter()
+            .any(|e| e.branches.iter().any(|b| b == branch))
+    }
+
+    /// What the server config allows this repository, for people: `dev from main; prod from
+    /// main (protected, namespace shop)`.
+    pub fn allowed(&self) -> String {
+        if self.environments.is_empty() {
+            return format!(
+                "every environment of its berth.yaml, from branch {} only",
+                or_list(&self.default_branches())
+            );
+        }
+        self.environments
+            .iter()
+            .map(|e| {
+                let mut s = if e.branches.is_empty() {
+                    format!("{} by promotion or rollback only", e.name)
+                } else {
+                    format!("{} from {}", e.name, or_list(&e.branches))
+                };
+                let mut notes = Vec::new();
+                if e.protected {
+                    notes.push("protected".to_string());
+                }
+                if let Some(n) = &e.namespace {
+                    notes.push(format!("namespace {n}"));
+                }
+                if let Some(c) = &e.context {
+                    notes.push(format!("context {c}"));
+                }
+                if !notes.is_empty() {
+                    s.push_str(&format!(" ({})", notes.join(", ")));
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn change_hint(&self) -> String {
+        format!(
+            "the server config allows repository `{}`: {}. Change that in `environments:` of the repository ({}), not in berth.yaml",
+            self.name,
+            self.allowed(),
+            self.origin
+        )
+    }
+
+    /// Why a push to `branch` queues nothing, for the git host's delivery log.
+    pub fn refused_branch(&self, branch: &str) -> String {
+        format!(
+            "branch `{branch}` may deploy no environment; {}",
+            self.change_hint()
+        )
+    }
+
+    /// Whether `environment` may be deployed at all, and from `branch` (`None`: by a rollback
+    /// or a promotion, which build nothing); an error, for people, when not.
+    pub fn may_deploy(&self, environment: &str, branch: Option<&str>) -> Result<(), String> {
+        let Some(branches) = self.branches_for(environment) else {
+            return Err(format!(
+                "environment `{environment}` may not be deployed from this server; {}",
+                self.change_hint()
+            ));
+        };
+        if let Some(b) = branch
+            && !branches.iter().any(|x| x == b)
+        {
+            return Err(format!(
+                "branch `{b}` may not deploy environment `{environment}`; {}",
+                self.change_hint()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a run into `environment`, which the commit's berth.yaml deploys to `target`.
+    /// `branch` is the branch a build deploys from (`None` for a rollback or a promotion, which
+    /// build nothing). Returns the kube context to deploy through when the server config pins
+    /// one; an error, for people, when the server config does not allow it.
+    pub fn authorize(
+        &self,
+        environment: &str,
+        branch: Option<&str>,
+        target: &Target,
+    ) -> Result<Option<String>, String> {
+        self.may_deploy(environment, branch)?;
+        let Some(rule) = self.rule(environment) else {
+            return Ok(None);
+        };
+        if let Some(ns) = &rule.namespace
+            && *ns != target.namespace
+        {
+            return Err(format!(
+                "berth.yaml deploys environment `{environment}` into namespace `{}`, but the server config pins it to `{ns}`; write `namespace: {ns}` in berth.yaml, or change the server config: {}",
+                target.namespace,
+                self.change_hint()
+            ));
+        }
+        if let Some(ctx) = &rule.context {
+            if let Some(named) = &target.context
+                && named != ctx
+            {
+                return Err(format!(
+                    "berth.yaml deploys environment `{environment}` through kube context `{named}`, but the server config pins it to `{ctx}`; remove `context:` from berth.yaml or write `context: {ctx}`, or change the server config: {}",
+                    self.change_hint()
+                ));
+            }
+            return Ok(Some(ctx.clone()));
+        }
+        Ok(None)
+    }
+}
+
+fn or_list(items: &[String]) -> String {
+    match items {
+        [] => "none".into(),
+        [one] => format!("`{one}`"),
+        _ => {
+            let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+            format!(
+                "{} or {}",
+                quoted[..quoted.len() - 1].join(", "),
+                quoted[quoted.len() - 1]
+            )
+        }
+    }
 }
 
 /// The checked configuration.
@@ -114,7 +319,21 @@ pub struct ServeConfig {
     /// `/metrics` answers without a token (`metrics: {anonymous: true}`); off by default:
     /// the counters tell an outsider how often and how well this server deploys.
     pub metrics_anonymous: bool,
+    /// Webhook requests read and verified at once (the unauthenticated door); beyond it the
+    /// server answers 503 with `Retry-After`.
+    pub webhook_concurrency: usize,
+    /// The largest webhook body read, in bytes (`webhook_max_body`).
+    pub webhook_max_body: usize,
 }
+
+/// The default of [`ServeConfig::webhook_concurrency`].
+pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 16;
+
+/// The default of [`ServeConfig::webhook_max_body`], 1 MiB. GitHub caps payloads at 25 MB,
+/// but a push payload lists at most 20 commits (GitLab 20, Gitea 10 by default) and berth
+/// reads only its ref and head commit: real pushes stay far below this, and an anonymous
+/// sender cannot make the server buffer 25 MB per request.
+pub const DEFAULT_WEBHOOK_MAX_BODY: usize = 1024 * 1024;
 
 impl ServeConfig {
     /// The embedded defaults: no repositories, SQLite under `data_dir`.
@@ -127,6 +346,8 @@ impl ServeConfig {
             supersede: true,
             repositories: Vec::new(),
             metrics_anonymous: false,
+            webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
+            webhook_max_body: DEFAULT_WEBHOOK_MAX_BODY,
         }
     }
 
@@ -187,6 +408,8 @@ impl ServeConfig {
             branches: Vec::new(),
             webhook: None,
             poll: None,
+            environments: Vec::new(),
+            origin: format!("--repo {spec}; give it in a --config file to choose its environments"),
         });
         Ok(())
     }
@@ -212,6 +435,8 @@ struct RawConfig {
     #[serde(default)]
     repositories: Vec<Spanned<RawRepository>>,
     metrics: Option<RawMetrics>,
+    webhook_concurrency: Option<Spanned<i64>>,
+    webhook_max_body: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +457,20 @@ struct RawRepository {
     branches: Vec<String>,
     webhook: Option<Spanned<RawWebhook>>,
     poll: Option<Spanned<String>>,
+    #[serde(default)]
+    environments: Vec<Spanned<RawEnvironment>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvironment {
+    name: Spanned<String>,
+    #[serde(default)]
+    branches: Vec<String>,
+    namespace: Option<String>,
+    context: Option<String>,
+    #[serde(default)]
+    protected: bool,
 }
 
 #[derive(Deserialize)]
@@ -372,6 +611,31 @@ pub fn parse(
     if let Some(m) = raw.metrics {
         config.metrics_anonymous = m.anonymous;
     }
+    if let Some(c) = raw.webhook_concurrency {
+        if c.value < 1 || c.value > 4096 {
+            return Err(invalid(
+                &c.referenced,
+                format!(
+                    "webhook_concurrency: {} is out of range; give how many webhook requests may be read at once (1 to 4096)",
+                    c.value
+                ),
+            ));
+        }
+        config.webhook_concurrency = c.value as usize;
+    }
+    if let Some(m) = raw.webhook_max_body {
+        let most = berth_hooks::DEFAULT_MAX_BODY as i64;
+        if m.value < 1024 || m.value > most {
+            return Err(invalid(
+                &m.referenced,
+                format!(
+                    "webhook_max_body: {} is out of range; give the largest webhook body to read in bytes (1024 to {most}, GitHub's own cap)",
+                    m.value
+                ),
+            ));
+        }
+        config.webhook_max_body = m.value as usize;
+    }
     for r in raw.repositories {
         let at = &r.referenced;
         let r = r.value;
@@ -438,7 +702,31 @@ pub fn parse(
         if webhook.is_none() && poll.is_none() {
             tracing::debug!(repository = %r.name.value, "no webhook and no polling: manual runs only");
         }
-        let _ = at;
+        let mut environments: Vec<EnvironmentRule> = Vec::new();
+        for e in r.environments {
+            let eat = &e.value.name.referenced;
+            let name = e.value.name.value.clone();
+            if name.is_empty() {
+                return Err(invalid(
+                    eat,
+                    "environments: `name` is empty; give the name of an environment of berth.yaml"
+                        .into(),
+                ));
+            }
+            if environments.iter().any(|x| x.name == name) {
+                return Err(invalid(
+                    eat,
+                    format!("environments: `{name}` is listed twice; give each environment once"),
+                ));
+            }
+            environments.push(EnvironmentRule {
+                name,
+                branches: e.value.branches,
+                namespace: e.value.namespace,
+                context: e.value.context,
+                protected: e.value.protected,
+            });
+        }
         config.repositories.push(Repository {
             name: r.name.value,
             url: r.url.value,
@@ -447,6 +735,8 @@ pub fn parse(
             branches: r.branches,
             webhook,
             poll,
+            environments,
+            origin: format!("{file}:{}", at.line().max(1)),
         });
     }
     Ok(config)
@@ -553,6 +843,8 @@ mod tests {
         for (text, want) in [
             ("listen: nowhere\n", "HOST:PORT"),
             ("concurrency: 0\n", "1 to 1024"),
+            ("webhook_concurrency: 0\n", "1 to 4096"),
+            ("webhook_max_body: 100000000\n", "GitHub's own cap"),
             (
                 "repositories:\n  - name: Bad_Name\n    url: /x\n",
                 "lowercase",
@@ -579,6 +871,114 @@ mod tests {
                 .unwrap()
                 .metrics_anonymous
         );
+    }
+
+    fn shop(extra: &str) -> Repository {
+        parse(
+            &format!("repositories:\n  - name: shop\n    url: /x\n{extra}"),
+            "serve.yaml",
+            &env,
+        )
+        .unwrap()
+        .repositories
+        .remove(0)
+    }
+
+    fn at(namespace: &str, context: Option<&str>) -> Target {
+        Target {
+            namespace: namespace.into(),
+            context: context.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_repository_the_server_config_says_nothing_about_deploys_only_its_default_branch() {
+        let r = shop("");
+        assert!(r.branch_may_deploy("main") && r.branch_may_deploy("master"));
+        assert!(!r.branch_may_deploy("feature"));
+        let e = r.authorize("production", Some("feature"), &at("shop", None));
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("branch `feature` may not deploy environment `production`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("serve.yaml:2") && e.contains("`main` or `master`"),
+            "{e}"
+        );
+        assert_eq!(
+            r.authorize("production", Some("main"), &at("x", None)),
+            Ok(None)
+        );
+        // `branches:` alone widens (or narrows) the default.
+        let r = shop("    branches: [trunk]\n");
+        assert!(r.branch_may_deploy("trunk") && !r.branch_may_deploy("main"));
+    }
+
+    #[test]
+    fn the_server_config_pins_environments_branches_namespaces_and_contexts() {
+        let r = shop(
+            "    environments:\n      - name: staging\n        branches: [main, develop]\n      - name: production\n        branches: [main]\n        namespace: shop\n        context: prod\n        protected: true\n      - name: preview\n",
+        );
+        assert!(r.branch_may_deploy("develop") && !r.branch_may_deploy("feature"));
+        assert!(r.protected("production") && !r.protected("staging"));
+        assert_eq!(
+            r.authorize("production", Some("main"), &at("shop", None)),
+            Ok(Some("prod".into())),
+            "the pinned context is used when berth.yaml names none"
+        );
+        for (env, branch, target, want) in [
+            (
+                "production",
+                Some("develop"),
+                at("shop", None),
+                "branch `develop` may not deploy",
+            ),
+            (
+                "production",
+                Some("main"),
+                at("other", None),
+                "pins it to `shop`",
+            ),
+            (
+                "production",
+                Some("main"),
+                at("shop", Some("dev")),
+                "pins it to `prod`",
+            ),
+            (
+                "qa",
+                Some("main"),
+                at("qa", None),
+                "`qa` may not be deployed",
+            ),
+            ("preview", Some("main"), at("p", None), "may not deploy"),
+        ] {
+            let e = r.authorize(env, branch, &target).unwrap_err();
+            assert!(e.contains(want), "{env} {branch:?}: {e}");
+            assert!(
+                e.contains("production from `main` (protected, namespace shop, context prod)"),
+                "{e}"
+            );
+        }
+        // A rollback or a promotion builds from no branch, but still goes where the server says.
+        assert_eq!(r.authorize("preview", None, &at("p", None)), Ok(None));
+        assert!(
+            r.authorize("production", None, &at("elsewhere", None))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_environment_listed_twice_is_refused() {
+        let e = parse(
+            "repositories:\n  - name: a\n    url: /x\n    environments:\n      - name: p\n      - name: p\n",
+            "f",
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("f:6:") && e.contains("twice"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,8 @@ use berth_types::EventSink;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+pub use crate::config::Target;
+
 /// A checked-out commit of a repository.
 #[derive(Clone, Debug)]
 pub struct Checkout {
@@ -55,6 +57,9 @@ pub struct Job {
     pub action: Action,
     /// Who asked (a token name, `webhook:github`, `poll`).
     pub user: String,
+    /// The kube context the server config pins for the environment: the engine deploys
+    /// through it, whatever berth.yaml or the server's `--context` say.
+    pub context: Option<String>,
 }
 
 /// What a successful job did.
@@ -175,4 +180,17 @@ pub trait Executor: Send + Sync + 'static {
 
     /// The environment a push to `branch` deploys, if one does.
     fn environment_for_branch(&self, checkout: &Checkout, branch: &str) -> Option<String>;
+
+    /// Where `environment` of `checkout`'s berth.yaml deploys (read from the file only), for
+    /// the server to hold against its own configuration before anything runs.
+    fn target(&self, checkout: &Checkout, environment: &str) -> Result<Target, String>;
+
+    /// The commit of the release live in `environment` (`None`: nothing deployed yet), read
+    /// through kube context `context` when given, else berth.yaml's.
+    fn live_commit<'a>(
+        &'a self,
+        checkout: &'a Checkout,
+        environment: &'a str,
+        context: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, String>>;
 }

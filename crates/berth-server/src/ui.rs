@@ -108,6 +108,8 @@ pub fn routes() -> axum::Router<Server> {
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/rerun", post(rerun))
+        .route("/runs/{id}/approve", post(approve))
+        .route("/runs/{id}/reject", post(reject))
         .route("/repos/{repo}/envs/{env}", get(environment_page))
         .route("/repos/{repo}/envs/{env}/rollback", post(rollback))
         .route("/repos/{repo}/envs/{env}/promote", post(promote))
@@ -468,6 +470,7 @@ async fn run_page(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>)
             note => run.note,
             rolled_back => run.state == berth_store::RunState::RolledBack,
             active => !run.state.is_terminal(),
+            awaiting => run.state == berth_store::RunState::AwaitingApproval,
             error, diagnosis, outcome => v(outcome),
             stages => v(stages(&events)),
             lines,
@@ -644,6 +647,44 @@ async fn rerun(
         Ok(run) => Redirect::to(&format!("/runs/{}", run.id)).into_response(),
         Err(e) => error_page(e.0, &e.2, Some(&who)),
     }
+}
+
+/// The approve and reject buttons of a run awaiting approval.
+async fn decide(s: &Server, h: &HeaderMap, id: &str, f: &CsrfForm, approve: bool) -> Response {
+    let who = match deployer_post(s, h, f).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Ok(rid) = id.parse::<RunId>() else {
+        return error_page(StatusCode::NOT_FOUND, "no such run", Some(&who));
+    };
+    let decided = if approve {
+        crate::api::approve_run(s, rid, &who.name).await
+    } else {
+        crate::api::reject_run(s, rid, &who.name).await
+    };
+    match decided {
+        Ok(_) => Redirect::to(&format!("/runs/{id}")).into_response(),
+        Err(e) => error_page(e.0, &e.2, Some(&who)),
+    }
+}
+
+async fn approve(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    decide(&s, &h, &id, &f, true).await
+}
+
+async fn reject(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    decide(&s, &h, &id, &f, false).await
 }
 
 #[cfg(test)]

@@ -334,6 +334,7 @@ mod tests {
             commit: String::new(),
             environment: String::new(),
             trigger: Trigger::Poll,
+            needs_approval: false,
         };
         let d = NewDelivery {
             provider: String::new(),

@@ -28,6 +28,7 @@ impl FromStr for RunId {
 /// Where a run is in its life. Stored as the snake_case text of the variant.
 ///
 /// ```text
+/// awaiting_approval ──> queued (approved by a deployer) | cancelled (rejected) | superseded
 /// queued ──> running ──> succeeded | failed | rolled_back | cancelled
 ///   │           └──────> interrupted (server stopped mid-run) ──> queued (resume)
 ///   └──> superseded (a newer push to the same branch and environment) | cancelled
@@ -40,6 +41,9 @@ impl FromStr for RunId {
 pub enum RunState {
     /// Persisted, waiting for a worker.
     Queued,
+    /// A run into a protected environment, held until a deployer approves (it becomes
+    /// `queued`) or rejects it (it becomes `cancelled`). The scheduler never starts it.
+    AwaitingApproval,
     /// A worker is executing it.
     Running,
     /// Finished, deployed and verified.
@@ -58,8 +62,9 @@ pub enum RunState {
 
 impl RunState {
     /// Every state, in the order of the declaration.
-    pub const ALL: [RunState; 8] = [
+    pub const ALL: [RunState; 9] = [
         RunState::Queued,
+        RunState::AwaitingApproval,
         RunState::Running,
         RunState::Succeeded,
         RunState::Failed,
@@ -73,6 +78,7 @@ impl RunState {
     pub fn as_str(self) -> &'static str {
         match self {
             RunState::Queued => "queued",
+            RunState::AwaitingApproval => "awaiting_approval",
             RunState::Running => "running",
             RunState::Succeeded => "succeeded",
             RunState::Failed => "failed",
@@ -86,7 +92,10 @@ impl RunState {
     /// Whether the run is over (its `finished_at` is set when it enters such a state).
     /// `interrupted` counts as over: nothing works on it until it is queued again.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RunState::Queued | RunState::Running)
+        !matches!(
+            self,
+            RunState::Queued | RunState::AwaitingApproval | RunState::Running
+        )
     }
 }
 
@@ -117,7 +126,7 @@ impl FromStr for RunState {
             .ok_or_else(|| UnknownName {
                 what: "run state",
                 text: s.to_string(),
-                expected: "queued, running, succeeded, failed, rolled_back, cancelled, superseded, interrupted",
+                expected: "queued, awaiting_approval, running, succeeded, failed, rolled_back, cancelled, superseded, interrupted",
             })
     }
 }
@@ -167,6 +176,9 @@ pub struct NewRun {
     pub environment: String,
     /// What asked for it.
     pub trigger: Trigger,
+    /// Created in `awaiting_approval` instead of `queued` (a protected environment).
+    #[serde(default)]
+    pub needs_approval: bool,
 }
 
 /// A stored run.
@@ -362,11 +374,18 @@ mod tests {
     }
 
     #[test]
-    fn only_queued_and_running_are_live() {
+    fn only_queued_awaiting_and_running_are_live() {
         let live: Vec<_> = RunState::ALL
             .into_iter()
             .filter(|s| !s.is_terminal())
             .collect();
-        assert_eq!(live, [RunState::Queued, RunState::Running]);
+        assert_eq!(
+            live,
+            [
+                RunState::Queued,
+                RunState::AwaitingApproval,
+                RunState::Running
+            ]
+        );
     }
 }

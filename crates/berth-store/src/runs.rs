@@ -30,7 +30,7 @@ type RunRow = (
 
 const INSERT_RUN: &str = "INSERT INTO runs \
      (repository, branch, commit_id, environment, trigger_info, state, created_at) \
-     VALUES ($1, $2, $3, $4, $5, 'queued', $6) \
+     VALUES ($1, $2, $3, $4, $5, $7, $6) \
      RETURNING id, repository, branch, commit_id, environment, trigger_info, state, \
      created_at, started_at, finished_at, note, result, superseded_by";
 
@@ -86,6 +86,7 @@ struct RunValues {
     environment: String,
     trigger: String,
     created_at: String,
+    state: &'static str,
 }
 
 impl RunValues {
@@ -101,6 +102,11 @@ impl RunValues {
             environment: new.environment,
             trigger,
             created_at: ts_text(at),
+            state: if new.needs_approval {
+                RunState::AwaitingApproval.as_str()
+            } else {
+                RunState::Queued.as_str()
+            },
         })
     }
 }
@@ -115,6 +121,7 @@ macro_rules! insert_run {
             .bind($v.environment)
             .bind($v.trigger)
             .bind($v.created_at)
+            .bind($v.state)
             .fetch_one($e)
             .await
             .map_err(query("creating a run"))
@@ -122,7 +129,8 @@ macro_rules! insert_run {
 }
 
 impl Store {
-    /// Persists a new run in state `queued`. Returns it with its id.
+    /// Persists a new run in state `queued` (`awaiting_approval` when it
+    /// [`NewRun::needs_approval`]). Returns it with its id.
     pub async fn create_run(&self, new: NewRun) -> Result<Run, StoreError> {
         let v = RunValues::new(new, now())?;
         let row = with_pool!(self, write, p => insert_run!(p, v)?);
@@ -246,13 +254,14 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Queued runs of the same repository, branch and environment as `newer`, and older than
-    /// it, become `superseded` with `superseded_by = newer`. Returns their ids, oldest first.
+    /// Queued (or awaiting approval) runs of the same repository, branch and environment as
+    /// `newer`, and older than it, become `superseded` with `superseded_by = newer`. Returns
+    /// their ids, oldest first.
     pub async fn supersede_older(&self, newer: RunId) -> Result<Vec<RunId>, StoreError> {
         let note = format!("superseded by run {newer}");
         let mut ids: Vec<i64> = with_pool!(self, write, p => sqlx::query_scalar(
             "UPDATE runs SET state = 'superseded', superseded_by = $1, finished_at = $2, note = $3 \
-             WHERE state = 'queued' AND id < $1 \
+             WHERE state IN ('queued', 'awaiting_approval') AND id < $1 \
                AND repository = (SELECT repository FROM runs WHERE id = $1) \
                AND branch = (SELECT branch FROM runs WHERE id = $1) \
                AND environment = (SELECT environment FROM runs WHERE id = $1) \

@@ -15,6 +15,7 @@ use berth_pipeline::run::{Pipeline, RunError, RunRequest, choose_environment, de
 use berth_render::{ObjectSet, Tools};
 use berth_server::executor::{
     Action, Checkout, EnvironmentView, Executor, Failure, Job, Outcome, ReleaseView, ServiceView,
+    Target,
 };
 use berth_server::{ServeConfig, Server};
 use berth_types::EventSink;
@@ -293,7 +294,20 @@ pub struct Engine {
 
 impl Engine {
     async fn cluster(&self, env_context: Option<&String>) -> Result<Cluster, String> {
-        let context = self.context.clone().or(env_context.cloned());
+        self.cluster_at(None, env_context).await
+    }
+
+    /// The cluster of `pinned` (the server config's context for the environment), else of
+    /// `--context`, else of berth.yaml's `context`, else the current one.
+    async fn cluster_at(
+        &self,
+        pinned: Option<&String>,
+        env_context: Option<&String>,
+    ) -> Result<Cluster, String> {
+        let context = pinned
+            .cloned()
+            .or(self.context.clone())
+            .or(env_context.cloned());
         if let Some(c) = self.clusters.lock().expect("clusters").get(&context) {
             return Ok(c.clone());
         }
@@ -321,7 +335,7 @@ impl Engine {
         .map_err(|e| Failure::msg(e.to_string()))?
         .clone();
         let cluster = self
-            .cluster(env.context.as_ref())
+            .cluster_at(job.context.as_ref(), env.context.as_ref())
             .await
             .map_err(Failure::msg)?;
         let lock = default_lock(format!(
@@ -465,6 +479,28 @@ impl Engine {
     }
 }
 
+impl Engine {
+    async fn live_commit(
+        &self,
+        checkout: &Checkout,
+        environment: &str,
+        context: Option<&str>,
+    ) -> Result<Option<String>, String> {
+        let config = berth_config::load(&checkout.config).map_err(|e| e.to_string())?;
+        let env = config
+            .environment(environment)
+            .ok_or_else(|| format!("{} has no environment `{environment}`", config.file))?;
+        let pinned = context.map(str::to_string);
+        let cluster = self
+            .cluster_at(pinned.as_ref(), env.context.as_ref())
+            .await?;
+        let h = History::load(&cluster, &env.namespace, &env.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(h.current().and_then(|r| r.commit.clone()))
+    }
+}
+
 fn revision(o: &DeployOutcome) -> u64 {
     match o {
         DeployOutcome::Deployed { revision, .. } | DeployOutcome::Unchanged { revision } => {
@@ -550,5 +586,25 @@ impl Executor for EngineExecutor {
         let config = berth_config::load(&checkout.config).ok()?;
         let envs = config.environments_for_branch(branch);
         (envs.len() == 1).then(|| envs[0].name.clone())
+    }
+
+    fn target(&self, checkout: &Checkout, environment: &str) -> Result<Target, String> {
+        let config = berth_config::load(&checkout.config).map_err(|e| e.to_string())?;
+        let env = config
+            .environment(environment)
+            .ok_or_else(|| format!("{} has no environment `{environment}`", config.file))?;
+        Ok(Target {
+            namespace: env.namespace.clone(),
+            context: env.context.clone(),
+        })
+    }
+
+    fn live_commit<'a>(
+        &'a self,
+        checkout: &'a Checkout,
+        environment: &'a str,
+        context: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(self.0.live_commit(checkout, environment, context))
     }
 }

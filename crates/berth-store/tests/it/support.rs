@@ -68,6 +68,7 @@ pub fn new_run(repo: &str, branch: &str, env: &str, commit: &str) -> NewRun {
         commit: commit.into(),
         environment: env.into(),
         trigger: Trigger::Manual { who: "test".into() },
+        needs_approval: false,
     }
 }
 

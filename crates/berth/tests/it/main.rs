@@ -13,4 +13,5 @@ mod real_node;
 mod rig;
 mod run;
 mod serve;
+mod serve_policy;
 mod serve_ui;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::run::{copy_dir, git};
 
-const HOOK_SECRET: &str = "hook-secret-5f2c9e1d7a";
+pub(crate) const HOOK_SECRET: &str = "hook-secret-5f2c9e1d7a";
 const RUN_WAIT: Duration = Duration::from_secs(420);
 const GIT_TOKEN: &str = "git-token-8d41b7c0e3";
 
@@ -337,7 +337,7 @@ impl Api {
     }
 }
 
-async fn live_image(ctx: &TestContext) -> String {
+pub(crate) async fn live_image(ctx: &TestContext) -> String {
     let d = ctx
         .cluster
         .get(&ObjectKey::new(
@@ -495,7 +495,7 @@ async fn a_push_deploys_through_the_server_and_a_bad_commit_rolls_back() {
 }
 
 /// A GitHub push payload for `after` on main, as the provider sends it.
-fn github_push(after: &str) -> Vec<u8> {
+pub(crate) fn github_push(after: &str) -> Vec<u8> {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../berth-hooks/tests/fixtures/github-push.json");
     let mut v: Value = serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
@@ -505,7 +505,7 @@ fn github_push(after: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-async fn send_hook(
+pub(crate) async fn send_hook(
     rig: &Rig,
     delivery: &str,
     body: &[u8],
@@ -569,7 +569,7 @@ async fn rejected_webhooks_queue_nothing_and_roles_are_checked_on_every_route() 
         ),
         (
             "oversized",
-            vec![b' '; berth_hooks::DEFAULT_MAX_BODY + 10],
+            vec![b' '; berth_server::webhooks::MAX_BODY + 10],
             None,
             413,
         ),
