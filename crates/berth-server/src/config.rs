@@ -114,6 +114,9 @@ pub struct ServeConfig {
     /// `/metrics` answers without a token (`metrics: {anonymous: true}`); off by default:
     /// the counters tell an outsider how often and how well this server deploys.
     pub metrics_anonymous: bool,
+    /// The URL people open (`public_url: https://berth.example.com`); an `https` one makes the
+    /// session cookie `Secure` even when the proxy in front sends no `X-Forwarded-Proto`.
+    pub public_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -127,6 +130,7 @@ impl ServeConfig {
             supersede: true,
             repositories: Vec::new(),
             metrics_anonymous: false,
+            public_url: None,
         }
     }
 
@@ -212,6 +216,7 @@ struct RawConfig {
     #[serde(default)]
     repositories: Vec<Spanned<RawRepository>>,
     metrics: Option<RawMetrics>,
+    public_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -371,6 +376,21 @@ pub fn parse(
     }
     if let Some(m) = raw.metrics {
         config.metrics_anonymous = m.anonymous;
+    }
+    if let Some(u) = raw.public_url {
+        let lower = u.value.to_ascii_lowercase();
+        if !(lower.starts_with("https://") || lower.starts_with("http://"))
+            || has_password(&u.value)
+        {
+            return Err(invalid(
+                &u.referenced,
+                format!(
+                    "public_url: `{}` is not a URL people open; write it like https://berth.example.com",
+                    u.value
+                ),
+            ));
+        }
+        config.public_url = Some(u.value);
     }
     for r in raw.repositories {
         let at = &r.referenced;

@@ -12,4 +12,6 @@ mod examples;
 mod rig;
 mod run;
 mod serve;
+mod serve_events;
+mod serve_session;
 mod serve_ui;
