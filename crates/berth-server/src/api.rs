@@ -1,6 +1,8 @@
 //! The JSON API under `/api` (described by `docs/api/openapi.yaml`, served at
 //! `/api/openapi.yaml`). Every route checks the caller's token and role: viewer reads,
-//! deployer runs/cancels/rolls back/promotes, admin manages tokens.
+//! deployer runs/cancels/rolls back/promotes, admin manages tokens. A state-changing call
+//! signed in by the UI's session cookie must carry the session's CSRF token
+//! ([`auth::csrf_guard`]); bearer calls need none.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -47,7 +49,13 @@ pub fn routes() -> axum::Router<Server> {
         .route("/api/runs/{id}/reject", post(reject))
         .route("/api/tokens", get(tokens).post(create_token))
         .route("/api/tokens/{name}", delete(revoke_token))
+        .layer(axum::middleware::from_fn(auth::csrf_guard))
 }
+
+/// Events per page of `/api/runs/{id}/events` when `limit` is not given.
+pub const EVENTS_PAGE: u32 = 1000;
+/// The largest page of `/api/runs/{id}/events`.
+pub const EVENTS_PAGE_MAX: u32 = 5000;
 
 /// An API error: status + `{"error": code, "message": ...}`.
 pub struct ApiError(pub StatusCode, pub &'static str, pub String);
@@ -375,15 +383,22 @@ async fn events(
     if s.store().run(id).await?.is_none() {
         return Err(not_found(format!("no run `{id}`")));
     }
-    let events = s
-        .store()
-        .events(
-            id,
-            q.after.unwrap_or(0),
-            q.limit.unwrap_or(1000).min(10_000),
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(EVENTS_PAGE).clamp(1, EVENTS_PAGE_MAX);
+    let events = s.store().events(id, after, limit).await?;
+    let mut response = Json(json!(events)).into_response();
+    // A full page: there may be more, after its last event.
+    if events.len() == limit as usize
+        && let Some(last) = events.last()
+        && let Ok(link) = format!(
+            "</api/runs/{id}/events?after={}&limit={limit}>; rel=\"next\"",
+            last.seq
         )
-        .await?;
-    ok(json!(events))
+        .parse()
+    {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
 }
 
 async fn stream(

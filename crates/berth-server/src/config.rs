@@ -324,6 +324,9 @@ pub struct ServeConfig {
     pub webhook_concurrency: usize,
     /// The largest webhook body read, in bytes (`webhook_max_body`).
     pub webhook_max_body: usize,
+    /// The URL people open (`public_url: https://berth.example.com`); an `https` one makes the
+    /// session cookie `Secure` even when the proxy in front sends no `X-Forwarded-Proto`.
+    pub public_url: Option<String>,
 }
 
 /// The default of [`ServeConfig::webhook_concurrency`].
@@ -348,6 +351,7 @@ impl ServeConfig {
             metrics_anonymous: false,
             webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
             webhook_max_body: DEFAULT_WEBHOOK_MAX_BODY,
+            public_url: None,
         }
     }
 
@@ -437,6 +441,7 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     webhook_concurrency: Option<Spanned<i64>>,
     webhook_max_body: Option<Spanned<i64>>,
+    public_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -635,6 +640,21 @@ pub fn parse(
             ));
         }
         config.webhook_max_body = m.value as usize;
+    }
+    if let Some(u) = raw.public_url {
+        let lower = u.value.to_ascii_lowercase();
+        if !(lower.starts_with("https://") || lower.starts_with("http://"))
+            || has_password(&u.value)
+        {
+            return Err(invalid(
+                &u.referenced,
+                format!(
+                    "public_url: `{}` is not a URL people open; write it like https://berth.example.com",
+                    u.value
+                ),
+            ));
+        }
+        config.public_url = Some(u.value);
     }
     for r in raw.repositories {
         let at = &r.referenced;

@@ -4,7 +4,8 @@
 //! after the client's position (`Last-Event-ID`, or `?after=`), then forwards live events,
 //! skipping any it already sent — so nothing falls in the gap between catch-up and live. Each
 //! SSE message has the event's sequence number as `id` and its JSON as `data`; when the run
-//! is over, a final `end` message carries its state and the stream closes.
+//! is over, a final `end` message carries its state and the stream closes. The live channel is
+//! bounded (1024 events); a client too slow for it catches up from the store, page by page.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -35,22 +36,28 @@ pub fn stream(
     let s = async_stream::stream! {
         let mut live = server.subscribe(run);
         let mut last = after;
-        // Catch up from the store, in pages.
-        loop {
-            match server.store().events(run, last, 500).await {
-                Ok(page) if !page.is_empty() => {
-                    for e in &page {
-                        last = e.seq;
-                        yield Ok(message(e));
+        // Catch up from the store, in pages (again after falling behind the live channel,
+        // and at the end: however many events that is, none is skipped).
+        macro_rules! catch_up {
+            () => {
+                loop {
+                    match server.store().events(run, last, 500).await {
+                        Ok(page) if !page.is_empty() => {
+                            for e in &page {
+                                last = e.seq;
+                                yield Ok(message(e));
+                            }
+                        }
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::error!(run = %run, "reading events: {e}");
+                            break;
+                        }
                     }
                 }
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::error!(run = %run, "reading events: {e}");
-                    break;
-                }
-            }
+            };
         }
+        catch_up!();
         if let Some(rx) = live.as_mut() {
             loop {
                 match rx.recv().await {
@@ -60,23 +67,14 @@ pub fn stream(
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
-                        // Too slow for the live channel: catch up from the store again.
-                        if let Ok(page) = server.store().events(run, last, 10_000).await {
-                            for e in &page {
-                                last = e.seq;
-                                yield Ok(message(e));
-                            }
-                        }
+                        // Too slow for the live channel (bounded): catch up from the store.
+                        catch_up!();
                     }
                     Err(RecvError::Closed) => break,
                 }
             }
             // Events stored between the last live one and the close.
-            if let Ok(page) = server.store().events(run, last, 10_000).await {
-                for e in &page {
-                    yield Ok(message(e));
-                }
-            }
+            catch_up!();
         }
         // Ended (or not running here): say how it stands, then close.
         let state = match server.store().run(run).await {

@@ -5,13 +5,18 @@
 //!
 //! Pages: dashboard (`/`: environment x service matrix per repository, recent runs), run
 //! (`/runs/{id}`: stage graph, diagnosis, logs), release history (`/repos/{repo}/envs/{env}`:
-//! rollback and promote for deployers). Sign-in is a form that takes an API token and keeps it
-//! in an HttpOnly, SameSite=Strict cookie; every POST form carries a CSRF token.
+//! rollback and promote for deployers). Sign-in is a form that takes an API token and opens a
+//! session (see [`crate::auth`]): the cookie holds the session id, never the token; sign-out
+//! deletes the session; every POST form, sign-out included, carries the session's CSRF token.
+//!
+//! The run page shows the newest [`RUN_PAGE_LINES`] lines (with a link to the earlier ones, a
+//! page at a time) and the stage graph from the step events alone, so a run with a million
+//! lines of output is one bounded page, not a million-line document.
 
 use std::sync::OnceLock;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -21,7 +26,10 @@ use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
 
 use crate::app::Server;
-use crate::auth::{self, COOKIE};
+use crate::auth::{self, COOKIE, Caller};
+
+/// Lines of log the run page shows at once.
+pub const RUN_PAGE_LINES: u32 = 1000;
 
 fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -63,10 +71,14 @@ fn page(name: &str, ctx: minijinja::Value) -> Response {
     }
 }
 
-fn error_page(status: StatusCode, message: &str, who: Option<&TokenInfo>) -> Response {
+fn error_page(status: StatusCode, message: &str, who: Option<&Caller>) -> Response {
     let mut r = page(
         "error.html",
-        context! { status => status.as_u16(), message, user => v(who.map(user)) },
+        context! {
+            status => status.as_u16(), message,
+            user => v(who.map(|c| user(&c.info))),
+            csrf => who.map(Caller::csrf).unwrap_or_default(),
+        },
     );
     *r.status_mut() = status;
     r
@@ -89,8 +101,8 @@ fn user(t: &TokenInfo) -> User {
 
 /// Signed in with at least `role`, or the response to send instead (the login page for a
 /// browser without a session).
-async fn signed_in(s: &Server, h: &HeaderMap, role: Role) -> Result<TokenInfo, Response> {
-    match auth::require(s, h, role).await {
+async fn signed_in(s: &Server, h: &HeaderMap, role: Role) -> Result<Caller, Response> {
+    match auth::caller(s, h, role).await {
         Ok(t) => Ok(t),
         Err(d) if d.status == StatusCode::UNAUTHORIZED => {
             Err(Redirect::to("/login").into_response())
@@ -142,12 +154,23 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(s): State<Server>, Form(f): Form<LoginForm>) -> Response {
+async fn login(State(s): State<Server>, h: HeaderMap, Form(f): Form<LoginForm>) -> Response {
     let token = f.token.trim();
-    match s.store().token(token).await {
-        Ok(Some(_)) => {
-            let cookie =
-                format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000");
+    let opened = match s.store().token(token).await {
+        Ok(Some(info)) => {
+            if let Err(e) = s.store().purge_sessions(auth::SESSION_IDLE).await {
+                tracing::warn!("removing expired sessions: {e}");
+            }
+            s.store()
+                .create_session(&info.name, auth::SESSION_MAX_AGE)
+                .await
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    match opened {
+        Ok(Some((_, id))) => {
+            let cookie = auth::session_cookie(id.expose(), auth::secure(&s, &h));
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
         Ok(None) => {
@@ -169,15 +192,39 @@ async fn login(State(s): State<Server>, Form(f): Form<LoginForm>) -> Response {
     }
 }
 
-async fn logout() -> Response {
-    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
 }
 
-fn csrf_of(s: &Server, h: &HeaderMap) -> String {
-    auth::cookie(h, COOKIE)
-        .map(|c| auth::csrf(s, &c))
-        .unwrap_or_default()
+/// Ends the session (its row is deleted: the cookie is refused from then on, wherever it was
+/// copied to) and clears the cookie. A sign-out posted by another site (no CSRF token) is
+/// refused.
+async fn logout(State(s): State<Server>, h: HeaderMap, Form(f): Form<LogoutForm>) -> Response {
+    let secure = auth::secure(&s, &h);
+    if let Some(id) = auth::cookie(&h, COOKIE) {
+        if !auth::csrf_matches(&id, &f.csrf) {
+            return error_page(
+                StatusCode::FORBIDDEN,
+                "this sign-out was not sent by this server's page; reload the page and try again",
+                None,
+            );
+        }
+        if let Err(e) = s.store().delete_session(&id).await {
+            tracing::error!("sign-out: {e}");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is not available: you are still signed in; try again",
+                None,
+            );
+        }
+    }
+    (
+        [(header::SET_COOKIE, auth::cleared_cookie(secure))],
+        Redirect::to("/login"),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -306,7 +353,7 @@ async fn dashboard(State(s): State<Server>, h: HeaderMap) -> Response {
     };
     page(
         "dashboard.html",
-        context! { user => v(user(&who)), repos, runs => v(recent), csrf => csrf_of(&s, &h) },
+        context! { user => v(user(&who.info)), repos, runs => v(recent), csrf => who.csrf() },
     )
 }
 
@@ -409,7 +456,18 @@ pub fn log_line(e: &Event) -> (String, String, String) {
     }
 }
 
-async fn run_page(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>) -> Response {
+#[derive(Deserialize, Default)]
+struct RunPageQuery {
+    /// Show the lines after this sequence number instead of the newest ones.
+    after: Option<u64>,
+}
+
+async fn run_page(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RunPageQuery>,
+) -> Response {
     let who = match signed_in(&s, &h, Role::Viewer).await {
         Ok(t) => t,
         Err(r) => return r,
@@ -428,17 +486,36 @@ async fn run_page(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>)
             );
         }
     };
-    let mut events = Vec::new();
-    let mut after = 0;
-    loop {
-        match s.store().events(id, after, 1000).await {
-            Ok(page) if !page.is_empty() => {
-                after = page.last().map(|e| e.seq).unwrap_or(after);
-                events.extend(page);
-            }
-            _ => break,
-        }
-    }
+    // One page of lines (the newest, or the one asked for) and the step events of the whole
+    // run for the stage graph: never every event.
+    let unavailable = || {
+        error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is not available",
+            Some(&who),
+        )
+    };
+    let Ok(last) = s
+        .store()
+        .last_event_seq(id)
+        .await
+        .map(Option::unwrap_or_default)
+    else {
+        return unavailable();
+    };
+    let n = u64::from(RUN_PAGE_LINES);
+    let after = q.after.map_or(last.saturating_sub(n), |a| a.min(last));
+    let (Ok(events), Ok(steps)) = (
+        s.store().events(id, after, RUN_PAGE_LINES).await,
+        s.store()
+            .step_events(id, berth_store::MAX_EVENTS_PAGE)
+            .await,
+    ) else {
+        return unavailable();
+    };
+    let shown_last = events.last().map_or(after, |e| e.seq);
+    let earlier = (after > 0).then(|| after.saturating_sub(n));
+    let later = (shown_last < last).then_some(shown_last);
     let lines: Vec<_> = events
         .iter()
         .map(|e| {
@@ -465,17 +542,21 @@ async fn run_page(State(s): State<Server>, h: HeaderMap, Path(id): Path<String>)
     page(
         "run.html",
         context! {
-            user => v(user(&who)),
+            user => v(user(&who.info)),
             run => v(row(&run)),
             note => run.note,
             rolled_back => run.state == berth_store::RunState::RolledBack,
             active => !run.state.is_terminal(),
             awaiting => run.state == berth_store::RunState::AwaitingApproval,
+            // Follow the live stream only from the newest lines.
+            live => !run.state.is_terminal() && later.is_none(),
             error, diagnosis, outcome => v(outcome),
-            stages => v(stages(&events)),
+            stages => v(stages(&steps)),
             lines,
-            last_seq => after,
-            csrf => csrf_of(&s, &h),
+            last_seq => shown_last,
+            hidden_before => after,
+            earlier, later,
+            csrf => who.csrf(),
         },
     )
 }
@@ -548,12 +629,13 @@ async fn environment_page(
         .unwrap_or_default();
     page(
         "environment.html",
-        context! { user => v(user(&who)), repo, env, releases, sources, runs => v(runs), csrf => csrf_of(&s, &h), live },
+        context! { user => v(user(&who.info)), repo, env, releases, sources, runs => v(runs), csrf => who.csrf(), live },
     )
 }
 
 #[derive(Deserialize)]
 struct CsrfForm {
+    #[serde(default)]
     csrf: String,
     #[serde(default)]
     to: Option<String>,
@@ -561,9 +643,14 @@ struct CsrfForm {
     from: Option<String>,
 }
 
-async fn deployer_post(s: &Server, h: &HeaderMap, f: &CsrfForm) -> Result<TokenInfo, Response> {
+async fn deployer_post(s: &Server, h: &HeaderMap, f: &CsrfForm) -> Result<Caller, Response> {
     let who = signed_in(s, h, Role::Deployer).await?;
-    if !auth::csrf_ok(s, h, &f.csrf) {
+    // A bearer caller (a script posting a form) needs no CSRF token; a browser's session does.
+    if who
+        .session
+        .as_deref()
+        .is_some_and(|id| !auth::csrf_matches(id, &f.csrf))
+    {
         return Err(error_page(
             StatusCode::FORBIDDEN,
             "this form is stale or was not sent by this server's page; reload the page and try again",
@@ -584,7 +671,7 @@ async fn rollback(
         Err(r) => return r,
     };
     let to = f.to.as_deref().and_then(|t| t.parse().ok());
-    match crate::api::queue_rollback(&s, &repo, &env, to, &who.name).await {
+    match crate::api::queue_rollback(&s, &repo, &env, to, &who.info.name).await {
         Ok(run) => Redirect::to(&format!("/runs/{}", run.id)).into_response(),
         Err(e) => error_page(e.0, &e.2, Some(&who)),
     }
@@ -607,7 +694,7 @@ async fn promote(
             Some(&who),
         );
     };
-    match crate::api::queue_promote(&s, &repo, &env, &from, &who.name).await {
+    match crate::api::queue_promote(&s, &repo, &env, &from, &who.info.name).await {
         Ok(run) => Redirect::to(&format!("/runs/{}", run.id)).into_response(),
         Err(e) => error_page(e.0, &e.2, Some(&who)),
     }
@@ -626,7 +713,7 @@ async fn cancel(
     let Ok(rid) = id.parse::<RunId>() else {
         return error_page(StatusCode::NOT_FOUND, "no such run", Some(&who));
     };
-    let _ = s.cancel(rid, &who.name).await;
+    let _ = s.cancel(rid, &who.info.name).await;
     Redirect::to(&format!("/runs/{id}")).into_response()
 }
 
@@ -659,9 +746,9 @@ async fn decide(s: &Server, h: &HeaderMap, id: &str, f: &CsrfForm, approve: bool
         return error_page(StatusCode::NOT_FOUND, "no such run", Some(&who));
     };
     let decided = if approve {
-        crate::api::approve_run(s, rid, &who.name).await
+        crate::api::approve_run(s, rid, &who.info.name).await
     } else {
-        crate::api::reject_run(s, rid, &who.name).await
+        crate::api::reject_run(s, rid, &who.info.name).await
     };
     match decided {
         Ok(_) => Redirect::to(&format!("/runs/{id}")).into_response(),

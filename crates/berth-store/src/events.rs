@@ -93,6 +93,44 @@ impl Store {
         Ok((last - n + 1..=last).map(|s| s as u64).collect())
     }
 
+    /// The sequence number of the last event of `run` (0 before the first); `None` when there
+    /// is no such run. With [`Store::events`]`(last - n, n)` a page reads the newest `n`.
+    pub async fn last_event_seq(&self, run: RunId) -> Result<Option<u64>, StoreError> {
+        let last: Option<i64> = with_pool!(self, read, p => sqlx::query_scalar(
+            "SELECT last_seq FROM runs WHERE id = $1",
+        )
+        .bind(run.0)
+        .fetch_optional(p)
+        .await
+        .map_err(query("reading the last event of a run"))?);
+        Ok(last.map(|s| s.max(0) as u64))
+    }
+
+    /// The step events of `run` (`step_started`, `step_finished`), in order, at most `limit`
+    /// (capped at [`MAX_EVENTS_PAGE`]): what a stage graph needs, without reading the lines of
+    /// output between them into memory.
+    pub async fn step_events(
+        &self,
+        run: RunId,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = i64::from(limit.min(MAX_EVENTS_PAGE));
+        // Events are stored as serde_json writes them: the tag comes first (pinned by
+        // `step_events_are_found_by_their_stored_prefix`).
+        let rows: Vec<(i64, String, String)> = with_pool!(self, read, p => sqlx::query_as(
+            "SELECT seq, at, event FROM run_events WHERE run_id = $1 \
+             AND (event LIKE '{\"event\":\"step\\_started\"%' ESCAPE '\\' \
+               OR event LIKE '{\"event\":\"step\\_finished\"%' ESCAPE '\\') \
+             ORDER BY seq LIMIT $2",
+        )
+        .bind(run.0)
+        .bind(limit)
+        .fetch_all(p)
+        .await
+        .map_err(query("reading the steps of a run"))?);
+        decode(run, rows)
+    }
+
     /// Events of `run` with `seq > after_seq`, in order, at most `limit` (capped at
     /// [`MAX_EVENTS_PAGE`]). Start with `after_seq = 0`; continue from the last `seq` seen.
     pub async fn events(
@@ -113,19 +151,55 @@ impl Store {
         .fetch_all(p)
         .await
         .map_err(query("reading the events of a run"))?);
-        rows.into_iter()
-            .map(|(seq, at, text)| {
-                let event = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                    what: "an event",
-                    detail: format!("run {run}, seq {seq}: {e}"),
-                })?;
-                Ok(StoredEvent {
-                    seq: seq as u64,
-                    run,
-                    at: parse_ts(&at)?,
-                    event,
-                })
+        decode(run, rows)
+    }
+}
+
+fn decode(run: RunId, rows: Vec<(i64, String, String)>) -> Result<Vec<StoredEvent>, StoreError> {
+    rows.into_iter()
+        .map(|(seq, at, text)| {
+            let event = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                what: "an event",
+                detail: format!("run {run}, seq {seq}: {e}"),
+            })?;
+            Ok(StoredEvent {
+                seq: seq as u64,
+                run,
+                at: parse_ts(&at)?,
+                event,
             })
-            .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_types::{Event, Level};
+
+    #[test]
+    fn step_events_are_found_by_their_stored_prefix() {
+        let started = serde_json::to_string(&Event::StepStarted { step: "b".into() }).unwrap();
+        let finished = serde_json::to_string(&Event::StepFinished {
+            step: "b".into(),
+            ok: true,
+            millis: 1,
+            message: String::new(),
+        })
+        .unwrap();
+        let line = serde_json::to_string(&Event::Message {
+            step: "b".into(),
+            level: Level::Info,
+            message: r#"{"event":"step_started"}"#.into(),
+        })
+        .unwrap();
+        assert!(
+            started.starts_with(r#"{"event":"step_started""#),
+            "{started}"
+        );
+        assert!(
+            finished.starts_with(r#"{"event":"step_finished""#),
+            "{finished}"
+        );
+        assert!(line.starts_with(r#"{"event":"message""#), "{line}");
     }
 }

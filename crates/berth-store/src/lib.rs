@@ -1,6 +1,6 @@
 //! Persistence for `berth serve`: runs and their states, the events and logs of each run, webhook
-//! deliveries (for deduplication), API tokens (hashes only) and the commits the polling fallback
-//! has seen. SQLite by default (one file, no server), PostgreSQL by URL for teams and HA.
+//! deliveries (for deduplication), API tokens and sign-in sessions (hashes only) and the commits
+//! the polling fallback has seen. SQLite by default (one file, no server), PostgreSQL by URL for teams and HA.
 //!
 //! ```text
 //! berth-server ──> Store ──┬── SQLite: writer pool (1 connection) + reader pool, WAL
@@ -34,6 +34,9 @@
 //! - **Tokens are stored as SHA-256 hashes.** The plaintext exists once, in the [`Secret`]
 //!   returned by [`Store::create_token`]. Lookups are by hash, so comparing in constant time is
 //!   not needed: the timing of an index lookup says nothing about the token.
+//! - **Sessions are not tokens.** The web UI's cookie holds a session id of its own (random,
+//!   stored as a SHA-256 like tokens, idle and absolute expiry, deleted at sign-out, gone with
+//!   its token): the long-lived API token never leaves the sign-in form.
 //! - **Timestamps are RFC 3339 UTC text with microseconds** on both backends: one decoding path,
 //!   and text order is time order.
 //! - **Migrations are embedded** and applied at [`Store::open`], in one transaction, under an
@@ -51,6 +54,7 @@ mod events;
 mod migrate;
 mod model;
 mod runs;
+mod sessions;
 mod tokens;
 
 use std::fmt;
@@ -70,9 +74,10 @@ pub use error::StoreError;
 pub use events::MAX_EVENTS_PAGE;
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
-    Accepted, NewDelivery, NewRun, Role, Run, RunFilter, RunId, RunState, StoredEvent, TokenInfo,
-    Trigger, UnknownName,
+    Accepted, NewDelivery, NewRun, Role, Run, RunFilter, RunId, RunState, Session, StoredEvent,
+    TokenInfo, Trigger, UnknownName,
 };
+pub use sessions::SESSION_SEEN_GRANULARITY;
 pub use tokens::{LAST_USED_GRANULARITY, TOKEN_PREFIX};
 
 /// Which database a [`Store`] writes to.
@@ -357,6 +362,12 @@ mod tests {
         let _ = send(s.token(""));
         let _ = send(s.tokens());
         let _ = send(s.revoke_token(""));
+        let _ = send(s.create_session("", Duration::ZERO));
+        let _ = send(s.session("", Duration::ZERO));
+        let _ = send(s.delete_session(""));
+        let _ = send(s.purge_sessions(Duration::ZERO));
+        let _ = send(s.last_event_seq(run));
+        let _ = send(s.step_events(run, 10));
         let _ = send(s.last_seen("", ""));
         let _ = send(s.set_last_seen("", "", ""));
         let _ = send(s.schema_version());

@@ -330,6 +330,19 @@ pub struct TokenInfo {
     pub last_used_at: Option<Timestamp>,
 }
 
+/// A sign-in session of the web UI as the store knows it: never its id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The token it acts for (name and current role).
+    pub token: TokenInfo,
+    /// When it was opened.
+    pub created_at: Timestamp,
+    /// When it was last used (to [`crate::SESSION_SEEN_GRANULARITY`]).
+    pub last_seen_at: Timestamp,
+    /// When it ends however much it is used.
+    pub expires_at: Timestamp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 // Live log of a run: appends events from the server's SSE stream to the log, updates the
 // stage list, and reloads the page once when the run ends (for its final state and summary).
+// The page starts with the newest lines only; the stage list comes from the server.
 (function () {
   var log = document.getElementById("log");
   if (!log || log.dataset.active !== "true") return;
@@ -50,6 +51,13 @@
     line.appendChild(step);
     line.appendChild(document.createTextNode(" " + t[2] + "\n"));
     log.appendChild(line);
+    // A long live run keeps the page bounded: the oldest lines leave (they are a "load
+    // earlier" away once the page is reloaded).
+    while (log.childElementCount > 2000) {
+      var first = log.firstElementChild;
+      while (log.firstChild !== first) log.removeChild(log.firstChild);
+      log.removeChild(first);
+    }
     log.scrollTop = log.scrollHeight;
     stage(d.event);
   });

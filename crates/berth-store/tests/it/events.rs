@@ -8,7 +8,11 @@ use berth_types::{Event, Level};
 
 use crate::support::{Db, new_run, on_both};
 
-on_both!(ordering_and_catch_up, follower_sees_every_event_in_order);
+on_both!(
+    ordering_and_catch_up,
+    follower_sees_every_event_in_order,
+    the_newest_page_and_the_steps_are_read_without_the_rest,
+);
 
 fn message(i: usize) -> Event {
     Event::Message {
@@ -122,4 +126,47 @@ async fn follower_sees_every_event_in_order(db: Db) {
     }
     writer.await.unwrap();
     assert_eq!(got, (0..N).map(message).collect::<Vec<_>>());
+}
+
+/// What the run page reads: the newest lines only, and the step events of the whole run.
+async fn the_newest_page_and_the_steps_are_read_without_the_rest(db: Db) {
+    let store = db.open().await;
+    let run = store
+        .create_run(new_run("shop", "main", "prod", "a"))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(store.last_event_seq(run).await.unwrap(), Some(0));
+    assert_eq!(
+        store.last_event_seq(RunId(run.0 + 100)).await.unwrap(),
+        None
+    );
+    let mut events = vec![Event::StepStarted {
+        step: "build".into(),
+    }];
+    events.extend((0..3000).map(message));
+    // A line that looks like a step event is still a line.
+    events.push(Event::Message {
+        step: "build".into(),
+        level: Level::Info,
+        message: r#"{"event":"step_started","step":"fake"}"#.into(),
+    });
+    events.push(Event::StepFinished {
+        step: "build".into(),
+        ok: true,
+        millis: 5,
+        message: "built".into(),
+    });
+    store.append_events(run, &events).await.unwrap();
+    let last = store.last_event_seq(run).await.unwrap().unwrap();
+    assert_eq!(last, 3003);
+    let newest = store.events(run, last - 100, 100).await.unwrap();
+    assert_eq!(newest.len(), 100);
+    assert_eq!(newest.last().unwrap().seq, last);
+    let steps = store.step_events(run, 1000).await.unwrap();
+    assert_eq!(
+        steps.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 3003],
+        "{steps:?}"
+    );
 }

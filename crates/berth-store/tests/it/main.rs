@@ -10,5 +10,6 @@ mod events;
 mod migrations;
 mod runs;
 mod secrets;
+mod sessions;
 mod tokens;
 mod urls;

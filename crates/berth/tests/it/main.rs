@@ -13,5 +13,7 @@ mod real_node;
 mod rig;
 mod run;
 mod serve;
+mod serve_events;
 mod serve_policy;
+mod serve_session;
 mod serve_ui;
