@@ -652,6 +652,7 @@ impl Server {
             environment,
             action,
             user: trigger_user(&run.trigger),
+            allow_host_network: repo.allow_host_network,
         };
         let result = self
             .inner

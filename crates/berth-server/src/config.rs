@@ -94,6 +94,9 @@ pub struct Repository {
     pub webhook: Option<Webhook>,
     /// Poll the remote this often (for hosts that cannot send webhooks).
     pub poll: Option<Duration>,
+    /// Its berth.yaml may give RUN steps and tests the host's network (`build.network:
+    /// host`); off by default: anyone who can push would reach the server's loopback services.
+    pub allow_host_network: bool,
 }
 
 /// The checked configuration.
@@ -187,6 +190,7 @@ impl ServeConfig {
             branches: Vec::new(),
             webhook: None,
             poll: None,
+            allow_host_network: false,
         });
         Ok(())
     }
@@ -232,6 +236,8 @@ struct RawRepository {
     branches: Vec<String>,
     webhook: Option<Spanned<RawWebhook>>,
     poll: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_host_network: bool,
 }
 
 #[derive(Deserialize)]
@@ -447,6 +453,7 @@ pub fn parse(
             branches: r.branches,
             webhook,
             poll,
+            allow_host_network: r.allow_host_network,
         });
     }
     Ok(config)
@@ -504,6 +511,21 @@ mod tests {
             "sqlite:/tmp/x/berth.db",
             "SQLite in the data dir by default"
         );
+    }
+
+    #[test]
+    fn host_network_for_a_repository_is_off_unless_the_file_allows_it() {
+        let c = parse(
+            "repositories:\n  - name: a\n    url: /a\n  - name: b\n    url: /b\n    allow_host_network: true\n",
+            "serve.yaml",
+            &env,
+        )
+        .unwrap();
+        assert!(!c.repositories[0].allow_host_network);
+        assert!(c.repositories[1].allow_host_network);
+        let mut flags = ServeConfig::defaults("/tmp/x".into());
+        flags.add_repo_flag("/c").unwrap();
+        assert!(!flags.repositories[0].allow_host_network);
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct Job {
     pub action: Action,
     /// Who asked (a token name, `webhook:github`, `poll`).
     pub user: String,
+    /// The repository's berth.yaml may ask for the host's network (`build.network: host`):
+    /// its `allow_host_network` in the server's configuration.
+    pub allow_host_network: bool,
 }
 
 /// What a successful job did.

@@ -850,6 +850,15 @@ async fn run_instruction(
                         tail: tail.join("\n"),
                     });
                 }
+                Err(RunError::Limit { reason, tail }) => {
+                    return Err(BuildError::RunLimit {
+                        location: loc,
+                        step: pos,
+                        command: short(),
+                        reason,
+                        tail: tail.join("\n"),
+                    });
+                }
                 Err(RunError::Exit { code, tail }) => {
                     let command = short();
                     return Err(BuildError::RunFailed {

@@ -75,6 +75,21 @@ pub enum BuildError {
         /// The last lines it printed.
         tail: String,
     },
+    /// A `RUN` command ran into a limit of its sandbox (memory: OOM-killed; pids: forks
+    /// failed).
+    #[error("{location}: RUN step {step} (`{command}`) {reason}; last output:\n{tail}")]
+    RunLimit {
+        /// The RUN instruction.
+        location: Location,
+        /// Its position among the build's steps.
+        step: usize,
+        /// The command, shortened.
+        command: String,
+        /// Which limit, and how to raise it.
+        reason: String,
+        /// The last lines it printed.
+        tail: String,
+    },
     /// The OCI runtime could not be started or failed itself.
     #[error(
         "{location}: the OCI runtime `{runtime}` failed: {message}. Is runc installed and are we root? (`berth doctor` checks)"
