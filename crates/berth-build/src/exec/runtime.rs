@@ -168,8 +168,9 @@ pub enum RepoPolicy {
         pinned: Pinned,
     },
     /// `berth serve`: repositories are whoever can push. berth.yaml may only tighten: lower
-    /// limits, shorter deadlines, `network: none`; `network: host` only when the server's
-    /// configuration allows it for the repository (`allow_host_network: true`).
+    /// limits, shorter deadlines, `network: none`; `network: host` (and a Dockerfile's
+    /// `RUN --network=host`) only when the server's configuration allows it for the
+    /// repository (`allow_host_network: true`).
     Untrusted {
         /// Whether `build.network: host` is allowed.
         allow_host_network: bool,
@@ -295,6 +296,15 @@ impl Sandbox {
             }
         }
         Ok(out)
+    }
+
+    /// Whether a step may ask for the host's network itself (`RUN --network=host`): always
+    /// for a trusted repository, on a server only where it is allowed.
+    pub fn allows_host_network(&self) -> bool {
+        match self.repo {
+            RepoPolicy::Trusted { .. } => true,
+            RepoPolicy::Untrusted { allow_host_network } => allow_host_network,
+        }
     }
 
     /// Gives `spec` these limits, CA certificates and `timeout`.

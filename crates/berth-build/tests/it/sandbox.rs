@@ -221,6 +221,38 @@ fn bomb_processes(marker: &str) -> usize {
         .count()
 }
 
+/// Before: on a server, a pushed Dockerfile's `RUN --network=host` gave the step the server's
+/// network whatever berth.yaml and the server said. Under an untrusted repository policy it is
+/// refused before anything runs, unless allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_network_host_from_a_pushed_dockerfile_is_refused_unless_the_server_allows_it() {
+    use berth_build::exec::runtime::RepoPolicy;
+    let _ctx = TestContext::new("sandbox-hostrun").await;
+    let port = host_loopback_server();
+    let dockerfile =
+        format!("FROM busybox\nRUN --network=host nc -w 3 127.0.0.1 {port} </dev/null\n");
+    let mut rig = Rig::new();
+    rig.opts.sandbox.repo = RepoPolicy::Untrusted {
+        allow_host_network: false,
+    };
+    let err = build_error(&rig, &dockerfile).await;
+    assert!(
+        err.contains("Dockerfile:2:1: `RUN --network=host` asks for the build host's network, which this server does not allow"),
+        "{err}"
+    );
+    assert!(err.contains("allow_host_network: true"), "{err}");
+    rig.opts.sandbox.repo = RepoPolicy::Untrusted {
+        allow_host_network: true,
+    };
+    let dir = context(&[("Dockerfile", &dockerfile)]);
+    let (_, rec) = rig.build(&request(dir.path())).await;
+    assert!(
+        rec.messages().iter().any(|m| m == "host-secret"),
+        "{:?}",
+        rec.messages()
+    );
+}
+
 /// The isolated network still reaches the outside by name: apt-get works (DNS through
 /// slirp4netns, the package mirror through the egress).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1179,7 +1179,8 @@ async fn promoting_through_the_api_deploys_the_source_environments_digest() {
 /// Before: a repository could only get the host's network for its RUN steps through the
 /// server's own `--network host`; with `build.network` in berth.yaml anyone who can push would
 /// reach the server's loopback services (its database, the registry, the kubelet). The server
-/// refuses it unless its configuration allows it for that repository.
+/// refuses it, and a Dockerfile's `RUN --network=host`, unless its configuration allows it for
+/// that repository.
 #[tokio::test]
 async fn a_pushed_berth_yaml_gets_the_servers_network_only_when_the_server_allows_it() {
     let ctx = TestContext::new("serve-hostnet").await;
@@ -1221,9 +1222,28 @@ async fn a_pushed_berth_yaml_gets_the_servers_network_only_when_the_server_allow
     );
     assert!(error.contains("allow_host_network: true"), "{error}");
     assert!(error.contains("nothing was built"), "{error}");
+
+    // Nor through the Dockerfile: `RUN --network=host` is refused the same way.
+    let yaml = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, yaml.replace("      network: host\n", "")).unwrap();
+    let text = std::fs::read_to_string(&dockerfile).unwrap().replace(
+        "RUN mkdir -p /www &&",
+        "RUN --network=host mkdir -p /www &&",
+    );
+    std::fs::write(&dockerfile, text).unwrap();
+    let refused = rig.push("ask for it in the Dockerfile");
+    let run = api.wait_run(&api.run_for(&refused).await, &rig).await;
+    assert_eq!(run["state"], "failed", "{run}\n{}", rig.log());
+    let error = run["result"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("`RUN --network=host` asks for the build host's network, which this server does not allow"),
+        "{run}"
+    );
+    std::fs::write(&cfg, yaml).unwrap();
     drop(server);
 
-    // The operator allows it for this repository: the step reaches the loopback service.
+    // The operator allows it for this repository: the step (host network from berth.yaml and
+    // from the Dockerfile) reaches the loopback service.
     let config = std::fs::read_to_string(&rig.config).unwrap();
     std::fs::write(
         &rig.config,
