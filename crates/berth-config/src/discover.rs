@@ -203,7 +203,7 @@ mod tests {
             kids.image.as_ref().unwrap().name(),
             "r.example.com/shop/kids"
         );
-        assert_eq!(kids.test.as_deref(), Some("true"));
+        assert_eq!(kids.test.as_ref().map(|t| t.command.as_str()), Some("true"));
         assert_eq!(kids.discovered_by.as_deref(), Some("*/Dockerfile"));
         assert_eq!(kids.location, crate::Location::new(3, 5));
         assert!(matches!(

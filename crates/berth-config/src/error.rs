@@ -237,6 +237,22 @@ pub enum Problem {
         /// Why.
         reason: String,
     },
+    /// A memory size like `lots`.
+    #[error("invalid size `{value}`: {reason}")]
+    InvalidSize {
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// `build.pids` out of range.
+    #[error(
+        "invalid `pids` {value}: give how many processes a RUN step may run at once, 1 to 4194304"
+    )]
+    InvalidPids {
+        /// The value.
+        value: i64,
+    },
     /// A registry host (mirror or insecure host) written wrongly.
     #[error("invalid registry host `{value}`: {reason}")]
     InvalidHost {
@@ -423,6 +439,12 @@ impl Problem {
                 text("write a number with a unit: `500ms`, `30s`, `5m`, `1h`, or `1m30s`")
             }
             InvalidHost { .. } => text("write `host[:port]`, e.g. `127.0.0.1:15000`"),
+            InvalidSize { .. } => {
+                text("write bytes or a number with `k`, `m` or `g`: `512m`, `4g`")
+            }
+            InvalidPids { .. } => text(
+                "a limit cannot be switched off from berth.yaml; `--pids-limit 0` on the command line does that",
+            ),
             ManifestSources { .. } => {
                 text("use exactly one of `path`, `template`, `kustomize` and `helm`")
             }

@@ -54,8 +54,8 @@ use std::path::Path;
 pub use data::{CloneStep, CopyStep, DataStep, MaskColumn};
 pub use error::{ConfigError, Diagnostic, Location, Problem};
 pub use model::{
-    Build, Config, DeploySettings, Environment, Helm, Hook, HookAction, Hooks, Manifests,
-    Promotion, Registry, Service,
+    Build, BuildNetwork, BuildSandbox, Config, DeploySettings, Environment, Helm, Hook, HookAction,
+    Hooks, Manifests, Promotion, Registry, Service, Test,
 };
 
 /// The configuration file's name.

@@ -94,8 +94,8 @@ pub struct Service {
     /// deployed as written. `None` for a manifests-only service (neither `build` nor `image`):
     /// it deploys objects shared by the other services, such as one Ingress in front of them.
     pub image: Option<ImageRef>,
-    /// Test command, run with `sh -c` in the freshly built image.
-    pub test: Option<String>,
+    /// Test run in the freshly built image.
+    pub test: Option<Test>,
     /// Paths that belong to the service, for change detection. Default: the build context;
     /// empty for a service without `build`.
     pub paths: Vec<PathBuf>,
@@ -123,6 +123,45 @@ pub struct Build {
     pub args: BTreeMap<String, String>,
     /// Base image for buildpack-style detection.
     pub base: Option<String>,
+    /// Containment of its RUN steps and tests, as berth.yaml asks (`None`: not set).
+    pub sandbox: BuildSandbox,
+}
+
+/// A service's `build:` containment settings; unset ones are the builder's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildSandbox {
+    /// `build.network`.
+    pub network: Option<BuildNetwork>,
+    /// `build.pids`.
+    pub pids: Option<u32>,
+    /// `build.memory`, in bytes.
+    pub memory: Option<u64>,
+    /// `build.step-timeout`.
+    pub step_timeout: Option<Duration>,
+    /// `build.ca`: CA certificate files, relative to [`Config::dir`] (checked to exist inside
+    /// the repository).
+    pub ca: Vec<PathBuf>,
+}
+
+/// `build.network`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildNetwork {
+    /// A namespace of its own with outbound access through slirp4netns.
+    Isolated,
+    /// The host's network namespace.
+    Host,
+    /// Only a loopback interface.
+    None,
+}
+
+/// A service's test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Test {
+    /// Run with `sh -c` in the freshly built image.
+    pub command: String,
+    /// Its deadline (`None`: the builder's, `--test-timeout`).
+    pub timeout: Option<Duration>,
 }
 
 /// Where a service's manifests come from.

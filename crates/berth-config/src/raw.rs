@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::model::Promotion;
+use crate::model::{BuildNetwork, Promotion};
 
 /// berth.yaml: how to build, test and deploy the services of a repository.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -100,7 +100,10 @@ pub(crate) struct RawService {
     #[schemars(with = "Option<String>")]
     pub image: Option<Spanned<String>>,
     /// Test command, run with `sh -c` inside the freshly built image; a failure stops the run.
-    pub test: Option<String>,
+    /// Either the command, or `{command, timeout}` with its own deadline (default `15m`, or
+    /// `--test-timeout`).
+    #[schemars(with = "Option<RawTest>")]
+    pub test: Option<Spanned<RawTest>>,
     /// Paths (relative to this file) that belong to the service, for change detection.
     /// Default: the build context.
     #[schemars(with = "Option<Vec<String>>")]
@@ -133,6 +136,84 @@ pub(crate) struct RawBuild {
     /// Base image for buildpack-style detection (ignored with a Dockerfile).
     #[schemars(with = "Option<String>")]
     pub base: Option<Spanned<String>>,
+    /// Extra CA certificate files (PEM), relative to this file and inside the repository,
+    /// trusted by RUN steps and tests (added to `--ca-cert`); mounted read-only, never stored
+    /// in a layer.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ca: Vec<Spanned<String>>,
+    /// Memory limit of each RUN step and of the tests, e.g. `2g`. Default: half of the build
+    /// host's memory. `--memory` wins; on `berth serve` it can only be lowered.
+    #[schemars(with = "Option<String>")]
+    pub memory: Option<Spanned<String>>,
+    /// Most processes alive at once in a RUN step or test (1 to 4194304). Default 4096.
+    /// `--pids-limit` wins; on `berth serve` it can only be lowered.
+    #[schemars(with = "Option<i64>")]
+    pub pids: Option<Spanned<i64>>,
+    /// Network of RUN steps and tests: `isolated` (default: a namespace of their own with
+    /// outbound access; the host's addresses and 169.254.0.0/16 unreachable), `none`, or
+    /// `host`. `--network` wins; `berth serve` refuses `host` unless its configuration allows it
+    /// for the repository.
+    pub network: Option<BuildNetwork>,
+    /// Deadline of each RUN step, e.g. `2h`. Default `1h`. `--step-timeout` wins; on
+    /// `berth serve` it can only be shortened.
+    #[schemars(with = "Option<String>")]
+    pub step_timeout: Option<Spanned<String>>,
+}
+
+/// A test: the command, or the command with its own deadline.
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "Test")]
+pub(crate) enum RawTest {
+    Command(String),
+    Full(RawTestFull),
+}
+
+/// By hand rather than `untagged`: a buffered scalar keeps its YAML type, and `test: true`
+/// (a command) must stay a string as it always was.
+impl<'de> Deserialize<'de> for RawTest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawTest;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a command, or a mapping with `command` and `timeout`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTest, E> {
+                Ok(RawTest::Command(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawTest, E> {
+                Ok(RawTest::Command(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawTest, E> {
+                Ok(RawTest::Command(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawTest, E> {
+                Ok(RawTest::Command(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawTest, E> {
+                Ok(RawTest::Command(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawTest, A::Error> {
+                RawTestFull::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawTest::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A test with settings.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "TestWithTimeout")]
+pub(crate) struct RawTestFull {
+    /// The command, run with `sh -c` in the freshly built image.
+    pub command: String,
+    /// Its deadline, e.g. `5m`; past it the test is killed and the run fails. Default `15m`.
+    /// `--test-timeout` wins; on `berth serve` it can only be shortened.
+    pub timeout: Option<String>,
 }
 
 /// A string or a list of strings.

@@ -1,6 +1,6 @@
 //! Unit tests on inline YAML: one per kind of error, each pinning the exact line and column.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{Config, ConfigError, HookAction, Location, Manifests, Problem, Promotion, parse};
@@ -23,6 +23,7 @@ fn example_dir() -> tempfile::TempDir {
         "charts/board/Chart.yaml",
         "charts/board/values-test.yaml",
         "hooks/job.yaml",
+        "certs/proxy-ca.pem",
     ] {
         let p = d.join(f);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -84,7 +85,10 @@ fn full_example_parses() {
         web.image.as_ref().unwrap().name(),
         "registry.example.com/shop/web"
     );
-    assert_eq!(web.test.as_deref(), Some("npm test"));
+    assert_eq!(
+        web.test.as_ref().map(|t| t.command.as_str()),
+        Some("npm test")
+    );
     assert_eq!(web.paths, [Path::new("web"), Path::new("proto")]);
     match web.manifests.as_ref().unwrap() {
         Manifests::Template { paths, values } => {
@@ -711,4 +715,86 @@ fn symlink_leading_out_of_the_repository_is_refused() {
         "{text}"
     );
     assert!(text.contains("berth.yaml:5:"), "{text}");
+}
+
+#[test]
+fn build_containment_settings_and_test_timeout_are_read() {
+    let c = ok(include_str!("../berth.example.yaml"));
+    let web = c.service("web").unwrap();
+    let sandbox = &web.build.as_ref().unwrap().sandbox;
+    assert_eq!(sandbox.memory, Some(2 << 30));
+    assert_eq!(sandbox.pids, Some(1024));
+    assert_eq!(sandbox.network, Some(crate::BuildNetwork::Isolated));
+    assert_eq!(sandbox.step_timeout, Some(Duration::from_secs(1800)));
+    assert_eq!(sandbox.ca, vec![PathBuf::from("certs/proxy-ca.pem")]);
+    assert_eq!(web.test.as_ref().unwrap().timeout, None);
+    let api = c.service("api").unwrap();
+    let test = api.test.as_ref().unwrap();
+    assert_eq!(
+        (test.command.as_str(), test.timeout),
+        ("npm test", Some(Duration::from_secs(300)))
+    );
+}
+
+#[test]
+fn ca_file_outside_the_repository_is_refused() {
+    let (location, problem, text) = one_error(
+        "services:\n  - name: web\n    image: r.example.com/web\n    build:\n      context: web\n      ca: [../../etc/ssl/private/key.pem]\n",
+    );
+    assert_eq!(location, at(6, 12));
+    assert!(
+        matches!(problem, Problem::InvalidPath { key: "ca", .. }),
+        "{problem:?}"
+    );
+    assert!(text.contains("without `..`"), "{text}");
+    // Through a symlink, too.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("ca.pem"), "").unwrap();
+    let dir = example_dir();
+    std::os::unix::fs::symlink(outside.path().join("ca.pem"), dir.path().join("ca.pem")).unwrap();
+    let yaml = "services:\n  - name: web\n    image: r.example.com/web\n    build:\n      context: web\n      ca: [ca.pem]\n";
+    let Err(ConfigError::Invalid { diagnostics }) = parse(yaml, "berth.yaml", dir.path()) else {
+        panic!("a CA file linked from outside the repository must be refused")
+    };
+    let text = diagnostics[0].to_string();
+    assert!(
+        text.contains("a symlink leads it outside the repository"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_build_limits_point_at_the_value() {
+    let all = errors(
+        "services:\n  - name: web\n    image: r.example.com/web\n    build:\n      context: web\n      memory: lots\n      pids: 0\n      step-timeout: 10\n    test: { command: make test, timeout: forever }\n",
+    );
+    let texts: Vec<&str> = all.iter().map(|(_, _, t)| t.as_str()).collect();
+    assert_eq!(all.len(), 4, "{texts:#?}");
+    assert!(
+        texts[0].contains("berth.yaml:6:15") && texts[0].contains("512m"),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[1].contains("berth.yaml:7:13") && texts[1].contains("--pids-limit 0"),
+        "{}",
+        texts[1]
+    );
+    assert!(
+        texts[2].contains("berth.yaml:8:21") && texts[2].contains("has no unit"),
+        "{}",
+        texts[2]
+    );
+    assert!(
+        texts[3].contains("berth.yaml:9:11") && texts[3].contains("forever"),
+        "{}",
+        texts[3]
+    );
+    let (_, problem, _) = one_error(
+        "services:\n  - name: web\n    image: r.example.com/web\n    build:\n      context: web\n      network: hots\n",
+    );
+    assert!(
+        matches!(&problem, Problem::UnknownValue { suggestion: Some(s), .. } if s == "host"),
+        "{problem:?}"
+    );
 }

@@ -10,8 +10,8 @@ use serde_saphyr::Spanned;
 
 use crate::duration::parse_duration;
 use crate::model::{
-    Build, Config, DeploySettings, Environment, Helm, Hook, HookAction, Hooks, Manifests, Registry,
-    Service, normalize,
+    Build, BuildSandbox, Config, DeploySettings, Environment, Helm, Hook, HookAction, Hooks,
+    Manifests, Registry, Service, Test, normalize,
 };
 use crate::raw::{RawConfig, RawDeploy, RawEnvironment, RawHook, RawManifests, RawService};
 use crate::suggest::suggest;
@@ -499,12 +499,77 @@ impl<'a> Checker<'a> {
                 .base
                 .filter(|base| self.image(&base.value, base).is_some())
                 .map(|base| base.value);
+            let ca =
+                b.ca.iter()
+                    .filter_map(|c| {
+                        let rel = self.existing("ca", &c.value, Location::of(c))?;
+                        if !self.dir.join(&rel).is_file() {
+                            self.report(
+                                Location::of(c),
+                                Problem::InvalidPath {
+                                    key: "ca",
+                                    path: c.value.clone(),
+                                    reason: "it is not a file (a PEM file of CA certificates)",
+                                },
+                            );
+                            return None;
+                        }
+                        Some(rel)
+                    })
+                    .collect();
+            let memory = b.memory.as_ref().and_then(|m| {
+                berth_types::size::parse_size(&m.value)
+                    .map_err(|reason| {
+                        self.report(
+                            Location::of(m),
+                            Problem::InvalidSize {
+                                value: m.value.clone(),
+                                reason,
+                            },
+                        )
+                    })
+                    .ok()
+            });
+            let pids = b.pids.as_ref().and_then(|p| match u32::try_from(p.value) {
+                Ok(n) if (1..=4_194_304).contains(&n) => Some(n),
+                _ => {
+                    self.report(Location::of(p), Problem::InvalidPids { value: p.value });
+                    None
+                }
+            });
+            let step_timeout = b.step_timeout.as_ref().and_then(|t| self.duration(t));
             Build {
                 context,
                 dockerfile,
                 target: b.target,
                 args: b.args,
                 base,
+                sandbox: BuildSandbox {
+                    network: b.network,
+                    pids,
+                    memory,
+                    step_timeout,
+                    ca,
+                },
+            }
+        });
+        let test = raw.test.and_then(|t| match t.value {
+            crate::raw::RawTest::Command(command) => Some(Test {
+                command,
+                timeout: None,
+            }),
+            crate::raw::RawTest::Full(full) => {
+                let timeout = match &full.timeout {
+                    None => None,
+                    Some(text) => {
+                        let spanned = Spanned::new(text.clone(), t.referenced, t.defined);
+                        Some(self.duration(&spanned)?)
+                    }
+                };
+                Some(Test {
+                    command: full.command,
+                    timeout,
+                })
             }
         });
         // Outer `None`: a problem was reported; `Some(None)`: a manifests-only service.
@@ -564,7 +629,7 @@ impl<'a> Checker<'a> {
             name,
             build,
             image: image?,
-            test: raw.test,
+            test,
             paths,
             manifests,
             hooks,

@@ -77,6 +77,41 @@ pub enum RunError {
     /// The deploy failed (and was rolled back, unless asked not to).
     #[error(transparent)]
     Deploy(#[from] Box<berth_deploy::DeployError>),
+    /// A service's containment settings (`build.network`, ...) were refused; nothing was
+    /// built.
+    #[error("{file}:{location}: service `{service}`: {reason}; nothing was built or deployed")]
+    Sandbox {
+        /// berth.yaml.
+        file: String,
+        /// Where the service starts in it.
+        location: berth_config::Location,
+        /// The service.
+        service: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a service's berth.yaml asks of the sandbox of its RUN steps and tests.
+fn sandbox_request(config: &Config, s: &Service) -> berth_build::exec::runtime::SandboxRequest {
+    use berth_build::exec::runtime::{Network, SandboxRequest};
+    let mut req = SandboxRequest {
+        test_timeout: s.test.as_ref().and_then(|t| t.timeout),
+        ..SandboxRequest::default()
+    };
+    if let Some(b) = &s.build {
+        let sb = &b.sandbox;
+        req.network = sb.network.map(|n| match n {
+            berth_config::BuildNetwork::Isolated => Network::Isolated,
+            berth_config::BuildNetwork::Host => Network::Host,
+            berth_config::BuildNetwork::None => Network::None,
+        });
+        req.pids_limit = sb.pids;
+        req.memory = sb.memory;
+        req.step_timeout = sb.step_timeout;
+        req.ca_certs = sb.ca.iter().map(|c| config.path(c)).collect();
+    }
+    req
 }
 
 /// One run.
@@ -509,12 +544,23 @@ impl Pipeline {
             push: true,
             oci_dest: None,
         };
+        let mut opts = self.build.clone();
+        opts.sandbox = self
+            .build
+            .sandbox
+            .for_repo(&sandbox_request(&self.config, s))
+            .map_err(|reason| RunError::Sandbox {
+                file: self.config.file.clone(),
+                location: s.location,
+                service: s.name.clone(),
+                reason,
+            })?;
         Ok(BuildJob {
             service: s.name.clone(),
-            test: s.test.clone(),
+            test: s.test.as_ref().map(|t| t.command.clone()),
             target,
             request,
-            opts: self.build.clone(),
+            opts,
             sink: Arc::new(ForService::new(&s.name, self.sink.clone())),
             push_sink: Arc::new(PushPass(Arc::new(
                 ForService::new(&s.name, self.sink.clone()).renaming(&[("build", "push")]),
@@ -854,10 +900,13 @@ impl BuildJob {
                 }
                 berth_build::exec::runtime::RunError::Runtime(m) => m,
                 berth_build::exec::runtime::RunError::Timeout { after, tail } => format!(
-                    "`{test}` did not finish within {} and was killed; raise the limit with --test-timeout; last output:\n{}",
+                    "`{test}` did not finish within {} and was killed with every process it started; raise the limit with `test: {{command, timeout}}` in berth.yaml or --test-timeout; last output:\n{}",
                     berth_build::exec::runtime::display_duration(after),
                     tail.join("\n")
                 ),
+                berth_build::exec::runtime::RunError::Limit { reason, tail } => {
+                    format!("`{test}` {reason}; last output:\n{}", tail.join("\n"))
+                }
             },
         })
     }

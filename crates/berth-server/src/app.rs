@@ -672,6 +672,7 @@ impl Server {
             action,
             user: trigger_user(&run.trigger),
             context,
+            allow_host_network: repo.allow_host_network,
         };
         let result = self
             .inner

@@ -123,6 +123,9 @@ pub struct Repository {
     pub environments: Vec<EnvironmentRule>,
     /// Where it is configured, for messages (`berth-serve.yaml:7`, `--repo hello`).
     pub origin: String,
+    /// Its berth.yaml may give RUN steps and tests the host's network (`build.network:
+    /// host`); off by default: anyone who can push would reach the server's loopback services.
+    pub allow_host_network: bool,
 }
 
 /// Where an environment of a pushed berth.yaml would deploy.
@@ -414,6 +417,7 @@ impl ServeConfig {
             poll: None,
             environments: Vec::new(),
             origin: format!("--repo {spec}; give it in a --config file to choose its environments"),
+            allow_host_network: false,
         });
         Ok(())
     }
@@ -464,6 +468,8 @@ struct RawRepository {
     poll: Option<Spanned<String>>,
     #[serde(default)]
     environments: Vec<Spanned<RawEnvironment>>,
+    #[serde(default)]
+    allow_host_network: bool,
 }
 
 #[derive(Deserialize)]
@@ -757,6 +763,7 @@ pub fn parse(
             poll,
             environments,
             origin: format!("{file}:{}", at.line().max(1)),
+            allow_host_network: r.allow_host_network,
         });
     }
     Ok(config)
@@ -814,6 +821,21 @@ mod tests {
             "sqlite:/tmp/x/berth.db",
             "SQLite in the data dir by default"
         );
+    }
+
+    #[test]
+    fn host_network_for_a_repository_is_off_unless_the_file_allows_it() {
+        let c = parse(
+            "repositories:\n  - name: a\n    url: /a\n  - name: b\n    url: /b\n    allow_host_network: true\n",
+            "serve.yaml",
+            &env,
+        )
+        .unwrap();
+        assert!(!c.repositories[0].allow_host_network);
+        assert!(c.repositories[1].allow_host_network);
+        let mut flags = ServeConfig::defaults("/tmp/x".into());
+        flags.add_repo_flag("/c").unwrap();
+        assert!(!flags.repositories[0].allow_host_network);
     }
 
     #[test]

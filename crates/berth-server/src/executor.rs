@@ -60,6 +60,9 @@ pub struct Job {
     /// The kube context the server config pins for the environment: the engine deploys
     /// through it, whatever berth.yaml or the server's `--context` say.
     pub context: Option<String>,
+    /// The repository's berth.yaml may ask for the host's network (`build.network: host`):
+    /// its `allow_host_network` in the server's configuration.
+    pub allow_host_network: bool,
 }
 
 /// What a successful job did.

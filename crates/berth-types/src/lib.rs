@@ -25,6 +25,7 @@ mod event;
 mod image_ref;
 pub mod mask;
 mod secret;
+pub mod size;
 
 pub use digest::{Digest, DigestError};
 pub use event::{Event, EventSink, ForService, Level, service_step, split_service_step};

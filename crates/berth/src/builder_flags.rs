@@ -54,29 +54,35 @@ pub struct BuilderFlags {
     pub secret: Vec<String>,
 
     /// Network of RUN steps and tests: `isolated` (default: a namespace of their own with
-    /// outbound access through slirp4netns; the host's 127.0.0.1 and 169.254.0.0/16 are
-    /// unreachable) or `host`. `RUN --network=host|none` still wins for its step.
-    #[arg(long, env = "BERTH_NETWORK", default_value = "isolated")]
-    pub network: String,
+    /// outbound access through slirp4netns; the host's own addresses and 169.254.0.0/16 are
+    /// unreachable), `none` or `host`. `RUN --network=host|none` still wins for its step.
+    /// Wins over berth.yaml's `build.network` (on `berth serve`, berth.yaml can only narrow it).
+    #[arg(long, env = "BERTH_NETWORK", value_name = "isolated|none|host")]
+    pub network: Option<String>,
 
-    /// Most processes alive at once in a RUN step or test (0: no limit).
-    #[arg(long, env = "BERTH_PIDS_LIMIT", default_value_t = berth_build::exec::runtime::DEFAULT_PIDS_LIMIT)]
-    pub pids_limit: u32,
+    /// Most processes alive at once in a RUN step or test (default 4096; 0: no limit). Wins
+    /// over berth.yaml's `build.pids`.
+    #[arg(long, env = "BERTH_PIDS_LIMIT")]
+    pub pids_limit: Option<u32>,
 
     /// Memory limit of a RUN step or test, e.g. 4g (default: half of this machine's memory).
+    /// Wins over berth.yaml's `build.memory`.
     #[arg(long, env = "BERTH_MEMORY", value_parser = berth_build::exec::runtime::parse_memory)]
     pub memory: Option<u64>,
 
-    /// Deadline of one RUN step; the step is killed after it.
-    #[arg(long, env = "BERTH_STEP_TIMEOUT", default_value = "1h", value_parser = crate::deploy_cmd::parse_duration)]
-    pub step_timeout: std::time::Duration,
+    /// Deadline of one RUN step (default 1h); the step is killed after it. Wins over
+    /// berth.yaml's `build.step-timeout`.
+    #[arg(long, env = "BERTH_STEP_TIMEOUT", value_parser = crate::deploy_cmd::parse_duration)]
+    pub step_timeout: Option<std::time::Duration>,
 
-    /// Deadline of one service's `test` command.
-    #[arg(long, env = "BERTH_TEST_TIMEOUT", default_value = "15m", value_parser = crate::deploy_cmd::parse_duration)]
-    pub test_timeout: std::time::Duration,
+    /// Deadline of one service's `test` command (default 15m). Wins over berth.yaml's
+    /// `test: {command, timeout}`.
+    #[arg(long, env = "BERTH_TEST_TIMEOUT", value_parser = crate::deploy_cmd::parse_duration)]
+    pub test_timeout: Option<std::time::Duration>,
 
     /// Extra CA certificates (PEM file) trusted by RUN steps and tests (repeatable), e.g. a
     /// TLS-intercepting proxy's; mounted read-only for the step, never stored in a layer.
+    /// berth.yaml's `build.ca` files are trusted as well.
     #[arg(long = "ca-cert", env = "BERTH_CA_CERT", value_name = "FILE")]
     pub ca_cert: Vec<PathBuf>,
 }
@@ -143,17 +149,37 @@ impl BuilderFlags {
             secrets.insert(id, source);
         }
         opts.secrets = secrets;
-        opts.sandbox.network = match self.network.as_str() {
-            "isolated" => berth_build::exec::runtime::Network::Isolated,
-            "host" => berth_build::exec::runtime::Network::Host,
-            other => return Err(format!("--network {other}: write isolated or host")),
-        };
-        opts.sandbox.pids_limit = self.pids_limit;
+        use berth_build::exec::runtime::{Network, Pinned, RepoPolicy};
+        if let Some(n) = &self.network {
+            opts.sandbox.network = match n.as_str() {
+                "isolated" => Network::Isolated,
+                "none" => Network::None,
+                "host" => Network::Host,
+                other => return Err(format!("--network {other}: write isolated, none or host")),
+            };
+        }
+        if let Some(p) = self.pids_limit {
+            opts.sandbox.pids_limit = p;
+        }
         if self.memory.is_some() {
             opts.sandbox.memory = self.memory;
         }
-        opts.sandbox.step_timeout = Some(self.step_timeout);
-        opts.sandbox.test_timeout = Some(self.test_timeout);
+        if self.step_timeout.is_some() {
+            opts.sandbox.step_timeout = self.step_timeout;
+        }
+        if self.test_timeout.is_some() {
+            opts.sandbox.test_timeout = self.test_timeout;
+        }
+        // `berth serve` replaces this with `RepoPolicy::Untrusted`.
+        opts.sandbox.repo = RepoPolicy::Trusted {
+            pinned: Pinned {
+                network: self.network.is_some(),
+                pids_limit: self.pids_limit.is_some(),
+                memory: self.memory.is_some(),
+                step_timeout: self.step_timeout.is_some(),
+                test_timeout: self.test_timeout.is_some(),
+            },
+        };
         for f in &self.ca_cert {
             if !f.is_file() {
                 return Err(format!("--ca-cert {}: no such file", f.display()));

@@ -375,7 +375,7 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let build = self
+        let mut build = self
             .builder
             .options(
                 config.registry.insecure.clone(),
@@ -386,6 +386,10 @@ impl Engine {
             )
             .await
             .map_err(Failure::msg)?;
+        // Whoever can push writes berth.yaml: it may only tighten the server's containment.
+        build.sandbox.repo = berth_build::exec::runtime::RepoPolicy::Untrusted {
+            allow_host_network: job.allow_host_network,
+        };
         let pipeline = Pipeline {
             config,
             build,

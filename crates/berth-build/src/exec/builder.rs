@@ -720,6 +720,9 @@ async fn run_instruction(
             // Not in the cache key: host and isolated networks give the same layer.
             let network = match run.network {
                 Network::None => runtime::Network::None,
+                Network::Host if !cx.opts.sandbox.allows_host_network() => {
+                    return Err(BuildError::HostNetworkRefused { location: loc });
+                }
                 Network::Host => runtime::Network::Host,
                 Network::Default => cx.opts.sandbox.network,
             };
@@ -847,6 +850,15 @@ async fn run_instruction(
                         step: pos,
                         command: short(),
                         after: runtime::display_duration(after),
+                        tail: tail.join("\n"),
+                    });
+                }
+                Err(RunError::Limit { reason, tail }) => {
+                    return Err(BuildError::RunLimit {
+                        location: loc,
+                        step: pos,
+                        command: short(),
+                        reason,
                         tail: tail.join("\n"),
                     });
                 }

@@ -75,6 +75,30 @@ pub enum BuildError {
         /// The last lines it printed.
         tail: String,
     },
+    /// A `RUN` command ran into a limit of its sandbox (memory: OOM-killed; pids: forks
+    /// failed).
+    #[error("{location}: RUN step {step} (`{command}`) {reason}; last output:\n{tail}")]
+    RunLimit {
+        /// The RUN instruction.
+        location: Location,
+        /// Its position among the build's steps.
+        step: usize,
+        /// The command, shortened.
+        command: String,
+        /// Which limit, and how to raise it.
+        reason: String,
+        /// The last lines it printed.
+        tail: String,
+    },
+    /// `RUN --network=host` where the repository may not have the host's network (a server's
+    /// repository without `allow_host_network`).
+    #[error(
+        "{location}: `RUN --network=host` asks for the build host's network, which this server does not allow for the repository (its loopback services would answer anyone who can push); drop `--network=host`, or the server's operator allows it with `allow_host_network: true` for the repository in berth-serve.yaml"
+    )]
+    HostNetworkRefused {
+        /// The RUN instruction.
+        location: Location,
+    },
     /// The OCI runtime could not be started or failed itself.
     #[error(
         "{location}: the OCI runtime `{runtime}` failed: {message}. Is runc installed and are we root? (`berth doctor` checks)"

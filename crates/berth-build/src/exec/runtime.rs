@@ -11,10 +11,20 @@
 //! (`runc kill` + `runc delete --force`, which ends the whole process tree: it is one pid
 //! namespace); and a network namespace of its own ([`Network::Isolated`]) whose outbound
 //! traffic goes through `slirp4netns` — user-space NAT, so that nothing of the host's loopback
-//! (`--disable-host-loopback`) and no link-local address (`169.254.0.0/16`, cloud metadata: an
-//! `unreachable` route the process cannot remove without `CAP_NET_ADMIN`) is reachable.
+//! (`--disable-host-loopback`), none of the host's own other addresses and no link-local address
+//! (`169.254.0.0/16`, cloud metadata) is reachable. The last two are `unreachable` routes in the
+//! namespace, which the process cannot remove without `CAP_NET_ADMIN`: slirp4netns connects
+//! from the host's namespace, so without them the host's eth0 address reaches every service
+//! listening on `0.0.0.0` there (checked: it did). The host's addresses are read when the step
+//! starts; other machines of the host's network stay reachable, as under Docker's bridge.
 //! slirp4netns answers DNS at 10.0.2.3 from the host's resolver. Each isolated run costs an
-//! `ip netns add`, one slirp4netns process and an `ip route`; `--network host` skips them.
+//! `ip netns add`, one slirp4netns process and one `ip -batch`; `--network host` skips them.
+//!
+//! Limits that end a step are told apart from its own failure: an exit by SIGKILL while the
+//! kernel's `oom_kill` counter (`/proc/vmstat`) went up is the memory limit; forks failing with
+//! EAGAIN (`can't fork`, `Resource temporarily unavailable`) under a pids limit is that limit
+//! ([`RunError::Limit`]). runc removes the container's cgroup when it exits, so its own event
+//! counters cannot be read afterwards; the signals above are what is left.
 //!
 //! Extra CA certificates ([`ProcessSpec::extra_ca`]) are merged with the image's own bundle
 //! into a file of the bundle directory and bind-mounted read-only: at
@@ -127,6 +137,70 @@ pub struct Sandbox {
     pub test_timeout: Option<Duration>,
     /// Extra CA certificates for RUN steps and tests.
     pub ca_certs: Vec<PathBuf>,
+    /// How a repository's own settings (berth.yaml `build:`, `test.timeout`) combine with
+    /// these: [`Sandbox::for_repo`].
+    pub repo: RepoPolicy,
+}
+
+/// The settings of [`Sandbox`] the operator gave explicitly (flags or their variables): they
+/// win over berth.yaml under [`RepoPolicy::Trusted`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pinned {
+    /// `--network`.
+    pub network: bool,
+    /// `--pids-limit`.
+    pub pids_limit: bool,
+    /// `--memory`.
+    pub memory: bool,
+    /// `--step-timeout`.
+    pub step_timeout: bool,
+    /// `--test-timeout`.
+    pub test_timeout: bool,
+}
+
+/// Whose word counts when a repository's berth.yaml asks for other containment settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoPolicy {
+    /// `berth run`, `dev`, `promote`: the person running berth trusts the repository.
+    /// berth.yaml replaces the defaults; the settings in `pinned` (given as flags) win.
+    Trusted {
+        /// The settings given as flags.
+        pinned: Pinned,
+    },
+    /// `berth serve`: repositories are whoever can push. berth.yaml may only tighten: lower
+    /// limits, shorter deadlines, `network: none`; `network: host` (and a Dockerfile's
+    /// `RUN --network=host`) only when the server's configuration allows it for the
+    /// repository (`allow_host_network: true`).
+    Untrusted {
+        /// Whether `build.network: host` is allowed.
+        allow_host_network: bool,
+    },
+}
+
+impl Default for RepoPolicy {
+    fn default() -> Self {
+        RepoPolicy::Trusted {
+            pinned: Pinned::default(),
+        }
+    }
+}
+
+/// What one service's berth.yaml asks for (`build.network`, `build.pids`, `build.memory`,
+/// `build.step-timeout`, `build.ca`, `test.timeout`); `None`: not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxRequest {
+    /// `build.network`.
+    pub network: Option<Network>,
+    /// `build.pids`.
+    pub pids_limit: Option<u32>,
+    /// `build.memory`.
+    pub memory: Option<u64>,
+    /// `build.step-timeout`.
+    pub step_timeout: Option<Duration>,
+    /// `test.timeout`.
+    pub test_timeout: Option<Duration>,
+    /// `build.ca`, absolute paths (inside the repository).
+    pub ca_certs: Vec<PathBuf>,
 }
 
 /// Default [`Sandbox::pids_limit`].
@@ -145,11 +219,94 @@ impl Default for Sandbox {
             step_timeout: Some(DEFAULT_STEP_TIMEOUT),
             test_timeout: Some(DEFAULT_TEST_TIMEOUT),
             ca_certs: Vec::new(),
+            repo: RepoPolicy::default(),
         }
     }
 }
 
+/// How restrictive a network is: `none` < `isolated` < `host`.
+fn openness(n: Network) -> u8 {
+    match n {
+        Network::None => 0,
+        Network::Isolated => 1,
+        Network::Host => 2,
+    }
+}
+
+/// `v` unless the operator pinned the setting.
+fn unless<T>(pinned: bool, v: Option<T>) -> Option<T> {
+    if pinned { None } else { v }
+}
+
+/// The tighter of two limits where 0 or `None` means no limit.
+fn tighter<T: Ord + Copy>(ours: Option<T>, theirs: T) -> T {
+    match ours {
+        Some(o) => o.min(theirs),
+        None => theirs,
+    }
+}
+
 impl Sandbox {
+    /// This sandbox with a repository's own settings laid over it, as [`Sandbox::repo`] says.
+    /// Extra CA certificates add up (a server's proxy CA and the repository's internal one are
+    /// both needed); they only ever widen what the repository's own steps trust. The error says
+    /// which setting was refused and how the operator allows it.
+    pub fn for_repo(&self, req: &SandboxRequest) -> Result<Sandbox, String> {
+        let mut out = self.clone();
+        out.ca_certs.extend(req.ca_certs.iter().cloned());
+        match &self.repo {
+            RepoPolicy::Trusted { pinned } => {
+                if let Some(n) = unless(pinned.network, req.network) {
+                    out.network = n;
+                }
+                if let Some(n) = unless(pinned.pids_limit, req.pids_limit) {
+                    out.pids_limit = n;
+                }
+                if let Some(m) = unless(pinned.memory, req.memory) {
+                    out.memory = Some(m);
+                }
+                if let Some(t) = unless(pinned.step_timeout, req.step_timeout) {
+                    out.step_timeout = Some(t);
+                }
+                if let Some(t) = unless(pinned.test_timeout, req.test_timeout) {
+                    out.test_timeout = Some(t);
+                }
+            }
+            RepoPolicy::Untrusted { allow_host_network } => {
+                if let Some(n) = req.network {
+                    if n == Network::Host && !allow_host_network {
+                        return Err("berth.yaml asks for `build.network: host`, which this server does not allow: RUN steps and tests of a repository get the host's network only when the server's configuration says `allow_host_network: true` for it (see docs/security.md)".into());
+                    }
+                    if openness(n) < openness(out.network) || n == Network::Host {
+                        out.network = n;
+                    }
+                }
+                if let Some(n) = req.pids_limit {
+                    out.pids_limit = tighter(Some(out.pids_limit).filter(|p| *p > 0), n);
+                }
+                if let Some(m) = req.memory {
+                    out.memory = Some(tighter(out.memory, m));
+                }
+                if let Some(t) = req.step_timeout {
+                    out.step_timeout = Some(tighter(out.step_timeout, t));
+                }
+                if let Some(t) = req.test_timeout {
+                    out.test_timeout = Some(tighter(out.test_timeout, t));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a step may ask for the host's network itself (`RUN --network=host`): always
+    /// for a trusted repository, on a server only where it is allowed.
+    pub fn allows_host_network(&self) -> bool {
+        match self.repo {
+            RepoPolicy::Trusted { .. } => true,
+            RepoPolicy::Untrusted { allow_host_network } => allow_host_network,
+        }
+    }
+
     /// Gives `spec` these limits, CA certificates and `timeout`.
     pub fn apply(&self, spec: &mut ProcessSpec, timeout: Option<Duration>) {
         spec.pids_limit = self.pids_limit;
@@ -170,25 +327,7 @@ fn host_memory() -> Option<u64> {
 /// Parses a memory size: bytes, or with a `k`/`m`/`g` suffix (powers of 1024, an optional
 /// trailing `b`/`i`: `512m`, `2g`, `2GiB`).
 pub fn parse_memory(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.trim_end_matches('b').trim_end_matches('i');
-    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => (&t[..i], &t[i..]),
-        None => (t, ""),
-    };
-    let shift = match unit {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        _ => return Err(format!("`{s}` is not a size: write e.g. 512m or 4g")),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size: write e.g. 512m or 4g"))?;
-    n.checked_mul(1 << shift)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("`{s}` is not a size: write e.g. 512m or 4g"))
+    berth_types::size::parse_size(s)
 }
 
 impl ProcessSpec {
@@ -237,6 +376,73 @@ pub enum RunError {
         /// Its last output lines.
         tail: Vec<String>,
     },
+    /// The process ran into a limit of its sandbox: the kernel killed it at its memory limit,
+    /// or its forks failed at its pids limit.
+    Limit {
+        /// What happened, with the limit and the settings that raise it, e.g. "was killed by
+        /// the kernel's OOM killer at its memory limit of 64m; raise it with ...".
+        reason: String,
+        /// Its last output lines.
+        tail: Vec<String>,
+    },
+}
+
+/// The kernel's count of OOM kills so far (`oom_kill` of /proc/vmstat, Linux 4.13+).
+fn oom_kills() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/vmstat").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Whether output lines say a fork failed for want of process slots (EAGAIN).
+fn forks_failed(tail: &[String]) -> bool {
+    tail.iter().any(|l| {
+        l.contains("can't fork")
+            || l.contains("fork: retry")
+            || l.contains("Resource temporarily unavailable")
+    })
+}
+
+/// Tells a step killed or stopped by a limit of `spec` apart from its own failure.
+fn classify(spec: &ProcessSpec, result: RunError, oom_before: Option<u64>) -> RunError {
+    let (code, tail, deadline) = match result {
+        RunError::Exit { code, tail } => (Some(code), tail, None),
+        RunError::Timeout { after, tail } => (None, tail, Some(after)),
+        other => return other,
+    };
+    if let (Some(limit), Some(137), Some(before), Some(after)) =
+        (spec.memory, code, oom_before, oom_kills())
+        && after > before
+    {
+        return RunError::Limit {
+            reason: format!(
+                "was killed by the kernel's OOM killer at its memory limit of {}; raise it with --memory (e.g. --memory 4g), BERTH_MEMORY or `build.memory` in berth.yaml",
+                berth_types::size::display_size(limit)
+            ),
+            tail,
+        };
+    }
+    if spec.pids_limit > 0 && forks_failed(&tail) {
+        let mut reason = format!(
+            "could not start more processes: it reached its limit of {} processes at once (forks failed with \"Resource temporarily unavailable\"); raise it with --pids-limit, BERTH_PIDS_LIMIT or `build.pids` in berth.yaml",
+            spec.pids_limit
+        );
+        if let Some(after) = deadline {
+            reason.push_str(&format!(
+                ", and it was killed at its deadline of {}",
+                display_duration(after)
+            ));
+        }
+        return RunError::Limit { reason, tail };
+    }
+    match deadline {
+        Some(after) => RunError::Timeout { after, tail },
+        None => RunError::Exit {
+            code: code.unwrap_or(-1),
+            tail,
+        },
+    }
 }
 
 /// Paths the runtime mounts over; [`run`] removes the ones it had to create in the rootfs.
@@ -431,20 +637,19 @@ impl IsolatedNetwork {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        quiet(Command::new("ip").args([
-            "-n",
-            name,
-            "route",
-            "add",
-            "unreachable",
-            "169.254.0.0/16",
-        ]))
-        .await
-        .map_err(|e| {
-            rt(format!(
-                "cannot block link-local addresses in the step's network: {e}"
-            ))
-        })?;
+        let mut routes = String::from("route add unreachable 169.254.0.0/16\n");
+        for a in host_addresses().await? {
+            routes.push_str(&format!("route add unreachable {a}/32\n"));
+        }
+        let batch = bundle_dir.join("routes");
+        std::fs::write(&batch, &routes).map_err(|e| rt(format!("{}: {e}", batch.display())))?;
+        quiet(Command::new("ip").args(["-n", name, "-batch"]).arg(&batch))
+            .await
+            .map_err(|e| {
+                rt(format!(
+                    "cannot block the host's and link-local addresses in the step's network: {e}"
+                ))
+            })?;
         Ok(net)
     }
 }
@@ -460,6 +665,45 @@ impl Drop for IsolatedNetwork {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The host's own IPv4 addresses outside 127.0.0.0/8 (`ip -o -4 addr show`): slirp4netns
+/// would connect to them from the host's namespace. (It offers no IPv6 without `-6`.)
+async fn host_addresses() -> Result<Vec<std::net::Ipv4Addr>, RunError> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            RunError::Runtime(format!(
+                "cannot list the host's addresses (`ip -o -4 addr show`): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(RunError::Runtime(format!(
+            "cannot list the host's addresses (`ip -o -4 addr show`): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(parse_addresses(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The addresses of `ip -o -4 addr show` output (`2: eth0    inet 192.0.2.2/24 brd ...`),
+/// loopback ones left out.
+fn parse_addresses(text: &str) -> Vec<std::net::Ipv4Addr> {
+    let mut out: Vec<std::net::Ipv4Addr> = text
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "inet")?;
+            words.next()?.split('/').next()?.parse().ok()
+        })
+        .filter(|a: &std::net::Ipv4Addr| !a.is_loopback())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Runs `cmd`, its output captured; an error carries its stderr.
@@ -588,7 +832,10 @@ pub async fn run(
             bundle_dir,
             armed: true,
         };
-        let result = run_container(runtime, bundle_dir, &id, spec.timeout, on_line).await;
+        let oom_before = oom_kills();
+        let result = run_container(runtime, bundle_dir, &id, spec.timeout, on_line)
+            .await
+            .map_err(|e| classify(spec, e, oom_before));
         abandoned.armed = false;
 
         // `runc run` removes the container when it exits; make sure of it after errors too.
@@ -827,6 +1074,108 @@ mod tests {
         let c = config_json(&spec, "h", &Prepared::default());
         let ns = c["linux"]["namespaces"].as_array().unwrap();
         assert!(!ns.iter().any(|n| n["type"] == "network"));
+    }
+
+    #[test]
+    fn host_addresses_leave_out_loopback() {
+        let text = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\
+                    2: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\ x\n\
+                    3: cni0    inet 10.88.0.1/16 brd 10.88.255.255 scope global cni0\n";
+        assert_eq!(
+            parse_addresses(text),
+            vec![
+                "10.88.0.1".parse::<std::net::Ipv4Addr>().unwrap(),
+                "192.0.2.2".parse().unwrap()
+            ]
+        );
+    }
+
+    fn ask(network: Option<Network>, pids: Option<u32>, memory: Option<u64>) -> SandboxRequest {
+        SandboxRequest {
+            network,
+            pids_limit: pids,
+            memory,
+            step_timeout: Some(Duration::from_secs(7200)),
+            test_timeout: Some(Duration::from_secs(60)),
+            ca_certs: vec!["/repo/ca.pem".into()],
+        }
+    }
+
+    #[test]
+    fn berth_yaml_settings_replace_defaults_but_not_flags() {
+        let mut base = Sandbox {
+            memory: Some(8 << 30),
+            ca_certs: vec!["/proxy.pem".into()],
+            ..Sandbox::default()
+        };
+        let got = base
+            .for_repo(&ask(Some(Network::Host), Some(100), Some(1 << 30)))
+            .unwrap();
+        assert_eq!(got.network, Network::Host);
+        assert_eq!(got.pids_limit, 100);
+        assert_eq!(got.memory, Some(1 << 30));
+        assert_eq!(got.step_timeout, Some(Duration::from_secs(7200)));
+        assert_eq!(got.test_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(
+            got.ca_certs,
+            vec![PathBuf::from("/proxy.pem"), "/repo/ca.pem".into()]
+        );
+        // Flags win.
+        base.repo = RepoPolicy::Trusted {
+            pinned: Pinned {
+                network: true,
+                pids_limit: true,
+                memory: true,
+                step_timeout: true,
+                test_timeout: true,
+            },
+        };
+        let got = base
+            .for_repo(&ask(Some(Network::Host), Some(100), Some(1 << 30)))
+            .unwrap();
+        assert_eq!(got.network, Network::Isolated);
+        assert_eq!(got.pids_limit, DEFAULT_PIDS_LIMIT);
+        assert_eq!(got.memory, Some(8 << 30));
+        assert_eq!(got.step_timeout, Some(DEFAULT_STEP_TIMEOUT));
+        assert_eq!(got.ca_certs.len(), 2);
+    }
+
+    #[test]
+    fn server_refuses_host_network_from_berth_yaml_and_lets_repos_only_tighten() {
+        let base = Sandbox {
+            memory: Some(8 << 30),
+            repo: RepoPolicy::Untrusted {
+                allow_host_network: false,
+            },
+            ..Sandbox::default()
+        };
+        let err = base
+            .for_repo(&ask(Some(Network::Host), None, None))
+            .unwrap_err();
+        assert!(err.contains("allow_host_network: true"), "{err}");
+        // Higher limits and longer deadlines are ignored, lower ones taken.
+        let got = base
+            .for_repo(&ask(Some(Network::None), Some(1 << 20), Some(64 << 30)))
+            .unwrap();
+        assert_eq!(got.network, Network::None);
+        assert_eq!(got.pids_limit, DEFAULT_PIDS_LIMIT);
+        assert_eq!(got.memory, Some(8 << 30));
+        assert_eq!(got.step_timeout, Some(DEFAULT_STEP_TIMEOUT));
+        assert_eq!(got.test_timeout, Some(Duration::from_secs(60)));
+        let got = base.for_repo(&ask(None, Some(64), Some(64 << 20))).unwrap();
+        assert_eq!((got.pids_limit, got.memory), (64, Some(64 << 20)));
+        assert_eq!(got.network, Network::Isolated);
+        // The server's configuration may allow it.
+        let allowed = Sandbox {
+            repo: RepoPolicy::Untrusted {
+                allow_host_network: true,
+            },
+            ..base
+        };
+        let got = allowed
+            .for_repo(&ask(Some(Network::Host), None, None))
+            .unwrap();
+        assert_eq!(got.network, Network::Host);
     }
 
     #[test]

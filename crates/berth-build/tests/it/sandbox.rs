@@ -1,6 +1,7 @@
-//! Containment of RUN steps: their own network namespace (no host loopback, no link-local
-//! metadata address), the default seccomp profile, a pids limit, a deadline, extra CA
-//! certificates that never reach a layer.
+//! Containment of RUN steps: their own network namespace (no host loopback, none of the host's
+//! other addresses, no link-local metadata address), the default seccomp profile, pids and
+//! memory limits that end a step with an error naming them, a deadline, extra CA certificates
+//! that never reach a layer.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -69,6 +70,187 @@ async fn run_step_cannot_reach_host_loopback_unless_network_host() {
     let (_, rec) = rig.build(&request(dir.path())).await;
     let text = rec.messages().join("\n");
     assert!(text.contains("127.0.0.1: host-secret"), "{text}");
+}
+
+/// The host's own IPv4 addresses other than loopback (`ip -o -4 addr show`).
+fn host_addresses() -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.find(|x| *x == "inet")?;
+            Some(w.next()?.split('/').next()?.to_string())
+        })
+        .filter(|a| !a.starts_with("127."))
+        .collect()
+}
+
+/// Before: slirp4netns connects from the host's namespace, so a service listening on
+/// `0.0.0.0` of the host (a registry, an API server, a database bound to every address)
+/// answered a RUN step at the host's eth0 address, loopback blocked or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_step_cannot_reach_the_hosts_own_non_loopback_addresses() {
+    let _ctx = TestContext::new("sandbox-hostaddr").await;
+    let l = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(b"host-secret\n");
+        }
+    });
+    let addresses = host_addresses();
+    assert!(
+        !addresses.is_empty(),
+        "this host has no address but loopback"
+    );
+    let probe: String = addresses
+        .iter()
+        .map(|a| format!("echo \"{a}: $(nc -w 3 {a} {port} </dev/null 2>&1 || echo refused)\"; "))
+        .collect();
+    let rig = Rig::new();
+    let dir = context(&[("Dockerfile", &format!("FROM busybox\nRUN {probe}\n"))]);
+    let (_, rec) = rig.build(&request(dir.path())).await;
+    let text = rec.messages().join("\n");
+    for a in &addresses {
+        assert!(text.contains(&format!("{a}: ")), "{a} not probed:\n{text}");
+    }
+    assert!(!text.contains("host-secret"), "reached the host:\n{text}");
+
+    // The listener does answer on those addresses: with the host's network it is reached.
+    let rig = Rig::new();
+    let dir = context(&[(
+        "Dockerfile",
+        &format!("FROM busybox\nRUN --network=host {probe}\n"),
+    )]);
+    let (_, rec) = rig.build(&request(dir.path())).await;
+    let text = rec.messages().join("\n");
+    assert!(
+        text.contains(&format!("{}: host-secret", addresses[0])),
+        "{text}"
+    );
+}
+
+/// Before: a RUN past its memory limit died with "exited with code 137" and nothing said why.
+/// Now the error names the OOM kill, the limit and the settings that raise it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_step_past_its_memory_limit_is_oom_killed_with_an_error_naming_the_limit() {
+    let _ctx = TestContext::new("sandbox-memory").await;
+    // dd reads 200 MiB of /dev/zero into one buffer: every page of it is touched.
+    let dockerfile =
+        "FROM busybox\nRUN echo allocating; dd if=/dev/zero of=/dev/null bs=200M count=1\n";
+    let mut rig = Rig::new();
+    rig.opts.sandbox.memory = Some(64 << 20);
+    let started = Instant::now();
+    let err = build_error(&rig, dockerfile).await;
+    eprintln!("OOM kill at 64m after {:?}", started.elapsed());
+    assert!(
+        err.contains("was killed by the kernel's OOM killer at its memory limit of 64m"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--memory") && err.contains("build.memory"),
+        "{err}"
+    );
+    assert!(err.contains("allocating"), "{err}");
+    // The same step fits under 1 GiB.
+    rig.opts.sandbox.memory = Some(1 << 30);
+    let dir = context(&[("Dockerfile", dockerfile)]);
+    rig.build(&request(dir.path())).await;
+}
+
+/// Before: a fork bomb under the pids limit ended as "exited with code 2" (or a deadline)
+/// without naming the limit. Now it is held to 64 processes and the error says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_bomb_is_held_to_the_pids_limit_and_the_error_names_it() {
+    let _ctx = TestContext::new("sandbox-forkbomb").await;
+    let mut rig = Rig::new();
+    rig.opts.sandbox.pids_limit = 64;
+    rig.opts.sandbox.step_timeout = Some(Duration::from_secs(20));
+    let marker = "bomb_4b3ac13a";
+    // The bomb keeps every slot taken; the step's own work (a `sleep` a second) then fails to
+    // fork, or at worst the deadline ends it.
+    let dockerfile = format!(
+        "FROM busybox\nRUN {marker}() {{ {marker} | {marker} & }}; {marker}; while sleep 1; do :; done\n"
+    );
+    // Count the bomb's processes on the host while it runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peak = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = bomb_processes(marker);
+                peak = peak.max(n);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let started = Instant::now();
+    let err = build_error(&rig, &dockerfile).await;
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = peak.join().unwrap();
+    eprintln!("fork bomb under --pids-limit 64: peak {peak} processes, ended after {took:?}");
+    eprintln!("{}", err.lines().next().unwrap_or_default());
+    assert!(
+        err.contains("it reached its limit of 64 processes at once"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--pids-limit") && err.contains("build.pids"),
+        "{err}"
+    );
+    assert!(peak <= 64, "{peak} processes of the bomb at once");
+    assert!(peak >= 16, "the bomb never got going: peak {peak}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert_eq!(bomb_processes(marker), 0, "the bomb outlived its step");
+}
+
+/// Processes on the host whose command line holds `marker`.
+fn bomb_processes(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(marker))
+        .count()
+}
+
+/// Before: on a server, a pushed Dockerfile's `RUN --network=host` gave the step the server's
+/// network whatever berth.yaml and the server said. Under an untrusted repository policy it is
+/// refused before anything runs, unless allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_network_host_from_a_pushed_dockerfile_is_refused_unless_the_server_allows_it() {
+    use berth_build::exec::runtime::RepoPolicy;
+    let _ctx = TestContext::new("sandbox-hostrun").await;
+    let port = host_loopback_server();
+    let dockerfile =
+        format!("FROM busybox\nRUN --network=host nc -w 3 127.0.0.1 {port} </dev/null\n");
+    let mut rig = Rig::new();
+    rig.opts.sandbox.repo = RepoPolicy::Untrusted {
+        allow_host_network: false,
+    };
+    let err = build_error(&rig, &dockerfile).await;
+    assert!(
+        err.contains("Dockerfile:2:1: `RUN --network=host` asks for the build host's network, which this server does not allow"),
+        "{err}"
+    );
+    assert!(err.contains("allow_host_network: true"), "{err}");
+    rig.opts.sandbox.repo = RepoPolicy::Untrusted {
+        allow_host_network: true,
+    };
+    let dir = context(&[("Dockerfile", &dockerfile)]);
+    let (_, rec) = rig.build(&request(dir.path())).await;
+    assert!(
+        rec.messages().iter().any(|m| m == "host-secret"),
+        "{:?}",
+        rec.messages()
+    );
 }
 
 /// The isolated network still reaches the outside by name: apt-get works (DNS through

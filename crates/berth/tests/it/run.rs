@@ -528,3 +528,133 @@ async fn dev_streams_the_new_pods_logs_and_follows_them_across_a_rebuild() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Processes on this host whose command line starts with `prefix`.
+fn processes_starting(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with(prefix))
+        .collect()
+}
+
+/// Before: berth.yaml could not give a test a deadline (`test:` took only a command), so a
+/// hanging test held the run until --test-timeout's 15 minutes. Now `test: {command, timeout}`
+/// ends it at its own deadline with everything it started, the run fails before any push, and
+/// --test-timeout still wins over berth.yaml.
+#[tokio::test]
+async fn a_test_past_its_berth_yaml_timeout_fails_the_run_and_leaves_no_process_behind() {
+    let ctx = TestContext::new("run-test-timeout").await;
+    let p = project(&ctx);
+    let cfg = p.dir.join("berth.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let test_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("test:"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            &test_line,
+            "    test: { command: \"echo testing; sleep 1003 & sleep 1004\", timeout: 3s }",
+        ),
+    )
+    .unwrap();
+    git(&p.dir, &["commit", "-q", "-am", "a test that hangs"]);
+    let started = std::time::Instant::now();
+    let out = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the tests of service `web` failed; nothing was pushed or deployed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did not finish within 3s and was killed with every process it started"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("test: {command, timeout}"), "{stderr}");
+    assert!(stderr.contains("testing"), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(120), "took {took:?}");
+    let left = processes_starting("sleep 100");
+    assert!(left.is_empty(), "left running: {left:?}");
+    let deployed = ctx
+        .cluster
+        .get(&ObjectKey::new(
+            "apps/v1",
+            "Deployment",
+            Some(&ctx.namespace),
+            "hello",
+        ))
+        .await
+        .unwrap();
+    assert!(deployed.is_none(), "nothing may be deployed");
+
+    // The flag wins over berth.yaml.
+    let out = berth(
+        &ctx,
+        &p,
+        &["run", "-n", &ctx.namespace, "--test-timeout", "2s"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did not finish within 2s"), "{stderr}");
+    assert!(processes_starting("sleep 100").is_empty());
+}
+
+/// Before: a repository could not set its RUN steps' memory limit: only `--memory` did. Now
+/// `build.memory` applies (the step is OOM-killed with an error naming the limit) and the
+/// flag still wins.
+#[tokio::test]
+async fn berth_yaml_build_memory_limits_run_steps_and_the_memory_flag_wins() {
+    let ctx = TestContext::new("run-memory").await;
+    let p = project(&ctx);
+    let cfg = p.dir.join("berth.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "    build:\n      context: web\n",
+            "    build:\n      context: web\n      memory: 64m\n",
+        ),
+    )
+    .unwrap();
+    let dockerfile = p.dir.join("web/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    std::fs::write(
+        &dockerfile,
+        text.replace(
+            "RUN mkdir -p /www\n",
+            "RUN mkdir -p /www && dd if=/dev/zero of=/dev/null bs=200M count=1\n",
+        ),
+    )
+    .unwrap();
+    git(
+        &p.dir,
+        &["commit", "-q", "-am", "a step that needs 200 MiB"],
+    );
+    let out = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("building service `web` failed"), "{stderr}");
+    assert!(
+        stderr.contains("was killed by the kernel's OOM killer at its memory limit of 64m"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Dockerfile:3:1: RUN step 1"), "{stderr}");
+
+    let out = berth(
+        &ctx,
+        &p,
+        &["run", "-o", "json", "-n", &ctx.namespace, "--memory", "1g"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

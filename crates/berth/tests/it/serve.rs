@@ -1175,3 +1175,84 @@ async fn promoting_through_the_api_deploys_the_source_environments_digest() {
         assert_eq!(env["services"][0]["digest"], digest, "{name}: {envs}");
     }
 }
+
+/// Before: a repository could only get the host's network for its RUN steps through the
+/// server's own `--network host`; with `build.network` in berth.yaml anyone who can push would
+/// reach the server's loopback services (its database, the registry, the kubelet). The server
+/// refuses it, and a Dockerfile's `RUN --network=host`, unless its configuration allows it for
+/// that repository.
+#[tokio::test]
+async fn a_pushed_berth_yaml_gets_the_servers_network_only_when_the_server_allows_it() {
+    let ctx = TestContext::new("serve-hostnet").await;
+    let rig = Rig::new(&ctx, None, "");
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    // A service on the server's loopback that the RUN step asks for.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        for mut s in listener.incoming().flatten() {
+            let _ = s.write_all(b"loopback-service\n");
+        }
+    });
+    let cfg = rig.work.join("berth.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "    build:\n      context: web\n",
+        "    build:\n      context: web\n      network: host\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let dockerfile = rig.work.join("web/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap().replace(
+        "RUN mkdir -p /www\n",
+        &format!(
+            "RUN mkdir -p /www && nc -w 3 127.0.0.1 {port} </dev/null | grep loopback-service\n"
+        ),
+    );
+    std::fs::write(&dockerfile, text).unwrap();
+
+    let server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&viewer));
+    let refused = rig.push("ask for the host's network");
+    let run = api.wait_run(&api.run_for(&refused).await, &rig).await;
+    assert_eq!(run["state"], "failed", "{run}\n{}", rig.log());
+    let error = run["result"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("berth.yaml:8:5: service `web`: berth.yaml asks for `build.network: host`, which this server does not allow"),
+        "{run}"
+    );
+    assert!(error.contains("allow_host_network: true"), "{error}");
+    assert!(error.contains("nothing was built"), "{error}");
+
+    // Nor through the Dockerfile: `RUN --network=host` is refused the same way.
+    let yaml = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, yaml.replace("      network: host\n", "")).unwrap();
+    let text = std::fs::read_to_string(&dockerfile).unwrap().replace(
+        "RUN mkdir -p /www &&",
+        "RUN --network=host mkdir -p /www &&",
+    );
+    std::fs::write(&dockerfile, text).unwrap();
+    let refused = rig.push("ask for it in the Dockerfile");
+    let run = api.wait_run(&api.run_for(&refused).await, &rig).await;
+    assert_eq!(run["state"], "failed", "{run}\n{}", rig.log());
+    let error = run["result"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("`RUN --network=host` asks for the build host's network, which this server does not allow"),
+        "{run}"
+    );
+    std::fs::write(&cfg, yaml).unwrap();
+    drop(server);
+
+    // The operator allows it for this repository: the step (host network from berth.yaml and
+    // from the Dockerfile) reaches the loopback service.
+    let config = std::fs::read_to_string(&rig.config).unwrap();
+    std::fs::write(
+        &rig.config,
+        format!("{config}    allow_host_network: true\n"),
+    )
+    .unwrap();
+    let _server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&viewer)); // no kept-alive connection to the old server
+    let allowed = rig.push("the same, allowed");
+    let run = api.wait_run(&api.run_for(&allowed).await, &rig).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
+}
