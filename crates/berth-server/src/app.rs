@@ -438,6 +438,7 @@ impl Server {
             dir: dest,
             commit,
             branch,
+            repository: repo.name.clone(),
         };
         views.insert(
             repo.name.clone(),
@@ -598,6 +599,7 @@ impl Server {
             dir: dest.clone(),
             commit: commit.clone(),
             branch: branch.clone(),
+            repository: repo.name.clone(),
         };
         if !checkout.config.exists() {
             let m = format!(

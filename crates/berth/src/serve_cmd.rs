@@ -361,7 +361,7 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let build = self
+        let mut build = self
             .builder
             .options(
                 config.registry.insecure.clone(),
@@ -372,6 +372,8 @@ impl Engine {
             )
             .await
             .map_err(Failure::msg)?;
+        // One repository's `RUN --mount=type=cache` must not see (or poison) another's.
+        build.cache_scope = Some(format!("repository {}", job.checkout.repository));
         let pipeline = Pipeline {
             config,
             build,
