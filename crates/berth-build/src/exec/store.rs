@@ -284,7 +284,9 @@ impl Store {
         }
         let cfg = &manifest.config.digest;
         if !self.has_blob(cfg) {
-            let bytes = registry.pull_blob(&resolved.source, cfg).await?;
+            let bytes = registry
+                .pull_config(&resolved.source, cfg, manifest.config.size)
+                .await?;
             self.write_blob(&bytes)?;
         }
         for layer in &manifest.layers {
@@ -304,7 +306,7 @@ impl Store {
             });
             let tmp = self.temp_path("pull");
             registry
-                .pull_blob_to_file(&resolved.source, &layer.digest, &tmp)
+                .pull_blob_to_file(&resolved.source, &layer.digest, layer.size, &tmp)
                 .await?;
             self.ingest(&tmp, &layer.digest)?;
         }
