@@ -160,9 +160,13 @@ impl Store {
     /// ([`Store::temp_path`]); an entry is stale when that process is gone, or when the pid
     /// now belongs to a process started after the entry was last written (the pid was
     /// reused). Entries of live processes — concurrent builds sharing the store — are left
-    /// alone, and so is anything with a mount point below it. Returns what was removed.
+    /// alone, and so is anything with a mount point below it. Processes sharing a store must
+    /// share a pid namespace (a build in a container with the host's store would look dead).
+    /// Returns what was removed.
     pub fn clean_stale_tmp(&self) -> Vec<PathBuf> {
         let dir = self.root.join("berth/tmp");
+        // Mount points are canonical paths.
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
         let Ok(rd) = std::fs::read_dir(&dir) else {
             return Vec::new();
         };
@@ -402,6 +406,22 @@ pub fn file_digest(path: &Path) -> Result<(Digest, u64), BuildError> {
 #[cfg(test)]
 mod permission_tests {
     use super::*;
+
+    #[test]
+    fn stale_scratch_cleanup_keeps_this_process_and_names_without_a_pid() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let mine = store.temp_path("bundle");
+        std::fs::create_dir_all(&mine).unwrap();
+        let stray = d.path().join("berth/tmp/stray");
+        std::fs::write(&stray, "").unwrap();
+        // pid 0 is never a process.
+        let dead = d.path().join("berth/tmp/secret-0-1-2");
+        std::fs::write(&dead, "s").unwrap();
+        let removed = store.clean_stale_tmp();
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        assert!(mine.exists() && stray.exists() && !dead.exists());
+    }
 
     #[test]
     fn store_with_setuid_files_of_images_is_not_world_readable() {
