@@ -203,8 +203,8 @@ pub enum RegistryError {
         expected: u64,
         /// Bytes received (or announced by Content-Length).
         got: u64,
-        /// `false` when berth stopped reading as soon as more than `expected` arrived: then
-        /// `got` is the point where it stopped.
+        /// `false` when berth stopped as soon as more than `expected` arrived (or a
+        /// Content-Length announced more): then `got` is `expected`, and more was sent.
         complete: bool,
     },
     /// The registry's token service would receive the credentials in the clear.
@@ -838,11 +838,12 @@ impl Registry {
         let a = self.authorize_pull(image).await?;
         let limit = size.unwrap_or(MAX_CONFIG_BYTES);
         let too_large = |got: u64| match size {
+            // More than the descriptor's size arrived (or was announced).
             Some(expected) => RegistryError::SizeMismatch {
                 reference: image.to_string(),
                 digest: digest.clone(),
                 expected,
-                got,
+                got: expected,
                 complete: false,
             },
             None => RegistryError::TooLarge {
@@ -1084,7 +1085,7 @@ impl Registry {
                 if let Some(announced) = resp.content_length()
                     && announced > size
                 {
-                    return Err(Fail::Fatal(over(announced, true)));
+                    return Err(Fail::Fatal(over(size, false)));
                 }
                 // Each attempt starts the file again.
                 let file = tokio::fs::File::create(part)

@@ -257,7 +257,11 @@ async fn a_layer_longer_than_its_descriptor_fails_as_soon_as_the_extra_bytes_arr
         .await
         .unwrap_err();
     assert!(
-        matches!(err, RegistryError::SizeMismatch { complete: true, got, .. } if got == len),
+        matches!(err, RegistryError::SizeMismatch { complete: false, got, .. } if got == len - 1),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&format!("more than {}", len - 1)),
         "{err}"
     );
     // Shorter than the descriptor.
