@@ -102,8 +102,9 @@ pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
 /// The most bytes of a token service's answer (a JWT and a few fields).
 const MAX_TOKEN_BYTES: u64 = 1 << 20;
 
-/// Deadline of the short requests (ping, token, manifest); blob downloads have a read
-/// timeout instead, so a large layer is not cut off.
+/// Deadline of the short requests (ping, token, manifest, config): a server dripping bytes
+/// cannot hold them forever. Layer downloads have a read timeout instead (60 s without a
+/// byte), so a large layer on a slow link is not cut off.
 const SHORT_REQUEST: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a successful `/v2/` ping learned.
@@ -666,9 +667,13 @@ impl Registry {
         path: &str,
         accept: &str,
         operation: &'static str,
+        deadline: Option<std::time::Duration>,
     ) -> Result<reqwest::Response, Fail> {
         let url = format!("{}/v2/{}/{path}", a.base, image.repository());
         let mut req = self.http.get(&url);
+        if let Some(d) = deadline {
+            req = req.timeout(d);
+        }
         if !accept.is_empty() {
             req = req.header(reqwest::header::ACCEPT, accept);
         }
@@ -857,7 +862,9 @@ impl Registry {
         let (a, path, too_large) = (&a, &format!("blobs/{digest}"), &too_large);
         let out = self
             .retrying_http("pull-blob", move || async move {
-                let resp = self.get(image, a, path, "", "pull-blob").await?;
+                let resp = self
+                    .get(image, a, path, "", "pull-blob", Some(SHORT_REQUEST))
+                    .await?;
                 read_capped(resp, limit, too_large, image, "pull-blob").await
             })
             .await?;
@@ -931,7 +938,9 @@ impl Registry {
         );
         let (bytes, content_type) = self
             .retrying_http("pull-manifest", move || async move {
-                let resp = self.get(image, a, path, accept, "pull-manifest").await?;
+                let resp = self
+                    .get(image, a, path, accept, "pull-manifest", Some(SHORT_REQUEST))
+                    .await?;
                 let content_type = resp
                     .headers()
                     .get(reqwest::header::CONTENT_TYPE)
@@ -1081,7 +1090,7 @@ impl Registry {
         let (a, path, part, io, over) = (&a, &format!("blobs/{digest}"), &partial, &io, &over);
         let pulled = self
             .retrying_http("pull-blob", move || async move {
-                let mut resp = self.get(image, a, path, "", "pull-blob").await?;
+                let mut resp = self.get(image, a, path, "", "pull-blob", None).await?;
                 if let Some(announced) = resp.content_length()
                     && announced > size
                 {
