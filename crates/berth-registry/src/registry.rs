@@ -88,6 +88,25 @@ pub mod media {
     pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 }
 
+/// The most bytes berth reads for a manifest or an image index: 4 MiB, containerd's limit
+/// (`images.MaxManifestSize`). Real manifests are a few KiB; an index of every platform of a
+/// large image stays far below.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// The most bytes berth reads into memory for an image config (and any blob pulled with
+/// [`Registry::pull_blob`]): 8 MiB. Configs are a few KiB; one with a thousand history
+/// entries and a large environment stays under 1 MiB. Layers are streamed to disk instead
+/// ([`Registry::pull_blob_to_file`]) and checked against their descriptor's size.
+pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
+/// The most bytes of a token service's answer (a JWT and a few fields).
+const MAX_TOKEN_BYTES: u64 = 1 << 20;
+
+/// Deadline of the short requests (ping, token, manifest, config): a server dripping bytes
+/// cannot hold them forever. Layer downloads have a read timeout instead (60 s without a
+/// byte), so a large layer on a slow link is not cut off.
+const SHORT_REQUEST: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What a successful `/v2/` ping learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ping {
@@ -151,6 +170,57 @@ pub enum RegistryError {
         expected: Digest,
         /// The digest of what arrived.
         actual: Digest,
+    },
+    /// A manifest, image index or in-memory blob (an image config) is larger than berth reads.
+    #[error(
+        "the {what} `{name}` of {reference} is larger than {limit} bytes, berth's limit for a \
+         {what} ({got} bytes announced or received); the image is broken or hostile, berth \
+         refuses it"
+    )]
+    TooLarge {
+        /// `manifest` or `config blob`.
+        what: &'static str,
+        /// What was pulled.
+        reference: String,
+        /// The tag or digest asked for.
+        name: String,
+        /// The limit ([`MAX_MANIFEST_BYTES`], [`MAX_CONFIG_BYTES`]).
+        limit: u64,
+        /// Bytes announced (Content-Length) or received when berth stopped reading.
+        got: u64,
+    },
+    /// A blob's size differs from the one its descriptor in the manifest gives.
+    #[error(
+        "blob {digest} of {reference}: the registry sent {} bytes where the image's manifest \
+         says {expected}; the registry or the image is broken or hostile, berth refuses it",
+        if *complete { got.to_string() } else { format!("more than {got}") }
+    )]
+    SizeMismatch {
+        /// What was pulled.
+        reference: String,
+        /// The blob asked for.
+        digest: Digest,
+        /// The size its descriptor gives.
+        expected: u64,
+        /// Bytes received (or announced by Content-Length).
+        got: u64,
+        /// `false` when berth stopped as soon as more than `expected` arrived (or a
+        /// Content-Length announced more): then `got` is `expected`, and more was sent.
+        complete: bool,
+    },
+    /// The registry's token service would receive the credentials in the clear.
+    #[error(
+        "registry {host} asks for tokens at {realm}: {reason}. berth does not send your \
+         credentials there; use the registry's HTTPS token service (for a plain-HTTP registry \
+         of your own, named with --insecure-registry, serve the token service on the same host)"
+    )]
+    InsecureTokenRealm {
+        /// The registry.
+        host: String,
+        /// The token realm it named (redacted).
+        realm: SafeUrl,
+        /// Why the realm is refused.
+        reason: String,
     },
     /// An error from the distribution protocol layer.
     #[error("registry operation `{operation}` on {reference} failed: {message}")]
@@ -233,7 +303,11 @@ impl Registry {
         let http = reqwest::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(60))
+            // reqwest drops Authorization (and cookies) when a redirect leaves the host, port
+            // or scheme: blob downloads redirected to a CDN never carry the registry's token
+            // or credentials (`hostile::a_redirect_to_another_host_gets_no_authorization`).
+            .redirect(reqwest::redirect::Policy::limited(10))
             .build()
             .expect("a reqwest client with static settings builds");
         let oci = oci_client::Client::new(ClientConfig {
@@ -307,8 +381,12 @@ impl Registry {
         pull_sources(&self.mirrors, image)
     }
 
+    fn is_insecure(&self, host: &str) -> bool {
+        self.insecure.iter().any(|h| h == host)
+    }
+
     fn scheme(&self, host: &str) -> &'static str {
-        if self.insecure.iter().any(|h| h == host) {
+        if self.is_insecure(host) {
             "http"
         } else {
             "https"
@@ -325,102 +403,319 @@ impl Registry {
     /// `GET /v2/` and, when challenged, the token or basic-auth step with the stored
     /// credentials: proves the registry is there and accepts who we are.
     pub async fn ping(&self, host: &str) -> Result<Ping, RegistryError> {
-        let url = format!("{}://{}/v2/", self.scheme(host), host);
-        let unreachable = |e: reqwest::Error| RegistryError::Unreachable {
-            url: SafeUrl::new(url.clone()),
-            host: host.into(),
-            reason: error_chain(&e),
-        };
-        let resp = self.http.get(&url).send().await.map_err(unreachable)?;
-        let status = resp.status().as_u16();
-        if status == 200 {
+        let a = self.authorize(host, host, None).await?;
+        let url = format!("{}/v2/", a.base);
+        let Some(scheme) = a.scheme.clone() else {
             return Ok(Ping {
                 url,
                 identity: "anonymous".into(),
                 scheme: None,
             });
+        };
+        let Some(header) = &a.header else {
+            return Err(self.denied(host, &a, "it requires a login and there is none".into()));
+        };
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(SHORT_REQUEST)
+            .header(reqwest::header::AUTHORIZATION, header)
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unreachable {
+                url: SafeUrl::new(url.clone()),
+                host: host.into(),
+                reason: error_chain(&e),
+            })?;
+        match resp.status().as_u16() {
+            200 => Ok(Ping {
+                url,
+                identity: a.user.unwrap_or_else(|| "anonymous".into()),
+                scheme: Some(scheme),
+            }),
+            401 | 403 => Err(self.denied(host, &a, format!("HTTP {}", resp.status()))),
+            _ => Err(unexpected(&url, resp).await),
         }
-        if status != 401 {
-            return Err(unexpected(&url, resp).await);
-        }
-        let challenge = resp
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let (scheme, params) = parse_challenge(&challenge);
-        let cred = self.credentials.get(host)?;
-        let who = cred
-            .as_ref()
-            .map(|c| format!(" as {}", c.username))
-            .unwrap_or_default();
-        let denied = |detail: String| RegistryError::Unauthorized {
+    }
+
+    fn denied(&self, host: &str, a: &Authorized, detail: String) -> RegistryError {
+        RegistryError::Unauthorized {
             host: host.into(),
-            who: who.clone(),
+            who: a
+                .user
+                .as_ref()
+                .map(|u| format!(" as {u}"))
+                .unwrap_or_default(),
             detail,
             config: self.credentials.source().display().to_string(),
+        }
+    }
+
+    /// The `/v2/` challenge of the registry at `url_host`: `None` when it answers 200, else
+    /// the scheme and parameters of its `WWW-Authenticate` header.
+    async fn challenge(&self, url_host: &str) -> Result<Option<Challenge>, RegistryError> {
+        let url = format!("{}://{}/v2/", self.scheme(url_host), url_host);
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(SHORT_REQUEST)
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unreachable {
+                url: SafeUrl::new(url.clone()),
+                host: url_host.into(),
+                reason: error_chain(&e),
+            })?;
+        match resp.status().as_u16() {
+            200 => Ok(None),
+            401 => {
+                let raw = resp
+                    .headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let (scheme, params) = parse_challenge(&raw);
+                Ok(Some(Challenge {
+                    scheme,
+                    params,
+                    raw,
+                }))
+            }
+            _ => Err(unexpected(&url, resp).await),
+        }
+    }
+
+    /// Refuses (before any credential is sent) a bearer challenge whose token realm must not
+    /// receive the credentials of `cred_host` ([`credentials_may_go_to`]). Without
+    /// credentials there is nothing to protect.
+    fn check_realm(
+        &self,
+        cred_host: &str,
+        url_host: &str,
+        challenge: &Challenge,
+        has_credentials: bool,
+    ) -> Result<Option<reqwest::Url>, RegistryError> {
+        if !challenge.scheme.eq_ignore_ascii_case("bearer") {
+            return Ok(None);
+        }
+        let Some(realm) = challenge.params.get("realm") else {
+            return Ok(None);
         };
-        let authed = match scheme.to_ascii_lowercase().as_str() {
+        let url = reqwest::Url::parse(realm).map_err(|e| RegistryError::InsecureTokenRealm {
+            host: cred_host.into(),
+            realm: SafeUrl::new(realm.clone()),
+            reason: format!("that is not a URL ({e})"),
+        })?;
+        if has_credentials
+            && let Err(reason) = credentials_may_go_to(&url, url_host, self.is_insecure(url_host))
+        {
+            return Err(RegistryError::InsecureTokenRealm {
+                host: cred_host.into(),
+                realm: SafeUrl::new(realm.clone()),
+                reason,
+            });
+        }
+        Ok(Some(url))
+    }
+
+    /// Learns how to authorize requests to the registry at `url_host` (credentials of
+    /// `cred_host`): nothing, HTTP basic, or a bearer token from its token service for `scope`
+    /// (`repository:NAME:pull`). Credentials go to a token realm only as
+    /// [`credentials_may_go_to`] allows.
+    async fn authorize(
+        &self,
+        cred_host: &str,
+        url_host: &str,
+        scope: Option<&str>,
+    ) -> Result<Authorized, RegistryError> {
+        let mut out = Authorized {
+            base: format!("{}://{}", self.scheme(url_host), url_host),
+            header: None,
+            scheme: None,
+            user: None,
+        };
+        let Some(challenge) = self.challenge(url_host).await? else {
+            return Ok(out);
+        };
+        let cred = self.credentials.get(cred_host)?;
+        out.user = cred.as_ref().map(|c| c.username.clone());
+        out.scheme = Some(challenge.scheme.clone());
+        match challenge.scheme.to_ascii_lowercase().as_str() {
             "basic" => {
-                let Some(c) = &cred else {
-                    return Err(denied("it requires a login and there is none".into()));
-                };
-                self.http
-                    .get(&url)
-                    .basic_auth(&c.username, Some(c.secret.expose()))
+                if let Some(c) = &cred {
+                    use base64::Engine as _;
+                    let pair = format!("{}:{}", c.username, c.secret.expose());
+                    out.header = Some(format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(pair)
+                    ));
+                }
             }
             "bearer" => {
-                let realm = params
-                    .get("realm")
-                    .ok_or_else(|| denied("bearer challenge without realm".into()))?;
-                let mut req = self.http.get(realm);
-                if let Some(service) = params.get("service") {
-                    req = req.query(&[("service", service)]);
+                let Some(realm) =
+                    self.check_realm(cred_host, url_host, &challenge, cred.is_some())?
+                else {
+                    return Err(self.denied(
+                        cred_host,
+                        &out,
+                        "bearer challenge without realm".into(),
+                    ));
+                };
+                let mut query: Vec<(&str, &str)> = Vec::new();
+                if let Some(service) = challenge.params.get("service") {
+                    query.push(("service", service));
                 }
+                if let Some(scope) = scope {
+                    query.push(("scope", scope));
+                }
+                let mut req = self
+                    .http
+                    .get(realm.clone())
+                    .timeout(SHORT_REQUEST)
+                    .query(&query);
                 if let Some(c) = &cred {
                     req = req.basic_auth(&c.username, Some(c.secret.expose()));
                 }
-                let token_resp = req.send().await.map_err(|e| RegistryError::Unreachable {
-                    url: SafeUrl::new(realm.clone()),
-                    host: host.into(),
+                let resp = req.send().await.map_err(|e| RegistryError::Unreachable {
+                    url: SafeUrl::new(realm.to_string()),
+                    host: cred_host.into(),
                     reason: error_chain(&e),
                 })?;
-                if !token_resp.status().is_success() {
-                    return Err(denied(format!(
-                        "token service answered HTTP {}",
-                        token_resp.status()
-                    )));
+                if !resp.status().is_success() {
+                    return Err(self.denied(
+                        cred_host,
+                        &out,
+                        format!("token service answered HTTP {}", resp.status()),
+                    ));
                 }
+                let body = read_limited(resp, MAX_TOKEN_BYTES).await.map_err(|e| {
+                    self.denied(cred_host, &out, format!("unreadable token answer: {e}"))
+                })?;
                 #[derive(serde::Deserialize)]
                 struct Token {
                     token: Option<String>,
                     access_token: Option<String>,
                 }
-                let t: Token = token_resp
-                    .json()
-                    .await
-                    .map_err(|e| denied(format!("unreadable token answer: {e}")))?;
+                let t: Token = serde_json::from_slice(&body).map_err(|e| {
+                    self.denied(cred_host, &out, format!("unreadable token answer: {e}"))
+                })?;
                 let token = t
                     .token
                     .or(t.access_token)
-                    .ok_or_else(|| denied("no token in answer".into()))?;
-                self.http.get(&url).bearer_auth(token)
+                    .ok_or_else(|| self.denied(cred_host, &out, "no token in answer".into()))?;
+                out.header = Some(format!("Bearer {token}"));
             }
-            _ => return Err(denied(format!("unsupported auth challenge `{challenge}`"))),
-        };
-        let resp = authed.send().await.map_err(unreachable)?;
-        match resp.status().as_u16() {
-            200 => Ok(Ping {
-                url,
-                identity: cred
-                    .map(|c| c.username)
-                    .unwrap_or_else(|| "anonymous".into()),
-                scheme: Some(scheme),
-            }),
-            401 | 403 => Err(denied(format!("HTTP {}", resp.status()))),
-            _ => Err(unexpected(&url, resp).await),
+            _ => {
+                return Err(self.denied(
+                    cred_host,
+                    &out,
+                    format!("unsupported auth challenge `{}`", challenge.raw),
+                ));
+            }
         }
+        Ok(out)
+    }
+
+    /// [`Registry::authorize`] for pulling from the repository of `image`, retried like
+    /// every call.
+    async fn authorize_pull(&self, image: &ImageRef) -> Result<Authorized, RegistryError> {
+        let url_host = Self::reference(image).resolve_registry().to_string();
+        let scope = format!("repository:{}:pull", image.repository());
+        let (h, s) = (&url_host, &scope);
+        self.retrying_http("auth", move || async move {
+            self.authorize(image.registry(), h, Some(s))
+                .await
+                .map_err(Fail::classify)
+        })
+        .await
+    }
+
+    /// Runs `attempt` like [`Registry::retrying`], for berth's own HTTP calls.
+    async fn retrying_http<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Fail>>,
+    {
+        let mut n = 1;
+        loop {
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(Fail::Transient(e)) => match self.retry.delay_after(n) {
+                    Some(wait) => {
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            "registry {what}: attempt {n} failed ({e}); retrying in {wait:?}"
+                        );
+                        tokio::time::sleep(wait).await;
+                        n += 1;
+                    }
+                    None => return Err(e),
+                },
+                Err(Fail::Fatal(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// `GET <base>/v2/<repository>/<path>` with the authorization `a`; any answer but 2xx is
+    /// an error (5xx transient). Redirects are followed without the Authorization header
+    /// when they leave the host.
+    async fn get(
+        &self,
+        image: &ImageRef,
+        a: &Authorized,
+        path: &str,
+        accept: &str,
+        operation: &'static str,
+        deadline: Option<std::time::Duration>,
+    ) -> Result<reqwest::Response, Fail> {
+        let url = format!("{}/v2/{}/{path}", a.base, image.repository());
+        let mut req = self.http.get(&url);
+        if let Some(d) = deadline {
+            req = req.timeout(d);
+        }
+        if !accept.is_empty() {
+            req = req.header(reqwest::header::ACCEPT, accept);
+        }
+        if let Some(h) = &a.header {
+            req = req.header(reqwest::header::AUTHORIZATION, h);
+        }
+        let resp = req.send().await.map_err(|e| {
+            Fail::Transient(RegistryError::Protocol {
+                operation,
+                reference: image.to_string(),
+                message: error_chain(&e),
+            })
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        if status.as_u16() == 401 || status.as_u16() == 403 {
+            return Err(Fail::Fatal(self.denied(
+                image.registry(),
+                a,
+                format!("{operation} answered HTTP {status}"),
+            )));
+        }
+        let body = read_limited(resp, 4096).await.unwrap_or_default();
+        let e = RegistryError::Protocol {
+            operation,
+            reference: image.to_string(),
+            message: format!(
+                "{} answered HTTP {status}: {}",
+                SafeUrl::new(url),
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ),
+        };
+        Err(if status.is_server_error() {
+            Fail::Transient(e)
+        } else {
+            Fail::Fatal(e)
+        })
     }
 
     fn reference(image: &ImageRef) -> Reference {
@@ -438,6 +733,22 @@ impl Registry {
     ) -> Result<Reference, RegistryError> {
         let r = Self::reference(image);
         let auth = self.auth_for(image.registry())?;
+        // oci-client sends the credentials to whatever token realm the registry names: check
+        // the realm first. (oci-client asks `/v2/` again; a registry that changes its answer
+        // between the two requests is not caught here — pushes go to registries the user
+        // chose, pulls do not use oci-client.)
+        if !matches!(auth, RegistryAuth::Anonymous) {
+            let url_host = r.resolve_registry().to_string();
+            let h = &url_host;
+            let challenge = self
+                .retrying_http("auth", move || async move {
+                    self.challenge(h).await.map_err(Fail::classify)
+                })
+                .await?;
+            if let Some(c) = &challenge {
+                self.check_realm(image.registry(), &url_host, c, true)?;
+            }
+        }
         let (rr, auth) = (&r, &auth);
         self.retrying("auth", move || self.oci.auth(rr, auth, op))
             .await
@@ -492,26 +803,85 @@ impl Registry {
         Ok(digest)
     }
 
-    /// Downloads a blob and checks it against its digest.
+    /// Downloads a small blob into memory (at most [`MAX_CONFIG_BYTES`]) and checks it against
+    /// its digest. Layers go through [`Registry::pull_blob_to_file`].
     pub async fn pull_blob(
         &self,
         image: &ImageRef,
         digest: &Digest,
     ) -> Result<Vec<u8>, RegistryError> {
-        let r = self.authenticate(image, RegistryOperation::Pull).await?;
-        let (r, d) = (&r, &digest.to_string());
+        self.pull_small_blob(image, digest, None).await
+    }
+
+    /// Downloads an image config whose descriptor says `size` bytes: refused before any byte
+    /// when `size` is over [`MAX_CONFIG_BYTES`], and when the registry sends another size or
+    /// content that does not match `digest`.
+    pub async fn pull_config(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        if size > MAX_CONFIG_BYTES {
+            return Err(RegistryError::TooLarge {
+                what: "config blob",
+                reference: image.to_string(),
+                name: digest.to_string(),
+                limit: MAX_CONFIG_BYTES,
+                got: size,
+            });
+        }
+        self.pull_small_blob(image, digest, Some(size)).await
+    }
+
+    async fn pull_small_blob(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let a = self.authorize_pull(image).await?;
+        let limit = size.unwrap_or(MAX_CONFIG_BYTES);
+        let too_large = |got: u64| match size {
+            // More than the descriptor's size arrived (or was announced).
+            Some(expected) => RegistryError::SizeMismatch {
+                reference: image.to_string(),
+                digest: digest.clone(),
+                expected,
+                got: expected,
+                complete: false,
+            },
+            None => RegistryError::TooLarge {
+                what: "config blob",
+                reference: image.to_string(),
+                name: digest.to_string(),
+                limit,
+                got,
+            },
+        };
+        let (a, path, too_large) = (&a, &format!("blobs/{digest}"), &too_large);
         let out = self
-            .retrying("pull-blob", move || async move {
-                let mut out = Vec::new();
-                self.oci.pull_blob(r, d.as_str(), &mut out).await?;
-                Ok(out)
+            .retrying_http("pull-blob", move || async move {
+                let resp = self
+                    .get(image, a, path, "", "pull-blob", Some(SHORT_REQUEST))
+                    .await?;
+                read_capped(resp, limit, too_large, image, "pull-blob").await
             })
-            .await
-            .map_err(|e| protocol("pull-blob", image, e))?;
+            .await?;
+        if let Some(expected) = size
+            && out.len() as u64 != expected
+        {
+            return Err(RegistryError::SizeMismatch {
+                reference: image.to_string(),
+                digest: digest.clone(),
+                expected,
+                got: out.len() as u64,
+                complete: true,
+            });
+        }
         check(image, digest, &out)?;
         Ok(out)
     }
-
     /// Uploads a manifest under the tag (or digest) of `image`; returns its digest.
     pub async fn push_manifest(
         &self,
@@ -539,26 +909,49 @@ impl Registry {
     }
 
     /// Downloads the manifest of `image` (by digest if it has one, else by tag): its bytes,
-    /// media type and digest. A digest reference is verified.
+    /// media type and digest. A digest reference is verified; more than
+    /// [`MAX_MANIFEST_BYTES`] is refused as soon as they arrive (or are announced).
     pub async fn pull_manifest(
         &self,
         image: &ImageRef,
     ) -> Result<(Vec<u8>, String, Digest), RegistryError> {
-        let r = Self::reference(image);
-        let auth = self.auth_for(image.registry())?;
         let accepted = [
-            "application/vnd.oci.image.manifest.v1+json",
-            "application/vnd.oci.image.index.v1+json",
-            "application/vnd.docker.distribution.manifest.v2+json",
-            "application/vnd.docker.distribution.manifest.list.v2+json",
+            media::OCI_MANIFEST,
+            media::OCI_INDEX,
+            media::DOCKER_MANIFEST,
+            media::DOCKER_LIST,
         ];
-        let (rr, auth, acc) = (&r, &auth, &accepted);
-        let (bytes, _digest_header) = self
-            .retrying("pull-manifest", move || {
-                self.oci.pull_manifest_raw(rr, auth, acc)
+        let a = self.authorize_pull(image).await?;
+        let name = image.reference();
+        let too_large = |got: u64| RegistryError::TooLarge {
+            what: "manifest",
+            reference: image.to_string(),
+            name: name.clone(),
+            limit: MAX_MANIFEST_BYTES,
+            got,
+        };
+        let (a, path, accept, too_large) = (
+            &a,
+            &format!("manifests/{name}"),
+            &accepted.join(", "),
+            &too_large,
+        );
+        let (bytes, content_type) = self
+            .retrying_http("pull-manifest", move || async move {
+                let resp = self
+                    .get(image, a, path, accept, "pull-manifest", Some(SHORT_REQUEST))
+                    .await?;
+                let content_type = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+                let bytes =
+                    read_capped(resp, MAX_MANIFEST_BYTES, too_large, image, "pull-manifest")
+                        .await?;
+                Ok((bytes, content_type))
             })
-            .await
-            .map_err(|e| protocol("pull-manifest", image, e))?;
+            .await?;
         let actual = sha256(&bytes);
         if let Some(expected) = image.digest() {
             check(image, expected, &bytes)?;
@@ -570,8 +963,9 @@ impl Registry {
                     .and_then(|m| m.as_str())
                     .map(String::from)
             })
+            .or(content_type.filter(|c| accepted.contains(&c.as_str())))
             .unwrap_or_else(|| accepted[0].into());
-        Ok((bytes.to_vec(), media_type, actual))
+        Ok((bytes, media_type, actual))
     }
 }
 
@@ -666,52 +1060,91 @@ impl Registry {
         })
     }
 
-    /// Streams a blob into the file `dest` (through `dest.partial`, renamed when complete) and
-    /// verifies its digest; the blob is never held in memory. Returns its size.
+    /// Streams a blob whose descriptor says `size` bytes into the file `dest` (through
+    /// `dest.partial`, renamed when complete); the blob is never held in memory. Fails as soon
+    /// as more than `size` bytes arrive (or a Content-Length says so), and at the end when the
+    /// size or the digest differ ([`RegistryError::SizeMismatch`],
+    /// [`RegistryError::DigestMismatch`]). Returns its size.
     pub async fn pull_blob_to_file(
         &self,
         image: &ImageRef,
         digest: &Digest,
+        size: u64,
         dest: &std::path::Path,
     ) -> Result<u64, RegistryError> {
-        let r = self.authenticate(image, RegistryOperation::Pull).await?;
+        use tokio::io::AsyncWriteExt as _;
+        let a = self.authorize_pull(image).await?;
         let partial = dest.with_extension("partial");
         let io = |e: std::io::Error| RegistryError::Protocol {
             operation: "pull-blob",
             reference: image.to_string(),
             message: format!("writing {}: {e}", partial.display()),
         };
-        let (rr, d, part) = (&r, &digest.to_string(), &partial);
+        let over = |got: u64, complete: bool| RegistryError::SizeMismatch {
+            reference: image.to_string(),
+            digest: digest.clone(),
+            expected: size,
+            got,
+            complete,
+        };
+        let (a, path, part, io, over) = (&a, &format!("blobs/{digest}"), &partial, &io, &over);
         let pulled = self
-            .retrying("pull-blob", move || async move {
+            .retrying_http("pull-blob", move || async move {
+                let mut resp = self.get(image, a, path, "", "pull-blob", None).await?;
+                if let Some(announced) = resp.content_length()
+                    && announced > size
+                {
+                    return Err(Fail::Fatal(over(size, false)));
+                }
                 // Each attempt starts the file again.
-                let file = tokio::fs::File::create(part).await?;
+                let file = tokio::fs::File::create(part)
+                    .await
+                    .map_err(|e| Fail::Fatal(io(e)))?;
                 let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-                self.oci.pull_blob(rr, d.as_str(), &mut out).await?;
-                use tokio::io::AsyncWriteExt;
-                out.flush().await?;
-                Ok(())
+                let mut hasher = Sha256::new();
+                let mut got = 0u64;
+                while let Some(chunk) = resp.chunk().await.map_err(|e| {
+                    Fail::Transient(RegistryError::Protocol {
+                        operation: "pull-blob",
+                        reference: image.to_string(),
+                        message: error_chain(&e),
+                    })
+                })? {
+                    got += chunk.len() as u64;
+                    if got > size {
+                        return Err(Fail::Fatal(over(size, false)));
+                    }
+                    hasher.update(&chunk);
+                    out.write_all(&chunk)
+                        .await
+                        .map_err(|e| Fail::Fatal(io(e)))?;
+                }
+                out.flush().await.map_err(|e| Fail::Fatal(io(e)))?;
+                Ok((Digest::sha256_from_bytes(&hasher.finalize().into()), got))
             })
             .await;
-        if let Err(e) = pulled {
+        let (actual, got) = match pulled {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(e);
+            }
+        };
+        if got != size || &actual != digest {
             let _ = tokio::fs::remove_file(&partial).await;
-            return Err(protocol("pull-blob", image, e));
-        }
-        // oci-client has checked the digest while streaming; check again from disk so a short
-        // write cannot slip through.
-        let (actual, size) = sha256_file(&partial).map_err(io)?;
-        if &actual != digest {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(RegistryError::DigestMismatch {
-                reference: image.to_string(),
-                expected: digest.clone(),
-                actual,
+            return Err(if got != size {
+                over(got, true)
+            } else {
+                RegistryError::DigestMismatch {
+                    reference: image.to_string(),
+                    expected: digest.clone(),
+                    actual,
+                }
             });
         }
         tokio::fs::rename(&partial, dest).await.map_err(io)?;
         Ok(size)
     }
-
     /// Uploads the blob in file `path` (whose digest is `digest`) into the repository of
     /// `image`, streaming it in 4 MiB chunks, unless the registry has it already (HEAD).
     /// Returns whether it was uploaded.
@@ -777,6 +1210,119 @@ impl Registry {
         self.stats.uploaded.fetch_add(1, Ordering::Relaxed);
         Ok(BlobPush::Uploaded)
     }
+}
+
+/// How to authorize requests to one registry, learned from its `/v2/` challenge.
+struct Authorized {
+    /// `scheme://host` of the registry.
+    base: String,
+    /// The `Authorization` header value, if any.
+    header: Option<String>,
+    /// The challenge's scheme (`Bearer`, `Basic`); `None` when `/v2/` answered 200.
+    scheme: Option<String>,
+    /// Whose credentials were used.
+    user: Option<String>,
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+struct Challenge {
+    scheme: String,
+    params: BTreeMap<String, String>,
+    raw: String,
+}
+
+/// One failed attempt of berth's own HTTP calls: worth another try or not.
+enum Fail {
+    Transient(RegistryError),
+    Fatal(RegistryError),
+}
+
+impl Fail {
+    /// An unreachable registry or a 5xx answer may pass; everything else will not.
+    fn classify(e: RegistryError) -> Fail {
+        match e {
+            RegistryError::Unreachable { .. } => Fail::Transient(e),
+            RegistryError::Unexpected { status, .. } if status >= 500 => Fail::Transient(e),
+            e => Fail::Fatal(e),
+        }
+    }
+}
+
+/// Whether the credentials of the registry at `registry_host` may be sent to the token
+/// service `realm`: over HTTPS, yes (Docker Hub's realm is another host, `auth.docker.io`);
+/// over plain HTTP only when the user named the registry itself insecure and the realm is on
+/// the same host (another port of it, e.g. a token server beside a registry on loopback or a
+/// private network): those credentials already travel there in the clear. A registry reached
+/// over HTTPS naming a plain-HTTP realm, or a plain-HTTP realm on another host, is refused.
+pub(crate) fn credentials_may_go_to(
+    realm: &reqwest::Url,
+    registry_host: &str,
+    registry_insecure: bool,
+) -> Result<(), String> {
+    match realm.scheme() {
+        "https" => Ok(()),
+        "http" if !registry_insecure => {
+            Err("that is plain HTTP, while the registry itself is reached over HTTPS".to_string())
+        }
+        "http" => {
+            let name = match registry_host.rsplit_once(':') {
+                Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+                _ => registry_host,
+            };
+            if realm.host_str() == Some(name) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "that is plain HTTP on another host ({}) than the registry ({name})",
+                    realm.host_str().unwrap_or("none")
+                ))
+            }
+        }
+        other => Err(format!("`{other}:` is neither HTTPS nor HTTP")),
+    }
+}
+
+/// At most `limit` bytes of a body (for error texts and token answers).
+async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+        let room = (limit as usize).saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() as u64 >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The whole body, refused with `too_large(bytes so far)` as soon as more than `limit` bytes
+/// arrive or a Content-Length announces more.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: u64,
+    too_large: &(dyn Fn(u64) -> RegistryError + Sync),
+    image: &ImageRef,
+    operation: &'static str,
+) -> Result<Vec<u8>, Fail> {
+    if let Some(announced) = resp.content_length()
+        && announced > limit
+    {
+        return Err(Fail::Fatal(too_large(announced)));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        Fail::Transient(RegistryError::Protocol {
+            operation,
+            reference: image.to_string(),
+            message: error_chain(&e),
+        })
+    })? {
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(Fail::Fatal(too_large((out.len() + chunk.len()) as u64)));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// A file as a stream of 4 MiB chunks.
@@ -868,13 +1414,8 @@ fn protocol(
 
 async fn unexpected(url: &str, resp: reqwest::Response) -> RegistryError {
     let status = resp.status().as_u16();
-    let body: String = resp
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect();
+    let body = read_limited(resp, 4096).await.unwrap_or_default();
+    let body: String = String::from_utf8_lossy(&body).chars().take(200).collect();
     RegistryError::Unexpected {
         url: SafeUrl::new(url),
         status,
@@ -968,6 +1509,27 @@ mod tests {
                 "docker.io/library/busybox:1.35"
             ]
         );
+    }
+
+    #[test]
+    fn credentials_go_to_a_plain_http_token_realm_only_on_the_insecure_registrys_own_host() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        // Docker Hub: HTTPS realm on another host.
+        assert!(
+            credentials_may_go_to(&url("https://auth.docker.io/token"), "docker.io", false).is_ok()
+        );
+        // An HTTPS registry naming a plain-HTTP realm (a downgrade), even on its own host.
+        let e = credentials_may_go_to(&url("http://reg.example/token"), "reg.example", false);
+        assert!(e.unwrap_err().contains("reached over HTTPS"));
+        // A plain-HTTP registry the user named: its own host, any port.
+        assert!(
+            credentials_may_go_to(&url("http://127.0.0.1:5001/t"), "127.0.0.1:5000", true).is_ok()
+        );
+        assert!(credentials_may_go_to(&url("http://[::1]:5001/t"), "[::1]:5000", true).is_ok());
+        // ... but not another host.
+        let e = credentials_may_go_to(&url("http://127.0.0.2:5001/t"), "127.0.0.1:5000", true);
+        assert!(e.unwrap_err().contains("another host"));
+        assert!(credentials_may_go_to(&url("ftp://127.0.0.1/t"), "127.0.0.1:5000", true).is_err());
     }
 
     #[test]

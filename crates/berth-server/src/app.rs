@@ -453,6 +453,7 @@ impl Server {
             dir: dest,
             commit,
             branch,
+            repository: repo.name.clone(),
         };
         views.insert(
             repo.name.clone(),
@@ -613,6 +614,7 @@ impl Server {
             dir: dest.clone(),
             commit: commit.clone(),
             branch: branch.clone(),
+            repository: repo.name.clone(),
         };
         if !checkout.config.exists() {
             let m = format!(

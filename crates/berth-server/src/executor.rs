@@ -25,6 +25,9 @@ pub struct Checkout {
     pub commit: String,
     /// The branch it came from, if any.
     pub branch: Option<String>,
+    /// The server's name of the repository (unique on the server): builds of this checkout
+    /// use cache mounts of this repository only.
+    pub repository: String,
 }
 
 /// What to do with a checkout.

@@ -390,6 +390,8 @@ impl Engine {
         build.sandbox.repo = berth_build::exec::runtime::RepoPolicy::Untrusted {
             allow_host_network: job.allow_host_network,
         };
+        // One repository's `RUN --mount=type=cache` must not see (or poison) another's.
+        build.cache_scope = Some(format!("repository {}", job.checkout.repository));
         let pipeline = Pipeline {
             config,
             build,

@@ -58,6 +58,11 @@ pub struct BuildOptions {
     /// How RUN steps (and the pipeline's tests) are contained: network, limits, deadlines,
     /// extra CA certificates.
     pub sandbox: runtime::Sandbox,
+    /// Whose `RUN --mount=type=cache` directories a build uses: the delivery server passes
+    /// the repository's name, so repositories built on one server never share (or poison)
+    /// each other's caches. `None` (CLI builds) shares them by id across the store's builds,
+    /// as BuildKit does.
+    pub cache_scope: Option<String>,
 }
 
 impl BuildOptions {
@@ -73,6 +78,7 @@ impl BuildOptions {
             platforms: Vec::new(),
             secrets: Default::default(),
             sandbox: Default::default(),
+            cache_scope: None,
         }
     }
 }
@@ -377,6 +383,19 @@ pub async fn build(
     sink.emit(Event::StepStarted {
         step: "build".into(),
     });
+    // A SIGKILLed build leaves its runc bundle (the step's environment, `env=` secrets
+    // included) and secret files behind: remove those of processes that are gone.
+    let stale = opts.store.clean_stale_tmp();
+    if !stale.is_empty() {
+        sink.emit(Event::Message {
+            step: "build".into(),
+            level: Level::Info,
+            message: format!(
+                "removed {} scratch entries left by builds that were killed",
+                stale.len()
+            ),
+        });
+    }
     let result = build_all(opts, request, sink).await;
     sink.emit(Event::StepFinished {
         step: "build".into(),
@@ -778,6 +797,7 @@ async fn run_instruction(
                 ignore: cx.ignore.as_ref(),
                 secrets: &cx.opts.secrets,
                 roots: &roots,
+                cache_scope: cx.opts.cache_scope.as_deref(),
             };
             let mut mounts = run_mounts::prepare(
                 &cx.opts.store,

@@ -499,6 +499,117 @@ pub fn resolve_user(rootfs: Option<&Path>, spec: &str) -> Result<(u32, u32, Vec<
 mod tests {
     use super::*;
 
+    use crate::exec::layer::tests::{E, host_is_untouched, hostile_tar, sandbox};
+
+    /// `ADD evil.tar /` of a hand-made archive into a root beside a "host" directory; the
+    /// archive starts with `x -> <link>`.
+    fn add_hostile(entries: &[E], link: &dyn Fn(&Path) -> String) {
+        let d = tempfile::tempdir().unwrap();
+        let (root, host) = sandbox(d.path());
+        let target = link(&host);
+        let mut all = vec![E::Sym("x", &target)];
+        all.extend(entries.iter().map(|e| match e {
+            E::Sym(a, b) => E::Sym(a, b),
+            E::Hard(a, b) => E::Hard(a, b),
+            E::File(a, b) => E::File(a, b),
+            E::Dir(a) => E::Dir(a),
+        }));
+        let tar = hostile_tar(d.path(), &all);
+        let attrs = CopyAttrs {
+            owner: None,
+            mode: None,
+        };
+        let _ = extract_into(&root, &tar, ArchiveKind::Tar, "/", attrs);
+        host_is_untouched(&host);
+    }
+
+    #[test]
+    fn add_of_an_archive_through_a_symlink_does_not_overwrite_host_files() {
+        let abs = |h: &Path| h.display().to_string();
+        let dotdot = |_: &Path| "../host".to_string();
+        add_hostile(&[E::File("x/victim", "overwritten")], &abs);
+        add_hostile(&[E::File("x/etc/passwd", "root::0:0::/:/bin/sh")], &dotdot);
+        add_hostile(&[E::File("x/planted", "new")], &abs);
+        add_hostile(&[E::Dir("x/newdir")], &abs);
+        add_hostile(
+            &[E::Dir("x/etc/newdir"), E::File("x/etc/newdir/f", "")],
+            &dotdot,
+        );
+        add_hostile(&[E::Sym("x/victim", "/etc/hostname")], &abs);
+        // `x -> /`, then `x/<the host directory>/etc/passwd`: written inside the root.
+        let d = tempfile::tempdir().unwrap();
+        let (root, host) = sandbox(d.path());
+        let inner = format!("x{}/etc/passwd", host.display());
+        let tar = hostile_tar(
+            d.path(),
+            &[E::Sym("x", "/"), E::File(&inner, "root::0:0::/:/bin/sh")],
+        );
+        let attrs = CopyAttrs {
+            owner: None,
+            mode: None,
+        };
+        let written = extract_into(&root, &tar, ArchiveKind::Tar, "/", attrs).unwrap();
+        host_is_untouched(&host);
+        let inside = root
+            .join(host.strip_prefix("/").unwrap())
+            .join("etc/passwd");
+        assert_eq!(
+            std::fs::read_to_string(&inside).unwrap(),
+            "root::0:0::/:/bin/sh"
+        );
+        let rel = format!("{}/etc/passwd", host.strip_prefix("/").unwrap().display());
+        assert!(written.contains(&rel), "{written:?}");
+    }
+
+    #[test]
+    fn add_of_an_archive_into_a_merged_usr_image_follows_lib_inside_the_root() {
+        // Debian's `/lib -> usr/lib`: Docker writes `lib/x.so` of an archive to `/usr/lib`; berth
+        // used to refuse the archive ("exists and is not a directory").
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
+        let tar = hostile_tar(d.path(), &[E::File("lib/x.so", "elf")]);
+        let attrs = CopyAttrs {
+            owner: None,
+            mode: None,
+        };
+        let written = extract_into(&root, &tar, ArchiveKind::Tar, "/", attrs).unwrap();
+        assert_eq!(written, ["usr/lib/x.so"]);
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/lib/x.so")).unwrap(),
+            "elf"
+        );
+        assert!(root.join("lib").is_symlink());
+    }
+
+    #[test]
+    fn add_of_an_archive_with_a_hardlink_to_a_host_file_is_refused_or_confined() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, host) = sandbox(d.path());
+        let abs = host.join("victim").display().to_string();
+        for entries in [
+            vec![E::Hard("h", &abs), E::File("h", "through the link")],
+            vec![
+                E::Hard("h", "../host/victim"),
+                E::File("h", "through the link"),
+            ],
+            vec![
+                E::Sym("up", &host.display().to_string()),
+                E::Hard("h2", "up/etc/passwd"),
+                E::File("h2", "through the link"),
+            ],
+        ] {
+            let tar = hostile_tar(d.path(), &entries);
+            let attrs = CopyAttrs {
+                owner: None,
+                mode: None,
+            };
+            let _ = extract_into(&root, &tar, ArchiveKind::Tar, "/", attrs);
+            host_is_untouched(&host);
+        }
+    }
+
     #[test]
     fn glob_matches_like_filepath_match() {
         assert!(glob_match("*.txt", "a.txt"));
@@ -739,6 +850,12 @@ fn is_tar_header(h: &[u8]) -> bool {
 /// Extracts the archive `src` into the directory `dest` (absolute image path) of `rootfs`.
 /// Owners and modes come from the archive unless `attrs` says otherwise; existing files are
 /// replaced, directories merged. Returns the paths written, relative to the root.
+///
+/// The archive is input berth did not make: every entry's parent is resolved inside `rootfs`
+/// as a chroot would (the way [`super::layer::apply_layer`] does), so an entry `x -> /`
+/// followed by `x/etc/passwd` writes the image's `/etc/passwd`, never the host's; nothing is
+/// removed or created through a host-side resolution of a link. Hardlinks name a path inside
+/// the archive's destination, resolved the same way; one with `..` is refused.
 pub fn extract_into(
     rootfs: &Path,
     src: &Path,
@@ -749,13 +866,26 @@ pub fn extract_into(
     let mut written = Vec::new();
     let dest_rel = resolve_in_root(rootfs, dest)?;
     mkdir_recorded(rootfs, &dest_rel, &mut written)?;
-    let dest_abs = rootfs.join(&dest_rel);
     let file = std::fs::File::open(src).map_err(io_err(src))?;
     let reader = decoder(kind, file).map_err(io_err(src))?;
     let bad = |e: std::io::Error| BuildError::Io {
         path: src.to_path_buf(),
         source: e,
     };
+    // A path of the archive (relative to `dest`) without `.`, `/` and `..`; `None` with `..`.
+    let archive_rel = |p: &Path| {
+        let mut rel = String::new();
+        for c in p.components() {
+            match c {
+                std::path::Component::Normal(n) => rel = join_rel(&rel, &n.to_string_lossy()),
+                std::path::Component::ParentDir => return None,
+                _ => {}
+            }
+        }
+        Some(rel)
+    };
+    // Where a relative directory of the archive is, resolved inside the root.
+    let resolved_dir = |parent: &str| resolve_in_root(rootfs, &format!("/{dest_rel}/{parent}"));
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(attrs.owner.is_none());
@@ -764,43 +894,52 @@ pub fn extract_into(
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let path = entry.path().map_err(bad)?.into_owned();
-        let mut rel = String::new();
-        let mut escapes = false;
-        for c in path.components() {
-            match c {
-                std::path::Component::Normal(n) => rel = join_rel(&rel, &n.to_string_lossy()),
-                std::path::Component::ParentDir => escapes = true,
-                _ => {}
-            }
-        }
-        if escapes || rel.is_empty() {
+        let Some(rel) = archive_rel(&path).filter(|r| !r.is_empty()) else {
             continue;
-        }
-        if let Some((parent, _)) = rel.rsplit_once('/') {
-            let mut created = Vec::new();
-            mkdir_recorded(&dest_abs, parent, &mut created)?;
-            written.extend(created.into_iter().map(|p| join_rel(&dest_rel, &p)));
-        }
-        let target = dest_abs.join(&rel);
-        let is_dir = entry.header().entry_type().is_dir();
+        };
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+        let parent = resolved_dir(parent)?;
+        mkdir_recorded(rootfs, &parent, &mut written)?;
+        let rel_target = join_rel(&parent, name);
+        let target = rootfs.join(&rel_target);
+        let kind = entry.header().entry_type();
+        let is_dir = kind.is_dir();
         if let Ok(md) = std::fs::symlink_metadata(&target)
             && (!is_dir || !md.is_dir())
         {
             remove_any(&target)?;
         }
-        if !entry.unpack_in(&dest_abs).map_err(io_err(&target))? {
-            continue;
+        if kind.is_hard_link() {
+            let hostile = |reason: &str| BuildError::HostileLayer {
+                blob: src.to_path_buf(),
+                entry: path.display().to_string(),
+                reason: reason.to_string(),
+            };
+            let Some(link) = entry.link_name().map_err(bad)? else {
+                return Err(hostile("is a hardlink without a target"));
+            };
+            let Some(link_rel) = archive_rel(&link).filter(|r| !r.is_empty()) else {
+                return Err(hostile(
+                    "is a hardlink to a path outside the archive's destination (`..`)",
+                ));
+            };
+            let (link_parent, link_name) =
+                link_rel.rsplit_once('/').unwrap_or(("", link_rel.as_str()));
+            let source = rootfs.join(join_rel(&resolved_dir(link_parent)?, link_name));
+            std::fs::hard_link(&source, &target).map_err(io_err(&target))?;
+        } else {
+            entry.unpack(&target).map_err(io_err(&target))?;
         }
         if let Some((uid, gid)) = attrs.owner {
             std::os::unix::fs::lchown(&target, Some(uid), Some(gid)).map_err(io_err(&target))?;
         }
         if let Some(mode) = attrs.mode
-            && !entry.header().entry_type().is_symlink()
+            && !kind.is_symlink()
         {
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
                 .map_err(io_err(&target))?;
         }
-        written.push(join_rel(&dest_rel, &rel));
+        written.push(rel_target);
     }
     let mut seen = std::collections::HashSet::new();
     written.retain(|p| seen.insert(p.clone()));

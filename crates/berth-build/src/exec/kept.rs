@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::error::{BuildError, io_err};
-use super::layer::remove_any;
+use super::layer::{remove_any, resolve_in_root};
 use super::store::{Store, write_atomic};
 
 /// How many root filesystems are kept.
@@ -97,7 +97,7 @@ pub fn take(store: &Store, chain: &str, dest: &Path) -> Option<Vec<TrailStep>> {
         let _ = std::fs::remove_dir_all(&slot);
         for step in trail[k + 1..].iter().rev() {
             for p in step.added.iter().flatten().rev() {
-                if remove_any(&dest.join(p)).is_err() {
+                if remove_in_root(dest, p).is_err() {
                     let _ = std::fs::remove_dir_all(dest);
                     return None;
                 }
@@ -108,6 +108,22 @@ pub fn take(store: &Store, chain: &str, dest: &Path) -> Option<Vec<TrailStep>> {
         return Some(trail);
     }
     None
+}
+
+/// Removes the recorded path `rel` from `root` without following a link out of it: the
+/// parent is resolved inside `root` as a chroot would, and only the last component (a file,
+/// a link itself, or a directory tree) is removed. `dest.join(rel)` would let a link `x -> /`
+/// in the tree turn a recorded `x/etc/passwd` into the host's file.
+fn remove_in_root(root: &Path, rel: &str) -> Result<(), BuildError> {
+    let rel = rel.trim_matches('/');
+    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(BuildError::Store(format!(
+            "kept root filesystem: cannot remove `{rel}`"
+        )));
+    }
+    let parent = resolve_in_root(root, parent)?;
+    remove_any(&root.join(parent).join(name))
 }
 
 #[cfg(test)]
@@ -147,6 +163,37 @@ mod tests {
         assert!(!dest.join("app").exists());
         assert!(!dest.join("late").exists());
         assert!(take(&store, "c1", &store.temp_path("x")).is_none(), "taken");
+    }
+
+    #[test]
+    fn rewind_through_a_symlink_does_not_delete_host_files() {
+        use crate::exec::layer::tests::{host_is_untouched, sandbox};
+        let d = tempfile::tempdir().unwrap();
+        let (_, host) = sandbox(d.path());
+        let store = Store::open(d.path().join("store")).unwrap();
+        let root = store.temp_path("rootfs");
+        std::fs::create_dir_all(&root).unwrap();
+        // The tree has links out of it (`x -> <host>`, `y -> /`, `z -> ../../..`), and the
+        // trail names paths through them, as a tampered trail.json or a recorder that took a
+        // path as written would.
+        std::os::unix::fs::symlink(&host, root.join("x")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("y")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../..", root.join("z")).unwrap();
+        let through_y = format!("y{}/etc/passwd", host.display());
+        let through_z = format!("z{}/victim", host.display());
+        let trail = vec![
+            step("c0", None),
+            step("c1", Some(&["x/victim", "x/etc", &through_y, &through_z])),
+        ];
+        keep(&store, &root, &trail).unwrap();
+        let dest = store.temp_path("rootfs");
+        let got = take(&store, "c0", &dest);
+        host_is_untouched(&host);
+        assert_eq!(got, Some(trail[..1].to_vec()));
+        assert!(
+            dest.join("x").is_symlink(),
+            "the link itself stays: c1 did not add it"
+        );
     }
 
     #[test]

@@ -517,7 +517,7 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Result<String, BuildError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -548,7 +548,7 @@ mod tests {
         );
     }
 
-    enum E<'a> {
+    pub(crate) enum E<'a> {
         Sym(&'a str, &'a str),
         Hard(&'a str, &'a str),
         File(&'a str, &'a str),
@@ -556,7 +556,7 @@ mod tests {
     }
 
     /// A hand-made (hostile) layer tar; names and link targets go in as written.
-    fn hostile_tar(dir: &Path, entries: &[E]) -> PathBuf {
+    pub(crate) fn hostile_tar(dir: &Path, entries: &[E]) -> PathBuf {
         let mut b = tar::Builder::new(Vec::new());
         for e in entries {
             let mut h = tar::Header::new_gnu();
@@ -600,7 +600,7 @@ mod tests {
     }
 
     /// A "host" directory with a victim file beside the root; returns (root, host).
-    fn sandbox(d: &Path) -> (PathBuf, PathBuf) {
+    pub(crate) fn sandbox(d: &Path) -> (PathBuf, PathBuf) {
         let root = d.join("root");
         let host = d.join("host");
         std::fs::create_dir_all(&root).unwrap();
@@ -610,7 +610,7 @@ mod tests {
         (root, host)
     }
 
-    fn host_is_untouched(host: &Path) {
+    pub(crate) fn host_is_untouched(host: &Path) {
         let mut names: Vec<_> = walk_names(host);
         names.sort();
         assert_eq!(

@@ -21,6 +21,11 @@
 //! waits for an exclusive lock (an `flock` on `<dir>.lock`, held until the RUN ends);
 //! `private` takes the first copy nobody holds, creating a new one when all are busy.
 //!
+//! Cache directories belong to a scope ([`super::builder::BuildOptions::cache_scope`]): the
+//! delivery server passes the repository's name, so one repository's builds never read or
+//! poison another's cache (`sha256(scope NUL id)`); builds without a scope (the CLI) keep
+//! `sha256(id)` and share by id, as BuildKit does on one machine.
+//!
 //! The build-cache key of a RUN covers its mount specifications, not the cache directories'
 //! contents (BuildKit does the same: a cache mount is a speed-up, never an input).
 
@@ -134,6 +139,8 @@ pub(crate) struct Sources<'a> {
     pub secrets: &'a Secrets,
     /// Root filesystems of the stages and images bind mounts name with `from=`.
     pub roots: &'a [(FromRef, PathBuf)],
+    /// Whose cache mounts these are ([`super::builder::BuildOptions::cache_scope`]).
+    pub cache_scope: Option<&'a str>,
 }
 
 /// Most private copies of one cache id before `private` waits like `locked`.
@@ -213,9 +220,16 @@ pub(crate) fn bind_source(m: &Mount) -> String {
     m.source.clone().unwrap_or_else(|| ".".into())
 }
 
-/// The store directory of cache mount `id` (copy `n`; 0 is the shared one).
-pub(crate) fn cache_dir(store: &Store, id: &str, n: usize) -> PathBuf {
-    let hex: String = Sha256::digest(id.as_bytes())
+/// The store directory of cache mount `id` (copy `n`; 0 is the shared one) of the builds in
+/// `scope` (see [`super::builder::BuildOptions::cache_scope`]): `sha256(id)` unscoped, as
+/// before scopes existed, `sha256(scope NUL id)` in a scope, so no id written in a Dockerfile
+/// reaches another scope's directory.
+pub(crate) fn cache_dir(store: &Store, scope: Option<&str>, id: &str, n: usize) -> PathBuf {
+    let key = match scope {
+        None => id.to_string(),
+        Some(scope) => format!("{scope}\0{id}"),
+    };
+    let hex: String = Sha256::digest(key.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
@@ -255,17 +269,18 @@ fn ensure_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), BuildErro
 /// Picks the directory for a cache mount and takes the lock its sharing mode needs.
 async fn acquire(
     store: &Store,
+    scope: Option<&str>,
     id: &str,
     sharing: CacheSharing,
 ) -> Result<(PathBuf, Option<File>), BuildError> {
-    let dir0 = cache_dir(store, id, 0);
+    let dir0 = cache_dir(store, scope, id, 0);
     std::fs::create_dir_all(dir0.parent().expect("under the store"))
         .map_err(io_err(store.root()))?;
     match sharing {
         CacheSharing::Shared => Ok((dir0, None)),
         CacheSharing::Private => {
             for n in 0..MAX_PRIVATE_COPIES {
-                let dir = cache_dir(store, id, n);
+                let dir = cache_dir(store, scope, id, n);
                 let f = lock_file(&dir)?;
                 if f.try_lock().is_ok() {
                     return Ok((dir, Some(f)));
@@ -351,7 +366,7 @@ async fn prepare_one(
                     hint: "seed the cache in a RUN instead".into(),
                 });
             }
-            let (dir, lock) = acquire(store, id, *sharing).await?;
+            let (dir, lock) = acquire(store, sources.cache_scope, id, *sharing).await?;
             ensure_dir(&dir, *mode, *uid, *gid)?;
             out._locks.extend(lock);
             out.binds.push((dir, format!("/{rel}"), *read_only));
@@ -520,9 +535,9 @@ mod tests {
     fn cache_dirs_are_per_id_and_copy() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path()).unwrap();
-        let a = cache_dir(&s, "pip", 0);
-        assert_ne!(a, cache_dir(&s, "npm", 0));
-        assert_ne!(a, cache_dir(&s, "pip", 1));
+        let a = cache_dir(&s, None, "pip", 0);
+        assert_ne!(a, cache_dir(&s, None, "npm", 0));
+        assert_ne!(a, cache_dir(&s, None, "pip", 1));
         assert!(a.starts_with(s.root().join("berth/mounts")));
     }
 }

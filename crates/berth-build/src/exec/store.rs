@@ -5,6 +5,7 @@
 //! never leaves a half blob under a digest.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
 
 use berth_registry::{PlatformSpec, Registry, media, sha256, sha256_file};
@@ -153,6 +154,56 @@ impl Store {
             .join(format!("{hint}-{}-{nanos:x}-{n}", std::process::id()))
     }
 
+    /// Removes what killed builds left in the scratch directory: runc bundles (whose
+    /// `config.json` holds the step's environment, `env=` secrets included), secret files,
+    /// half-pulled blobs, root filesystems. Every scratch name carries its maker's pid
+    /// ([`Store::temp_path`]); an entry is stale when that process is gone, or when the pid
+    /// now belongs to a process started after the entry was last written (the pid was
+    /// reused). Entries of live processes — concurrent builds sharing the store — are left
+    /// alone, and so is anything with a mount point below it. Processes sharing a store must
+    /// share a pid namespace (a build in a container with the host's store would look dead).
+    /// Returns what was removed.
+    pub fn clean_stale_tmp(&self) -> Vec<PathBuf> {
+        let dir = self.root.join("berth/tmp");
+        // Mount points are canonical paths.
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mounts = mount_points();
+        let mut removed = Vec::new();
+        for e in rd.flatten() {
+            let path = e.path();
+            let Some(pid) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.rsplit('-').nth(2).map(str::to_owned))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == std::process::id() {
+                continue;
+            }
+            let Ok(md) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let modified = md.modified().unwrap_or(std::time::UNIX_EPOCH);
+            if !owner_is_gone(pid, modified) || mounts.iter().any(|m| m.starts_with(&path)) {
+                continue;
+            }
+            let gone = if md.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if gone.is_ok() {
+                removed.push(path);
+            }
+        }
+        removed
+    }
+
     /// The build-cache record under `key`, if any (and if its blob is still there).
     pub fn cache_get(&self, key: &Digest) -> Option<CacheRecord> {
         let p = self.root.join("berth/cache").join(key.hex());
@@ -237,7 +288,9 @@ impl Store {
         }
         let cfg = &manifest.config.digest;
         if !self.has_blob(cfg) {
-            let bytes = registry.pull_blob(&resolved.source, cfg).await?;
+            let bytes = registry
+                .pull_config(&resolved.source, cfg, manifest.config.size)
+                .await?;
             self.write_blob(&bytes)?;
         }
         for layer in &manifest.layers {
@@ -257,7 +310,7 @@ impl Store {
             });
             let tmp = self.temp_path("pull");
             registry
-                .pull_blob_to_file(&resolved.source, &layer.digest, &tmp)
+                .pull_blob_to_file(&resolved.source, &layer.digest, layer.size, &tmp)
                 .await?;
             self.ingest(&tmp, &layer.digest)?;
         }
@@ -265,6 +318,63 @@ impl Store {
         img.source = Some(resolved.source);
         Ok(img)
     }
+}
+
+/// Whether process `pid` no longer owns a scratch entry last written at `modified`: there is
+/// no such process, or it started after `modified` (a reused pid). Unknown is "not gone".
+fn owner_is_gone(pid: u32, modified: std::time::SystemTime) -> bool {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(e) => return e.kind() == std::io::ErrorKind::NotFound,
+    };
+    // Field 22 is the start time in clock ticks after boot; fields count from 3 after the
+    // command name's closing parenthesis. USER_HZ is 100 on every Linux ABI.
+    let Some(ticks) = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+        .and_then(|t| t.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    let Some(boot) = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|b| b.trim().parse::<u64>().ok())
+    }) else {
+        return false;
+    };
+    let started = std::time::UNIX_EPOCH + std::time::Duration::from_secs(boot + ticks / 100);
+    // Two seconds of slack for the coarse boot time.
+    started > modified + std::time::Duration::from_secs(2)
+}
+
+/// Mount points of this mount namespace (`/proc/self/mountinfo`, field 5, octal escapes
+/// undone).
+fn mount_points() -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| {
+            let mut out = Vec::new();
+            let b = m.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'\\'
+                    && i + 3 < b.len()
+                    && let Ok(v) = u8::from_str_radix(&m[i + 1..i + 4], 8)
+                {
+                    out.push(v);
+                    i += 4;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            PathBuf::from(std::ffi::OsString::from_vec(out))
+        })
+        .collect()
 }
 
 /// Whether berth can unpack a layer of this media type.
@@ -296,6 +406,22 @@ pub fn file_digest(path: &Path) -> Result<(Digest, u64), BuildError> {
 #[cfg(test)]
 mod permission_tests {
     use super::*;
+
+    #[test]
+    fn stale_scratch_cleanup_keeps_this_process_and_names_without_a_pid() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let mine = store.temp_path("bundle");
+        std::fs::create_dir_all(&mine).unwrap();
+        let stray = d.path().join("berth/tmp/stray");
+        std::fs::write(&stray, "").unwrap();
+        // pid 0 is never a process.
+        let dead = d.path().join("berth/tmp/secret-0-1-2");
+        std::fs::write(&dead, "s").unwrap();
+        let removed = store.clean_stale_tmp();
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        assert!(mine.exists() && stray.exists() && !dead.exists());
+    }
 
     #[test]
     fn store_with_setuid_files_of_images_is_not_world_readable() {

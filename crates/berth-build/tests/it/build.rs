@@ -496,3 +496,60 @@ async fn copy_exclude_leaves_out_matching_paths() {
     assert!(top.contains(&"f top/b.md".to_string()), "{top:?}");
     assert!(!top.iter().any(|e| e.contains("a.txt")), "{top:?}");
 }
+
+/// A SIGKILLed build leaves its runc bundle (whose `config.json` holds `env=` secrets) and its
+/// secret files in the store's scratch directory. The next build removes the entries of
+/// processes that are gone — and of a pid reused by a process started later — while the
+/// entries of a live build sharing the store stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_left_by_a_killed_build_are_removed_by_the_next_build() {
+    let _ctx = TestContext::new("build-stale-tmp").await;
+    let rig = Rig::new();
+    let tmp = rig.opts.store.root().join("berth/tmp");
+    let mut done = Command::new("true").spawn().unwrap();
+    let dead = done.id();
+    done.wait().unwrap();
+    let mut live = Command::new("sleep").arg("120").spawn().unwrap();
+    let plant_bundle = |name: String| {
+        let p = tmp.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("config.json"), r#"{"env":["API_TOKEN=s3cr3t"]}"#).unwrap();
+        p
+    };
+    let stale_bundle = plant_bundle(format!("bundle-{dead}-1a2b-0"));
+    let stale_secret = tmp.join(format!("secret-{dead}-1a2b-1"));
+    std::fs::write(&stale_secret, "s3cr3t").unwrap();
+    let live_bundle = plant_bundle(format!("bundle-{}-1a2b-2", live.id()));
+    // The live process's pid on an entry written before it started: the pid was reused.
+    let reused = plant_bundle(format!("bundle-{}-1a2b-3", live.id()));
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(&reused)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+
+    let dir = context(&[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "x")]);
+    let (_, events) = rig.build(&request(dir.path())).await;
+    let gone = |p: &std::path::Path| !p.exists();
+    let stays = live_bundle.join("config.json").exists();
+    live.kill().unwrap();
+    live.wait().unwrap();
+    assert!(
+        gone(&stale_bundle),
+        "the dead build's bundle is still there"
+    );
+    assert!(
+        gone(&stale_secret),
+        "the dead build's secret file is still there"
+    );
+    assert!(gone(&reused), "an entry of a reused pid is still there");
+    assert!(stays, "the live build's bundle was removed");
+    assert!(
+        events
+            .messages()
+            .iter()
+            .any(|m| m.contains("removed 3 scratch entries")),
+        "{:?}",
+        events.messages()
+    );
+}

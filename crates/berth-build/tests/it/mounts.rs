@@ -187,3 +187,45 @@ async fn secret_mount_is_readable_and_never_stored() {
     assert!(err.starts_with("Dockerfile:3:1: RUN"), "{err}");
     assert!(err.contains("--secret id=gone,src=FILE"), "{err}");
 }
+
+/// On a server two repositories' builds share one store: a cache mount id one repository
+/// writes must not be what another repository's RUN reads (one project poisoning another's
+/// `npm`/`pip` cache). Within one scope the cache still persists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_mounts_of_one_repository_are_not_seen_by_another() {
+    let _ctx = TestContext::new("build-cache-scope").await;
+    let mut rig = Rig::new();
+    rig.opts.cache_scope = Some("repository a".into());
+    let dir = context(&[(
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN --mount=type=cache,target=/cache,id=npm echo poisoned > /cache/planted-by-a\n",
+    )]);
+    rig.build(&request(dir.path())).await;
+
+    let look = |n: &str| {
+        format!(
+            "FROM busybox\n\
+             RUN --mount=type=cache,target=/cache,id=npm ls /cache > /seen-{n}; echo end >> /seen-{n}\n"
+        )
+    };
+    rig.opts.cache_scope = Some("repository b".into());
+    let dir_b = context(&[("Dockerfile", &look("b"))]);
+    let (b, _) = rig.build(&request(dir_b.path())).await;
+    assert_eq!(
+        rig.layer_file(&b.layers.last().unwrap().digest, "seen-b")
+            .as_deref(),
+        Some("end\n"),
+        "repository b saw repository a's cache file"
+    );
+
+    rig.opts.cache_scope = Some("repository a".into());
+    let dir_a = context(&[("Dockerfile", &look("a"))]);
+    let (a, _) = rig.build(&request(dir_a.path())).await;
+    assert_eq!(
+        rig.layer_file(&a.layers.last().unwrap().digest, "seen-a")
+            .as_deref(),
+        Some("planted-by-a\nend\n"),
+        "repository a lost its own cache"
+    );
+}
