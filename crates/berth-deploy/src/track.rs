@@ -82,6 +82,15 @@ pub struct Tracker<'a> {
     pub pods_since: jiff::Timestamp,
 }
 
+/// How long a Service of type LoadBalancer may wait for its address before berth asks whether
+/// anything in the cluster assigns one. Cloud load balancers take 20-60 s to report an
+/// address, but their controller records an Event within seconds.
+pub const LB_SILENCE: Duration = Duration::from_secs(30);
+
+fn is_load_balancer(service: &Value) -> bool {
+    service["kind"] == "Service" && service["spec"]["type"] == "LoadBalancer"
+}
+
 fn short(key: &ObjectKey) -> String {
     format!("{}/{}", key.kind, key.name)
 }
@@ -180,6 +189,12 @@ impl Tracker<'_> {
                 (k.clone(), (start + own, own))
             })
             .collect();
+        // Services of type LoadBalancer: after LB_SILENCE without an address, ask whether
+        // anything in the cluster works on them at all (see `load_balancer_silence`).
+        let mut lb_check: Option<tokio::time::Instant> = pending
+            .keys()
+            .any(|k| initial.get(k).is_some_and(is_load_balancer))
+            .then(|| start + LB_SILENCE);
         loop {
             let (first_key, (deadline, allowed)) = pending
                 .keys()
@@ -187,7 +202,24 @@ impl Tracker<'_> {
                 .min_by_key(|(_, (d, _))| *d)
                 .expect("pending is not empty");
             let first_key = first_key.clone();
-            let next = tokio::time::timeout_at(deadline, all.next()).await;
+            let wake = lb_check.map_or(deadline, |c| c.min(deadline));
+            let next = tokio::time::timeout_at(wake, all.next()).await;
+            if next.is_err() && lb_check.is_some_and(|c| c <= deadline) {
+                lb_check = None;
+                for k in pending.keys() {
+                    if k.kind == "Service"
+                        && let Some(reason) = self.load_balancer_silence(k).await
+                    {
+                        self.emit(&short(k), "failed", &reason);
+                        return Err(Failure {
+                            object: short(k),
+                            reason,
+                            logs: None,
+                        });
+                    }
+                }
+                continue;
+            }
             let (is_pod, event) = match next {
                 Err(_) => {
                     let msg = &pending[&first_key];
@@ -272,6 +304,43 @@ impl Tracker<'_> {
                 }
             }
         }
+    }
+
+    /// For a Service of type LoadBalancer still without an address: `Some(why)` when waiting
+    /// on is pointless — no load-balancer controller has said anything about it (cloud
+    /// controllers and MetalLB record Events such as `EnsuringLoadBalancer` or `IPAllocated`),
+    /// or one said it cannot (a Warning Event). `None` while a controller is at work.
+    async fn load_balancer_silence(&self, key: &ObjectKey) -> Option<String> {
+        let live = self.cluster.get(key).await.ok().flatten()?;
+        if !is_load_balancer(&live) || !live["status"]["loadBalancer"]["ingress"].is_null() {
+            return None;
+        }
+        let events = self
+            .cluster
+            .events_about(self.namespace, "Service", &key.name)
+            .await
+            .ok()?;
+        let secs = LB_SILENCE.as_secs();
+        if let Some(w) = events.iter().rev().find(|e| e["type"] == "Warning") {
+            return Some(format!(
+                "no load-balancer address after {secs}s; {}: {}",
+                w["reason"].as_str().unwrap_or("Warning"),
+                w["message"].as_str().unwrap_or("").trim()
+            ));
+        }
+        if !events.is_empty() {
+            return None;
+        }
+        let class = live["spec"]["loadBalancerClass"]
+            .as_str()
+            .map(|c| format!(" of loadBalancerClass `{c}`"))
+            .unwrap_or_default();
+        Some(format!(
+            "nothing assigns load-balancer addresses in this cluster: no address and no event \
+             from a load-balancer controller{class} after {secs}s. Install one (MetalLB, the \
+             cloud's controller manager, cloud-provider-kind on kind, `minikube tunnel` on \
+             minikube), or expose the Service as type ClusterIP behind an Ingress, or NodePort"
+        ))
     }
 
     /// "; pod P: <finding> (last probe: ...)" for up to three pods, for a timeout's message.

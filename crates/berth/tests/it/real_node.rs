@@ -308,3 +308,113 @@ async fn oom_killed_container_on_the_real_node_is_diagnosed_and_rolled_back() {
     failed_and_rolled_back(&failed, &["OOMKilled"]);
     served(&ctx, "hello", "/", &one).await;
 }
+
+#[tokio::test]
+async fn board_chart_as_a_load_balancer_gets_its_address_and_answers_on_it() {
+    let ctx = TestContext::on_real_node("real-lb").await;
+    let ex = board(&ctx);
+    ex.edit("chart/values.yaml", "type: ClusterIP", "type: LoadBalancer");
+    ex.commit("a load balancer");
+    let run = ex.run(&ctx);
+    assert!(run.ok, "{run}");
+    assert!(
+        run.events.iter().any(|e| e["object"] == "Service/board"
+            && e["state"] == "ready"
+            && e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("load balancer at")),
+        "the Service became ready with its address: {run}"
+    );
+    let svc = ctx
+        .cluster
+        .get(&berth_cluster::ObjectKey::new(
+            "v1",
+            "Service",
+            Some(&ctx.namespace),
+            "board",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let ip = svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an address: {svc}"))
+        .to_string();
+    // The address answers on this host, as a cloud load balancer answers its clients.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let msg = format!("via the load balancer {}", berth_testkit::unique_suffix());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match client
+            .post(format!("http://{ip}/"))
+            .body(msg.clone())
+            .send()
+            .await
+        {
+            Ok(r) => {
+                assert_eq!(r.status().as_u16(), 201);
+                break;
+            }
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
+            Err(e) => panic!("POST http://{ip}/ (the load-balancer address): {e}"),
+        }
+    }
+    let mut seen = false;
+    for _ in 0..10 {
+        let body = client
+            .get(format!("http://{ip}/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // Two replicas keep their messages each: the one that took the POST shows it.
+        seen |= body.contains(&msg);
+    }
+    assert!(
+        seen,
+        "the message posted through the load balancer is read back through it"
+    );
+}
+
+#[tokio::test]
+async fn load_balancer_nothing_implements_is_named_within_a_minute_not_at_the_deadline() {
+    let ctx = TestContext::on_real_node("real-nolb").await;
+    let ex = hello(&ctx, "unreachable");
+    ex.edit(
+        "berth.yaml",
+        "deploy: { timeout: 60s }",
+        "deploy: { timeout: 5m }",
+    );
+    // A class no controller here implements (berth-lb, like cloud controllers, serves only
+    // Services without a class): the same silence as a cluster without any load balancer.
+    ex.edit(
+        "k8s/app.yaml",
+        "spec:\n  selector: {app: hello}",
+        "spec:\n  type: LoadBalancer\n  loadBalancerClass: example.com/not-installed\n  selector: {app: hello}",
+    );
+    ex.commit("a load balancer of a class nothing implements");
+    let t0 = Instant::now();
+    let failed = ex.run(&ctx);
+    let took = t0.elapsed();
+    assert!(!failed.ok, "{failed}");
+    let error = failed.error();
+    assert!(
+        error.contains("nothing assigns load-balancer addresses in this cluster")
+            && error.contains("example.com/not-installed")
+            && error.contains("MetalLB"),
+        "names the missing implementation and what to do: {error}"
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "told within a minute, not at the 5 minute deadline: {took:?}"
+    );
+}

@@ -24,6 +24,7 @@ async fn long_run(rig: &Rig) -> u64 {
             commit: "0123456789abcdef0123456789abcdef01234567".into(),
             environment: "dev".into(),
             trigger: Trigger::Manual { who: "test".into() },
+            needs_approval: false,
         })
         .await
         .unwrap()

@@ -3,7 +3,8 @@
 // benchmarking range: never routed on the internet) in status.loadBalancer.ingress, the way a
 // cloud's service controller or MetalLB does. kube-proxy then answers that address on this
 // host (its KUBE-EXT rules match the status address). Addresses are freed when the Service is
-// deleted or stops being a LoadBalancer; one that already has an address keeps it.
+// deleted or stops being a LoadBalancer; one that already has an address keeps it. Services
+// with a spec.loadBalancerClass are left to that class's implementation.
 package main
 
 import (
@@ -113,7 +114,10 @@ func run(ctx context.Context, client *kubernetes.Clientset, a *allocator) error 
 
 func reconcile(ctx context.Context, client *kubernetes.Clientset, a *allocator, svc *corev1.Service) {
 	owner := svc.Namespace + "/" + svc.Name
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+	// Like the cloud controllers, it serves only Services of no loadBalancerClass: one with a
+	// class waits for that class's implementation (the tests use that to see a cluster where
+	// nothing assigns addresses).
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.LoadBalancerClass != nil {
 		a.free(owner)
 		return
 	}
