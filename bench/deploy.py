@@ -34,8 +34,26 @@ def env_vars():
     return env
 
 
-def objects(i):
+REAL_NODE_ANNOTATIONS = [
+    "scheduler.alpha.kubernetes.io/node-selector=berth.dev/node=real",
+    'scheduler.alpha.kubernetes.io/defaultTolerations=[{"key":"berth.dev/node","operator":"Equal","value":"real","effect":"NoSchedule"}]',
+]
+
+
+def objects(i, real_node=False):
     n = f"svc{i:02d}"
+    # On the real node the pods really run: a web server that answers its readiness probe,
+    # one replica each (50 pods), a short grace period so deleted namespaces go quickly.
+    replicas = 1 if real_node else 2
+    container = ("""      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: docker.io/library/busybox:latest
+        command: ["httpd", "-f", "-p", "8080", "-h", "/etc"]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}"""
+                 if real_node else """      containers:
+      - name: web
+        image: docker.io/library/busybox:latest""")
     return f"""apiVersion: v1
 kind: ConfigMap
 metadata: {{name: {n}-config}}
@@ -45,14 +63,12 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: {n}}}
 spec:
-  replicas: 2
+  replicas: {replicas}
   selector: {{matchLabels: {{app: {n}}}}}
   template:
     metadata: {{labels: {{app: {n}}}}}
     spec:
-      containers:
-      - name: web
-        image: docker.io/library/busybox:latest
+{container}
         envFrom: [{{configMapRef: {{name: {n}-config}}}}]
 ---
 apiVersion: v1
@@ -93,6 +109,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--record", action="store_true", help="write rows to bench/RESULTS.md")
+    ap.add_argument("--real-node", action="store_true",
+                    help="run the pods on the environment's real node (50 pods that really start)")
     args = ap.parse_args()
     env = env_vars()
     berth = str(ROOT / "target/release/berth")
@@ -102,7 +120,7 @@ def main():
     manifests = work / "manifests"
     manifests.mkdir()
     for i in range(SERVICES):
-        (manifests / f"svc{i:02d}.yaml").write_text(objects(i))
+        (manifests / f"svc{i:02d}.yaml").write_text(objects(i, args.real_node))
     chart = work / "chart"
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: bench\nversion: 0.1.0\n")
@@ -116,6 +134,8 @@ def main():
         ns = {k: f"bench-{k}-{suffix}" for k in ["berth", "kubectl", "helm"]}
         for n in ns.values():
             sh(["kubectl", "create", "namespace", n], env)
+            if args.real_node:
+                sh(["kubectl", "annotate", "namespace", n, *REAL_NODE_ANNOTATIONS], env)
         runs = {
             "berth": [[berth, "deploy", "-r", "bench", "-n", ns["berth"], "-f", str(manifests),
                        "--timeout", "5m"]],
@@ -131,22 +151,29 @@ def main():
         order = order[r % 3:] + order[:r % 3]
         for tool in order:
             results[tool].append(timed(runs[tool], env))
-        results["berth-noop"].append(timed([[berth, "deploy", "-r", "bench", "-n", ns["berth"],
-                                             "-f", str(manifests)]], env))
-        results["helm-noop"].append(timed([["helm", "upgrade", "--install", "bench", str(chart),
-                                            "-n", ns["helm"], "--wait"]], env))
+            if tool == "berth":
+                results["berth-noop"].append(timed([[berth, "deploy", "-r", "bench", "-n", ns["berth"],
+                                                     "-f", str(manifests)]], env))
+            if tool == "helm":
+                results["helm-noop"].append(timed([["helm", "upgrade", "--install", "bench", str(chart),
+                                                    "-n", ns["helm"], "--wait"]], env))
+            if args.real_node:
+                # One node: the next tool starts on an empty node, not beside 50 running pods.
+                sh(["kubectl", "delete", "namespace", ns[tool], "--wait=true", "--timeout=5m"], env)
         # Wait until the namespaces are gone so the next round starts on a quiet cluster.
-        sh(["kubectl", "delete", "namespace", *ns.values(), "--wait=true", "--timeout=5m"], env)
+        if not args.real_node:
+            sh(["kubectl", "delete", "namespace", *ns.values(), "--wait=true", "--timeout=5m"], env)
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()),
               flush=True)
     shutil.rmtree(work)
 
     med = {k: statistics.median(v) for k, v in results.items()}
-    cmd = f"python3 bench/deploy.py --rounds {args.rounds}"
+    cmd = f"python3 bench/deploy.py --rounds {args.rounds}" + (" --real-node" if args.real_node else "")
+    where = " on the real node (50 pods)" if args.real_node else ""
     rows = [
-        ("deploy 200 objects + wait (fresh namespace)", "berth", "kubectl apply --server-side + rollout status x50", "kubectl", "<= 0.5"),
-        ("deploy 200 objects + wait (fresh namespace)", "berth", "helm upgrade --install --wait", "helm", "-"),
-        ("no-op redeploy of 200 objects", "berth-noop", "helm upgrade --install --wait (no change)", "helm-noop", "<= 0.2"),
+        (f"deploy 200 objects + wait (fresh namespace){where}", "berth", "kubectl apply --server-side + rollout status x50", "kubectl", "<= 0.5"),
+        (f"deploy 200 objects + wait (fresh namespace){where}", "berth", "helm upgrade --install --wait", "helm", "-"),
+        (f"no-op redeploy of 200 objects{where}", "berth-noop", "helm upgrade --install --wait (no change)", "helm-noop", "<= 0.2"),
     ]
     lines = []
     for measure, b, anchor, a, target in rows:

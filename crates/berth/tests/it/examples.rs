@@ -20,7 +20,7 @@ use crate::run::{copy_dir, git};
 /// An example in a temporary git repository, with its own build store.
 pub(crate) struct Example {
     pub(crate) dir: PathBuf,
-    store: PathBuf,
+    pub(crate) store: PathBuf,
 }
 
 impl Drop for Example {

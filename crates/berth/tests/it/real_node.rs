@@ -418,3 +418,90 @@ async fn load_balancer_nothing_implements_is_named_within_a_minute_not_at_the_de
         "told within a minute, not at the 5 minute deadline: {took:?}"
     );
 }
+
+#[tokio::test]
+async fn dev_streams_the_real_output_of_the_new_pods_on_the_real_node() {
+    use std::io::BufRead;
+    let ctx = TestContext::on_real_node("real-dev-logs").await;
+    let ex = hello(&ctx, "first page");
+    // The container says what it serves when it starts: its own output, nothing the test
+    // writes for it.
+    ex.edit(
+        "web/Dockerfile",
+        r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]"#,
+        r#"CMD ["sh", "-c", "echo \"serving $(sed -n 2p /www/index.html)\"; exec httpd -f -p 8080 -h /www"]"#,
+    );
+    ex.commit("say what is served");
+    let mut child = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(["dev", "-o", "json", "-n", &ctx.namespace, "-c"])
+        .arg(ex.path("berth.yaml"))
+        .env("BERTH_STORE", &ex.store)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (results, results_rx) = std::sync::mpsc::channel();
+    let (logs, logs_rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if doc.get("result").is_some() {
+                let _ = results.send(doc);
+            } else if doc["event"] == "pod_log" {
+                let _ = logs.send(doc);
+            }
+        }
+    });
+    let result = |what: &str| {
+        results_rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("berth dev reported no result for {what}"))
+    };
+    let logged = |text: &str| -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut pods = Vec::new();
+        // Both replicas of the new ReplicaSet say it.
+        while pods.len() < 2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let doc = logs_rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no two pods logged {text:?}; got {pods:?}"));
+            if doc["line"].as_str().is_some_and(|l| l.contains(text)) {
+                assert_eq!(doc["container"], "web", "{doc}");
+                let pod = doc["pod"].as_str().unwrap().to_string();
+                if !pods.contains(&pod) {
+                    pods.push(pod);
+                }
+            }
+        }
+        pods
+    };
+    let first = result("the first run");
+    assert_eq!(first["result"], "ok", "{first}");
+    let first_pods = logged("serving <h1>first page</h1>");
+
+    std::fs::write(ex.path("web/index.html"), page("saved page")).unwrap();
+    let second = result("the save");
+    assert_eq!(second["result"], "ok", "{second}");
+    let second_pods = logged("serving <h1>saved page</h1>");
+    for p in &second_pods {
+        assert!(!first_pods.contains(p), "{p} is a new pod: {first_pods:?}");
+    }
+    served(&ctx, "hello", "/", "saved page").await;
+
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
