@@ -28,6 +28,7 @@
 //!
 //! [`render`] runs the whole step; [`load`] and the `ObjectSet` methods are the parts.
 
+pub mod confine;
 pub mod error;
 pub mod images;
 pub mod object;
