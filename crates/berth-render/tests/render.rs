@@ -613,3 +613,44 @@ fn pathdiff(to: &Path, from: &Path) -> String {
     );
     parts.join("/")
 }
+
+/// A `file://` "remote" base made kustomize `git fetch` a repository on the server's disk
+/// (another project's mirror, say) into the render; kustomize now runs with
+/// `GIT_ALLOW_PROTOCOL=https:ssh`.
+#[test]
+fn kustomize_file_url_base_cannot_read_a_repository_on_the_host() {
+    let x = Escape::new();
+    let other = x.outside.path().join("other-repo");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("cm.yaml"), OUTSIDE_CM).unwrap();
+    std::fs::write(other.join("kustomization.yaml"), "resources: [cm.yaml]\n").unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&other)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "other project"]);
+    x.write(
+        "deploy/kustomization.yaml",
+        &format!("resources:\n- file://{}\n", other.display()),
+    );
+    let r = load(
+        &[ManifestSource::Kustomize(x.root.join("deploy"))],
+        &x.ctx(),
+        &with_kustomize(),
+    );
+    match r {
+        Ok(set) => panic!("rendered another repository:\n{}", set.to_yaml()),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains("transport 'file' not allowed"), "{e}");
+        }
+    }
+}
