@@ -1,9 +1,13 @@
 //! `discover:` patterns: the folders that hold a file matching `*/Dockerfile`-style patterns.
 //!
 //! Deliberately small: `*` (any run of characters) and `?` (one character) within one path
-//! segment, literal segments, `..`. No `**`: a recursive pattern would turn a vendored
+//! segment, literal segments. No `..` (it leaves the repository) and no `**`: a recursive pattern would turn a vendored
 //! dependency's Dockerfile into a service by surprise. Hidden entries (`.git`, `.cache`) are
 //! never matched by a wildcard. Results are sorted, so the service order is stable.
+//!
+//! The walk never leaves the repository: an entry that is a link resolving outside it is
+//! neither looked into nor tested for the file; it is handed back as *escaped*, for validation
+//! to report, instead of being silently dropped.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +18,10 @@ pub(crate) fn pattern_problem(pattern: &str) -> Option<&'static str> {
         Some("it is empty")
     } else if pattern.starts_with('/') {
         Some("it is absolute; write it relative to the directory of berth.yaml")
+    } else if segments.iter().any(|s| *s == ".." || *s == ".") {
+        Some(
+            "`..` and `.` segments are not allowed: `..` leaves the repository; write the pattern from the directory of berth.yaml down",
+        )
     } else if pattern.contains("**") {
         Some("`**` is not supported; write one `*` per folder level, e.g. `services/*/Dockerfile`")
     } else if segments.iter().any(|s| s.is_empty()) {
@@ -49,51 +57,79 @@ pub(crate) fn segment_matches(pattern: &str, name: &str) -> bool {
 }
 
 /// The folders (relative to `dir`, sorted, without duplicates) that hold a file matching
-/// `pattern`. The pattern must have passed [`pattern_problem`].
-pub(crate) fn folders(dir: &Path, pattern: &str) -> Vec<PathBuf> {
+/// `pattern`, and the entries (relative, sorted) the walk did not follow because they are links
+/// leading outside `dir`. The pattern must have passed [`pattern_problem`].
+pub(crate) fn folders(dir: &Path, pattern: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let segments: Vec<&str> = pattern.split('/').collect();
-    let mut found = Vec::new();
-    walk(dir, PathBuf::new(), &segments, &mut found);
+    let mut found = Walk::default();
+    // An unresolvable root finds nothing (validation reports the missing directory elsewhere).
+    if let Ok(root) = dir.canonicalize() {
+        found.walk(&root, PathBuf::new(), &segments);
+    }
     let mut folders: Vec<PathBuf> = found
+        .files
         .into_iter()
         .filter_map(|f| f.parent().map(Path::to_path_buf))
         .filter(|f| !f.as_os_str().is_empty())
         .collect();
     folders.sort();
     folders.dedup();
-    folders
+    found.escaped.sort();
+    found.escaped.dedup();
+    (folders, found.escaped)
 }
 
-fn walk(dir: &Path, at: PathBuf, segments: &[&str], found: &mut Vec<PathBuf>) {
-    let Some((first, rest)) = segments.split_first() else {
-        return;
-    };
-    let last = rest.is_empty();
-    let mut visit = |rel: PathBuf| {
-        let full = dir.join(&rel);
-        if last {
-            if full.is_file() {
-                found.push(rel);
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    escaped: Vec<PathBuf>,
+}
+
+impl Walk {
+    fn walk(&mut self, root: &Path, at: PathBuf, segments: &[&str]) {
+        let Some((first, rest)) = segments.split_first() else {
+            return;
+        };
+        let last = rest.is_empty();
+        let visit = |me: &mut Walk, rel: PathBuf| {
+            let full = root.join(&rel);
+            // Every step is resolved: a link (here or in a parent already walked) must stay
+            // inside the repository before anything behind it is looked at.
+            if full.symlink_metadata().is_err() {
+                return;
             }
-        } else if full.is_dir() {
-            walk(dir, rel, rest, found);
+            match full.canonicalize() {
+                Ok(real) if real.starts_with(root) => {}
+                Ok(_) => {
+                    me.escaped.push(rel);
+                    return;
+                }
+                Err(_) => return,
+            }
+            if last {
+                if full.is_file() {
+                    me.files.push(rel);
+                }
+            } else if full.is_dir() {
+                me.walk(root, rel, rest);
+            }
+        };
+        if !is_wild(first) {
+            visit(self, at.join(first));
+            return;
         }
-    };
-    if !is_wild(first) {
-        visit(at.join(first));
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir.join(&at)) else {
-        return;
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.') && segment_matches(first, n))
-        .collect();
-    names.sort();
-    for n in names {
-        visit(at.join(n));
+        let Ok(entries) = std::fs::read_dir(root.join(&at)) else {
+            return;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.') && segment_matches(first, n))
+            .collect();
+        names.sort();
+        for n in names {
+            visit(self, at.join(n));
+        }
     }
 }
 
@@ -117,9 +153,11 @@ mod tests {
     fn patterns_are_checked_before_the_walk() {
         assert!(pattern_problem("*/Dockerfile").is_none());
         assert!(pattern_problem("services/*/Dockerfile").is_none());
-        assert!(pattern_problem("../apps/*/Dockerfile").is_none());
         for bad in [
             "",
+            "../apps/*/Dockerfile",
+            "*/../*/Dockerfile",
+            "./*/Dockerfile",
             "/srv/*/Dockerfile",
             "**/Dockerfile",
             "Dockerfile",
@@ -148,14 +186,42 @@ mod tests {
         }
         std::fs::create_dir_all(d.path().join("empty/Dockerfile")).unwrap();
         assert_eq!(
-            folders(d.path(), "*/Dockerfile"),
+            folders(d.path(), "*/Dockerfile").0,
             ["home", "kids", "mens"].map(PathBuf::from)
         );
         assert_eq!(
-            folders(d.path(), "services/*/Dockerfile"),
+            folders(d.path(), "services/*/Dockerfile").0,
             [PathBuf::from("services/a")]
         );
-        assert!(folders(d.path(), "*/Dockerfil").is_empty());
+        assert!(folders(d.path(), "*/Dockerfil").0.is_empty());
+    }
+
+    #[test]
+    fn discover_does_not_follow_a_link_out_of_the_repository() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("svc")).unwrap();
+        std::fs::write(outside.path().join("svc/Dockerfile"), "").unwrap();
+        std::fs::write(outside.path().join("Dockerfile"), "").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("home")).unwrap();
+        std::fs::write(d.path().join("home/Dockerfile"), "").unwrap();
+        std::fs::create_dir_all(d.path().join("apps")).unwrap();
+        // A folder linked outside, a link inside (fine), and a Dockerfile linked outside.
+        std::os::unix::fs::symlink(outside.path(), d.path().join("host")).unwrap();
+        std::os::unix::fs::symlink("home", d.path().join("alias")).unwrap();
+        std::fs::create_dir_all(d.path().join("web")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("Dockerfile"),
+            d.path().join("web/Dockerfile"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("apps/x")).unwrap();
+        let (found, escaped) = folders(d.path(), "*/Dockerfile");
+        assert_eq!(found, ["alias", "home"].map(PathBuf::from));
+        assert_eq!(escaped, ["host", "web/Dockerfile"].map(PathBuf::from));
+        let (found, escaped) = folders(d.path(), "apps/*/Dockerfile");
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(escaped, [PathBuf::from("apps/x")]);
     }
 
     /// The shop layout: three service folders, one template, one Ingress.
@@ -186,6 +252,30 @@ mod tests {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
         })
+    }
+
+    #[test]
+    fn a_discovered_folder_linked_out_of_the_repository_is_an_error_not_a_service() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("Dockerfile"), "").unwrap();
+        let d = shop();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("host")).unwrap();
+        let yaml = format!(
+            "{HEAD}  - discover: \"*/Dockerfile\"\n    exclude: [Bad_Name]\n    manifests: {{ template: k8s/service.yaml.j2 }}\n"
+        );
+        let e: Vec<String> = crate::parse(&yaml, "berth.yaml", d.path())
+            .unwrap_err()
+            .diagnostics()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            e.iter()
+                .any(|m| m.contains("host") && m.contains("outside the repository")),
+            "{e:?}"
+        );
+        let e = parse("  - discover: \"../*/Dockerfile\"\n").unwrap_err();
+        assert!(e.iter().any(|m| m.contains("`..`")), "{e:?}");
     }
 
     #[test]

@@ -79,7 +79,8 @@ pub(crate) struct RawService {
     pub name: Option<Spanned<String>>,
     /// Discovery: one service per folder holding a file that matches this pattern, e.g.
     /// `*/Dockerfile` or `services/*/Dockerfile` (relative to this file; `*` and `?` match
-    /// within one path segment, hidden folders are skipped). Each service is named after its
+    /// within one path segment, hidden folders are skipped, `..` is refused and a folder linked
+    /// outside the repository is an error, never followed). Each service is named after its
     /// folder, built with the folder as context and deployed with this entry's `manifests`,
     /// `build` settings and `test`: adding a microservice is adding a folder. An entry with a
     /// `name` equal to a discovered folder's replaces that folder's service (a per-folder

@@ -222,7 +222,20 @@ impl<'a> Checker<'a> {
             );
             return Vec::new();
         }
-        let folders = crate::discover::folders(self.dir, &pattern.value);
+        let (folders, escaped) = crate::discover::folders(self.dir, &pattern.value);
+        for path in &escaped {
+            self.report(
+                at,
+                Problem::InvalidPath {
+                    key: "discover",
+                    path: path.display().to_string(),
+                    reason: "a symlink leads it outside the repository; discover does not follow it",
+                },
+            );
+        }
+        if !escaped.is_empty() {
+            return Vec::new();
+        }
         if folders.is_empty() {
             self.report(
                 at,

@@ -69,6 +69,9 @@ pub(crate) fn environment(
 ) -> Vec<(&'static str, Option<String>)> {
     let mut env: Vec<(&'static str, Option<String>)> = vec![
         ("GIT_TERMINAL_PROMPT", Some("0".into())),
+        // Overrides any `protocol.*.allow` configuration: no `ext::` helper, no ftp, whatever
+        // the host's git config says (and submodules or redirects get the same list).
+        ("GIT_ALLOW_PROTOCOL", Some(crate::ALLOWED_PROTOCOLS.into())),
         ("GCM_INTERACTIVE", Some("never".into())),
         ("LC_ALL", Some("C".into())),
         ("LANGUAGE", None),
@@ -305,6 +308,11 @@ mod tests {
         );
         assert_eq!(get("GIT_CONFIG_VALUE_0").as_deref(), Some(""));
         assert!(!ASKPASS.contains("tok-123"));
+        assert_eq!(
+            get("GIT_ALLOW_PROTOCOL").as_deref(),
+            Some("https:ssh:git:file:http"),
+            "git itself refuses ext:: and other transports"
+        );
         // Exactly one value per variable, so the order of `env` calls cannot matter.
         let mut names: Vec<_> = env.iter().map(|(k, _)| *k).collect();
         names.sort_unstable();

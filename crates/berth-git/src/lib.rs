@@ -92,6 +92,13 @@ impl Remote {
                 why: "it is empty or starts with '-'",
             });
         }
+        if let Some(why) = transport_problem(&self.url) {
+            return Err(GitError::Invalid {
+                what: "repository URL",
+                value: self.safe_url(),
+                why,
+            });
+        }
         let lower = self.url.to_ascii_lowercase();
         let Some(rest) = lower
             .starts_with("http://")
@@ -282,6 +289,49 @@ impl Drop for Worktree {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
+}
+
+/// The transports berth lets git use, as `GIT_ALLOW_PROTOCOL` (see the `command` module).
+pub const ALLOWED_PROTOCOLS: &str = "https:ssh:git:file:http";
+
+/// Why git must not be handed `url`, judged before git runs: only `https://`, `http://`,
+/// `ssh://` (and `git+ssh://`), `git://`, `file://`, scp-like `user@host:path` and local paths.
+/// `ext::` (runs a command), `fd::` and other `<helper>::` remote helpers, `ftp://` and any
+/// other scheme are refused, and so is a host starting with `-` (an ssh option such as
+/// `-oProxyCommand=...`). git itself is also told the same list ([`ALLOWED_PROTOCOLS`]).
+fn transport_problem(url: &str) -> Option<&'static str> {
+    const WHY: &str = "berth fetches over https, http, ssh, git and file only (no `ext::` or other \
+         remote helpers, no ftp)";
+    let lower = url.to_ascii_lowercase();
+    if let Some((scheme, rest)) = lower.split_once("://")
+        && !scheme.contains(['/', '@', ':'])
+    {
+        if !["https", "http", "ssh", "git+ssh", "ssh+git", "git", "file"].contains(&scheme) {
+            return Some(WHY);
+        }
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        if host.starts_with('-') || authority.starts_with('-') {
+            return Some("its host or user starts with '-', which ssh would read as an option");
+        }
+        return None;
+    }
+    // `<transport>::<address>` names a remote helper (`ext::sh -c ...` runs a command).
+    if let Some((helper, _)) = url.split_once("::")
+        && !helper.contains('/')
+    {
+        return Some(WHY);
+    }
+    // scp-like `[user@]host:path` (a colon before any slash).
+    if let Some((before, _)) = url.split_once(':')
+        && !before.contains('/')
+    {
+        let host = before.rsplit('@').next().unwrap_or_default();
+        if host.starts_with('-') || before.starts_with('-') {
+            return Some("its host or user starts with '-', which ssh would read as an option");
+        }
+    }
+    None
 }
 
 /// A cache name that is also a safe directory name: `acme/board` -> `acme~board.git`.
@@ -954,6 +1004,40 @@ mod tests {
         let r = Remote::new("ssh://git@git.example.com/acme/board.git");
         assert_eq!(r.effective().unwrap().0, r.url);
         assert!(Remote::new("--upload-pack=x").effective().is_err());
+    }
+
+    #[test]
+    fn remote_helper_and_unlisted_transports_are_refused_before_git_runs() {
+        for bad in [
+            "ext::sh -c touch% /tmp/pwned",
+            "fd::17",
+            "testgit::/tmp/x",
+            "ftp://127.0.0.1/r.git",
+            "ftps://127.0.0.1/r.git",
+            "rsync://h/r.git",
+            "ssh://-oProxyCommand=touch%20x/r.git",
+            "ssh://git@-oProxyCommand=x/r.git",
+            "git@-oProxyCommand=x:r.git",
+        ] {
+            let e = Remote::new(bad).effective().err();
+            assert!(
+                matches!(e, Some(GitError::Invalid { .. })),
+                "{bad:?} accepted: {e:?}"
+            );
+        }
+        for good in [
+            "https://git.example.com/a/b.git",
+            "http://127.0.0.1:8080/b.git",
+            "ssh://git@git.example.com:22/a/b.git",
+            "git+ssh://git@h/a.git",
+            "git://h/a.git",
+            "file:///srv/git/a.git",
+            "git@github.com:acme/board.git",
+            "/srv/git/a.git",
+            "relative/dir",
+        ] {
+            assert!(Remote::new(good).effective().is_ok(), "{good:?} refused");
+        }
     }
 
     #[test]

@@ -120,7 +120,18 @@ fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, ChangeError> {
 
 fn resolve(repo: &Path, commit: &str) -> Result<String, ChangeError> {
     let spec = format!("{commit}^{{commit}}");
-    match git(repo, &["rev-parse", "--verify", "--quiet", &spec]) {
+    // `--end-of-options`: a commit named `--output=FILE` (from a release record or a webhook)
+    // is a revision that does not exist, never an option.
+    match git(
+        repo,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &spec,
+        ],
+    ) {
         Ok(out) => Ok(String::from_utf8_lossy(&out).trim().to_string()),
         Err(ChangeError::Git { .. }) => Err(ChangeError::UnknownCommit {
             commit: commit.to_string(),
@@ -277,9 +288,12 @@ fn config_entry_changes(
     config_file: &Path,
 ) -> Option<std::collections::BTreeMap<String, EntryChange>> {
     use serde_json::Value;
+    // Only resolved ids reach `git show`, which takes `--output=FILE` and writes it.
+    let (from, to) = (resolve(repo, from).ok()?, resolve(repo, to).ok()?);
+    let (from, to) = (from.as_str(), to.as_str());
     let read = |commit: &str| -> Option<Value> {
         let spec = format!("{commit}:{}", config_file.to_string_lossy());
-        let text = git(repo, &["show", &spec]).ok()?;
+        let text = git(repo, &["show", "--end-of-options", &spec]).ok()?;
         serde_saphyr::from_str::<Value>(&String::from_utf8_lossy(&text)).ok()
     };
     let (Value::Object(mut old), Value::Object(mut new)) = (read(from)?, read(to)?) else {

@@ -71,8 +71,19 @@ fn rel(root: &Path, p: &Path) -> String {
     if r.is_empty() { ".".into() } else { r }
 }
 
-fn find_dockerfiles(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    if dir.join("Dockerfile").is_file() {
+/// Whether `p` exists and resolves inside `root`: the scan never looks through a link that
+/// leads out of the repository (`k8s/host -> /` would have it read every YAML file of the
+/// host into the proposal, and a linked service folder make a service of someone else's code).
+fn inside(root: &Path, p: &Path) -> bool {
+    match (p.canonicalize(), root.canonicalize()) {
+        (Ok(target), Ok(root)) => target.starts_with(root),
+        _ => false,
+    }
+}
+
+fn find_dockerfiles(root: &Path, dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let dockerfile = dir.join("Dockerfile");
+    if dockerfile.is_file() && inside(root, &dockerfile) {
         out.push(dir.to_path_buf());
     }
     if depth == 0 {
@@ -84,7 +95,7 @@ fn find_dockerfiles(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     let mut dirs: Vec<PathBuf> = rd
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && inside(root, p))
         .filter(|p| {
             let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             !n.starts_with('.') && !SKIP.contains(&n)
@@ -92,7 +103,7 @@ fn find_dockerfiles(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
         .collect();
     dirs.sort();
     for d in dirs {
-        find_dockerfiles(&d, depth - 1, out);
+        find_dockerfiles(root, &d, depth - 1, out);
     }
 }
 
@@ -114,7 +125,7 @@ fn slug(s: &str) -> String {
 fn manifests_in(root: &Path, dir: &Path) -> Option<(String, String)> {
     for name in MANIFEST_DIRS {
         let d = dir.join(name);
-        if !d.is_dir() {
+        if !d.is_dir() || !inside(root, &d) {
             continue;
         }
         for overlay in ["overlays/dev", "overlays/development", "overlay/dev"] {
@@ -168,18 +179,27 @@ fn chart_for(root: &Path, name: &str) -> Option<(String, String)> {
     None
 }
 
-/// Every `image:` value in the YAML files under `dir`.
-fn images_in(dir: &Path, out: &mut BTreeSet<String>) {
+/// Every `image:` value in the YAML files under `dir` (inside `root`; each directory once,
+/// so a link loop ends).
+fn images_in(
+    root: &Path,
+    dir: &Path,
+    seen: &mut std::collections::HashSet<PathBuf>,
+    out: &mut BTreeSet<String>,
+) {
+    if !inside(root, dir) || !dir.canonicalize().is_ok_and(|c| seen.insert(c)) {
+        return;
+    }
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for e in rd.filter_map(Result::ok) {
         let p = e.path();
         if p.is_dir() {
-            images_in(&p, out);
-        } else if p
-            .extension()
-            .is_some_and(|x| x == "yaml" || x == "yml" || x == "j2" || x == "tpl")
+            images_in(root, &p, seen, out);
+        } else if inside(root, &p)
+            && p.extension()
+                .is_some_and(|x| x == "yaml" || x == "yml" || x == "j2" || x == "tpl")
             && let Ok(text) = std::fs::read_to_string(&p)
         {
             for line in text.lines() {
@@ -311,7 +331,7 @@ pub fn plan(root: &Path, registry_prefix: &str, namespace: &str) -> Result<InitP
     }
     if services.is_empty() {
         let mut dirs = Vec::new();
-        find_dockerfiles(root, 3, &mut dirs);
+        find_dockerfiles(root, root, 3, &mut dirs);
         for d in dirs {
             let name = if d == root {
                 project.clone()
@@ -340,7 +360,7 @@ pub fn plan(root: &Path, registry_prefix: &str, namespace: &str) -> Result<InitP
             let mut more: Vec<PathBuf> = rd
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| p.is_dir())
+                .filter(|p| p.is_dir() && inside(root, p))
                 .collect();
             more.sort();
             candidates.extend(more);
@@ -410,13 +430,14 @@ pub fn plan(root: &Path, registry_prefix: &str, namespace: &str) -> Result<InitP
 
     // Images already named in the manifests keep their repository, so pinning needs no edit.
     let mut named = BTreeSet::new();
+    let mut seen = std::collections::HashSet::new();
     for d in MANIFEST_DIRS
         .iter()
         .chain(["chart", "charts", "helm"].iter())
         .map(|d| root.join(d))
         .chain(services.iter().map(|s| root.join(&s.context)))
     {
-        images_in(&d, &mut named);
+        images_in(root, &d, &mut seen, &mut named);
     }
     // With one service and one image of a private registry in the manifests, that is its image.
     let private: BTreeSet<String> = named
@@ -533,7 +554,7 @@ fn generic_template(root: &Path, services: &[Svc]) -> Option<Generic> {
         let mut files: Vec<PathBuf> = rd
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.is_file())
+            .filter(|p| p.is_file() && inside(root, p))
             .collect();
         files.sort();
         let (templates, plain): (Vec<PathBuf>, Vec<PathBuf>) = files
@@ -739,6 +760,49 @@ mod tests {
             p.yaml.contains("  - discover: \"svc/*/Dockerfile\"\n"),
             "{}",
             p.yaml
+        );
+    }
+
+    #[test]
+    fn init_does_not_scan_through_links_out_of_the_repository() {
+        let outside = tree(&[
+            (
+                "leak.yaml",
+                "image: secret.example.com/internal/leak:1
+",
+            ),
+            (
+                "svc/Dockerfile",
+                "FROM busybox
+",
+            ),
+            ("svc/package.json", "{\"name\": \"outside\"}\n"),
+        ]);
+        let d = tree(&[
+            (
+                "Dockerfile",
+                "FROM busybox
+",
+            ),
+            (
+                "k8s/app.yaml",
+                "kind: ConfigMap
+",
+            ),
+        ]);
+        let link = |target: &Path, at: &str| {
+            std::os::unix::fs::symlink(target, d.path().join(at)).unwrap();
+        };
+        link(outside.path(), "k8s/host");
+        link(&outside.path().join("svc"), "svc");
+        link(Path::new("."), "k8s/loop");
+        let plan = plan_with(d.path());
+        assert!(!plan.yaml.contains("secret.example.com"), "{}", plan.yaml);
+        assert!(!plan.yaml.contains("name: svc"), "{}", plan.yaml);
+        let text = plan.explanations.join("\n");
+        assert!(
+            !text.contains("secret.example.com") && !text.contains("svc"),
+            "{text}"
         );
     }
 

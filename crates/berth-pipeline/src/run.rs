@@ -654,7 +654,11 @@ impl Pipeline {
         };
         let mut merged = serde_json::Value::Object(values);
         berth_render::values::merge(&mut merged, serde_json::Value::Object(env.values.clone()));
-        let ctx = RenderContext::new(merged).with_images(images.clone());
+        // Confined to the directory of berth.yaml, the repository as validation knows it: what
+        // lies inside manifests directories, kustomizations and charts is checked here.
+        let ctx = RenderContext::new(merged)
+            .with_images(images.clone())
+            .with_root(&self.config.dir);
         let ctx = match image {
             Some(image) => ctx.with_service(&s.name, image),
             None => ctx.with_service_name(&s.name),

@@ -161,4 +161,35 @@ pub enum RenderError {
         /// Why.
         message: String,
     },
+
+    /// A source (a file in a manifests directory, kustomization or chart, a kustomization's
+    /// reference, a values file) resolves outside the repository.
+    #[error(
+        "{what} leads outside the repository {} (to {})\n  berth renders only what is inside the \
+         repository: replace the link or reference with the file itself, inside the repository",
+        root.display(),
+        target.display()
+    )]
+    OutsideRepository {
+        /// The path or reference as found (`k8s/app/kustomization.yaml: resources entry ...`).
+        what: String,
+        /// Where it resolves.
+        target: PathBuf,
+        /// The repository.
+        root: PathBuf,
+    },
+
+    /// A link inside the repository points at nothing.
+    #[error(
+        "{} is a link to {}, which does not exist\n  remove the link or make it point at a file \
+         inside the repository",
+        path.display(),
+        target.display()
+    )]
+    DanglingLink {
+        /// The link.
+        path: PathBuf,
+        /// What it names.
+        target: PathBuf,
+    },
 }

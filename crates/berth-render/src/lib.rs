@@ -20,6 +20,10 @@
 //!   legacy octal numbers, so `0644` means what it means to kubectl. Errors carry file:line:column.
 //! - **External tools are processes.** kustomize and helm are run as binaries ([`Tools`]),
 //!   never re-implemented; a missing binary is an error that says how to get it.
+//! - **Confined to the repository.** With [`RenderContext::root`] set (the pipeline sets it to
+//!   the directory of berth.yaml), every source is checked right before it is read: no link
+//!   inside a manifests directory, kustomization or chart, no kustomization reference and no
+//!   values file may lead outside ([`confine`]).
 //! - **Pure transformations after loading.** Image substitution ([`images`]), ownership labels
 //!   and the namespace rule ([`ownership`]) and the apply order ([`order`]) are functions of the
 //!   set alone, unit-tested on inline data.
@@ -28,6 +32,7 @@
 //!
 //! [`render`] runs the whole step; [`load`] and the `ObjectSet` methods are the parts.
 
+pub mod confine;
 pub mod error;
 pub mod images;
 pub mod object;

@@ -63,11 +63,22 @@ impl Default for Tools {
 }
 
 /// Loads a file or directory of plain manifests and templates (see [`ManifestSource::Path`]).
+///
+/// With [`RenderContext::root`] set, the path and every link under it must resolve inside the
+/// root ([`crate::confine`]).
 pub fn load_path(path: &Path, ctx: &RenderContext) -> Result<Vec<Object>, RenderError> {
     let meta = std::fs::metadata(path).map_err(|source| RenderError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    if let Some(root) = &ctx.root {
+        let root = crate::confine::canonical_root(root)?;
+        if meta.is_dir() {
+            crate::confine::check_tree(&root, path, true)?;
+        } else {
+            crate::confine::resolve_inside(&root, path, &path.display().to_string())?;
+        }
+    }
     let mut out = Vec::new();
     if meta.is_dir() {
         walk(path, ctx, &mut out)?;
@@ -139,10 +150,17 @@ fn load_file(path: &Path, ctx: &RenderContext, out: &mut Vec<Object>) -> Result<
     Ok(())
 }
 
-/// Runs `kustomize build <dir>` and parses its output.
+/// Runs `kustomize build --load-restrictor=LoadRestrictionsRootOnly <dir>` and parses its
+/// output. Remote bases are fetched over https or ssh only (`GIT_ALLOW_PROTOCOL`).
 pub fn kustomize_build(tools: &Tools, dir: &Path) -> Result<Vec<Object>, RenderError> {
-    // `--` ends the flags: a directory named `--load-restrictor=...` stays a directory.
-    let args = vec!["build".to_string(), "--".into(), dir.display().to_string()];
+    // `--` ends the flags: a directory named `--load-restrictor=...` stays a directory. The
+    // restrictor is kustomize's default; passed explicitly so that no other default applies.
+    let args = vec![
+        "build".to_string(),
+        "--load-restrictor=LoadRestrictionsRootOnly".into(),
+        "--".into(),
+        dir.display().to_string(),
+    ];
     let out = run("kustomize", &tools.kustomize, &args)?;
     crate::yaml::parse_yaml(&out, &format!("kustomize build {}", dir.display()))
 }
@@ -193,20 +211,24 @@ fn run(tool: &'static str, program: &Path, args: &[String]) -> Result<String, Re
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
-    let output = Command::new(program).args(args).output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            RenderError::ToolMissing {
-                tool,
-                program: program.to_path_buf(),
+    let output = Command::new(program)
+        .args(args)
+        .env("GIT_ALLOW_PROTOCOL", "https:ssh")
+        .output()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                RenderError::ToolMissing {
+                    tool,
+                    program: program.to_path_buf(),
+                }
+            } else {
+                RenderError::ToolFailed {
+                    command: command.clone(),
+                    status: format!("could not start it: {e}"),
+                    stderr: String::new(),
+                }
             }
-        } else {
-            RenderError::ToolFailed {
-                command: command.clone(),
-                status: format!("could not start it: {e}"),
-                stderr: String::new(),
-            }
-        }
-    })?;
+        })?;
     if !output.status.success() {
         return Err(RenderError::ToolFailed {
             command,
@@ -221,7 +243,33 @@ fn run(tool: &'static str, program: &Path, args: &[String]) -> Result<String, Re
     })
 }
 
-/// Loads every source, in order, into one set (duplicates across sources are errors).
+/// The checks of [`crate::confine`] for a kustomize or helm source (plain paths are checked by
+/// [`load_path`]).
+fn confine_tool_source(root: &Path, source: &ManifestSource) -> Result<(), RenderError> {
+    match source {
+        ManifestSource::Path(_) => Ok(()),
+        ManifestSource::Kustomize(dir) => crate::confine::check_kustomization(root, dir),
+        ManifestSource::Helm(chart) => {
+            for f in &chart.values_files {
+                crate::confine::resolve_inside(root, f, &f.display().to_string())?;
+            }
+            let local = Path::new(&chart.chart);
+            if local.symlink_metadata().is_err() {
+                // A `repo/chart` reference: helm fetches it, nothing local is read.
+                return Ok(());
+            }
+            let real = crate::confine::resolve_inside(root, local, &chart.chart)?;
+            if real.is_dir() {
+                crate::confine::check_tree(root, local, false)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Loads every source, in order, into one set (duplicates across sources are errors). With
+/// [`RenderContext::root`] set, every source is first checked to stay inside it
+/// ([`crate::confine`]).
 /// Images are not substituted and no labels are added: see [`render`] for the whole step.
 pub fn load(
     sources: &[ManifestSource],
@@ -229,6 +277,12 @@ pub fn load(
     tools: &Tools,
 ) -> Result<ObjectSet, RenderError> {
     let mut set = ObjectSet::new();
+    if let Some(root) = &ctx.root {
+        let root = crate::confine::canonical_root(root)?;
+        for s in sources {
+            confine_tool_source(&root, s)?;
+        }
+    }
     for s in sources {
         let objects = match s {
             ManifestSource::Path(p) => load_path(p, ctx)?,

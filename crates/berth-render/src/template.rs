@@ -36,6 +36,9 @@ pub struct RenderContext {
     pub values: Value,
     /// Images to substitute into every object and to offer templates as `images`/`pinned()`.
     pub images: ImageMap,
+    /// The repository every source must stay inside, links resolved (see [`crate::confine`]);
+    /// `None` for paths given on berth's command line, which the user chose.
+    pub root: Option<PathBuf>,
 }
 
 impl RenderContext {
@@ -49,6 +52,7 @@ impl RenderContext {
         RenderContext {
             values,
             images: ImageMap::new(),
+            root: None,
         }
     }
 
@@ -67,6 +71,12 @@ impl RenderContext {
     /// The same with these images.
     pub fn with_images(mut self, images: ImageMap) -> RenderContext {
         self.images = images;
+        self
+    }
+
+    /// The same, confined to the repository at `root` (see [`crate::confine`]).
+    pub fn with_root(mut self, root: impl Into<PathBuf>) -> RenderContext {
+        self.root = Some(root.into());
         self
     }
 
@@ -128,7 +138,12 @@ pub fn render_template(path: &Path, ctx: &RenderContext) -> Result<String, Rende
         });
     }
     let mut env = Environment::new();
-    env.set_loader(minijinja::path_loader(&dir));
+    let root = ctx
+        .root
+        .as_deref()
+        .map(crate::confine::canonical_root)
+        .transpose()?;
+    env.set_loader(confined_loader(dir.clone(), root));
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     let images = Arc::new(ctx.images.clone());
@@ -157,6 +172,33 @@ pub fn render_template(path: &Path, ctx: &RenderContext) -> Result<String, Rende
         .get_template(&name)
         .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&globals))));
     result.map_err(|e| template_error(&e, &dir, path))
+}
+
+/// minijinja's `path_loader` (names with a `.`-segment or a backslash are not found), refusing
+/// an included template that resolves outside `root` through a link.
+fn confined_loader(
+    dir: PathBuf,
+    root: Option<PathBuf>,
+) -> impl for<'a> Fn(&'a str) -> Result<Option<minijinja::TemplateSource>, minijinja::Error>
++ Send
++ Sync
++ 'static {
+    let load = minijinja::path_loader(dir.clone());
+    move |name| {
+        if let Some(root) = &root
+            && name
+                .split('/')
+                .all(|s| !s.starts_with('.') && !s.contains('\\'))
+        {
+            let path = dir.join(name);
+            if path.symlink_metadata().is_ok() {
+                crate::confine::resolve_inside(root, &path, &path.display().to_string()).map_err(
+                    |e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()),
+                )?;
+            }
+        }
+        load(name)
+    }
 }
 
 fn template_error(e: &minijinja::Error, dir: &Path, path: &Path) -> RenderError {

@@ -267,7 +267,9 @@ fn kustomize_failure_carries_stderr() {
         panic!("{e}")
     };
     assert!(
-        command.ends_with("build -- tests/fixtures/kustomize/broken"),
+        command.ends_with(
+            "build --load-restrictor=LoadRestrictionsRootOnly -- tests/fixtures/kustomize/broken"
+        ),
         "{command}"
     );
     assert!(stderr.contains("missing.yaml"), "{stderr}");
@@ -362,4 +364,293 @@ fn helm_release_starting_with_dash_cannot_inject_a_post_renderer() {
         result.is_err(),
         "helm must refuse the release name: {result:?}"
     );
+}
+
+/// A repository and a directory outside it holding what an attacker wants rendered: a
+/// kustomization, a secret-looking ConfigMap and a values file.
+struct Escape {
+    _repo: tempfile::TempDir,
+    outside: tempfile::TempDir,
+    root: PathBuf,
+}
+
+const OUTSIDE_CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\ndata:\n  kubeconfig: SECRET-OUTSIDE\n";
+
+impl Escape {
+    fn new() -> Escape {
+        let outside = tempfile::tempdir().unwrap();
+        let o = outside.path();
+        std::fs::write(o.join("stolen.yaml"), OUTSIDE_CM).unwrap();
+        std::fs::write(o.join("kustomization.yaml"), "resources: [stolen.yaml]\n").unwrap();
+        std::fs::write(o.join("values.yaml"), "greeting: SECRET-OUTSIDE\n").unwrap();
+        std::fs::write(o.join("secret.txt"), "SECRET-OUTSIDE").unwrap();
+        std::fs::create_dir(o.join("plain")).unwrap();
+        std::fs::write(o.join("plain/stolen.yaml"), OUTSIDE_CM).unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let root = repo.path().canonicalize().unwrap();
+        Escape {
+            _repo: repo,
+            outside,
+            root,
+        }
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn link(&self, rel: &str, target: &Path) {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
+    }
+
+    fn ctx(&self) -> RenderContext {
+        RenderContext::default().with_root(&self.root)
+    }
+
+    /// A chart `chart/` with one ConfigMap template showing `.Values.greeting`.
+    fn chart(&self) -> HelmChart {
+        self.write(
+            "chart/Chart.yaml",
+            "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+        );
+        self.write(
+            "chart/templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\n  g: {{ .Values.greeting | quote }}\n",
+        );
+        HelmChart {
+            release: "shop".into(),
+            chart: self.root.join("chart").display().to_string(),
+            namespace: "dev".into(),
+            ..HelmChart::default()
+        }
+    }
+}
+
+/// The error must name the offending path and say it leaves the repository; nothing from
+/// outside may be rendered.
+fn assert_refused(result: Result<ObjectSet, RenderError>, names: &str) {
+    match result {
+        Ok(set) => panic!(
+            "rendered what lies outside the repository:\n{}",
+            set.to_yaml()
+        ),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("leads outside the repository") && e.contains(names),
+                "{e}"
+            );
+            assert!(!e.contains("SECRET-OUTSIDE"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn a_link_in_a_manifests_dir_to_a_file_outside_the_repository_is_not_rendered() {
+    let x = Escape::new();
+    x.write("k8s/ok.yaml", &OUTSIDE_CM.replace("stolen", "ok"));
+    x.link(
+        "k8s/sub/kubeconfig.yaml",
+        &x.outside.path().join("stolen.yaml"),
+    );
+    let r = load(
+        &[ManifestSource::Path(x.root.join("k8s"))],
+        &x.ctx(),
+        &Tools::default(),
+    );
+    assert_refused(r, "k8s/sub/kubeconfig.yaml");
+}
+
+#[test]
+fn a_linked_directory_in_a_manifests_dir_leading_outside_is_not_rendered() {
+    let x = Escape::new();
+    x.write("k8s/ok.yaml", &OUTSIDE_CM.replace("stolen", "ok"));
+    x.link("k8s/host", &x.outside.path().join("plain"));
+    let r = load(
+        &[ManifestSource::Path(x.root.join("k8s"))],
+        &x.ctx(),
+        &Tools::default(),
+    );
+    assert_refused(r, "k8s/host");
+}
+
+#[test]
+fn a_template_including_a_link_outside_the_repository_is_not_rendered() {
+    let x = Escape::new();
+    x.write(
+        "k8s/cm.yaml.j2",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: t\ndata:\n  x: \"{% include 'part.j2' %}\"\n",
+    );
+    x.link("part.j2", &x.outside.path().join("secret.txt"));
+    // The template itself is a file at the repository root: its directory holds the link.
+    std::fs::rename(x.root.join("k8s/cm.yaml.j2"), x.root.join("cm.yaml.j2")).unwrap();
+    let r = load(
+        &[ManifestSource::Path(x.root.join("cm.yaml.j2"))],
+        &x.ctx(),
+        &Tools::default(),
+    );
+    assert_refused(r, "part.j2");
+}
+
+#[test]
+fn kustomize_resources_outside_the_repository_are_not_rendered() {
+    let x = Escape::new();
+    let up = x.outside.path().display().to_string();
+    x.write(
+        "deploy/overlay/kustomization.yaml",
+        &format!("resources:\n- ../base\n- {up}\n"),
+    );
+    x.write("deploy/base/kustomization.yaml", "resources: [cm.yaml]\n");
+    x.write("deploy/base/cm.yaml", &OUTSIDE_CM.replace("stolen", "ok"));
+    let r = load(
+        &[ManifestSource::Kustomize(x.root.join("deploy/overlay"))],
+        &x.ctx(),
+        &with_kustomize(),
+    );
+    assert_refused(r, "resources entry");
+}
+
+#[test]
+fn kustomize_dot_dot_resources_leaving_the_repository_are_not_rendered() {
+    let x = Escape::new();
+    // `../../..` from deploy/overlay: a relative reference climbing out of the repository.
+    let rel = pathdiff(x.outside.path(), &x.root.join("deploy/overlay"));
+    x.write(
+        "deploy/overlay/kustomization.yaml",
+        &format!("resources:\n- {rel}\n"),
+    );
+    let r = load(
+        &[ManifestSource::Kustomize(x.root.join("deploy/overlay"))],
+        &x.ctx(),
+        &with_kustomize(),
+    );
+    assert_refused(r, &format!("resources entry `{rel}`"));
+}
+
+#[test]
+fn a_link_in_a_kustomize_dir_to_a_file_outside_the_repository_is_not_rendered() {
+    let x = Escape::new();
+    x.write("deploy/kustomization.yaml", "resources: [cm.yaml]\n");
+    x.link("deploy/cm.yaml", &x.outside.path().join("stolen.yaml"));
+    let r = load(
+        &[ManifestSource::Kustomize(x.root.join("deploy"))],
+        &x.ctx(),
+        &with_kustomize(),
+    );
+    assert_refused(r, "deploy/cm.yaml");
+}
+
+#[test]
+fn kustomize_bases_inside_the_repository_still_render() {
+    let x = Escape::new();
+    x.write(
+        "deploy/overlay/kustomization.yaml",
+        "resources: [../base, ../linked]\n",
+    );
+    x.write("deploy/base/kustomization.yaml", "resources: [cm.yaml]\n");
+    x.write("deploy/base/cm.yaml", &OUTSIDE_CM.replace("stolen", "ok"));
+    x.write("other/kustomization.yaml", "resources: [cm.yaml]\n");
+    x.write("other/cm.yaml", &OUTSIDE_CM.replace("stolen", "other"));
+    x.link("deploy/linked", Path::new("../other"));
+    let set = load(
+        &[ManifestSource::Kustomize(x.root.join("deploy/overlay"))],
+        &x.ctx(),
+        &with_kustomize(),
+    )
+    .unwrap();
+    let names: Vec<String> = set.iter().map(|o| o.key().name.clone()).collect();
+    assert_eq!(names, ["ok", "other"]);
+}
+
+#[test]
+fn a_helm_chart_with_a_template_linked_outside_the_repository_is_not_rendered() {
+    let x = Escape::new();
+    let chart = x.chart();
+    x.link(
+        "chart/templates/stolen.yaml",
+        &x.outside.path().join("stolen.yaml"),
+    );
+    let r = load(&[ManifestSource::Helm(chart)], &x.ctx(), &with_helm());
+    assert_refused(r, "chart/templates/stolen.yaml");
+}
+
+#[test]
+fn a_helm_values_file_linked_outside_the_repository_is_not_rendered() {
+    let x = Escape::new();
+    let mut chart = x.chart();
+    x.link("values.yaml", &x.outside.path().join("values.yaml"));
+    chart.values_files = vec![x.root.join("values.yaml")];
+    let r = load(&[ManifestSource::Helm(chart)], &x.ctx(), &with_helm());
+    assert_refused(r, "values.yaml");
+}
+
+#[test]
+fn a_helm_chart_inside_the_repository_still_renders() {
+    let x = Escape::new();
+    let mut chart = x.chart();
+    x.write("values/dev.yaml", "greeting: hello\n");
+    x.link("chart/dev.yaml", Path::new("../values/dev.yaml"));
+    chart.values_files = vec![x.root.join("chart/dev.yaml")];
+    let set = load(&[ManifestSource::Helm(chart)], &x.ctx(), &with_helm()).unwrap();
+    assert!(set.to_yaml().contains("g: hello"), "{}", set.to_yaml());
+}
+
+/// `to` relative to `from` (both absolute, canonical): `../../x`.
+fn pathdiff(to: &Path, from: &Path) -> String {
+    let to: Vec<_> = to.components().collect();
+    let from: Vec<_> = from.components().collect();
+    let common = to.iter().zip(&from).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".into(); from.len() - common];
+    parts.extend(
+        to[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+/// A `file://` "remote" base made kustomize `git fetch` a repository on the server's disk
+/// (another project's mirror, say) into the render; kustomize now runs with
+/// `GIT_ALLOW_PROTOCOL=https:ssh`.
+#[test]
+fn kustomize_file_url_base_cannot_read_a_repository_on_the_host() {
+    let x = Escape::new();
+    let other = x.outside.path().join("other-repo");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("cm.yaml"), OUTSIDE_CM).unwrap();
+    std::fs::write(other.join("kustomization.yaml"), "resources: [cm.yaml]\n").unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&other)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "other project"]);
+    x.write(
+        "deploy/kustomization.yaml",
+        &format!("resources:\n- file://{}\n", other.display()),
+    );
+    let r = load(
+        &[ManifestSource::Kustomize(x.root.join("deploy"))],
+        &x.ctx(),
+        &with_kustomize(),
+    );
+    match r {
+        Ok(set) => panic!("rendered another repository:\n{}", set.to_yaml()),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains("transport 'file' not allowed"), "{e}");
+        }
+    }
 }

@@ -16,6 +16,13 @@
 //! [`mysql`]), except that MySQL commits DDL implicitly: there the rules are checked against
 //! the source's `information_schema` before the first byte is written.
 //!
+//! **Test-only pause point.** When the environment variable `BERTH_TEST_PAUSE_AT` is
+//! `copy-mid-stream`, the masker flushes what it wrote and stops for good after the first
+//! table's data (PostgreSQL: after `DROP`/`CREATE` and one `COPY` block went to psql inside
+//! berth's transaction; MySQL: after one `INSERT` into the staging database), so a test can
+//! kill berth (SIGTERM, SIGKILL) at a known place mid-stream. Unset (always, outside berth's
+//! own tests) it does nothing.
+//!
 //! Passwords go to the tools through their environment (`PGPASSWORD`, `MYSQL_PWD`), never
 //! their command line, and are cut out of any stderr berth reports. The fakes are deterministic per input
 //! and key (see [`fake`]); the key comes from a Secret ([`KEY_ENV`]).
@@ -62,6 +69,17 @@ pub struct CopyRequest {
     pub key: Secret,
     /// Receives progress.
     pub sink: Arc<dyn EventSink>,
+}
+
+/// Stops the copy for good at `point` if `BERTH_TEST_PAUSE_AT` names it, after flushing `out`
+/// (test-only, see the [module docs](self)).
+fn pause_point(point: &str, out: &mut impl std::io::Write) {
+    if std::env::var_os("BERTH_TEST_PAUSE_AT").is_some_and(|p| p == point) {
+        let _ = out.flush();
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
 }
 
 /// What a copy did.

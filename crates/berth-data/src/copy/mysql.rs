@@ -208,6 +208,7 @@ impl Masker {
             stats.bytes_out += out.len() as u64;
             if ended {
                 insert = None;
+                super::pause_point("copy-mid-stream", &mut output);
             }
         }
         if let Some(i) = insert {

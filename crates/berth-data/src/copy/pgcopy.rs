@@ -239,6 +239,7 @@ impl Masker {
                         block = None;
                         output.write_all(&line).map_err(CopyError::RestoreWrite)?;
                         stats.bytes_out += line.len() as u64;
+                        super::pause_point("copy-mid-stream", &mut output);
                         continue;
                     }
                     stats.rows += 1;

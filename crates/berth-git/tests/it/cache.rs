@@ -351,3 +351,56 @@ async fn two_caches_on_one_root_take_turns() {
     assert_eq!(a.resolve("acme/board", "main").await.unwrap(), up.head());
     assert_eq!(b.resolve("acme/board", "main").await.unwrap(), up.head());
 }
+
+/// Every way an attacker-chosen URL or branch could make git run a command: none may leave a
+/// trace, and each is refused by berth before git runs.
+#[tokio::test]
+async fn hostile_urls_and_branches_run_no_command() {
+    let up = Upstream::new("board");
+    let (d, cache) = cache();
+    let marker = d.path().join("pwned");
+    let m = marker.display().to_string();
+    let urls = [
+        // The `ext::` remote helper runs its argument (`%20` is a space).
+        format!("ext::sh -c touch% {m}"),
+        format!("-oProxyCommand=touch {m}"),
+        format!("ssh://-oProxyCommand=touch%20{m}/r.git"),
+        "git@-oProxyCommand=sh:r.git".to_string(),
+        "fd::3".to_string(),
+        "ftp://127.0.0.1:1/r.git".to_string(),
+    ];
+    for url in &urls {
+        let remote = Remote::new(url.as_str());
+        let fetched = cache.fetch("hostile", &remote).await;
+        assert!(
+            matches!(fetched, Err(GitError::Invalid { .. })),
+            "{url}: {fetched:?}"
+        );
+        let polled = cache.ls_remote(&remote, "main").await;
+        assert!(
+            matches!(polled, Err(GitError::Invalid { .. })),
+            "{url}: {polled:?}"
+        );
+        assert!(!marker.exists(), "{url} ran a command");
+    }
+    // A branch named like an option (from a webhook or a poller's settings).
+    let remote = Remote::new(up.bare.to_str().unwrap());
+    cache.fetch("board", &remote).await.unwrap();
+    for branch in [
+        format!("--upload-pack=touch {m}"),
+        format!("--output={m}"),
+        "-h".to_string(),
+    ] {
+        let polled = cache.ls_remote(&remote, &branch).await;
+        assert!(
+            matches!(polled, Err(GitError::Invalid { .. })),
+            "{branch}: {polled:?}"
+        );
+        let resolved = cache.resolve("board", &branch).await;
+        assert!(
+            matches!(resolved, Err(GitError::Invalid { .. })),
+            "{branch}: {resolved:?}"
+        );
+        assert!(!marker.exists(), "{branch} ran a command or wrote a file");
+    }
+}

@@ -336,6 +336,32 @@ fn unknown_commits_are_reported() {
 }
 
 #[test]
+fn a_commit_named_like_a_git_option_is_an_unknown_commit_and_writes_no_file() {
+    let repo = Repo::new();
+    let head = shop(&repo, "");
+    let config = repo.config("");
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("written");
+    for hostile in [
+        format!("--output={}", file.display()),
+        "--all".to_string(),
+        "-h".to_string(),
+    ] {
+        let err = changed_services(repo.path(), Some(&hostile), &head, &config).unwrap_err();
+        assert!(
+            matches!(err, ChangeError::UnknownCommit { ref commit, .. } if *commit == hostile),
+            "{hostile}: {err}"
+        );
+        let err = changed_services(repo.path(), Some(&head), &hostile, &config).unwrap_err();
+        assert!(
+            matches!(err, ChangeError::UnknownCommit { .. }),
+            "{hostile}: {err}"
+        );
+        assert!(!file.exists(), "{hostile} made git write a file");
+    }
+}
+
+#[test]
 fn config_outside_the_repository_is_an_error() {
     let repo = Repo::new();
     let head = shop(&repo, "");

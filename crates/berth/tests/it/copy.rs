@@ -567,3 +567,143 @@ fn mask_config_takes_rules_and_url_variables_from_berth_yaml() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A child berth that is killed when the test fails (a paused copy never ends by itself).
+pub(crate) struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends `signal` (`TERM`, `KILL`) to a process.
+pub(crate) fn send_signal(pid: u32, signal: &str) {
+    let st = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(st.success(), "kill -s {signal} {pid}");
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `secs` seconds; fails saying `what`
+/// and (when `child` has already exited) its stderr.
+pub(crate) fn wait_for(
+    secs: u64,
+    what: &str,
+    child: Option<&mut std::process::Child>,
+    mut check: impl FnMut() -> bool,
+) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut child = child;
+    while !check() {
+        if let Some(c) = child.as_deref_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            let mut err = String::new();
+            if let Some(mut e) = c.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("berth exited ({status}) before {what}: {err}");
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{what} did not happen within {secs}s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A masked copy killed mid-stream (`signal`), after psql already ran the dump's `DROP TABLE`s
+/// inside berth's transaction and got one table's rows: the server rolls the transaction
+/// back, the target keeps its old tables and rows, and nothing of the source (unmasked or not)
+/// is committed; the next copy converges.
+fn a_copy_killed_mid_stream_keeps_the_target(signal: &str) {
+    let source = Db::new("ksrc");
+    let target = Db::new("kdst");
+    seed(&source, 2000);
+    target.sql(
+        "CREATE TABLE users (id int PRIMARY KEY, email text); \
+         INSERT INTO users VALUES (1, 'old@target.example'), (2, 'second@target.example'); \
+         CREATE TABLE orders (id int PRIMARY KEY, note text); \
+         INSERT INTO orders VALUES (7, 'an old order');",
+    );
+    let tables = || {
+        target.sql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
+    };
+    let (users, orders, before) = (target.rows("users"), target.rows("orders"), tables());
+
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "data",
+                "copy",
+                "--from-url-env",
+                "SRC",
+                "--to-url-env",
+                "DST",
+            ])
+            .args(RULES)
+            .env("SRC", &source.url)
+            .env("DST", &target.url)
+            .env("BERTH_MASK_KEY", KEY)
+            .env("BERTH_TEST_PAUSE_AT", "copy-mid-stream")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("berth runs"),
+    );
+    // The stream is past `--clean`: psql's session holds the DROP's exclusive lock on the
+    // target's old tables, in a transaction that is not committed.
+    let dropped = || {
+        target.sql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND c.relname IN ('users', 'orders') AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        ) == "2"
+    };
+    wait_for(
+        60,
+        "psql dropped the old tables",
+        Some(&mut child.0),
+        dropped,
+    );
+    // Give the paused berth's flushed COPY block time to reach psql, then kill berth.
+    let idle = || {
+        target.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'idle in transaction'",
+        ) == "1"
+    };
+    wait_for(30, "psql waited for more input", Some(&mut child.0), idle);
+    send_signal(child.0.id(), signal);
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), None, "berth died of the signal: {status}");
+
+    // psql reads the end of its input without a COMMIT and exits; the server rolls back.
+    wait_for(30, "the restore session ended", None, || !dropped());
+    assert_eq!(
+        target.rows("users"),
+        users,
+        "the old users are back, untouched"
+    );
+    assert_eq!(target.rows("orders"), orders);
+    assert_eq!(tables(), before, "no table of the source was committed");
+
+    // The next copy converges.
+    ok(&berth_copy(&source, &target, RULES));
+    assert_eq!(target.rows("users").len(), 2000);
+    assert_eq!(target.rows("orders").len(), 4000);
+    assert_eq!(tables(), "orders,products,users");
+}
+
+#[test]
+fn a_copy_killed_by_sigterm_mid_stream_commits_nothing() {
+    a_copy_killed_mid_stream_keeps_the_target("TERM");
+}
+
+#[test]
+fn a_copy_killed_by_sigkill_mid_stream_commits_nothing() {
+    a_copy_killed_mid_stream_keeps_the_target("KILL");
+}

@@ -301,3 +301,124 @@ fn mysql_typos_and_strict_columns_fail_before_anything_is_written() {
     );
     assert!(!err.contains("Wr0ng-pw"), "{err}");
 }
+
+/// A MySQL copy killed mid-stream (`signal`), after the client created the first table and
+/// ran one INSERT: everything went to the staging database, so the target keeps its old
+/// tables and rows; the next copy drops the leftover stage and converges.
+fn a_mysql_copy_killed_mid_stream_keeps_the_target(signal: &str) {
+    let source = Db::new("mksrc");
+    let target = Db::new("mkdst");
+    seed(&source, 2000);
+    target.sql(
+        // Compatible with the source's foreign keys, so that a restore straight into the
+        // target (what berth must not do) would get as far as replacing `orders`.
+        "CREATE TABLE users (id INT PRIMARY KEY, email VARCHAR(200) NOT NULL UNIQUE); \
+         INSERT INTO users VALUES (1, 'old@target.example'), (2, 'second@target.example'); \
+         CREATE TABLE orders (id INT PRIMARY KEY, note TEXT); \
+         INSERT INTO orders VALUES (7, 'an old order');",
+    );
+    let tables = |db: &str| {
+        sql(
+            &admin_url(),
+            &format!(
+                "SELECT IFNULL(GROUP_CONCAT(TABLE_NAME ORDER BY TABLE_NAME), '') \
+                 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}'"
+            ),
+        )
+    };
+    let (users, orders) = (
+        target.rows("users", &["email"]),
+        target.rows("orders", &["note"]),
+    );
+    let before = tables(&target.name);
+    let (stage, _) = berth_data::copy::mysql::staging_databases(&target.name);
+
+    let mut child = crate::copy::Killed(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "data",
+                "copy",
+                "--from-url-env",
+                "SRC",
+                "--to-url-env",
+                "DST",
+            ])
+            .args(RULES)
+            .env("SRC", &source.url)
+            .env("DST", &target.url)
+            .env("BERTH_MASK_KEY", KEY)
+            .env("BERTH_TEST_PAUSE_AT", "copy-mid-stream")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("berth runs"),
+    );
+    // Mid-stream: the source's `orders` was created (in the stage) and got its first INSERT,
+    // and the client waits for more input.
+    let dbs = format!("'{stage}', '{}'", target.name);
+    let staged = || {
+        sql(
+            &admin_url(),
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({dbs}) \
+                 AND TABLE_NAME = 'orders' AND COLUMN_NAME = 'customer_email'"
+            ),
+        ) == "1"
+            && sql(
+                &admin_url(),
+                &format!(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                     WHERE DB IN ({dbs}) AND COMMAND = 'Sleep'"
+                ),
+            ) == "1"
+    };
+    crate::copy::wait_for(
+        60,
+        "the first table was restored",
+        Some(&mut child.0),
+        staged,
+    );
+    crate::copy::send_signal(child.0.id(), signal);
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), None, "berth died of the signal: {status}");
+
+    let gone = || {
+        sql(
+            &admin_url(),
+            &format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB IN ({dbs})"),
+        ) == "0"
+    };
+    crate::copy::wait_for(30, "the restore session ended", None, gone);
+    assert_eq!(
+        target.rows("users", &["email"]),
+        users,
+        "old users untouched"
+    );
+    assert_eq!(target.rows("orders", &["note"]), orders);
+    assert_eq!(
+        tables(&target.name),
+        before,
+        "nothing swapped into the target"
+    );
+
+    // The next copy drops the leftover stage and converges.
+    let out = berth_copy(&source, &target, RULES);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(target.rows("users", &["email"]).len(), 2000);
+    assert_eq!(target.rows("orders", &["total"]).len(), 4000);
+    assert_eq!(tables(&stage), "", "no stage left behind");
+}
+
+#[test]
+fn a_mysql_copy_killed_by_sigterm_mid_stream_leaves_the_target_as_it_was() {
+    a_mysql_copy_killed_mid_stream_keeps_the_target("TERM");
+}
+
+#[test]
+fn a_mysql_copy_killed_by_sigkill_mid_stream_leaves_the_target_as_it_was() {
+    a_mysql_copy_killed_mid_stream_keeps_the_target("KILL");
+}

@@ -879,6 +879,11 @@ async fn crash_at(point: &str) {
         "web.yaml",
         &deployment("web", "docker.io/library/busybox:latest", 1, None),
     );
+    // At `hooks` the deploy dies while its post-deploy hook runs.
+    let hooked = point == "hooks";
+    if hooked {
+        dir.write("notify.yaml", &job("notify", Some("post-deploy"), None));
+    }
     let first = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
     assert_eq!(first.code, 0, "{}", first.all());
 
@@ -944,6 +949,12 @@ async fn crash_at(point: &str) {
     let st = statuses(&ctx, "app");
     assert!(!st.iter().any(|s| s == "pending"), "{st:?}");
     assert_eq!(st.iter().filter(|s| *s == "deployed").count(), 1, "{st:?}");
+    if hooked {
+        let hook = live(&ctx, "batch/v1", "Job", "notify")
+            .await
+            .expect("the good deploy ran its post-deploy hook again");
+        assert_eq!(hook["status"]["succeeded"], 1, "{hook}");
+    }
 }
 
 #[tokio::test]
@@ -959,6 +970,11 @@ async fn a_kill_mid_apply_is_recovered_by_the_next_deploy() {
 #[tokio::test]
 async fn a_kill_while_tracking_is_recovered_by_the_next_deploy() {
     crash_at("tracking").await;
+}
+
+#[tokio::test]
+async fn a_kill_during_post_deploy_hooks_is_recovered_by_the_next_deploy() {
+    crash_at("hooks").await;
 }
 
 #[tokio::test]

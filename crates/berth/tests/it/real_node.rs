@@ -446,7 +446,10 @@ async fn dev_streams_the_real_output_of_the_new_pods_on_the_real_node() {
     let (logs, logs_rx) = std::sync::mpsc::channel::<serde_json::Value>();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };

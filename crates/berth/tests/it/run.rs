@@ -658,3 +658,56 @@ async fn berth_yaml_build_memory_limits_run_steps_and_the_memory_flag_wins() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// berth.yaml's paths were checked when it was loaded, not what lies inside them: a link in a
+/// manifests directory to a file outside the repository was read and deployed by `berth run`.
+#[tokio::test]
+async fn run_does_not_deploy_a_manifest_linked_outside_the_repository() {
+    let ctx = TestContext::new("run-confine").await;
+    let suffix = berth_testkit::unique_suffix();
+    let outside = std::env::temp_dir().join(format!("berth-run-outside-{suffix}"));
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        outside.join("stolen.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\ndata:\n  kubeconfig: SECRET-OUTSIDE\n",
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("berth-run-confine-{suffix}"));
+    std::fs::create_dir_all(dir.join("k8s")).unwrap();
+    std::fs::write(
+        dir.join("berth.yaml"),
+        "services:\n  - name: cfg\n    manifests: { path: [k8s] }\nenvironments:\n  - name: dev\n    namespace: dev\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("k8s/ok.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\ndata: {}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.join("stolen.yaml"), dir.join("k8s/kubeconfig.yaml"))
+        .unwrap();
+    let p = Project {
+        dir,
+        store: std::env::temp_dir().join(format!("berth-run-store-{suffix}")),
+    };
+    let out = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let _ = std::fs::remove_dir_all(&outside);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("k8s/kubeconfig.yaml") && stderr.contains("leads outside the repository"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRET-OUTSIDE"), "{stderr}");
+    let stolen = ctx
+        .cluster
+        .get(&ObjectKey::new(
+            "v1",
+            "ConfigMap",
+            Some(&ctx.namespace),
+            "stolen",
+        ))
+        .await
+        .unwrap();
+    assert!(stolen.is_none(), "deployed: {stolen:?}");
+}
