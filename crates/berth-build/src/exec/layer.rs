@@ -670,6 +670,31 @@ pub(crate) mod tests {
         "../host".to_string()
     }
 
+    /// The reported attack: the link comes in a base layer, the whiteout (or file) through it
+    /// in the next one — so the link is already on disk when the second layer is applied.
+    fn apply_over_a_base_layer_link(entries: &[E], link: &dyn Fn(&Path) -> String) {
+        let d = tempfile::tempdir().unwrap();
+        let (root, host) = sandbox(d.path());
+        let target = link(&host);
+        let (one, two) = (d.path().join("one"), d.path().join("two"));
+        std::fs::create_dir_all(&one).unwrap();
+        std::fs::create_dir_all(&two).unwrap();
+        let base = hostile_tar(&one, &[E::Sym("x", &target)]);
+        apply_layer(&base, OCI_LAYER_TAR, &root).expect("a base layer with a link applies");
+        let next = hostile_tar(&two, entries);
+        let _ = apply_layer(&next, OCI_LAYER_TAR, &root);
+        host_is_untouched(&host);
+    }
+
+    #[test]
+    fn whiteout_in_the_next_layer_through_a_base_layer_symlink_does_not_delete_host_file() {
+        apply_over_a_base_layer_link(&[E::File("x/.wh.victim", "")], &absolute);
+        apply_over_a_base_layer_link(&[E::File("x/.wh.victim", "")], &dotdot);
+        apply_over_a_base_layer_link(&[E::File("x/.wh..wh..opq", "")], &absolute);
+        apply_over_a_base_layer_link(&[E::File("x/victim", "overwritten")], &absolute);
+        apply_over_a_base_layer_link(&[E::File("x/planted", "new")], &dotdot);
+    }
+
     #[test]
     fn whiteout_through_symlink_does_not_delete_host_file() {
         apply_hostile(&[E::File("x/.wh.victim", "")], &absolute);
