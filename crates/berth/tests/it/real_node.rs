@@ -35,7 +35,7 @@ fn hello(ctx: &TestContext, marker: &str) -> Example {
     ex
 }
 
-fn page(marker: &str) -> String {
+pub(crate) fn page(marker: &str) -> String {
     format!("<!doctype html>\n<h1>{marker}</h1>\n")
 }
 
@@ -44,7 +44,7 @@ fn page(marker: &str) -> String {
 /// after the Deployment reports it complete (the pods it replaced leave the EndpointSlice once
 /// the controller manager sees them terminating, then kube-proxy resyncs), so an old page may
 /// still come back briefly.
-async fn served(ctx: &TestContext, service: &str, path: &str, want: &str) {
+pub(crate) async fn served(ctx: &TestContext, service: &str, path: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut in_a_row = 0;
     let mut last = (0, String::new());
