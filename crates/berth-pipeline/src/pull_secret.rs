@@ -221,6 +221,7 @@ impl PullSecrets<'_> {
         // (secret, host) -> Ok(user) or the error to give.
         let mut checked: BTreeMap<(String, String), Result<(), String>> = BTreeMap::new();
         let mut secrets: BTreeMap<String, Option<Value>> = BTreeMap::new();
+        let mut accounts: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut managed_hosts: BTreeMap<String, Credential> = BTreeMap::new();
         let mut add_to: Vec<usize> = Vec::new();
         let mut ensured = Ensured::default();
@@ -244,7 +245,8 @@ impl PullSecrets<'_> {
                 .and_then(Value::as_str)
                 .unwrap_or("default")
                 .to_string();
-            names.extend(self.account_secrets(&objects, &account).await?);
+            // The ServiceAccount is read only for a pod that needs a login.
+            let mut account_read = false;
             let mut needs_managed = false;
             for image in images(spec) {
                 let Ok(reference) = ImageRef::from_str(&image) else {
@@ -276,6 +278,14 @@ impl PullSecrets<'_> {
                 // The pod's own pull secrets, in order: the first that holds the host decides,
                 // as the kubelet tries them.
                 let mut covered = false;
+                if !account_read {
+                    if !accounts.contains_key(&account) {
+                        let found = self.account_secrets(&objects, &account).await?;
+                        accounts.insert(account.clone(), found);
+                    }
+                    names.extend(accounts[&account].iter().cloned());
+                    account_read = true;
+                }
                 for name in &names {
                     if !secrets.contains_key(name) {
                         let s = self.secret(&objects, name).await?;

@@ -204,3 +204,29 @@ async fn pull_secret_with_a_wrong_password_is_named_before_apply_and_nothing_cha
     assert_eq!(image_of(&after), image_of(&before));
     served(&ctx, "hello", "/", &one).await;
 }
+
+#[tokio::test]
+async fn pull_secret_of_the_service_account_counts_and_berth_adds_none() {
+    let ctx = TestContext::on_real_node("pull-sa").await;
+    let mark = format!("via the service account {}", berth_testkit::unique_suffix());
+    let p = Private::new(&ctx, &mark);
+    let (_, _, password) = ctx.env.private_registry();
+    team_pull(&ctx, &p.host, password).await;
+    // The API server copies a ServiceAccount's imagePullSecrets into its pods.
+    ctx.apply(serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default"},
+        "imagePullSecrets": [{"name": "team-pull"}],
+    }))
+    .await;
+    // berth would add its own only where no pull secret of the pod holds the registry.
+    let run = p.run(&ctx, &["--pull-secret", "berth-pull"]);
+    assert!(run.ok, "{run}");
+    served(&ctx, "hello", "/", &mark).await;
+    let d = deployment(&ctx, "hello").await;
+    assert!(
+        d["spec"]["template"]["spec"]["imagePullSecrets"].is_null(),
+        "the template is left as written: {d}"
+    );
+    assert!(get(&ctx, "v1", "Secret", "berth-pull").await.is_none());
+}
