@@ -3,6 +3,8 @@
 //! from with the pods' `imagePullSecrets` only. berth checks, before applying anything, that
 //! every pod whose image needs a login has a pull secret the registry accepts, or creates one
 //! (`deploy.pull-secret` / `--pull-secret`) from the login it pushed with.
+//! An image it cannot check (not pushed by it, no login) that the registry refuses during the
+//! rollout is named as refused credentials.
 
 use std::path::PathBuf;
 
@@ -10,7 +12,7 @@ use berth_cluster::ObjectKey;
 use berth_testkit::TestContext;
 
 use crate::examples::{Example, Run, deployment, image_of};
-use crate::real_node::{page, served};
+use crate::real_node::{failed_and_rolled_back, hello_deployed, page, served};
 
 /// `examples/hello` whose image goes to the private registry, with a docker config holding the
 /// registry's login for berth's pushes; its page carries `marker`.
@@ -229,4 +231,40 @@ async fn pull_secret_of_the_service_account_counts_and_berth_adds_none() {
         "the template is left as written: {d}"
     );
     assert!(get(&ctx, "v1", "Secret", "berth-pull").await.is_none());
+}
+
+/// An image berth neither pushed nor has a login for is not checked before apply: the kubelet's
+/// 401 is then named for what it is during the rollout, not as a generic pull error.
+#[tokio::test]
+async fn registry_refusing_the_pull_during_rollout_is_named_as_refused_credentials_not_a_generic_pull_error()
+ {
+    let ctx = TestContext::on_real_node("pull-rollout").await;
+    let (ex, one) = hello_deployed(&ctx).await;
+    let (host, _, _) = ctx.env.private_registry();
+    let sidecar = format!("{host}/someone-else/sidecar:1");
+    ex.edit(
+        "k8s/app.yaml",
+        "        ports:\n        - containerPort: 8080\n",
+        &format!(
+            "        ports:\n        - containerPort: 8080\n      - name: sidecar\n        image: {sidecar}\n"
+        ),
+    );
+    ex.commit("a sidecar from a registry that wants a login");
+    let t0 = std::time::Instant::now();
+    let failed = ex.run(&ctx);
+    let took = t0.elapsed();
+    failed_and_rolled_back(
+        &failed,
+        &[
+            &format!(
+                "container sidecar: registry refused the credentials for {sidecar} (no pull secret"
+            ),
+            "401 Unauthorized",
+        ],
+    );
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "at once, not at the 60 s deadline: {took:?}"
+    );
+    served(&ctx, "hello", "/", &one).await;
 }

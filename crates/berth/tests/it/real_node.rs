@@ -64,7 +64,7 @@ pub(crate) async fn served(ctx: &TestContext, service: &str, path: &str, want: &
 }
 
 /// A failed `berth run` rolled back to revision 1, with `what` in its error.
-fn failed_and_rolled_back(run: &Run, what: &[&str]) -> String {
+pub(crate) fn failed_and_rolled_back(run: &Run, what: &[&str]) -> String {
     assert!(!run.ok, "{run}");
     assert_eq!(run.result["result"], "failed", "{run}");
     let error = run.error();
@@ -221,7 +221,7 @@ async fn job_pod(ctx: &TestContext, job: &str) -> String {
 }
 
 /// hello deployed once (revision 1, serving `one`), for the failure tests below.
-async fn hello_deployed(ctx: &TestContext) -> (Example, String) {
+pub(crate) async fn hello_deployed(ctx: &TestContext) -> (Example, String) {
     let one = format!("good build {}", berth_testkit::unique_suffix());
     let ex = hello(ctx, &one);
     ex.run_ok(ctx);
