@@ -66,12 +66,15 @@ pub struct Registry {
 }
 
 /// How deploys behave.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeploySettings {
     /// Deadline for a whole rollout, hooks included.
     pub timeout: Duration,
     /// Roll back to the last good release when a rollout fails.
     pub rollback: bool,
+    /// `pull-secret`: the dockerconfigjson Secret berth creates from its own registry
+    /// credentials and adds to pod templates that need one (`None`: berth only checks).
+    pub pull_secret: Option<String>,
 }
 
 impl Default for DeploySettings {
@@ -79,6 +82,7 @@ impl Default for DeploySettings {
         DeploySettings {
             timeout: Duration::from_secs(300),
             rollback: true,
+            pull_secret: None,
         }
     }
 }

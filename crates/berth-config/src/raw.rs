@@ -66,6 +66,12 @@ pub(crate) struct RawDeploy {
     pub timeout: Option<Spanned<String>>,
     /// Roll back to the last good release when a rollout fails. Default `true`.
     pub rollback: Option<bool>,
+    /// A Secret (type kubernetes.io/dockerconfigjson) berth creates or updates in the
+    /// namespace from the credentials it pushed with, and names in the `imagePullSecrets` of
+    /// every pod template whose images are on a registry that needs a login and that no pull
+    /// secret of the pod covers yet. `--pull-secret` wins.
+    #[schemars(with = "Option<String>")]
+    pub pull_secret: Option<Spanned<String>>,
 }
 
 /// One service, or (with `discover`) one service per folder that matches a pattern.

@@ -149,12 +149,24 @@ fn full_example_parses() {
     assert_eq!(prod.from.as_deref(), Some("test"));
     assert_eq!(prod.deploy.timeout, Duration::from_secs(600));
     assert!(prod.deploy.rollback);
+    assert_eq!(prod.deploy.pull_secret.as_deref(), Some("regcred"));
+    assert_eq!(test.deploy.pull_secret, None);
     let on_master: Vec<_> = c
         .environments_for_branch("master")
         .iter()
         .map(|e| e.name.clone())
         .collect();
     assert_eq!(on_master, ["test"]);
+}
+
+#[test]
+fn pull_secret_that_cannot_be_a_secret_name_points_at_its_line() {
+    let (loc, problem, text) = one_error(
+        "services:\n  - name: web\n    image: r.example/web:1\ndeploy:\n  pull-secret: Reg_Cred\n",
+    );
+    assert_eq!(loc, at(5, 16), "{text}");
+    assert!(matches!(problem, Problem::InvalidName { .. }), "{text}");
+    assert!(text.contains("Reg_Cred"), "{text}");
 }
 
 #[test]

@@ -92,7 +92,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        let environments = self.environments(raw.environments, deploy);
+        let environments = self.environments(raw.environments, deploy.clone());
         self.diagnostics.sort_by_key(|d| d.location);
         // A problem in a `discover` entry's shared keys shows once, not once per folder.
         self.diagnostics.dedup();
@@ -387,6 +387,19 @@ impl<'a> Checker<'a> {
             }
             if let Some(r) = raw.rollback {
                 out.rollback = r;
+            }
+            if let Some(name) = &raw.pull_secret {
+                if is_dns_subdomain(&name.value) {
+                    out.pull_secret = Some(name.value.clone());
+                } else {
+                    self.report(
+                        Location::of(name),
+                        Problem::InvalidName {
+                            what: "deploy.pull-secret Secret",
+                            name: name.value.clone(),
+                        },
+                    );
+                }
             }
         }
         out
@@ -897,7 +910,7 @@ impl<'a> Checker<'a> {
                 }
             }
             let values = self.values(e.values);
-            let deploy = self.deploy(deploy, e.deploy.as_ref());
+            let deploy = self.deploy(deploy.clone(), e.deploy.as_ref());
             let data = e
                 .data
                 .and_then(|d| self.data(&e.name.value, d, &namespaces));
@@ -942,6 +955,19 @@ impl<'a> Checker<'a> {
 fn has_tag_or_digest(image: &str) -> bool {
     let last = image.rsplit('/').next().unwrap_or(image);
     image.contains('@') || last.contains(':')
+}
+
+/// A DNS-1123 subdomain (lowercase labels joined by dots), as Secret names must be.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
 }
 
 /// A DNS-1123 label that starts with a letter (RFC 1035), as Service names must.

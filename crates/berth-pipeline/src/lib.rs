@@ -22,6 +22,7 @@
 pub mod changes;
 pub mod detect;
 pub mod init;
+pub mod pull_secret;
 pub mod run;
 
 pub use changes::{ChangeError, ChangeReason, ServiceChange, changed_files, changed_services};

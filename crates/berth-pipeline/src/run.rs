@@ -74,6 +74,9 @@ pub enum RunError {
     /// A service's image name cannot take the commit as tag.
     #[error("{0}")]
     Image(String),
+    /// A pod lacks a working pull secret; nothing was applied.
+    #[error(transparent)]
+    PullSecret(#[from] Box<crate::pull_secret::PullSecretError>),
     /// The deploy failed (and was rolled back, unless asked not to).
     #[error(transparent)]
     Deploy(#[from] Box<berth_deploy::DeployError>),
@@ -130,6 +133,8 @@ pub struct RunRequest {
     pub tools: Tools,
     /// Release records to keep (0: all); the live one is always kept.
     pub history_max: usize,
+    /// `--pull-secret`: wins over the environment's `deploy.pull-secret`.
+    pub pull_secret: Option<String>,
 }
 
 /// What a run did.
@@ -392,6 +397,36 @@ impl Pipeline {
             },
         });
         let objects = objects?;
+
+        // Pull secrets before anything is applied (see `pull_secret`).
+        let pull_secret = req
+            .pull_secret
+            .as_deref()
+            .or(env.deploy.pull_secret.as_deref());
+        let (objects, ensured) = crate::pull_secret::PullSecrets {
+            cluster: &self.cluster,
+            registry: &self.build.registry,
+            namespace,
+            pushed_hosts: pinned
+                .values()
+                .filter_map(|i| i.parse::<ImageRef>().ok())
+                .map(|i| i.registry().to_string())
+                .collect(),
+            pull_secret,
+        }
+        .ensure(objects)
+        .await
+        .map_err(Box::new)?;
+        if let Some((name, hosts)) = &ensured.applied {
+            self.say(
+                Level::Info,
+                format!(
+                    "pull secret {name}: applied with berth's login for {} and added to {}",
+                    hosts.join(", "),
+                    ensured.added_to.join(", ")
+                ),
+            );
+        }
 
         let deploying = std::time::Instant::now();
         self.sink.emit(Event::StepStarted {

@@ -302,6 +302,33 @@ impl CredentialStore {
     }
 }
 
+/// The `.dockerconfigjson` of a Kubernetes pull secret holding `entries` (host, credential):
+/// `{"auths": {HOST: {"username", "password", "auth"}}}`, as `kubectl create secret
+/// docker-registry` writes it. The bytes hold the secrets: send them, never show them.
+pub fn docker_config_json<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a Credential)>,
+) -> Vec<u8> {
+    let auths: serde_json::Map<String, serde_json::Value> = entries
+        .into_iter()
+        .map(|(host, c)| {
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                c.username,
+                c.secret.expose()
+            ));
+            (
+                normalize_host(host),
+                serde_json::json!({
+                    "username": c.username,
+                    "password": c.secret.expose(),
+                    "auth": auth,
+                }),
+            )
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "auths": auths })).expect("JSON")
+}
+
 fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>, CredentialsError> {
     let fail = |message: String| CredentialsError::Helper {
         helper: helper.into(),
@@ -385,6 +412,22 @@ mod tests {
         assert_eq!(got.secret.expose(), "s3cr3t-pw");
         assert!(!format!("{c:?}").contains("s3cr3t-pw"));
         assert_eq!(c.hosts(), vec!["registry.example:5000"]);
+    }
+
+    #[test]
+    fn docker_config_json_is_read_back_as_the_same_credential() {
+        let c = Credential {
+            username: "ci".into(),
+            secret: Secret::new("pa:ss"),
+        };
+        let json = docker_config_json([("127.0.0.1:15001", &c)]);
+        let s = k8s_secret(
+            "kubernetes.io/dockerconfigjson",
+            ".dockerconfigjson",
+            std::str::from_utf8(&json).unwrap(),
+        );
+        let back = CredentialStore::from_kubernetes_secret(&s, "ns/pull").unwrap();
+        assert_eq!(back.get("127.0.0.1:15001").unwrap(), Some(c));
     }
 
     #[test]

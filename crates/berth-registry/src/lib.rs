@@ -23,7 +23,7 @@ pub mod credentials;
 mod registry;
 mod retry;
 
-pub use credentials::{Credential, CredentialStore, CredentialsError};
+pub use credentials::{Credential, CredentialStore, CredentialsError, docker_config_json};
 pub use registry::{
     BlobPush, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, Ping, PlatformSpec, Registry, RegistryError,
     RegistryOptions, RegistryStats, ResolvedManifest, media, sha256, sha256_file,

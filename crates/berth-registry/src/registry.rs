@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use oci_client::errors::OciDistributionError;
 
-use crate::credentials::{CredentialStore, CredentialsError};
+use crate::credentials::{Credential, CredentialStore, CredentialsError};
 use crate::retry::{RetryPolicy, is_transient};
 
 /// How to reach registries.
@@ -329,6 +329,17 @@ impl Registry {
     /// same host, these win.
     pub fn add_credentials(&mut self, credentials: CredentialStore) {
         self.credentials.merge(credentials);
+    }
+
+    /// The credential this client sends to `host` (`None`: anonymous), e.g. to give a cluster
+    /// the same login as a pull secret.
+    pub fn credential(&self, host: &str) -> Result<Option<Credential>, CredentialsError> {
+        self.credentials.get(host)
+    }
+
+    /// The hosts reached over plain HTTP.
+    pub fn insecure_hosts(&self) -> &[String] {
+        &self.insecure
     }
 
     /// Replaces the retry policy (the default is [`RetryPolicy::default`]).

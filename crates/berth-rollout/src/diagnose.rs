@@ -218,6 +218,18 @@ fn diagnose_container(
             let image = str_at(spec, &["image"])
                 .or_else(|| str_at(status, &["image"]))
                 .unwrap_or("?");
+            // The whole message: the status code is at its end, past what one_line keeps of a
+            // digest reference's message.
+            let raw = str_at(waiting, &["message"]).unwrap_or("");
+            if matches!(reason, "ErrImagePull" | "ImagePullBackOff")
+                && let Some(said) = refused_login(raw)
+            {
+                return vec![finding(
+                    DiagnosisKind::ImagePullError,
+                    true,
+                    refused_message(pod, image, &format!("{reason}: {said}")),
+                )];
+            }
             let check = match reason {
                 "InvalidImageName" => "check the image reference",
                 "ErrImageNeverPull" => "imagePullPolicy is Never and the node does not have it",
@@ -352,6 +364,58 @@ fn diagnose_container(
 }
 
 /// "code 137 (Error, killed by SIGKILL: ...): message" for a `terminated` state.
+/// Whether a pull error says the registry refused the login (or the lack of one): containerd
+/// writes `401 Unauthorized` / `403 Forbidden`, Docker Hub's token service `authorization
+/// failed` / `no basic auth credentials`. "pull access denied, repository does not exist or may
+/// require authorization" alone is not enough: registries answer that for a missing repository.
+/// Returns what it said, short.
+fn refused_login(message: &str) -> Option<&'static str> {
+    let m = message.to_ascii_lowercase();
+    [
+        ("401 unauthorized", "401 Unauthorized"),
+        ("403 forbidden", "403 Forbidden"),
+        ("no basic auth credentials", "no basic auth credentials"),
+        ("authorization failed", "authorization failed"),
+        ("unauthorized", "unauthorized"),
+    ]
+    .into_iter()
+    .find(|(w, _)| m.contains(w))
+    .map(|(_, said)| said)
+}
+
+/// "registry refused the credentials for IMAGE (pull secret NAME)", naming the pod's pull
+/// secrets (a ServiceAccount's are copied into the pod by the API server) or their absence.
+fn refused_message(pod: &PodContext<'_>, image: &str, what: &str) -> String {
+    let names: Vec<&str> = array(pod.obj, &["spec", "imagePullSecrets"])
+        .iter()
+        .filter_map(|s| str_at(s, &["name"]))
+        .collect();
+    let host = registry_host(image);
+    if names.is_empty() {
+        format!(
+            "registry refused the credentials for {image} (no pull secret: the pod has no imagePullSecrets) ({what}); give it a pull secret with a login for {host}, or let berth create one (berth.yaml `deploy: {{pull-secret: NAME}}`)"
+        )
+    } else {
+        let which = if names.len() == 1 {
+            "pull secret"
+        } else {
+            "pull secrets"
+        };
+        format!(
+            "registry refused the credentials for {image} ({which} {}) ({what}); fix the login for {host} in that Secret, or let berth manage it (berth.yaml `deploy: {{pull-secret: NAME}}`)",
+            names.join(", ")
+        )
+    }
+}
+
+/// The registry host of an image reference, as the kubelet resolves it.
+fn registry_host(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
 fn termination(t: &Value) -> String {
     let code = count(t, &["exitCode"]);
     let reason = str_at(t, &["reason"]).unwrap_or("");

@@ -100,6 +100,16 @@ impl TestEnv {
         self.var("BERTH_REGISTRY")
     }
 
+    /// The registry that requires a login (htpasswd), which the real node pulls from over
+    /// plain HTTP: `(host:port, user, password)`.
+    pub fn private_registry(&self) -> (&str, &str, &str) {
+        (
+            self.var("BERTH_TEST_PRIVATE_REGISTRY"),
+            self.var("BERTH_TEST_PRIVATE_REGISTRY_USER"),
+            self.var("BERTH_TEST_PRIVATE_REGISTRY_PASSWORD"),
+        )
+    }
+
     /// Directory of the environment's kubectl, kustomize, helm.
     pub fn bin_dir(&self) -> &Path {
         Path::new(self.var("BERTH_TESTENV_BIN"))

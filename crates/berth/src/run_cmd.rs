@@ -51,6 +51,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = berth_deploy::release::DEFAULT_HISTORY_MAX)]
     pub history_max: usize,
 
+    /// A Secret berth creates or updates in the namespace from the registry credentials it
+    /// pushed with, and names in the imagePullSecrets of pod templates whose images need a
+    /// login that no pull secret of theirs gives. Wins over berth.yaml's `deploy.pull-secret`.
+    #[arg(long, env = "BERTH_PULL_SECRET", value_name = "NAME")]
+    pub pull_secret: Option<String>,
+
     /// Builds at most this many services at once (default: the number of cores).
     #[arg(long, short = 'j', env = "BERTH_JOBS")]
     pub jobs: Option<std::num::NonZeroUsize>,
@@ -184,6 +190,7 @@ async fn drive(
         lock: default_lock(format!("{user} (pid {})", std::process::id())),
         tools: args.tools.tools(),
         history_max: args.history_max,
+        pull_secret: args.pull_secret.clone(),
     };
     let result = match promote_from {
         None => {

@@ -406,6 +406,8 @@ impl Engine {
             lock,
             tools: self.tools.clone(),
             history_max: berth_deploy::release::DEFAULT_HISTORY_MAX,
+            // berth.yaml's `deploy.pull-secret` decides on the server.
+            pull_secret: None,
         };
         let result = match &job.action {
             Action::Promote { from } => pipeline.promote(from, None, request).await,

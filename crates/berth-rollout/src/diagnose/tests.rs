@@ -258,12 +258,79 @@ fn err_image_pull_with_unauthorized_registry() {
     assert!(d.fatal);
     assert!(
         d.message.starts_with(
-            "container app: image registry.example/app@sha256:abc cannot be pulled (ErrImagePull: "
+            "container app: registry refused the credentials for registry.example/app@sha256:abc \
+             (no pull secret: the pod has no imagePullSecrets) (ErrImagePull: "
         ),
         "{}",
         d.message
     );
-    assert!(d.message.ends_with("(imagePullSecrets)"));
+    assert!(
+        d.message.contains("a login for registry.example"),
+        "{}",
+        d.message
+    );
+}
+
+/// The status the real node's kubelet (v1.33, containerd 1.6) wrote for a pod whose pull
+/// secret holds a wrong password for the test environment's htpasswd registry.
+#[test]
+fn pull_refused_with_401_by_the_registry_names_the_pull_secret_not_a_generic_pull_error() {
+    for (reason, message) in [
+        (
+            "ErrImagePull",
+            "failed to pull and unpack image \"127.0.0.1:15001/t/pull-wrong-c02ce9460/web@sha256:d4dc239af5ca8593a61b28a5329502eb878480d83b2b1f5daec2cc7f3f0b05fa\": failed to \
+             resolve reference \"127.0.0.1:15001/t/pull-wrong-c02ce9460/web@sha256:d4dc239af5ca8593a61b28a5329502eb878480d83b2b1f5daec2cc7f3f0b05fa\": pulling from host \
+             127.0.0.1:15001 failed with status code [manifests 1]: 401 Unauthorized",
+        ),
+        (
+            "ImagePullBackOff",
+            "Back-off pulling image \"127.0.0.1:15001/t/pull-wrong-c02ce9460/web@sha256:d4dc239af5ca8593a61b28a5329502eb878480d83b2b1f5daec2cc7f3f0b05fa\": ErrImagePull: failed \
+             to pull and unpack image \"127.0.0.1:15001/t/pull-wrong-c02ce9460/web@sha256:d4dc239af5ca8593a61b28a5329502eb878480d83b2b1f5daec2cc7f3f0b05fa\": failed to resolve \
+             reference \"127.0.0.1:15001/t/pull-wrong-c02ce9460/web@sha256:d4dc239af5ca8593a61b28a5329502eb878480d83b2b1f5daec2cc7f3f0b05fa\": pulling from host 127.0.0.1:15001 \
+             failed with status code [manifests 1]: 401 Unauthorized",
+        ),
+    ] {
+        let mut p = pod(
+            "Always",
+            json!({"image": "127.0.0.1:15001/t/pull-wrong-c02ce9460/web@sha256:d4dc239af5ca8593a61b28a5329502eb878480d83b2b1f5daec2cc7f3f0b05fa"}),
+            json!({"phase": "Pending", "containerStatuses": [{
+                "name": "app", "ready": false, "restartCount": 0,
+                "image": "127.0.0.1:15001/t/pull-wrong-c02ce9460/web@sha256:d4dc239af5ca8593a61b28a5329502eb878480d83b2b1f5daec2cc7f3f0b05fa",
+                "state": {"waiting": {"reason": reason, "message": message}}}]}),
+        );
+        p["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+        let d = only(diagnose_pod(&p));
+        assert!(d.fatal);
+        assert_eq!(d.kind, DiagnosisKind::ImagePullError);
+        assert!(
+            d.message.starts_with(
+                "container app: registry refused the credentials for \
+                 127.0.0.1:15001/t/pull-wrong-c02ce9460/web@sha256:d4dc239af5ca8593a61b28a5329502eb878480d83b2b1f5daec2cc7f3f0b05fa (pull secret regcred) ("
+            ),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.message.contains(&format!("({reason}: 401 Unauthorized)"))
+                && d.message.contains("for 127.0.0.1:15001"),
+            "{}",
+            d.message
+        );
+    }
+}
+
+#[test]
+fn missing_repository_is_not_called_a_refused_login() {
+    let p = pod(
+        "Always",
+        json!({}),
+        json!({"phase": "Pending", "containerStatuses": [{
+            "name": "app", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ErrImagePull",
+                "message": "failed to pull and unpack image \"docker.io/library/nope:1\": failed to resolve reference: pull access denied, repository does not exist or may require authorization: server message: insufficient_scope"}}}]}),
+    );
+    let d = only(diagnose_pod(&p));
+    assert!(d.message.contains("cannot be pulled"), "{}", d.message);
 }
 
 #[test]

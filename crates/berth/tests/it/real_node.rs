@@ -35,7 +35,7 @@ fn hello(ctx: &TestContext, marker: &str) -> Example {
     ex
 }
 
-fn page(marker: &str) -> String {
+pub(crate) fn page(marker: &str) -> String {
     format!("<!doctype html>\n<h1>{marker}</h1>\n")
 }
 
@@ -44,7 +44,7 @@ fn page(marker: &str) -> String {
 /// after the Deployment reports it complete (the pods it replaced leave the EndpointSlice once
 /// the controller manager sees them terminating, then kube-proxy resyncs), so an old page may
 /// still come back briefly.
-async fn served(ctx: &TestContext, service: &str, path: &str, want: &str) {
+pub(crate) async fn served(ctx: &TestContext, service: &str, path: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut in_a_row = 0;
     let mut last = (0, String::new());
@@ -64,7 +64,7 @@ async fn served(ctx: &TestContext, service: &str, path: &str, want: &str) {
 }
 
 /// A failed `berth run` rolled back to revision 1, with `what` in its error.
-fn failed_and_rolled_back(run: &Run, what: &[&str]) -> String {
+pub(crate) fn failed_and_rolled_back(run: &Run, what: &[&str]) -> String {
     assert!(!run.ok, "{run}");
     assert_eq!(run.result["result"], "failed", "{run}");
     let error = run.error();
@@ -221,7 +221,7 @@ async fn job_pod(ctx: &TestContext, job: &str) -> String {
 }
 
 /// hello deployed once (revision 1, serving `one`), for the failure tests below.
-async fn hello_deployed(ctx: &TestContext) -> (Example, String) {
+pub(crate) async fn hello_deployed(ctx: &TestContext) -> (Example, String) {
     let one = format!("good build {}", berth_testkit::unique_suffix());
     let ex = hello(ctx, &one);
     ex.run_ok(ctx);
