@@ -230,6 +230,21 @@ fn diagnose_container(
                     refused_message(pod, image, &format!("{reason}: {said}")),
                 )];
             }
+            // The kubelet's own pull rate limit (registryPullQPS, 5/s with a burst of 10 by
+            // default): many pods starting on one node at once meet it, and the kubelet
+            // retries. Seen on the real node with 50 pods; not a reason to roll back.
+            if matches!(reason, "ErrImagePull" | "ImagePullBackOff")
+                && raw.contains("pull QPS exceeded")
+            {
+                return vec![finding(
+                    DiagnosisKind::ImagePullError,
+                    false,
+                    format!(
+                        "image {image} waits for the node's pull rate limit (pull QPS exceeded); \
+                         the kubelet retries (registryPullQPS in its configuration)"
+                    ),
+                )];
+            }
             let check = match reason {
                 "InvalidImageName" => "check the image reference",
                 "ErrImageNeverPull" => "imagePullPolicy is Never and the node does not have it",

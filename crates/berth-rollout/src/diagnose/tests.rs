@@ -556,3 +556,18 @@ fn diagnosis_serializes_for_events() {
         json!({"kind": "oom_killed", "container": "app", "fatal": true, "message": "m"})
     );
 }
+
+/// Found by the 200-object benchmark on the real node: 50 pods starting at once met the
+/// kubelet's pull rate limit, and berth rolled a healthy release back.
+#[test]
+fn kubelets_pull_rate_limit_is_waited_for_not_fatal() {
+    let pod = json!({"metadata": {"name": "svc35-86ccdd5474-mwjj6"},
+        "spec": {"containers": [{"name": "web", "image": "docker.io/library/busybox:latest"}]},
+        "status": {"phase": "Pending", "containerStatuses": [{"name": "web",
+            "image": "docker.io/library/busybox:latest", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ErrImagePull", "message": "pull QPS exceeded"}}}]}});
+    let found = diagnose_pod(&pod);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(!found[0].fatal, "{found:?}");
+    assert!(found[0].message.contains("pull rate limit"), "{found:?}");
+}
