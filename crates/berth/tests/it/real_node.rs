@@ -64,7 +64,7 @@ pub(crate) async fn served(ctx: &TestContext, service: &str, path: &str, want: &
 }
 
 /// A failed `berth run` rolled back to revision 1, with `what` in its error.
-pub(crate) fn failed_and_rolled_back(run: &Run, what: &[&str]) -> String {
+pub(crate) fn failed_and_rolled_back(run: &Run, what: &[&str]) {
     assert!(!run.ok, "{run}");
     assert_eq!(run.result["result"], "failed", "{run}");
     let error = run.error();
@@ -75,7 +75,6 @@ pub(crate) fn failed_and_rolled_back(run: &Run, what: &[&str]) -> String {
     for w in what {
         assert!(error.contains(w), "the error says {w:?}: {error}\n{run}");
     }
-    error
 }
 
 #[tokio::test]
@@ -229,6 +228,28 @@ pub(crate) async fn hello_deployed(ctx: &TestContext) -> (Example, String) {
     (ex, one)
 }
 
+/// Adds `lines` to hello's web container, after its ports.
+fn add_to_container(ex: &Example, lines: &str) {
+    const PORTS: &str = "        ports:\n        - containerPort: 8080\n";
+    ex.edit("k8s/app.yaml", PORTS, &format!("{PORTS}{lines}"));
+}
+
+/// Commits the change as `message` and runs: the run fails with `what` in its error, rolls
+/// back to revision 1, and the good build (`one`) still answers.
+async fn fails_and_the_good_build_answers(
+    ctx: &TestContext,
+    ex: &Example,
+    message: &str,
+    what: &[&str],
+    one: &str,
+) -> Run {
+    ex.commit(message);
+    let failed = ex.run(ctx);
+    failed_and_rolled_back(&failed, what);
+    served(ctx, "hello", "/", one).await;
+    failed
+}
+
 #[tokio::test]
 async fn crash_looping_process_on_the_real_node_is_diagnosed_with_its_last_log_lines_and_rolled_back()
  {
@@ -239,14 +260,18 @@ async fn crash_looping_process_on_the_real_node_is_diagnosed_with_its_last_log_l
         r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]"#,
         r#"CMD ["sh", "-c", "echo 'fatal: /etc/hello/greeting.conf is missing' >&2; exit 1"]"#,
     );
-    ex.commit("a build whose process exits");
-    let failed = ex.run(&ctx);
-    let error = failed_and_rolled_back(&failed, &["crash-looping"]);
+    let failed = fails_and_the_good_build_answers(
+        &ctx,
+        &ex,
+        "a build whose process exits",
+        &["crash-looping"],
+        &one,
+    )
+    .await;
     assert!(
         failed.to_string().contains("greeting.conf is missing"),
-        "the container's real last log line is shown: {error}\n{failed}"
+        "the container's real last log line is shown: {failed}"
     );
-    served(&ctx, "hello", "/", &one).await;
 }
 
 #[tokio::test]
@@ -255,17 +280,18 @@ async fn unpullable_image_on_the_real_node_is_diagnosed_and_rolled_back() {
     let (ex, one) = hello_deployed(&ctx).await;
     // A sidecar whose image does not exist in the registry the node pulls from.
     let missing = format!("{}/no-such-image:1", ctx.repository);
-    ex.edit(
-        "k8s/app.yaml",
-        "        ports:\n        - containerPort: 8080\n",
-        &format!(
-            "        ports:\n        - containerPort: 8080\n      - name: sidecar\n        image: {missing}\n"
-        ),
+    add_to_container(
+        &ex,
+        &format!("      - name: sidecar\n        image: {missing}\n"),
     );
-    ex.commit("a sidecar that cannot be pulled");
-    let failed = ex.run(&ctx);
-    failed_and_rolled_back(&failed, &["container sidecar: image", "cannot be pulled"]);
-    served(&ctx, "hello", "/", &one).await;
+    fails_and_the_good_build_answers(
+        &ctx,
+        &ex,
+        "a sidecar that cannot be pulled",
+        &["container sidecar: image", "cannot be pulled"],
+        &one,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -277,15 +303,18 @@ async fn readiness_probe_that_never_passes_on_the_real_node_times_out_and_rolls_
         "deploy: { timeout: 60s }",
         "deploy: { timeout: 25s }",
     );
-    ex.edit(
-        "k8s/app.yaml",
-        "        ports:\n        - containerPort: 8080\n",
-        "        ports:\n        - containerPort: 8080\n        readinessProbe:\n          httpGet: {path: /healthz, port: 8080}\n          periodSeconds: 2\n",
+    add_to_container(
+        &ex,
+        "        readinessProbe:\n          httpGet: {path: /healthz, port: 8080}\n          periodSeconds: 2\n",
     );
-    ex.commit("a probe on a path the app does not serve");
-    let failed = ex.run(&ctx);
-    failed_and_rolled_back(&failed, &["readiness"]);
-    served(&ctx, "hello", "/", &one).await;
+    fails_and_the_good_build_answers(
+        &ctx,
+        &ex,
+        "a probe on a path the app does not serve",
+        &["readiness", "statuscode: 404"],
+        &one,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -298,15 +327,18 @@ async fn oom_killed_container_on_the_real_node_is_diagnosed_and_rolled_back() {
         r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]"#,
         r#"CMD ["sh", "-c", "x=0123456789abcdef; while :; do x=$x$x; done"]"#,
     );
-    ex.edit(
-        "k8s/app.yaml",
-        "        ports:\n        - containerPort: 8080\n",
-        "        ports:\n        - containerPort: 8080\n        resources:\n          limits: {memory: 16Mi}\n",
+    add_to_container(
+        &ex,
+        "        resources:\n          limits: {memory: 16Mi}\n",
     );
-    ex.commit("a build that eats its memory");
-    let failed = ex.run(&ctx);
-    failed_and_rolled_back(&failed, &["OOMKilled"]);
-    served(&ctx, "hello", "/", &one).await;
+    fails_and_the_good_build_answers(
+        &ctx,
+        &ex,
+        "a build that eats its memory",
+        &["OOMKilled"],
+        &one,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -344,8 +376,11 @@ async fn board_chart_as_a_load_balancer_gets_its_address_and_answers_on_it() {
     // The address answers on this host, as a cloud load balancer answers its clients — once
     // kube-proxy has its rules, a moment after the address is assigned. Until then the
     // request leaves by the default route (this sandbox's gateway answers 404).
+    // A new connection per request: one opened before kube-proxy had the address's rules went
+    // to the sandbox's gateway, and a pooled connection stays there (404 for good).
     let client = reqwest::Client::builder()
         .no_proxy()
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
@@ -426,7 +461,6 @@ async fn load_balancer_nothing_implements_is_named_within_a_minute_not_at_the_de
 
 #[tokio::test]
 async fn dev_streams_the_real_output_of_the_new_pods_on_the_real_node() {
-    use std::io::BufRead;
     let ctx = TestContext::on_real_node("real-dev-logs").await;
     let ex = hello(&ctx, "first page");
     // The container says what it serves when it starts: its own output, nothing the test
@@ -437,34 +471,8 @@ async fn dev_streams_the_real_output_of_the_new_pods_on_the_real_node() {
         r#"CMD ["sh", "-c", "echo \"serving $(sed -n 2p /www/index.html)\"; exec httpd -f -p 8080 -h /www"]"#,
     );
     ex.commit("say what is served");
-    let mut child = ctx
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-        .args(["dev", "-o", "json", "-n", &ctx.namespace, "-c"])
-        .arg(ex.path("berth.yaml"))
-        .env("BERTH_STORE", &ex.store)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (results, results_rx) = std::sync::mpsc::channel();
-    let (logs, logs_rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if doc.get("result").is_some() {
-                let _ = results.send(doc);
-            } else if doc["event"] == "pod_log" {
-                let _ = logs.send(doc);
-            }
-        }
-    });
+    let (mut child, results_rx, logs_rx) =
+        crate::run::start_dev(&ctx, &ex.path("berth.yaml"), &ex.store);
     let result = |what: &str| {
         results_rx
             .recv_timeout(Duration::from_secs(120))

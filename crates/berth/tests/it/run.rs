@@ -245,35 +245,54 @@ fn schema_describes_berth_yaml() {
     }
 }
 
-#[tokio::test]
-async fn dev_redeploys_on_save_and_stops_cleanly_on_ctrl_c() {
+/// `berth dev -o json -n <the test's namespace> -c config` with its own build store: the
+/// process, its run results and its `pod_log` events, each as they come.
+pub(crate) fn start_dev(
+    ctx: &TestContext,
+    config: &Path,
+    store: &Path,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
     use std::io::BufRead;
-    let ctx = TestContext::new("dev-loop").await;
-    let p = project(&ctx);
     let mut child = ctx
         .env
         .berth(env!("CARGO_BIN_EXE_berth").as_ref())
         .args(["dev", "-o", "json", "-n", &ctx.namespace, "-c"])
-        .arg(p.dir.join("berth.yaml"))
-        .env("BERTH_STORE", &p.store)
+        .arg(config)
+        .env("BERTH_STORE", store)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (results, results_rx) = std::sync::mpsc::channel();
+    let (logs, logs_rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
         {
-            if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line)
-                && doc.get("result").is_some()
-            {
-                let _ = tx.send(doc);
+            let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if doc.get("result").is_some() {
+                let _ = results.send(doc);
+            } else if doc["event"] == "pod_log" {
+                let _ = logs.send(doc);
             }
         }
     });
+    (child, results_rx, logs_rx)
+}
+
+#[tokio::test]
+async fn dev_redeploys_on_save_and_stops_cleanly_on_ctrl_c() {
+    let ctx = TestContext::new("dev-loop").await;
+    let p = project(&ctx);
+    let (mut child, rx, _logs) = start_dev(&ctx, &p.dir.join("berth.yaml"), &p.store);
     let wait = |what: &str| {
         rx.recv_timeout(std::time::Duration::from_secs(120))
             .unwrap_or_else(|_| panic!("berth dev reported no result for {what}"))
@@ -435,7 +454,6 @@ fn log_line(ctx: &TestContext, text: &str) {
 
 #[tokio::test]
 async fn dev_streams_the_new_pods_logs_and_follows_them_across_a_rebuild() {
-    use std::io::BufRead;
     let ctx = TestContext::new("dev-logs").await;
     let p = project(&ctx);
     // The pods go to the node that serves container logs.
@@ -447,34 +465,7 @@ async fn dev_streams_the_new_pods_logs_and_follows_them_across_a_rebuild() {
     std::fs::write(&app, text).unwrap();
     git(&p.dir, &["commit", "-q", "-am", "on the logs node"]);
 
-    let mut child = ctx
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-        .args(["dev", "-o", "json", "-n", &ctx.namespace, "-c"])
-        .arg(p.dir.join("berth.yaml"))
-        .env("BERTH_STORE", &p.store)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (results, results_rx) = std::sync::mpsc::channel();
-    let (logs, logs_rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if doc.get("result").is_some() {
-                let _ = results.send(doc);
-            } else if doc["event"] == "pod_log" {
-                let _ = logs.send(doc);
-            }
-        }
-    });
+    let (mut child, results_rx, logs_rx) = start_dev(&ctx, &p.dir.join("berth.yaml"), &p.store);
     let result = |what: &str| {
         results_rx
             .recv_timeout(std::time::Duration::from_secs(120))

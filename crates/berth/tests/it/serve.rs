@@ -877,7 +877,13 @@ async fn git_tokens_and_webhook_secrets_never_reach_the_store_the_api_or_the_log
         let p = rig.work.join(f);
         let text = std::fs::read_to_string(&p)
             .unwrap()
-            .replace(&format!("{}/web", ctx.repository), &image);
+            .replace(&format!("{}/web", ctx.repository), &image)
+            // The registry wants a login to pull too: berth makes the pull secret from its
+            // push login (refused before apply otherwise).
+            .replace(
+                "deploy: { timeout: 2m }",
+                "deploy: { timeout: 2m, pull-secret: hello-pull }",
+            );
         assert!(text.contains(&image), "{f}: {text}");
         std::fs::write(p, text).unwrap();
     }
