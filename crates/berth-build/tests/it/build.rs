@@ -173,8 +173,16 @@ async fn run_layer_has_new_file_whiteouts_and_opaque_dir() {
         Some("hi\n")
     );
     let second = rig.layer_entries(&built.layers[n - 1].digest);
+    // Deleted and made again: opaque — unless the new directory got the old one's inode
+    // number back (the file system reuses freed inodes; seen twice under a loaded suite), in
+    // which case each removed entry gets its own whiteout. Both give the same file system.
+    let opaque = second.contains(&"f etc/apt/apt.conf.d/.wh..wh..opq".to_string());
+    let each = ["01autoremove", "70debconf"]
+        .iter()
+        .all(|f| second.contains(&format!("f etc/apt/apt.conf.d/.wh.{f}")));
+    assert!(opaque || each, "{second:?}");
     assert!(
-        second.contains(&"f etc/apt/apt.conf.d/.wh..wh..opq".to_string()),
+        second.contains(&"f etc/apt/apt.conf.d/new".to_string()),
         "{second:?}"
     );
     assert_eq!(
