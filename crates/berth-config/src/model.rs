@@ -75,6 +75,9 @@ pub struct DeploySettings {
     /// `pull-secret`: the dockerconfigjson Secret berth creates from its own registry
     /// credentials and adds to pod templates that need one (`None`: berth only checks).
     pub pull_secret: Option<String>,
+    /// `node-credentials`: the nodes pull with credentials of their own, so a pod without a
+    /// pull secret is not refused.
+    pub node_credentials: bool,
 }
 
 impl Default for DeploySettings {
@@ -83,6 +86,7 @@ impl Default for DeploySettings {
             timeout: Duration::from_secs(300),
             rollback: true,
             pull_secret: None,
+            node_credentials: false,
         }
     }
 }

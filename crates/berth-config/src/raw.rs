@@ -72,6 +72,11 @@ pub(crate) struct RawDeploy {
     /// secret of the pod covers yet. `--pull-secret` wins.
     #[schemars(with = "Option<String>")]
     pub pull_secret: Option<Spanned<String>>,
+    /// The cluster's nodes pull with credentials of their own (a kubelet credential provider:
+    /// ECR on EKS, Artifact Registry on GKE, an attached ACR on AKS): a pod on a registry that
+    /// refuses anonymous pulls needs no pull secret. Named pull secrets are still checked.
+    /// Default `false`.
+    pub node_credentials: Option<bool>,
 }
 
 /// One service, or (with `discover`) one service per folder that matches a pattern.

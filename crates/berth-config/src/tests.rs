@@ -169,6 +169,18 @@ fn pull_secret_that_cannot_be_a_secret_name_points_at_its_line() {
     assert!(text.contains("Reg_Cred"), "{text}");
 }
 
+/// A cluster whose nodes pull from a private registry with credentials of their own (EKS's
+/// ECR, GKE's Artifact Registry, AKS's attached ACR) needs no pull secret: berth refused its
+/// deploys until it could be told so.
+#[test]
+fn node_credentials_say_the_nodes_pull_without_a_pull_secret() {
+    let c = ok(
+        "services:\n  - name: web\n    image: r.example/web:1\ndeploy:\n  node-credentials: true\n",
+    );
+    assert!(c.deploy.node_credentials);
+    assert!(!ok(MINIMAL).deploy.node_credentials, "off by default");
+}
+
 #[test]
 fn minimal_config_gets_defaults() {
     let c = ok(MINIMAL);

@@ -388,6 +388,9 @@ impl<'a> Checker<'a> {
             if let Some(r) = raw.rollback {
                 out.rollback = r;
             }
+            if let Some(n) = raw.node_credentials {
+                out.node_credentials = n;
+            }
             if let Some(name) = &raw.pull_secret {
                 if is_dns_subdomain(&name.value) {
                     out.pull_secret = Some(name.value.clone());

@@ -45,7 +45,9 @@ pub enum PullSecretError {
          one from the credentials it pushed with (berth.yaml `deploy: {{pull-secret: NAME}}` or \
          --pull-secret NAME), or create it yourself (`kubectl -n {namespace} create secret \
          docker-registry NAME --docker-server={host} --docker-username=... \
-         --docker-password=...`) and name it in the pod's imagePullSecrets"
+         --docker-password=...`) and name it in the pod's imagePullSecrets; if the cluster's \
+         nodes pull with credentials of their own (EKS, GKE, AKS credential providers), say so \
+         with `deploy: {{node-credentials: true}}`"
     )]
     Missing {
         /// `Kind/name (file:line)` of the workload.
@@ -193,6 +195,9 @@ pub struct PullSecrets<'a> {
     pub pushed_hosts: BTreeSet<String>,
     /// `deploy.pull-secret` / `--pull-secret`.
     pub pull_secret: Option<&'a str>,
+    /// `deploy.node-credentials`: the nodes pull with their own credentials; a pod with no
+    /// pull secret for a registry that wants a login is let through (named ones are checked).
+    pub node_credentials: bool,
 }
 
 /// What [`PullSecrets::ensure`] did.
@@ -347,6 +352,9 @@ impl PullSecrets<'_> {
                     continue;
                 }
                 let Some(managed) = self.pull_secret else {
+                    if self.node_credentials && !covered {
+                        continue;
+                    }
                     return Err(PullSecretError::Missing {
                         object: what,
                         image,

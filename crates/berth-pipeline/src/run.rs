@@ -413,6 +413,7 @@ impl Pipeline {
                 .map(|i| i.registry().to_string())
                 .collect(),
             pull_secret,
+            node_credentials: env.deploy.node_credentials,
         }
         .ensure(objects)
         .await
