@@ -499,28 +499,18 @@ pub fn resolve_user(rootfs: Option<&Path>, spec: &str) -> Result<(u32, u32, Vec<
 mod tests {
     use super::*;
 
-    use crate::exec::layer::tests::{E, host_is_untouched, hostile_tar, sandbox};
+    use crate::exec::layer::tests::{E, host_is_untouched, hostile_tar, sandbox, with_hostile_tar};
 
     /// `ADD evil.tar /` of a hand-made archive into a root beside a "host" directory; the
     /// archive starts with `x -> <link>`.
     fn add_hostile(entries: &[E], link: &dyn Fn(&Path) -> String) {
-        let d = tempfile::tempdir().unwrap();
-        let (root, host) = sandbox(d.path());
-        let target = link(&host);
-        let mut all = vec![E::Sym("x", &target)];
-        all.extend(entries.iter().map(|e| match e {
-            E::Sym(a, b) => E::Sym(a, b),
-            E::Hard(a, b) => E::Hard(a, b),
-            E::File(a, b) => E::File(a, b),
-            E::Dir(a) => E::Dir(a),
-        }));
-        let tar = hostile_tar(d.path(), &all);
-        let attrs = CopyAttrs {
-            owner: None,
-            mode: None,
-        };
-        let _ = extract_into(&root, &tar, ArchiveKind::Tar, "/", attrs);
-        host_is_untouched(&host);
+        with_hostile_tar(entries, link, &|tar, root| {
+            let attrs = CopyAttrs {
+                owner: None,
+                mode: None,
+            };
+            let _ = extract_into(root, tar, ArchiveKind::Tar, "/", attrs);
+        });
     }
 
     #[test]

@@ -548,6 +548,7 @@ pub(crate) mod tests {
         );
     }
 
+    #[derive(Clone, Copy)]
     pub(crate) enum E<'a> {
         Sym(&'a str, &'a str),
         Hard(&'a str, &'a str),
@@ -644,20 +645,27 @@ pub(crate) mod tests {
         out
     }
 
-    fn apply_hostile(entries: &[E], link: &dyn Fn(&Path) -> String) {
+    /// A hostile archive, `x -> link(host)` then `entries`, handed to `unpack` with a root
+    /// beside a "host" directory; afterwards the host keeps every byte and nothing new.
+    pub(crate) fn with_hostile_tar(
+        entries: &[E],
+        link: &dyn Fn(&Path) -> String,
+        unpack: &dyn Fn(&Path, &Path),
+    ) {
         let d = tempfile::tempdir().unwrap();
         let (root, host) = sandbox(d.path());
         let target = link(&host);
         let mut all = vec![E::Sym("x", &target)];
-        all.extend(entries.iter().map(|e| match e {
-            E::Sym(a, b) => E::Sym(a, b),
-            E::Hard(a, b) => E::Hard(a, b),
-            E::File(a, b) => E::File(a, b),
-            E::Dir(a) => E::Dir(a),
-        }));
-        let blob = hostile_tar(d.path(), &all);
-        let _ = apply_layer(&blob, OCI_LAYER_TAR, &root);
+        all.extend_from_slice(entries);
+        let tar = hostile_tar(d.path(), &all);
+        unpack(&tar, &root);
         host_is_untouched(&host);
+    }
+
+    fn apply_hostile(entries: &[E], link: &dyn Fn(&Path) -> String) {
+        with_hostile_tar(entries, link, &|tar, root| {
+            let _ = apply_layer(tar, OCI_LAYER_TAR, root);
+        });
     }
 
     const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
