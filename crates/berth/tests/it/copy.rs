@@ -111,20 +111,27 @@ pub(crate) fn seed(db: &Db, users: usize) {
     ));
 }
 
+/// `berth data copy` from `from` to `to` (URLs passed in the environment, as a user should),
+/// masked with `key`, plus `extra` arguments.
+pub(crate) fn copy_command(from: &str, to: &str, key: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args([
+        "data",
+        "copy",
+        "--from-url-env",
+        "SRC",
+        "--to-url-env",
+        "DST",
+    ])
+    .args(extra)
+    .env("SRC", from)
+    .env("DST", to)
+    .env("BERTH_MASK_KEY", key);
+    cmd
+}
+
 fn berth_copy(source: &Db, target: &Db, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args([
-            "data",
-            "copy",
-            "--from-url-env",
-            "SRC",
-            "--to-url-env",
-            "DST",
-        ])
-        .args(extra)
-        .env("SRC", &source.url)
-        .env("DST", &target.url)
-        .env("BERTH_MASK_KEY", KEY)
+    copy_command(&source.url, &target.url, KEY, extra)
         .output()
         .expect("berth runs")
 }
@@ -635,19 +642,7 @@ fn a_copy_killed_mid_stream_keeps_the_target(signal: &str) {
     let (users, orders, before) = (target.rows("users"), target.rows("orders"), tables());
 
     let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args([
-                "data",
-                "copy",
-                "--from-url-env",
-                "SRC",
-                "--to-url-env",
-                "DST",
-            ])
-            .args(RULES)
-            .env("SRC", &source.url)
-            .env("DST", &target.url)
-            .env("BERTH_MASK_KEY", KEY)
+        copy_command(&source.url, &target.url, KEY, RULES)
             .env("BERTH_TEST_PAUSE_AT", "copy-mid-stream")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

@@ -148,19 +148,7 @@ fn seed(db: &Db, users: usize) {
 }
 
 fn berth_copy(source: &Db, target: &Db, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args([
-            "data",
-            "copy",
-            "--from-url-env",
-            "SRC",
-            "--to-url-env",
-            "DST",
-        ])
-        .args(extra)
-        .env("SRC", &source.url)
-        .env("DST", &target.url)
-        .env("BERTH_MASK_KEY", KEY)
+    crate::copy::copy_command(&source.url, &target.url, KEY, extra)
         .output()
         .expect("berth runs")
 }
@@ -334,19 +322,7 @@ fn a_mysql_copy_killed_mid_stream_keeps_the_target(signal: &str) {
     let (stage, _) = berth_data::copy::mysql::staging_databases(&target.name);
 
     let mut child = crate::copy::Killed(
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args([
-                "data",
-                "copy",
-                "--from-url-env",
-                "SRC",
-                "--to-url-env",
-                "DST",
-            ])
-            .args(RULES)
-            .env("SRC", &source.url)
-            .env("DST", &target.url)
-            .env("BERTH_MASK_KEY", KEY)
+        crate::copy::copy_command(&source.url, &target.url, KEY, RULES)
             .env("BERTH_TEST_PAUSE_AT", "copy-mid-stream")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
