@@ -33,6 +33,7 @@
 //! release, like `kill -9`) at that point, so tests can prove that a deploy killed anywhere is
 //! recovered by the next one. Unset (always, outside berth's own tests) it does nothing.
 
+pub mod heartbeat;
 pub mod lock;
 pub mod plan;
 pub mod release;
@@ -331,7 +332,14 @@ impl Deployer {
             }
         }
         self.cluster.ensure_namespace(&req.namespace).await?;
-        let lock = Lock::acquire(&self.cluster, &req.namespace, &req.release, &req.lock).await?;
+        let lock = Lock::acquire(
+            &self.cluster,
+            &req.namespace,
+            &req.release,
+            &req.lock,
+            &self.sink,
+        )
+        .await?;
         let result = self.deploy_locked(&req, &lock).await;
         let lost = lock.lost_to();
         let lost_error = lost.map(|holder| lock.lost_error(holder));

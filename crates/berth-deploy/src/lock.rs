@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ObjectKey};
+use berth_types::{Event, EventSink};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -102,6 +103,7 @@ impl Lock {
         namespace: &str,
         release: &str,
         options: &LockOptions,
+        sink: &Arc<dyn EventSink>,
     ) -> Result<Lock, DeployError> {
         let key = ObjectKey::new(
             "coordination.k8s.io/v1",
@@ -109,7 +111,9 @@ impl Lock {
             Some(namespace),
             &lease_name(release),
         );
-        let deadline = tokio::time::Instant::now() + options.wait;
+        let waiting_since = tokio::time::Instant::now();
+        let deadline = waiting_since + options.wait;
+        let mut heartbeat = crate::heartbeat::Heartbeat::new(waiting_since, options.wait);
         let ttl = options.ttl.as_secs().max(1) as i64;
         let mut observed = Observed::default();
         loop {
@@ -139,7 +143,19 @@ impl Lock {
                     }
                 }
                 Some(live) => {
-                    if tokio::time::Instant::now() >= deadline {
+                    let now = tokio::time::Instant::now();
+                    if let Some(waited) = heartbeat.beat(now).filter(|_| now < deadline) {
+                        sink.emit(Event::ObjectState {
+                            object: format!("Lease/{}", key.name),
+                            state: "waiting".into(),
+                            message: format!(
+                                "still waiting {waited}: release `{release}` is locked by {}",
+                                live["spec"]["holderIdentity"].as_str().unwrap_or("?")
+                            ),
+                            millis: now.duration_since(waiting_since).as_millis() as u64,
+                        });
+                    }
+                    if now >= deadline {
                         let spec = &live["spec"];
                         return Err(DeployError::Locked {
                             release: release.into(),

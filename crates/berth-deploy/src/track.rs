@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use berth_cluster::{Cluster, ObjectKey, Watched};
 use berth_rollout::{Diagnosis, DiagnosisKind, Readiness, diagnose_pod, readiness};
 use berth_types::{Event, EventSink, Level};
+
+use crate::heartbeat::Heartbeat;
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -86,6 +88,9 @@ pub struct Tracker<'a> {
 /// anything in the cluster assigns one. Cloud load balancers take 20-60 s to report an
 /// address, but their controller records an Event within seconds.
 pub const LB_SILENCE: Duration = Duration::from_secs(30);
+
+/// How many objects a heartbeat names one by one.
+const SHOWN: usize = 5;
 
 fn is_load_balancer(service: &Value) -> bool {
     service["kind"] == "Service" && service["spec"]["type"] == "LoadBalancer"
@@ -195,6 +200,8 @@ impl Tracker<'_> {
             .keys()
             .any(|k| initial.get(k).is_some_and(is_load_balancer))
             .then(|| start + LB_SILENCE);
+        // Never silent: what is still awaited, every so often (see `heartbeat`).
+        let mut heartbeat = Heartbeat::new(start, timeout);
         loop {
             let (first_key, (deadline, allowed)) = pending
                 .keys()
@@ -202,8 +209,19 @@ impl Tracker<'_> {
                 .min_by_key(|(_, (d, _))| *d)
                 .expect("pending is not empty");
             let first_key = first_key.clone();
-            let wake = lb_check.map_or(deadline, |c| c.min(deadline));
+            let wake = lb_check
+                .map_or(deadline, |c| c.min(deadline))
+                .min(heartbeat.next());
             let next = tokio::time::timeout_at(wake, all.next()).await;
+            let now = tokio::time::Instant::now();
+            if next.is_err()
+                && now < deadline
+                && lb_check.is_none_or(|c| now < c)
+                && let Some(waited) = heartbeat.beat(now)
+            {
+                self.still_waiting(&pending, &waited);
+                continue;
+            }
             if next.is_err() && lb_check.is_some_and(|c| c <= deadline) {
                 lb_check = None;
                 for k in pending.keys() {
@@ -303,6 +321,28 @@ impl Tracker<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// The heartbeat of a wait: one `waiting` state per object still awaited (the first
+    /// [`SHOWN`]; the rest counted), with how long berth has waited and may wait.
+    fn still_waiting(&self, pending: &BTreeMap<ObjectKey, String>, waited: &str) {
+        for (k, message) in pending.iter().take(SHOWN) {
+            self.emit(
+                &short(k),
+                "waiting",
+                &format!("still waiting {waited}: {message}"),
+            );
+        }
+        if pending.len() > SHOWN {
+            self.sink.emit(Event::Message {
+                step: "deploy".into(),
+                level: Level::Info,
+                message: format!(
+                    "still waiting {waited}: and {} more objects not ready",
+                    pending.len() - SHOWN
+                ),
+            });
         }
     }
 

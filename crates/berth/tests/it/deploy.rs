@@ -295,6 +295,73 @@ async fn never_ready_rolls_back_at_the_deadline() {
     assert_rolled_back("never-ready", "4s", "not ready after 4s").await;
 }
 
+/// The bug: five minutes without a line while one object was not ready. Now every wait
+/// longer than 10 s says what it still awaits and for how long, on the terminal and in the
+/// JSON event stream alike.
+#[tokio::test]
+async fn a_long_wait_says_what_it_still_awaits_instead_of_staying_silent() {
+    let ctx = TestContext::new("deploy-heartbeat").await;
+    let dir = Dir::new();
+    let d = dir.0.display().to_string();
+    let pinned = pinned_busybox().await;
+    dir.write(
+        "web.yaml",
+        &deployment("web", &pinned, 1, Some("never-ready")),
+    );
+
+    let people = run(&ctx, &["deploy", "-r", "app", "-f", &d, "--timeout", "25s"]);
+    assert_eq!(people.code, 1, "{}", people.all());
+    let beats: Vec<&str> = people
+        .stderr
+        .lines()
+        .filter(|l| l.contains("Deployment/web") && l.contains("still waiting"))
+        .collect();
+    assert!(
+        beats.iter().any(|l| l.contains("(10 s of 25s)"))
+            && beats.iter().any(|l| l.contains("(20 s of 25s)")),
+        "a heartbeat at 10 s and 20 s naming the Deployment:\n{}",
+        people.all()
+    );
+    assert!(
+        beats.iter().all(|l| l.contains("waiting ")),
+        "{}",
+        people.all()
+    );
+
+    let machines = run(
+        &ctx,
+        &[
+            "deploy",
+            "-r",
+            "app",
+            "-f",
+            &d,
+            "--timeout",
+            "15s",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(machines.code, 1, "{}", machines.all());
+    let events: Vec<Value> = machines
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let beat = events
+        .iter()
+        .find(|e| e["event"] == "object_state" && e["state"] == "waiting")
+        .unwrap_or_else(|| panic!("no waiting event in:\n{}", machines.all()));
+    assert_eq!(beat["object"], "Deployment/web", "{beat}");
+    assert!(
+        beat["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("still waiting (10 s of 15s): "),
+        "{beat}"
+    );
+}
+
 #[tokio::test]
 async fn failing_job_in_the_release_rolls_back() {
     let ctx = TestContext::new("deploy-jobfail").await;
