@@ -190,6 +190,9 @@ pub struct DeployArgs {
     #[arg(long, default_value_t = berth_deploy::release::DEFAULT_HISTORY_MAX)]
     pub history_max: usize,
 
+    #[command(flatten)]
+    pub pulls: PullCheckArgs,
+
     /// Source commit to record with the revision.
     #[arg(long, env = "BERTH_COMMIT")]
     pub commit: Option<String>,
@@ -198,6 +201,32 @@ pub struct DeployArgs {
     /// then a result document (json).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+}
+
+/// How `berth deploy` checks, before applying anything, that the cluster's nodes may pull the
+/// images: the registries of `--image` pins and those the docker config has a login for are
+/// asked, and a pod that needs a login gets a pull secret or the deploy stops.
+#[derive(Args, Debug)]
+pub struct PullCheckArgs {
+    /// A Secret berth creates or updates in the namespace from the docker config's registry
+    /// logins, and names in the imagePullSecrets of pod templates whose images need a login
+    /// that no pull secret of theirs gives.
+    #[arg(long, env = "BERTH_PULL_SECRET", value_name = "NAME")]
+    pub pull_secret: Option<String>,
+
+    /// The cluster's nodes pull with credentials of their own (EKS, GKE, AKS credential
+    /// providers): a pod without a pull secret is not refused (named ones are still checked).
+    #[arg(long)]
+    pub node_credentials: bool,
+
+    /// Docker config with registry logins (default: $DOCKER_CONFIG/config.json or
+    /// ~/.docker/config.json).
+    #[arg(long, env = "BERTH_DOCKER_CONFIG")]
+    pub docker_config: Option<std::path::PathBuf>,
+
+    /// Registry hosts to reach over plain HTTP (comma-separated or repeated).
+    #[arg(long, env = "BERTH_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registry: Vec<String>,
 }
 
 /// `berth history`.

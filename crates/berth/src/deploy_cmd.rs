@@ -255,9 +255,57 @@ pub async fn deploy(args: DeployArgs) -> Result<ExitCode, String> {
     let (objects, images) = render_objects(&args.render, &namespace, &args.release)?;
     let json = args.output == OutputFormat::Json;
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
+    let objects = check_pulls(&args, &cluster, &namespace, &images, objects, &sink).await?;
     let deployer = Deployer::new(cluster, sink);
     let req = request(&args, namespace, objects, images);
     Ok(finish(deployer.deploy(req).await, json, &args.release))
+}
+
+/// The pull-secret check of `berth run` for rendered manifests (see berth-pipeline's
+/// `pull_secret`): the registries of `--image` pins are asked even without a login, as berth
+/// run asks those it pushed to; nothing is applied when a pod could not pull.
+async fn check_pulls(
+    args: &DeployArgs,
+    cluster: &Cluster,
+    namespace: &str,
+    pins: &BTreeMap<String, String>,
+    objects: ObjectSet,
+    sink: &Arc<dyn EventSink>,
+) -> Result<ObjectSet, String> {
+    let p = &args.pulls;
+    let registry = berth_registry::Registry::new(berth_registry::RegistryOptions {
+        insecure: p.insecure_registry.clone(),
+        docker_config: p.docker_config.clone(),
+        mirrors: Vec::new(),
+    })
+    .map_err(|e| e.to_string())?;
+    let (objects, ensured) = berth_pipeline::pull_secret::PullSecrets {
+        cluster,
+        registry: &registry,
+        namespace,
+        pushed_hosts: pins
+            .values()
+            .filter_map(|i| i.parse::<berth_types::ImageRef>().ok())
+            .map(|i| i.registry().to_string())
+            .collect(),
+        pull_secret: p.pull_secret.as_deref(),
+        node_credentials: p.node_credentials,
+    }
+    .ensure(objects)
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some((name, hosts)) = &ensured.applied {
+        sink.emit(Event::Message {
+            step: "deploy".into(),
+            level: Level::Info,
+            message: format!(
+                "pull secret {name}: applied with the docker config's login for {} and added to {}",
+                hosts.join(", "),
+                ensured.added_to.join(", ")
+            ),
+        });
+    }
+    Ok(objects)
 }
 
 /// `berth rollback`.

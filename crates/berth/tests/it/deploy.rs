@@ -37,15 +37,15 @@ fn run(ctx: &TestContext, args: &[&str]) -> Run {
 }
 
 /// A temp directory of manifests, removed on drop.
-struct Dir(PathBuf);
+pub(crate) struct Dir(pub(crate) PathBuf);
 
 impl Dir {
-    fn new() -> Dir {
+    pub(crate) fn new() -> Dir {
         let d = std::env::temp_dir().join(format!("berth-it-{}", berth_testkit::unique_suffix()));
         std::fs::create_dir_all(&d).unwrap();
         Dir(d)
     }
-    fn write(&self, name: &str, text: &str) -> &Path {
+    pub(crate) fn write(&self, name: &str, text: &str) -> &Path {
         std::fs::write(self.0.join(name), text).unwrap();
         &self.0
     }

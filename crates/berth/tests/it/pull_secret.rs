@@ -268,3 +268,78 @@ async fn registry_refusing_the_pull_during_rollout_is_named_as_refused_credentia
     );
     served(&ctx, "hello", "/", &one).await;
 }
+
+/// The bug: `berth run` checked pull secrets before applying, `berth deploy` of rendered
+/// manifests did not — a pod whose image needs a login was applied and failed at the kubelet.
+#[tokio::test]
+async fn berth_deploy_of_rendered_manifests_checks_pull_secrets_before_apply_too() {
+    let ctx = TestContext::on_real_node("pull-deploy-src").await;
+    let p = Private::new(&ctx, "pushed for berth deploy");
+    let pushed = p.run(&ctx, &["--pull-secret", "berth-pull"]);
+    assert!(pushed.ok, "{pushed}");
+    let image = image_of(&deployment(&ctx, "hello").await);
+
+    let to = TestContext::new("pull-deploy").await;
+    let dir = crate::deploy::Dir::new();
+    dir.write(
+        "app.yaml",
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: copy}}\nspec:\n  \
+             selector: {{matchLabels: {{app: copy}}}}\n  template:\n    metadata: {{labels: \
+             {{app: copy}}}}\n    spec:\n      containers:\n      - {{name: web, image: \
+             '{image}'}}\n"
+        ),
+    );
+    let deploy = |extra: &[&str]| {
+        let out = to
+            .env
+            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+            .args(["deploy", "-r", "copy", "-n", &to.namespace, "-f"])
+            .arg(&dir.0)
+            .args(["--docker-config", p.docker_config.to_str().unwrap()])
+            .args(["--insecure-registry", &p.host, "--timeout", "60s"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains(&p.password),
+            "no output shows the password: {text}"
+        );
+        (out.status.success(), text)
+    };
+
+    let (ok, refused) = deploy(&[]);
+    assert!(!ok, "{refused}");
+    for want in [
+        "Deployment/copy (",
+        "which refuses anonymous pulls",
+        "nothing was applied",
+        "--pull-secret NAME",
+    ] {
+        assert!(refused.contains(want), "says {want:?}: {refused}");
+    }
+    assert!(
+        get(&to, "apps/v1", "Deployment", "copy").await.is_none(),
+        "nothing was applied: {refused}"
+    );
+
+    let (ok, deployed) = deploy(&["--pull-secret", "team-pull"]);
+    assert!(ok, "{deployed}");
+    assert!(
+        deployed.contains("pull secret team-pull: applied"),
+        "{deployed}"
+    );
+    let d = get(&to, "apps/v1", "Deployment", "copy").await.unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["imagePullSecrets"],
+        serde_json::json!([{"name": "team-pull"}]),
+        "{d}"
+    );
+    let secret = get(&to, "v1", "Secret", "team-pull").await.unwrap();
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+}
