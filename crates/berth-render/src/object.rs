@@ -357,7 +357,7 @@ fn redact_secret(secret: &mut Value) {
                 text.into_bytes()
             };
             let hash = Sha256::digest(&bytes);
-            let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(&hash[..8]);
             *v = Value::String(format!("<redacted sha256:{hex}>"));
         }
     }

@@ -73,16 +73,16 @@ pub fn presented(headers: &HeaderMap) -> Option<Credential> {
     cookie(headers, COOKIE).map(Credential::Session)
 }
 
-/// A cookie's value.
+/// A cookie's value (the first of that name, in any `Cookie` header).
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
 }
 
 /// Who is asking, and how.
@@ -184,18 +184,14 @@ pub fn csrf(session: &str) -> String {
     let mut h = Sha256::new();
     h.update(b"berth csrf v1\0");
     h.update(session.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(h.finalize())
 }
 
 /// Whether `given` is the CSRF token of `session` (constant time).
 pub fn csrf_matches(session: &str, given: &str) -> bool {
-    let want = csrf(session);
-    want.len() == given.len()
-        && want
-            .bytes()
-            .zip(given.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    use subtle::ConstantTimeEq as _;
+    // `ct_eq` on slices of different lengths is false without comparing.
+    csrf(session).as_bytes().ct_eq(given.as_bytes()).into()
 }
 
 /// Whether a request with `method` changes state (and so needs a CSRF token with a cookie).

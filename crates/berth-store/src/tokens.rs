@@ -33,7 +33,7 @@ pub(crate) fn sha256_hex(text: &str) -> String {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn valid_name(name: &str) -> bool {

@@ -33,13 +33,9 @@ pub enum DigestError {
 impl Digest {
     /// Builds a sha256 digest from raw hash bytes (32 bytes).
     pub fn sha256_from_bytes(bytes: &[u8; 32]) -> Self {
-        let mut hex = String::with_capacity(64);
-        for b in bytes {
-            hex.push_str(&format!("{b:02x}"));
-        }
         Digest {
             algorithm: Algorithm::Sha256,
-            hex,
+            hex: hex::encode(bytes),
         }
     }
 

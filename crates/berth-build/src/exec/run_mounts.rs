@@ -229,10 +229,7 @@ pub(crate) fn cache_dir(store: &Store, scope: Option<&str>, id: &str, n: usize) 
         None => id.to_string(),
         Some(scope) => format!("{scope}\0{id}"),
     };
-    let hex: String = Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = hex::encode(Sha256::digest(key.as_bytes()));
     let name = if n == 0 { hex } else { format!("{hex}-{n}") };
     store.root().join("berth/mounts").join(name)
 }

@@ -72,16 +72,6 @@ impl<'a> Stream<'a> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
 /// `user-<16 hex>@example.com`: 64 bits of the MAC, so a million distinct addresses collide
 /// with probability about 3e-8 and a unique index on the column survives. The local part is
 /// case-folded first: `Bob@x.org` and `bob@x.org` are one mailbox and mask alike.
@@ -90,7 +80,7 @@ pub fn email(hmac: &Hmac, value: &str) -> String {
     let mac = hmac.mac(&[b"email", &[0], folded.as_bytes()]);
     let mut out = String::with_capacity(33);
     out.push_str("user-");
-    out.push_str(&hex(&mac[..8]));
+    out.push_str(&hex::encode(&mac[..8]));
     out.push_str("@example.com");
     out
 }
@@ -206,7 +196,7 @@ mod tests {
         let h = Hmac::new(b"Jefe");
         let mac = h.mac(&[b"what do ya want ", b"for nothing?"]);
         assert_eq!(
-            hex(&mac),
+            hex::encode(mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
@@ -217,7 +207,7 @@ mod tests {
         let h = Hmac::new(&[0xaa; 131]);
         let mac = h.mac(&[b"Test Using Larger Than Block-Size Key - Hash Key First"]);
         assert_eq!(
-            hex(&mac),
+            hex::encode(mac),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
     }

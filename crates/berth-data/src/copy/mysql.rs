@@ -86,7 +86,7 @@ pub fn preflight(
 pub fn staging_databases(target: &str) -> (String, String) {
     use sha2::Digest as _;
     let h = sha2::Sha256::digest(target.as_bytes());
-    let hex: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&h[..8]);
     (format!("berth_new_{hex}"), format!("berth_old_{hex}"))
 }
 
