@@ -1,0 +1,115 @@
+//! A detached checkout of one commit per run, sharing the mirror's objects.
+
+use super::*;
+
+/// A detached checkout of one commit. [`Worktree::remove`] takes it away cleanly; if it is
+/// dropped instead, its files are deleted and the mirror forgets it at its next worktree.
+#[derive(Debug)]
+pub struct Worktree {
+    path: PathBuf,
+    commit: String,
+    mirror: PathBuf,
+    removed: bool,
+    cache: GitCache,
+}
+
+impl Worktree {
+    /// The checkout's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The commit checked out (full id).
+    pub fn commit(&self) -> &str {
+        &self.commit
+    }
+
+    /// Removes the checkout and its entry in the mirror.
+    pub async fn remove(mut self) -> Result<(), GitError> {
+        self.removed = true;
+        let path = self.path.clone().into_os_string();
+        let target = self.path.display().to_string();
+        let out = self
+            .cache
+            .git(
+                None,
+                &self.mirror,
+                &[os("worktree"), os("remove"), os("--force"), &path],
+                "worktree remove",
+                &target,
+                self.cache.inner.timeouts.local,
+            )
+            .await?;
+        if !out.success && self.path.exists() {
+            std::fs::remove_dir_all(&self.path)
+                .map_err(|e| GitError::io(format!("removing worktree {target}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Worktree {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+impl GitCache {
+    /// Checks `commit` out, detached, into `dest` (which must not exist, or be empty).
+    pub async fn worktree(
+        &self,
+        name: &str,
+        commit: &str,
+        dest: &Path,
+    ) -> Result<Worktree, GitError> {
+        let mirror = self.fetched_mirror(name)?;
+        let sha = self.resolve(name, commit).await?;
+        if dest.exists() {
+            let empty = std::fs::read_dir(dest)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+            if !empty {
+                return Err(GitError::DestinationExists {
+                    path: dest.display().to_string(),
+                });
+            }
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| GitError::io(format!("creating {}", parent.display()), e))?;
+        }
+        let dest_os: OsString = std::path::absolute(dest)
+            .map_err(|e| GitError::io(format!("worktree path {}", dest.display()), e))?
+            .into_os_string();
+        {
+            // `worktree prune` and `worktree add` both edit the mirror's list of worktrees, and
+            // so may another process sharing the cache.
+            let _guard = self.lock(name).await;
+            let _file_lock = self.file_lock(&mirror_dir_name(name)?).await?;
+            self.local(&mirror, &[os("worktree"), os("prune")], "worktree prune")
+                .await?;
+            self.local(
+                &mirror,
+                &[
+                    os("worktree"),
+                    os("add"),
+                    os("--detach"),
+                    os("--quiet"),
+                    &dest_os,
+                    os(&sha),
+                ],
+                "worktree add",
+            )
+            .await?;
+        }
+        Ok(Worktree {
+            path: PathBuf::from(dest_os),
+            commit: sha,
+            mirror,
+            removed: false,
+            cache: self.clone(),
+        })
+    }
+}
