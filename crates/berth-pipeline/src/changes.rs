@@ -62,12 +62,12 @@ pub struct ServiceChange {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChangeError {
-    /// `git` could not be started.
-    #[error("cannot run git: {source}; install git and make sure it is on PATH")]
+    /// `git` could not be started, or did not finish in time.
+    #[error("cannot run git: {source}{}", if source.is_not_found() { "; install git and make sure it is on PATH" } else { "" })]
     Spawn {
-        /// The IO error.
+        /// What went wrong.
         #[source]
-        source: std::io::Error,
+        source: berth_process::ProcessError,
     },
     /// A commit is not in the repository (a force-push dropped it, or a shallow clone lacks
     /// it). The caller decides: usually treat the run as a first deploy.
@@ -99,15 +99,22 @@ pub enum ChangeError {
     },
 }
 
+/// How long one local git call of change detection may take (a stale `index.lock` or a
+/// huge repository must not hold a run forever).
+const GIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
 fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, ChangeError> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("LC_ALL", "C")
-        .output()
-        .map_err(|source| ChangeError::Spawn { source })?;
+    let out = berth_process::output(
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("LC_ALL", "C"),
+        None,
+        GIT_DEADLINE,
+    )
+    .map_err(|source| ChangeError::Spawn { source })?;
     if out.status.success() {
         Ok(out.stdout)
     } else {

@@ -3,9 +3,8 @@
 //! `kubernetes.io/dockercfg`), given as the JSON object the API server returns.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::Engine;
 use berth_types::Secret;
@@ -329,6 +328,9 @@ pub fn docker_config_json<'a>(
     serde_json::to_vec(&serde_json::json!({ "auths": auths })).expect("JSON")
 }
 
+/// How long a credential helper may take to answer.
+const HELPER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>, CredentialsError> {
     let fail = |message: String| CredentialsError::Helper {
         helper: helper.into(),
@@ -340,24 +342,22 @@ fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>, Credential
     } else {
         host
     };
-    let mut child = Command::new(format!("docker-credential-{helper}"))
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            fail(format!(
-                "cannot start it ({e}); install it or remove it from config.json"
-            ))
-        })?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(server.as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
-    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    let out = berth_process::output(
+        Command::new(format!("docker-credential-{helper}")).arg("get"),
+        Some(server.as_bytes()),
+        HELPER_DEADLINE,
+    )
+    .map_err(|e| match e {
+        berth_process::ProcessError::Spawn { source, .. } => fail(format!(
+            "cannot start it ({source}); install it or remove it from config.json"
+        )),
+        berth_process::ProcessError::TimedOut { .. } => fail(format!(
+            "it did not answer within {}s (a keychain waiting for a prompt?) and was stopped; \
+             unlock it, or remove it from config.json",
+            HELPER_DEADLINE.as_secs()
+        )),
+        other => fail(other.to_string()),
+    })?;
     if !out.status.success() {
         let text = String::from_utf8_lossy(&out.stdout);
         // Helpers answer "credentials not found in native keychain" when there is nothing.

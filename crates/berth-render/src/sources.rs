@@ -51,6 +51,14 @@ pub struct Tools {
     pub kustomize: PathBuf,
     /// The helm program; default `helm` (looked up on PATH).
     pub helm: PathBuf,
+    /// How long one run of either may take (a chart repository that never answers must not
+    /// hold a deploy); default [`Tools::DEFAULT_DEADLINE`].
+    pub deadline: std::time::Duration,
+}
+
+impl Tools {
+    /// Five minutes: `helm template` of a chart with remote dependencies included.
+    pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 }
 
 impl Default for Tools {
@@ -58,6 +66,7 @@ impl Default for Tools {
         Tools {
             kustomize: "kustomize".into(),
             helm: "helm".into(),
+            deadline: Tools::DEFAULT_DEADLINE,
         }
     }
 }
@@ -161,7 +170,7 @@ pub fn kustomize_build(tools: &Tools, dir: &Path) -> Result<Vec<Object>, RenderE
         "--".into(),
         dir.display().to_string(),
     ];
-    let out = run("kustomize", &tools.kustomize, &args)?;
+    let out = run("kustomize", &tools.kustomize, &args, tools.deadline)?;
     crate::yaml::parse_yaml(&out, &format!("kustomize build {}", dir.display()))
 }
 
@@ -186,7 +195,7 @@ pub fn helm_template(tools: &Tools, chart: &HelmChart) -> Result<Vec<Object>, Re
         args.push(format!("--set={s}"));
     }
     args.extend(["--".into(), chart.release.clone(), chart.chart.clone()]);
-    let out = run("helm", &tools.helm, &args)?;
+    let out = run("helm", &tools.helm, &args, tools.deadline)?;
     let command = format!("helm template {} {}", chart.release, chart.chart);
     let mut objects = crate::yaml::parse_yaml(&out, &command)?;
     let sources: Vec<(u64, &str)> = out
@@ -206,29 +215,37 @@ pub fn helm_template(tools: &Tools, chart: &HelmChart) -> Result<Vec<Object>, Re
     Ok(objects)
 }
 
-fn run(tool: &'static str, program: &Path, args: &[String]) -> Result<String, RenderError> {
+fn run(
+    tool: &'static str,
+    program: &Path,
+    args: &[String],
+    deadline: std::time::Duration,
+) -> Result<String, RenderError> {
     let command = std::iter::once(program.display().to_string())
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
-    let output = Command::new(program)
-        .args(args)
-        .env("GIT_ALLOW_PROTOCOL", "https:ssh")
-        .output()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                RenderError::ToolMissing {
-                    tool,
-                    program: program.to_path_buf(),
-                }
-            } else {
-                RenderError::ToolFailed {
-                    command: command.clone(),
-                    status: format!("could not start it: {e}"),
-                    stderr: String::new(),
-                }
+    let output = berth_process::output(
+        Command::new(program)
+            .args(args)
+            .env("GIT_ALLOW_PROTOCOL", "https:ssh"),
+        None,
+        deadline,
+    )
+    .map_err(|e| {
+        if e.is_not_found() {
+            RenderError::ToolMissing {
+                tool,
+                program: program.to_path_buf(),
             }
-        })?;
+        } else {
+            RenderError::ToolFailed {
+                command: command.clone(),
+                status: e.to_string(),
+                stderr: String::new(),
+            }
+        }
+    })?;
     if !output.status.success() {
         return Err(RenderError::ToolFailed {
             command,
@@ -329,6 +346,7 @@ mod tests {
         let tools = Tools {
             kustomize: "/nonexistent/kustomize".into(),
             helm: "/nonexistent/helm".into(),
+            ..Tools::default()
         };
         let e = kustomize_build(&tools, Path::new("."))
             .unwrap_err()
@@ -354,10 +372,28 @@ mod tests {
                 "-c".into(),
                 "echo 'Error: no kustomization' >&2; exit 3".into(),
             ],
+            Tools::DEFAULT_DEADLINE,
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("exit status: 3"), "{e}");
         assert!(e.ends_with("Error: no kustomization"), "{e}");
+    }
+
+    /// The bug: a chart repository that never answered held `berth run` forever.
+    #[test]
+    fn a_tool_that_hangs_is_stopped_at_its_deadline() {
+        let e = run(
+            "helm",
+            Path::new("sh"),
+            &["-c".into(), "sleep 60".into()],
+            std::time::Duration::from_millis(200),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sh did not finish within 0s and was stopped"),
+            "{e}"
+        );
     }
 }

@@ -92,6 +92,10 @@ pub struct ToolFlags {
     /// helm binary.
     #[arg(long, default_value = "helm", env = "BERTH_HELM")]
     pub helm_bin: std::path::PathBuf,
+
+    /// How long one `helm template` or `kustomize build` may take before it is stopped.
+    #[arg(long, default_value = "5m", env = "BERTH_TOOL_TIMEOUT", value_parser = crate::deploy_cmd::parse_duration)]
+    pub tool_timeout: std::time::Duration,
 }
 
 impl ToolFlags {
@@ -100,6 +104,7 @@ impl ToolFlags {
         berth_render::Tools {
             kustomize: self.kustomize_bin.clone(),
             helm: self.helm_bin.clone(),
+            deadline: self.tool_timeout,
         }
     }
 }
