@@ -190,6 +190,10 @@ pub enum Manifests {
     Template {
         /// Files or directories.
         paths: Vec<PathBuf>,
+        /// For each glob, the folder it was expanded in (its segments before the first
+        /// wildcard): a file added to or removed from there may change what the glob matches,
+        /// which change detection must see although `paths` no longer names a removed file.
+        glob_bases: Vec<PathBuf>,
         /// Values (an environment's values are merged over them).
         values: serde_json::Map<String, serde_json::Value>,
         /// Template name -> berth variable (`service_name` -> `service`), see

@@ -743,11 +743,13 @@ impl<'a> Checker<'a> {
         if let Some(t) = m.template {
             let at = Location::of(&t);
             let mut paths = Vec::new();
+            let mut glob_bases = Vec::new();
             for p in t.value.into_vec() {
-                paths.extend(self.template_entry(service, &p, at));
+                paths.extend(self.template_entry(service, &p, at, &mut glob_bases));
             }
             return Some(Manifests::Template {
                 paths,
+                glob_bases,
                 values,
                 vars,
             });
@@ -813,7 +815,13 @@ impl<'a> Checker<'a> {
     /// One `template` entry: `{service}` replaced, then a glob expanded to the files it
     /// matches (sorted), or a file or directory that must exist. Either way nothing may lead
     /// out of the repository.
-    fn template_entry(&mut self, service: &str, entry: &str, at: Location) -> Vec<PathBuf> {
+    fn template_entry(
+        &mut self,
+        service: &str,
+        entry: &str,
+        at: Location,
+        glob_bases: &mut Vec<PathBuf>,
+    ) -> Vec<PathBuf> {
         let expanded = entry.replace("{service}", service);
         if !crate::discover::is_glob(&expanded) {
             return self
@@ -831,6 +839,15 @@ impl<'a> Checker<'a> {
             );
             return Vec::new();
         }
+        let base: PathBuf = expanded
+            .split('/')
+            .take_while(|s| !crate::discover::is_glob(s))
+            .collect();
+        glob_bases.push(if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        });
         let (files, escaped) = crate::discover::glob_files(self.dir, &expanded);
         for path in &escaped {
             self.report(

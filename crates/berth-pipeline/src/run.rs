@@ -675,6 +675,7 @@ impl Pipeline {
                 paths: p,
                 values: v,
                 vars,
+                ..
             } => {
                 values.extend(v.clone());
                 aliases.clone_from(vars);
