@@ -557,7 +557,7 @@ fn a_jinja_template_named_deployment_yml_is_accepted_not_refused_for_lacking_j2(
 }
 
 #[test]
-fn a_template_glob_is_expanded_to_every_file_it_matches_at_any_depth_hidden_ones_skipped() {
+fn a_template_glob_is_expanded_to_every_file_it_matches_at_any_depth_once_hidden_ones_skipped() {
     let c = parse_roles(
         "services:\n  - name: web\n    image: x\n    manifests:\n      template: [\"roles/*/templates/*.yml\", \"roles/api/**/*.yml\"]\n",
     )
@@ -568,7 +568,6 @@ fn a_template_glob_is_expanded_to_every_file_it_matches_at_any_depth_hidden_ones
             "roles/api/templates/deployment.yml",
             "roles/web/templates/deployment.yml",
             "roles/web/templates/service.yml",
-            "roles/api/templates/deployment.yml",
             "roles/api/templates/extra/config.yml",
         ]
         .map(PathBuf::from)

@@ -745,7 +745,12 @@ impl<'a> Checker<'a> {
             let mut paths = Vec::new();
             let mut glob_bases = Vec::new();
             for p in t.value.into_vec() {
-                paths.extend(self.template_entry(service, &p, at, &mut glob_bases));
+                // Overlapping patterns (`k8s/*.yml`, `k8s/**/*.yml`) name a file once.
+                for file in self.template_entry(service, &p, at, &mut glob_bases) {
+                    if !paths.contains(&file) {
+                        paths.push(file);
+                    }
+                }
             }
             return Some(Manifests::Template {
                 paths,
