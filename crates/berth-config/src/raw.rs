@@ -268,7 +268,7 @@ pub(crate) struct RawManifests {
     /// `{service_name: service, image_id: image}` (key: the name in the templates; value: one
     /// of berth's variables `service`, `image`, `env`, `env.name`, `env.namespace`, `images`).
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
+    #[schemars(schema_with = "vars_schema")]
     pub vars: BTreeMap<String, Spanned<String>>,
     /// Values for templates; an environment's `values` are merged over them. A string value
     /// may use berth's variables and the `vars` names (`image_ref: "{{ image_id }}"`,
@@ -282,6 +282,14 @@ pub(crate) struct RawManifests {
     /// A Helm chart, rendered with `helm template`.
     #[schemars(with = "Option<RawHelm>")]
     pub helm: Option<Spanned<RawHelm>>,
+}
+
+/// `vars`: any name -> one of berth's variables, so that editors offer them.
+fn vars_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"enum": crate::model::TEMPLATE_VARIABLES},
+    })
 }
 
 /// A Helm chart.

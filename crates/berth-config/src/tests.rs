@@ -967,3 +967,18 @@ fn bad_build_limits_point_at_the_value() {
         "{problem:?}"
     );
 }
+
+#[test]
+fn the_schema_offers_berths_template_variables_for_vars() {
+    let schema = crate::json_schema();
+    let m = &schema["$defs"]["Manifests"]["properties"];
+    assert_eq!(
+        m["vars"]["additionalProperties"]["enum"],
+        serde_json::json!(crate::TEMPLATE_VARIABLES)
+    );
+    let template = m["template"]["description"].as_str().unwrap();
+    assert!(
+        template.contains("whatever their extension") && template.contains("{service}"),
+        "{template}"
+    );
+}
