@@ -79,3 +79,18 @@ fn a_rendered_template_that_is_not_yaml_names_the_template_and_the_rendered_line
         "{e}"
     );
 }
+
+#[test]
+fn a_templated_value_cannot_include_a_file() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "secret.txt", "SECRET-FILE\n");
+    let p = write(d.path(), "cm.yaml.j2", "x: {{ stolen }}\n");
+    for value in ["{% include 'secret.txt' %}", "{% include '/etc/passwd' %}"] {
+        let ctx = RenderContext::new(json!({"stolen": value})).with_root(d.path());
+        let e = berth_render::template::render_template(&p, &ctx)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("value `stolen`"), "{e}");
+        assert!(!e.contains("SECRET-FILE") && !e.contains("root:"), "{e}");
+    }
+}
