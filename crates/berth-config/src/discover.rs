@@ -133,6 +133,130 @@ impl Walk {
     }
 }
 
+/// Whether a `template` entry is a glob pattern rather than a path.
+pub(crate) fn is_glob(entry: &str) -> bool {
+    entry.contains(['*', '?'])
+}
+
+/// Why a `template` glob pattern is refused (before looking at the file system). Unlike
+/// `discover`, `**` is allowed as a whole segment: templates are the repository's own files,
+/// and `k8s/**/*.yml` is how teams name a tree of them.
+pub(crate) fn glob_problem(pattern: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = pattern.split('/').collect();
+    if pattern.trim().is_empty() {
+        Some("it is empty")
+    } else if pattern.starts_with('/') {
+        Some("it is absolute; write it relative to the directory of berth.yaml")
+    } else if segments.iter().any(|s| *s == ".." || *s == ".") {
+        Some("`..` and `.` segments are not allowed: `..` leaves the repository")
+    } else if segments.iter().any(|s| s.is_empty()) {
+        Some("it has an empty path segment (`//` or a trailing `/`)")
+    } else if segments.iter().any(|s| s.contains("**") && *s != "**") {
+        Some("`**` must be a whole path segment, e.g. `k8s/**/*.yml`")
+    } else if segments.last() == Some(&"**") {
+        Some("it must end with a file name pattern, e.g. `k8s/**/*.yml`")
+    } else {
+        None
+    }
+}
+
+/// The files (relative to `dir`, sorted, without duplicates) that a `template` glob matches,
+/// and the entries (relative, sorted) the walk did not follow because they are links leading
+/// outside `dir`. `*` and `?` match within one segment and never a hidden entry; `**` matches
+/// any number of folders (none included). The pattern must have passed [`glob_problem`].
+pub(crate) fn glob_files(dir: &Path, pattern: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let segments: Vec<&str> = pattern.split('/').collect();
+    let mut found = Walk::default();
+    let mut seen = std::collections::HashSet::new();
+    if let Ok(root) = dir.canonicalize() {
+        found.glob(&root, PathBuf::new(), &segments, &mut seen);
+    }
+    found.files.sort();
+    found.files.dedup();
+    found.escaped.sort();
+    found.escaped.dedup();
+    (found.files, found.escaped)
+}
+
+impl Walk {
+    /// Where `rel` resolves, if it exists inside `root`; a link leading outside is recorded
+    /// as escaped and not followed.
+    fn inside(&mut self, root: &Path, rel: &Path) -> Option<PathBuf> {
+        let full = root.join(rel);
+        full.symlink_metadata().ok()?;
+        match full.canonicalize() {
+            Ok(real) if real.starts_with(root) => Some(real),
+            Ok(_) => {
+                self.escaped.push(rel.to_path_buf());
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The non-hidden entries of `at` whose name matches `segment`, sorted.
+    fn matching(root: &Path, at: &Path, segment: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(root.join(at)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.') && segment_matches(segment, n))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn glob(
+        &mut self,
+        root: &Path,
+        at: PathBuf,
+        segments: &[&str],
+        seen: &mut std::collections::HashSet<(PathBuf, usize)>,
+    ) {
+        let Some((first, rest)) = segments.split_first() else {
+            return;
+        };
+        if *first == "**" {
+            // Each real folder once per remaining pattern: links inside the repository may
+            // form loops.
+            let Some(real) = self.inside(root, &at) else {
+                return;
+            };
+            if !seen.insert((real, segments.len())) {
+                return;
+            }
+            self.glob(root, at.clone(), rest, seen);
+            for n in Self::matching(root, &at, "*") {
+                let rel = at.join(n);
+                if self.inside(root, &rel).is_some_and(|r| r.is_dir()) {
+                    self.glob(root, rel, segments, seen);
+                }
+            }
+            return;
+        }
+        let names = if is_wild(first) {
+            Self::matching(root, &at, first)
+        } else {
+            vec![first.to_string()]
+        };
+        for n in names {
+            let rel = at.join(n);
+            let Some(real) = self.inside(root, &rel) else {
+                continue;
+            };
+            if rest.is_empty() {
+                if real.is_file() {
+                    self.files.push(rel);
+                }
+            } else if real.is_dir() {
+                self.glob(root, rel, rest, seen);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -269,11 +269,56 @@ pub enum Problem {
         /// The sources found (`path`, `template`, `kustomize`, `helm`).
         found: Vec<&'static str>,
     },
-    /// A template path that render would treat as a plain manifest.
-    #[error("template `{path}` does not end in `.j2`")]
-    NotATemplate {
-        /// The path as written.
-        path: String,
+    /// A `template` glob pattern written wrongly.
+    #[error("invalid `template` pattern `{pattern}`: {reason}")]
+    InvalidTemplatePattern {
+        /// The pattern as written.
+        pattern: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A `template` glob pattern that matches no file.
+    #[error(
+        "`template: {pattern}` matches no file{} (looked in {})",
+        if expanded == pattern { String::new() } else { format!(" (`{expanded}` for this service)") },
+        looked_in.display()
+    )]
+    TemplateMatchedNothing {
+        /// The pattern as written.
+        pattern: String,
+        /// The pattern with `{service}` replaced.
+        expanded: String,
+        /// The directory of berth.yaml.
+        looked_in: PathBuf,
+    },
+    /// `vars` names a variable berth does not provide.
+    #[error(
+        "`vars: {{{name}: {target}}}`: berth has no template variable `{target}` (it has: {})",
+        crate::model::TEMPLATE_VARIABLES.join(", ")
+    )]
+    UnknownTemplateVariable {
+        /// The name the templates use.
+        name: String,
+        /// The berth variable as written.
+        target: String,
+        /// The closest berth variable, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A `vars` name that cannot be a template variable, or that is one of berth's own.
+    #[error("`vars` name `{name}` {reason}")]
+    InvalidTemplateName {
+        /// The name as written.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// `vars` with a source that is not rendered by berth's template engine.
+    #[error(
+        "`vars` cannot be used with `{source_key}`: only `path` and `template` manifests are berth templates"
+    )]
+    VarsWithoutTemplates {
+        /// `kustomize` or `helm`.
+        source_key: &'static str,
     },
     /// `values` that is not a mapping.
     #[error("`values` must be a mapping")]
@@ -403,6 +448,10 @@ impl Problem {
             | UnknownExclude {
                 suggestion: Some(s),
                 ..
+            }
+            | UnknownTemplateVariable {
+                suggestion: Some(s),
+                ..
             } => Some(Help::Suggest(s.clone())),
             UnknownKey { expected, .. } => Some(Help::Text(format!(
                 "remove it; allowed here: {}",
@@ -448,8 +497,22 @@ impl Problem {
             ManifestSources { .. } => {
                 text("use exactly one of `path`, `template`, `kustomize` and `helm`")
             }
-            NotATemplate { .. } => text(
-                "templates are `*.yaml.j2` files (or a directory of them); use `path:` for plain manifests",
+            InvalidTemplatePattern { .. } => text(
+                "write it relative to berth.yaml: `*` matches within one folder level, `**` any number of levels, e.g. `k8s/**/*.yml` or `roles/{service}/templates/*.yml`",
+            ),
+            TemplateMatchedNothing { .. } => text(
+                "check the spelling and the depth: `*` stays within one folder, `**` crosses folders; hidden files and folders are skipped",
+            ),
+            UnknownTemplateVariable {
+                suggestion: None, ..
+            } => text(
+                "map the name your templates use to one of berth's variables, e.g. `service_name: service`",
+            ),
+            InvalidTemplateName { .. } => text(
+                "use letters, digits and `_`, starting with a letter or `_`; berth's own variables need no alias",
+            ),
+            VarsWithoutTemplates { .. } => text(
+                "kustomize and helm take their own inputs (helm: `values`/`set`); remove `vars`",
             ),
             ValuesNotMapping => text("write `key: value` pairs"),
             HookAction { .. } => text(

@@ -181,13 +181,24 @@ pub enum Manifests {
         paths: Vec<PathBuf>,
         /// Values for any templates among them.
         values: serde_json::Map<String, serde_json::Value>,
+        /// Template name -> berth variable (`service_name` -> `service`), see
+        /// [`TEMPLATE_VARIABLES`].
+        vars: BTreeMap<String, String>,
     },
-    /// minijinja templates (`*.j2`) or directories of them.
+    /// Templates of any extension: every file listed, every manifest file in a directory
+    /// listed, every file a glob matched (expanded here, sorted, `{service}` replaced).
     Template {
         /// Files or directories.
         paths: Vec<PathBuf>,
+        /// For each glob, the folder it was expanded in (its segments before the first
+        /// wildcard): a file added to or removed from there may change what the glob matches,
+        /// which change detection must see although `paths` no longer names a removed file.
+        glob_bases: Vec<PathBuf>,
         /// Values (an environment's values are merged over them).
         values: serde_json::Map<String, serde_json::Value>,
+        /// Template name -> berth variable (`service_name` -> `service`), see
+        /// [`TEMPLATE_VARIABLES`].
+        vars: BTreeMap<String, String>,
     },
     /// A kustomization directory.
     Kustomize {
@@ -197,6 +208,17 @@ pub enum Manifests {
     /// A Helm chart.
     Helm(Helm),
 }
+
+/// The variables berth gives templates, as `vars:` may name them (the render step's
+/// `berth_render::template::VARIABLES`; berth-config does not depend on berth-render).
+pub const TEMPLATE_VARIABLES: &[&str] = &[
+    "service",
+    "image",
+    "env",
+    "env.name",
+    "env.namespace",
+    "images",
+];
 
 /// A Helm chart source.
 #[derive(Clone, Debug, PartialEq, Eq)]

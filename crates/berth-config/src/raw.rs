@@ -254,10 +254,26 @@ pub(crate) struct RawManifests {
     /// Plain manifest files or directories (`*.yaml`, `*.yml`, `*.json`; `*.j2` are templates).
     #[schemars(with = "Option<OneOrMany>")]
     pub path: Option<Spanned<OneOrMany>>,
-    /// minijinja templates (`*.yaml.j2`) or directories of them, rendered with `values`.
+    /// minijinja (Jinja) templates, whatever their extension: files, directories (every
+    /// `*.yaml`, `*.yml`, `*.json` and `*.j2` manifest in them is a template), or glob patterns
+    /// such as `k8s/**/*.yml` (`*` and `?` match within one folder level, `**` any number of
+    /// levels; hidden entries are skipped; a pattern that matches no file is an error; no
+    /// pattern or link may lead out of the repository). `{service}` is replaced by the
+    /// service's name, also in `discover` entries: `roles/{service}/templates/*.yml`.
+    /// Each file is rendered with berth's variables (`service`, `image`, `env`, `images`, and
+    /// the names given in `vars`) and `values`, then parsed as YAML.
     #[schemars(with = "Option<OneOrMany>")]
     pub template: Option<Spanned<OneOrMany>>,
-    /// Values for templates; an environment's `values` are merged over them.
+    /// Other names for berth's template variables, as the templates use them:
+    /// `{service_name: service, image_id: image}` (key: the name in the templates; value: one
+    /// of berth's variables `service`, `image`, `env`, `env.name`, `env.namespace`, `images`).
+    #[serde(default)]
+    #[schemars(schema_with = "vars_schema")]
+    pub vars: BTreeMap<String, Spanned<String>>,
+    /// Values for templates; an environment's `values` are merged over them. A string value
+    /// may use berth's variables and the `vars` names (`image_ref: "{{ image_id }}"`,
+    /// `name: "{{ service }}-web"`): values are rendered with them (to strings) before the
+    /// templates see them; an undefined name is an error.
     #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub values: Option<Spanned<serde_json::Value>>,
     /// A kustomization directory, rendered with `kustomize build`.
@@ -266,6 +282,14 @@ pub(crate) struct RawManifests {
     /// A Helm chart, rendered with `helm template`.
     #[schemars(with = "Option<RawHelm>")]
     pub helm: Option<Spanned<RawHelm>>,
+}
+
+/// `vars`: any name -> one of berth's variables, so that editors offer them.
+fn vars_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"enum": crate::model::TEMPLATE_VARIABLES},
+    })
 }
 
 /// A Helm chart.
@@ -338,7 +362,8 @@ pub(crate) struct RawEnvironment {
     pub context: Option<String>,
     /// A push to this branch deploys here automatically.
     pub branch: Option<String>,
-    /// Values merged over every service's template values.
+    /// Values merged over every service's template values; strings may use berth's template
+    /// variables (`{{ service }}`), like a service's `manifests.values`.
     #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub values: Option<Spanned<serde_json::Value>>,
     /// `auto` (default): deploy on a push to `branch`, or after `from` deployed;

@@ -91,7 +91,7 @@ fn full_example_parses() {
     );
     assert_eq!(web.paths, [Path::new("web"), Path::new("proto")]);
     match web.manifests.as_ref().unwrap() {
-        Manifests::Template { paths, values } => {
+        Manifests::Template { paths, values, .. } => {
             assert_eq!(paths, &[Path::new("k8s/app.yaml.j2")]);
             assert_eq!(values["port"], 8080);
         }
@@ -516,13 +516,158 @@ fn manifests_need_exactly_one_source() {
     assert_eq!(one_error(yaml).0, at(5, 7));
 }
 
+/// A repository laid out as Ansible roles keep templates: `roles/<service>/templates/*.yml`.
+fn roles_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "roles/web/templates/deployment.yml",
+        "roles/web/templates/service.yml",
+        "roles/web/templates/.hidden.yml",
+        "roles/api/templates/deployment.yml",
+        "roles/api/templates/extra/config.yml",
+        "web/Dockerfile",
+        "api/Dockerfile",
+    ] {
+        let p = dir.path().join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "").unwrap();
+    }
+    dir
+}
+
+fn parse_roles(yaml: &str) -> Result<Config, Vec<String>> {
+    let dir = roles_dir();
+    parse(yaml, "berth.yaml", dir.path())
+        .map_err(|e| e.diagnostics().iter().map(ToString::to_string).collect())
+}
+
+fn template_paths(c: &Config, service: &str) -> Vec<PathBuf> {
+    match c.service(service).unwrap().manifests.as_ref().unwrap() {
+        Manifests::Template { paths, .. } => paths.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
-fn templates_must_end_in_j2() {
-    let yaml =
-        "services:\n  - name: web\n    image: x\n    manifests:\n      template: k8s/mongo.yaml\n";
-    let (loc, problem, _) = one_error(yaml);
-    assert_eq!(loc, at(5, 17));
-    assert!(matches!(problem, Problem::NotATemplate { .. }));
+fn a_jinja_template_named_deployment_yml_is_accepted_not_refused_for_lacking_j2() {
+    let c = ok(
+        "services:\n  - name: web\n    image: x\n    manifests:\n      template: k8s/mongo.yaml\n",
+    );
+    assert_eq!(template_paths(&c, "web"), [PathBuf::from("k8s/mongo.yaml")]);
+}
+
+#[test]
+fn a_template_glob_is_expanded_to_every_file_it_matches_at_any_depth_once_hidden_ones_skipped() {
+    let c = parse_roles(
+        "services:\n  - name: web\n    image: x\n    manifests:\n      template: [\"roles/*/templates/*.yml\", \"roles/api/**/*.yml\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        template_paths(&c, "web"),
+        [
+            "roles/api/templates/deployment.yml",
+            "roles/web/templates/deployment.yml",
+            "roles/web/templates/service.yml",
+            "roles/api/templates/extra/config.yml",
+        ]
+        .map(PathBuf::from)
+    );
+}
+
+#[test]
+fn a_template_glob_matching_nothing_is_an_error_naming_the_pattern_and_its_line() {
+    let e = parse_roles(
+        "services:\n  - name: web\n    image: x\n    manifests:\n      template: \"roles/*/templates/*.j2\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("`template: roles/*/templates/*.j2` matches no file")
+            && e[0].contains("at berth.yaml:5:17"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_per_service_template_path_uses_the_service_name_also_in_discover_entries() {
+    let c = parse_roles(
+        "registry: {prefix: r.example.com/shop}\nservices:\n  - discover: \"*/Dockerfile\"\n    manifests: {template: \"roles/{service}/templates/*.yml\"}\n  - name: web\n    build: {context: web}\n    manifests: {template: \"roles/{service}/templates/deployment.yml\"}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        template_paths(&c, "api"),
+        [PathBuf::from("roles/api/templates/deployment.yml")]
+    );
+    assert_eq!(
+        template_paths(&c, "web"),
+        [PathBuf::from("roles/web/templates/deployment.yml")]
+    );
+    // A folder without templates of its own: the error names the service's expansion.
+    let e = parse_roles(
+        "services:\n  - name: docs\n    image: x\n    manifests: {template: \"roles/{service}/templates/*.yml\"}\n",
+    )
+    .unwrap_err();
+    assert!(
+        e[0].contains("(`roles/docs/templates/*.yml` for this service)")
+            && e[0].contains("berth.yaml:4:27"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_template_glob_does_not_lead_or_follow_a_link_out_of_the_repository() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.yml"), "").unwrap();
+    let dir = roles_dir();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("roles/web/templates/host"))
+        .unwrap();
+    let yaml = "services:\n  - name: web\n    image: x\n    manifests: {template: \"roles/web/**/*.yml\"}\n";
+    let e = parse(yaml, "berth.yaml", dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("roles/web/templates/host") && e.contains("outside the repository"),
+        "{e}"
+    );
+    for bad in ["../*/x.yml", "/etc/*.yml", "k8s/a**/x.yml"] {
+        let yaml = format!(
+            "services:\n  - name: web\n    image: x\n    manifests: {{template: \"{bad}\"}}\n"
+        );
+        let e = parse(&yaml, "berth.yaml", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid `template` pattern"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn vars_rename_berth_variables_and_an_unknown_one_names_those_that_exist() {
+    let c = ok(
+        "services:\n  - name: web\n    image: x\n    manifests:\n      template: k8s/app.yaml.j2\n      vars: {service_name: service, image_id: image, ns: env.namespace}\n",
+    );
+    let m = format!("{:?}", c.service("web").unwrap().manifests);
+    assert!(
+        m.contains(
+            r#"vars: {"image_id": "image", "ns": "env.namespace", "service_name": "service"}"#
+        ),
+        "{m}"
+    );
+    let (loc, _, text) = one_error(
+        "services:\n  - name: web\n    image: x\n    manifests:\n      template: k8s/app.yaml.j2\n      vars: {image_id: imagee}\n",
+    );
+    assert_eq!(loc, at(6, 24));
+    assert!(
+        text.contains("berth has no template variable `imagee` (it has: service, image, env, env.name, env.namespace, images)")
+            && text.ends_with("did you mean `image`?"),
+        "{text}"
+    );
+    let (_, _, text) = one_error(
+        "services:\n  - name: web\n    image: x\n    manifests:\n      kustomize: api/overlays/dev\n      vars: {a: service}\n",
+    );
+    assert!(
+        text.contains("`vars` cannot be used with `kustomize`"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -820,5 +965,20 @@ fn bad_build_limits_point_at_the_value() {
     assert!(
         matches!(&problem, Problem::UnknownValue { suggestion: Some(s), .. } if s == "host"),
         "{problem:?}"
+    );
+}
+
+#[test]
+fn the_schema_offers_berths_template_variables_for_vars() {
+    let schema = crate::json_schema();
+    let m = &schema["$defs"]["Manifests"]["properties"];
+    assert_eq!(
+        m["vars"]["additionalProperties"]["enum"],
+        serde_json::json!(crate::TEMPLATE_VARIABLES)
+    );
+    let template = m["template"]["description"].as_str().unwrap();
+    assert!(
+        template.contains("whatever their extension") && template.contains("{service}"),
+        "{template}"
     );
 }

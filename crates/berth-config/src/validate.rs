@@ -719,25 +719,45 @@ impl<'a> Checker<'a> {
             return None;
         }
         let values = self.values(m.values);
+        let vars = self.vars(&m.vars);
+        let not_templates = if m.kustomize.is_some() {
+            Some("kustomize")
+        } else if m.helm.is_some() {
+            Some("helm")
+        } else {
+            None
+        };
+        if let (Some(source_key), Some(first)) = (not_templates, m.vars.values().next()) {
+            self.report(
+                Location::of(first),
+                Problem::VarsWithoutTemplates { source_key },
+            );
+        }
         if let Some(p) = m.path {
             return Some(Manifests::Path {
                 paths: self.paths_of("path", p),
                 values,
+                vars,
             });
         }
         if let Some(t) = m.template {
             let at = Location::of(&t);
             let mut paths = Vec::new();
+            let mut glob_bases = Vec::new();
             for p in t.value.into_vec() {
-                if let Some(rel) = self.existing("template", &p, at) {
-                    if self.dir.join(&rel).is_file() && rel.extension().is_none_or(|e| e != "j2") {
-                        self.report(at, Problem::NotATemplate { path: p });
-                    } else {
-                        paths.push(rel);
+                // Overlapping patterns (`k8s/*.yml`, `k8s/**/*.yml`) name a file once.
+                for file in self.template_entry(service, &p, at, &mut glob_bases) {
+                    if !paths.contains(&file) {
+                        paths.push(file);
                     }
                 }
             }
-            return Some(Manifests::Template { paths, values });
+            return Some(Manifests::Template {
+                paths,
+                glob_bases,
+                values,
+                vars,
+            });
         }
         if let Some(k) = m.kustomize {
             let dir = self.existing("kustomize", &k.value, Location::of(&k))?;
@@ -795,6 +815,112 @@ impl<'a> Checker<'a> {
             values: values_files,
             set: h.set,
         }))
+    }
+
+    /// One `template` entry: `{service}` replaced, then a glob expanded to the files it
+    /// matches (sorted), or a file or directory that must exist. Either way nothing may lead
+    /// out of the repository.
+    fn template_entry(
+        &mut self,
+        service: &str,
+        entry: &str,
+        at: Location,
+        glob_bases: &mut Vec<PathBuf>,
+    ) -> Vec<PathBuf> {
+        let expanded = entry.replace("{service}", service);
+        if !crate::discover::is_glob(&expanded) {
+            return self
+                .existing("template", &expanded, at)
+                .into_iter()
+                .collect();
+        }
+        if let Some(reason) = crate::discover::glob_problem(&expanded) {
+            self.report(
+                at,
+                Problem::InvalidTemplatePattern {
+                    pattern: entry.to_string(),
+                    reason,
+                },
+            );
+            return Vec::new();
+        }
+        let base: PathBuf = expanded
+            .split('/')
+            .take_while(|s| !crate::discover::is_glob(s))
+            .collect();
+        glob_bases.push(if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        });
+        let (files, escaped) = crate::discover::glob_files(self.dir, &expanded);
+        for path in &escaped {
+            self.report(
+                at,
+                Problem::InvalidPath {
+                    key: "template",
+                    path: path.display().to_string(),
+                    reason: "a symlink leads it outside the repository; a template pattern does not follow it",
+                },
+            );
+        }
+        if !escaped.is_empty() {
+            return Vec::new();
+        }
+        if files.is_empty() {
+            self.report(
+                at,
+                Problem::TemplateMatchedNothing {
+                    pattern: entry.to_string(),
+                    expanded,
+                    looked_in: self.dir.to_path_buf(),
+                },
+            );
+        }
+        files
+    }
+
+    /// `vars`: names the templates use -> berth's variables.
+    fn vars(&mut self, raw: &BTreeMap<String, Spanned<String>>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (name, target) in raw {
+            let at = Location::of(target);
+            let identifier = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let base = ["service", "image", "env", "images"];
+            if !identifier {
+                self.report(
+                    at,
+                    Problem::InvalidTemplateName {
+                        name: name.clone(),
+                        reason: "is not a template variable name",
+                    },
+                );
+            } else if base.contains(&name.as_str()) {
+                self.report(
+                    at,
+                    Problem::InvalidTemplateName {
+                        name: name.clone(),
+                        reason: "is one of berth's own variables; choose another name",
+                    },
+                );
+            } else if !crate::model::TEMPLATE_VARIABLES.contains(&target.value.as_str()) {
+                self.report(
+                    at,
+                    Problem::UnknownTemplateVariable {
+                        name: name.clone(),
+                        target: target.value.clone(),
+                        suggestion: suggest(
+                            &target.value,
+                            crate::model::TEMPLATE_VARIABLES.iter().copied(),
+                        ),
+                    },
+                );
+            } else {
+                out.insert(name.clone(), target.value.clone());
+            }
+        }
+        out
     }
 
     fn hooks(&mut self, raw: Vec<Spanned<RawHook>>) -> Vec<Hook> {

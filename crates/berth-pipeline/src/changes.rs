@@ -381,8 +381,12 @@ fn config_prefix(repo: &Path, dir: &Path) -> Result<PathBuf, ChangeError> {
 fn manifest_paths(s: &Service) -> Vec<PathBuf> {
     let mut out = Vec::new();
     match &s.manifests {
-        Some(Manifests::Path { paths, .. } | Manifests::Template { paths, .. }) => {
+        Some(Manifests::Path { paths, .. }) => out.extend(paths.iter().cloned()),
+        Some(Manifests::Template {
+            paths, glob_bases, ..
+        }) => {
             out.extend(paths.iter().cloned());
+            out.extend(glob_bases.iter().cloned());
         }
         Some(Manifests::Kustomize { dir }) => out.push(dir.clone()),
         Some(Manifests::Helm(h)) => {

@@ -658,19 +658,30 @@ impl Pipeline {
             images.insert(name, reference)?;
         }
         let mut values = serde_json::Map::new();
-        let paths: Vec<PathBuf>;
+        let mut aliases = BTreeMap::new();
         let source: Vec<ManifestSource> = match m {
             Manifests::Path {
                 paths: p,
                 values: v,
-            }
-            | Manifests::Template {
-                paths: p,
-                values: v,
+                vars,
             } => {
                 values.extend(v.clone());
-                paths = p.iter().map(|x| self.config.path(x)).collect();
-                paths.iter().cloned().map(ManifestSource::Path).collect()
+                aliases.clone_from(vars);
+                p.iter()
+                    .map(|x| ManifestSource::Path(self.config.path(x)))
+                    .collect()
+            }
+            Manifests::Template {
+                paths: p,
+                values: v,
+                vars,
+                ..
+            } => {
+                values.extend(v.clone());
+                aliases.clone_from(vars);
+                p.iter()
+                    .map(|x| ManifestSource::Template(self.config.path(x)))
+                    .collect()
             }
             Manifests::Kustomize { dir } => vec![ManifestSource::Kustomize(self.config.path(dir))],
             Manifests::Helm(h) => vec![ManifestSource::Helm(HelmChart {
@@ -694,7 +705,12 @@ impl Pipeline {
         // lies inside manifests directories, kustomizations and charts is checked here.
         let ctx = RenderContext::new(merged)
             .with_images(images.clone())
-            .with_root(&self.config.dir);
+            .with_root(&self.config.dir)
+            .with_aliases(aliases)
+            .with_values_origin(format!(
+                "{}:{} (service `{}`: `manifests.values`, with environment `{}`'s `values` merged over them)",
+                self.config.file, s.location.line, s.name, env.name
+            ));
         let ctx = match image {
             Some(image) => ctx.with_service(&s.name, image),
             None => ctx.with_service_name(&s.name),

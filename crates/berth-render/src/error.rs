@@ -81,6 +81,26 @@ pub enum RenderError {
         message: String,
     },
 
+    /// A template rendered, but its output is not YAML.
+    #[error(
+        "{}: the rendered template is not YAML: {message} (line {line}, column {column} of the \
+         rendered text)\n  {line} | {rendered}\n  fix the template so that it renders YAML; quote \
+         values that may hold `: ` or newlines with `{{{{ x | tojson }}}}`",
+        template.display()
+    )]
+    RenderedNotYaml {
+        /// The template file.
+        template: PathBuf,
+        /// 1-based line in the rendered text.
+        line: u64,
+        /// 1-based column in the rendered text.
+        column: u64,
+        /// That line of the rendered text.
+        rendered: String,
+        /// The parser's message.
+        message: String,
+    },
+
     /// A values file or a `--set` override is unusable.
     #[error("{origin}: invalid values: {message}")]
     Values {

@@ -3,6 +3,7 @@
 //! ```text
 //!  ManifestSource::Path       *.yaml *.yml *.json ──────────────► parse ─┐
 //!                             *.yaml.j2 ── minijinja(values) ────► parse ─┤
+//!  ManifestSource::Template   any file ─── minijinja(values) ────► parse ─┤
 //!  ManifestSource::Kustomize  `kustomize build <dir>` ───────────► parse ─┼─► ObjectSet
 //!  ManifestSource::Helm       `helm template <release> <chart>` ─► parse ─┘      │
 //!                                                    substitute_images(ImageMap) │
@@ -50,6 +51,6 @@ pub use order::{ApplyPhase, Phase, deploy_order};
 pub use ownership::Ownership;
 pub use sources::{
     HelmChart, ManifestSource, Rendered, Tools, helm_template, kustomize_build, load, load_path,
-    render,
+    load_templates, render,
 };
 pub use template::RenderContext;

@@ -15,6 +15,11 @@ pub enum ManifestSource {
     /// files are ignored. A directory holding a `kustomization.yaml` or a `Chart.yaml` is an
     /// error: declare it as [`ManifestSource::Kustomize`] or [`ManifestSource::Helm`].
     Path(PathBuf),
+    /// A template file of any extension (`deployment.yml` with Jinja markers, as Ansible roles
+    /// keep them), or a directory walked like [`ManifestSource::Path`] whose every `*.yaml`,
+    /// `*.yml`, `*.json` and `*.j2` manifest is a template. Each is rendered (see
+    /// [`crate::template`]), then parsed as YAML; confined like a plain path.
+    Template(PathBuf),
     /// A kustomization directory, rendered with `kustomize build <dir>`.
     Kustomize(PathBuf),
     /// A Helm chart, rendered with `helm template`.
@@ -76,6 +81,21 @@ impl Default for Tools {
 /// With [`RenderContext::root`] set, the path and every link under it must resolve inside the
 /// root ([`crate::confine`]).
 pub fn load_path(path: &Path, ctx: &RenderContext) -> Result<Vec<Object>, RenderError> {
+    load_tree(path, ctx, false)
+}
+
+/// Loads a template file or a directory of templates (see [`ManifestSource::Template`]),
+/// confined like [`load_path`].
+pub fn load_templates(path: &Path, ctx: &RenderContext) -> Result<Vec<Object>, RenderError> {
+    load_tree(path, ctx, true)
+}
+
+/// `templates`: every manifest file is a template, not only `*.j2` ones.
+fn load_tree(
+    path: &Path,
+    ctx: &RenderContext,
+    templates: bool,
+) -> Result<Vec<Object>, RenderError> {
     let meta = std::fs::metadata(path).map_err(|source| RenderError::Read {
         path: path.to_path_buf(),
         source,
@@ -90,14 +110,19 @@ pub fn load_path(path: &Path, ctx: &RenderContext) -> Result<Vec<Object>, Render
     }
     let mut out = Vec::new();
     if meta.is_dir() {
-        walk(path, ctx, &mut out)?;
+        walk(path, ctx, templates, &mut out)?;
     } else {
-        load_file(path, ctx, &mut out)?;
+        load_file(path, ctx, templates, &mut out)?;
     }
     Ok(out)
 }
 
-fn walk(dir: &Path, ctx: &RenderContext, out: &mut Vec<Object>) -> Result<(), RenderError> {
+fn walk(
+    dir: &Path,
+    ctx: &RenderContext,
+    templates: bool,
+    out: &mut Vec<Object>,
+) -> Result<(), RenderError> {
     let read_err = |source| RenderError::Read {
         path: dir.to_path_buf(),
         source,
@@ -128,20 +153,25 @@ fn walk(dir: &Path, ctx: &RenderContext, out: &mut Vec<Object>) -> Result<(), Re
             continue;
         }
         if p.is_dir() {
-            walk(&p, ctx, out)?;
+            walk(&p, ctx, templates, out)?;
         } else if is_template(&p)
             || [".yaml", ".yml", ".json"]
                 .iter()
                 .any(|ext| name.ends_with(ext))
         {
-            load_file(&p, ctx, out)?;
+            load_file(&p, ctx, templates, out)?;
         }
     }
     Ok(())
 }
 
-fn load_file(path: &Path, ctx: &RenderContext, out: &mut Vec<Object>) -> Result<(), RenderError> {
-    if is_template(path) {
+fn load_file(
+    path: &Path,
+    ctx: &RenderContext,
+    template: bool,
+    out: &mut Vec<Object>,
+) -> Result<(), RenderError> {
+    if template || is_template(path) {
         out.extend(load_template(path, ctx)?);
         return Ok(());
     }
@@ -264,7 +294,7 @@ fn run(
 /// [`load_path`]).
 fn confine_tool_source(root: &Path, source: &ManifestSource) -> Result<(), RenderError> {
     match source {
-        ManifestSource::Path(_) => Ok(()),
+        ManifestSource::Path(_) | ManifestSource::Template(_) => Ok(()),
         ManifestSource::Kustomize(dir) => crate::confine::check_kustomization(root, dir),
         ManifestSource::Helm(chart) => {
             for f in &chart.values_files {
@@ -303,6 +333,7 @@ pub fn load(
     for s in sources {
         let objects = match s {
             ManifestSource::Path(p) => load_path(p, ctx)?,
+            ManifestSource::Template(p) => load_templates(p, ctx)?,
             ManifestSource::Kustomize(dir) => kustomize_build(tools, dir)?,
             ManifestSource::Helm(chart) => helm_template(tools, chart)?,
         };
@@ -360,6 +391,65 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("`helm` not found"), "{e}");
+    }
+
+    #[test]
+    fn a_template_named_deployment_yml_in_a_template_source_is_rendered_not_read_as_yaml() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("roles/web/templates");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("deployment.yml"),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ service }}\n{% if image is defined %}  labels: {app: {{ service }}}\n{% endif %}",
+        )
+        .unwrap();
+        let ctx = RenderContext::new(serde_json::json!({}))
+            .with_service("web", "r.io/web")
+            .with_root(d.path());
+        for source in [
+            ManifestSource::Template(dir.clone()),
+            ManifestSource::Template(dir.join("deployment.yml")),
+        ] {
+            let set = load(std::slice::from_ref(&source), &ctx, &Tools::default())
+                .unwrap_or_else(|e| panic!("{source:?}: {e}"));
+            assert_eq!(set.to_yaml().matches("name: web").count(), 1, "{source:?}");
+        }
+        // `path:` semantics are unchanged: a `.yml` there is plain YAML.
+        let e = load(
+            &[ManifestSource::Path(dir.clone())],
+            &ctx,
+            &Tools::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("malformed YAML"), "{e}");
+    }
+
+    #[test]
+    fn a_template_source_with_a_link_out_of_the_repository_is_not_rendered() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(
+            outside.path().join("stolen.yml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\n",
+        )
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("templates");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("stolen.yml"), dir.join("s.yml")).unwrap();
+        let ctx = RenderContext::new(serde_json::json!({})).with_root(d.path());
+        for source in [
+            ManifestSource::Template(dir.clone()),
+            ManifestSource::Template(dir.join("s.yml")),
+        ] {
+            let e = load(std::slice::from_ref(&source), &ctx, &Tools::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("s.yml") && e.contains("outside the repository"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

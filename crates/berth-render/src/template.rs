@@ -1,24 +1,34 @@
-//! minijinja templates: `*.yaml.j2`, `*.yml.j2`, `*.json.j2`.
+//! minijinja templates: `*.yaml.j2`, `*.yml.j2`, `*.json.j2` in a plain manifest source, and
+//! every file of a [`crate::ManifestSource::Template`] source, whatever its extension.
 //!
-//! The `.j2` suffix is the switch: a file named so is rendered, then parsed as YAML; any other
-//! manifest file is never passed through the template engine, so `{{ }}` in plain YAML (e.g. in
-//! an alerting rule) stays as written. Other `*.j2` files are not manifests but can be pulled in
-//! with `{% include %}`/`{% import %}`; names resolve relative to the directory of the
-//! template being rendered.
+//! In a plain source ([`crate::ManifestSource::Path`]) the `.j2` suffix is the switch: a file
+//! named so is rendered, then parsed as YAML; any other manifest file is never passed through
+//! the template engine, so `{{ }}` in plain YAML (e.g. in an alerting rule) stays as written.
+//! A template source declares its files templates instead (`deployment.yml`, as Ansible roles
+//! keep them). Other `*.j2` files are not manifests but can be pulled in with
+//! `{% include %}`/`{% import %}`; names resolve relative to the directory of the template
+//! being rendered.
 //!
 //! Undefined variables are errors (minijinja's strict mode), reported with the template's
-//! file:line. Use `{% if x is defined %}` or `x | default(...)` for optional values.
+//! file:line. Use `{% if x is defined %}` or `x | default(...)` for optional values. A
+//! rendered template that is not YAML is reported with the template's file and the rendered
+//! line ([`RenderError::RenderedNotYaml`]).
 //!
 //! What a template sees:
 //! - every top-level key of [`RenderContext::values`] as a variable; berth sets `service`
 //!   (the service name), `env` (`{name, namespace}`) and `image` (the service's pinned image)
-//!   there, see [`RenderContext::with_service`] and [`RenderContext::with_env`];
+//!   there, see [`RenderContext::with_service`] and [`RenderContext::with_env`]. String values
+//!   holding `{{`, `{%` or `{#` are first rendered themselves with berth's variables and the
+//!   aliases (not with other values), so `image_ref: "{{ image }}"` is the pinned image;
+//! - the aliases of [`RenderContext::aliases`] (`service_name` -> `service`), see
+//!   [`VARIABLES`];
 //! - `images`: the image map as given (name -> pinned reference), unless values define it;
 //! - `pinned(name)`: the pinned reference for an image name, matched like image substitution
 //!   (`pinned("redis")` finds an entry `docker.io/library/redis`); an unknown name is an error;
 //! - filters `b64encode` (for Secret `data`) and `tojson` (JSON is valid YAML, so
 //!   `{{ x | tojson }}` embeds any value safely).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,7 +49,23 @@ pub struct RenderContext {
     /// The repository every source must stay inside, links resolved (see [`crate::confine`]);
     /// `None` for paths given on berth's command line, which the user chose.
     pub root: Option<PathBuf>,
+    /// Other names for berth's variables, as templates use them: name -> one of
+    /// [`VARIABLES`] (`service_name` -> `service`, `ns` -> `env.namespace`).
+    pub aliases: BTreeMap<String, String>,
+    /// Where the values come from, for errors in templated values (`berth.yaml:12 (...)`);
+    /// `None`: `values`.
+    pub values_origin: Option<String>,
 }
+
+/// The variables berth provides to templates, as [`RenderContext::aliases`] may name them.
+pub const VARIABLES: &[&str] = &[
+    "service",
+    "image",
+    "env",
+    "env.name",
+    "env.namespace",
+    "images",
+];
 
 impl RenderContext {
     /// A context with these values (a mapping; anything else counts as empty) and no images.
@@ -53,6 +79,8 @@ impl RenderContext {
             values,
             images: ImageMap::new(),
             root: None,
+            aliases: BTreeMap::new(),
+            values_origin: None,
         }
     }
 
@@ -101,6 +129,76 @@ impl RenderContext {
         self
     }
 
+    /// The same with these aliases (template name -> one of [`VARIABLES`]).
+    pub fn with_aliases(mut self, aliases: BTreeMap<String, String>) -> RenderContext {
+        self.aliases = aliases;
+        self
+    }
+
+    /// The same, naming where the values come from in errors.
+    pub fn with_values_origin(mut self, origin: impl Into<String>) -> RenderContext {
+        self.values_origin = Some(origin.into());
+        self
+    }
+
+    /// berth's variables (those of [`VARIABLES`] that are set) plus the aliases.
+    fn variables(&self) -> Result<Map<String, Value>, RenderError> {
+        let mut vars = Map::new();
+        for key in ["service", "image", "env"] {
+            if let Some(v) = self.values.get(key) {
+                vars.insert(key.into(), v.clone());
+            }
+        }
+        let images = match self.values.get("images") {
+            Some(v) => v.clone(),
+            None => json!(self.images.entries()),
+        };
+        vars.insert("images".into(), images);
+        let mut aliased = Map::new();
+        for (name, target) in &self.aliases {
+            if !VARIABLES.contains(&target.as_str()) {
+                return Err(RenderError::Values {
+                    origin: format!("vars `{name}: {target}`"),
+                    message: format!(
+                        "berth has no template variable `{target}` (it has: {})",
+                        VARIABLES.join(", ")
+                    ),
+                });
+            }
+            let mut v = Some(&Value::Object(vars.clone()));
+            for segment in target.split('.') {
+                v = v.and_then(|v| v.get(segment));
+            }
+            // Unset (`image` of a service without one): the alias stays undefined, and a
+            // template using it fails as for any undefined name.
+            if let Some(v) = v {
+                aliased.insert(name.clone(), v.clone());
+            }
+        }
+        vars.extend(aliased);
+        Ok(vars)
+    }
+
+    /// What a template sees: the values (string values rendered with the variables), the
+    /// aliases, `images`.
+    fn globals(&self) -> Result<Map<String, Value>, RenderError> {
+        let vars = self.variables()?;
+        let origin = self.values_origin.as_deref().unwrap_or("values");
+        let mut globals = match crate::values::render_values(&self.values, &vars, origin)? {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        for name in self.aliases.keys() {
+            if let Some(v) = vars.get(name) {
+                globals.insert(name.clone(), v.clone());
+            }
+        }
+        if !globals.contains_key("images") {
+            globals.insert("images".into(), json!(self.images.entries()));
+        }
+        Ok(globals)
+    }
+
     fn set(&mut self, key: &str, value: Value) {
         if let Value::Object(m) = &mut self.values {
             m.insert(key.into(), value);
@@ -137,15 +235,14 @@ pub fn render_template(path: &Path, ctx: &RenderContext) -> Result<String, Rende
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such template file"),
         });
     }
-    let mut env = Environment::new();
+    let globals = ctx.globals()?;
+    let mut env = engine();
     let root = ctx
         .root
         .as_deref()
         .map(crate::confine::canonical_root)
         .transpose()?;
     env.set_loader(confined_loader(dir.clone(), root));
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     let images = Arc::new(ctx.images.clone());
     env.add_function("pinned", move |name: &str| {
         images.lookup(name).map(str::to_string).ok_or_else(|| {
@@ -158,20 +255,22 @@ pub fn render_template(path: &Path, ctx: &RenderContext) -> Result<String, Rende
             )
         })
     });
-    env.add_filter("b64encode", |s: &str| {
-        base64::engine::general_purpose::STANDARD.encode(s)
-    });
-    let mut globals = match &ctx.values {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    if !globals.contains_key("images") {
-        globals.insert("images".into(), json!(ctx.images.entries()));
-    }
     let result = env
         .get_template(&name)
         .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&globals))));
     result.map_err(|e| template_error(&e, &dir, path))
+}
+
+/// The template engine as every template and templated value gets it: undefined names are
+/// errors, nothing is escaped, `b64encode` is there.
+pub(crate) fn engine() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_filter("b64encode", |s: &str| {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    });
+    env
 }
 
 /// minijinja's `path_loader` (names with a `.`-segment or a backslash are not found), refusing
@@ -240,7 +339,25 @@ fn template_error(e: &minijinja::Error, dir: &Path, path: &Path) -> RenderError 
 /// line in the rendered text.
 pub fn load_template(path: &Path, ctx: &RenderContext) -> Result<Vec<Object>, RenderError> {
     let text = render_template(path, ctx)?;
-    crate::yaml::parse_yaml(&text, &format!("{} (rendered)", path.display()))
+    crate::yaml::parse_yaml(&text, &format!("{} (rendered)", path.display())).map_err(|e| match e {
+        RenderError::Syntax {
+            line,
+            column,
+            message,
+            ..
+        } => RenderError::RenderedNotYaml {
+            template: path.to_path_buf(),
+            line,
+            column,
+            rendered: text
+                .lines()
+                .nth((line as usize).saturating_sub(1))
+                .unwrap_or_default()
+                .to_string(),
+            message,
+        },
+        other => other,
+    })
 }
 
 #[cfg(test)]
@@ -321,6 +438,48 @@ mod tests {
         let e = render_template(&p, &ctx).unwrap_err().to_string();
         assert!(
             e.contains("y.yaml.j2:1") && e.contains("no built image matches `postgres`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn aliases_give_berth_variables_the_names_templates_use() {
+        let d = tmp("aliases");
+        let p = write(
+            &d,
+            "deployment.yml",
+            "name: {{ service_name }}\nimage: {{ image_id }}\nns: {{ ns }}\nref: {{ image_ref }}\n",
+        );
+        let aliases = [
+            ("service_name", "service"),
+            ("image_id", "image"),
+            ("ns", "env.namespace"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .into();
+        let ctx = RenderContext::new(json!({"image_ref": "{{ image_id }}"}))
+            .with_service("web", "r.io/web@sha256:00")
+            .with_env("dev", "shop-dev")
+            .with_aliases(aliases);
+        assert_eq!(
+            render_template(&p, &ctx).unwrap(),
+            "name: web\nimage: r.io/web@sha256:00\nns: shop-dev\nref: r.io/web@sha256:00"
+        );
+        // A service without an image: its alias is undefined, an error with file:line.
+        let ctx = RenderContext::new(json!({}))
+            .with_service_name("ingress")
+            .with_aliases([("image_id".to_string(), "image".to_string())].into());
+        let p = write(&d, "x.yml", "a: 1\nb: {{ image_id }}\n");
+        let e = render_template(&p, &ctx).unwrap_err().to_string();
+        assert!(
+            e.contains("x.yml:2: template error: undefined value"),
+            "{e}"
+        );
+        let ctx = RenderContext::new(json!({}))
+            .with_aliases([("x".to_string(), "imagee".to_string())].into());
+        let e = render_template(&p, &ctx).unwrap_err().to_string();
+        assert!(
+            e.contains("berth has no template variable `imagee` (it has: service, image,"),
             "{e}"
         );
     }

@@ -24,6 +24,63 @@ pub fn merge(base: &mut Value, overlay: Value) {
     }
 }
 
+/// Renders every string of `values` that holds a template marker (`{{`, `{%`, `{#`) with
+/// `variables` (berth's variables and their aliases; not the other values, so no value
+/// depends on the order of the others). The result of each is a string. An undefined name is
+/// an error naming `origin` and the value's key path.
+pub fn render_values(
+    values: &Value,
+    variables: &Map<String, Value>,
+    origin: &str,
+) -> Result<Value, RenderError> {
+    fn go(
+        env: &minijinja::Environment<'_>,
+        ctx: &minijinja::Value,
+        v: &Value,
+        path: &str,
+        origin: &str,
+    ) -> Result<Value, RenderError> {
+        Ok(match v {
+            Value::String(s) if ["{{", "{%", "{#"].iter().any(|m| s.contains(m)) => {
+                let rendered = env.render_str(s, ctx.clone()).map_err(|e| {
+                    let mut message = e.kind().to_string();
+                    if let Some(d) = e.detail() {
+                        message.push_str(": ");
+                        message.push_str(d);
+                    }
+                    RenderError::Values {
+                        origin: format!("{origin}: value `{path}`"),
+                        message: format!("{message} (in `{s}`)"),
+                    }
+                })?;
+                Value::String(rendered)
+            }
+            Value::Object(m) => {
+                let mut out = Map::new();
+                for (k, v) in m {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    out.insert(k.clone(), go(env, ctx, v, &p, origin)?);
+                }
+                Value::Object(out)
+            }
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .enumerate()
+                    .map(|(i, v)| go(env, ctx, v, &format!("{path}[{i}]"), origin))
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+    let env = crate::template::engine();
+    let ctx = minijinja::Value::from(minijinja::value::Serde(variables));
+    go(&env, &ctx, values, "", origin)
+}
+
 /// Reads a YAML values file; it must hold one mapping (an empty file is an empty mapping).
 pub fn load_values_file(path: &Path) -> Result<Value, RenderError> {
     let text = std::fs::read_to_string(path).map_err(|source| RenderError::Read {

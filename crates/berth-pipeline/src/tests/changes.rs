@@ -182,6 +182,30 @@ fn manifests_only_redeploy_without_rebuild() {
 }
 
 #[test]
+fn removing_a_file_a_template_glob_matched_redeploys_its_service() {
+    let repo = Repo::new();
+    repo.write(
+        "berth.yaml",
+        "registry: {prefix: r.example.com/shop}\nservices:\n  - discover: \"apps/*/Dockerfile\"\n    manifests: {template: \"roles/{service}/templates/*.yml\"}\n",
+    )
+    .write("apps/web/Dockerfile", "FROM x")
+    .write("apps/api/Dockerfile", "FROM x")
+    .write("roles/web/templates/deployment.yml", "d")
+    .write("roles/web/templates/service.yml", "s")
+    .write("roles/api/templates/deployment.yml", "d");
+    let base = repo.commit("roles");
+    std::fs::remove_file(repo.path().join("roles/web/templates/service.yml")).unwrap();
+    let head = repo.commit("no service for web");
+    let c = changed_services(repo.path(), Some(&base), &head, &repo.config("")).unwrap();
+    assert_eq!(summary(&c), [("web", ChangeReason::Manifests, false)]);
+    // A new file the glob matches is that service's too.
+    repo.write("roles/api/templates/hpa.yml", "h");
+    let next = repo.commit("hpa for api");
+    let c = changed_services(repo.path(), Some(&head), &next, &repo.config("")).unwrap();
+    assert_eq!(summary(&c), [("api", ChangeReason::Manifests, false)]);
+}
+
+#[test]
 fn berth_yaml_and_shared_paths_affect_every_service() {
     let repo = Repo::new();
     let base = shop(&repo, "");

@@ -18,3 +18,4 @@ mod serve_events;
 mod serve_policy;
 mod serve_session;
 mod serve_ui;
+mod templates;
