@@ -606,7 +606,15 @@ impl Deployer {
                             format!("rolling back to revision {}", cur.revision),
                         );
                         let restored = self
-                            .restore(&cur, &values, &req.namespace, &tracker, lock, t0)
+                            .restore(
+                                &cur,
+                                &values,
+                                &req.namespace,
+                                &tracker,
+                                lock,
+                                t0,
+                                req.timeout,
+                            )
                             .await;
                         lock.check()?;
                         release::save(&self.cluster, &record).await?;
@@ -914,7 +922,10 @@ impl Deployer {
         Ok(n)
     }
 
-    /// Restores revision `to` after `failed` objects were applied.
+    /// Restores revision `to` after `failed` objects were applied, waiting up to `timeout`
+    /// for it to be ready again (the deploy's own: what was ready before gets as long to be
+    /// ready again as the deploy had).
+    #[allow(clippy::too_many_arguments)]
     async fn restore(
         &self,
         to: &Release,
@@ -923,6 +934,7 @@ impl Deployer {
         tracker: &track::Tracker<'_>,
         lock: &Lock,
         t0: Instant,
+        timeout: Duration,
     ) -> Result<(), String> {
         let since = jiff::Timestamp::now();
         let main: Vec<&Value> = to.objects.iter().filter(|o| hook_of(o).is_none()).collect();
@@ -952,13 +964,10 @@ impl Deployer {
             pods_since: since,
             ..*tracker
         };
-        self.guarded(
-            lock,
-            tracker.wait(&keys, &applied, Duration::from_secs(120)),
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|f| f.to_string())
+        self.guarded(lock, tracker.wait(&keys, &applied, timeout))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|f| f.to_string())
     }
 
     /// Whether every non-hook object of `release` exists and is ready now.

@@ -362,6 +362,55 @@ async fn a_long_wait_says_what_it_still_awaits_instead_of_staying_silent() {
     );
 }
 
+/// The bug: the rollback waited a hard-coded 120 s for the restored revision, whatever
+/// `--timeout` said. Here the restored revision cannot start a pod (a ResourceQuota allows
+/// none and its old pod is gone), so the rollback's wait is what ends the command.
+#[tokio::test]
+async fn the_rollback_waits_as_long_as_the_deploy_timeout_not_a_fixed_two_minutes() {
+    let ctx = TestContext::new("deploy-rollback-deadline").await;
+    let dir = Dir::new();
+    let d = dir.0.display().to_string();
+    dir.write(
+        "web.yaml",
+        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+    );
+    let ok = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
+    assert_eq!(ok.code, 0, "{}", ok.all());
+
+    ctx.apply(serde_json::json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}},
+    }))
+    .await;
+    let pods = ctx
+        .cluster
+        .list("v1", "Pod", &ctx.namespace, Some("app=web"))
+        .await
+        .unwrap();
+    for p in &pods {
+        ctx.cluster
+            .delete(&ObjectKey::of(p).unwrap())
+            .await
+            .unwrap();
+    }
+
+    let pinned = pinned_busybox().await;
+    dir.write("web.yaml", &deployment("web", &pinned, 1, None));
+    let bad = run(&ctx, &["deploy", "-r", "app", "-f", &d, "--timeout", "8s"]);
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(
+        bad.stderr.contains("rolling back to revision 1"),
+        "{}",
+        bad.all()
+    );
+    let waits: Vec<&str> = bad.stderr.matches("not ready after 8s").collect();
+    assert!(
+        waits.len() >= 2 && !bad.stderr.contains("not ready after 120s"),
+        "the deploy and its rollback each waited --timeout (8s):\n{}",
+        bad.all()
+    );
+}
+
 #[tokio::test]
 async fn failing_job_in_the_release_rolls_back() {
     let ctx = TestContext::new("deploy-jobfail").await;
