@@ -125,6 +125,31 @@ fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, ChangeError> {
     }
 }
 
+/// Where a checkout on disk stands: its commit, only when nothing under `dir` differs from it
+/// (a dirty tree is not the commit, so a run records none and rebuilds everything), and its
+/// branch. Either is `None` outside a git repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkingTree {
+    /// `HEAD`'s id, when the tree under `dir` is clean.
+    pub commit: Option<String>,
+    /// The checked-out branch (`HEAD` when detached).
+    pub branch: Option<String>,
+}
+
+/// Reads where the checkout holding `dir` stands; see [`WorkingTree`].
+pub fn working_tree(dir: &Path) -> WorkingTree {
+    let text = |args: &[&str]| {
+        git(dir, args)
+            .ok()
+            .map(|out| String::from_utf8_lossy(&out).trim().to_string())
+    };
+    let clean = text(&["status", "--porcelain", "--", "."]).is_some_and(|s| s.is_empty());
+    WorkingTree {
+        commit: text(&["rev-parse", "HEAD"]).filter(|_| clean),
+        branch: text(&["rev-parse", "--abbrev-ref", "HEAD"]),
+    }
+}
+
 fn resolve(repo: &Path, commit: &str) -> Result<String, ChangeError> {
     let spec = format!("{commit}^{{commit}}");
     // `--end-of-options`: a commit named `--output=FILE` (from a release record or a webhook)

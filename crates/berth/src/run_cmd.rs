@@ -66,18 +66,6 @@ pub struct RunArgs {
     pub output: OutputFormat,
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// `berth promote`.
 #[derive(Args, Debug)]
 pub struct PromoteArgs {
@@ -132,10 +120,8 @@ async fn drive(
 ) -> Result<(ExitCode, Option<Ran>), String> {
     let config = berth_config::load(&args.config).map_err(|e| e.to_string())?;
     let dir = config.dir.clone();
-    // A dirty work tree is not the commit: record no commit, so everything is rebuilt.
-    let clean = git(&dir, &["status", "--porcelain", "--", "."]).is_some_and(|s| s.is_empty());
-    let commit = git(&dir, &["rev-parse", "HEAD"]).filter(|_| clean);
-    let branch = git(&dir, &["rev-parse", "--abbrev-ref", "HEAD"]);
+    let berth_pipeline::changes::WorkingTree { commit, branch } =
+        berth_pipeline::changes::working_tree(&dir);
     let env = choose_environment(&config, args.env.as_deref(), branch.as_deref())
         .map_err(|e| e.to_string())?
         .clone();

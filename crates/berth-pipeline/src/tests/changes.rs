@@ -477,3 +477,24 @@ fn a_discover_entry_change_is_shared_by_its_services_and_overrides_are_their_own
         ]
     );
 }
+
+#[test]
+fn a_clean_tree_is_its_commit_and_a_dirty_one_is_none() {
+    let r = Repo::new();
+    r.write("app/a.txt", "1");
+    let head = r.commit("one");
+    let at = crate::changes::working_tree(&r.path().join("app"));
+    assert_eq!(at.commit.as_deref(), Some(head.as_str()));
+    assert_eq!(at.branch.as_deref(), Some("main"));
+    r.write("app/a.txt", "2");
+    assert_eq!(
+        crate::changes::working_tree(&r.path().join("app")).commit,
+        None
+    );
+    // Outside a repository: neither.
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert_eq!(
+        crate::changes::working_tree(elsewhere.path()),
+        crate::changes::WorkingTree::default()
+    );
+}
