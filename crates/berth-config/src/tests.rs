@@ -686,7 +686,7 @@ fn invalid_durations() {
     assert!(matches!(problem, Problem::InvalidDuration { .. }));
     assert!(text.contains("`300` has no unit"), "{text}");
     let yaml = format!(
-        "{MINIMAL}environments:\n  - name: dev\n    namespace: dev\n    deploy: {{timeout: 5 minutes}}\n"
+        "{MINIMAL}environments:\n  - name: dev\n    namespace: dev\n    deploy: {{timeout: five minutes}}\n"
     );
     assert_eq!(one_error(&yaml).0, at(7, 23));
     let yaml = "services:\n  - name: web\n    image: x\n    hooks:\n      pre-deploy:\n        - name: m\n          command: true\n          timeout: 0s\n";

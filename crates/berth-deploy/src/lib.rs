@@ -131,14 +131,14 @@ pub enum DeployError {
         value: String,
     },
     /// An object carries an unreadable `berth.dev/timeout` annotation.
-    #[error(
-        "{object} has annotation berth.dev/timeout: `{value}`; use a duration like 90s, 5m or 1m30s"
-    )]
+    #[error("{object} has annotation berth.dev/timeout: `{value}`: {reason}")]
     BadTimeout {
         /// `Kind/name (file:line)`.
         object: String,
         /// What it said.
         value: String,
+        /// Why it is not a duration, and how to write one.
+        reason: String,
     },
     /// A pre-deploy hook failed; nothing else was changed.
     #[error("revision {revision}: pre-deploy hook failed, nothing else was changed — {failure}")]
@@ -323,11 +323,12 @@ impl Deployer {
             }
             if let Some(t) =
                 o.value()["metadata"]["annotations"][track::TIMEOUT_ANNOTATION].as_str()
-                && track::parse_timeout(t).is_none()
+                && let Err(reason) = berth_types::duration::parse(t)
             {
                 return Err(DeployError::BadTimeout {
                     object: object(),
                     value: t.into(),
+                    reason,
                 });
             }
         }

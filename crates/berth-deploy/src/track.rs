@@ -20,30 +20,6 @@ use serde_json::Value;
 /// Annotation giving one object a shorter deadline than the deploy's (`90s`, `2m`).
 pub const TIMEOUT_ANNOTATION: &str = "berth.dev/timeout";
 
-/// Parses `90s`, `2m`, `1h`, `1m30s` or a number of seconds.
-pub fn parse_timeout(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(Duration::from_secs(n));
-    }
-    let (mut total, mut num) = (0u64, String::new());
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        total += match c {
-            's' => n,
-            'm' => n * 60,
-            'h' => n * 3600,
-            _ => return None,
-        };
-    }
-    num.is_empty().then(|| Duration::from_secs(total))
-}
-
 /// Why a wait failed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Failure {
@@ -188,7 +164,7 @@ impl Tracker<'_> {
                 let own = initial
                     .get(k)
                     .and_then(|o| o["metadata"]["annotations"][TIMEOUT_ANNOTATION].as_str())
-                    .and_then(parse_timeout)
+                    .and_then(|t| berth_types::duration::parse(t).ok())
                     .filter(|d| *d < timeout)
                     .unwrap_or(timeout);
                 (k.clone(), (start + own, own))
@@ -503,19 +479,5 @@ impl Tracker<'_> {
         let pod = pods.last()?;
         let name = pod["metadata"]["name"].as_str()?;
         self.logs(name, None, false).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeouts_parse_like_the_cli_flags() {
-        assert_eq!(parse_timeout("90"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_timeout("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_timeout("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_timeout("5x"), None);
-        assert_eq!(parse_timeout("5m3"), None);
     }
 }

@@ -21,6 +21,7 @@
 //! decides how events are shown).
 
 mod digest;
+pub mod duration;
 mod event;
 mod image_ref;
 pub mod mask;

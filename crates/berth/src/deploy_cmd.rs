@@ -12,10 +12,9 @@ use berth_types::{Event, EventSink, Level};
 
 use crate::cli::{ClusterArgs, DeployArgs, HistoryArgs, OutputFormat, RenderArgs, RollbackArgs};
 
-/// Parses `90s`, `5m`, `1h`, `1m30s` or a bare number of seconds.
+/// Parses a flag's duration: `90s`, `5m`, `1m30s` (berth_types::duration's one grammar).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    berth_deploy::track::parse_timeout(s)
-        .ok_or_else(|| format!("invalid duration `{s}`; use e.g. 90s, 5m, 1m30s"))
+    berth_types::duration::parse(s)
 }
 
 fn sources(
