@@ -75,10 +75,16 @@ impl ApiChange {
             out.push_str(" — ");
             out.push_str(self.changes);
         }
-        if self.migration != Migration::Manual {
-            out.push_str(" (`berth render --convert` rewrites it)");
-        }
         out
+    }
+
+    /// `; \`berth render --convert\` rewrites it` when the migration is mechanical, else empty.
+    pub fn convert_hint(&self) -> &'static str {
+        if self.migration == Migration::Manual {
+            ""
+        } else {
+            "; `berth render --convert` rewrites it"
+        }
     }
 }
 
@@ -620,24 +626,24 @@ pub fn minor_version(version: &str) -> Option<u32> {
 pub fn warning(api_version: &str, kind: &str, cluster: Option<&str>) -> Option<String> {
     let change = lookup(api_version, kind)?;
     let advice = change.advice();
-    Some(
-        match cluster.and_then(|v| minor_version(v).map(|m| (v, m))) {
-            Some((v, minor)) if !change.served_in(minor) => {
-                format!("{advice}. The cluster runs {v}: it refuses this object")
+    let hint = change.convert_hint();
+    let state = match cluster.and_then(|v| minor_version(v).map(|m| (v, m))) {
+        Some((v, minor)) if !change.served_in(minor) => {
+            format!(". The cluster runs {v}: it refuses this object")
+        }
+        Some((v, _)) => format!(
+            ". The cluster runs {v}, which still serves it{}",
+            match change.removed {
+                Some(r) => format!(
+                    ", but 1.{r} will not (deprecated since 1.{})",
+                    change.deprecated
+                ),
+                None => String::new(),
             }
-            Some((v, _)) => format!(
-                "{advice}. The cluster runs {v}, which still serves it{}",
-                match change.removed {
-                    Some(r) => format!(
-                        ", but 1.{r} will not (deprecated since 1.{})",
-                        change.deprecated
-                    ),
-                    None => String::new(),
-                }
-            ),
-            None => format!("{advice} (cluster version unknown)"),
-        },
-    )
+        ),
+        None => " (cluster version unknown)".to_string(),
+    };
+    Some(format!("{advice}{state}{hint}"))
 }
 
 #[cfg(test)]
@@ -657,7 +663,7 @@ mod tests {
             "{advice}"
         );
         assert!(advice.contains("pathType is required"), "{advice}");
-        assert!(advice.contains("berth render --convert"), "{advice}");
+        assert_eq!(c.convert_hint(), "; `berth render --convert` rewrites it");
     }
 
     #[test]
@@ -767,11 +773,14 @@ mod tests {
         );
         let w = warning("batch/v1beta1", "CronJob", Some("v1.33.13")).unwrap();
         assert!(
-            w.ends_with("The cluster runs v1.33.13: it refuses this object"),
+            w.ends_with(
+                "The cluster runs v1.33.13: it refuses this object; `berth render --convert` \
+                 rewrites it"
+            ),
             "{w}"
         );
         let w = warning("batch/v1beta1", "CronJob", None).unwrap();
-        assert!(w.ends_with("(cluster version unknown)"), "{w}");
+        assert!(w.contains("(cluster version unknown)"), "{w}");
         let w = warning("v1", "Endpoints", Some("v1.33.1")).unwrap();
         assert!(
             w.contains("deprecated since Kubernetes 1.33; use discovery.k8s.io/v1 EndpointSlice"),

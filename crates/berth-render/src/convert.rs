@@ -105,6 +105,23 @@ fn convert_value(v: &Value) -> Option<Result<Converted, &'static ApiChange>> {
             }
         }
     }
+    if change.kind == "HorizontalPodAutoscaler"
+        && let Some(target) = out.value["spec"]["scaleTargetRef"].as_object_mut()
+        && let (Some(av), Some(kind)) = (
+            target
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .map(String::from),
+            target.get("kind").and_then(Value::as_str).map(String::from),
+        )
+        && let Some(t) = apis::lookup(&av, &kind).filter(|t| t.migration != Migration::Manual)
+    {
+        out.notes.push(format!(
+            "spec.scaleTargetRef.apiVersion {av} -> {}",
+            t.replacement
+        ));
+        target.insert("apiVersion".into(), t.replacement.into());
+    }
     out.value["apiVersion"] = Value::String(change.replacement.into());
     Some(Ok(out))
 }
@@ -219,14 +236,14 @@ fn ingress(out: &mut Converted) {
         if v["metadata"]["annotations"]
             .as_object()
             .is_some_and(Map::is_empty)
+            && let Some(m) = v["metadata"].as_object_mut()
         {
-            if let Some(m) = v["metadata"].as_object_mut() {
-                m.remove("annotations");
-            }
+            m.remove("annotations");
         }
         if v["spec"]["ingressClassName"].is_null() {
             out.notes.push(format!(
-                "annotation kubernetes.io/ingress.class: {class} -> spec.ingressClassName"
+                "annotation kubernetes.io/ingress.class: {} -> spec.ingressClassName",
+                class.as_str().unwrap_or_default()
             ));
             v["spec"]["ingressClassName"] = class;
         } else {
@@ -535,7 +552,7 @@ mod tests {
     fn hpa_v2beta1_targets_become_v2_targets() {
         let (v, _) = one(
             "apiVersion: autoscaling/v2beta1\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\n\
-             spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  \
+             spec:\n  scaleTargetRef: {apiVersion: extensions/v1beta1, kind: Deployment, name: web}\n  \
              minReplicas: 1\n  maxReplicas: 5\n  metrics:\n  - type: Resource\n    resource: {name: cpu, \
              targetAverageUtilization: 70}\n  - type: Pods\n    pods: {metricName: rps, targetAverageValue: 10}\n  \
              - type: Object\n    object:\n      target: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: web}\n      \
@@ -543,6 +560,7 @@ mod tests {
              metricSelector: {matchLabels: {q: jobs}}\n      targetAverageValue: 30\n",
         );
         assert_eq!(v["apiVersion"], "autoscaling/v2");
+        assert_eq!(v["spec"]["scaleTargetRef"]["apiVersion"], "apps/v1");
         assert_eq!(
             v["spec"]["metrics"],
             json!([
