@@ -878,7 +878,25 @@ impl Deployer {
                     .filter_map(|o| Some((o, *by_key.get(&key_of(o.value()))?)))
                     .collect();
                 if !late.is_empty() {
-                    let refusals = preflight::dry_run(&self.cluster, &late, force).await?;
+                    let kinds: BTreeSet<preflight::Kind> =
+                        late.iter().map(|(_, v)| preflight::kind_of(v)).collect();
+                    let unserved =
+                        preflight::wait_served(&self.cluster, &kinds, Duration::from_secs(30))
+                            .await?;
+                    let (unserved, late): (Vec<_>, Vec<_>) = late
+                        .into_iter()
+                        .partition(|(_, v)| unserved.contains(&preflight::kind_of(v)));
+                    let mut refusals: Vec<Refusal> = unserved
+                        .iter()
+                        .map(|(o, _)| Refusal {
+                            object: format!("{}/{}", o.key().kind, o.key().name),
+                            source: o.source().clone(),
+                            message: "its CustomResourceDefinition is Established, but the API \
+                                      server did not serve the kind within 30 s"
+                                .into(),
+                        })
+                        .collect();
+                    refusals.extend(preflight::dry_run(&self.cluster, &late, force).await?);
                     if !refusals.is_empty() {
                         return Ok(Err(Failure {
                             object: "preflight".into(),

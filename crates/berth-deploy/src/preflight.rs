@@ -55,7 +55,7 @@ impl std::fmt::Display for Refusal {
 }
 
 /// An `(apiVersion, kind)` pair.
-type Kind = (String, String);
+pub(crate) type Kind = (String, String);
 
 /// How discovery answered for one `apiVersion`/`kind`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,6 +207,30 @@ pub(crate) async fn discover(
         warnings,
         version,
     })
+}
+
+/// Waits until the cluster serves every kind of `kinds` (an Established CRD shows in
+/// discovery a moment later); returns those still not served after `timeout`.
+pub(crate) async fn wait_served(
+    cluster: &Cluster,
+    kinds: &BTreeSet<Kind>,
+    timeout: std::time::Duration,
+) -> Result<BTreeSet<Kind>, ClusterError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut waiting = kinds.clone();
+    loop {
+        let mut still = BTreeSet::new();
+        for (av, kind) in &waiting {
+            if cluster.serves(av, kind).await?.is_none() {
+                still.insert((av.clone(), kind.clone()));
+            }
+        }
+        if still.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(still);
+        }
+        waiting = still;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 fn missing_message(api_version: &str, kind: &str, version: Option<&str>) -> String {

@@ -377,6 +377,11 @@ spec:
 
     assert_eq!(first.code, 0, "{}", first.all());
     assert!(
+        !created.iter().any(|c| c.ends_with(" extra")),
+        "the Deployment of the failed revision was applied: {created:?}\n{}",
+        second.all()
+    );
+    assert!(
         first.stderr.contains("Widget/gear (")
             && first
                 .stderr
@@ -407,11 +412,6 @@ spec:
         second.all()
     );
     assert!(second.stderr.contains("spec.teeth"), "{}", second.all());
-    assert!(
-        !created.iter().any(|c| c.ends_with(" extra")),
-        "the Deployment of the failed revision was applied: {created:?}\n{}",
-        second.all()
-    );
 }
 
 /// Manifests as old tutorials wrote them (Kubernetes 1.8-1.15 era).
