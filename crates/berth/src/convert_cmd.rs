@@ -85,8 +85,10 @@ pub fn write(set: &ObjectSet, version: Option<&str>) -> Result<ExitCode, String>
         let listed = berth_render::apis::lookup(o.api_version(), &o.key().kind);
         let origin = o.source().origin.as_str();
         // Templates read `<file> (rendered)`, kustomize and helm output their command line:
-        // only an origin that is a file was read as written.
-        if Path::new(origin).is_file() {
+        // only an origin that is a file was read as written. A symbolic link is not followed:
+        // writing through it would change a file that may not be the user's to change.
+        let plain = std::fs::symlink_metadata(Path::new(origin)).is_ok_and(|m| m.is_file());
+        if plain {
             if !files.contains(&origin) {
                 files.push(origin);
             }
@@ -94,7 +96,7 @@ pub fn write(set: &ObjectSet, version: Option<&str>) -> Result<ExitCode, String>
             ok = false;
             eprintln!(
                 "warning: {}/{} ({}): not rewritten — it comes from a template, Kustomize or \
-                 Helm output; change its source: {}",
+                 Helm output, or through a symbolic link; change its source: {}",
                 o.key().kind,
                 o.key().name,
                 o.source(),

@@ -577,3 +577,48 @@ async fn render_convert_turns_old_tutorial_manifests_into_ones_the_cluster_accep
     let redeployed = run(&ctx, &["deploy", "-r", "tutorial", "-f", &dir.path()]);
     assert_eq!(redeployed.code, 0, "{}", redeployed.all());
 }
+
+#[tokio::test]
+async fn render_convert_write_never_rewrites_kustomize_output_or_a_linked_file() {
+    let ctx = TestContext::new("pf-write").await;
+    let outside = Dir::new();
+    outside.write("cron.yaml", TUTORIAL_CRON);
+    let kustomized = Dir::new();
+    kustomized.write("cron.yaml", TUTORIAL_CRON);
+    kustomized.write("kustomization.yaml", "resources: [cron.yaml]\n");
+    let linked = Dir::new();
+    std::os::unix::fs::symlink(outside.0.join("cron.yaml"), linked.0.join("cron.yaml")).unwrap();
+
+    let k = run(
+        &ctx,
+        &[
+            "render",
+            "--convert",
+            "--write",
+            "--kustomize",
+            &kustomized.path(),
+        ],
+    );
+    let l = run(
+        &ctx,
+        &["render", "--convert", "--write", "-f", &linked.path()],
+    );
+
+    assert_eq!(k.code, 1, "{}", k.all());
+    assert!(
+        k.stderr.contains("CronJob/cleanup (") && k.stderr.contains("not rewritten"),
+        "{}",
+        k.all()
+    );
+    assert_eq!(
+        std::fs::read_to_string(kustomized.0.join("cron.yaml")).unwrap(),
+        TUTORIAL_CRON
+    );
+    assert_eq!(l.code, 1, "{}", l.all());
+    assert!(l.stderr.contains("not rewritten"), "{}", l.all());
+    assert_eq!(
+        std::fs::read_to_string(outside.0.join("cron.yaml")).unwrap(),
+        TUTORIAL_CRON,
+        "the file behind the link is unchanged"
+    );
+}
