@@ -252,6 +252,38 @@ impl Cluster {
         }
     }
 
+    /// The `apiVersion`s in which the cluster serves `kind` of `group` (`""` is the core
+    /// group), newest first as the server prefers them; empty when none does. For messages
+    /// about a kind that is not served in the version asked for.
+    pub async fn versions_serving(
+        &self,
+        group: &str,
+        kind: &str,
+    ) -> Result<Vec<String>, ClusterError> {
+        let g = match kube::discovery::group(&self.client, group).await {
+            Ok(g) => g,
+            Err(kube::Error::Discovery(_)) => return Ok(Vec::new()),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
+            Err(e) => return Err(ClusterError::from_kube(e, &self.server)),
+        };
+        let versions: Vec<String> = g.versions().map(String::from).collect();
+        Ok(versions
+            .iter()
+            .filter(|v| {
+                g.versioned_resources(v)
+                    .iter()
+                    .any(|(ar, _)| ar.kind == kind)
+            })
+            .map(|v| {
+                if group.is_empty() {
+                    v.clone()
+                } else {
+                    format!("{group}/{v}")
+                }
+            })
+            .collect())
+    }
+
     async fn api_for(
         &self,
         api_version: &str,

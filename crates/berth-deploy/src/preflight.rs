@@ -184,7 +184,17 @@ pub(crate) async fn discover(
                     versions.join(", ")
                 }
             )),
-            (None, None) => Verdict::Missing(missing_message(&av, &kind, version.as_deref())),
+            (None, None) => {
+                let mut why = missing_message(&av, &kind, version.as_deref());
+                let serving = cluster.versions_serving(&group, &kind).await?;
+                if !serving.is_empty() {
+                    why.push_str(&format!(
+                        "; the cluster serves {kind} in {}",
+                        serving.join(", ")
+                    ));
+                }
+                Verdict::Missing(why)
+            }
         };
         verdicts.insert((av, kind), verdict);
     }

@@ -622,3 +622,65 @@ async fn render_convert_write_never_rewrites_kustomize_output_or_a_linked_file()
         "the file behind the link is unchanged"
     );
 }
+
+#[tokio::test]
+async fn deprecated_but_served_api_deploys_with_a_warning_naming_the_replacement() {
+    let ctx = TestContext::new("pf-deprecated").await;
+    let dir = Dir::new();
+    dir.write(
+        "external.yaml",
+        "apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  ports: [{port: 5432}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: db}
+subsets:
+- addresses: [{ip: 192.0.2.40}]
+  ports: [{port: 5432}]
+",
+    );
+    let r = run(&ctx, &["deploy", "-r", "ext", "-f", &dir.path()]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("warning: Endpoints/db (")
+            && r.stderr.contains(
+                "v1 Endpoints is deprecated since Kubernetes 1.33; use discovery.k8s.io/v1 EndpointSlice"
+            )
+            && r.stderr.contains("which still serves it"),
+        "{}",
+        r.all()
+    );
+}
+
+#[tokio::test]
+async fn a_kind_in_a_version_nobody_serves_names_the_versions_the_cluster_has() {
+    let ctx = TestContext::new("pf-version").await;
+    let dir = Dir::new();
+    dir.write(
+        "hpa.yaml",
+        "apiVersion: autoscaling/v3
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  maxReplicas: 3
+",
+    );
+    let r = run(&ctx, &["deploy", "-r", "app", "-f", &dir.path()]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("HorizontalPodAutoscaler/web (")
+            && r.stderr.contains("hpa.yaml:1)")
+            && r.stderr
+                .contains("does not serve kind `HorizontalPodAutoscaler` in `autoscaling/v3`")
+            && r.stderr.contains(
+                "the cluster serves HorizontalPodAutoscaler in autoscaling/v2, autoscaling/v1"
+            ),
+        "{}",
+        r.all()
+    );
+}
