@@ -55,6 +55,15 @@ pub struct Cluster {
     namespace: String,
 }
 
+/// Where objects of a served kind live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindScope {
+    /// In a namespace.
+    Namespaced,
+    /// Cluster-wide.
+    Cluster,
+}
+
 /// The answer of a SelfSubjectAccessReview.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
@@ -217,6 +226,62 @@ impl Cluster {
                 },
                 e => ClusterError::from_kube(e, &self.server),
             })
+    }
+
+    /// Whether the cluster serves `kind` in `api_version` (discovery), and if so whether it
+    /// is namespaced: `Ok(None)` when it does not (a removed API version, a CRD not installed,
+    /// a typo). Unlike the other calls, a missing group or version is an answer, not an error.
+    pub async fn serves(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Option<KindScope>, ClusterError> {
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        match kube::discovery::pinned_kind(&self.client, &gvk).await {
+            Ok((_, caps)) => Ok(Some(match caps.scope {
+                Scope::Namespaced => KindScope::Namespaced,
+                Scope::Cluster => KindScope::Cluster,
+            })),
+            Err(kube::Error::Discovery(_)) => Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(ClusterError::from_kube(e, &self.server)),
+        }
+    }
+
+    /// The `apiVersion`s in which the cluster serves `kind` of `group` (`""` is the core
+    /// group), newest first as the server prefers them; empty when none does. For messages
+    /// about a kind that is not served in the version asked for.
+    pub async fn versions_serving(
+        &self,
+        group: &str,
+        kind: &str,
+    ) -> Result<Vec<String>, ClusterError> {
+        let g = match kube::discovery::group(&self.client, group).await {
+            Ok(g) => g,
+            Err(kube::Error::Discovery(_)) => return Ok(Vec::new()),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
+            Err(e) => return Err(ClusterError::from_kube(e, &self.server)),
+        };
+        let versions: Vec<String> = g.versions().map(String::from).collect();
+        Ok(versions
+            .iter()
+            .filter(|v| {
+                g.versioned_resources(v)
+                    .iter()
+                    .any(|(ar, _)| ar.kind == kind)
+            })
+            .map(|v| {
+                if group.is_empty() {
+                    v.clone()
+                } else {
+                    format!("{group}/{v}")
+                }
+            })
+            .collect())
     }
 
     async fn api_for(

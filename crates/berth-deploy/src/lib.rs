@@ -8,17 +8,21 @@
 //!    a killed process are marked `interrupted`.
 //! 3. **Plan** ([`plan`]): hooks apart, content hash; if it equals the live revision's and
 //!    every object is live and ready, nothing is applied (`Unchanged`).
-//! 4. Record the new revision as `pending`, then run **pre-deploy hooks** (Jobs, re-created each
+//! 4. **Preflight** ([`preflight`]): discovery of every kind (CRDs of the set count), then a
+//!    server-side dry-run apply of every object; if anything would be refused, every refusal
+//!    is reported together (object, file:line, the API server's message) and nothing is
+//!    applied or recorded.
+//! 5. Record the new revision as `pending`, then run **pre-deploy hooks** (Jobs, re-created each
 //!    time) and wait for them; a failed pre-hook stops before any workload changes.
-//! 5. **Apply** with server-side apply (field manager `berth`) phase by phase — Namespaces,
+//! 6. **Apply** with server-side apply (field manager `berth`) phase by phase — Namespaces,
 //!    CRDs (waited until Established), access, config, storage, Services, workloads, exposure,
 //!    custom resources — objects of one phase in parallel.
-//! 6. **Track** readiness by watches ([`track`]), with live diagnosis of the release's pods.
-//! 7. **Post-deploy hooks**, then **prune** objects the previous revisions had and this one does
+//! 7. **Track** readiness by watches ([`track`]), with live diagnosis of the release's pods.
+//! 8. **Post-deploy hooks**, then **prune** objects the previous revisions had and this one does
 //!    not (only objects labelled as this release's — and, if cluster-scoped, this namespace's),
 //!    then record `deployed` (one write: the commit point, see [`release`]), then mark the
 //!    previous one `superseded` and drop records beyond `history_max`.
-//! 8. On failure: **roll back** to the live revision (re-apply its recorded objects, delete what
+//! 9. On failure: **roll back** to the live revision (re-apply its recorded objects, delete what
 //!    the failed one added), or remove a failed first install (no record at all before it);
 //!    record `failed` with the diagnosis; return an error that carries it. `rollback: false`
 //!    keeps the failure in place.
@@ -36,10 +40,11 @@
 pub mod heartbeat;
 pub mod lock;
 pub mod plan;
+pub mod preflight;
 pub mod release;
 pub mod track;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +55,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 pub use lock::{Lock, LockOptions};
+pub use preflight::Refusal;
 pub use release::{History, Release, SeedRun, Status};
 pub use track::Failure;
 
@@ -214,6 +220,19 @@ pub enum DeployError {
         release: String,
         /// Who holds the lock now.
         holder: String,
+    },
+    /// The preflight found objects the cluster would refuse; nothing was applied or recorded.
+    #[error(
+        "preflight: {} of {checked} objects would be refused by the cluster; nothing was \
+         applied:{}",
+        refusals.len(),
+        refusals.iter().map(|r| format!("\n  {r}")).collect::<String>()
+    )]
+    Preflight {
+        /// Every refusal, in deploy order.
+        refusals: Vec<Refusal>,
+        /// How many objects the release has.
+        checked: usize,
     },
     /// The deploy failed, and no earlier revision was ever deployed (earlier ones were
     /// interrupted or failed): objects only this revision had were removed, the rest kept.
@@ -397,6 +416,12 @@ impl Deployer {
                 );
             }
         }
+        let preflight_started = Instant::now();
+        let discovery = preflight::discover(&self.cluster, &req.objects).await?;
+        for w in &discovery.warnings {
+            self.message(Level::Warning, w.clone());
+        }
+        let missing = discovery.missing(&req.objects);
         let hash = plan::content_hash(&req.objects);
         let current = history.current().cloned();
         let first_install = history.is_first_install();
@@ -409,6 +434,7 @@ impl Deployer {
             }
         }
         if let Some(cur) = &current
+            && missing.is_empty()
             && cur.content_hash == hash
             && self.all_live_and_ready(cur).await?
         {
@@ -451,6 +477,15 @@ impl Deployer {
             objects: values.clone(),
             seeds: Vec::new(),
         };
+        let deferred = discovery.deferred();
+        self.preflight(
+            &objects,
+            &discovery,
+            missing,
+            req.force_conflicts,
+            preflight_started,
+        )
+        .await?;
         release::save(&self.cluster, &record).await?;
         crash_point("before-apply");
         self.message(
@@ -489,6 +524,7 @@ impl Deployer {
             self.apply_and_track(
                 &objects,
                 &inputs,
+                &deferred,
                 req.force_conflicts,
                 &tracker,
                 lock,
@@ -532,6 +568,7 @@ impl Deployer {
                 self.apply_and_track(
                     &objects,
                     &main,
+                    &deferred,
                     req.force_conflicts,
                     &tracker,
                     lock,
@@ -674,6 +711,71 @@ impl Deployer {
         }
     }
 
+    /// The preflight's second pass (see [`preflight`]): dry-runs `objects` as they will be
+    /// applied; `missing` are the discovery refusals. Every refusal together, or nothing.
+    async fn preflight(
+        &self,
+        objects: &ObjectSet,
+        discovery: &preflight::Discovery,
+        missing: Vec<Refusal>,
+        force: bool,
+        started: Instant,
+    ) -> Result<(), DeployError> {
+        use preflight::Verdict;
+        let mut skipped: Vec<String> = Vec::new();
+        let mut check: Vec<(&berth_render::Object, &Value)> = Vec::new();
+        for o in objects.sorted() {
+            let v = o.value();
+            let name = || format!("{}/{} ({})", o.key().kind, o.key().name, o.source());
+            match discovery.verdict(v) {
+                Verdict::Missing(_) => continue,
+                Verdict::DefinedInSet | Verdict::RedefinedInSet => {
+                    skipped.push(format!(
+                        "{}: its CustomResourceDefinition is in this release, so it is \
+                         dry-run right after the CRD phase",
+                        name()
+                    ));
+                    continue;
+                }
+                Verdict::Served => {}
+            }
+            if hook_of(v).is_some() && self.cluster.get(&key_of(v)).await?.is_some() {
+                skipped.push(format!(
+                    "{}: a hook Job from an earlier run, deleted and re-created when the hook \
+                     runs (a dry run over the old Job would be refused for its immutable \
+                     template)",
+                    name()
+                ));
+                continue;
+            }
+            check.push((o, v));
+        }
+        let mut refusals = missing;
+        refusals.extend(preflight::dry_run(&self.cluster, &check, force).await?);
+        if !refusals.is_empty() {
+            return Err(DeployError::Preflight {
+                refusals,
+                checked: objects.len(),
+            });
+        }
+        self.message(
+            Level::Info,
+            format!(
+                "preflight: {} objects passed discovery and a server-side dry run in {} ms{}",
+                check.len(),
+                started.elapsed().as_millis(),
+                match discovery.version.as_deref() {
+                    Some(v) => format!(" (cluster {v})"),
+                    None => String::new(),
+                }
+            ),
+        );
+        for s in skipped {
+            self.message(Level::Info, format!("preflight: not dry-run yet: {s}"));
+        }
+        Ok(())
+    }
+
     /// Drops the oldest release records beyond `req.history_max`, keeping the live one and
     /// `revision`.
     async fn trim_history(&self, req: &DeployRequest, revision: u64) -> Result<(), DeployError> {
@@ -712,6 +814,7 @@ impl Deployer {
         &self,
         set: &ObjectSet,
         main: &[Value],
+        deferred: &BTreeSet<(String, String)>,
         force: bool,
         tracker: &track::Tracker<'_>,
         lock: &Lock,
@@ -782,6 +885,59 @@ impl Deployer {
                             logs: None,
                         }));
                     }
+                }
+                // Custom resources of this release's CRDs: dry-run now, against the CRDs
+                // just applied, before any other phase (see preflight).
+                let late: Vec<(&berth_render::Object, &Value)> = set
+                    .sorted()
+                    .into_iter()
+                    .filter(|o| deferred.contains(&preflight::kind_of(o.value())))
+                    .filter_map(|o| Some((o, *by_key.get(&key_of(o.value()))?)))
+                    .collect();
+                if !late.is_empty() {
+                    let kinds: BTreeSet<preflight::Kind> =
+                        late.iter().map(|(_, v)| preflight::kind_of(v)).collect();
+                    let unserved =
+                        preflight::wait_served(&self.cluster, &kinds, Duration::from_secs(30))
+                            .await?;
+                    let (unserved, late): (Vec<_>, Vec<_>) = late
+                        .into_iter()
+                        .partition(|(_, v)| unserved.contains(&preflight::kind_of(v)));
+                    let mut refusals: Vec<Refusal> = unserved
+                        .iter()
+                        .map(|(o, _)| Refusal {
+                            object: format!("{}/{}", o.key().kind, o.key().name),
+                            source: o.source().clone(),
+                            message: "its CustomResourceDefinition is Established, but the API \
+                                      server did not serve the kind within 30 s"
+                                .into(),
+                        })
+                        .collect();
+                    refusals.extend(preflight::dry_run(&self.cluster, &late, force).await?);
+                    if !refusals.is_empty() {
+                        return Ok(Err(Failure {
+                            object: "preflight".into(),
+                            reason: format!(
+                                "the API server refused custom resources in a dry run right \
+                                 after their CustomResourceDefinitions were applied (nothing \
+                                 else was applied yet): {}",
+                                refusals
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            ),
+                            logs: None,
+                        }));
+                    }
+                    self.message(
+                        Level::Info,
+                        format!(
+                            "preflight: {} custom resource(s) of this release's CRDs passed a \
+                             server-side dry run",
+                            late.len()
+                        ),
+                    );
                 }
             }
             if !applied.is_empty() {

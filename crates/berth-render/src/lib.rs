@@ -33,7 +33,9 @@
 //!
 //! [`render`] runs the whole step; [`load`] and the `ObjectSet` methods are the parts.
 
+pub mod apis;
 pub mod confine;
+pub mod convert;
 pub mod error;
 pub mod images;
 pub mod object;

@@ -43,7 +43,9 @@ pub enum Command {
     /// Print the JSON Schema of berth.yaml, for editors.
     Schema,
     /// Render manifests (plain YAML, *.j2 templates, Kustomize, Helm) with pinned images and
-    /// berth's labels, and print the final YAML in a stable order.
+    /// berth's labels, and print the final YAML in a stable order. Objects of deprecated or
+    /// removed Kubernetes APIs (1.16-1.33) get a warning naming the replacement, against the
+    /// cluster's version when known; `--convert` rewrites the mechanical cases.
     Render(RenderCmd),
     /// Deploy manifests into a namespace as a numbered release: apply in order, run hooks,
     /// wait until everything is ready, roll back automatically on failure.
@@ -155,6 +157,42 @@ pub struct RenderCmd {
     /// Release name for berth's labels.
     #[arg(long)]
     pub release: Option<String>,
+
+    #[command(flatten)]
+    pub convert: ConvertFlags,
+}
+
+/// `berth render --convert`: objects of removed Kubernetes APIs rewritten into their
+/// replacements.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConvertFlags {
+    /// Rewrite objects of removed or deprecated APIs where the change is mechanical:
+    /// Deployment/DaemonSet/ReplicaSet/StatefulSet from extensions/v1beta1 and apps/v1beta1,
+    /// v1beta2 to apps/v1 (spec.selector from the pod template's labels when missing);
+    /// Ingress to networking.k8s.io/v1 (backend fields, pathType ImplementationSpecific when
+    /// absent, the kubernetes.io/ingress.class annotation to spec.ingressClassName); HPA
+    /// v2beta1/v2beta2 to autoscaling/v2; CronJob to batch/v1; PodDisruptionBudget to
+    /// policy/v1; RBAC, NetworkPolicy, PriorityClass and the other unchanged renames. The
+    /// converted YAML is printed on stdout, one line per object converted or left on stderr
+    /// (what was changed, what to do by hand: PodSecurityPolicy, CRDs, webhooks...). Exits 1
+    /// when something is left to do by hand.
+    #[arg(long)]
+    pub convert: bool,
+
+    /// With --convert: rewrite the plain manifest files given with -f in place instead of
+    /// printing YAML. Documents that need no change are kept byte for byte; a converted
+    /// document is rewritten in berth's YAML form (sorted keys, its inner comments lost —
+    /// review with `git diff`). Templates, Kustomize and Helm output are never rewritten:
+    /// their objects are named with what to change in the source. Images are not pinned
+    /// into the files.
+    #[arg(long, requires = "convert")]
+    pub write: bool,
+
+    /// The Kubernetes version to check deprecated and removed APIs against (e.g. 1.25).
+    /// Default: asked from the cluster of the current context (3 s), when an object uses a
+    /// deprecated or removed API.
+    #[arg(long, value_name = "VERSION")]
+    pub kube_version: Option<String>,
 }
 
 /// `berth deploy` and `berth diff`.

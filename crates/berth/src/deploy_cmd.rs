@@ -10,7 +10,9 @@ use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions}
 use berth_render::{HelmChart, ImageMap, ManifestSource, ObjectSet, RenderContext};
 use berth_types::{Event, EventSink, Level};
 
-use crate::cli::{ClusterArgs, DeployArgs, HistoryArgs, OutputFormat, RenderArgs, RollbackArgs};
+use crate::cli::{
+    ClusterArgs, ConvertFlags, DeployArgs, HistoryArgs, OutputFormat, RenderArgs, RollbackArgs,
+};
 
 /// Parses a flag's duration: `90s`, `5m`, `1m30s` (berth_types::duration's one grammar).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -102,14 +104,30 @@ pub async fn render(
     args: RenderArgs,
     cluster: ClusterArgs,
     release: Option<String>,
+    convert: ConvertFlags,
 ) -> Result<ExitCode, String> {
     let namespace = namespace_of(&cluster, None);
     let release = release.unwrap_or_else(|| "render".into());
     let (mut set, _) = render_objects(&args, &namespace, &release)?;
+    let version = crate::convert_cmd::kube_version(&set, &cluster, &convert).await;
+    if convert.write {
+        return crate::convert_cmd::write(&set, version.as_deref());
+    }
+    let mut code = ExitCode::SUCCESS;
+    if convert.convert {
+        // Every object of a listed API gets a report line instead of a warning.
+        let (converted, ok) = crate::convert_cmd::convert(&set)?;
+        set = converted;
+        if !ok {
+            code = ExitCode::from(1);
+        }
+    } else {
+        crate::convert_cmd::warn(&set, version.as_deref());
+    }
     let owner = berth_render::Ownership::new(&release, 0, &namespace);
     set.apply_ownership(&owner).map_err(|e| e.to_string())?;
     print!("{}", set.to_yaml());
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// Prints events: lines on stderr for people, JSON lines on stdout for machines.

@@ -7,6 +7,7 @@
 mod build_cmd;
 mod builder_flags;
 mod cli;
+mod convert_cmd;
 mod data_cmd;
 mod data_step;
 mod deploy_cmd;
@@ -38,7 +39,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             cli::Command::Doctor(a) => doctor::run(a).await,
-            cli::Command::Render(a) => deploy_cmd::render(a.render, a.cluster, a.release).await,
+            cli::Command::Render(a) => {
+                deploy_cmd::render(a.render, a.cluster, a.release, a.convert).await
+            }
             cli::Command::Deploy(a) => deploy_cmd::deploy(a).await,
             cli::Command::Run(a) => run_cmd::run(a).await,
             cli::Command::Init(a) => init_cmd::init(a),
