@@ -9,6 +9,7 @@ mod data;
 mod deploy;
 mod doctor;
 mod examples;
+mod init_layouts;
 mod pull_secret;
 mod real_node;
 mod rig;
