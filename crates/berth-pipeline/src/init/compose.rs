@@ -65,6 +65,14 @@ pub(super) fn read(p: &mut Planner<'_>) -> Result<(), InitError> {
             }
             _ => continue,
         }
+        if !super::inside(p.root, &p.root.join(&plan.context)) {
+            p.comments.push(format!(
+                "{name} builds {key} from {}, outside the repository (or missing): berth \
+                 builds only inside the repository, so it is not a service here",
+                plan.context
+            ));
+            continue;
+        }
         let image = svc.get("image").and_then(Value::as_str).map(String::from);
         let service = slug(key);
         let mut how = format!("{name}: build.context {}", plan.context);

@@ -30,7 +30,7 @@
 //! the written file rather than a silent guess.
 
 mod compose;
-mod scan;
+pub(crate) mod scan;
 mod skaffold;
 mod write;
 

@@ -938,6 +938,28 @@ fn ansible_values(root: &Path, dir: &Path) -> (BTreeMap<String, Value>, Vec<Stri
     (values, files)
 }
 
+/// Whether a variable's value must not be copied into berth.yaml: its name says it is a
+/// secret, or it is Ansible Vault ciphertext.
+fn looks_secret(name: &str, value: &Value) -> bool {
+    let n = name.to_ascii_lowercase();
+    let by_name = [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "private",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w));
+    let vault = value
+        .as_str()
+        .is_some_and(|s| s.trim_start().starts_with("$ANSIBLE_VAULT"));
+    by_name || vault
+}
+
 /// The template plan for `files` (all in one glob): vars, values, comments.
 fn template_plan(
     root: &Path,
@@ -956,6 +978,7 @@ fn template_plan(
     let (known, from) = ansible_values(root, dir);
     let mut values = BTreeMap::new();
     let mut unresolved = Vec::new();
+    let mut secrets = Vec::new();
     for v in &used {
         if image_vars.contains(v) || IMAGE_VARS.contains(&v.as_str()) {
             if v != "image" {
@@ -966,7 +989,11 @@ fn template_plan(
                 vars.insert(v.clone(), "service".to_string());
             }
         } else if let Some(val) = known.get(v) {
-            values.insert(v.clone(), val.clone());
+            if looks_secret(v, val) {
+                secrets.push(v.clone());
+            } else {
+                values.insert(v.clone(), val.clone());
+            }
         } else if v != "images" && v != "namespace" && v != "environment" {
             unresolved.push(v.clone());
         }
@@ -975,6 +1002,13 @@ fn template_plan(
         comments.push(format!(
             "a template composes its image as {c}: berth pins a whole reference, so write \
              `image: {{{{ image }}}}` (or one variable mapped to image under vars)"
+        ));
+    }
+    if !secrets.is_empty() {
+        comments.push(format!(
+            "the templates use {}, whose values look like secrets (or are vault-encrypted): \
+             not copied into berth.yaml; keep them in a Secret the manifests reference",
+            secrets.join(", ")
         ));
     }
     if !unresolved.is_empty() {

@@ -173,6 +173,13 @@ fn artifact(p: &mut Planner<'_>, a: &Value, global_platforms: &[String], version
     );
     let name = slug(image.rsplit('/').next().unwrap_or("app"));
     let subject = format!("service {name}");
+    if !super::inside(p.root, &p.root.join(&context)) {
+        p.comments.push(format!(
+            "skaffold.yaml builds {image} from {context}, outside the repository (or missing): \
+             berth builds only inside the repository, so it is not a service here"
+        ));
+        return;
+    }
     let mut build = BuildPlan {
         context: context.clone(),
         ..BuildPlan::default()
@@ -315,7 +322,7 @@ fn script_of(root: &Path, context: &str, command: &str) -> Option<String> {
         .split_whitespace()
         .filter(|w| !matches!(*w, "sh" | "bash" | "-c" | "-e" | "-x"))
         .map(|w| join(context, w))
-        .find(|w| root.join(w).is_file())
+        .find(|w| root.join(w).is_file() && super::inside(root, &root.join(w)))
 }
 
 /// The platforms of every `--platform` in a build script (`--platform linux/amd64,linux/arm64`,
