@@ -41,8 +41,9 @@ fn is_wild(segment: &str) -> bool {
     segment.contains(['*', '?'])
 }
 
-/// Whether `name` matches one pattern segment (`*`, `?`, literal characters).
-pub(crate) fn segment_matches(pattern: &str, name: &str) -> bool {
+/// Whether `name` matches one pattern segment (`*`, `?`, literal characters), as `discover`
+/// patterns do; `berth init` matches Skaffold's manifest globs with it.
+pub fn segment_matches(pattern: &str, name: &str) -> bool {
     fn go(p: &[char], n: &[char]) -> bool {
         match p.split_first() {
             None => n.is_empty(),

@@ -52,6 +52,7 @@ mod tests;
 use std::path::Path;
 
 pub use data::{CloneStep, CopyStep, DataStep, MaskColumn};
+pub use discover::segment_matches;
 pub use error::{ConfigError, Diagnostic, Location, Problem};
 pub use model::{
     Build, BuildNetwork, BuildSandbox, Config, DeploySettings, Environment, Helm, Hook, HookAction,

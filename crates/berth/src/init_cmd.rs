@@ -56,8 +56,19 @@ pub fn init(args: InitArgs) -> Result<ExitCode, String> {
     let namespace = args.namespace.clone().unwrap_or(folder);
     let plan =
         berth_pipeline::init::plan(&args.dir, &prefix, &namespace).map_err(|e| e.to_string())?;
-    for line in &plan.explanations {
-        eprintln!("  {line}");
+    for choice in &plan.choices {
+        eprintln!("  {choice}");
+    }
+    // What could not be decided is also a comment in the written file.
+    for note in plan.comments.iter().map(|c| (None, c)).chain(
+        plan.services
+            .iter()
+            .flat_map(|s| s.comments.iter().map(move |c| (Some(&s.name), c))),
+    ) {
+        match note {
+            (Some(service), c) => eprintln!("  note (service {service}): {c}"),
+            (None, c) => eprintln!("  note: {c}"),
+        }
     }
     if args.print {
         print!("{}", plan.yaml);

@@ -9,6 +9,7 @@ mod data;
 mod deploy;
 mod doctor;
 mod examples;
+mod init_layouts;
 mod preflight;
 mod pull_secret;
 mod real_node;
