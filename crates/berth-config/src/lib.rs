@@ -55,7 +55,7 @@ pub use data::{CloneStep, CopyStep, DataStep, MaskColumn};
 pub use error::{ConfigError, Diagnostic, Location, Problem};
 pub use model::{
     Build, BuildNetwork, BuildSandbox, Config, DeploySettings, Environment, Helm, Hook, HookAction,
-    Hooks, Manifests, Promotion, Registry, Service, Test,
+    Hooks, ImageNaming, ImageValues, Manifests, Promotion, Registry, Service, Test,
 };
 
 /// The configuration file's name.

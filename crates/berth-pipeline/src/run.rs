@@ -26,9 +26,11 @@ use std::time::Duration;
 
 use berth_build::exec::{BuildOptions, BuildRequest, build};
 use berth_cluster::Cluster;
-use berth_config::{Config, Environment, Manifests, Service};
+use berth_config::{Config, Environment, ImageNaming, Manifests, Service};
 use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
-use berth_render::{HelmChart, ImageMap, ManifestSource, ObjectSet, RenderContext, Tools};
+use berth_render::{
+    HelmChart, ImageMap, ImageValuePaths, ManifestSource, ObjectSet, RenderContext, Tools,
+};
 use berth_types::{Event, EventSink, ForService, ImageRef, Level};
 
 use crate::changes::{ChangeError, changed_services};
@@ -59,6 +61,36 @@ pub enum RunError {
         /// Why.
         #[source]
         source: Box<berth_render::RenderError>,
+    },
+    /// Rendering with placeholder digests failed, before anything was built.
+    #[error("rendering service `{service}` failed; nothing was built or pushed: {source}")]
+    Prerender {
+        /// The service.
+        service: String,
+        /// Why.
+        #[source]
+        source: Box<berth_render::RenderError>,
+    },
+    /// A built service's image is referenced by no rendered object.
+    #[error(
+        "{}",
+        unreferenced_message(service, image, pushed, found, closest, helm, stage)
+    )]
+    Unreferenced {
+        /// The service.
+        service: String,
+        /// Its image as the manifests should name it.
+        image: String,
+        /// The repository it is pushed to.
+        pushed: String,
+        /// The image references the rendered objects hold (other services' aside).
+        found: Vec<String>,
+        /// The one closest to `image` by name.
+        closest: Option<String>,
+        /// For a Helm chart: which values berth set, or that it found none.
+        helm: Option<String>,
+        /// When it was found.
+        stage: Stage,
     },
     /// A promotion was refused.
     #[error("{0}")]
@@ -269,6 +301,20 @@ impl Pipeline {
                 .collect(),
         };
 
+        // Before any build: render every service with placeholder digests for the images about
+        // to be built (the deployed ones for the rest), so that a template or YAML error, or a
+        // built image that no rendered object references, stops the run with nothing built.
+        let mut planned: BTreeMap<String, String> = BTreeMap::new();
+        for s in self.config.services.iter().filter(|s| s.build.is_some()) {
+            let key = repository(s);
+            if to_build.iter().any(|b| b.name == s.name) {
+                planned.insert(key.clone(), placeholder(&key));
+            } else if let Some(img) = deployed_images.get(&key) {
+                planned.insert(key, img.clone());
+            }
+        }
+        self.prerender(env, &namespace, &planned, &req)?;
+
         // Build and push what changed; keep the rest.
         let mut pinned: BTreeMap<String, String> = BTreeMap::new();
         let mut kept = Vec::new();
@@ -372,6 +418,137 @@ impl Pipeline {
         })
     }
 
+    /// The check before any build: every service rendered with `planned` (placeholder digests
+    /// for what is about to be built), and every built image referenced.
+    fn prerender(
+        &self,
+        env: &Environment,
+        namespace: &str,
+        planned: &BTreeMap<String, String>,
+        req: &RunRequest,
+    ) -> Result<(), RunError> {
+        let started = std::time::Instant::now();
+        self.sink.emit(Event::StepStarted {
+            step: "prerender".into(),
+        });
+        let checked = self
+            .render_all(env, namespace, planned, req)
+            .and_then(|set| {
+                self.check_references(&set, planned, Stage::BeforeBuild)
+                    .map(|()| set.len())
+            })
+            .map_err(|e| match e {
+                RunError::Render { service, source } => RunError::Prerender { service, source },
+                other => other,
+            });
+        self.sink.emit(Event::StepFinished {
+            step: "prerender".into(),
+            ok: checked.is_ok(),
+            millis: started.elapsed().as_millis() as u64,
+            message: match &checked {
+                Ok(n) => format!("{n} objects render; every built image is referenced"),
+                Err(e) => e.to_string(),
+            },
+        });
+        checked.map(|_| ())
+    }
+
+    /// Every built service whose image is in `pinned` must be referenced by some rendered
+    /// object, pinned: otherwise the manifests would deploy some other image (a stale public
+    /// `team/web`, a hand-written tag) while berth reports the build as deployed.
+    fn check_references(
+        &self,
+        objects: &ObjectSet,
+        pinned: &BTreeMap<String, String>,
+        stage: Stage,
+    ) -> Result<(), RunError> {
+        let refs: Vec<ImageRef> = pinned.values().filter_map(|p| p.parse().ok()).collect();
+        for s in self.config.services.iter().filter(|s| s.build.is_some()) {
+            let key = repository(s);
+            let Some(mine) = pinned.get(&key).and_then(|p| p.parse::<ImageRef>().ok()) else {
+                continue;
+            };
+            if objects.references(&mine) {
+                continue;
+            }
+            // What the objects do name, other than the other services' pinned images.
+            let mut found: Vec<String> = objects
+                .image_references()
+                .into_iter()
+                .map(|u| u.image)
+                .filter(|i| {
+                    !refs
+                        .iter()
+                        .any(|r| berth_render::images::is_same_pinned(i, r))
+                })
+                .collect();
+            found.sort();
+            found.dedup();
+            let wanted = match &s.naming {
+                ImageNaming::ManifestName(n) => n.clone(),
+                _ => key.clone(),
+            };
+            let closest = found
+                .iter()
+                .min_by_key(|f| berth_config::suggest::distance(strip_tag(f), &wanted))
+                .cloned();
+            let helm = match &s.manifests {
+                Some(Manifests::Helm(h)) => Some(
+                    self.helm_image_overrides(h, &mine)
+                        .map(|(how, set)| format!("{how}: berth set {}", set.join(", ")))
+                        .unwrap_or_else(|| {
+                            "berth found no image values in the chart's values.yaml".into()
+                        }),
+                ),
+                _ => None,
+            };
+            return Err(RunError::Unreferenced {
+                service: s.name.clone(),
+                image: wanted,
+                pushed: key,
+                found,
+                closest,
+                helm,
+                stage,
+            });
+        }
+        Ok(())
+    }
+
+    /// The `--set` overrides that make `h` compose `pinned`, and where their paths came from:
+    /// `helm.image-values`, or the layout detected in the chart's (or a values file's) values.
+    fn helm_image_overrides(
+        &self,
+        h: &berth_config::Helm,
+        pinned: &ImageRef,
+    ) -> Option<(String, Vec<String>)> {
+        let (how, paths) = match &h.image_values {
+            Some(v) => (
+                format!("helm.image-values of {}", self.config.file),
+                ImageValuePaths {
+                    image: v.image.clone(),
+                    registry: v.registry.clone(),
+                    repository: v.repository.clone(),
+                    tag: v.tag.clone(),
+                    digest: v.digest.clone(),
+                },
+            ),
+            None => {
+                let chart_values = self.config.path(Path::new(&h.chart)).join("values.yaml");
+                std::iter::once(chart_values)
+                    .chain(h.values.iter().map(|v| self.config.path(v)))
+                    .find_map(|file| {
+                        let text = std::fs::read_to_string(&file).ok()?;
+                        let origin = file.display().to_string();
+                        let docs = berth_render::yaml::parse_yaml_values(&text, &origin).ok()?;
+                        let found = ImageValuePaths::detect(&docs.first()?.0)?;
+                        Some((format!("detected in {origin}"), found))
+                    })?
+            }
+        };
+        Some((how, paths.overrides(pinned)))
+    }
+
     async fn render_and_deploy(
         &self,
         env: &Environment,
@@ -397,6 +574,7 @@ impl Pipeline {
             },
         });
         let objects = objects?;
+        self.check_references(&objects, &pinned, Stage::BeforeDeploy)?;
 
         // Pull secrets before anything is applied (see `pull_secret`).
         let pull_secret = req
@@ -657,6 +835,20 @@ impl Pipeline {
         for (name, reference) in pinned {
             images.insert(name, reference)?;
         }
+        // Services named by the name their manifests use (`image: team/web`): that name, with
+        // any tag, is their pushed image too.
+        for other in &self.config.services {
+            if let (ImageNaming::ManifestName(name), Some(repo)) = (&other.naming, &other.image)
+                && let Some(reference) = pinned.get(&repo.name())
+                && repo.name()
+                    != name
+                        .parse::<ImageRef>()
+                        .map(|r| r.name())
+                        .unwrap_or_default()
+            {
+                images.insert(name, reference)?;
+            }
+        }
         let mut values = serde_json::Map::new();
         let paths: Vec<PathBuf>;
         let source: Vec<ManifestSource> = match m {
@@ -685,7 +877,21 @@ impl Pipeline {
                 namespace: namespace.into(),
                 version: h.version.clone(),
                 values_files: h.values.iter().map(|v| self.config.path(v)).collect(),
-                set: h.set.clone(),
+                // The built image, composed by the chart from values berth sets: after the
+                // user's overrides, so that the pushed digest wins.
+                set: h
+                    .set
+                    .iter()
+                    .cloned()
+                    .chain(
+                        image
+                            .filter(|_| s.build.is_some())
+                            .and_then(|i| i.parse::<ImageRef>().ok())
+                            .and_then(|i| self.helm_image_overrides(h, &i))
+                            .map(|(_, set)| set)
+                            .unwrap_or_default(),
+                    )
+                    .collect(),
             })],
         };
         let mut merged = serde_json::Value::Object(values);
@@ -949,6 +1155,85 @@ impl BuildJob {
                 }
             },
         })
+    }
+}
+
+/// When [`RunError::Unreferenced`] was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// In the render with placeholder digests, before any build.
+    BeforeBuild,
+    /// In the render with the pushed digests, before anything was applied.
+    BeforeDeploy,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::BeforeBuild => "nothing was built or pushed",
+            Stage::BeforeDeploy => "nothing was deployed",
+        })
+    }
+}
+
+fn unreferenced_message(
+    service: &str,
+    image: &str,
+    pushed: &str,
+    found: &[String],
+    closest: &Option<String>,
+    helm: &Option<String>,
+    stage: &Stage,
+) -> String {
+    let mut m =
+        format!("service `{service}`: no rendered object references its built image `{image}`");
+    if image != pushed {
+        m.push_str(&format!(" (pushed to `{pushed}`)"));
+    }
+    m.push_str(&format!("; {stage}. "));
+    if found.is_empty() {
+        m.push_str("The rendered objects name no image at all. ");
+    } else {
+        let list: Vec<String> = found.iter().map(|f| format!("`{f}`")).collect();
+        m.push_str(&format!(
+            "Image references in the rendered objects: {}",
+            list.join(", ")
+        ));
+        if let Some(c) = closest {
+            m.push_str(&format!("; the closest is `{c}`"));
+        }
+        m.push_str(". ");
+    }
+    if let Some(h) = helm {
+        m.push_str(&format!("({h}.) "));
+    }
+    m.push_str(&format!(
+        "Name the image `{image}` (any tag) in a container or a custom resource's `image` field, \
+         write `{{{{ image }}}}` in a template"
+    ));
+    if helm.is_some() {
+        m.push_str(", or map the chart values that compose it with `helm.image-values: {repository: ..., tag: ...}`");
+    }
+    m
+}
+
+/// A digest no image has: stands for an image not built yet in the render before the builds.
+fn placeholder(repository: &str) -> String {
+    // FNV-1a of the repository, so that every service's placeholder differs.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in repository.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{repository}@sha256:{h:016x}{:048}", 0)
+}
+
+/// `name` of `name:tag` or `name@digest`.
+fn strip_tag(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => &image[..last_slash + i],
+        None => image,
     }
 }
 
