@@ -9,6 +9,7 @@ mod data;
 mod deploy;
 mod doctor;
 mod examples;
+mod pinning;
 mod pull_secret;
 mod real_node;
 mod rig;

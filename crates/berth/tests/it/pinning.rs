@@ -1,0 +1,368 @@
+//! Image references that cannot miss (issue 14): a built image is deployed pinned to its
+//! digest wherever the manifests name it (Skaffold-style short names, Helm charts composing
+//! the image from values), or the run fails before anything is built or pushed.
+
+use std::path::PathBuf;
+
+use berth_cluster::ObjectKey;
+use berth_testkit::TestContext;
+
+use crate::run::git;
+
+struct Project {
+    dir: PathBuf,
+    store: PathBuf,
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+const DOCKERFILE: &str = "FROM docker.io/library/busybox:latest\nCOPY index.html /www/index.html\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
+
+/// A git repository with `files` (berth.yaml's `REGISTRY` and `PREFIX` replaced by the
+/// environment's registry host and the test's repository) and a buildable `web/`.
+fn project(ctx: &TestContext, files: &[(&str, &str)]) -> Project {
+    let suffix = berth_testkit::unique_suffix();
+    let dir = std::env::temp_dir().join(format!("berth-pinning-{suffix}"));
+    let all = [
+        ("web/Dockerfile", DOCKERFILE),
+        ("web/index.html", "<h1>pinned</h1>\n"),
+    ];
+    for (path, text) in all.iter().chain(files) {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let text = text
+            .replace("REGISTRY", ctx.env.registry_host())
+            .replace("PREFIX", &ctx.repository);
+        std::fs::write(p, text).unwrap();
+    }
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "first"]);
+    Project {
+        dir,
+        store: std::env::temp_dir().join(format!("berth-pinning-store-{suffix}")),
+    }
+}
+
+fn berth(ctx: &TestContext, p: &Project, args: &[&str]) -> std::process::Output {
+    ctx.env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(args)
+        .args(["-n", &ctx.namespace, "-c"])
+        .arg(p.dir.join("berth.yaml"))
+        .env("BERTH_STORE", &p.store)
+        .output()
+        .unwrap()
+}
+
+/// `berth run -o json`, which must succeed: its result document.
+fn run_ok(ctx: &TestContext, p: &Project, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["run", "-o", "json"];
+    args.extend(extra);
+    let out = berth(ctx, p, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// `berth run`, which must fail: its stderr.
+fn run_fails(ctx: &TestContext, p: &Project) -> String {
+    let out = berth(ctx, p, &["run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the run succeeded:\n{stderr}");
+    stderr
+}
+
+async fn deployment(ctx: &TestContext, name: &str) -> serde_json::Value {
+    ctx.cluster
+        .get(&ObjectKey::new(
+            "apps/v1",
+            "Deployment",
+            Some(&ctx.namespace),
+            name,
+        ))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("Deployment {name} exists"))
+}
+
+/// The tags the registry holds for `repository` (host/path); none when it does not exist.
+async fn tags(repository: &str) -> Vec<String> {
+    let (host, path) = repository.split_once('/').unwrap();
+    let resp = reqwest::get(format!("http://{host}/v2/{path}/tags/list"))
+        .await
+        .unwrap();
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Vec::new();
+    }
+    let body: serde_json::Value = resp.json().await.unwrap();
+    body["tags"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const SKAFFOLD_STYLE: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      initContainers:
+      - name: warm
+        image: docker.io/team/web:v1
+        command: [\"true\"]
+      containers:
+      - name: web
+        image: team/web
+";
+
+/// The issue's first bug: the manifests named the image `team/web` (as Skaffold projects
+/// do), berth built and pushed it, then deployed `team/web` untouched — the stale public image.
+#[tokio::test]
+async fn manifests_naming_the_short_image_name_are_deployed_with_the_pushed_digest() {
+    let ctx = TestContext::new("pin-short").await;
+    let p = project(
+        &ctx,
+        &[
+            (
+                "berth.yaml",
+                "registry:\n  prefix: PREFIX\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: web\n    build: {context: web}\n    image: team/web\n    manifests: {path: [k8s]}\nenvironments:\n  - name: dev\n    namespace: dev\n",
+            ),
+            ("k8s/web.yaml", SKAFFOLD_STYLE),
+        ],
+    );
+    let first = run_ok(&ctx, &p, &[]);
+    let web = first["built"]["web"].as_str().expect("web was built");
+    assert!(
+        web.starts_with(&format!("{}/team/web@sha256:", ctx.repository)),
+        "{first}"
+    );
+    let d = deployment(&ctx, "web").await;
+    let spec = &d["spec"]["template"]["spec"];
+    assert_eq!(spec["containers"][0]["image"], web, "{spec}");
+    assert_eq!(spec["initContainers"][0]["image"], web, "{spec}");
+    assert!(
+        !tags(&format!("{}/team/web", ctx.repository))
+            .await
+            .is_empty()
+    );
+
+    // Unchanged: the service keeps the deployed digest under the new keying; no new revision.
+    let again = run_ok(&ctx, &p, &[]);
+    assert_eq!(again["kept"], serde_json::json!(["web"]), "{again}");
+    assert_eq!(again["revision"], first["revision"], "{again}");
+
+    // `--default-repo` wins over registry.prefix; the manifests still say `team/web`.
+    let other = format!("{}/other", ctx.repository);
+    let moved = run_ok(&ctx, &p, &["--default-repo", &other]);
+    let web2 = moved["built"]["web"]
+        .as_str()
+        .expect("rebuilt for the new repository");
+    assert!(
+        web2.starts_with(&format!("{other}/team/web@sha256:")),
+        "{moved}"
+    );
+    let d = deployment(&ctx, "web").await;
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        web2
+    );
+}
+
+/// `registry.flatten`: registries without nested repositories get `<prefix>/team_web`.
+#[tokio::test]
+async fn flattened_short_names_are_pushed_as_one_component_and_still_pinned() {
+    let ctx = TestContext::new("pin-flat").await;
+    let p = project(
+        &ctx,
+        &[
+            (
+                "berth.yaml",
+                "registry:\n  prefix: PREFIX\n  flatten: true\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: web\n    build: {context: web}\n    image: team/web\n    manifests: {path: [k8s]}\nenvironments:\n  - name: dev\n    namespace: dev\n",
+            ),
+            ("k8s/web.yaml", SKAFFOLD_STYLE),
+        ],
+    );
+    let out = run_ok(&ctx, &p, &[]);
+    let web = out["built"]["web"].as_str().expect("web was built");
+    assert!(
+        web.starts_with(&format!("{}/team_web@sha256:", ctx.repository)),
+        "{out}"
+    );
+    let d = deployment(&ctx, "web").await;
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], web);
+}
+
+/// A built image that no manifest names was pushed and the manifests deployed whatever they
+/// named, silently; now the run stops before the build, naming what the manifests do use.
+#[tokio::test]
+async fn a_built_image_no_manifest_references_fails_the_run_before_any_push() {
+    let ctx = TestContext::new("pin-unref").await;
+    let p = project(
+        &ctx,
+        &[
+            (
+                "berth.yaml",
+                "registry:\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: web\n    build: {context: web}\n    image: PREFIX/web\n    manifests: {path: [k8s]}\nenvironments:\n  - name: dev\n    namespace: dev\n",
+            ),
+            (
+                "k8s/web.yaml",
+                &SKAFFOLD_STYLE
+                    .replace("image: team/web\n", "image: PREFIX/wbe:1\n")
+                    .replace("docker.io/team/web:v1", "docker.io/library/busybox:latest"),
+            ),
+        ],
+    );
+    let stderr = run_fails(&ctx, &p);
+    assert!(
+        stderr.contains("no rendered object references its built image")
+            && stderr.contains("nothing was built or pushed")
+            && stderr.contains("docker.io/library/busybox:latest")
+            && stderr.contains(&format!("the closest is `{}/wbe:1`", ctx.repository)),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("building web"), "{stderr}");
+    assert_eq!(
+        tags(&format!("{}/web", ctx.repository)).await,
+        Vec::<String>::new()
+    );
+    let none = ctx
+        .cluster
+        .get(&ObjectKey::new(
+            "apps/v1",
+            "Deployment",
+            Some(&ctx.namespace),
+            "web",
+        ))
+        .await
+        .unwrap();
+    assert!(none.is_none(), "deployed: {none:?}");
+}
+
+/// A malformed template failed only after the images had been built and pushed.
+#[tokio::test]
+async fn a_malformed_template_fails_the_run_before_anything_is_built() {
+    let ctx = TestContext::new("pin-tmpl").await;
+    let p = project(
+        &ctx,
+        &[
+            (
+                "berth.yaml",
+                "registry:\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: web\n    build: {context: web}\n    image: PREFIX/web\n    manifests: {template: [k8s]}\nenvironments:\n  - name: dev\n    namespace: dev\n",
+            ),
+            (
+                "k8s/web.yaml.j2",
+                &SKAFFOLD_STYLE.replace("image: team/web\n", "image: {{ image \n"),
+            ),
+        ],
+    );
+    let stderr = run_fails(&ctx, &p);
+    assert!(
+        stderr.contains("web.yaml.j2") && stderr.contains("nothing was built or pushed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("building web"), "{stderr}");
+    assert_eq!(
+        tags(&format!("{}/web", ctx.repository)).await,
+        Vec::<String>::new()
+    );
+}
+
+const CHART_TEMPLATE: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: {{ .Release.Name }}}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}}
+    spec:
+      containers:
+      - name: web
+        image: \"IMAGE\"
+";
+
+/// Helm charts composing `{{ .Values.image.repository }}:{{ .Values.image.tag }}` were
+/// deployed with the chart's own `team/web:1.0`; berth now sets the values (detected from
+/// values.yaml, or as `helm.image-values` maps them) and checks the rendered output.
+#[tokio::test]
+async fn helm_charts_composing_the_image_from_values_deploy_the_pushed_digest() {
+    let ctx = TestContext::new("pin-helm").await;
+    let p = project(
+        &ctx,
+        &[
+            (
+                "berth.yaml",
+                "registry:\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: detected\n    build: {context: web}\n    image: PREFIX/detected\n    manifests:\n      helm: {chart: charts/detected}\n  - name: mapped\n    build: {context: web}\n    image: PREFIX/mapped\n    manifests:\n      helm:\n        chart: charts/mapped\n        image-values: {repository: app.picture.repo, tag: app.picture.version}\nenvironments:\n  - name: dev\n    namespace: dev\n",
+            ),
+            (
+                "charts/detected/Chart.yaml",
+                "apiVersion: v2\nname: detected\nversion: 0.1.0\n",
+            ),
+            (
+                "charts/detected/values.yaml",
+                "image:\n  repository: team/web\n  tag: \"1.0\"\n  pullPolicy: IfNotPresent\n",
+            ),
+            (
+                "charts/detected/templates/deployment.yaml",
+                &CHART_TEMPLATE.replace(
+                    "IMAGE",
+                    "{{ .Values.image.repository }}:{{ .Values.image.tag }}",
+                ),
+            ),
+            (
+                "charts/mapped/Chart.yaml",
+                "apiVersion: v2\nname: mapped\nversion: 0.1.0\n",
+            ),
+            (
+                "charts/mapped/values.yaml",
+                "app:\n  picture:\n    repo: team/web\n    version: \"1.0\"\n",
+            ),
+            (
+                "charts/mapped/templates/deployment.yaml",
+                &CHART_TEMPLATE.replace(
+                    "IMAGE",
+                    "{{ .Values.app.picture.repo }}:{{ .Values.app.picture.version }}",
+                ),
+            ),
+        ],
+    );
+    let out = run_ok(&ctx, &p, &[]);
+    for service in ["detected", "mapped"] {
+        let built = out["built"][service].as_str().expect("built");
+        let (repo, digest) = built.split_once('@').unwrap();
+        let d = deployment(&ctx, service).await;
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            format!("{repo}:pinned@{digest}"),
+            "{service}"
+        );
+    }
+    // Unchanged services render the same pod template: nothing to apply.
+    let again = run_ok(&ctx, &p, &[]);
+    assert_eq!(again["revision"], out["revision"], "{again}");
+}
