@@ -306,55 +306,35 @@ spec:
         image: \"IMAGE\"
 ";
 
-/// Helm charts composing `{{ .Values.image.repository }}:{{ .Values.image.tag }}` were
-/// deployed with the chart's own `team/web:1.0`; berth now sets the values (detected from
-/// values.yaml, or as `helm.image-values` maps them) and checks the rendered output.
-#[tokio::test]
-async fn helm_charts_composing_the_image_from_values_deploy_the_pushed_digest() {
-    let ctx = TestContext::new("pin-helm").await;
-    let p = project(
-        &ctx,
-        &[
-            (
-                "berth.yaml",
-                "registry:\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: detected\n    build: {context: web}\n    image: PREFIX/detected\n    manifests:\n      helm: {chart: charts/detected}\n  - name: mapped\n    build: {context: web}\n    image: PREFIX/mapped\n    manifests:\n      helm:\n        chart: charts/mapped\n        image-values: {repository: app.picture.repo, tag: app.picture.version}\nenvironments:\n  - name: dev\n    namespace: dev\n",
-            ),
-            (
-                "charts/detected/Chart.yaml",
-                "apiVersion: v2\nname: detected\nversion: 0.1.0\n",
-            ),
-            (
-                "charts/detected/values.yaml",
-                "image:\n  repository: team/web\n  tag: \"1.0\"\n  pullPolicy: IfNotPresent\n",
-            ),
-            (
-                "charts/detected/templates/deployment.yaml",
-                &CHART_TEMPLATE.replace(
-                    "IMAGE",
-                    "{{ .Values.image.repository }}:{{ .Values.image.tag }}",
-                ),
-            ),
-            (
-                "charts/mapped/Chart.yaml",
-                "apiVersion: v2\nname: mapped\nversion: 0.1.0\n",
-            ),
-            (
-                "charts/mapped/values.yaml",
-                "app:\n  picture:\n    repo: team/web\n    version: \"1.0\"\n",
-            ),
-            (
-                "charts/mapped/templates/deployment.yaml",
-                &CHART_TEMPLATE.replace(
-                    "IMAGE",
-                    "{{ .Values.app.picture.repo }}:{{ .Values.app.picture.version }}",
-                ),
-            ),
-        ],
-    );
+fn chart(name: &str, values: &str, image: &str) -> [(String, String); 3] {
+    [
+        (
+            format!("charts/{name}/Chart.yaml"),
+            format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n"),
+        ),
+        (format!("charts/{name}/values.yaml"), values.to_string()),
+        (
+            format!("charts/{name}/templates/deployment.yaml"),
+            CHART_TEMPLATE.replace("IMAGE", image),
+        ),
+    ]
+}
+
+/// Runs `berth_yaml` with `charts` and checks that each of `services` (its Helm release's
+/// Deployment) runs the pushed digest, composed by the chart as `repo:pinned@sha256:...`; a
+/// second run renders the same pod templates (no new revision).
+async fn helm_deploys_pinned(name: &str, berth_yaml: &str, charts: &[[(String, String); 3]]) {
+    let ctx = TestContext::new(name).await;
+    let mut files: Vec<(&str, &str)> = vec![("berth.yaml", berth_yaml)];
+    for c in charts {
+        files.extend(c.iter().map(|(p, t)| (p.as_str(), t.as_str())));
+    }
+    let p = project(&ctx, &files);
     let out = run_ok(&ctx, &p, &[]);
-    for service in ["detected", "mapped"] {
-        let built = out["built"][service].as_str().expect("built");
-        let (repo, digest) = built.split_once('@').unwrap();
+    let built = out["built"].as_object().unwrap();
+    assert!(!built.is_empty(), "{out}");
+    for (service, image) in built {
+        let (repo, digest) = image.as_str().unwrap().split_once('@').unwrap();
         let d = deployment(&ctx, service).await;
         assert_eq!(
             d["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -362,7 +342,82 @@ async fn helm_charts_composing_the_image_from_values_deploy_the_pushed_digest() 
             "{service}"
         );
     }
-    // Unchanged services render the same pod template: nothing to apply.
     let again = run_ok(&ctx, &p, &[]);
     assert_eq!(again["revision"], out["revision"], "{again}");
+}
+
+/// Helm charts composing `{{ .Values.image.repository }}:{{ .Values.image.tag }}` were
+/// deployed with the chart's own `team/web:1.0`, silently; berth now detects the layout in
+/// values.yaml (`image.repository`/`image.tag`, and `image.registry`), sets the values and
+/// checks the rendered output.
+#[tokio::test]
+async fn helm_chart_composing_the_image_from_values_is_deployed_pinned_by_detection() {
+    helm_deploys_pinned(
+        "pin-helm-detect",
+        "registry:\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: plain\n    build: {context: web}\n    image: PREFIX/plain\n    manifests:\n      helm: {chart: charts/plain}\n  - name: split\n    build: {context: web}\n    image: PREFIX/split\n    manifests:\n      helm: {chart: charts/split}\nenvironments:\n  - name: dev\n    namespace: dev\n",
+        &[
+            chart(
+                "plain",
+                "image:\n  repository: team/web\n  tag: \"1.0\"\n  pullPolicy: IfNotPresent\n",
+                "{{ .Values.image.repository }}:{{ .Values.image.tag }}",
+            ),
+            chart(
+                "split",
+                "image:\n  registry: docker.io\n  repository: team/web\n  tag: \"1.0\"\n",
+                "{{ .Values.image.registry }}/{{ .Values.image.repository }}:{{ .Values.image.tag }}",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// The same with values of the chart's own naming, mapped by `helm.image-values`.
+#[tokio::test]
+async fn helm_chart_composing_the_image_from_values_is_deployed_pinned_with_image_values() {
+    helm_deploys_pinned(
+        "pin-helm-mapped",
+        "registry:\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: mapped\n    build: {context: web}\n    image: PREFIX/mapped\n    manifests:\n      helm:\n        chart: charts/mapped\n        image-values: {repository: app.picture.repo, tag: app.picture.version}\nenvironments:\n  - name: dev\n    namespace: dev\n",
+        &[chart(
+            "mapped",
+            "app:\n  picture:\n    repo: team/web\n    version: \"1.0\"\n",
+            "{{ .Values.app.picture.repo }}:{{ .Values.app.picture.version }}",
+        )],
+    )
+    .await;
+}
+
+/// A chart whose image values berth cannot find renders its own image: the run stops before
+/// any build, saying what the chart rendered and how to map its values.
+#[tokio::test]
+async fn a_helm_chart_whose_image_values_berth_cannot_find_fails_before_any_build() {
+    let ctx = TestContext::new("pin-helm-none").await;
+    let [a, b, c] = chart(
+        "odd",
+        "picture:\n  name: team/web\n",
+        "{{ .Values.picture.name }}:1",
+    );
+    let p = project(
+        &ctx,
+        &[
+            (
+                "berth.yaml",
+                "registry:\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: odd\n    build: {context: web}\n    image: PREFIX/odd\n    manifests:\n      helm: {chart: charts/odd}\nenvironments:\n  - name: dev\n    namespace: dev\n",
+            ),
+            (&a.0, &a.1),
+            (&b.0, &b.1),
+            (&c.0, &c.1),
+        ],
+    );
+    let stderr = run_fails(&ctx, &p);
+    assert!(
+        stderr.contains("no rendered object references its built image")
+            && stderr.contains("berth found no image values")
+            && stderr.contains("the closest is `team/web:1`")
+            && stderr.contains("helm.image-values"),
+        "{stderr}"
+    );
+    assert_eq!(
+        tags(&format!("{}/odd", ctx.repository)).await,
+        Vec::<String>::new()
+    );
 }
