@@ -421,3 +421,54 @@ async fn a_helm_chart_whose_image_values_berth_cannot_find_fails_before_any_buil
         Vec::<String>::new()
     );
 }
+
+/// `berth render` shows what a run would deploy: from berth.yaml, the short name pinned in
+/// the pushed repository (placeholder digest), `--default-repo` winning over the prefix.
+#[tokio::test]
+async fn render_from_berth_yaml_shows_the_short_name_pinned_where_it_is_pushed() {
+    let ctx = TestContext::new("pin-render").await;
+    let p = project(
+        &ctx,
+        &[
+            (
+                "berth.yaml",
+                "registry:\n  prefix: PREFIX\nservices:\n  - name: web\n    build: {context: web}\n    image: team/web\n    manifests: {path: [k8s]}\nenvironments:\n  - name: dev\n    namespace: dev\n",
+            ),
+            ("k8s/web.yaml", SKAFFOLD_STYLE),
+        ],
+    );
+    let render = |extra: &[&str]| {
+        let out = ctx
+            .env
+            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+            .arg("render")
+            .args(extra)
+            .current_dir(&p.dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let zeros = "0".repeat(64);
+    let text = render(&[]);
+    let want = format!("image: {}/team/web@sha256:{zeros}", ctx.repository);
+    assert_eq!(text.matches(&want).count(), 2, "{text}");
+    assert!(
+        !text.contains("image: team/web") && !text.contains("team/web:v1"),
+        "{text}"
+    );
+    let text = render(&["--default-repo", "127.0.0.1:5999/else"]);
+    assert_eq!(
+        text.matches(&format!(
+            "image: 127.0.0.1:5999/else/team/web@sha256:{zeros}"
+        ))
+        .count(),
+        2,
+        "{text}"
+    );
+}
