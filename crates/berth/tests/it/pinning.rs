@@ -323,8 +323,7 @@ fn chart(name: &str, values: &str, image: &str) -> [(String, String); 3] {
 /// Runs `berth_yaml` with `charts` and checks that each of `services` (its Helm release's
 /// Deployment) runs the pushed digest, composed by the chart as `repo:pinned@sha256:...`; a
 /// second run renders the same pod templates (no new revision).
-async fn helm_deploys_pinned(name: &str, berth_yaml: &str, charts: &[[(String, String); 3]]) {
-    let ctx = TestContext::new(name).await;
+async fn helm_deploys_pinned(ctx: TestContext, berth_yaml: &str, charts: &[[(String, String); 3]]) {
     let mut files: Vec<(&str, &str)> = vec![("berth.yaml", berth_yaml)];
     for c in charts {
         files.extend(c.iter().map(|(p, t)| (p.as_str(), t.as_str())));
@@ -352,8 +351,9 @@ async fn helm_deploys_pinned(name: &str, berth_yaml: &str, charts: &[[(String, S
 /// checks the rendered output.
 #[tokio::test]
 async fn helm_chart_composing_the_image_from_values_is_deployed_pinned_by_detection() {
+    // On the real node: containerd really pulls `repo:pinned@sha256:...` (by the digest).
     helm_deploys_pinned(
-        "pin-helm-detect",
+        TestContext::on_real_node("pin-helm-detect").await,
         "registry:\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: plain\n    build: {context: web}\n    image: PREFIX/plain\n    manifests:\n      helm: {chart: charts/plain}\n  - name: split\n    build: {context: web}\n    image: PREFIX/split\n    manifests:\n      helm: {chart: charts/split}\nenvironments:\n  - name: dev\n    namespace: dev\n",
         &[
             chart(
@@ -375,7 +375,7 @@ async fn helm_chart_composing_the_image_from_values_is_deployed_pinned_by_detect
 #[tokio::test]
 async fn helm_chart_composing_the_image_from_values_is_deployed_pinned_with_image_values() {
     helm_deploys_pinned(
-        "pin-helm-mapped",
+        TestContext::new("pin-helm-mapped").await,
         "registry:\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: mapped\n    build: {context: web}\n    image: PREFIX/mapped\n    manifests:\n      helm:\n        chart: charts/mapped\n        image-values: {repository: app.picture.repo, tag: app.picture.version}\nenvironments:\n  - name: dev\n    namespace: dev\n",
         &[chart(
             "mapped",
