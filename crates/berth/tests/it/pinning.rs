@@ -472,3 +472,46 @@ async fn render_from_berth_yaml_shows_the_short_name_pinned_where_it_is_pushed()
         "{text}"
     );
 }
+
+/// Build once, deploy many, with short names: a promotion renders the target with the source's
+/// digest, rewriting `team/web` as the run did; nothing is rebuilt.
+#[tokio::test]
+async fn promotion_of_a_short_named_image_deploys_the_source_digest() {
+    let dev = TestContext::new("pin-promote-dev").await;
+    let prod = TestContext::new("pin-promote-prod").await;
+    let p = project(
+        &dev,
+        &[
+            (
+                "berth.yaml",
+                "registry:\n  prefix: PREFIX\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: web\n    build: {context: web}\n    image: team/web\n    manifests: {path: [k8s]}\nenvironments:\n  - name: dev\n    namespace: dev\n  - name: prod\n    namespace: prod\n    promotion: manual\n    from: dev\n",
+            ),
+            ("k8s/web.yaml", SKAFFOLD_STYLE),
+        ],
+    );
+    let first = run_ok(&dev, &p, &["-e", "dev"]);
+    let web = first["built"]["web"].as_str().expect("built").to_string();
+    let out = prod
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(["promote", "-o", "json", "--from", "dev", "--from-namespace"])
+        .arg(&dev.namespace)
+        .args(["--to", "prod", "-n", &prod.namespace, "-c"])
+        .arg(p.dir.join("berth.yaml"))
+        .env("BERTH_STORE", &p.store)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(doc["built"].as_object().unwrap().is_empty(), "{doc}");
+    assert_eq!(doc["kept"], serde_json::json!(["web"]), "{doc}");
+    let d = deployment(&prod, "web").await;
+    let spec = &d["spec"]["template"]["spec"];
+    assert_eq!(spec["containers"][0]["image"], web.as_str(), "{spec}");
+    assert_eq!(spec["initContainers"][0]["image"], web.as_str(), "{spec}");
+}
