@@ -205,6 +205,61 @@ impl ObjectSet {
     }
 }
 
+impl ObjectSet {
+    /// The image references that carry no digest ([`ObjectSet::image_references`]), each with
+    /// the objects that use it, in name order: what the nodes pull by tag.
+    pub fn unpinned_images(&self) -> Vec<Unpinned> {
+        let mut by_image: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for u in self.image_references() {
+            let pinned = u
+                .image
+                .parse::<ImageRef>()
+                .is_ok_and(|r| r.digest().is_some());
+            if !pinned {
+                let objects = by_image.entry(u.image).or_default();
+                let object = u.object.to_string();
+                if !objects.contains(&object) {
+                    objects.push(object);
+                }
+            }
+        }
+        by_image
+            .into_iter()
+            .map(|(image, objects)| Unpinned { image, objects })
+            .collect()
+    }
+}
+
+/// An image deployed by tag only (see [`ObjectSet::unpinned_images`]); its `Display` is the
+/// warning: what it risks and how to pin it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unpinned {
+    /// The reference as written.
+    pub image: String,
+    /// The objects whose containers or `image` fields name it.
+    pub objects: Vec<String>,
+}
+
+impl std::fmt::Display for Unpinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self
+            .image
+            .parse::<ImageRef>()
+            .map(|r| r.name())
+            .unwrap_or_else(|_| self.image.clone());
+        write!(
+            f,
+            "image `{}` ({}) is deployed by tag only: each node pulls whatever the tag points to \
+             when it starts a pod, so a rebuild under the same tag is never rolled out and pods \
+             may run different builds. Pin it with `--image {}={name}@sha256:<digest>` or write \
+             the digest in the manifest (`berth run` pins the images it builds)",
+            self.image,
+            self.objects.join(", "),
+            self.image
+        )
+    }
+}
+
 /// One image reference in a rendered object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageUse {
@@ -592,6 +647,38 @@ mod tests {
         assert_eq!(
             whole.overrides(&pinned),
             [format!("app.image=127.0.0.1:15000/shop/web@{D}")]
+        );
+    }
+
+    #[test]
+    fn images_deployed_by_tag_only_are_listed_with_their_objects_and_how_to_pin_them() {
+        let s = set(vec![
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "a", "image": "docker.io/library/busybox:latest"},
+                    {"name": "b", "image": format!("r.io/web@{D}")},
+                    {"name": "c", "image": "docker.io/library/busybox:latest"}]}}}}),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+                "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "busybox"},
+                    {"name": "b", "image": "docker.io/library/busybox:latest"}]}}}}),
+        ]);
+        let unpinned = s.unpinned_images();
+        let shown: Vec<String> = unpinned
+            .iter()
+            .map(|u| format!("{} <- {}", u.image, u.objects.join(", ")))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "busybox <- Job.batch j",
+                "docker.io/library/busybox:latest <- Deployment.apps d, Job.batch j"
+            ]
+        );
+        let text = unpinned[1].to_string();
+        assert!(
+            text.contains("is deployed by tag only")
+                && text.contains("`--image docker.io/library/busybox:latest=docker.io/library/busybox@sha256:<digest>`"),
+            "{text}"
         );
     }
 }

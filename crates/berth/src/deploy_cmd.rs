@@ -312,6 +312,14 @@ pub async fn deploy(args: DeployArgs) -> Result<ExitCode, String> {
     let (objects, images) = render_objects(&args.render, &namespace, &args.release)?;
     let json = args.output == OutputFormat::Json;
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
+    // Pre-rendered manifests are deployed as they are; what they leave to a tag is said.
+    for unpinned in objects.unpinned_images() {
+        sink.emit(Event::Message {
+            step: "render".into(),
+            level: Level::Warning,
+            message: unpinned.to_string(),
+        });
+    }
     let deployer = Deployer::new(cluster, sink);
     let req = request(&args, namespace, objects, images);
     Ok(finish(deployer.deploy(req).await, json, &args.release))

@@ -515,3 +515,55 @@ async fn promotion_of_a_short_named_image_deploys_the_source_digest() {
     assert_eq!(spec["containers"][0]["image"], web.as_str(), "{spec}");
     assert_eq!(spec["initContainers"][0]["image"], web.as_str(), "{spec}");
 }
+
+/// `berth deploy -f` deployed `docker.io/library/busybox:latest` by tag without a word; now
+/// every image left to a tag is named in a warning (a `warning` message event with `-o json`)
+/// saying how to pin it, and a pinned one is not.
+#[tokio::test]
+async fn deploy_of_prerendered_manifests_warns_about_each_image_deployed_by_tag_only() {
+    let ctx = TestContext::new("pin-deploy-tag").await;
+    let dir =
+        std::env::temp_dir().join(format!("berth-pinning-{}", berth_testkit::unique_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pinned = format!("{}/pinned@sha256:{}", ctx.repository, "0".repeat(64));
+    std::fs::write(
+        dir.join("app.yaml"),
+        SKAFFOLD_STYLE
+            .replace("docker.io/team/web:v1", &pinned)
+            .replace(
+                "image: team/web\n",
+                "image: docker.io/library/busybox:latest\n",
+            ),
+    )
+    .unwrap();
+    let deploy = |extra: &[&str]| {
+        let out = ctx
+            .env
+            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+            .args(["deploy", "-r", "tagged", "-n", &ctx.namespace, "-f"])
+            .arg(dir.join("app.yaml"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        (stdout, stderr)
+    };
+    let (_, stderr) = deploy(&[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains(
+            "`docker.io/library/busybox:latest` (Deployment.apps web) is deployed by tag only"
+        ) && warnings[0].contains(
+            "--image docker.io/library/busybox:latest=docker.io/library/busybox@sha256:<digest>"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&format!("`{pinned}`")), "{stderr}");
+}
