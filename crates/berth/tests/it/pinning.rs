@@ -567,3 +567,86 @@ async fn deploy_of_prerendered_manifests_warns_about_each_image_deployed_by_tag_
     );
     assert!(!stderr.contains(&format!("`{pinned}`")), "{stderr}");
 }
+
+/// Operators name their workload's image in a custom resource (`spec.image`); such a field
+/// was left as written, tag and all, while berth reported the build deployed. A CRD of the
+/// same release defines the kind. (Short names in such fields: the unit tests of
+/// berth-render's `images`.)
+#[tokio::test]
+async fn custom_resource_image_fields_naming_the_built_image_are_pinned() {
+    let ctx = TestContext::new("pin-cr").await;
+    let group = format!("{}.berth.dev", ctx.namespace);
+    let crd_and_app = format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: apps.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: apps, singular: app, kind: App}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+---
+apiVersion: {group}/v1
+kind: App
+metadata:
+  name: web
+spec:
+  image: PREFIX/web:1.0
+  replicas: 1
+"
+    );
+    let p = project(
+        &ctx,
+        &[
+            (
+                "berth.yaml",
+                "registry:\n  insecure: [REGISTRY]\n  mirrors: {docker.io: REGISTRY}\nservices:\n  - name: web\n    build: {context: web}\n    image: PREFIX/web\n    manifests: {path: [k8s]}\nenvironments:\n  - name: dev\n    namespace: dev\n",
+            ),
+            ("k8s/app.yaml", &crd_and_app),
+        ],
+    );
+    let out = berth(&ctx, &p, &["run", "-o", "json"]);
+    let app = ctx
+        .cluster
+        .get(&ObjectKey::new(
+            &format!("{group}/v1"),
+            "App",
+            Some(&ctx.namespace),
+            "web",
+        ))
+        .await;
+    let _ = ctx
+        .cluster
+        .delete(&ObjectKey::new(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            &format!("apps.{group}"),
+        ))
+        .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let web = doc["built"]["web"].as_str().expect("built");
+    assert!(
+        web.starts_with(&format!("{}/web@sha256:", ctx.repository)),
+        "{doc}"
+    );
+    assert_eq!(
+        app.unwrap().expect("the App exists")["spec"]["image"],
+        web,
+        "the custom resource runs the pushed digest"
+    );
+}
