@@ -1232,6 +1232,9 @@ impl std::fmt::Display for Unreferenced {
             ));
             if let Some(c) = closest {
                 m.push_str(&format!("; the closest is `{c}`"));
+                if c.contains('@') {
+                    m.push_str(" (a reference with a digest is left as written: drop the digest)");
+                }
             }
             m.push_str(". ");
         }
@@ -1347,6 +1350,26 @@ mod reference_tests {
             "helm.image-values",
         ] {
             assert!(e.contains(part), "{part}\n{e}");
+        }
+        let pinned_by_hand = RunError::Unreferenced(Box::new(Unreferenced {
+            service: "web".into(),
+            image: "team/web".into(),
+            pushed: "r.io/shop/team/web".into(),
+            found: vec![format!("team/web@sha256:{}", "1".repeat(64))],
+            closest: Some(format!("team/web@sha256:{}", "1".repeat(64))),
+            helm: None,
+            stage: Stage::BeforeDeploy,
+        }))
+        .to_string();
+        for part in [
+            "nothing was deployed",
+            "(a reference with a digest is left as written: drop the digest)",
+        ] {
+            assert!(pinned_by_hand.contains(part), "{part}\n{pinned_by_hand}");
+            assert!(
+                !pinned_by_hand.contains("helm.image-values"),
+                "{pinned_by_hand}"
+            );
         }
     }
 }
