@@ -201,6 +201,18 @@ pub enum Problem {
         /// The value.
         image: String,
     },
+    /// A `helm.image-values` entry that is not a dotted values path, or a mapping without a
+    /// repository, image or digest.
+    #[error("helm image-values: `{key}: {path}` is not a values path")]
+    InvalidImageValues {
+        /// The key (`image`, `registry`, `repository`, `tag`, `digest`).
+        key: &'static str,
+        /// The path as written (empty: missing).
+        path: String,
+    },
+    /// A `helm.image-values` mapping that names none of `repository`, `image`, `digest`.
+    #[error("helm image-values maps none of `repository`, `image` and `digest`")]
+    ImageValuesWithoutImage,
     /// An image reference or repository that breaks the distribution grammar.
     #[error("invalid image `{value}`: {reason}")]
     InvalidImage {
@@ -476,6 +488,9 @@ impl Problem {
             }
             TaggedBuildImage { .. } => text(
                 "write the repository only: berth tags built images with the commit and deploys them by digest",
+            ),
+            InvalidImageValues { .. } | ImageValuesWithoutImage => text(
+                "map at least `repository` (or `image`, or `digest`) to a dotted path into the chart's values, e.g. `{repository: image.repository, tag: image.tag}`",
             ),
             InvalidImage { .. } => {
                 text("write `[registry/]repository[:tag]`, e.g. `registry.example.com/shop/web`")

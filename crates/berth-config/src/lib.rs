@@ -56,7 +56,8 @@ pub use discover::segment_matches;
 pub use error::{ConfigError, Diagnostic, Location, Problem};
 pub use model::{
     Build, BuildNetwork, BuildSandbox, Config, DeploySettings, Environment, Helm, Hook, HookAction,
-    Hooks, Manifests, Promotion, Registry, Service, TEMPLATE_VARIABLES, Test,
+    Hooks, ImageNaming, ImageValues, Manifests, Promotion, Registry, Service, TEMPLATE_VARIABLES,
+    Test,
 };
 
 /// The configuration file's name.

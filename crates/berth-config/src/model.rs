@@ -57,8 +57,11 @@ impl Config {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Registry {
     /// Default repository prefix (`registry.example.com/shop`): a built service without `image`
-    /// is pushed to `<prefix>/<name>`.
+    /// is pushed to `<prefix>/<name>`, one with `image: team/web` (no registry host) to
+    /// `<prefix>/team/web` ([`ImageNaming`]).
     pub prefix: Option<String>,
+    /// `registry.flatten`: `image: team/web` is pushed to `<prefix>/team_web`.
+    pub flatten: bool,
     /// Registry hosts (`host[:port]`) reached over plain HTTP.
     pub insecure: Vec<String>,
     /// Registry host -> mirror host (`docker.io` -> `127.0.0.1:15000`).
@@ -102,6 +105,8 @@ pub struct Service {
     /// deployed as written. `None` for a manifests-only service (neither `build` nor `image`):
     /// it deploys objects shared by the other services, such as one Ingress in front of them.
     pub image: Option<ImageRef>,
+    /// How a built service's repository was named (and so how `--default-repo` renames it).
+    pub naming: ImageNaming,
     /// Test run in the freshly built image.
     pub test: Option<Test>,
     /// Paths that belong to the service, for change detection. Default: the build context;
@@ -115,6 +120,78 @@ pub struct Service {
     pub location: Location,
     /// The `discover` pattern that found the service's folder; `None` for a named entry.
     pub discovered_by: Option<String>,
+}
+
+/// How a service's image repository was named in berth.yaml.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ImageNaming {
+    /// `image:` with a registry host, or a service that is not built: used as written.
+    #[default]
+    Written,
+    /// `image: team/web` without a registry host on a built service: the name its manifests
+    /// use. Pushed to `<prefix>/team/web` (flattened: `<prefix>/team_web`), or as written
+    /// (Docker Hub) without a prefix; rendered references to `team/web` are pinned to it.
+    ManifestName(String),
+    /// A built service without `image:`: `<prefix>/<service name>`.
+    ServiceName,
+}
+
+impl ImageNaming {
+    /// The repository a built service named this way is pushed to, given the registry prefix.
+    /// `None` for [`ImageNaming::Written`] (the written image is the repository) and for
+    /// [`ImageNaming::ServiceName`] without a prefix.
+    pub fn repository(
+        &self,
+        service: &str,
+        prefix: Option<&str>,
+        flatten: bool,
+    ) -> Option<Result<ImageRef, berth_types::ImageRefError>> {
+        match (self, prefix) {
+            (ImageNaming::Written, _) => None,
+            (ImageNaming::ManifestName(name), None) => Some(name.parse()),
+            (ImageNaming::ManifestName(name), Some(p)) => Some(
+                if flatten {
+                    format!("{p}/{}", name.replace(['/', '.'], "_"))
+                } else {
+                    format!("{p}/{name}")
+                }
+                .parse(),
+            ),
+            (ImageNaming::ServiceName, Some(p)) => Some(format!("{p}/{service}").parse()),
+            (ImageNaming::ServiceName, None) => None,
+        }
+    }
+}
+
+impl Service {
+    /// The name the service's manifests use for its built image when it is not the pushed
+    /// repository itself (`team/web` of `image: team/web`), normalised.
+    pub fn manifest_name(&self) -> Option<ImageRef> {
+        match &self.naming {
+            ImageNaming::ManifestName(n) => n.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// `--default-repo`: re-derives the repository of every built service named by its service
+    /// name or by a name without registry host from `prefix` instead of `registry.prefix`.
+    pub fn set_default_repo(&mut self, prefix: &str) -> Result<(), String> {
+        let p = prefix.trim_end_matches('/');
+        crate::validate::check_prefix(p).map_err(|reason| {
+            format!("--default-repo `{prefix}` is not a repository prefix: {reason}")
+        })?;
+        self.registry.prefix = Some(p.to_string());
+        for s in self.services.iter_mut().filter(|s| s.build.is_some()) {
+            if let Some(r) = s.naming.repository(&s.name, Some(p), self.registry.flatten) {
+                s.image = Some(r.map_err(|e| {
+                    format!("--default-repo `{prefix}`: service `{}`: {e}", s.name)
+                })?);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How to build a service's image.
@@ -233,6 +310,24 @@ pub struct Helm {
     pub values: Vec<PathBuf>,
     /// `--set` overrides, in order.
     pub set: Vec<String>,
+    /// `image-values`: which chart values compose the built image (`None`: detect them from
+    /// the chart's values.yaml).
+    pub image_values: Option<ImageValues>,
+}
+
+/// `helm.image-values`: dotted paths of the chart values that compose an image.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageValues {
+    /// The whole reference.
+    pub image: Option<String>,
+    /// The registry host.
+    pub registry: Option<String>,
+    /// The repository (with `registry`: the path on the host).
+    pub repository: Option<String>,
+    /// The tag.
+    pub tag: Option<String>,
+    /// The digest.
+    pub digest: Option<String>,
 }
 
 /// Hooks of a service.

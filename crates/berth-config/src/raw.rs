@@ -42,10 +42,16 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(rename = "Registry")]
 pub(crate) struct RawRegistry {
-    /// Default repository prefix: a built service without `image` is pushed to
-    /// `<prefix>/<service name>`.
+    /// Default repository prefix (`--default-repo` overrides it): a built service without
+    /// `image` is pushed to `<prefix>/<service name>`; a built service whose `image` has no
+    /// registry host (`team/web`, the name its manifests use) is pushed to
+    /// `<prefix>/team/web`, and every rendered reference to `team/web` is pinned to it.
     #[schemars(with = "Option<String>")]
     pub prefix: Option<Spanned<String>>,
+    /// Push `image: team/web` as `<prefix>/team_web` instead of `<prefix>/team/web` (`.` and
+    /// `/` become `_`, Skaffold's form), for registries without nested repositories.
+    /// Default `false`.
+    pub flatten: Option<bool>,
     /// Registry hosts (`host[:port]`) reached over plain HTTP.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
@@ -107,7 +113,11 @@ pub(crate) struct RawService {
     pub build: Option<Spanned<RawBuild>>,
     /// Image repository for a built service (no tag: berth tags with the commit), or the image
     /// to deploy for a service without `build`. Default for built services:
-    /// `<registry.prefix>/<name>`. A service with neither `build` nor `image` deploys only its
+    /// `<registry.prefix>/<name>`. A built service's name without a registry host
+    /// (`team/web`) is the name its manifests use: with `registry.prefix` it is pushed to
+    /// `<prefix>/team/web` (or `<prefix>/team_web` with `registry.flatten`), and every
+    /// rendered reference to `team/web` (any tag, with or without `docker.io/`) is rewritten
+    /// to the pushed `repo@sha256:...`. A name with a host is pushed as written. A service with neither `build` nor `image` deploys only its
     /// `manifests`: objects shared by the other services, such as one Ingress in front of them.
     #[schemars(with = "Option<String>")]
     pub image: Option<Spanned<String>>,
@@ -311,6 +321,32 @@ pub(crate) struct RawHelm {
     /// `--set` overrides (`key=value`), in order.
     #[serde(default)]
     pub set: Vec<String>,
+    /// Which chart values compose the service's built image, e.g.
+    /// `{repository: image.repository, tag: image.tag}`: berth sets them so that the chart
+    /// renders the pushed digest. Keys: `image` (the whole reference), `registry`,
+    /// `repository`, `tag` (set to `pinned@sha256:...`), `digest` (`sha256:...`). Default:
+    /// detected from the chart's values.yaml (`image.repository`/`image.tag`,
+    /// `image.registry`/`image.repository`/`image.tag`, top-level
+    /// `registry`/`repository`/`tag`).
+    #[schemars(with = "Option<RawImageValues>")]
+    pub image_values: Option<Spanned<RawImageValues>>,
+}
+
+/// Which chart values compose an image: each a dotted path into the chart's values.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "ImageValues")]
+pub(crate) struct RawImageValues {
+    /// The whole reference (`repo@sha256:...`).
+    pub image: Option<String>,
+    /// The registry host.
+    pub registry: Option<String>,
+    /// The repository: with `registry`, the path on the host; without, host and path.
+    pub repository: Option<String>,
+    /// The tag; berth sets `pinned@sha256:...` unless `digest` is mapped.
+    pub tag: Option<String>,
+    /// The digest (`sha256:...`).
+    pub digest: Option<String>,
 }
 
 /// Hooks of a service.

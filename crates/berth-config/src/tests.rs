@@ -803,6 +803,8 @@ fn schema_lists_the_same_keys_as_the_parser() {
         "mirrors",
         "promotion",
         "dockerfile",
+        "flatten",
+        "image-values",
     ] {
         assert!(
             text.contains(&format!("\"{key}\"")),
@@ -981,4 +983,81 @@ fn the_schema_offers_berths_template_variables_for_vars() {
         template.contains("whatever their extension") && template.contains("{service}"),
         "{template}"
     );
+}
+
+#[test]
+fn image_without_registry_host_is_the_manifest_name_pushed_under_the_prefix() {
+    let yaml = "registry:\n  prefix: 127.0.0.1:15000/shop/\nservices:\n  - name: web\n    build: {context: web}\n    image: team/web\n  - name: api\n    build: {context: web}\n  - name: board\n    build: {context: web}\n    image: ghcr.io/team/board\n";
+    let c = ok(yaml);
+    let web = c.service("web").unwrap();
+    assert_eq!(
+        web.image.as_ref().unwrap().name(),
+        "127.0.0.1:15000/shop/team/web"
+    );
+    assert_eq!(
+        web.naming,
+        crate::ImageNaming::ManifestName("team/web".into())
+    );
+    assert_eq!(web.manifest_name().unwrap().name(), "docker.io/team/web");
+    assert_eq!(
+        c.service("api").unwrap().image.as_ref().unwrap().name(),
+        "127.0.0.1:15000/shop/api"
+    );
+    let board = c.service("board").unwrap();
+    assert_eq!(board.image.as_ref().unwrap().name(), "ghcr.io/team/board");
+    assert_eq!(board.manifest_name(), None);
+
+    let flat = ok(&yaml.replace("prefix:", "flatten: true\n  prefix:"));
+    assert_eq!(
+        flat.service("web").unwrap().image.as_ref().unwrap().name(),
+        "127.0.0.1:15000/shop/team_web"
+    );
+
+    // Without a prefix the name is pushed as written (Docker Hub), as before.
+    let hub = ok("services:\n  - name: web\n    build: {context: web}\n    image: team/web\n");
+    assert_eq!(
+        hub.service("web").unwrap().image.as_ref().unwrap().name(),
+        "docker.io/team/web"
+    );
+}
+
+#[test]
+fn default_repo_overrides_the_prefix_of_derived_names_only() {
+    let mut c = ok(
+        "registry:\n  prefix: old.example.com/shop\nservices:\n  - name: web\n    build: {context: web}\n    image: team/web\n  - name: api\n    build: {context: web}\n  - name: board\n    build: {context: web}\n    image: ghcr.io/team/board\n  - name: db\n    image: postgres:16\n",
+    );
+    c.set_default_repo("127.0.0.1:15000/me").unwrap();
+    let name = |s: &str| c.service(s).unwrap().image.as_ref().unwrap().to_string();
+    assert_eq!(name("web"), "127.0.0.1:15000/me/team/web:latest");
+    assert_eq!(name("api"), "127.0.0.1:15000/me/api:latest");
+    assert_eq!(name("board"), "ghcr.io/team/board:latest");
+    assert_eq!(name("db"), "docker.io/library/postgres:16");
+    let e = c.set_default_repo("r.example.com/x:1").unwrap_err();
+    assert!(e.contains("is not a repository prefix"), "{e}");
+}
+
+#[test]
+fn helm_image_values_are_read_and_checked() {
+    let c = ok(
+        "services:\n  - name: board\n    build: {context: web}\n    image: r.example.com/board\n    manifests:\n      helm:\n        chart: charts/board\n        image-values: {repository: image.repository, tag: image.tag}\n",
+    );
+    let Some(Manifests::Helm(h)) = &c.service("board").unwrap().manifests else {
+        panic!("helm")
+    };
+    let v = h.image_values.as_ref().unwrap();
+    assert_eq!(v.repository.as_deref(), Some("image.repository"));
+    assert_eq!(v.tag.as_deref(), Some("image.tag"));
+    assert_eq!(v.digest, None);
+    let (loc, problem, text) = one_error(
+        "services:\n  - name: board\n    build: {context: web}\n    image: r.example.com/board\n    manifests:\n      helm:\n        chart: charts/board\n        image-values: {repository: image..repository}\n",
+    );
+    assert_eq!(loc.line, 8, "{text}");
+    assert!(
+        matches!(problem, Problem::InvalidImageValues { .. }),
+        "{text}"
+    );
+    let (_, problem, _) = one_error(
+        "services:\n  - name: board\n    build: {context: web}\n    image: r.example.com/board\n    manifests:\n      helm:\n        chart: charts/board\n        image-values: {tag: image.tag}\n",
+    );
+    assert_eq!(problem, Problem::ImageValuesWithoutImage);
 }

@@ -11,7 +11,7 @@ use serde_saphyr::Spanned;
 use crate::duration::parse_duration;
 use crate::model::{
     Build, BuildSandbox, Config, DeploySettings, Environment, Helm, Hook, HookAction, Hooks,
-    Manifests, Registry, Service, Test, normalize,
+    ImageNaming, ImageValues, Manifests, Registry, Service, Test, normalize,
 };
 use crate::raw::{RawConfig, RawDeploy, RawEnvironment, RawHook, RawManifests, RawService};
 use crate::suggest::suggest;
@@ -300,25 +300,19 @@ impl<'a> Checker<'a> {
     }
 
     fn registry(&mut self, raw: crate::raw::RawRegistry) -> Registry {
-        let mut out = Registry::default();
+        let mut out = Registry {
+            flatten: raw.flatten.unwrap_or(false),
+            ..Registry::default()
+        };
         if let Some(prefix) = raw.prefix {
             let p = prefix.value.trim_end_matches('/');
-            match format!("{p}/x").parse::<ImageRef>() {
-                Ok(_) if !p.contains('@') && !p.rsplit('/').next().unwrap_or("").contains(':') => {
-                    out.prefix = Some(p.to_string());
-                }
-                Ok(_) => self.report(
+            match check_prefix(p) {
+                Ok(()) => out.prefix = Some(p.to_string()),
+                Err(reason) => self.report(
                     Location::of(&prefix),
                     Problem::InvalidImage {
                         value: prefix.value.clone(),
-                        reason: "a prefix has no tag or digest".into(),
-                    },
-                ),
-                Err(e) => self.report(
-                    Location::of(&prefix),
-                    Problem::InvalidImage {
-                        value: prefix.value.clone(),
-                        reason: e.to_string(),
+                        reason,
                     },
                 ),
             }
@@ -601,6 +595,7 @@ impl<'a> Checker<'a> {
                 })
             }
         });
+        let mut naming = ImageNaming::Written;
         // Outer `None`: a problem was reported; `Some(None)`: a manifests-only service.
         let image: Option<Option<ImageRef>> = match (&raw.image, &build) {
             (Some(img), Some(_)) => {
@@ -613,13 +608,35 @@ impl<'a> Checker<'a> {
                         },
                     );
                     None
-                } else {
+                } else if !has_registry_host(&img.value) && self.image(&img.value, img).is_some() {
+                    // The name the manifests use (Skaffold's model): pushed under the prefix.
+                    naming = ImageNaming::ManifestName(img.value.clone());
+                    match naming.repository(&name, registry.prefix.as_deref(), registry.flatten) {
+                        Some(Ok(r)) => Some(Some(r)),
+                        Some(Err(e)) => {
+                            self.report(
+                                Location::of(img),
+                                Problem::InvalidImage {
+                                    value: img.value.clone(),
+                                    reason: e.to_string(),
+                                },
+                            );
+                            None
+                        }
+                        None => None,
+                    }
+                } else if has_registry_host(&img.value) {
                     self.image(&img.value, img).map(Some)
+                } else {
+                    None // reported by `image` above
                 }
             }
             (Some(img), None) => self.image(&img.value, img).map(Some),
             (None, Some(_)) => match &registry.prefix {
-                Some(prefix) => format!("{prefix}/{name}").parse().ok().map(Some),
+                Some(prefix) => {
+                    naming = ImageNaming::ServiceName;
+                    format!("{prefix}/{name}").parse().ok().map(Some)
+                }
                 None => {
                     self.report(
                         location,
@@ -658,6 +675,7 @@ impl<'a> Checker<'a> {
             name,
             build,
             image: image?,
+            naming,
             test,
             paths,
             manifests,
@@ -808,12 +826,45 @@ impl<'a> Checker<'a> {
             .iter()
             .filter_map(|v| self.existing("values", &v.value, Location::of(v)))
             .collect();
+        let image_values = h.image_values.as_ref().map(|iv| {
+            let v = &iv.value;
+            for (key, path) in [
+                ("image", &v.image),
+                ("registry", &v.registry),
+                ("repository", &v.repository),
+                ("tag", &v.tag),
+                ("digest", &v.digest),
+            ] {
+                if let Some(p) = path
+                    && (p.is_empty() || p.split('.').any(str::is_empty) || p.contains(['=', ',']))
+                {
+                    self.report(
+                        Location::of(iv),
+                        Problem::InvalidImageValues {
+                            key,
+                            path: p.clone(),
+                        },
+                    );
+                }
+            }
+            if v.image.is_none() && v.repository.is_none() && v.digest.is_none() {
+                self.report(Location::of(iv), Problem::ImageValuesWithoutImage);
+            }
+            ImageValues {
+                image: v.image.clone(),
+                registry: v.registry.clone(),
+                repository: v.repository.clone(),
+                tag: v.tag.clone(),
+                digest: v.digest.clone(),
+            }
+        });
         Some(Manifests::Helm(Helm {
             chart,
             release,
             version: h.version,
             values: values_files,
             set: h.set,
+            image_values,
         }))
     }
 
@@ -1078,6 +1129,24 @@ impl<'a> Checker<'a> {
             }
         }
         out
+    }
+}
+
+/// Whether `p` (without trailing `/`) can prefix repositories: `<p>/x` is an image name.
+pub(crate) fn check_prefix(p: &str) -> Result<(), String> {
+    match format!("{p}/x").parse::<ImageRef>() {
+        Ok(_) if !p.contains('@') && !p.rsplit('/').next().unwrap_or("").contains(':') => Ok(()),
+        Ok(_) => Err("a prefix has no tag or digest".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether an image name starts with a registry host (`ghcr.io/x`, `localhost:5000/x`), as
+/// Docker decides it: a first component with `.` or `:`, or `localhost`.
+fn has_registry_host(image: &str) -> bool {
+    match image.split_once('/') {
+        Some((first, _)) => first.contains('.') || first.contains(':') || first == "localhost",
+        None => false,
     }
 }
 

@@ -26,9 +26,11 @@ use std::time::Duration;
 
 use berth_build::exec::{BuildOptions, BuildRequest, build};
 use berth_cluster::Cluster;
-use berth_config::{Config, Environment, Manifests, Service};
+use berth_config::{Config, Environment, ImageNaming, Manifests, Service};
 use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
-use berth_render::{HelmChart, ImageMap, ManifestSource, ObjectSet, RenderContext, Tools};
+use berth_render::{
+    HelmChart, ImageMap, ImageValuePaths, ManifestSource, ObjectSet, RenderContext, Tools,
+};
 use berth_types::{Event, EventSink, ForService, ImageRef, Level};
 
 use crate::changes::{ChangeError, changed_services};
@@ -60,6 +62,18 @@ pub enum RunError {
         #[source]
         source: Box<berth_render::RenderError>,
     },
+    /// Rendering with placeholder digests failed, before anything was built.
+    #[error("rendering service `{service}` failed; nothing was built or pushed: {source}")]
+    Prerender {
+        /// The service.
+        service: String,
+        /// Why.
+        #[source]
+        source: Box<berth_render::RenderError>,
+    },
+    /// A built service's image is referenced by no rendered object.
+    #[error("{0}")]
+    Unreferenced(Box<Unreferenced>),
     /// A promotion was refused.
     #[error("{0}")]
     Promotion(String),
@@ -204,6 +218,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    fn renderer(&self) -> Renderer<'_> {
+        Renderer {
+            config: &self.config,
+        }
+    }
+
     fn say(&self, level: Level, message: String) {
         self.sink.emit(Event::Message {
             step: "run".into(),
@@ -268,6 +288,20 @@ impl Pipeline {
                 .filter(|s| s.build.is_some())
                 .collect(),
         };
+
+        // Before any build: render every service with placeholder digests for the images about
+        // to be built (the deployed ones for the rest), so that a template or YAML error, or a
+        // built image that no rendered object references, stops the run with nothing built.
+        let mut planned: BTreeMap<String, String> = BTreeMap::new();
+        for s in self.config.services.iter().filter(|s| s.build.is_some()) {
+            let key = repository(s);
+            if to_build.iter().any(|b| b.name == s.name) {
+                planned.insert(key.clone(), placeholder(&key));
+            } else if let Some(img) = deployed_images.get(&key) {
+                planned.insert(key, img.clone());
+            }
+        }
+        self.prerender(env, &namespace, &planned, &req)?;
 
         // Build and push what changed; keep the rest.
         let mut pinned: BTreeMap<String, String> = BTreeMap::new();
@@ -372,6 +406,43 @@ impl Pipeline {
         })
     }
 
+    /// The check before any build: every service rendered with `planned` (placeholder digests
+    /// for what is about to be built), and every built image referenced.
+    fn prerender(
+        &self,
+        env: &Environment,
+        namespace: &str,
+        planned: &BTreeMap<String, String>,
+        req: &RunRequest,
+    ) -> Result<(), RunError> {
+        let started = std::time::Instant::now();
+        self.sink.emit(Event::StepStarted {
+            step: "prerender".into(),
+        });
+        let checked = self
+            .renderer()
+            .render_all(env, namespace, planned, &req.tools)
+            .and_then(|set| {
+                self.renderer()
+                    .check_references(&set, planned, Stage::BeforeBuild)
+                    .map(|()| set.len())
+            })
+            .map_err(|e| match e {
+                RunError::Render { service, source } => RunError::Prerender { service, source },
+                other => other,
+            });
+        self.sink.emit(Event::StepFinished {
+            step: "prerender".into(),
+            ok: checked.is_ok(),
+            millis: started.elapsed().as_millis() as u64,
+            message: match &checked {
+                Ok(n) => format!("{n} objects render; every built image is referenced"),
+                Err(e) => e.to_string(),
+            },
+        });
+        checked.map(|_| ())
+    }
+
     async fn render_and_deploy(
         &self,
         env: &Environment,
@@ -386,7 +457,9 @@ impl Pipeline {
         self.sink.emit(Event::StepStarted {
             step: "render".into(),
         });
-        let objects = self.render_all(env, namespace, &pinned, req);
+        let objects = self
+            .renderer()
+            .render_all(env, namespace, &pinned, &req.tools);
         self.sink.emit(Event::StepFinished {
             step: "render".into(),
             ok: objects.is_ok(),
@@ -397,6 +470,8 @@ impl Pipeline {
             },
         });
         let objects = objects?;
+        self.renderer()
+            .check_references(&objects, &pinned, Stage::BeforeDeploy)?;
 
         // Pull secrets before anything is applied (see `pull_secret`).
         let pull_secret = req
@@ -462,40 +537,6 @@ impl Pipeline {
             },
         });
         Ok(outcome.map_err(Box::new)?)
-    }
-
-    /// Every service's objects, rendered with the pinned images.
-    fn render_all(
-        &self,
-        env: &Environment,
-        namespace: &str,
-        pinned: &BTreeMap<String, String>,
-        req: &RunRequest,
-    ) -> Result<ObjectSet, RunError> {
-        let mut objects = ObjectSet::new();
-        for s in &self.config.services {
-            let Some(m) = &s.manifests else { continue };
-            // A manifests-only service has no image of its own: its templates see no `image`.
-            let image = s.image.as_ref().map(|i| {
-                pinned
-                    .get(&i.name())
-                    .cloned()
-                    .unwrap_or_else(|| i.to_string())
-            });
-            let set = self
-                .render_service(s, m, env, namespace, image.as_deref(), pinned, &req.tools)
-                .map_err(|source| RunError::Render {
-                    service: s.name.clone(),
-                    source: Box::new(source),
-                })?;
-            for o in set.into_objects() {
-                objects.insert(o).map_err(|source| RunError::Render {
-                    service: s.name.clone(),
-                    source: Box::new(source),
-                })?;
-            }
-        }
-        Ok(objects)
     }
 
     /// Builds and tests `services` (at most `jobs` at once), then pushes them all; returns
@@ -641,6 +682,171 @@ impl Pipeline {
                 RunError::Image(format!("service `{}`: writing its Dockerfile: {e}", s.name))
             })
     }
+}
+
+/// The render step, which needs berth.yaml only: used by runs (before the builds with
+/// placeholder digests, after them with the pushed ones) and by `berth render`.
+pub struct Renderer<'a> {
+    /// The project.
+    pub config: &'a Config,
+}
+
+impl Renderer<'_> {
+    /// What `berth render -c berth.yaml` shows: every service rendered for `env` as a run
+    /// would deploy it, each built image pinned to a [`placeholder`] digest in its pushed
+    /// repository, and checked as a run checks before its builds (every built image
+    /// referenced).
+    pub fn preview(
+        &self,
+        env: &Environment,
+        namespace: &str,
+        tools: &Tools,
+    ) -> Result<ObjectSet, RunError> {
+        let planned: BTreeMap<String, String> = self
+            .config
+            .services
+            .iter()
+            .filter(|s| s.build.is_some())
+            .map(|s| {
+                let key = repository(s);
+                let p = placeholder(&key);
+                (key, p)
+            })
+            .collect();
+        let set = self.render_all(env, namespace, &planned, tools)?;
+        self.check_references(&set, &planned, Stage::BeforeBuild)?;
+        Ok(set)
+    }
+
+    /// Every built service whose image is in `pinned` must be referenced by some rendered
+    /// object, pinned: otherwise the manifests would deploy some other image (a stale public
+    /// `team/web`, a hand-written tag) while berth reports the build as deployed.
+    fn check_references(
+        &self,
+        objects: &ObjectSet,
+        pinned: &BTreeMap<String, String>,
+        stage: Stage,
+    ) -> Result<(), RunError> {
+        let refs: Vec<ImageRef> = pinned.values().filter_map(|p| p.parse().ok()).collect();
+        for s in self.config.services.iter().filter(|s| s.build.is_some()) {
+            let key = repository(s);
+            let Some(mine) = pinned.get(&key).and_then(|p| p.parse::<ImageRef>().ok()) else {
+                continue;
+            };
+            if objects.references(&mine) {
+                continue;
+            }
+            // What the objects do name, other than the other services' pinned images.
+            let mut found: Vec<String> = objects
+                .image_references()
+                .into_iter()
+                .map(|u| u.image)
+                .filter(|i| {
+                    !refs
+                        .iter()
+                        .any(|r| berth_render::images::is_same_pinned(i, r))
+                })
+                .collect();
+            found.sort();
+            found.dedup();
+            let wanted = match &s.naming {
+                ImageNaming::ManifestName(n) => n.clone(),
+                _ => key.clone(),
+            };
+            let closest = found
+                .iter()
+                .min_by_key(|f| berth_config::suggest::distance(strip_tag(f), &wanted))
+                .cloned();
+            let helm = match &s.manifests {
+                Some(Manifests::Helm(h)) => Some(
+                    self.helm_image_overrides(h, &mine)
+                        .map(|(how, set)| format!("{how}: berth set {}", set.join(", ")))
+                        .unwrap_or_else(|| {
+                            "berth found no image values in the chart's values.yaml".into()
+                        }),
+                ),
+                _ => None,
+            };
+            return Err(RunError::Unreferenced(Box::new(Unreferenced {
+                service: s.name.clone(),
+                image: wanted,
+                pushed: key,
+                found,
+                closest,
+                helm,
+                stage,
+            })));
+        }
+        Ok(())
+    }
+
+    /// The `--set` overrides that make `h` compose `pinned`, and where their paths came from:
+    /// `helm.image-values`, or the layout detected in the chart's (or a values file's) values.
+    fn helm_image_overrides(
+        &self,
+        h: &berth_config::Helm,
+        pinned: &ImageRef,
+    ) -> Option<(String, Vec<String>)> {
+        let (how, paths) = match &h.image_values {
+            Some(v) => (
+                format!("helm.image-values of {}", self.config.file),
+                ImageValuePaths {
+                    image: v.image.clone(),
+                    registry: v.registry.clone(),
+                    repository: v.repository.clone(),
+                    tag: v.tag.clone(),
+                    digest: v.digest.clone(),
+                },
+            ),
+            None => {
+                let chart_values = self.config.path(Path::new(&h.chart)).join("values.yaml");
+                std::iter::once(chart_values)
+                    .chain(h.values.iter().map(|v| self.config.path(v)))
+                    .find_map(|file| {
+                        let text = std::fs::read_to_string(&file).ok()?;
+                        let origin = file.display().to_string();
+                        let docs = berth_render::yaml::parse_yaml_values(&text, &origin).ok()?;
+                        let found = ImageValuePaths::detect(&docs.first()?.0)?;
+                        Some((format!("detected in {origin}"), found))
+                    })?
+            }
+        };
+        Some((how, paths.overrides(pinned)))
+    }
+
+    /// Every service's objects, rendered with the pinned images.
+    fn render_all(
+        &self,
+        env: &Environment,
+        namespace: &str,
+        pinned: &BTreeMap<String, String>,
+        tools: &Tools,
+    ) -> Result<ObjectSet, RunError> {
+        let mut objects = ObjectSet::new();
+        for s in &self.config.services {
+            let Some(m) = &s.manifests else { continue };
+            // A manifests-only service has no image of its own: its templates see no `image`.
+            let image = s.image.as_ref().map(|i| {
+                pinned
+                    .get(&i.name())
+                    .cloned()
+                    .unwrap_or_else(|| i.to_string())
+            });
+            let set = self
+                .render_service(s, m, env, namespace, image.as_deref(), pinned, tools)
+                .map_err(|source| RunError::Render {
+                    service: s.name.clone(),
+                    source: Box::new(source),
+                })?;
+            for o in set.into_objects() {
+                objects.insert(o).map_err(|source| RunError::Render {
+                    service: s.name.clone(),
+                    source: Box::new(source),
+                })?;
+            }
+        }
+        Ok(objects)
+    }
 
     #[allow(clippy::too_many_arguments)]
     fn render_service(
@@ -656,6 +862,20 @@ impl Pipeline {
         let mut images = ImageMap::new();
         for (name, reference) in pinned {
             images.insert(name, reference)?;
+        }
+        // Services named by the name their manifests use (`image: team/web`): that name, with
+        // any tag, is their pushed image too.
+        for other in &self.config.services {
+            if let (ImageNaming::ManifestName(name), Some(repo)) = (&other.naming, &other.image)
+                && let Some(reference) = pinned.get(&repo.name())
+                && repo.name()
+                    != name
+                        .parse::<ImageRef>()
+                        .map(|r| r.name())
+                        .unwrap_or_default()
+            {
+                images.insert(name, reference)?;
+            }
         }
         let mut values = serde_json::Map::new();
         let mut aliases = BTreeMap::new();
@@ -696,7 +916,21 @@ impl Pipeline {
                 namespace: namespace.into(),
                 version: h.version.clone(),
                 values_files: h.values.iter().map(|v| self.config.path(v)).collect(),
-                set: h.set.clone(),
+                // The built image, composed by the chart from values berth sets: after the
+                // user's overrides, so that the pushed digest wins.
+                set: h
+                    .set
+                    .iter()
+                    .cloned()
+                    .chain(
+                        image
+                            .filter(|_| s.build.is_some())
+                            .and_then(|i| i.parse::<ImageRef>().ok())
+                            .and_then(|i| self.helm_image_overrides(h, &i))
+                            .map(|(_, set)| set)
+                            .unwrap_or_default(),
+                    )
+                    .collect(),
             })],
         };
         let mut merged = serde_json::Value::Object(values);
@@ -968,6 +1202,108 @@ impl BuildJob {
     }
 }
 
+/// A built service whose image no rendered object references ([`RunError::Unreferenced`]).
+#[derive(Debug)]
+pub struct Unreferenced {
+    /// The service.
+    pub service: String,
+    /// Its image as the manifests should name it.
+    pub image: String,
+    /// The repository it is pushed to.
+    pub pushed: String,
+    /// The image references the rendered objects hold (other services' aside).
+    pub found: Vec<String>,
+    /// The one closest to `image` by name.
+    pub closest: Option<String>,
+    /// For a Helm chart: which values berth set, or that it found none.
+    pub helm: Option<String>,
+    /// When it was found.
+    pub stage: Stage,
+}
+
+impl std::fmt::Display for Unreferenced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Unreferenced {
+            service,
+            image,
+            pushed,
+            found,
+            closest,
+            helm,
+            stage,
+        } = self;
+        let mut m =
+            format!("service `{service}`: no rendered object references its built image `{image}`");
+        if image != pushed {
+            m.push_str(&format!(" (pushed to `{pushed}`)"));
+        }
+        m.push_str(&format!("; {stage}. "));
+        if found.is_empty() {
+            m.push_str("The rendered objects name no image at all. ");
+        } else {
+            let list: Vec<String> = found.iter().map(|f| format!("`{f}`")).collect();
+            m.push_str(&format!(
+                "Image references in the rendered objects: {}",
+                list.join(", ")
+            ));
+            if let Some(c) = closest {
+                m.push_str(&format!("; the closest is `{c}`"));
+                if c.contains('@') {
+                    m.push_str(" (a reference with a digest is left as written: drop the digest)");
+                }
+            }
+            m.push_str(". ");
+        }
+        if let Some(h) = helm {
+            m.push_str(&format!("({h}.) "));
+        }
+        m.push_str(&format!(
+            "Name the image `{image}` (any tag) in a container or a custom resource's `image` \
+             field, write `{{{{ image }}}}` in a template"
+        ));
+        if helm.is_some() {
+            m.push_str(
+                ", or map the chart values that compose it with `helm.image-values: {repository: ..., tag: ...}`",
+            );
+        }
+        f.write_str(&m)
+    }
+}
+
+/// When [`RunError::Unreferenced`] was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// In the render with placeholder digests, before any build.
+    BeforeBuild,
+    /// In the render with the pushed digests, before anything was applied.
+    BeforeDeploy,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::BeforeBuild => "nothing was built or pushed",
+            Stage::BeforeDeploy => "nothing was deployed",
+        })
+    }
+}
+
+/// A digest no image has (all zeros): stands for an image not built yet, in the render before
+/// the builds and in `berth render`.
+pub fn placeholder(repository: &str) -> String {
+    format!("{repository}@sha256:{:064}", 0)
+}
+
+/// `name` of `name:tag` or `name@digest`.
+fn strip_tag(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => &image[..last_slash + i],
+        None => image,
+    }
+}
+
 /// A built service's repository (validation gives every built service one).
 fn repository(s: &Service) -> String {
     s.image
@@ -982,6 +1318,75 @@ pub fn default_lock(holder: String) -> LockOptions {
         ttl: Duration::from_secs(30),
         wait: Duration::from_secs(120),
         holder,
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_compared_without_tag_or_digest() {
+        assert_eq!(strip_tag("team/web:v1"), "team/web");
+        assert_eq!(
+            strip_tag("127.0.0.1:5000/team/web"),
+            "127.0.0.1:5000/team/web"
+        );
+        assert_eq!(
+            strip_tag("127.0.0.1:5000/web:1@sha256:ab"),
+            "127.0.0.1:5000/web"
+        );
+        assert_eq!(
+            placeholder("r.io/web"),
+            format!("r.io/web@sha256:{}", "0".repeat(64))
+        );
+        assert!(placeholder("r.io/web").parse::<ImageRef>().is_ok());
+    }
+
+    #[test]
+    fn an_unreferenced_image_names_what_was_found_and_the_closest() {
+        let e = RunError::Unreferenced(Box::new(Unreferenced {
+            service: "web".into(),
+            image: "team/web".into(),
+            pushed: "r.io/shop/team/web".into(),
+            found: vec!["busybox".into(), "teams/web:1".into()],
+            closest: Some("teams/web:1".into()),
+            helm: Some(
+                "detected in chart/values.yaml: berth set image.repository=r.io/shop/team/web"
+                    .into(),
+            ),
+            stage: Stage::BeforeBuild,
+        }))
+        .to_string();
+        for part in [
+            "service `web`: no rendered object references its built image `team/web` (pushed to `r.io/shop/team/web`); nothing was built or pushed",
+            "`busybox`, `teams/web:1`; the closest is `teams/web:1`",
+            "(detected in chart/values.yaml: berth set image.repository=r.io/shop/team/web.)",
+            "`{{ image }}`",
+            "helm.image-values",
+        ] {
+            assert!(e.contains(part), "{part}\n{e}");
+        }
+        let pinned_by_hand = RunError::Unreferenced(Box::new(Unreferenced {
+            service: "web".into(),
+            image: "team/web".into(),
+            pushed: "r.io/shop/team/web".into(),
+            found: vec![format!("team/web@sha256:{}", "1".repeat(64))],
+            closest: Some(format!("team/web@sha256:{}", "1".repeat(64))),
+            helm: None,
+            stage: Stage::BeforeDeploy,
+        }))
+        .to_string();
+        for part in [
+            "nothing was deployed",
+            "(a reference with a digest is left as written: drop the digest)",
+        ] {
+            assert!(pinned_by_hand.contains(part), "{part}\n{pinned_by_hand}");
+            assert!(
+                !pinned_by_hand.contains("helm.image-values"),
+                "{pinned_by_hand}"
+            );
+        }
     }
 }
 

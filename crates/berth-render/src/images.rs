@@ -5,8 +5,10 @@
 //! their `image` fields are candidates. That covers Pod, Deployment, StatefulSet, DaemonSet,
 //! ReplicaSet, Job, CronJob (`spec.jobTemplate.spec.template`), Argo Rollouts
 //! (`spec.template`), Knative Services (`spec.template.spec.containers`) and most operators'
-//! custom resources without knowing them. `CustomResourceDefinition`s are skipped: their schemas
-//! describe `containers` fields but hold no images.
+//! custom resources without knowing them. In custom resources (any API group that is not
+//! Kubernetes' own) every string field named `image` is a candidate too: operators name their
+//! workload's image `spec.image` and the like. `CustomResourceDefinition`s are skipped: their
+//! schemas describe `containers` fields but hold no images.
 //!
 //! Matching normalises Docker references ([`berth_types::ImageRef`]): `nginx`,
 //! `docker.io/library/nginx` and `index.docker.io/library/nginx:latest` are the same image. An
@@ -138,20 +140,159 @@ impl ObjectSet {
                 return Ok(());
             }
             let key = o.key().clone();
-            o.modify(|v| walk(v, &mut String::new(), images, &key, &mut rewrites));
+            let custom = !is_built_in_group(&key.group);
+            o.modify(|v| {
+                visit(
+                    v,
+                    &mut String::new(),
+                    custom,
+                    false,
+                    &mut |pointer, image| {
+                        if let Some(pinned) = images.lookup(image) {
+                            rewrites.push(ImageRewrite {
+                                object: key.clone(),
+                                pointer: pointer.to_string(),
+                                from: image.clone(),
+                                to: pinned.to_string(),
+                            });
+                            *image = pinned.to_string();
+                        }
+                    },
+                )
+            });
             Ok(())
         })
         .expect("image substitution changes no key");
         rewrites
     }
+
+    /// Every image reference in the set, where [`ObjectSet::substitute_images`] looks: the
+    /// `image` of every container, init and ephemeral container, and in custom resources every
+    /// string field named `image` (`spec.image` of many operators).
+    pub fn image_references(&self) -> Vec<ImageUse> {
+        let mut out = Vec::new();
+        for o in self.iter() {
+            let key = o.key();
+            if key.group == "apiextensions.k8s.io" {
+                continue;
+            }
+            let mut v = o.value().clone();
+            let custom = !is_built_in_group(&key.group);
+            visit(
+                &mut v,
+                &mut String::new(),
+                custom,
+                false,
+                &mut |pointer, image| {
+                    out.push(ImageUse {
+                        object: key.clone(),
+                        pointer: pointer.to_string(),
+                        image: image.clone(),
+                    })
+                },
+            );
+        }
+        out
+    }
+
+    /// Whether some image reference of the set ([`ObjectSet::image_references`]) is `pinned`:
+    /// the same repository and digest (a tag beside the digest, `repo:v1@sha256:...`, is
+    /// ignored by the container runtime and here).
+    pub fn references(&self, pinned: &ImageRef) -> bool {
+        self.image_references()
+            .iter()
+            .any(|u| is_same_pinned(&u.image, pinned))
+    }
 }
 
-fn walk(
+impl ObjectSet {
+    /// The image references that carry no digest ([`ObjectSet::image_references`]), each with
+    /// the objects that use it, in name order: what the nodes pull by tag.
+    pub fn unpinned_images(&self) -> Vec<Unpinned> {
+        let mut by_image: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for u in self.image_references() {
+            let pinned = u
+                .image
+                .parse::<ImageRef>()
+                .is_ok_and(|r| r.digest().is_some());
+            if !pinned {
+                let objects = by_image.entry(u.image).or_default();
+                let object = u.object.to_string();
+                if !objects.contains(&object) {
+                    objects.push(object);
+                }
+            }
+        }
+        by_image
+            .into_iter()
+            .map(|(image, objects)| Unpinned { image, objects })
+            .collect()
+    }
+}
+
+/// An image deployed by tag only (see [`ObjectSet::unpinned_images`]); its `Display` is the
+/// warning: what it risks and how to pin it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unpinned {
+    /// The reference as written.
+    pub image: String,
+    /// The objects whose containers or `image` fields name it.
+    pub objects: Vec<String>,
+}
+
+impl std::fmt::Display for Unpinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self
+            .image
+            .parse::<ImageRef>()
+            .map(|r| r.name())
+            .unwrap_or_else(|_| self.image.clone());
+        write!(
+            f,
+            "image `{}` ({}) is deployed by tag only: each node pulls whatever the tag points to \
+             when it starts a pod, so a rebuild under the same tag is never rolled out and pods \
+             may run different builds. Pin it with `--image {}={name}@sha256:<digest>` or write \
+             the digest in the manifest (`berth run` pins the images it builds)",
+            self.image,
+            self.objects.join(", "),
+            self.image
+        )
+    }
+}
+
+/// One image reference in a rendered object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageUse {
+    /// The object.
+    pub object: ObjectKey,
+    /// JSON pointer of the field, e.g. `/spec/template/spec/containers/0/image`.
+    pub pointer: String,
+    /// The reference as rendered.
+    pub image: String,
+}
+
+/// Whether `image` names `pinned`'s repository at `pinned`'s digest.
+pub fn is_same_pinned(image: &str, pinned: &ImageRef) -> bool {
+    image.parse::<ImageRef>().is_ok_and(|r| {
+        r.digest().is_some() && r.digest() == pinned.digest() && r.name() == pinned.name()
+    })
+}
+
+/// API groups of Kubernetes itself: the core group, the dot-less legacy ones (`apps`, `batch`,
+/// ...) and `*.k8s.io`. A custom resource's group always has a dot.
+fn is_built_in_group(group: &str) -> bool {
+    !group.contains('.') || group.ends_with(".k8s.io")
+}
+
+/// Calls `f` with the JSON pointer and value of every image field: `image` strings of the
+/// entries of `containers`, `initContainers` and `ephemeralContainers` lists anywhere, and with
+/// `custom`, every string field named `image`.
+fn visit(
     v: &mut Value,
     pointer: &mut String,
-    images: &ImageMap,
-    key: &ObjectKey,
-    out: &mut Vec<ImageRewrite>,
+    custom: bool,
+    container: bool,
+    f: &mut dyn FnMut(&str, &mut String),
 ) {
     let len = pointer.len();
     match v {
@@ -159,21 +300,32 @@ fn walk(
             for (k, child) in map.iter_mut() {
                 pointer.push('/');
                 pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                if matches!(
-                    k.as_str(),
-                    "containers" | "initContainers" | "ephemeralContainers"
-                ) && let Value::Array(containers) = child
-                {
-                    rewrite_containers(containers, pointer, images, key, out);
+                match child {
+                    Value::String(image) if k == "image" && (custom || container) => {
+                        f(pointer, image)
+                    }
+                    Value::Array(items)
+                        if matches!(
+                            k.as_str(),
+                            "containers" | "initContainers" | "ephemeralContainers"
+                        ) =>
+                    {
+                        let at = pointer.len();
+                        for (i, c) in items.iter_mut().enumerate() {
+                            pointer.push_str(&format!("/{i}"));
+                            visit(c, pointer, custom, true, f);
+                            pointer.truncate(at);
+                        }
+                    }
+                    _ => visit(child, pointer, custom, false, f),
                 }
-                walk(child, pointer, images, key, out);
                 pointer.truncate(len);
             }
         }
         Value::Array(items) => {
             for (i, child) in items.iter_mut().enumerate() {
                 pointer.push_str(&format!("/{i}"));
-                walk(child, pointer, images, key, out);
+                visit(child, pointer, custom, false, f);
                 pointer.truncate(len);
             }
         }
@@ -181,26 +333,79 @@ fn walk(
     }
 }
 
-fn rewrite_containers(
-    containers: &mut [Value],
-    pointer: &str,
-    images: &ImageMap,
-    key: &ObjectKey,
-    out: &mut Vec<ImageRewrite>,
-) {
-    for (i, c) in containers.iter_mut().enumerate() {
-        let Some(Value::String(image)) = c.get_mut("image") else {
-            continue;
+/// Which chart values compose an image (each a dotted path into the chart's values), as
+/// `helm.image-values` maps them or [`ImageValuePaths::detect`] finds them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageValuePaths {
+    /// The whole reference.
+    pub image: Option<String>,
+    /// The registry host.
+    pub registry: Option<String>,
+    /// The repository: with `registry`, the path on the host; without, host and path.
+    pub repository: Option<String>,
+    /// The tag.
+    pub tag: Option<String>,
+    /// The digest.
+    pub digest: Option<String>,
+}
+
+/// The tag berth gives a Helm chart that composes `repository:tag` (`pinned@sha256:...`): the
+/// same for every digest, so that a service whose digest did not change renders the same pod
+/// template (no restart); container runtimes pull by the digest and ignore it.
+pub const HELM_TAG: &str = "pinned";
+
+impl ImageValuePaths {
+    /// The common layouts of a chart's values.yaml: `image.repository`/`image.tag` (with
+    /// `image.registry` and `image.digest` where present), else top-level
+    /// `repository`/`tag` (with `registry`, `digest`). `None` when neither is there.
+    pub fn detect(values: &Value) -> Option<ImageValuePaths> {
+        let from = |m: &serde_json::Map<String, Value>, prefix: &str| {
+            let path = |k: &str| m.contains_key(k).then(|| format!("{prefix}{k}"));
+            m.get("repository")
+                .is_some_and(|r| r.is_string() || r.is_null())
+                .then(|| ImageValuePaths {
+                    image: None,
+                    registry: path("registry"),
+                    repository: path("repository"),
+                    tag: path("tag"),
+                    digest: path("digest"),
+                })
         };
-        if let Some(pinned) = images.lookup(image) {
-            out.push(ImageRewrite {
-                object: key.clone(),
-                pointer: format!("{pointer}/{i}/image"),
-                from: image.clone(),
-                to: pinned.to_string(),
-            });
-            *image = pinned.to_string();
+        let top = values.as_object()?;
+        if let Some(Value::Object(image)) = top.get("image")
+            && let Some(found) = from(image, "image.")
+        {
+            return Some(found);
         }
+        from(top, "")
+    }
+
+    /// The `--set` overrides that make the chart compose `pinned` (`repo@sha256:...`). With
+    /// `digest` mapped the tag is left alone (charts that have a digest value use it instead
+    /// of the tag); otherwise the tag becomes `pinned@sha256:...` ([`HELM_TAG`]).
+    pub fn overrides(&self, pinned: &ImageRef) -> Vec<String> {
+        let Some(digest) = pinned.digest() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(p) = &self.image {
+            out.push(format!("{p}={}@{digest}", pinned.name()));
+        }
+        match (&self.registry, &self.repository) {
+            (Some(reg), Some(repo)) => {
+                out.push(format!("{reg}={}", pinned.registry()));
+                out.push(format!("{repo}={}", pinned.repository()));
+            }
+            (None, Some(repo)) => out.push(format!("{repo}={}", pinned.name())),
+            (Some(reg), None) => out.push(format!("{reg}={}", pinned.registry())),
+            (None, None) => {}
+        }
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => out.push(format!("{d}={digest}")),
+            (None, Some(t)) => out.push(format!("{t}={HELM_TAG}@{digest}")),
+            (None, None) => {}
+        }
+        out
     }
 }
 
@@ -306,5 +511,174 @@ mod tests {
         assert_eq!(pod["spec"]["containers"][1]["image"], json!("busybox"));
         let crd = s.iter().last().unwrap().value();
         assert_eq!(crd["spec"]["containers"][0]["image"], json!("home"));
+    }
+
+    #[test]
+    fn manifest_name_without_registry_matches_every_spelling_of_it() {
+        let pinned = format!("127.0.0.1:15000/shop/team/web@{D}");
+        let m = ImageMap::from_pairs([("team/web", pinned.as_str())]).unwrap();
+        for same in [
+            "team/web",
+            "team/web:latest",
+            "team/web:v1.2",
+            "docker.io/team/web:dev",
+            "index.docker.io/team/web",
+        ] {
+            assert_eq!(m.lookup(same), Some(pinned.as_str()), "{same}");
+        }
+        for other in [
+            "other/web",
+            "team/web2",
+            "ghcr.io/team/web",
+            "127.0.0.1:15000/team/web",
+            &format!("team/web@{D}"),
+        ] {
+            assert_eq!(m.lookup(other), None, "{other}");
+        }
+        let one = ImageMap::from_pairs([("web", pinned.as_str())]).unwrap();
+        for same in ["web:1", "library/web", "docker.io/library/web:2"] {
+            assert_eq!(one.lookup(same), Some(pinned.as_str()), "{same}");
+        }
+    }
+
+    #[test]
+    fn custom_resources_image_fields_are_pinned_but_not_built_in_kinds_strings() {
+        let pinned = format!("127.0.0.1:15000/shop/team/web@{D}");
+        let m = ImageMap::from_pairs([("team/web", pinned.as_str())]).unwrap();
+        let mut s = set(vec![
+            json!({"apiVersion": "example.com/v1", "kind": "App", "metadata": {"name": "a"},
+                "spec": {"image": "team/web:v1", "sidecar": {"image": "busybox"},
+                         "versions": [{"image": "docker.io/team/web"}], "imageName": "team/web"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                "data": {"image": "team/web"}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"image": "team/web", "template": {"spec": {
+                    "containers": [{"name": "w", "image": "team/web:dev"}]}}}}),
+        ]);
+        let rewrites = s.substitute_images(&m);
+        let shown: Vec<String> = rewrites
+            .iter()
+            .map(|r| format!("{} {} {}", r.object, r.pointer, r.from))
+            .collect();
+        insta::assert_snapshot!(shown.join("\n"), @r"
+        App.example.com a /spec/image team/web:v1
+        App.example.com a /spec/versions/0/image docker.io/team/web
+        Deployment.apps d /spec/template/spec/containers/0/image team/web:dev
+        ");
+        let refs: Vec<String> = s
+            .image_references()
+            .iter()
+            .map(|u| format!("{} {} {}", u.object, u.pointer, u.image))
+            .collect();
+        assert_eq!(refs.len(), 4, "{refs:#?}");
+        assert!(
+            refs[1].ends_with("/spec/sidecar/image busybox"),
+            "{refs:#?}"
+        );
+        let want: ImageRef = pinned.parse().unwrap();
+        assert!(s.references(&want));
+        let other: ImageRef = format!("127.0.0.1:15000/shop/other@{D}").parse().unwrap();
+        assert!(!s.references(&other));
+    }
+
+    #[test]
+    fn a_tag_beside_the_digest_still_references_the_pinned_image() {
+        let want: ImageRef = format!("r.io/shop/web@{D}").parse().unwrap();
+        assert!(is_same_pinned(&format!("r.io/shop/web:pinned@{D}"), &want));
+        assert!(!is_same_pinned("r.io/shop/web:pinned", &want));
+        let other = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        assert!(!is_same_pinned(&format!("r.io/shop/web@{other}"), &want));
+    }
+
+    #[test]
+    fn helm_image_layouts_are_detected_and_set_to_the_digest() {
+        let pinned: ImageRef = format!("127.0.0.1:15000/shop/web@{D}").parse().unwrap();
+        let nested =
+            ImageValuePaths::detect(&json!({"image": {"repository": "nginx", "tag": ""}})).unwrap();
+        assert_eq!(
+            nested.overrides(&pinned),
+            [
+                "image.repository=127.0.0.1:15000/shop/web".to_string(),
+                format!("image.tag=pinned@{D}")
+            ]
+        );
+        let registry = ImageValuePaths::detect(&json!({"image": {
+            "registry": "docker.io", "repository": "team/web", "tag": "1", "pullPolicy": "Always"}}))
+        .unwrap();
+        assert_eq!(
+            registry.overrides(&pinned),
+            [
+                "image.registry=127.0.0.1:15000".to_string(),
+                "image.repository=shop/web".to_string(),
+                format!("image.tag=pinned@{D}")
+            ]
+        );
+        let digest = ImageValuePaths::detect(&json!({"image": {
+            "repository": "team/web", "tag": "1", "digest": ""}}))
+        .unwrap();
+        assert_eq!(
+            digest.overrides(&pinned),
+            [
+                "image.repository=127.0.0.1:15000/shop/web".to_string(),
+                format!("image.digest={D}")
+            ]
+        );
+        let top = ImageValuePaths::detect(&json!({"registry": "r", "repository": "w", "tag": "t"}))
+            .unwrap();
+        assert_eq!(
+            top.overrides(&pinned),
+            [
+                "registry=127.0.0.1:15000".to_string(),
+                "repository=shop/web".to_string(),
+                format!("tag=pinned@{D}")
+            ]
+        );
+        for none in [
+            json!({"image": "team/web"}),
+            json!({"replicas": 2}),
+            json!({"image": {"name": "x"}}),
+        ] {
+            assert_eq!(ImageValuePaths::detect(&none), None, "{none}");
+        }
+        let whole = ImageValuePaths {
+            image: Some("app.image".into()),
+            ..ImageValuePaths::default()
+        };
+        assert_eq!(
+            whole.overrides(&pinned),
+            [format!("app.image=127.0.0.1:15000/shop/web@{D}")]
+        );
+    }
+
+    #[test]
+    fn images_deployed_by_tag_only_are_listed_with_their_objects_and_how_to_pin_them() {
+        let s = set(vec![
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "a", "image": "docker.io/library/busybox:latest"},
+                    {"name": "b", "image": format!("r.io/web@{D}")},
+                    {"name": "c", "image": "docker.io/library/busybox:latest"}]}}}}),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+                "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "busybox"},
+                    {"name": "b", "image": "docker.io/library/busybox:latest"}]}}}}),
+        ]);
+        let unpinned = s.unpinned_images();
+        let shown: Vec<String> = unpinned
+            .iter()
+            .map(|u| format!("{} <- {}", u.image, u.objects.join(", ")))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "busybox <- Job.batch j",
+                "docker.io/library/busybox:latest <- Deployment.apps d, Job.batch j"
+            ]
+        );
+        let text = unpinned[1].to_string();
+        assert!(
+            text.contains("is deployed by tag only")
+                && text.contains("`--image docker.io/library/busybox:latest=docker.io/library/busybox@sha256:<digest>`"),
+            "{text}"
+        );
     }
 }

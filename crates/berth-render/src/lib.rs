@@ -47,7 +47,7 @@ pub mod values;
 pub mod yaml;
 
 pub use error::RenderError;
-pub use images::{ImageMap, ImageRewrite};
+pub use images::{ImageMap, ImageRewrite, ImageUse, ImageValuePaths, Unpinned};
 pub use object::{Object, ObjectKey, ObjectSet, Source};
 pub use order::{ApplyPhase, Phase, deploy_order};
 pub use ownership::Ownership;

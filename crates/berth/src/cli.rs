@@ -158,6 +158,22 @@ pub struct RenderCmd {
     #[arg(long)]
     pub release: Option<String>,
 
+    /// Render every service of this berth.yaml as `berth run` would deploy it, each image
+    /// about to be built pinned to a placeholder digest (`repo@sha256:000...`), and check that
+    /// every built image is referenced. The default when no -f, --kustomize or --helm is given
+    /// and ./berth.yaml exists.
+    #[arg(long, short = 'c', value_name = "BERTH_YAML")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// With berth.yaml: the environment whose values and namespace to render with (default:
+    /// the only one).
+    #[arg(long, short = 'e')]
+    pub env: Option<String>,
+
+    /// With berth.yaml: a repository prefix that wins over `registry.prefix`.
+    #[arg(long, env = "BERTH_DEFAULT_REPO", value_name = "REPO")]
+    pub default_repo: Option<String>,
+
     #[command(flatten)]
     pub convert: ConvertFlags,
 }

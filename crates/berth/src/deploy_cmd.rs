@@ -99,6 +99,68 @@ fn namespace_of(c: &ClusterArgs, cluster: Option<&Cluster>) -> String {
         .unwrap_or_else(|| "default".into())
 }
 
+/// `berth render`: from berth.yaml (`-c`, or ./berth.yaml when no manifests are named), or
+/// from the manifests named on the command line.
+pub async fn render_command(a: crate::cli::RenderCmd) -> Result<ExitCode, String> {
+    let named =
+        !a.render.file.is_empty() || !a.render.kustomize.is_empty() || !a.render.helm.is_empty();
+    let config = match (&a.config, named) {
+        (Some(_), true) => {
+            return Err(
+                "give either -c berth.yaml or manifests (-f, --kustomize, --helm), not both".into(),
+            );
+        }
+        (Some(c), false) => Some(c.clone()),
+        (None, false) if std::path::Path::new(berth_config::FILE_NAME).is_file() => {
+            Some(berth_config::FILE_NAME.into())
+        }
+        (None, _) => None,
+    };
+    match config {
+        Some(_) if a.convert.convert => Err(
+            "--convert rewrites manifests named with -f, --kustomize or --helm; with berth.yaml, \
+             name its manifest files: berth render -f k8s/ --convert"
+                .into(),
+        ),
+        Some(file) => render_config(&file, &a).await,
+        None => {
+            if a.env.is_some() || a.default_repo.is_some() {
+                return Err("--env and --default-repo need berth.yaml (-c FILE)".into());
+            }
+            render(a.render, a.cluster, a.release, a.convert).await
+        }
+    }
+}
+
+/// `berth render -c berth.yaml`: every service, as a run would deploy it (see
+/// [`berth_pipeline::run::Renderer::preview`]).
+async fn render_config(
+    file: &std::path::Path,
+    a: &crate::cli::RenderCmd,
+) -> Result<ExitCode, String> {
+    let mut config = berth_config::load(file).map_err(|e| e.to_string())?;
+    if let Some(repo) = &a.default_repo {
+        config.set_default_repo(repo)?;
+    }
+    let env = berth_pipeline::run::choose_environment(&config, a.env.as_deref(), None)
+        .map_err(|e| e.to_string())?
+        .clone();
+    let namespace = a
+        .cluster
+        .namespace
+        .clone()
+        .unwrap_or_else(|| env.namespace.clone());
+    let release = a.release.clone().unwrap_or_else(|| env.name.clone());
+    let renderer = berth_pipeline::run::Renderer { config: &config };
+    let mut set = renderer
+        .preview(&env, &namespace, &a.render.tools.tools())
+        .map_err(|e| e.to_string())?;
+    let owner = berth_render::Ownership::new(&release, 0, &namespace);
+    set.apply_ownership(&owner).map_err(|e| e.to_string())?;
+    print!("{}", set.to_yaml());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `berth render`: the final YAML, stable order.
 pub async fn render(
     args: RenderArgs,
@@ -272,6 +334,14 @@ pub async fn deploy(args: DeployArgs) -> Result<ExitCode, String> {
     let (objects, images) = render_objects(&args.render, &namespace, &args.release)?;
     let json = args.output == OutputFormat::Json;
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json });
+    // Pre-rendered manifests are deployed as they are; what they leave to a tag is said.
+    for unpinned in objects.unpinned_images() {
+        sink.emit(Event::Message {
+            step: "render".into(),
+            level: Level::Warning,
+            message: unpinned.to_string(),
+        });
+    }
     let objects = check_pulls(&args, &cluster, &namespace, &images, objects, &sink).await?;
     let deployer = Deployer::new(cluster, sink);
     let req = request(&args, namespace, objects, images);

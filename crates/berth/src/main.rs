@@ -39,9 +39,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             cli::Command::Doctor(a) => doctor::run(a).await,
-            cli::Command::Render(a) => {
-                deploy_cmd::render(a.render, a.cluster, a.release, a.convert).await
-            }
+            cli::Command::Render(a) => deploy_cmd::render_command(a).await,
             cli::Command::Deploy(a) => deploy_cmd::deploy(a).await,
             cli::Command::Run(a) => run_cmd::run(a).await,
             cli::Command::Init(a) => init_cmd::init(a),

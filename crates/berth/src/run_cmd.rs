@@ -57,6 +57,12 @@ pub struct RunArgs {
     #[arg(long, env = "BERTH_PULL_SECRET", value_name = "NAME")]
     pub pull_secret: Option<String>,
 
+    /// Repository prefix that wins over berth.yaml's `registry.prefix` (Skaffold's
+    /// --default-repo): built services without `image`, or whose `image` has no registry host
+    /// (`team/web`), are pushed under it.
+    #[arg(long, env = "BERTH_DEFAULT_REPO", value_name = "REPO")]
+    pub default_repo: Option<String>,
+
     /// Builds at most this many services at once (default: the number of cores).
     #[arg(long, short = 'j', env = "BERTH_JOBS")]
     pub jobs: Option<std::num::NonZeroUsize>,
@@ -118,7 +124,10 @@ async fn drive(
     args: RunArgs,
     promote_from: Option<(String, Option<String>)>,
 ) -> Result<(ExitCode, Option<Ran>), String> {
-    let config = berth_config::load(&args.config).map_err(|e| e.to_string())?;
+    let mut config = berth_config::load(&args.config).map_err(|e| e.to_string())?;
+    if let Some(repo) = &args.default_repo {
+        config.set_default_repo(repo)?;
+    }
     let dir = config.dir.clone();
     let berth_pipeline::changes::WorkingTree { commit, branch } =
         berth_pipeline::changes::working_tree(&dir);

@@ -10,6 +10,7 @@ mod deploy;
 mod doctor;
 mod examples;
 mod init_layouts;
+mod pinning;
 mod preflight;
 mod pull_secret;
 mod real_node;
