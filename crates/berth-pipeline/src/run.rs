@@ -149,6 +149,9 @@ pub struct RunRequest {
     pub history_max: usize,
     /// `--pull-secret`: wins over the environment's `deploy.pull-secret`.
     pub pull_secret: Option<String>,
+    /// `--force-conflicts`: take over fields another field manager owns (once, when moving a
+    /// release from Helm or kubectl to berth).
+    pub force_conflicts: bool,
 }
 
 /// What a run did.
@@ -519,7 +522,7 @@ impl Pipeline {
                 user: req.user.clone(),
                 timeout: env.deploy.timeout,
                 rollback: env.deploy.rollback,
-                force_conflicts: false,
+                force_conflicts: req.force_conflicts,
                 lock: req.lock.clone(),
                 history_max: req.history_max,
             })

@@ -57,6 +57,11 @@ pub struct RunArgs {
     #[arg(long, env = "BERTH_PULL_SECRET", value_name = "NAME")]
     pub pull_secret: Option<String>,
 
+    /// Take over fields that another field manager (helm, kubectl, a controller) owns — once,
+    /// when a release moves to berth from Helm or kubectl.
+    #[arg(long)]
+    pub force_conflicts: bool,
+
     /// Repository prefix that wins over berth.yaml's `registry.prefix` (Skaffold's
     /// --default-repo): built services without `image`, or whose `image` has no registry host
     /// (`team/web`), are pushed under it.
@@ -186,6 +191,7 @@ async fn drive(
         tools: args.tools.tools(),
         history_max: args.history_max,
         pull_secret: args.pull_secret.clone(),
+        force_conflicts: args.force_conflicts,
     };
     let result = match promote_from {
         None => {

@@ -408,6 +408,8 @@ impl Engine {
             history_max: berth_deploy::release::DEFAULT_HISTORY_MAX,
             // berth.yaml's `deploy.pull-secret` decides on the server.
             pull_secret: None,
+            // A server never takes fields over on its own: a person does, once, with berth run.
+            force_conflicts: false,
         };
         let result = match &job.action {
             Action::Promote { from } => pipeline.promote(from, None, request).await,

@@ -363,9 +363,12 @@ async fn init_writes_a_berth_yaml_that_deploys_the_example() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("service `web`: web/Dockerfile"), "{stderr}");
     assert!(
-        stderr.contains("berth pins it to each build's digest"),
+        stderr.contains("service web: build context web — every COPY/ADD source of web/Dockerfile"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("berth pins it there to each build's digest, no manifest changes"),
         "{stderr}"
     );
     git(&p.dir, &["add", "-A"]);
@@ -701,4 +704,49 @@ async fn run_does_not_deploy_a_manifest_linked_outside_the_repository() {
         .await
         .unwrap();
     assert!(stolen.is_none(), "deployed: {stolen:?}");
+}
+
+/// Moving a release from Helm or kubectl to berth: `berth run` had no way to take over fields
+/// the previous tool owned (only `berth deploy` had `--force-conflicts`).
+#[tokio::test]
+async fn a_run_names_the_field_manager_it_conflicts_with_and_takes_over_with_force_conflicts() {
+    let ctx = TestContext::new("run-conflicts").await;
+    let p = project(&ctx);
+    ctx.apply(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "hello-config"}, "data": {"GREETING": "hello from helm"}
+    }))
+    .await;
+    let cm = || async {
+        ctx.cluster
+            .get(&ObjectKey::new(
+                "v1",
+                "ConfigMap",
+                Some(&ctx.namespace),
+                "hello-config",
+            ))
+            .await
+            .unwrap()
+            .unwrap()["data"]["GREETING"]
+            .clone()
+    };
+    let refused = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("berth-test") && stderr.contains("--force-conflicts"),
+        "names the other manager and the way out: {stderr}"
+    );
+    assert_eq!(cm().await, "hello from helm");
+    let forced = berth(
+        &ctx,
+        &p,
+        &["run", "-n", &ctx.namespace, "--force-conflicts"],
+    );
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert_eq!(cm().await, "hello from berth");
 }
