@@ -113,7 +113,8 @@ pub fn write(set: &ObjectSet, version: Option<&str>) -> Result<ExitCode, String>
                 .map_err(|e| e.to_string())?;
         ok &= print_reports(&reports);
         if let Some(new) = new {
-            std::fs::write(file, new).map_err(|e| format!("cannot write {file}: {e}"))?;
+            crate::atomic_write::replace(std::path::Path::new(file), new.as_bytes())
+                .map_err(|e| format!("cannot write {file} (it is unchanged): {e}"))?;
             eprintln!("rewrote {file}");
             rewritten += 1;
         }

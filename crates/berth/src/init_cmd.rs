@@ -74,7 +74,8 @@ pub fn init(args: InitArgs) -> Result<ExitCode, String> {
         print!("{}", plan.yaml);
         return Ok(ExitCode::SUCCESS);
     }
-    std::fs::write(&target, &plan.yaml).map_err(|e| format!("{}: {e}", target.display()))?;
+    crate::atomic_write::replace(&target, plan.yaml.as_bytes())
+        .map_err(|e| format!("{}: {e}", target.display()))?;
     match berth_config::load(&target) {
         Ok(_) => {
             eprintln!(

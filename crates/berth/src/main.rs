@@ -4,6 +4,7 @@
 //! that turns them into validated settings and drives the libraries, and only this crate prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod atomic_write;
 mod build_cmd;
 mod builder_flags;
 mod cli;

@@ -684,3 +684,51 @@ spec:
         r.all()
     );
 }
+
+/// `--convert --write` rewrote a file with a plain write: a kill -9 (or a full disk) in the
+/// middle left the user's manifest truncated. Now the new text is staged beside it and renamed
+/// over it: killed between the two, the file is the old one, whole.
+#[tokio::test]
+async fn a_kill_during_convert_write_leaves_the_manifest_whole() {
+    let ctx = TestContext::new("pf-write-kill").await;
+    let d = Dir::new();
+    d.write("cron.yaml", TUTORIAL_CRON);
+    let file = d.0.join("cron.yaml");
+    let staged = d.0.join(".cron.yaml.berth-new");
+    let args = [
+        "render",
+        "--convert",
+        "--write",
+        "--kube-version",
+        "1.33",
+        "-f",
+        &d.path(),
+    ];
+    let mut paused = ctx
+        .env
+        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        .args(args)
+        .env("BERTH_TEST_PAUSE_AT", "rewrite-before-rename")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !staged.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "berth never staged the new text at {}",
+            staged.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    paused.kill().unwrap();
+    paused.wait().unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), TUTORIAL_CRON);
+
+    let again = run(&ctx, &args);
+    assert_eq!(again.code, 0, "{}", again.all());
+    let converted = std::fs::read_to_string(&file).unwrap();
+    assert!(converted.contains("batch/v1"), "{converted}");
+    assert!(!staged.exists(), "the staged file was renamed into place");
+}
