@@ -20,6 +20,7 @@
 //! Tests run real `git` in temporary repositories; nothing here talks to a cluster.
 
 pub mod changes;
+pub mod data_step;
 pub mod detect;
 pub mod init;
 pub mod pull_secret;

@@ -77,6 +77,10 @@ pub enum RunError {
     /// A promotion was refused.
     #[error("{0}")]
     Promotion(String),
+    /// The environment's data step (clone, masked copy) failed; nothing was built or
+    /// deployed.
+    #[error("{0}; nothing was built or deployed")]
+    Data(String),
     /// A service's tests failed in its freshly built image; nothing was pushed or deployed.
     #[error("the tests of service `{service}` failed; nothing was pushed or deployed: {reason}")]
     Test {
@@ -305,6 +309,9 @@ impl Pipeline {
             }
         }
         self.prerender(env, &namespace, &planned, &req)?;
+        crate::data_step::run(&self.cluster, env, &namespace, self.sink.clone())
+            .await
+            .map_err(RunError::Data)?;
 
         // Build and push what changed; keep the rest.
         let mut pinned: BTreeMap<String, String> = BTreeMap::new();
@@ -380,6 +387,9 @@ impl Pipeline {
             .clone()
             .unwrap_or_else(|| env.namespace.clone());
         let pinned = last.images.clone();
+        crate::data_step::run(&self.cluster, env, &namespace, self.sink.clone())
+            .await
+            .map_err(RunError::Data)?;
         let outcome = self
             .render_and_deploy(
                 env,

@@ -262,7 +262,7 @@ async fn copy(a: CopyArgs) -> Result<ExitCode, String> {
     let mut to_env = a.to_url_env.clone();
     if let Some(file) = &a.mask_config {
         let env = a.env.as_deref().expect("clap requires --env");
-        let copy = crate::data_step::copy_settings(file, env)?;
+        let copy = berth_pipeline::data_step::copy_settings(file, env)?;
         rules.extend(copy.mask.iter().map(|m| (m.column.clone(), m.rule.clone())));
         strict |= copy.strict;
         from_env = from_env.or(Some(copy.source_url_env.clone()));

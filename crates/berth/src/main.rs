@@ -10,7 +10,6 @@ mod builder_flags;
 mod cli;
 mod convert_cmd;
 mod data_cmd;
-mod data_step;
 mod deploy_cmd;
 mod dev_cmd;
 mod dev_logs;

@@ -170,11 +170,6 @@ async fn drive(
     } else {
         Arc::new(Printer { json })
     };
-    let data_namespace = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| env.namespace.clone());
-    crate::data_step::run(&cluster, &env, &data_namespace, sink.clone()).await?;
     let pipeline = Pipeline {
         config,
         build,

@@ -1262,3 +1262,59 @@ async fn a_pushed_berth_yaml_gets_the_servers_network_only_when_the_server_allow
     let run = api.wait_run(&api.run_for(&allowed).await, &rig).await;
     assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
 }
+
+/// The bug: `berth serve` wired the pipeline a second time and never ran an environment's
+/// `data` step (the masked copy), which `berth run` does. Now both go through the one engine.
+#[tokio::test]
+async fn a_push_through_the_server_runs_the_environments_data_step_before_the_deploy() {
+    use crate::copy::{Db, seed};
+
+    let ctx = TestContext::new("serve-data").await;
+    let mut rig = Rig::new(&ctx, None, "");
+    let source = Db::new("servesrc");
+    let target = Db::new("servedst");
+    seed(&source, 20);
+    let cfg = rig.work.join("berth.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        "    deploy: { timeout: 2m }\n",
+        "    deploy: { timeout: 2m }\n    data:\n      copy:\n        from: production\n        \
+         source-url-env: SERVE_SOURCE_DB\n        target-url-env: SERVE_TARGET_DB\n        \
+         mask: { users.email: email, orders.customer_email: email, users.name: name }\n",
+    );
+    assert!(text.contains("SERVE_SOURCE_DB"), "{text}");
+    // The environment the data comes from (only its database is used here).
+    let text = format!(
+        "{text}  - name: production\n    namespace: {}-prod\n    promotion: manual\n",
+        ctx.namespace
+    );
+    std::fs::write(&cfg, text).unwrap();
+    rig.env.push(("SERVE_SOURCE_DB".into(), source.url.clone()));
+    rig.env.push(("SERVE_TARGET_DB".into(), target.url.clone()));
+    rig.env.push((
+        "BERTH_MASK_KEY".into(),
+        "serve-data-step-masking-key".into(),
+    ));
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    let _server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&viewer));
+
+    let commit = rig.push("a data step before the deploy");
+    let id = api.run_for(&commit).await;
+    let run = api.wait_run(&id, &rig).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
+    let (_, events) = api.get(&format!("/api/runs/{id}/events")).await;
+    let text = events.to_string();
+    assert!(
+        text.contains("data: copied") && text.contains("masked cells"),
+        "the run's events tell the data step: {text}"
+    );
+    let users = target.rows("users");
+    assert_eq!(users.len(), 20, "every row copied");
+    assert!(
+        users
+            .values()
+            .all(|u| !u["email"].as_str().unwrap_or("").ends_with("@Example.org")),
+        "emails masked: {users:?}"
+    );
+}

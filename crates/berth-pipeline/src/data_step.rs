@@ -1,7 +1,10 @@
-//! The `data` step of an environment in berth.yaml, run by `berth run` and `berth promote`
-//! before the build and deploy, so the release starts on fresh data: first the volume clone
-//! (CSI snapshots, replacing the claims an earlier run restored, with snapshot retention by
-//! `keep`), then the masked logical copy.
+//! The `data` step of an environment in berth.yaml, run by the engine ([`crate::run`]) for
+//! every run and promotion — from `berth run`, `berth dev`, `berth promote` and `berth serve`
+//! alike — after the placeholder render and before the builds and the deploy, so the release
+//! starts on fresh data: first the volume clone (CSI snapshots, replacing the claims an earlier
+//! run restored, with snapshot retention by `keep`), then the masked logical copy. Database
+//! URLs and the masking key come from the process environment (`source-url-env`,
+//! `target-url-env`, `BERTH_MASK_KEY`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,7 +38,8 @@ fn env_url(var: &str, env: &str) -> Result<DbUrl, String> {
     DbUrl::parse(&text).map_err(|e| e.to_string())
 }
 
-/// Runs the environment's data step into `namespace`; nothing when it has none.
+/// Runs the environment's data step into `namespace`; nothing when it has none. The error
+/// names the environment and what failed.
 pub async fn run(
     cluster: &Cluster,
     env: &Environment,
