@@ -326,6 +326,48 @@ impl Deployer {
 
     /// Deploys `req`; see the [crate docs](crate) for the steps.
     pub async fn deploy(&self, req: DeployRequest) -> Result<DeployOutcome, DeployError> {
+        Self::check(&req)?;
+        let lock = self.lock(&req).await?;
+        self.deploy_holding(req, lock).await
+    }
+
+    /// Takes the release's lock for `req` (creating its namespace first), for a caller that
+    /// has work to do under it before the deploy — the engine's data step — and then calls
+    /// [`Deployer::deploy_holding`].
+    pub async fn lock(&self, req: &DeployRequest) -> Result<Lock, DeployError> {
+        self.cluster.ensure_namespace(&req.namespace).await?;
+        Lock::acquire(
+            &self.cluster,
+            &req.namespace,
+            &req.release,
+            &req.lock,
+            &self.sink,
+        )
+        .await
+    }
+
+    /// [`Deployer::deploy`] under a lock the caller took with [`Deployer::lock`]; releases it.
+    pub async fn deploy_holding(
+        &self,
+        req: DeployRequest,
+        lock: Lock,
+    ) -> Result<DeployOutcome, DeployError> {
+        if let Err(e) = Self::check(&req) {
+            lock.release().await?;
+            return Err(e);
+        }
+        let result = self.deploy_locked(&req, &lock).await;
+        let lost = lock.lost_to();
+        let lost_error = lost.map(|holder| lock.lost_error(holder));
+        lock.release().await?;
+        match (result, lost_error) {
+            (Ok(_), Some(e)) => Err(e),
+            (r, _) => r,
+        }
+    }
+
+    /// Refuses annotations berth cannot read before anything happens.
+    fn check(req: &DeployRequest) -> Result<(), DeployError> {
         for o in req.objects.iter() {
             let object = || format!("{}/{} ({})", o.key().kind, o.key().name, o.source());
             if let Some(value) = plan::invalid_hook_run(o.value()) {
@@ -351,23 +393,7 @@ impl Deployer {
                 });
             }
         }
-        self.cluster.ensure_namespace(&req.namespace).await?;
-        let lock = Lock::acquire(
-            &self.cluster,
-            &req.namespace,
-            &req.release,
-            &req.lock,
-            &self.sink,
-        )
-        .await?;
-        let result = self.deploy_locked(&req, &lock).await;
-        let lost = lock.lost_to();
-        let lost_error = lost.map(|holder| lock.lost_error(holder));
-        lock.release().await?;
-        match (result, lost_error) {
-            (Ok(_), Some(e)) => Err(e),
-            (r, _) => r,
-        }
+        Ok(())
     }
 
     /// Runs `work` unless the lock is lost first; a loss ends it at once.

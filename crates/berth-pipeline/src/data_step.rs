@@ -1,7 +1,7 @@
 //! The `data` step of an environment in berth.yaml, run by the engine ([`crate::run`]) for
 //! every run and promotion — from `berth run`, `berth dev`, `berth promote` and `berth serve`
-//! alike — after the placeholder render and before the builds and the deploy, so the release
-//! starts on fresh data: first the volume clone (CSI snapshots, replacing the claims an earlier
+//! alike — after the builds, under the release's lock held on into the deploy (no other deploy
+//! of the environment runs while its data is replaced), so the release starts on fresh data: first the volume clone (CSI snapshots, replacing the claims an earlier
 //! run restored, with snapshot retention by `keep`), then the masked logical copy. Database
 //! URLs and the masking key come from the process environment (`source-url-env`,
 //! `target-url-env`, `BERTH_MASK_KEY`).

@@ -77,9 +77,8 @@ pub enum RunError {
     /// A promotion was refused.
     #[error("{0}")]
     Promotion(String),
-    /// The environment's data step (clone, masked copy) failed; nothing was built or
-    /// deployed.
-    #[error("{0}; nothing was built or deployed")]
+    /// The environment's data step (clone, masked copy) failed; nothing was deployed.
+    #[error("{0}; nothing was deployed")]
     Data(String),
     /// A service's tests failed in its freshly built image; nothing was pushed or deployed.
     #[error("the tests of service `{service}` failed; nothing was pushed or deployed: {reason}")]
@@ -309,9 +308,6 @@ impl Pipeline {
             }
         }
         self.prerender(env, &namespace, &planned, &req)?;
-        crate::data_step::run(&self.cluster, env, &namespace, self.sink.clone())
-            .await
-            .map_err(RunError::Data)?;
 
         // Build and push what changed; keep the rest.
         let mut pinned: BTreeMap<String, String> = BTreeMap::new();
@@ -387,9 +383,6 @@ impl Pipeline {
             .clone()
             .unwrap_or_else(|| env.namespace.clone());
         let pinned = last.images.clone();
-        crate::data_step::run(&self.cluster, env, &namespace, self.sink.clone())
-            .await
-            .map_err(RunError::Data)?;
         let outcome = self
             .render_and_deploy(
                 env,
@@ -517,26 +510,49 @@ impl Pipeline {
             );
         }
 
+        let deployer = Deployer::new(self.cluster.clone(), self.sink.clone());
+        let request = DeployRequest {
+            release: release.to_string(),
+            namespace: namespace.to_string(),
+            objects,
+            images: pinned,
+            commit,
+            user: req.user.clone(),
+            timeout: env.deploy.timeout,
+            rollback: env.deploy.rollback,
+            force_conflicts: req.force_conflicts,
+            lock: req.lock.clone(),
+            history_max: req.history_max,
+        };
+        // The environment's data step runs under the release's lock, held on into the deploy:
+        // no other deploy of the environment runs while its data is replaced.
+        let held = match &env.data {
+            None => None,
+            Some(_) => {
+                let lock = deployer.lock(&request).await.map_err(Box::new)?;
+                let data =
+                    crate::data_step::run(&self.cluster, env, namespace, self.sink.clone()).await;
+                if let Err(e) = data {
+                    if let Err(unlock) = lock.release().await {
+                        self.say(
+                            Level::Warning,
+                            format!("releasing the lock after the data step failed: {unlock}"),
+                        );
+                    }
+                    return Err(RunError::Data(e));
+                }
+                Some(lock)
+            }
+        };
+
         let deploying = std::time::Instant::now();
         self.sink.emit(Event::StepStarted {
             step: "deploy".into(),
         });
-        let deployer = Deployer::new(self.cluster.clone(), self.sink.clone());
-        let outcome = deployer
-            .deploy(DeployRequest {
-                release: release.to_string(),
-                namespace: namespace.to_string(),
-                objects,
-                images: pinned,
-                commit,
-                user: req.user.clone(),
-                timeout: env.deploy.timeout,
-                rollback: env.deploy.rollback,
-                force_conflicts: req.force_conflicts,
-                lock: req.lock.clone(),
-                history_max: req.history_max,
-            })
-            .await;
+        let outcome = match held {
+            Some(lock) => deployer.deploy_holding(request, lock).await,
+            None => deployer.deploy(request).await,
+        };
         self.sink.emit(Event::StepFinished {
             step: "deploy".into(),
             ok: outcome.is_ok(),

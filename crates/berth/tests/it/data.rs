@@ -672,3 +672,91 @@ async fn berth_run_clones_and_copies_before_the_deploy_and_refreshes_on_the_next
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The bug: the data step ran before the deploy took the release's lock, so a run replaced
+/// staging's data while another deploy of staging was still going. Now the data step waits
+/// for the lock and holds it into the deploy.
+#[tokio::test]
+async fn the_data_step_waits_for_the_release_lock_another_deploy_holds() {
+    use crate::copy::{Db, seed};
+
+    let staging = TestContext::new("run-data-lock").await;
+    let source = Db::new("locksrc");
+    let target = Db::new("lockdst");
+    seed(&source, 10);
+    let dir = std::env::temp_dir().join(format!("berth-run-data-lock-{}", unique_suffix()));
+    std::fs::create_dir_all(dir.join("k8s")).unwrap();
+    std::fs::write(
+        dir.join("k8s/config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: staging}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("berth.yaml"),
+        format!(
+            "services:\n  - name: settings\n    manifests: {{ path: [k8s] }}\n\
+             environments:\n  - name: production\n    namespace: {staging}-prod\n\
+             \x20 - name: staging\n    namespace: {staging}\n    deploy: {{ timeout: 1m }}\n\
+             \x20   data:\n\
+             \x20     copy:\n\
+             \x20       from: production\n\
+             \x20       source-url-env: PROD_DB_URL\n\
+             \x20       target-url-env: STAGING_DB_URL\n\
+             \x20       mask: {{ users.email: email, orders.customer_email: email }}\n",
+            staging = staging.namespace
+        ),
+    )
+    .unwrap();
+    // Another deploy of staging holds the release's lock (a Lease that will not expire).
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "berth-lock-staging"},
+        "spec": {"holderIdentity": "another deploy (pid 1)", "leaseDurationSeconds": 3600,
+                 "acquireTime": "2026-12-02T00:00:00.000000Z",
+                 "renewTime": "2026-12-02T00:00:00.000000Z"}
+    });
+    staging.apply(lease).await;
+
+    let env = TestEnv::get();
+    let mut cmd = tokio::process::Command::from(env.berth(env!("CARGO_BIN_EXE_berth").as_ref()));
+    cmd.args(["run", "-e", "staging", "-o", "json", "-c"])
+        .arg(dir.join("berth.yaml"))
+        .env("PROD_DB_URL", &source.url)
+        .env("STAGING_DB_URL", &target.url)
+        .env("BERTH_MASK_KEY", "run-data-lock-masking-key")
+        .env("BERTH_STORE", dir.join("store"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let running = cmd.spawn().unwrap();
+
+    // While the other deploy holds the lock, staging's database is not touched.
+    let untouched =
+        || target.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'users'") == "0";
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            untouched(),
+            "the data step ran while another deploy held the lock"
+        );
+    }
+    staging
+        .cluster
+        .delete(&ObjectKey::new(
+            "coordination.k8s.io/v1",
+            "Lease",
+            Some(&staging.namespace),
+            "berth-lock-staging",
+        ))
+        .await
+        .unwrap();
+    let out = running.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("data: copied"), "{stdout}");
+    assert_eq!(target.rows("users").len(), 10);
+    let _ = std::fs::remove_dir_all(&dir);
+}
