@@ -37,6 +37,7 @@
 //! release, like `kill -9`) at that point, so tests can prove that a deploy killed anywhere is
 //! recovered by the next one. Unset (always, outside berth's own tests) it does nothing.
 
+pub mod diff;
 pub mod heartbeat;
 pub mod lock;
 pub mod plan;

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::fmt;
 
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::RenderError;
 use crate::order::Phase;
@@ -283,24 +282,6 @@ impl ObjectSet {
         }
         out
     }
-
-    /// A copy in which every value of a Secret's `data` and `stringData` is replaced with
-    /// `<redacted sha256:XXXXXXXXXXXXXXXX>`: the first 16 hex digits of the SHA-256 of the
-    /// decoded value, so a diff still shows *that* a value changed, and `data` and
-    /// `stringData` holding the same value show the same hash.
-    ///
-    /// A hash of a short, guessable value can be reversed by trying candidates: this protects
-    /// against reading secrets over a shoulder or in a CI log, not against a determined attacker
-    /// holding the output.
-    pub fn redacted(&self) -> ObjectSet {
-        let mut set = self.clone();
-        for o in &mut set.objects {
-            if o.key.group.is_empty() && o.key.kind == "Secret" {
-                redact_secret(&mut o.value);
-            }
-        }
-        set
-    }
 }
 
 impl<'a> IntoIterator for &'a ObjectSet {
@@ -336,33 +317,6 @@ pub fn redact_last_applied(secret: &mut Value) {
     }
 }
 
-fn redact_secret(secret: &mut Value) {
-    use base64::Engine as _;
-    redact_last_applied(secret);
-    for (field, encoded) in [("data", true), ("stringData", false)] {
-        let Some(Value::Object(map)) = secret.get_mut(field) else {
-            continue;
-        };
-        for v in map.values_mut() {
-            let text = match &*v {
-                Value::String(s) => s.clone(),
-                Value::Null => continue,
-                other => other.to_string(),
-            };
-            let bytes = if encoded {
-                base64::engine::general_purpose::STANDARD
-                    .decode(text.trim())
-                    .unwrap_or_else(|_| text.into_bytes())
-            } else {
-                text.into_bytes()
-            };
-            let hash = Sha256::digest(&bytes);
-            let hex = hex::encode(&hash[..8]);
-            *v = Value::String(format!("<redacted sha256:{hex}>"));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,9 +327,9 @@ mod tests {
         let mut s = json!({"kind": "Secret", "metadata": {"name": "db", "annotations": {
             LAST_APPLIED_ANNOTATION: "{\"stringData\":{\"password\":\"hunter2\"}}",
             "other": "kept"}}, "stringData": {"password": "hunter2"}});
-        redact_secret(&mut s);
-        let text = s.to_string();
-        assert!(!text.contains("hunter2"), "{text}");
+        redact_last_applied(&mut s);
+        let annotations = s["metadata"]["annotations"].to_string();
+        assert!(!annotations.contains("hunter2"), "{annotations}");
         assert_eq!(s["metadata"]["annotations"]["other"], "kept");
     }
 
@@ -458,21 +412,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn redaction_hashes_decoded_values() {
-        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
-            "data": {"password": "aHVudGVyMg=="}, "stringData": {"password": "hunter2"}});
-        let mut set = ObjectSet::new();
-        set.insert(Object::new(secret, src(1)).unwrap()).unwrap();
-        let red = set.redacted();
-        let v = red.iter().next().unwrap().value();
-        assert_eq!(v["data"]["password"], v["stringData"]["password"]);
-        let shown = v["data"]["password"].as_str().unwrap();
-        assert!(shown.starts_with("<redacted sha256:"), "{shown}");
-        assert!(!red.to_yaml().contains("hunter2"));
-        assert!(
-            set.to_yaml().contains("hunter2"),
-            "render prints the user's own file as is"
-        );
-    }
 }

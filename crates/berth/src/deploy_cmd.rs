@@ -507,38 +507,18 @@ pub async fn diff(args: DeployArgs) -> Result<ExitCode, String> {
     let owner =
         berth_render::Ownership::new(&args.release, history.last_revision() + 1, &namespace);
     objects.apply_ownership(&owner).map_err(|e| e.to_string())?;
-    let mut changed = 0;
-    for o in objects.sorted() {
-        let v = o.value();
-        let key = berth_cluster::ObjectKey::of(v).map_err(|e| e.to_string())?;
-        let live = cluster.get(&key).await.map_err(|e| e.to_string())?;
-        let dry = match cluster
-            .dry_run_apply(v, berth_deploy::FIELD_MANAGER, args.force_conflicts)
-            .await
-        {
-            Ok(d) => Some(d),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e.to_string()),
-        };
-        let before = live
-            .as_ref()
-            .map(|l| comparable(l, None))
-            .unwrap_or_default();
-        let after = match &dry {
-            Some(d) => comparable(d, Some(live.as_ref())),
-            None => comparable(v, Some(live.as_ref())),
-        };
-        if before == after {
-            continue;
-        }
-        changed += 1;
-        let title = format!("{}/{}", key.kind, key.name);
-        let diff = similar::TextDiff::from_lines(&before, &after);
+    let changes = berth_deploy::diff::diff(&cluster, &objects, args.force_conflicts)
+        .await
+        .map_err(|e| e.to_string())?;
+    let changed = changes.len();
+    for c in &changes {
+        let diff = similar::TextDiff::from_lines(&c.live, &c.new);
         print!(
             "{}",
-            diff.unified_diff()
-                .context_radius(3)
-                .header(&format!("live {title}"), &format!("new {title}"))
+            diff.unified_diff().context_radius(3).header(
+                &format!("live {}", c.object),
+                &format!("new {}", c.object)
+            )
         );
     }
     eprintln!("{changed} object(s) differ");
@@ -549,47 +529,3 @@ pub async fn diff(args: DeployArgs) -> Result<ExitCode, String> {
     })
 }
 
-/// YAML of an object without server bookkeeping, Secret values redacted. On the new side
-/// (`against` = the live object, if any) a Secret value that differs from the live one reads
-/// `<redacted, changed>`, so a value-only change still shows as a diff line.
-fn comparable(v: &serde_json::Value, against: Option<Option<&serde_json::Value>>) -> String {
-    let mut v = v.clone();
-    if let Some(m) = v["metadata"].as_object_mut() {
-        for k in [
-            "managedFields",
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-            "generation",
-        ] {
-            m.remove(k);
-        }
-        if let Some(a) = m.get_mut("annotations").and_then(|a| a.as_object_mut()) {
-            a.remove(berth_render::ownership::REVISION_ANNOTATION);
-            a.remove("deployment.kubernetes.io/revision");
-        }
-    }
-    if let Some(m) = v.as_object_mut() {
-        m.remove("status");
-    }
-    if v["kind"] == "Secret" {
-        berth_render::object::redact_last_applied(&mut v);
-        for field in ["data", "stringData"] {
-            if let Some(d) = v[field].as_object_mut() {
-                for (key, val) in d.iter_mut() {
-                    let changed = match against {
-                        None => false,
-                        Some(live) => live.map(|l| &l[field][key]) != Some(&*val),
-                    };
-                    let shown = if changed {
-                        "<redacted, changed>"
-                    } else {
-                        "<redacted>"
-                    };
-                    *val = serde_json::Value::String(shown.into());
-                }
-            }
-        }
-    }
-    berth_render::yaml::to_yaml(&v)
-}
