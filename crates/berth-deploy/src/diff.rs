@@ -30,7 +30,10 @@ pub async fn diff(
         let v = o.value();
         let key = ObjectKey::of(v)?;
         let live = cluster.get(&key).await?;
-        let dry = match cluster.dry_run_apply(v, FIELD_MANAGER, force_conflicts).await {
+        let dry = match cluster
+            .dry_run_apply(v, FIELD_MANAGER, force_conflicts)
+            .await
+        {
             Ok(d) => Some(d),
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
@@ -115,8 +118,14 @@ mod tests {
         let before = comparable(&live, None);
         let after = comparable(&new, Some(Some(&live)));
         for text in [&before, &after] {
-            assert!(!text.contains("aHVudGVyMg") && !text.contains("c2VjcmV0Mg"), "{text}");
-            assert!(!text.contains("resourceVersion") && !text.contains("uid"), "{text}");
+            assert!(
+                !text.contains("aHVudGVyMg") && !text.contains("c2VjcmV0Mg"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("resourceVersion") && !text.contains("uid"),
+                "{text}"
+            );
         }
         assert!(after.contains("password: <redacted, changed>"), "{after}");
         assert!(after.contains("user: <redacted>"), "{after}");

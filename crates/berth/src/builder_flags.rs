@@ -72,12 +72,12 @@ pub struct BuilderFlags {
 
     /// Deadline of one RUN step (default 1h); the step is killed after it. Wins over
     /// berth.yaml's `build.step-timeout`.
-    #[arg(long, env = "BERTH_STEP_TIMEOUT", value_parser = crate::deploy_cmd::parse_duration)]
+    #[arg(long, env = "BERTH_STEP_TIMEOUT", value_parser = crate::cli::parse_duration)]
     pub step_timeout: Option<std::time::Duration>,
 
     /// Deadline of one service's `test` command (default 15m). Wins over berth.yaml's
     /// `test: {command, timeout}`.
-    #[arg(long, env = "BERTH_TEST_TIMEOUT", value_parser = crate::deploy_cmd::parse_duration)]
+    #[arg(long, env = "BERTH_TEST_TIMEOUT", value_parser = crate::cli::parse_duration)]
     pub test_timeout: Option<std::time::Duration>,
 
     /// Extra CA certificates (PEM file) trusted by RUN steps and tests (repeatable), e.g. a

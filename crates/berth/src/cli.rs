@@ -96,7 +96,7 @@ pub struct ToolFlags {
     pub helm_bin: std::path::PathBuf,
 
     /// How long one `helm template` or `kustomize build` may take before it is stopped.
-    #[arg(long, default_value = "5m", env = "BERTH_TOOL_TIMEOUT", value_parser = crate::deploy_cmd::parse_duration)]
+    #[arg(long, default_value = "5m", env = "BERTH_TOOL_TIMEOUT", value_parser = crate::cli::parse_duration)]
     pub tool_timeout: std::time::Duration,
 }
 
@@ -225,7 +225,7 @@ pub struct DeployArgs {
     pub cluster: ClusterArgs,
 
     /// Deadline for the rollout: hooks and readiness of every object (e.g. 90s, 5m).
-    #[arg(long, default_value = "5m", value_parser = crate::deploy_cmd::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = crate::cli::parse_duration)]
     pub timeout: std::time::Duration,
 
     /// On failure, leave the failed revision in place for debugging instead of rolling back.
@@ -237,11 +237,11 @@ pub struct DeployArgs {
     pub force_conflicts: bool,
 
     /// How long to wait for another deploy of the same release to finish.
-    #[arg(long, default_value = "2m", value_parser = crate::deploy_cmd::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = crate::cli::parse_duration)]
     pub lock_timeout: std::time::Duration,
 
     /// How long the release lock outlives a killed deploy.
-    #[arg(long, default_value = "30s", value_parser = crate::deploy_cmd::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_duration)]
     pub lock_ttl: std::time::Duration,
 
     /// Release records to keep (like Helm's --history-max); the live one is always kept,
@@ -348,4 +348,9 @@ pub struct DoctorArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+}
+
+/// Parses a flag's duration: `90s`, `5m`, `1m30s` (berth_types::duration's one grammar).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    berth_types::duration::parse(s)
 }

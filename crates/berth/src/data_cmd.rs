@@ -12,7 +12,8 @@ use berth_types::{ColumnRef, MaskRule};
 use clap::{Args, Subcommand};
 
 use crate::cli::OutputFormat;
-use crate::deploy_cmd::{Printer, parse_duration};
+use crate::cli::parse_duration;
+use crate::output::Printer;
 
 /// `berth data`.
 #[derive(Args, Debug)]

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_cluster::{Cluster, ConnectOptions};
 use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
@@ -13,11 +12,7 @@ use berth_types::{Event, EventSink, Level};
 use crate::cli::{
     ClusterArgs, ConvertFlags, DeployArgs, HistoryArgs, OutputFormat, RenderArgs, RollbackArgs,
 };
-
-/// Parses a flag's duration: `90s`, `5m`, `1m30s` (berth_types::duration's one grammar).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    berth_types::duration::parse(s)
-}
+use crate::output::{Printer, failed, user};
 
 fn sources(
     args: &RenderArgs,
@@ -192,67 +187,6 @@ pub async fn render(
     Ok(code)
 }
 
-/// Prints events: lines on stderr for people, JSON lines on stdout for machines.
-pub struct Printer {
-    /// JSON lines on stdout instead of text on stderr.
-    pub json: bool,
-}
-
-impl EventSink for Printer {
-    fn emit(&self, event: Event) {
-        if self.json {
-            println!(
-                "{}",
-                serde_json::to_string(&event).expect("events serialize")
-            );
-            return;
-        }
-        match event {
-            Event::ObjectState {
-                object,
-                state,
-                message,
-                millis,
-            } => {
-                let secs = millis as f64 / 1000.0;
-                if message.is_empty() {
-                    eprintln!("{secs:>7.1}s  {object:<40} {state}");
-                } else {
-                    eprintln!("{secs:>7.1}s  {object:<40} {state:<12} {message}");
-                }
-            }
-            Event::Message {
-                step,
-                level,
-                message,
-            } => {
-                // Services build in parallel: say whose line it is.
-                let message = match berth_types::split_service_step(&step) {
-                    (Some(service), _) if !message.starts_with(service) => {
-                        format!("{service} | {message}")
-                    }
-                    _ => message,
-                };
-                match level {
-                    Level::Info => eprintln!("{message}"),
-                    Level::Warning => eprintln!("warning: {message}"),
-                    Level::Error => eprintln!("error: {message}"),
-                }
-            }
-            Event::StepStarted { .. } | Event::StepFinished { .. } => {}
-        }
-    }
-}
-
-/// `user@host`, for release records and lock holders.
-pub fn user() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{user}@{host}")
-}
-
 fn request(
     args: &DeployArgs,
     namespace: String,
@@ -312,19 +246,6 @@ fn finish(
         }
         Err(e) => failed(json, &e),
     }
-}
-
-/// Reports a failed deploy or run: a result document for machines, the error for people;
-/// exit code 1.
-pub fn failed(json: bool, e: &dyn std::fmt::Display) -> ExitCode {
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"result": "failed", "error": e.to_string()})
-        );
-    }
-    eprintln!("error: {e}");
-    ExitCode::from(1)
 }
 
 /// `berth deploy`.
@@ -515,10 +436,9 @@ pub async fn diff(args: DeployArgs) -> Result<ExitCode, String> {
         let diff = similar::TextDiff::from_lines(&c.live, &c.new);
         print!(
             "{}",
-            diff.unified_diff().context_radius(3).header(
-                &format!("live {}", c.object),
-                &format!("new {}", c.object)
-            )
+            diff.unified_diff()
+                .context_radius(3)
+                .header(&format!("live {}", c.object), &format!("new {}", c.object))
         );
     }
     eprintln!("{changed} object(s) differ");
@@ -528,4 +448,3 @@ pub async fn diff(args: DeployArgs) -> Result<ExitCode, String> {
         ExitCode::from(1)
     })
 }
-

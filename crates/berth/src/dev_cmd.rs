@@ -40,7 +40,7 @@ fn parse_millis(s: &str) -> Result<Duration, String> {
             .map(Duration::from_millis)
             .map_err(|e| format!("`{s}`: {e}"));
     }
-    crate::deploy_cmd::parse_duration(s)
+    crate::cli::parse_duration(s)
 }
 
 /// Whether a changed path should trigger a run (not git's or build output's own files).

@@ -15,6 +15,7 @@ mod dev_cmd;
 mod dev_logs;
 mod doctor;
 mod init_cmd;
+mod output;
 mod progress;
 mod run_cmd;
 mod serve_cmd;

@@ -2,7 +2,7 @@
 //! turned into a line with its wall time when it ends; everything else as lines above them.
 //!
 //! Used only when stderr is a terminal and the output is not JSON; otherwise berth prints
-//! plain lines ([`crate::deploy_cmd::Printer`]), which suit CI logs.
+//! plain lines ([`crate::output::Printer`]), which suit CI logs.
 //!
 //! The decisions (which bar an event belongs to, what a finished step's line says) are made by
 //! [`Board`], pure and unit-tested; [`Terminal`] only applies them with indicatif.

@@ -12,7 +12,7 @@ use berth_types::EventSink;
 use clap::Args;
 
 use crate::cli::OutputFormat;
-use crate::deploy_cmd::Printer;
+use crate::output::Printer;
 
 /// `berth run`.
 #[derive(Args, Debug, Clone)]
@@ -176,7 +176,7 @@ async fn drive(
         cluster,
         sink,
     };
-    let user = crate::deploy_cmd::user();
+    let user = crate::output::user();
     let request = RunRequest {
         environment: env.name.clone(),
         namespace: args.namespace.clone(),
@@ -227,6 +227,6 @@ async fn drive(
             };
             Ok((ExitCode::SUCCESS, Some(ran)))
         }
-        Err(e) => Ok((crate::deploy_cmd::failed(json, &e), None)),
+        Err(e) => Ok((crate::output::failed(json, &e), None)),
     }
 }
