@@ -1,19 +1,25 @@
 //! Domain types shared by every berth crate, with no IO.
 //!
 //! This is the bottom of the crate graph. Everything above it may depend on it; it depends on
-//! nothing of berth's own:
+//! nothing of berth's own. The whole graph, each crate with the berth crates it uses (checked
+//! against the Cargo.toml files; `docs/dev.md` has the same):
 //!
 //! ```text
-//!                           berth (cli: commands, doctor, terminal output)
-//!          ┌──────────────────┬─────┴────────┬──────────────┐
-//!   berth-pipeline       berth-server    berth-store   berth-testkit (dev only)
-//!    │       │      │
-//!  berth-build  berth-render  berth-deploy ── berth-rollout
-//!    │                          │
-//!  berth-registry          berth-cluster (the only crate that talks to Kubernetes)
-//!    └─────────────┬────────────┘
-//!             berth-types
+//!  berth (cli)      pipeline server store deploy render build registry cluster data config
+//!  berth-server     git hooks store config
+//!  berth-pipeline   build render deploy data config registry cluster process   (the engine)
+//!  berth-deploy     render rollout cluster
+//!  berth-data       cluster
+//!  berth-build      registry
+//!  berth-render     process
+//!  berth-registry   process
+//!  berth-git, berth-hooks, berth-store, berth-config, berth-cluster   (types only)
+//!  berth-rollout, berth-process                                        (no berth crate)
+//!  berth-testkit    cluster registry   (dev-dependency of the tests)
 //! ```
+//!
+//! Every crate but berth-rollout and berth-process also uses berth-types. berth-cluster is the
+//! only crate that talks to Kubernetes.
 //!
 //! The types here carry data between layers: [`ImageRef`] and [`Digest`] name what was built,
 //! [`Secret`] and [`SafeUrl`] keep credentials out of logs by construction, and [`Event`] is the
