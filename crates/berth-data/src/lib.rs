@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_cluster::{Cluster, ClusterError, ObjectKey};
-use berth_types::{Event, EventSink, Level};
+use berth_types::{Event, EventSink, Level, State};
 use serde_json::Value;
 
 pub use error::DataError;
@@ -152,10 +152,10 @@ impl Run<'_> {
         });
     }
 
-    fn state(&self, object: String, state: &str, message: String) {
+    fn state(&self, object: String, state: State, message: String) {
         self.req.sink.emit(Event::ObjectState {
             object,
-            state: state.into(),
+            state,
             message,
             millis: self.started.elapsed().as_millis() as u64,
         });
@@ -295,7 +295,7 @@ async fn run_clone(run: &Run<'_>) -> Result<CloneOutcome, DataError> {
         cluster.create(&c.source_snapshot(&p.class)).await?;
         run.state(
             format!("VolumeSnapshot/{}", c.snapshot_name()),
-            "applied",
+            State::Applied,
             format!("snapshot of {from}/{} requested", p.name),
         );
     }
@@ -318,7 +318,7 @@ async fn run_clone(run: &Run<'_>) -> Result<CloneOutcome, DataError> {
         let content = match objects::snapshot_state(&snap) {
             SnapshotState::Ready { content } => content,
             SnapshotState::Failed { message } => {
-                run.state(key_text(&key), "failed", message.clone());
+                run.state(key_text(&key), State::Failed, message.clone());
                 return Err(DataError::SnapshotFailed {
                     namespace: from.into(),
                     name: c.snapshot_name(),
@@ -327,7 +327,7 @@ async fn run_clone(run: &Run<'_>) -> Result<CloneOutcome, DataError> {
             }
             SnapshotState::Pending => unreachable!("the wait ends on a settled state"),
         };
-        run.state(key_text(&key), "ready", format!("bound to {content}"));
+        run.state(key_text(&key), State::Ready, format!("bound to {content}"));
 
         let content_key = ObjectKey::new(SNAPSHOT_API, "VolumeSnapshotContent", None, &content);
         let bound = run
@@ -353,7 +353,7 @@ async fn run_clone(run: &Run<'_>) -> Result<CloneOutcome, DataError> {
         cluster.create(&c.target_pvc(&p.pvc, &p.size)).await?;
         run.state(
             format!("PersistentVolumeClaim/{}", p.name),
-            "applied",
+            State::Applied,
             format!(
                 "{to}/{} restored from {from}/{} ({})",
                 p.name,
@@ -471,7 +471,7 @@ async fn run_hook(run: &Run<'_>, hook: &Value) -> Result<(), DataError> {
     let key = ObjectKey::new("batch/v1", "Job", Some(from), &name);
     run.state(
         key_text(&key),
-        "applied",
+        State::Applied,
         "pre-snapshot hook started".into(),
     );
     let done = run
@@ -483,7 +483,7 @@ async fn run_hook(run: &Run<'_>, hook: &Value) -> Result<(), DataError> {
         .await?;
     match objects::job_state(&done) {
         JobState::Failed(message) => {
-            run.state(key_text(&key), "failed", message.clone());
+            run.state(key_text(&key), State::Failed, message.clone());
             Err(DataError::HookFailed {
                 namespace: from.into(),
                 name,
@@ -491,7 +491,11 @@ async fn run_hook(run: &Run<'_>, hook: &Value) -> Result<(), DataError> {
             })
         }
         _ => {
-            run.state(key_text(&key), "ready", "pre-snapshot hook complete".into());
+            run.state(
+                key_text(&key),
+                State::Ready,
+                "pre-snapshot hook complete".into(),
+            );
             run.cluster.delete(&key).await?;
             Ok(())
         }
@@ -507,7 +511,7 @@ async fn replace_claim(run: &Run<'_>, to: &str, name: &str) -> Result<(), DataEr
     }
     run.state(
         key_text(&key),
-        "deleted",
+        State::Deleted,
         "replaced by a fresh clone".into(),
     );
     while run.cluster.get(&key).await?.is_some() {

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ClusterError, ObjectKey};
 use berth_render::{ObjectSet, Ownership, RenderError, deploy_order};
-use berth_types::{Event, EventSink, Level};
+use berth_types::{Event, EventSink, Level, State};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -316,10 +316,10 @@ impl Deployer {
         });
     }
 
-    fn object_state(&self, t0: Instant, object: &str, state: &str, message: &str) {
+    fn object_state(&self, t0: Instant, object: &str, state: State, message: &str) {
         self.sink.emit(Event::ObjectState {
             object: object.into(),
-            state: state.into(),
+            state,
             message: message.into(),
             millis: t0.elapsed().as_millis() as u64,
         });
@@ -874,7 +874,12 @@ impl Deployer {
             for (k, r) in results.into_iter().flatten() {
                 match r {
                     Ok(live) => {
-                        self.object_state(t0, &format!("{}/{}", k.kind, k.name), "applied", "");
+                        self.object_state(
+                            t0,
+                            &format!("{}/{}", k.kind, k.name),
+                            State::Applied,
+                            "",
+                        );
                         applied.insert(k, live);
                     }
                     Err(
@@ -1021,7 +1026,7 @@ impl Deployer {
                 self.object_state(
                     t0,
                     &format!("{}/{}", k.kind, k.name),
-                    "ready",
+                    State::Ready,
                     "succeeded before; berth.dev/hook-run: once",
                 );
                 continue;
@@ -1043,7 +1048,12 @@ impl Deployer {
             }
             lock.check()?;
             let live = self.cluster.apply(hook, FIELD_MANAGER, true).await?;
-            self.object_state(t0, &format!("{}/{}", k.kind, k.name), "applied", "hook");
+            self.object_state(
+                t0,
+                &format!("{}/{}", k.kind, k.name),
+                State::Applied,
+                "hook",
+            );
             if plan::runs_once(hook) {
                 seeds.push(release::SeedRun {
                     job: format!("{}/{}", k.kind, k.name),
@@ -1100,7 +1110,7 @@ impl Deployer {
             lock.check()?;
             if self.cluster.delete(&k).await? {
                 n += 1;
-                self.object_state(t0, &format!("{}/{}", k.kind, k.name), "pruned", "");
+                self.object_state(t0, &format!("{}/{}", k.kind, k.name), State::Pruned, "");
             }
         }
         Ok(n)
@@ -1131,7 +1141,7 @@ impl Deployer {
                 .apply(o, FIELD_MANAGER, true)
                 .await
                 .map_err(|e| e.to_string())?;
-            self.object_state(t0, &format!("{}/{}", k.kind, k.name), "rolled-back", "");
+            self.object_state(t0, &format!("{}/{}", k.kind, k.name), State::RolledBack, "");
             applied.insert(k, live);
         }
         crash_point("rollback");

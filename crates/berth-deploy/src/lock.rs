@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ObjectKey};
-use berth_types::{Event, EventSink};
+use berth_types::{Event, EventSink, State};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -147,7 +147,7 @@ impl Lock {
                     if let Some(waited) = heartbeat.beat(now).filter(|_| now < deadline) {
                         sink.emit(Event::ObjectState {
                             object: format!("Lease/{}", key.name),
-                            state: "waiting".into(),
+                            state: State::Waiting,
                             message: format!(
                                 "still waiting {waited}: release `{release}` is locked by {}",
                                 live["spec"]["holderIdentity"].as_str().unwrap_or("?")

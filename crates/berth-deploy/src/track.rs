@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ObjectKey, Watched};
 use berth_rollout::{Diagnosis, DiagnosisKind, Readiness, diagnose_pod, readiness};
-use berth_types::{Event, EventSink, Level};
+use berth_types::{Event, EventSink, Level, State};
 
 use crate::heartbeat::Heartbeat;
 use futures::StreamExt;
@@ -77,10 +77,10 @@ fn short(key: &ObjectKey) -> String {
 }
 
 impl Tracker<'_> {
-    fn emit(&self, object: &str, state: &str, message: &str) {
+    fn emit(&self, object: &str, state: State, message: &str) {
         self.sink.emit(Event::ObjectState {
             object: object.into(),
-            state: state.into(),
+            state,
             message: message.into(),
             millis: self.started.elapsed().as_millis() as u64,
         });
@@ -98,7 +98,7 @@ impl Tracker<'_> {
         let mut pending: BTreeMap<ObjectKey, String> = BTreeMap::new();
         for k in keys {
             match initial.get(k).map(readiness) {
-                Some(Readiness::Ready { message }) => self.emit(&short(k), "ready", &message),
+                Some(Readiness::Ready { message }) => self.emit(&short(k), State::Ready, &message),
                 Some(Readiness::Failed { message, .. }) => {
                     return Err(Failure {
                         object: short(k),
@@ -204,7 +204,7 @@ impl Tracker<'_> {
                     if k.kind == "Service"
                         && let Some(reason) = self.load_balancer_silence(k).await
                     {
-                        self.emit(&short(k), "failed", &reason);
+                        self.emit(&short(k), State::Failed, &reason);
                         return Err(Failure {
                             object: short(k),
                             reason,
@@ -276,13 +276,13 @@ impl Tracker<'_> {
             match readiness(&obj) {
                 Readiness::Ready { message } => {
                     pending.remove(&k);
-                    self.emit(&short(&k), "ready", &message);
+                    self.emit(&short(&k), State::Ready, &message);
                     if pending.is_empty() {
                         return Ok(());
                     }
                 }
                 Readiness::Failed { message, .. } => {
-                    self.emit(&short(&k), "failed", &message);
+                    self.emit(&short(&k), State::Failed, &message);
                     let logs = self.logs_of_failed_job(&k, &obj).await;
                     return Err(Failure {
                         object: short(&k),
@@ -292,7 +292,7 @@ impl Tracker<'_> {
                 }
                 Readiness::Progressing { message } => {
                     if message != last {
-                        self.emit(&short(&k), "progressing", &message);
+                        self.emit(&short(&k), State::Progressing, &message);
                         pending.insert(k, message);
                     }
                 }
@@ -306,7 +306,7 @@ impl Tracker<'_> {
         for (k, message) in pending.iter().take(SHOWN) {
             self.emit(
                 &short(k),
-                "waiting",
+                State::Waiting,
                 &format!("still waiting {waited}: {message}"),
             );
         }

@@ -446,7 +446,7 @@ pub fn log_line(e: &Event) -> (String, String, String) {
             ..
         } => (
             "deploy".into(),
-            if state == "failed" {
+            if *state == berth_types::State::Failed {
                 "error".into()
             } else {
                 "info".into()

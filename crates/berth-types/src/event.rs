@@ -47,14 +47,64 @@ pub enum Event {
     ObjectState {
         /// `Kind/name`.
         object: String,
-        /// Stable state name: `applied`, `unchanged`, `progressing`, `ready`, `failed`,
-        /// `pruned`, `deleted`, `rolled-back`.
-        state: String,
+        /// What happened to it; on the wire its stable name (`applied`, `rolled-back`, ...).
+        state: State,
         /// Details for people.
         message: String,
         /// Milliseconds since the deploy started.
         millis: u64,
     },
+}
+
+/// What happened to one object, as [`Event::ObjectState`] says it. Serialized as its stable
+/// name (`applied`, `unchanged`, `progressing`, `ready`, `failed`, `pruned`, `deleted`,
+/// `rolled-back`, `waiting`): the JSON stream, the server's stored events and the web UI's
+/// script read those names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Sent to the API server (created or changed).
+    Applied,
+    /// Already as the release wants it.
+    Unchanged,
+    /// On its way to ready; the message says how far.
+    Progressing,
+    /// Ready.
+    Ready,
+    /// Will not become ready; the message says why.
+    Failed,
+    /// Deleted because the release no longer has it.
+    Pruned,
+    /// Deleted for another reason (a replaced claim, a failed first install's object).
+    Deleted,
+    /// Put back as the previous revision had it.
+    RolledBack,
+    /// Still awaited after a while (the heartbeat of a long wait).
+    Waiting,
+}
+
+impl State {
+    /// The stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Applied => "applied",
+            State::Unchanged => "unchanged",
+            State::Progressing => "progressing",
+            State::Ready => "ready",
+            State::Failed => "failed",
+            State::Pruned => "pruned",
+            State::Deleted => "deleted",
+            State::RolledBack => "rolled-back",
+            State::Waiting => "waiting",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad` so that `{state:<12}` lines up in the CLI's columns.
+        f.pad(self.name())
+    }
 }
 
 /// Something that receives events. Implemented by the binary (terminal, JSON), the server (SSE,
@@ -155,6 +205,41 @@ impl EventSink for ForService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The wire names are what the JSON stream, stored events and the UI's script read: a
+    /// rename of a variant must not change them.
+    #[test]
+    fn object_states_keep_their_wire_names() {
+        let all = [
+            State::Applied,
+            State::Unchanged,
+            State::Progressing,
+            State::Ready,
+            State::Failed,
+            State::Pruned,
+            State::Deleted,
+            State::RolledBack,
+            State::Waiting,
+        ];
+        for s in all {
+            let json = serde_json::to_value(s).unwrap();
+            assert_eq!(json, serde_json::json!(s.name()));
+            assert_eq!(serde_json::from_value::<State>(json).unwrap(), s);
+            assert_eq!(format!("{s:<12}|").len(), 13);
+        }
+        assert_eq!(State::RolledBack.name(), "rolled-back");
+        let e: Event = serde_json::from_str(
+            r#"{"event":"object_state","object":"Deployment/web","state":"rolled-back","message":"","millis":5}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            e,
+            Event::ObjectState {
+                state: State::RolledBack,
+                ..
+            }
+        ));
+    }
 
     #[test]
     fn service_steps_are_attributed_and_split_back() {

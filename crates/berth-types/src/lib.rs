@@ -35,7 +35,7 @@ mod secret;
 pub mod size;
 
 pub use digest::{Digest, DigestError};
-pub use event::{Event, EventSink, ForService, Level, service_step, split_service_step};
+pub use event::{Event, EventSink, ForService, Level, State, service_step, split_service_step};
 pub use image_ref::{ImageRef, ImageRefError};
 pub use mask::{ColumnRef, MaskRule};
 pub use secret::{SafeUrl, Secret};

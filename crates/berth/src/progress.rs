@@ -343,7 +343,7 @@ mod tests {
         b.on(&started("deploy"));
         let shown = b.on(&Event::ObjectState {
             object: "Deployment/kids".into(),
-            state: "ready".into(),
+            state: berth_types::State::Ready,
             message: String::new(),
             millis: 1500,
         });

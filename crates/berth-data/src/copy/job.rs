@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_cluster::{Cluster, ClusterError, ObjectKey};
-use berth_types::{ColumnRef, Event, EventSink, Level, MaskRule};
+use berth_types::{ColumnRef, Event, EventSink, Level, MaskRule, State};
 use serde_json::{Value, json};
 
 use super::CopyError;
@@ -152,7 +152,7 @@ pub async fn run_copy_job(
     let object = format!("Job/{}", spec.name);
     sink.emit(Event::ObjectState {
         object: object.clone(),
-        state: "applied".into(),
+        state: State::Applied,
         message: format!("copy Job in {} (image {})", spec.namespace, spec.image),
         millis: started.elapsed().as_millis() as u64,
     });
@@ -183,7 +183,11 @@ pub async fn run_copy_job(
     };
     sink.emit(Event::ObjectState {
         object,
-        state: if result.is_ok() { "ready" } else { "failed" }.into(),
+        state: if result.is_ok() {
+            State::Ready
+        } else {
+            State::Failed
+        },
         message: match &result {
             Ok(_) => "copy Job complete".into(),
             Err(e) => e.to_string(),

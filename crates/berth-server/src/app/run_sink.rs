@@ -66,7 +66,7 @@ fn text_size(event: &Event) -> usize {
             state,
             message,
             ..
-        } => object.len() + state.len() + message.len(),
+        } => object.len() + state.name().len() + message.len(),
     }
 }
 

@@ -15,7 +15,7 @@ const EACH: usize = 40;
 fn event(w: usize, i: usize) -> Event {
     Event::ObjectState {
         object: format!("Deployment/w{w}"),
-        state: "progressing".into(),
+        state: berth_types::State::Progressing,
         message: format!("event {i}"),
         millis: i as u64,
     }

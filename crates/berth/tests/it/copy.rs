@@ -508,7 +508,7 @@ async fn the_copy_job_is_accepted_holds_no_credential_and_is_followed_to_its_end
     let events = events.lock().unwrap();
     assert!(
         events.iter().any(
-            |e| matches!(e, berth_types::Event::ObjectState { state, .. } if state == "failed")
+            |e| matches!(e, berth_types::Event::ObjectState { state, .. } if *state == berth_types::State::Failed)
         )
     );
 }

@@ -490,7 +490,9 @@ async fn data_clone_runs_the_pre_snapshot_hook_before_snapshotting() {
         .unwrap()
         .iter()
         .filter_map(|e| match e {
-            Event::ObjectState { object, state, .. } => Some((object.clone(), state.clone())),
+            Event::ObjectState { object, state, .. } => {
+                Some((object.clone(), state.name().to_string()))
+            }
             _ => None,
         })
         .collect();
