@@ -361,6 +361,23 @@ fn kustomization_file(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The YAML document of `path`; null when it cannot be read or parsed (the scan proposes, it
+/// does not validate).
+fn yaml_or_null(path: &Path) -> Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_saphyr::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// What a kustomization includes: its `resources`, `bases` and `components` entries.
+fn kustomization_includes(doc: &Value) -> impl Iterator<Item = &str> {
+    ["resources", "bases", "components"]
+        .into_iter()
+        .flat_map(|key| doc[key].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+}
+
 /// Identifiers a Jinja text uses as variables: the first name of each `{{ }}` expression and
 /// of `{% if/for ... %}` conditions, minus loop targets and Jinja's own names.
 fn jinja_vars(text: &str) -> BTreeSet<String> {
@@ -483,10 +500,7 @@ fn chart_info(root: &Path, dir: &Path) -> Option<Chart> {
     let text = std::fs::read_to_string(dir.join("Chart.yaml")).ok()?;
     let meta: Value = serde_saphyr::from_str(&text).ok()?;
     let name = meta["name"].as_str().unwrap_or("").to_string();
-    let values: Value = std::fs::read_to_string(dir.join("values.yaml"))
-        .ok()
-        .and_then(|t| serde_saphyr::from_str(&t).ok())
-        .unwrap_or(Value::Null);
+    let values = yaml_or_null(&dir.join("values.yaml"));
     let mut image_values = BTreeMap::new();
     let mut image = None;
     let mut why = String::new();
@@ -658,25 +672,19 @@ impl ManifestIndex {
         if depth > 8 || !inside(root, &d) {
             return (names, renames);
         }
-        let doc: Value = std::fs::read_to_string(&k)
-            .ok()
-            .and_then(|t| serde_saphyr::from_str(&t).ok())
-            .unwrap_or(Value::Null);
-        for key in ["resources", "bases", "components"] {
-            for r in doc[key].as_array().into_iter().flatten() {
-                let Some(r) = r.as_str() else { continue };
-                let target = d.join(r);
-                let Ok(target) = target.canonicalize() else {
-                    continue;
-                };
-                let target_rel = rel(&root.canonicalize().unwrap_or(root.to_path_buf()), &target);
-                if target.is_dir() {
-                    let (n, rn) = self.kustomize_walk(root, &target_rel, depth + 1);
-                    names.extend(n);
-                    renames.extend(rn);
-                } else if let Some(f) = self.file(&target_rel) {
-                    names.extend(f.images.iter().map(|i| repository(i)));
-                }
+        let doc = yaml_or_null(&k);
+        for r in kustomization_includes(&doc) {
+            let target = d.join(r);
+            let Ok(target) = target.canonicalize() else {
+                continue;
+            };
+            let target_rel = rel(&root.canonicalize().unwrap_or(root.to_path_buf()), &target);
+            if target.is_dir() {
+                let (n, rn) = self.kustomize_walk(root, &target_rel, depth + 1);
+                names.extend(n);
+                renames.extend(rn);
+            } else if let Some(f) = self.file(&target_rel) {
+                names.extend(f.images.iter().map(|i| repository(i)));
             }
         }
         let file = rel(root, &k);
@@ -710,18 +718,12 @@ impl ManifestIndex {
             let Some(file) = kustomization_file(&d) else {
                 continue;
             };
-            let doc: Value = std::fs::read_to_string(&file)
-                .ok()
-                .and_then(|t| serde_saphyr::from_str(&t).ok())
-                .unwrap_or(Value::Null);
-            for key in ["resources", "bases", "components"] {
-                for r in doc[key].as_array().into_iter().flatten() {
-                    if let Some(r) = r.as_str()
-                        && let Ok(t) = d.join(r).canonicalize()
-                        && let Ok(root) = root.canonicalize()
-                    {
-                        included.insert(rel(&root, &t));
-                    }
+            let doc = yaml_or_null(&file);
+            for r in kustomization_includes(&doc) {
+                if let Ok(t) = d.join(r).canonicalize()
+                    && let Ok(root) = root.canonicalize()
+                {
+                    included.insert(rel(&root, &t));
                 }
             }
         }
