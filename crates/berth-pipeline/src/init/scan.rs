@@ -816,12 +816,7 @@ pub(super) fn split_files(
         }
     }
     // One service, and files that name no image of it: still its (a single-service repository).
-    let built_without: Vec<String> = p
-        .services
-        .iter()
-        .filter(|s| s.plan.build.is_some() && s.plan.manifests.is_none())
-        .map(|s| s.plan.name.clone())
-        .collect();
+    let built_without = built_without_manifests(p);
     if by_service.is_empty()
         && p.services.len() == 1
         && built_without.len() == 1
@@ -1057,6 +1052,15 @@ fn template_plan(
     )
 }
 
+/// The services berth builds that no manifests are assigned to yet.
+fn built_without_manifests(p: &Planner<'_>) -> Vec<String> {
+    p.services
+        .iter()
+        .filter(|s| s.plan.build.is_some() && s.plan.manifests.is_none())
+        .map(|s| s.plan.name.clone())
+        .collect()
+}
+
 fn glob_for(files: &[&ManifestFile], dir: &str) -> String {
     let exts: BTreeSet<&str> = files
         .iter()
@@ -1265,12 +1269,7 @@ pub(super) fn assign_manifests(p: &mut Planner<'_>, index: &ManifestIndex) {
         .iter()
         .filter(|f| f.template && !f.kustomized)
         .collect();
-    let names: Vec<String> = p
-        .services
-        .iter()
-        .filter(|s| s.plan.manifests.is_none() && s.plan.build.is_some())
-        .map(|s| s.plan.name.clone())
-        .collect();
+    let names = built_without_manifests(p);
     for name in &names {
         let mine: Vec<&ManifestFile> = templates
             .iter()
