@@ -857,19 +857,7 @@ pub(super) fn split_files(
             format!("manifests only: {}", rest.join(", ")),
             format!("{source}; they name no image berth builds, so no built service owns them"),
         );
-        p.services.push(Svc {
-            plan: ServicePlan {
-                name,
-                discover: None,
-                build: None,
-                image: None,
-                paths: Vec::new(),
-                manifests: Some(ManifestsPlan::Path(rest)),
-                comments: Vec::new(),
-            },
-            home: ".".into(),
-            named: None,
-        });
+        p.services.push(manifests_only(name, rest));
     }
 }
 
@@ -1050,6 +1038,23 @@ fn template_plan(
         comments,
         why,
     )
+}
+
+/// A service that builds nothing and deploys the manifest files `paths`.
+fn manifests_only(name: String, paths: Vec<String>) -> Svc {
+    Svc {
+        plan: ServicePlan {
+            name,
+            discover: None,
+            build: None,
+            image: None,
+            paths: Vec::new(),
+            manifests: Some(ManifestsPlan::Path(paths)),
+            comments: Vec::new(),
+        },
+        home: ".".into(),
+        named: None,
+    }
 }
 
 /// The services berth builds that no manifests are assigned to yet.
@@ -1734,19 +1739,7 @@ pub(super) fn generic_template(p: &mut Planner<'_>) -> Option<Vec<Svc>> {
                 format!("manifests only: {}", paths.join(", ")),
                 "the template folder's other manifests, shared by the discovered services",
             );
-            out.push(Svc {
-                plan: ServicePlan {
-                    name,
-                    discover: None,
-                    build: None,
-                    image: None,
-                    paths: Vec::new(),
-                    manifests: Some(ManifestsPlan::Path(paths)),
-                    comments: Vec::new(),
-                },
-                home: ".".into(),
-                named: None,
-            });
+            out.push(manifests_only(name, paths));
         }
         return Some(out);
     }
