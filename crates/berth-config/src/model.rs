@@ -286,16 +286,9 @@ pub enum Manifests {
     Helm(Helm),
 }
 
-/// The variables berth gives templates, as `vars:` may name them (the render step's
-/// `berth_render::template::VARIABLES`; berth-config does not depend on berth-render).
-pub const TEMPLATE_VARIABLES: &[&str] = &[
-    "service",
-    "image",
-    "env",
-    "env.name",
-    "env.namespace",
-    "images",
-];
+/// The variables berth gives templates, as `vars:` may name them (defined once in
+/// berth-types, which berth-render provides them from).
+pub use berth_types::TEMPLATE_VARIABLES;
 
 /// A Helm chart source.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -171,32 +171,15 @@ impl GitCache {
         branch: &str,
     ) -> Result<Option<String>, GitError> {
         check_rev(branch)?;
-        let (url, credentials) = remote.effective()?;
-        let safe = remote.safe_url();
         let full = if branch.starts_with("refs/") {
             branch.to_string()
         } else {
             format!("refs/heads/{branch}")
         };
-        let out = self
-            .git(
-                credentials.as_ref(),
-                &self.inner.root,
-                &[os("ls-remote"), os("--"), os(&url), os(&full)],
-                "ls-remote",
-                &safe,
-                self.inner.timeouts.network,
-            )
-            .await?;
-        if !out.success {
-            return Err(command::network_error("ls-remote", &safe, &out));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|line| {
-                let (sha, r) = line.split_once('\t')?;
-                (r == full).then(|| sha.to_string())
-            }))
+        let refs = self.remote_refs(remote, None, Some(&full)).await?;
+        Ok(refs
+            .into_iter()
+            .find_map(|(sha, r)| (r == full).then_some(sha)))
     }
 
     /// Every branch of the remote and the commit it points at, in one round-trip: what a
@@ -205,13 +188,31 @@ impl GitCache {
         &self,
         remote: &Remote,
     ) -> Result<std::collections::BTreeMap<String, String>, GitError> {
+        let refs = self.remote_refs(remote, Some("--heads"), None).await?;
+        Ok(refs
+            .into_iter()
+            .filter_map(|(sha, r)| Some((r.strip_prefix("refs/heads/")?.to_string(), sha)))
+            .collect())
+    }
+
+    /// `git ls-remote [FLAG] -- URL [PATTERN]`: every `(commit, ref)` the remote lists.
+    async fn remote_refs(
+        &self,
+        remote: &Remote,
+        flag: Option<&str>,
+        pattern: Option<&str>,
+    ) -> Result<Vec<(String, String)>, GitError> {
         let (url, credentials) = remote.effective()?;
         let safe = remote.safe_url();
+        let mut args = vec![os("ls-remote")];
+        args.extend(flag.map(os));
+        args.extend([os("--"), os(&url)]);
+        args.extend(pattern.map(os));
         let out = self
             .git(
                 credentials.as_ref(),
                 &self.inner.root,
-                &[os("ls-remote"), os("--heads"), os("--"), os(&url)],
+                &args,
                 "ls-remote",
                 &safe,
                 self.inner.timeouts.network,
@@ -224,7 +225,7 @@ impl GitCache {
             .lines()
             .filter_map(|line| {
                 let (sha, r) = line.split_once('\t')?;
-                Some((r.strip_prefix("refs/heads/")?.to_string(), sha.to_string()))
+                Some((sha.to_string(), r.to_string()))
             })
             .collect())
     }

@@ -408,13 +408,7 @@ pub fn rewrite_file(
     json: bool,
 ) -> Result<(Option<String>, Vec<Report>), RenderError> {
     if json {
-        let v: Value = serde_json::from_str(text).map_err(|e| RenderError::Syntax {
-            origin: origin.into(),
-            line: e.line() as u64,
-            column: e.column() as u64,
-            format: "JSON",
-            message: e.to_string(),
-        })?;
+        let v = crate::yaml::parse_json_value(text, origin)?;
         let source = Source {
             origin: origin.into(),
             line: 1,

@@ -57,15 +57,9 @@ pub struct RenderContext {
     pub values_origin: Option<String>,
 }
 
-/// The variables berth provides to templates, as [`RenderContext::aliases`] may name them.
-pub const VARIABLES: &[&str] = &[
-    "service",
-    "image",
-    "env",
-    "env.name",
-    "env.namespace",
-    "images",
-];
+/// The variables berth provides to templates, as [`RenderContext::aliases`] may name them
+/// (the same list berth-config checks `vars:` against).
+pub use berth_types::TEMPLATE_VARIABLES as VARIABLES;
 
 impl RenderContext {
     /// A context with these values (a mapping; anything else counts as empty) and no images.

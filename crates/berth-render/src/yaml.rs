@@ -66,13 +66,7 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Object>, RenderError> 
 
 /// Parses one JSON document (an object or a `kind: List`).
 pub fn parse_json(text: &str, origin: &str) -> Result<Vec<Object>, RenderError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| RenderError::Syntax {
-        origin: origin.to_string(),
-        line: e.line() as u64,
-        column: e.column() as u64,
-        format: "JSON",
-        message: e.to_string(),
-    })?;
+    let value = parse_json_value(text, origin)?;
     let mut out = Vec::new();
     let source = Source {
         origin: origin.to_string(),
@@ -80,6 +74,17 @@ pub fn parse_json(text: &str, origin: &str) -> Result<Vec<Object>, RenderError> 
     };
     flatten(value, &source, &mut out)?;
     Ok(out)
+}
+
+/// The JSON value of `text`; a syntax error names `origin`, line and column.
+pub(crate) fn parse_json_value(text: &str, origin: &str) -> Result<Value, RenderError> {
+    serde_json::from_str(text).map_err(|e| RenderError::Syntax {
+        origin: origin.to_string(),
+        line: e.line() as u64,
+        column: e.column() as u64,
+        format: "JSON",
+        message: e.to_string(),
+    })
 }
 
 fn flatten(value: Value, source: &Source, out: &mut Vec<Object>) -> Result<(), RenderError> {

@@ -39,3 +39,14 @@ pub use event::{Event, EventSink, ForService, Level, State, service_step, split_
 pub use image_ref::{ImageRef, ImageRefError};
 pub use mask::{ColumnRef, MaskRule};
 pub use secret::{SafeUrl, Secret};
+
+/// The variables berth gives manifest templates, as a service's `vars:` may rename them
+/// (`service_name: service`): berth-config checks the names, berth-render provides the values.
+pub const TEMPLATE_VARIABLES: &[&str] = &[
+    "service",
+    "image",
+    "env",
+    "env.name",
+    "env.namespace",
+    "images",
+];

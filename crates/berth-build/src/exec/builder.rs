@@ -915,16 +915,7 @@ async fn run_instruction(
             let after = Snapshot::take(&rootfs)?;
             let plan = before.diff(&after);
             let added = before.added_only(&after, &plan);
-            let layer = write_layer(
-                &cx.opts.store,
-                &rootfs,
-                &plan,
-                cx.mtime,
-                cx.opts.compression,
-            )?;
-            let rec = CacheRecord { layer };
-            cx.opts.store.cache_put(&key, &rec)?;
-            apply_record(&cx.opts.store, st, &key, rec, text, false, added)?;
+            record_step(cx, st, &key, &rootfs, &plan, text, added)?;
         }
         Instruction::Copy { copy, .. } => {
             copy_step(cx, st, states, copy, None, &loc, pos, total).await?;

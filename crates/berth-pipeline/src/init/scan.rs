@@ -361,6 +361,23 @@ fn kustomization_file(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The YAML document of `path`; null when it cannot be read or parsed (the scan proposes, it
+/// does not validate).
+fn yaml_or_null(path: &Path) -> Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_saphyr::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// What a kustomization includes: its `resources`, `bases` and `components` entries.
+fn kustomization_includes(doc: &Value) -> impl Iterator<Item = &str> {
+    ["resources", "bases", "components"]
+        .into_iter()
+        .flat_map(|key| doc[key].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+}
+
 /// Identifiers a Jinja text uses as variables: the first name of each `{{ }}` expression and
 /// of `{% if/for ... %}` conditions, minus loop targets and Jinja's own names.
 fn jinja_vars(text: &str) -> BTreeSet<String> {
@@ -483,10 +500,7 @@ fn chart_info(root: &Path, dir: &Path) -> Option<Chart> {
     let text = std::fs::read_to_string(dir.join("Chart.yaml")).ok()?;
     let meta: Value = serde_saphyr::from_str(&text).ok()?;
     let name = meta["name"].as_str().unwrap_or("").to_string();
-    let values: Value = std::fs::read_to_string(dir.join("values.yaml"))
-        .ok()
-        .and_then(|t| serde_saphyr::from_str(&t).ok())
-        .unwrap_or(Value::Null);
+    let values = yaml_or_null(&dir.join("values.yaml"));
     let mut image_values = BTreeMap::new();
     let mut image = None;
     let mut why = String::new();
@@ -658,25 +672,19 @@ impl ManifestIndex {
         if depth > 8 || !inside(root, &d) {
             return (names, renames);
         }
-        let doc: Value = std::fs::read_to_string(&k)
-            .ok()
-            .and_then(|t| serde_saphyr::from_str(&t).ok())
-            .unwrap_or(Value::Null);
-        for key in ["resources", "bases", "components"] {
-            for r in doc[key].as_array().into_iter().flatten() {
-                let Some(r) = r.as_str() else { continue };
-                let target = d.join(r);
-                let Ok(target) = target.canonicalize() else {
-                    continue;
-                };
-                let target_rel = rel(&root.canonicalize().unwrap_or(root.to_path_buf()), &target);
-                if target.is_dir() {
-                    let (n, rn) = self.kustomize_walk(root, &target_rel, depth + 1);
-                    names.extend(n);
-                    renames.extend(rn);
-                } else if let Some(f) = self.file(&target_rel) {
-                    names.extend(f.images.iter().map(|i| repository(i)));
-                }
+        let doc = yaml_or_null(&k);
+        for r in kustomization_includes(&doc) {
+            let target = d.join(r);
+            let Ok(target) = target.canonicalize() else {
+                continue;
+            };
+            let target_rel = rel(&root.canonicalize().unwrap_or(root.to_path_buf()), &target);
+            if target.is_dir() {
+                let (n, rn) = self.kustomize_walk(root, &target_rel, depth + 1);
+                names.extend(n);
+                renames.extend(rn);
+            } else if let Some(f) = self.file(&target_rel) {
+                names.extend(f.images.iter().map(|i| repository(i)));
             }
         }
         let file = rel(root, &k);
@@ -710,18 +718,12 @@ impl ManifestIndex {
             let Some(file) = kustomization_file(&d) else {
                 continue;
             };
-            let doc: Value = std::fs::read_to_string(&file)
-                .ok()
-                .and_then(|t| serde_saphyr::from_str(&t).ok())
-                .unwrap_or(Value::Null);
-            for key in ["resources", "bases", "components"] {
-                for r in doc[key].as_array().into_iter().flatten() {
-                    if let Some(r) = r.as_str()
-                        && let Ok(t) = d.join(r).canonicalize()
-                        && let Ok(root) = root.canonicalize()
-                    {
-                        included.insert(rel(&root, &t));
-                    }
+            let doc = yaml_or_null(&file);
+            for r in kustomization_includes(&doc) {
+                if let Ok(t) = d.join(r).canonicalize()
+                    && let Ok(root) = root.canonicalize()
+                {
+                    included.insert(rel(&root, &t));
                 }
             }
         }
@@ -814,12 +816,7 @@ pub(super) fn split_files(
         }
     }
     // One service, and files that name no image of it: still its (a single-service repository).
-    let built_without: Vec<String> = p
-        .services
-        .iter()
-        .filter(|s| s.plan.build.is_some() && s.plan.manifests.is_none())
-        .map(|s| s.plan.name.clone())
-        .collect();
+    let built_without = built_without_manifests(p);
     if by_service.is_empty()
         && p.services.len() == 1
         && built_without.len() == 1
@@ -860,19 +857,7 @@ pub(super) fn split_files(
             format!("manifests only: {}", rest.join(", ")),
             format!("{source}; they name no image berth builds, so no built service owns them"),
         );
-        p.services.push(Svc {
-            plan: ServicePlan {
-                name,
-                discover: None,
-                build: None,
-                image: None,
-                paths: Vec::new(),
-                manifests: Some(ManifestsPlan::Path(rest)),
-                comments: Vec::new(),
-            },
-            home: ".".into(),
-            named: None,
-        });
+        p.services.push(manifests_only(name, rest));
     }
 }
 
@@ -1053,6 +1038,32 @@ fn template_plan(
         comments,
         why,
     )
+}
+
+/// A service that builds nothing and deploys the manifest files `paths`.
+fn manifests_only(name: String, paths: Vec<String>) -> Svc {
+    Svc {
+        plan: ServicePlan {
+            name,
+            discover: None,
+            build: None,
+            image: None,
+            paths: Vec::new(),
+            manifests: Some(ManifestsPlan::Path(paths)),
+            comments: Vec::new(),
+        },
+        home: ".".into(),
+        named: None,
+    }
+}
+
+/// The services berth builds that no manifests are assigned to yet.
+fn built_without_manifests(p: &Planner<'_>) -> Vec<String> {
+    p.services
+        .iter()
+        .filter(|s| s.plan.build.is_some() && s.plan.manifests.is_none())
+        .map(|s| s.plan.name.clone())
+        .collect()
 }
 
 fn glob_for(files: &[&ManifestFile], dir: &str) -> String {
@@ -1263,12 +1274,7 @@ pub(super) fn assign_manifests(p: &mut Planner<'_>, index: &ManifestIndex) {
         .iter()
         .filter(|f| f.template && !f.kustomized)
         .collect();
-    let names: Vec<String> = p
-        .services
-        .iter()
-        .filter(|s| s.plan.manifests.is_none() && s.plan.build.is_some())
-        .map(|s| s.plan.name.clone())
-        .collect();
+    let names = built_without_manifests(p);
     for name in &names {
         let mine: Vec<&ManifestFile> = templates
             .iter()
@@ -1733,19 +1739,7 @@ pub(super) fn generic_template(p: &mut Planner<'_>) -> Option<Vec<Svc>> {
                 format!("manifests only: {}", paths.join(", ")),
                 "the template folder's other manifests, shared by the discovered services",
             );
-            out.push(Svc {
-                plan: ServicePlan {
-                    name,
-                    discover: None,
-                    build: None,
-                    image: None,
-                    paths: Vec::new(),
-                    manifests: Some(ManifestsPlan::Path(paths)),
-                    comments: Vec::new(),
-                },
-                home: ".".into(),
-                named: None,
-            });
+            out.push(manifests_only(name, paths));
         }
         return Some(out);
     }

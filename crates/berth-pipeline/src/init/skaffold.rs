@@ -117,18 +117,13 @@ pub(super) fn read(p: &mut Planner<'_>) -> Result<Option<Deploys>, InitError> {
         {
             artifact(p, a, &global_platforms, version);
         }
-        deploys
-            .raw
-            .extend(strings(doc.pointer("/deploy/kubectl/manifests")));
-        deploys
-            .raw
-            .extend(strings(doc.pointer("/manifests/rawYaml")));
-        deploys
-            .kustomize
-            .extend(strings(doc.pointer("/deploy/kustomize/paths")));
-        deploys
-            .kustomize
-            .extend(strings(doc.pointer("/manifests/kustomize/paths")));
+        // Skaffold v2 (`deploy:`) and v4 (`manifests:`) spellings of the same two lists.
+        for ptr in ["/deploy/kubectl/manifests", "/manifests/rawYaml"] {
+            deploys.raw.extend(strings(doc.pointer(ptr)));
+        }
+        for ptr in ["/deploy/kustomize/paths", "/manifests/kustomize/paths"] {
+            deploys.kustomize.extend(strings(doc.pointer(ptr)));
+        }
         for ptr in ["/deploy/helm/releases", "/manifests/helm/releases"] {
             for r in doc
                 .pointer(ptr)

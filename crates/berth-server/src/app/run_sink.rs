@@ -285,10 +285,8 @@ mod tests {
         }
     }
 
-    /// The store (a real SQLite database, in memory) cannot run while the engine emits: every
-    /// event is emitted before the drain task gets a turn, the worst case of a slow store.
-    #[tokio::test]
-    async fn output_faster_than_the_store_is_bounded_and_the_dropped_lines_are_counted() {
+    /// A real SQLite database, in memory, holding one run.
+    async fn store_with_a_run() -> (Store, RunId) {
         let store = Store::open("sqlite::memory:").await.unwrap();
         let run = store
             .create_run(NewRun {
@@ -302,6 +300,14 @@ mod tests {
             .await
             .unwrap()
             .id;
+        (store, run)
+    }
+
+    /// The store (a real SQLite database, in memory) cannot run while the engine emits: every
+    /// event is emitted before the drain task gets a turn, the worst case of a slow store.
+    #[tokio::test]
+    async fn output_faster_than_the_store_is_bounded_and_the_dropped_lines_are_counted() {
+        let (store, run) = store_with_a_run().await;
         let (live, mut rx) = broadcast::channel(4096);
         let limits = SinkLimits {
             lines: 100,
@@ -381,19 +387,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_that_keeps_up_loses_no_line() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        let run = store
-            .create_run(NewRun {
-                repository: "r".into(),
-                branch: "main".into(),
-                commit: "c".into(),
-                environment: "dev".into(),
-                trigger: Trigger::Poll,
-                needs_approval: false,
-            })
-            .await
-            .unwrap()
-            .id;
+        let (store, run) = store_with_a_run().await;
         let (live, _) = broadcast::channel(16);
         let sink = RunSink::start(store.clone(), run, live, Arc::new(AtomicBool::new(false)));
         for i in 0..20_000 {

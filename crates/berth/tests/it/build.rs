@@ -5,6 +5,8 @@ use std::process::Command;
 use berth_testkit::TestContext;
 use serde_json::Value;
 
+use crate::common::{berth, text};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_pushes_and_reports_json() {
     let ctx = TestContext::new("cli-build").await;
@@ -21,9 +23,7 @@ async fn build_pushes_and_reports_json() {
     std::fs::write(dir.join("ctx/msg"), "hi\n").unwrap();
     let tag = ctx.image("cli", "v1").to_string();
     let run = |extra: &[&str]| {
-        let out = ctx
-            .env
-            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        let out = berth(ctx.env)
             .args([
                 "build",
                 dir.join("ctx").to_str().unwrap(),
@@ -99,9 +99,7 @@ async fn build_pushes_with_credentials_from_a_dockerconfigjson_secret() {
     let tag = format!("{}/team/app:v1", private.host);
     let insecure = format!("{},{}", ctx.env.registry_host(), private.host);
     let run = |extra: &[&str]| {
-        let out = ctx
-            .env
-            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        let out = berth(ctx.env)
             .args(["build", dir.join("ctx").to_str().unwrap(), "-t", &tag])
             .args(["--push", "-o", "json", "--insecure-registry", &insecure])
             .args(extra)
@@ -109,11 +107,7 @@ async fn build_pushes_with_credentials_from_a_dockerconfigjson_secret() {
             .env("BERTH_DOCKER_CONFIG", dir.join("no-docker-config.json"))
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = text(&out);
         assert!(!text.contains(&password), "the password leaked: {text}");
         (out.status.success(), text)
     };
@@ -173,9 +167,7 @@ async fn build_for_two_platforms_reports_the_index() {
     )
     .unwrap();
     let tag = ctx.image("cli-multi", "v1").to_string();
-    let out = ctx
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+    let out = berth(ctx.env)
         .args([
             "build",
             dir.join("ctx").to_str().unwrap(),
@@ -219,9 +211,7 @@ async fn explicit_qemu_runs_an_arm64_step_without_binfmt() {
         "FROM busybox:multiarch\nRUN [\"busybox\", \"sh\", \"-c\", \"uname -m > /arch\"]\n",
     )
     .unwrap();
-    let out = ctx
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+    let out = berth(ctx.env)
         .args(["build", dir.join("ctx").to_str().unwrap(), "-o", "json"])
         .args(["--platform", "linux/arm64", "--dest"])
         .arg(format!("oci:{}", dir.join("oci").display()))

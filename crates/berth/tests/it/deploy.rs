@@ -1,94 +1,17 @@
 //! `berth deploy`, `diff`, `history`, `rollback` end to end: the real binary against the real
 //! API server, controllers and kwok nodes of the test environment.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_cluster::ObjectKey;
 use berth_testkit::{TestContext, TestEnv};
 use serde_json::Value;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-fn berth_cmd(ctx: &TestContext, args: &[&str]) -> Command {
-    let mut cmd = ctx.env.berth(env!("CARGO_BIN_EXE_berth").as_ref());
-    cmd.args(args).env("BERTH_NAMESPACE", &ctx.namespace);
-    cmd
-}
-
-fn run(ctx: &TestContext, args: &[&str]) -> Run {
-    let out: Output = berth_cmd(ctx, args).output().expect("run berth");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
-
-/// A temp directory of manifests, removed on drop.
-pub(crate) struct Dir(pub(crate) PathBuf);
-
-impl Dir {
-    pub(crate) fn new() -> Dir {
-        let d = std::env::temp_dir().join(format!("berth-it-{}", berth_testkit::unique_suffix()));
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-    pub(crate) fn write(&self, name: &str, text: &str) -> &Path {
-        std::fs::write(self.0.join(name), text).unwrap();
-        &self.0
-    }
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn deployment(name: &str, image: &str, replicas: u32, simulate: Option<&str>) -> String {
-    let annotations = simulate
-        .map(|s| format!("      annotations: {{berth.dev/simulate: {s}}}\n"))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-{annotations}    spec:
-      containers:
-      - name: app
-        image: {image}
-"
-    )
-}
-
-fn config_map(name: &str, value: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
-    )
-}
+use crate::common::{
+    ANY_FIELDS, Crd, Dir, berth, berth_cmd, config_map_yaml, deployment, deployment_yaml, history,
+    image_of, live, run, text,
+};
 
 fn job(name: &str, hook: Option<&str>, simulate: Option<&str>) -> String {
     let hook = hook
@@ -117,27 +40,8 @@ metadata:
     )
 }
 
-async fn live(ctx: &TestContext, api: &str, kind: &str, name: &str) -> Option<Value> {
-    ctx.cluster
-        .get(&ObjectKey::new(api, kind, Some(&ctx.namespace), name))
-        .await
-        .expect("get")
-}
-
 async fn live_image(ctx: &TestContext, name: &str) -> String {
-    let d = live(ctx, "apps/v1", "Deployment", name)
-        .await
-        .unwrap_or_else(|| panic!("Deployment {name} exists"));
-    d["spec"]["template"]["spec"]["containers"][0]["image"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn history(ctx: &TestContext, release: &str) -> Vec<Value> {
-    let r = run(ctx, &["history", "-r", release, "-o", "json"]);
-    assert_eq!(r.code, 0, "{}", r.all());
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
+    image_of(&deployment(ctx, name).await)
 }
 
 fn statuses(ctx: &TestContext, release: &str) -> Vec<String> {
@@ -165,12 +69,12 @@ async fn pinned_busybox() -> String {
 async fn install_upgrade_with_a_new_digest_and_noop_redeploy() {
     let ctx = TestContext::new("deploy-basic").await;
     let dir = Dir::new();
-    dir.write("cm.yaml", &config_map("settings", "one"));
+    dir.write("cm.yaml", &config_map_yaml("settings", "one"));
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:latest", 2, None),
+        &deployment_yaml("web", "docker.io/library/busybox:latest", 2, None),
     );
-    let d = dir.0.display().to_string();
+    let d = dir.path();
 
     let first = run(&ctx, &["deploy", "-r", "shop", "-f", &d]);
     assert_eq!(first.code, 0, "{}", first.all());
@@ -240,14 +144,17 @@ async fn assert_rolled_back(simulate: &str, timeout: &str, expect_in_output: &st
     let dir = Dir::new();
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:latest", 2, None),
+        &deployment_yaml("web", "docker.io/library/busybox:latest", 2, None),
     );
-    let d = dir.0.display().to_string();
+    let d = dir.path();
     let ok = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
     assert_eq!(ok.code, 0, "{}", ok.all());
 
     let pinned = pinned_busybox().await;
-    dir.write("web.yaml", &deployment("web", &pinned, 2, Some(simulate)));
+    dir.write(
+        "web.yaml",
+        &deployment_yaml("web", &pinned, 2, Some(simulate)),
+    );
     let bad = run(
         &ctx,
         &["deploy", "-r", "app", "-f", &d, "--timeout", timeout],
@@ -302,11 +209,11 @@ async fn never_ready_rolls_back_at_the_deadline() {
 async fn a_long_wait_says_what_it_still_awaits_instead_of_staying_silent() {
     let ctx = TestContext::new("deploy-heartbeat").await;
     let dir = Dir::new();
-    let d = dir.0.display().to_string();
+    let d = dir.path();
     let pinned = pinned_busybox().await;
     dir.write(
         "web.yaml",
-        &deployment("web", &pinned, 1, Some("never-ready")),
+        &deployment_yaml("web", &pinned, 1, Some("never-ready")),
     );
 
     let people = run(&ctx, &["deploy", "-r", "app", "-f", &d, "--timeout", "25s"]);
@@ -369,10 +276,10 @@ async fn a_long_wait_says_what_it_still_awaits_instead_of_staying_silent() {
 async fn the_rollback_waits_as_long_as_the_deploy_timeout_not_a_fixed_two_minutes() {
     let ctx = TestContext::new("deploy-rollback-deadline").await;
     let dir = Dir::new();
-    let d = dir.0.display().to_string();
+    let d = dir.path();
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+        &deployment_yaml("web", "docker.io/library/busybox:latest", 1, None),
     );
     let ok = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
     assert_eq!(ok.code, 0, "{}", ok.all());
@@ -395,7 +302,7 @@ async fn the_rollback_waits_as_long_as_the_deploy_timeout_not_a_fixed_two_minute
     }
 
     let pinned = pinned_busybox().await;
-    dir.write("web.yaml", &deployment("web", &pinned, 1, None));
+    dir.write("web.yaml", &deployment_yaml("web", &pinned, 1, None));
     let bad = run(&ctx, &["deploy", "-r", "app", "-f", &d, "--timeout", "8s"]);
     assert_eq!(bad.code, 1, "{}", bad.all());
     assert!(
@@ -415,8 +322,8 @@ async fn the_rollback_waits_as_long_as_the_deploy_timeout_not_a_fixed_two_minute
 async fn failing_job_in_the_release_rolls_back() {
     let ctx = TestContext::new("deploy-jobfail").await;
     let dir = Dir::new();
-    dir.write("cm.yaml", &config_map("settings", "one"));
-    let d = dir.0.display().to_string();
+    dir.write("cm.yaml", &config_map_yaml("settings", "one"));
+    let d = dir.path();
     assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &d]).code, 0);
     dir.write("job.yaml", &job("load", None, Some("exit-nonzero")));
     let bad = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
@@ -442,10 +349,10 @@ async fn pre_deploy_hook_runs_first_and_its_failure_changes_nothing() {
     let dir = Dir::new();
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+        &deployment_yaml("web", "docker.io/library/busybox:latest", 1, None),
     );
     dir.write("migrate.yaml", &job("migrate", Some("pre-deploy"), None));
-    let d = dir.0.display().to_string();
+    let d = dir.path();
     let ok = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
     assert_eq!(ok.code, 0, "{}", ok.all());
     let hook = live(&ctx, "batch/v1", "Job", "migrate")
@@ -469,7 +376,7 @@ async fn pre_deploy_hook_runs_first_and_its_failure_changes_nothing() {
 
     // A failing pre-hook: the Deployment keeps its old image.
     let pinned = pinned_busybox().await;
-    dir.write("web.yaml", &deployment("web", &pinned, 1, None));
+    dir.write("web.yaml", &deployment_yaml("web", &pinned, 1, None));
     dir.write(
         "migrate.yaml",
         &job("migrate", Some("pre-deploy"), Some("exit-nonzero")),
@@ -497,9 +404,9 @@ async fn prune_deletes_what_the_release_dropped_and_nothing_else() {
     }))
     .await;
     let dir = Dir::new();
-    dir.write("a.yaml", &config_map("keep", "1"));
-    dir.write("b.yaml", &config_map("drop", "1"));
-    let d = dir.0.display().to_string();
+    dir.write("a.yaml", &config_map_yaml("keep", "1"));
+    dir.write("b.yaml", &config_map_yaml("drop", "1"));
+    let d = dir.path();
     assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &d]).code, 0);
     std::fs::remove_file(dir.0.join("b.yaml")).unwrap();
     let r = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
@@ -515,9 +422,9 @@ async fn rollback_to_an_earlier_revision_and_diff() {
     let ctx = TestContext::new("deploy-rollback").await;
     let dir = Dir::new();
     let f = dir.file("cm.yaml");
-    dir.write("cm.yaml", &config_map("settings", "one"));
+    dir.write("cm.yaml", &config_map_yaml("settings", "one"));
     assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &f]).code, 0);
-    dir.write("cm.yaml", &config_map("settings", "two"));
+    dir.write("cm.yaml", &config_map_yaml("settings", "two"));
 
     let diff = run(&ctx, &["diff", "-r", "app", "-f", &f]);
     assert_eq!(diff.code, 1, "{}", diff.all());
@@ -626,55 +533,27 @@ async fn diff_does_not_print_the_secret_in_kubectls_last_applied_annotation() {
 #[tokio::test]
 async fn crd_and_custom_resource_in_one_release() {
     let ctx = TestContext::new("deploy-crd").await;
-    let group = format!("{}.berth.dev", ctx.namespace);
+    let crd = Crd::new(&ctx, "widgets", "Widget");
     let dir = Dir::new();
     dir.write(
         "crd.yaml",
         &format!(
-            "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.{group}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{plural: widgets, singular: widget, kind: Widget}}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        x-kubernetes-preserve-unknown-fields: true
----
-apiVersion: {group}/v1
+            "{}---
+apiVersion: {}
 kind: Widget
 metadata:
   name: gear
 spec:
   teeth: 12
-"
+",
+            crd.yaml(ANY_FIELDS),
+            crd.api_version()
         ),
     );
-    let d = dir.0.display().to_string();
+    let d = dir.path();
     let r = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
-    let crd = ObjectKey::new(
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        None,
-        &format!("widgets.{group}"),
-    );
-    let widget = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            &format!("{group}/v1"),
-            "Widget",
-            Some(&ctx.namespace),
-            "gear",
-        ))
-        .await;
-    let _ = ctx.cluster.delete(&crd).await;
+    let widget = crd.get(&ctx, "gear").await;
+    crd.delete(&ctx).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(
         widget.expect("get widget").expect("widget exists")["spec"]["teeth"],
@@ -689,7 +568,7 @@ async fn a_second_deploy_waits_and_a_killed_deploy_frees_its_lock() {
     let f = dir.file("web.yaml");
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+        &deployment_yaml("web", "docker.io/library/busybox:latest", 1, None),
     );
     assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &f]).code, 0);
 
@@ -698,7 +577,7 @@ async fn a_second_deploy_waits_and_a_killed_deploy_frees_its_lock() {
     let sf = slow.file("web.yaml");
     slow.write(
         "web.yaml",
-        &deployment(
+        &deployment_yaml(
             "web",
             "docker.io/library/busybox:1.35",
             1,
@@ -774,7 +653,7 @@ async fn concurrent_deploys_run_one_after_the_other() {
     let ctx = TestContext::new("deploy-concurrent").await;
     let dir = Dir::new();
     let f = dir.file("cm.yaml");
-    dir.write("cm.yaml", &config_map("settings", "x"));
+    dir.write("cm.yaml", &config_map_yaml("settings", "x"));
     let spawn = || {
         berth_cmd(&ctx, &["deploy", "-r", "app", "-f", &f])
             .stdout(Stdio::piped())
@@ -784,9 +663,6 @@ async fn concurrent_deploys_run_one_after_the_other() {
     };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let text = |o: &Output| {
-        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
-    };
     assert!(a.status.success(), "{}", text(&a));
     assert!(b.status.success(), "{}", text(&b));
     // Both asked for the same content: one deployed it, the other found it up to date.
@@ -804,7 +680,7 @@ async fn field_conflicts_name_the_other_manager_until_forced() {
     .await;
     let dir = Dir::new();
     let f = dir.file("cm.yaml");
-    dir.write("cm.yaml", &config_map("settings", "ours"));
+    dir.write("cm.yaml", &config_map_yaml("settings", "ours"));
     let r = run(&ctx, &["deploy", "-r", "app", "-f", &f]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
@@ -832,12 +708,12 @@ async fn field_conflicts_name_the_other_manager_until_forced() {
 async fn malformed_yaml_fails_with_file_and_line_and_applies_nothing() {
     let ctx = TestContext::new("deploy-badyaml").await;
     let dir = Dir::new();
-    dir.write("a.yaml", &config_map("first", "1"));
+    dir.write("a.yaml", &config_map_yaml("first", "1"));
     dir.write(
         "b.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\ndata:\n  key: [unclosed\n",
     );
-    let d = dir.0.display().to_string();
+    let d = dir.path();
     let r = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
     assert_ne!(r.code, 0, "{}", r.all());
     assert!(
@@ -856,11 +732,11 @@ async fn malformed_yaml_fails_with_file_and_line_and_applies_nothing() {
 fn render_prints_pinned_images_and_berth_labels_in_a_stable_order() {
     let env = TestEnv::get();
     let dir = Dir::new();
-    dir.write("web.yaml", &deployment("web", "busybox", 1, None));
-    dir.write("cm.yaml", &config_map("settings", "x"));
+    dir.write("web.yaml", &deployment_yaml("web", "busybox", 1, None));
+    dir.write("cm.yaml", &config_map_yaml("settings", "x"));
     let pin = "busybox=registry.example/busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000";
     let render = || {
-        env.berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        berth(env)
             .args(["render", "--release", "shop", "-n", "prod", "-f"])
             .arg(&dir.0)
             .args(["--image", pin])
@@ -893,7 +769,7 @@ async fn an_object_timeout_annotation_shortens_its_deadline() {
     let ctx = TestContext::new("deploy-objtimeout").await;
     let dir = Dir::new();
     let f = dir.file("web.yaml");
-    let slow = deployment(
+    let slow = deployment_yaml(
         "web",
         "docker.io/library/busybox:latest",
         1,
@@ -933,7 +809,7 @@ async fn seed_jobs_run_once_and_the_history_says_in_which_revision() {
     let dir = Dir::new();
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+        &deployment_yaml("web", "docker.io/library/busybox:latest", 1, None),
     );
     let seed = job("seed", Some("post-deploy"), None).replacen(
         "  annotations: {berth.dev/hook: post-deploy}\n",
@@ -942,14 +818,14 @@ async fn seed_jobs_run_once_and_the_history_says_in_which_revision() {
     );
     assert!(seed.contains("hook-run: once"));
     dir.write("seed.yaml", &seed);
-    let d = dir.0.display().to_string();
+    let d = dir.path();
     let first = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
     assert_eq!(first.code, 0, "{}", first.all());
     let uid = live(&ctx, "batch/v1", "Job", "seed").await.unwrap()["metadata"]["uid"].clone();
 
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:1", 1, None),
+        &deployment_yaml("web", "docker.io/library/busybox:1", 1, None),
     );
     let second = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
     assert_eq!(second.code, 0, "{}", second.all());
@@ -988,12 +864,12 @@ async fn seed_jobs_run_once_and_the_history_says_in_which_revision() {
 async fn crash_at(point: &str) {
     let ctx = TestContext::new(&format!("deploy-crash-{point}")).await;
     let dir = Dir::new();
-    let d = dir.0.display().to_string();
-    dir.write("keep.yaml", &config_map("keep", "1"));
-    dir.write("drop.yaml", &config_map("drop", "1"));
+    let d = dir.path();
+    dir.write("keep.yaml", &config_map_yaml("keep", "1"));
+    dir.write("drop.yaml", &config_map_yaml("drop", "1"));
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+        &deployment_yaml("web", "docker.io/library/busybox:latest", 1, None),
     );
     // At `hooks` the deploy dies while its post-deploy hook runs.
     let hooked = point == "hooks";
@@ -1006,11 +882,11 @@ async fn crash_at(point: &str) {
     // Revision 2: a new image, `drop` dropped, `added` added. At `rollback` it must fail, to
     // reach the rollback.
     std::fs::remove_file(dir.0.join("drop.yaml")).unwrap();
-    dir.write("added.yaml", &config_map("added", "2"));
+    dir.write("added.yaml", &config_map_yaml("added", "2"));
     let simulate = (point == "rollback").then_some("crash-loop");
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:1.35", 1, simulate),
+        &deployment_yaml("web", "docker.io/library/busybox:1.35", 1, simulate),
     );
     let crashed = berth_cmd(&ctx, &["deploy", "-r", "app", "-f", &d])
         .env("BERTH_TEST_CRASH_AT", point)
@@ -1026,7 +902,7 @@ async fn crash_at(point: &str) {
     // A failing deploy after the crash rolls back; it never deletes what history owns.
     dir.write(
         "web.yaml",
-        &deployment(
+        &deployment_yaml(
             "web",
             "docker.io/library/busybox:1.35",
             1,
@@ -1049,7 +925,7 @@ async fn crash_at(point: &str) {
     // And a good deploy converges to what was rendered.
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:1.35", 1, None),
+        &deployment_yaml("web", "docker.io/library/busybox:1.35", 1, None),
     );
     let good = run(&ctx, &["deploy", "-r", "app", "-f", &d]);
     assert_eq!(good.code, 0, "{}", good.all());
@@ -1115,12 +991,12 @@ async fn a_deploy_that_lost_its_lock_stops_at_once() {
     let f = dir.file("web.yaml");
     dir.write(
         "web.yaml",
-        &deployment("web", "docker.io/library/busybox:latest", 1, None),
+        &deployment_yaml("web", "docker.io/library/busybox:latest", 1, None),
     );
     assert_eq!(run(&ctx, &["deploy", "-r", "app", "-f", &f]).code, 0);
     dir.write(
         "web.yaml",
-        &deployment(
+        &deployment_yaml(
             "web",
             "docker.io/library/busybox:1.35",
             1,
@@ -1195,10 +1071,10 @@ async fn a_release_of_the_same_name_in_another_namespace_cannot_prune_its_cluste
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role_name}\nrules: []\n"
     );
     let (da, db) = (Dir::new(), Dir::new());
-    db.write("cm.yaml", &config_map("c", "1"));
+    db.write("cm.yaml", &config_map_yaml("c", "1"));
     db.write("role.yaml", &role);
     da.write("role.yaml", &role);
-    let (pa, pb) = (da.0.display().to_string(), db.0.display().to_string());
+    let (pa, pb) = (da.path(), db.path());
     assert_eq!(run(&b, &["deploy", "-r", "prod", "-f", &pb]).code, 0);
     assert_eq!(run(&a, &["deploy", "-r", "prod", "-f", &pa]).code, 0);
     // B drops the role that A now owns: B leaves it alone.
@@ -1214,7 +1090,7 @@ async fn a_release_of_the_same_name_in_another_namespace_cannot_prune_its_cluste
     let live = a.cluster.get(&key).await.unwrap();
     assert!(live.is_some(), "B pruned A's ClusterRole: {}", r.all());
     // A, its owner, can prune it.
-    da.write("cm.yaml", &config_map("c", "1"));
+    da.write("cm.yaml", &config_map_yaml("c", "1"));
     std::fs::remove_file(da.0.join("role.yaml")).unwrap();
     let r = run(&a, &["deploy", "-r", "prod", "-f", &pa]);
     assert_eq!(r.code, 0, "{}", r.all());

@@ -8,82 +8,36 @@
 //! - `examples/rails` (scenario 5): the migration Job completes before the Deployment changes;
 //!   branches map to environments; a crash-looping release rolls back and is recorded failed.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 
-use berth_cluster::ObjectKey;
 use berth_testkit::TestContext;
 use serde_json::Value;
 
-use crate::run::{copy_dir, git};
+use crate::common::{Repo, Run, copy_dir, deployment, get, git, git_init, history, image_of};
 
 /// An example in a temporary git repository, with its own build store.
-pub(crate) struct Example {
-    pub(crate) dir: PathBuf,
-    pub(crate) store: PathBuf,
-}
+pub(crate) struct Example(Repo);
 
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.store);
+impl std::ops::Deref for Example {
+    type Target = Repo;
+    fn deref(&self) -> &Repo {
+        &self.0
     }
 }
 
 impl Example {
     /// `examples/<name>` committed on `branch`, with `from` replaced by `to` in `files`.
     pub(crate) fn new(name: &str, branch: &str, files: &[&str], from: &str, to: &str) -> Example {
-        let suffix = berth_testkit::unique_suffix();
-        let dir = std::env::temp_dir().join(format!("berth-example-{name}-{suffix}"));
+        let ex = Repo::new(&format!("example-{name}"));
         let example = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples")
             .join(name);
-        copy_dir(&example, &dir);
-        let ex = Example {
-            dir,
-            store: std::env::temp_dir().join(format!("berth-example-store-{suffix}")),
-        };
+        copy_dir(&example, &ex.dir);
         for f in files {
             ex.edit(f, from, to);
         }
-        git(&ex.dir, &["init", "-q", "-b", branch]);
-        ex.commit("first");
-        ex
-    }
-
-    pub(crate) fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
-    }
-
-    /// Replaces `from` with `to` in `file`; `from` must be there.
-    pub(crate) fn edit(&self, file: &str, from: &str, to: &str) {
-        let p = self.path(file);
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains(from), "{file} has no {from:?}");
-        std::fs::write(p, text.replace(from, to)).unwrap();
-    }
-
-    pub(crate) fn write(&self, file: &str, text: &str) {
-        let p = self.path(file);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    pub(crate) fn commit(&self, message: &str) {
-        git(&self.dir, &["add", "-A"]);
-        git(&self.dir, &["commit", "-q", "-m", message]);
-    }
-
-    /// `berth ARGS -c berth.yaml` with the example's store.
-    pub(crate) fn berth(&self, ctx: &TestContext, args: &[&str]) -> Output {
-        ctx.env
-            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-            .args(args)
-            .arg("-c")
-            .arg(self.path("berth.yaml"))
-            .env("BERTH_STORE", &self.store)
-            .output()
-            .unwrap()
+        git_init(&ex.dir, branch);
+        Example(ex)
     }
 
     /// `berth run -o json -n <the test's namespace>`: whether it succeeded, its events and its
@@ -96,23 +50,7 @@ impl Example {
     pub(crate) fn run_with(&self, ctx: &TestContext, extra: &[&str]) -> Run {
         let mut args = vec!["run", "-o", "json", "-n", &ctx.namespace];
         args.extend(extra);
-        let out = self.berth(ctx, &args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let docs: Vec<Value> = stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{stderr}")))
-            .collect();
-        let result = docs
-            .last()
-            .cloned()
-            .unwrap_or_else(|| panic!("no result from berth run: {stderr}"));
-        Run {
-            ok: out.status.success(),
-            events: docs,
-            result,
-            stderr,
-        }
+        Run::of(&self.berth(ctx, &args))
     }
 
     /// `berth run` that must succeed.
@@ -125,98 +63,8 @@ impl Example {
 
     /// `berth history -o json` of `release` in the test's namespace.
     pub(crate) fn history(&self, ctx: &TestContext, release: &str) -> Vec<Value> {
-        let out = ctx
-            .env
-            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-            .args(["history", "-o", "json", "-r", release, "-n", &ctx.namespace])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        history(ctx, release)
     }
-}
-
-pub(crate) struct Run {
-    pub(crate) ok: bool,
-    pub(crate) events: Vec<Value>,
-    pub(crate) result: Value,
-    pub(crate) stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for e in &self.events {
-            writeln!(f, "{e}")?;
-        }
-        write!(f, "stderr: {}", self.stderr)
-    }
-}
-
-impl Run {
-    /// Position of the first `object_state` event of `object` in `state`.
-    pub(crate) fn position(&self, object: &str, state: &str) -> Option<usize> {
-        self.events.iter().position(|e| {
-            e["event"] == "object_state" && e["object"] == object && e["state"] == state
-        })
-    }
-
-    pub(crate) fn built(&self) -> Vec<String> {
-        self.result["built"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn image(&self, service: &str) -> String {
-        self.result["built"][service]
-            .as_str()
-            .unwrap_or_else(|| panic!("{service} was not built: {self}"))
-            .to_string()
-    }
-
-    /// The `(event, step)` of every step event of a service, in order (`kids/build`...).
-    pub(crate) fn steps(&self) -> Vec<(String, String)> {
-        self.events
-            .iter()
-            .filter(|e| e["event"] == "step_started" || e["event"] == "step_finished")
-            .map(|e| {
-                (
-                    e["event"].as_str().unwrap().to_string(),
-                    e["step"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    }
-
-    pub(crate) fn error(&self) -> String {
-        self.result["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
-pub(crate) async fn get(ctx: &TestContext, api: &str, kind: &str, name: &str) -> Value {
-    ctx.cluster
-        .get(&ObjectKey::new(api, kind, Some(&ctx.namespace), name))
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{kind}/{name} exists in {}", ctx.namespace))
-}
-
-pub(crate) async fn deployment(ctx: &TestContext, name: &str) -> Value {
-    get(ctx, "apps/v1", "Deployment", name).await
-}
-
-pub(crate) fn image_of(deployment: &Value) -> String {
-    deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 async fn ingress_paths(ctx: &TestContext) -> Vec<(String, String)> {

@@ -11,10 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use berth_testkit::TestContext;
-use serde_json::Value;
 
-use crate::examples::Run;
-use crate::run::{copy_dir, git};
+use crate::common::{Run, berth, copy_dir, git_init};
 
 /// A layout in a temporary git repository (its folder keeps the layout's name, so that init
 /// names services the same way as on the source tree), with its own build store.
@@ -39,9 +37,7 @@ impl Layout {
             .join("../berth-pipeline/tests/layouts")
             .join(name);
         copy_dir(&source, &dir);
-        git(&dir, &["init", "-q", "-b", "main"]);
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", "first"]);
+        git_init(&dir, "main");
         Layout {
             store: parent.join("store"),
             parent,
@@ -50,8 +46,7 @@ impl Layout {
     }
 
     fn berth(&self, ctx: &TestContext, args: &[&str]) -> Output {
-        ctx.env
-            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        berth(ctx.env)
             .args(args)
             .env("BERTH_STORE", &self.store)
             .current_dir(&self.dir)
@@ -82,23 +77,7 @@ impl Layout {
     }
 
     fn run(&self, ctx: &TestContext) -> Run {
-        let out = self.berth(ctx, &["run", "-o", "json", "-n", &ctx.namespace]);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let events: Vec<Value> = stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{stderr}")))
-            .collect();
-        let result = events
-            .last()
-            .cloned()
-            .unwrap_or_else(|| panic!("no result from berth run: {stderr}"));
-        Run {
-            ok: out.status.success(),
-            events,
-            result,
-            stderr,
-        }
+        Run::of(&self.berth(ctx, &["run", "-o", "json", "-n", &ctx.namespace]))
     }
 }
 

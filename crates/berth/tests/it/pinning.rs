@@ -2,118 +2,52 @@
 //! digest wherever the manifests name it (Skaffold-style short names, Helm charts composing
 //! the image from values), or the run fails before anything is built or pushed.
 
-use std::path::PathBuf;
-
-use berth_cluster::ObjectKey;
 use berth_testkit::TestContext;
 
-use crate::run::git;
-
-struct Project {
-    dir: PathBuf,
-    store: PathBuf,
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.store);
-    }
-}
+use crate::common::{
+    ANY_FIELDS, Crd, Dir, Repo, berth, deployment, git_init, live, result, run, success, tags,
+};
 
 const DOCKERFILE: &str = "FROM docker.io/library/busybox:latest\nCOPY index.html /www/index.html\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
 
 /// A git repository with `files` (berth.yaml's `REGISTRY` and `PREFIX` replaced by the
 /// environment's registry host and the test's repository) and a buildable `web/`.
-fn project(ctx: &TestContext, files: &[(&str, &str)]) -> Project {
-    let suffix = berth_testkit::unique_suffix();
-    let dir = std::env::temp_dir().join(format!("berth-pinning-{suffix}"));
+fn project(ctx: &TestContext, files: &[(&str, &str)]) -> Repo {
+    let p = Repo::new("pinning");
     let all = [
         ("web/Dockerfile", DOCKERFILE),
         ("web/index.html", "<h1>pinned</h1>\n"),
     ];
     for (path, text) in all.iter().chain(files) {
-        let p = dir.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         let text = text
             .replace("REGISTRY", ctx.env.registry_host())
             .replace("PREFIX", &ctx.repository);
-        std::fs::write(p, text).unwrap();
+        p.write(path, &text);
     }
-    git(&dir, &["init", "-q", "-b", "main"]);
-    git(&dir, &["add", "-A"]);
-    git(&dir, &["commit", "-q", "-m", "first"]);
-    Project {
-        dir,
-        store: std::env::temp_dir().join(format!("berth-pinning-store-{suffix}")),
-    }
+    git_init(&p.dir, "main");
+    p
 }
 
-fn berth(ctx: &TestContext, p: &Project, args: &[&str]) -> std::process::Output {
-    ctx.env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-        .args(args)
-        .args(["-n", &ctx.namespace, "-c"])
-        .arg(p.dir.join("berth.yaml"))
-        .env("BERTH_STORE", &p.store)
-        .output()
-        .unwrap()
+/// `berth ARGS -n <the test's namespace> -c berth.yaml`.
+fn berth_in(ctx: &TestContext, p: &Repo, args: &[&str]) -> std::process::Output {
+    let mut args = args.to_vec();
+    args.extend(["-n", &ctx.namespace]);
+    p.berth(ctx, &args)
 }
 
 /// `berth run -o json`, which must succeed: its result document.
-fn run_ok(ctx: &TestContext, p: &Project, extra: &[&str]) -> serde_json::Value {
+fn run_ok(ctx: &TestContext, p: &Repo, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["run", "-o", "json"];
     args.extend(extra);
-    let out = berth(ctx, p, &args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    result(&berth_in(ctx, p, &args))
 }
 
 /// `berth run`, which must fail: its stderr.
-fn run_fails(ctx: &TestContext, p: &Project) -> String {
-    let out = berth(ctx, p, &["run"]);
+fn run_fails(ctx: &TestContext, p: &Repo) -> String {
+    let out = berth_in(ctx, p, &["run"]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "the run succeeded:\n{stderr}");
     stderr
-}
-
-async fn deployment(ctx: &TestContext, name: &str) -> serde_json::Value {
-    ctx.cluster
-        .get(&ObjectKey::new(
-            "apps/v1",
-            "Deployment",
-            Some(&ctx.namespace),
-            name,
-        ))
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("Deployment {name} exists"))
-}
-
-/// The tags the registry holds for `repository` (host/path); none when it does not exist.
-async fn tags(repository: &str) -> Vec<String> {
-    let (host, path) = repository.split_once('/').unwrap();
-    let resp = reqwest::get(format!("http://{host}/v2/{path}/tags/list"))
-        .await
-        .unwrap();
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return Vec::new();
-    }
-    let body: serde_json::Value = resp.json().await.unwrap();
-    body["tags"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 const SKAFFOLD_STYLE: &str = "apiVersion: apps/v1
@@ -247,16 +181,7 @@ async fn a_built_image_no_manifest_references_fails_the_run_before_any_push() {
         tags(&format!("{}/web", ctx.repository)).await,
         Vec::<String>::new()
     );
-    let none = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            "apps/v1",
-            "Deployment",
-            Some(&ctx.namespace),
-            "web",
-        ))
-        .await
-        .unwrap();
+    let none = live(&ctx, "apps/v1", "Deployment", "web").await;
     assert!(none.is_none(), "deployed: {none:?}");
 }
 
@@ -438,21 +363,14 @@ async fn render_from_berth_yaml_shows_the_short_name_pinned_where_it_is_pushed()
         ],
     );
     let render = |extra: &[&str]| {
-        let out = ctx
-            .env
-            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-            .arg("render")
-            .args(extra)
-            .current_dir(&p.dir)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+        success(
+            &berth(ctx.env)
+                .arg("render")
+                .args(extra)
+                .current_dir(&p.dir)
+                .output()
+                .unwrap(),
+        )
     };
     let zeros = "0".repeat(64);
     let text = render(&[]);
@@ -491,23 +409,22 @@ async fn promotion_of_a_short_named_image_deploys_the_source_digest() {
     );
     let first = run_ok(&dev, &p, &["-e", "dev"]);
     let web = first["built"]["web"].as_str().expect("built").to_string();
-    let out = prod
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-        .args(["promote", "-o", "json", "--from", "dev", "--from-namespace"])
-        .arg(&dev.namespace)
-        .args(["--to", "prod", "-n", &prod.namespace, "-c"])
-        .arg(p.dir.join("berth.yaml"))
-        .env("BERTH_STORE", &p.store)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let doc = result(&p.berth(
+        &prod,
+        &[
+            "promote",
+            "-o",
+            "json",
+            "--from",
+            "dev",
+            "--from-namespace",
+            &dev.namespace,
+            "--to",
+            "prod",
+            "-n",
+            &prod.namespace,
+        ],
+    ));
     assert!(doc["built"].as_object().unwrap().is_empty(), "{doc}");
     assert_eq!(doc["kept"], serde_json::json!(["web"]), "{doc}");
     let d = deployment(&prod, "web").await;
@@ -522,36 +439,23 @@ async fn promotion_of_a_short_named_image_deploys_the_source_digest() {
 #[tokio::test]
 async fn deploy_of_prerendered_manifests_warns_about_each_image_deployed_by_tag_only() {
     let ctx = TestContext::new("pin-deploy-tag").await;
-    let dir =
-        std::env::temp_dir().join(format!("berth-pinning-{}", berth_testkit::unique_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Dir::new();
     let pinned = format!("{}/pinned@sha256:{}", ctx.repository, "0".repeat(64));
-    std::fs::write(
-        dir.join("app.yaml"),
-        SKAFFOLD_STYLE
+    dir.write(
+        "app.yaml",
+        &SKAFFOLD_STYLE
             .replace("docker.io/team/web:v1", &pinned)
             .replace(
                 "image: team/web\n",
                 "image: docker.io/library/busybox:latest\n",
             ),
-    )
-    .unwrap();
-    let deploy = |extra: &[&str]| {
-        let out = ctx
-            .env
-            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-            .args(["deploy", "-r", "tagged", "-n", &ctx.namespace, "-f"])
-            .arg(dir.join("app.yaml"))
-            .args(extra)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stdout}\n{stderr}");
-        (stdout, stderr)
-    };
-    let (_, stderr) = deploy(&[]);
-    let _ = std::fs::remove_dir_all(&dir);
+    );
+    let r = run(
+        &ctx,
+        &["deploy", "-r", "tagged", "-f", &dir.file("app.yaml")],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let stderr = r.stderr;
     let warnings: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("warning: "))
@@ -575,33 +479,19 @@ async fn deploy_of_prerendered_manifests_warns_about_each_image_deployed_by_tag_
 #[tokio::test]
 async fn custom_resource_image_fields_naming_the_built_image_are_pinned() {
     let ctx = TestContext::new("pin-cr").await;
-    let group = format!("{}.berth.dev", ctx.namespace);
+    let crd = Crd::new(&ctx, "apps", "App");
     let crd_and_app = format!(
-        "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: apps.{group}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{plural: apps, singular: app, kind: App}}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        x-kubernetes-preserve-unknown-fields: true
----
-apiVersion: {group}/v1
+        "{}---
+apiVersion: {}
 kind: App
 metadata:
   name: web
 spec:
   image: PREFIX/web:1.0
   replicas: 1
-"
+",
+        crd.yaml(ANY_FIELDS),
+        crd.api_version()
     );
     let p = project(
         &ctx,
@@ -613,32 +503,10 @@ spec:
             ("k8s/app.yaml", &crd_and_app),
         ],
     );
-    let out = berth(&ctx, &p, &["run", "-o", "json"]);
-    let app = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            &format!("{group}/v1"),
-            "App",
-            Some(&ctx.namespace),
-            "web",
-        ))
-        .await;
-    let _ = ctx
-        .cluster
-        .delete(&ObjectKey::new(
-            "apiextensions.k8s.io/v1",
-            "CustomResourceDefinition",
-            None,
-            &format!("apps.{group}"),
-        ))
-        .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let out = berth_in(&ctx, &p, &["run", "-o", "json"]);
+    let app = crd.get(&ctx, "web").await;
+    crd.delete(&ctx).await;
+    let doc = result(&out);
     let web = doc["built"]["web"].as_str().expect("built");
     assert!(
         web.starts_with(&format!("{}/web@sha256:", ctx.repository)),

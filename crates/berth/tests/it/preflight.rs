@@ -6,65 +6,15 @@
 //! sentinel (so every event before it was delivered — a watch delivers in order). Anything
 //! else a watch saw in between was created by the deploy, even if it was deleted again.
 
-use std::path::PathBuf;
-use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_cluster::{ObjectKey, Watched};
+use berth_cluster::Watched;
 use berth_testkit::TestContext;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-fn run(ctx: &TestContext, args: &[&str]) -> Run {
-    let out: Output = ctx
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-        .args(args)
-        .env("BERTH_NAMESPACE", &ctx.namespace)
-        .output()
-        .expect("run berth");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
-
-/// A temp directory of manifests, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Dir {
-        let d = std::env::temp_dir().join(format!("berth-pf-{}", berth_testkit::unique_suffix()));
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.0.join(name), text).unwrap();
-    }
-    fn path(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::common::{BUSYBOX, Crd, Dir, deployment_yaml, get, history, run};
 
 /// A watch on one kind in the test namespace that records every object name it sees.
 struct Watch {
@@ -148,12 +98,6 @@ impl Watch {
     }
 }
 
-fn history(ctx: &TestContext, release: &str) -> Vec<Value> {
-    let r = run(ctx, &["history", "-r", release, "-o", "json"]);
-    assert_eq!(r.code, 0, "{}", r.all());
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
-}
-
 const SERVICE: &str = "apiVersion: v1
 kind: Service
 metadata:
@@ -162,27 +106,6 @@ spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080}]
 ";
-
-fn deployment(name: &str, replicas: i64) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-      - name: app
-        image: docker.io/library/busybox:latest
-"
-    )
-}
 
 const OLD_INGRESS: &str = "apiVersion: extensions/v1beta1
 kind: Ingress
@@ -205,7 +128,7 @@ async fn removed_extensions_ingress_applies_nothing_and_names_the_replacement() 
     let dir = Dir::new();
     dir.write(
         "app.yaml",
-        &format!("{SERVICE}---\n{}", deployment("web", 1)),
+        &format!("{SERVICE}---\n{}", deployment_yaml("web", BUSYBOX, 1, None)),
     );
     dir.write("ingress.yaml", OLD_INGRESS);
     let services = Watch::open(&ctx, "v1", "Service").await;
@@ -260,10 +183,10 @@ async fn one_invalid_object_among_many_applies_nothing_and_every_refusal_is_repo
     );
     dir.write(
         "web.yaml",
-        &format!("{SERVICE}---\n{}", deployment("web", 2)),
+        &format!("{SERVICE}---\n{}", deployment_yaml("web", BUSYBOX, 2, None)),
     );
     // Two faults the API server's validation finds, in two files: both must be reported.
-    dir.write("worker.yaml", &deployment("worker", -1));
+    dir.write("worker.yaml", &deployment_yaml("worker", BUSYBOX, -1, None));
     dir.write(
         "admin.yaml",
         "apiVersion: v1\nkind: Service\nmetadata: {name: admin}\nspec:\n  ports: [{port: 70000}]\n",
@@ -316,64 +239,36 @@ async fn one_invalid_object_among_many_applies_nothing_and_every_refusal_is_repo
 async fn custom_resource_of_a_crd_in_the_same_release_passes_and_a_bad_one_is_refused_before_workloads()
  {
     let ctx = TestContext::new("pf-crd").await;
-    let group = format!("{}.berth.dev", ctx.namespace);
-    let crd = format!(
-        "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.{group}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{plural: widgets, singular: widget, kind: Widget}}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
+    let crd = Crd::new(&ctx, "widgets", "Widget");
+    let definition = crd.yaml(
+        "        properties:
           spec:
             type: object
             properties:
-              teeth: {{type: integer}}
-"
+              teeth: {type: integer}
+",
     );
     let widget = |teeth: &str| {
         format!(
-            "apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: gear\nspec:\n  teeth: {teeth}\n"
+            "apiVersion: {}/v1\nkind: Widget\nmetadata:\n  name: gear\nspec:\n  teeth: {teeth}\n",
+            crd.group
         )
     };
     let dir = Dir::new();
-    dir.write("crd.yaml", &crd);
+    dir.write("crd.yaml", &definition);
     dir.write("widget.yaml", &widget("12"));
-    dir.write("web.yaml", &deployment("web", 1));
+    dir.write("web.yaml", &deployment_yaml("web", BUSYBOX, 1, None));
     let first = run(&ctx, &["deploy", "-r", "app", "-f", &dir.path()]);
-    let gear = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            &format!("{group}/v1"),
-            "Widget",
-            Some(&ctx.namespace),
-            "gear",
-        ))
-        .await;
+    let gear = crd.get(&ctx, "gear").await;
 
     // Revision 2: the custom resource breaks its schema, and a new Deployment comes along.
     dir.write("widget.yaml", &widget("many"));
-    dir.write("extra.yaml", &deployment("extra", 1));
+    dir.write("extra.yaml", &deployment_yaml("extra", BUSYBOX, 1, None));
     let deployments = Watch::open(&ctx, "apps/v1", "Deployment").await;
     let second = run(&ctx, &["deploy", "-r", "app", "-f", &dir.path()]);
     let created = deployments.between(&ctx).await;
 
-    let crd_key = ObjectKey::new(
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        None,
-        &format!("widgets.{group}"),
-    );
-    let _ = ctx.cluster.delete(&crd_key).await;
+    crd.delete(&ctx).await;
 
     assert_eq!(first.code, 0, "{}", first.all());
     assert!(
@@ -543,17 +438,7 @@ async fn render_convert_turns_old_tutorial_manifests_into_ones_the_cluster_accep
     out.write("all.yaml", &converted.stdout);
     let deployed = run(&ctx, &["deploy", "-r", "tutorial", "-f", &out.path()]);
     assert_eq!(deployed.code, 0, "{}", deployed.all());
-    let ingress = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            "networking.k8s.io/v1",
-            "Ingress",
-            Some(&ctx.namespace),
-            "guestbook",
-        ))
-        .await
-        .unwrap()
-        .expect("the Ingress exists");
+    let ingress = get(&ctx, "networking.k8s.io/v1", "Ingress", "guestbook").await;
     assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
     assert_eq!(
         ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"],

@@ -8,10 +8,10 @@
 
 use std::path::PathBuf;
 
-use berth_cluster::ObjectKey;
 use berth_testkit::TestContext;
 
-use crate::examples::{Example, Run, deployment, image_of};
+use crate::common::{Dir, Run, berth, deployment, image_of, live, text};
+use crate::examples::Example;
 use crate::real_node::{failed_and_rolled_back, hello_deployed, page, served};
 
 /// `examples/hello` whose image goes to the private registry, with a docker config holding the
@@ -82,13 +82,6 @@ impl Drop for Private {
     }
 }
 
-async fn get(ctx: &TestContext, api: &str, kind: &str, name: &str) -> Option<serde_json::Value> {
-    ctx.cluster
-        .get(&ObjectKey::new(api, kind, Some(&ctx.namespace), name))
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn image_on_a_registry_that_wants_a_login_without_a_pull_secret_is_refused_before_apply() {
     let ctx = TestContext::on_real_node("pull-none").await;
@@ -111,8 +104,10 @@ async fn image_on_a_registry_that_wants_a_login_without_a_pull_secret_is_refused
         );
     }
     assert!(
-        get(&ctx, "apps/v1", "Deployment", "hello").await.is_none()
-            && get(&ctx, "v1", "ConfigMap", "hello-config").await.is_none(),
+        live(&ctx, "apps/v1", "Deployment", "hello").await.is_none()
+            && live(&ctx, "v1", "ConfigMap", "hello-config")
+                .await
+                .is_none(),
         "nothing was applied: {failed}"
     );
 }
@@ -131,7 +126,7 @@ async fn pull_secret_berth_creates_from_its_push_login_lets_the_real_node_pull_a
     let run = p.run(&ctx, &[]);
     assert!(run.ok, "{run}");
     served(&ctx, "hello", "/", &mark).await;
-    let secret = get(&ctx, "v1", "Secret", "berth-pull")
+    let secret = live(&ctx, "v1", "Secret", "berth-pull")
         .await
         .expect("berth created Secret berth-pull");
     assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
@@ -149,7 +144,7 @@ async fn pull_secret_berth_creates_from_its_push_login_lets_the_real_node_pull_a
     let again = p.run(&ctx, &["--pull-secret", "from-flag"]);
     assert!(again.ok, "{again}");
     served(&ctx, "hello", "/", &two).await;
-    assert!(get(&ctx, "v1", "Secret", "from-flag").await.is_some());
+    assert!(live(&ctx, "v1", "Secret", "from-flag").await.is_some());
 }
 
 /// The team's own pull secret `team-pull` holding `password` for the private registry.
@@ -230,7 +225,7 @@ async fn pull_secret_of_the_service_account_counts_and_berth_adds_none() {
         d["spec"]["template"]["spec"]["imagePullSecrets"].is_null(),
         "the template is left as written: {d}"
     );
-    assert!(get(&ctx, "v1", "Secret", "berth-pull").await.is_none());
+    assert!(live(&ctx, "v1", "Secret", "berth-pull").await.is_none());
 }
 
 /// An image berth neither pushed nor has a login for is not checked before apply: the kubelet's
@@ -280,7 +275,7 @@ async fn berth_deploy_of_rendered_manifests_checks_pull_secrets_before_apply_too
     let image = image_of(&deployment(&ctx, "hello").await);
 
     let to = TestContext::new("pull-deploy").await;
-    let dir = crate::deploy::Dir::new();
+    let dir = Dir::new();
     dir.write(
         "app.yaml",
         &format!(
@@ -291,9 +286,7 @@ async fn berth_deploy_of_rendered_manifests_checks_pull_secrets_before_apply_too
         ),
     );
     let deploy = |extra: &[&str]| {
-        let out = to
-            .env
-            .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+        let out = berth(to.env)
             .args(["deploy", "-r", "copy", "-n", &to.namespace, "-f"])
             .arg(&dir.0)
             .args(["--docker-config", p.docker_config.to_str().unwrap()])
@@ -301,11 +294,7 @@ async fn berth_deploy_of_rendered_manifests_checks_pull_secrets_before_apply_too
             .args(extra)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = text(&out);
         assert!(
             !text.contains(&p.password),
             "no output shows the password: {text}"
@@ -324,7 +313,7 @@ async fn berth_deploy_of_rendered_manifests_checks_pull_secrets_before_apply_too
         assert!(refused.contains(want), "says {want:?}: {refused}");
     }
     assert!(
-        get(&to, "apps/v1", "Deployment", "copy").await.is_none(),
+        live(&to, "apps/v1", "Deployment", "copy").await.is_none(),
         "nothing was applied: {refused}"
     );
 
@@ -334,12 +323,12 @@ async fn berth_deploy_of_rendered_manifests_checks_pull_secrets_before_apply_too
         deployed.contains("pull secret team-pull: applied"),
         "{deployed}"
     );
-    let d = get(&to, "apps/v1", "Deployment", "copy").await.unwrap();
+    let d = live(&to, "apps/v1", "Deployment", "copy").await.unwrap();
     assert_eq!(
         d["spec"]["template"]["spec"]["imagePullSecrets"],
         serde_json::json!([{"name": "team-pull"}]),
         "{d}"
     );
-    let secret = get(&to, "v1", "Secret", "team-pull").await.unwrap();
+    let secret = live(&to, "v1", "Secret", "team-pull").await.unwrap();
     assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use berth_testkit::TestContext;
 
-use crate::examples::{Example, Run, SHOP, board, deployment, flask, image_of, rails, shop};
+use crate::common::{Run, deployment, image_of};
+use crate::examples::{Example, SHOP, board, flask, rails, shop};
 
 /// `examples/hello` in a fresh repository, its images in the test's repository and its page
 /// carrying `marker`.

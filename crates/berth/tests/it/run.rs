@@ -2,110 +2,39 @@
 //! without a daemon, push to the real registry, deploy to the real cluster; then rebuild only
 //! what changed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use berth_cluster::ObjectKey;
 use berth_testkit::TestContext;
 
-pub(crate) fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-pub(crate) fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Project {
-    dir: PathBuf,
-    store: PathBuf,
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.store);
-    }
-}
+use crate::common::{
+    Repo, berth, copy_dir, deployment, get, git, git_init, image_of, live, result,
+};
 
 /// examples/hello in a fresh git repository, its image in the test's own repository.
-fn project(ctx: &TestContext) -> Project {
-    let suffix = berth_testkit::unique_suffix();
-    let dir = std::env::temp_dir().join(format!("berth-run-{suffix}"));
+fn project(ctx: &TestContext) -> Repo {
+    let p = Repo::new("run");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");
-    copy_dir(&example, &dir);
+    copy_dir(&example, &p.dir);
     let image = format!("{}/web", ctx.repository);
     for f in ["berth.yaml", "k8s/app.yaml"] {
-        let p = dir.join(f);
-        let text = std::fs::read_to_string(&p)
+        let f = p.dir.join(f);
+        let text = std::fs::read_to_string(&f)
             .unwrap()
             .replace("127.0.0.1:15000/examples/hello-web", &image);
-        std::fs::write(p, text).unwrap();
+        std::fs::write(f, text).unwrap();
     }
-    git(&dir, &["init", "-q", "-b", "main"]);
-    git(&dir, &["add", "-A"]);
-    git(&dir, &["commit", "-q", "-m", "first"]);
-    Project {
-        dir,
-        store: std::env::temp_dir().join(format!("berth-run-store-{suffix}")),
-    }
+    git_init(&p.dir, "main");
+    p
 }
 
-fn run(ctx: &TestContext, p: &Project) -> serde_json::Value {
-    let out = ctx
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-        .args(["run", "-o", "json", "-n", &ctx.namespace, "-c"])
-        .arg(p.dir.join("berth.yaml"))
-        .env("BERTH_STORE", &p.store)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or("");
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+/// `berth run -o json` in the test's namespace, which must succeed: its result document.
+fn run(ctx: &TestContext, p: &Repo) -> serde_json::Value {
+    result(&p.berth(ctx, &["run", "-o", "json", "-n", &ctx.namespace]))
 }
 
 async fn live_image(ctx: &TestContext) -> String {
-    let d = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            "apps/v1",
-            "Deployment",
-            Some(&ctx.namespace),
-            "hello",
-        ))
-        .await
-        .unwrap()
-        .expect("the Deployment exists");
-    d["spec"]["template"]["spec"]["containers"][0]["image"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    image_of(&deployment(ctx, "hello").await)
 }
 
 #[tokio::test]
@@ -153,17 +82,6 @@ async fn run_builds_pushes_deploys_and_rebuilds_only_what_changed() {
     assert_eq!(live_image(&ctx).await, web2);
 }
 
-fn berth(ctx: &TestContext, p: &Project, args: &[&str]) -> std::process::Output {
-    ctx.env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-        .args(args)
-        .arg("-c")
-        .arg(p.dir.join("berth.yaml"))
-        .env("BERTH_STORE", &p.store)
-        .output()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn promote_deploys_the_live_digests_and_refuses_a_failed_source() {
     let test = TestContext::new("promote-test").await;
@@ -191,16 +109,9 @@ async fn promote_deploys_the_live_digests_and_refuses_a_failed_source() {
             &prod.namespace,
         ];
         args.extend_from_slice(extra);
-        berth(&prod, &p, &args)
+        p.berth(&prod, &args)
     };
-    let out = promote(&["-o", "json"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let doc = result(&promote(&["-o", "json"]));
     assert!(
         doc["built"].as_object().unwrap().is_empty(),
         "nothing rebuilt: {doc}"
@@ -215,7 +126,7 @@ async fn promote_deploys_the_live_digests_and_refuses_a_failed_source() {
     );
     std::fs::write(&app, text).unwrap();
     git(&p.dir, &["commit", "-q", "-am", "crash"]);
-    let failed = berth(&test, &p, &["run", "-n", &test.namespace]);
+    let failed = p.berth(&test, &["run", "-n", &test.namespace]);
     assert_eq!(
         failed.status.code(),
         Some(1),
@@ -232,11 +143,7 @@ async fn promote_deploys_the_live_digests_and_refuses_a_failed_source() {
 #[test]
 fn schema_describes_berth_yaml() {
     let env = berth_testkit::TestEnv::get();
-    let out = env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-        .arg("schema")
-        .output()
-        .unwrap();
+    let out = berth(env).arg("schema").output().unwrap();
     assert!(out.status.success());
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let text = schema.to_string();
@@ -257,9 +164,7 @@ pub(crate) fn start_dev(
     std::sync::mpsc::Receiver<serde_json::Value>,
 ) {
     use std::io::BufRead;
-    let mut child = ctx
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+    let mut child = berth(ctx.env)
         .args(["dev", "-o", "json", "-n", &ctx.namespace, "-c"])
         .arg(config)
         .env("BERTH_STORE", store)
@@ -338,7 +243,7 @@ async fn a_service_without_dockerfile_is_built_by_detection() {
         &p.dir,
         &["commit", "-q", "-am", "no Dockerfile: a static site"],
     );
-    let out = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let out = p.berth(&ctx, &["run", "-n", &ctx.namespace]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -354,9 +259,7 @@ async fn init_writes_a_berth_yaml_that_deploys_the_example() {
     let p = project(&ctx);
     std::fs::remove_file(p.dir.join("berth.yaml")).unwrap();
     git(&p.dir, &["commit", "-q", "-am", "no berth.yaml"]);
-    let out = ctx
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
+    let out = berth(ctx.env)
         .args(["init", "-n", &ctx.namespace])
         .arg(&p.dir)
         .output()
@@ -400,7 +303,7 @@ async fn failing_tests_in_the_built_image_stop_the_run_before_any_push() {
     .unwrap();
     std::fs::write(p.dir.join("web/index.html"), "<h1>hello again</h1>\n").unwrap();
     git(&p.dir, &["commit", "-q", "-am", "a page the test rejects"]);
-    let out = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let out = p.berth(&ctx, &["run", "-n", &ctx.namespace]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -559,7 +462,7 @@ async fn a_test_past_its_berth_yaml_timeout_fails_the_run_and_leaves_no_process_
     .unwrap();
     git(&p.dir, &["commit", "-q", "-am", "a test that hangs"]);
     let started = std::time::Instant::now();
-    let out = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let out = p.berth(&ctx, &["run", "-n", &ctx.namespace]);
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -576,24 +479,11 @@ async fn a_test_past_its_berth_yaml_timeout_fails_the_run_and_leaves_no_process_
     assert!(took < std::time::Duration::from_secs(120), "took {took:?}");
     let left = processes_starting("sleep 100");
     assert!(left.is_empty(), "left running: {left:?}");
-    let deployed = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            "apps/v1",
-            "Deployment",
-            Some(&ctx.namespace),
-            "hello",
-        ))
-        .await
-        .unwrap();
+    let deployed = live(&ctx, "apps/v1", "Deployment", "hello").await;
     assert!(deployed.is_none(), "nothing may be deployed");
 
     // The flag wins over berth.yaml.
-    let out = berth(
-        &ctx,
-        &p,
-        &["run", "-n", &ctx.namespace, "--test-timeout", "2s"],
-    );
+    let out = p.berth(&ctx, &["run", "-n", &ctx.namespace, "--test-timeout", "2s"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("did not finish within 2s"), "{stderr}");
@@ -631,7 +521,7 @@ async fn berth_yaml_build_memory_limits_run_steps_and_the_memory_flag_wins() {
         &p.dir,
         &["commit", "-q", "-am", "a step that needs 200 MiB"],
     );
-    let out = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let out = p.berth(&ctx, &["run", "-n", &ctx.namespace]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("building service `web` failed"), "{stderr}");
@@ -641,9 +531,8 @@ async fn berth_yaml_build_memory_limits_run_steps_and_the_memory_flag_wins() {
     );
     assert!(stderr.contains("Dockerfile:3:1: RUN step 1"), "{stderr}");
 
-    let out = berth(
+    let out = p.berth(
         &ctx,
-        &p,
         &["run", "-o", "json", "-n", &ctx.namespace, "--memory", "1g"],
     );
     assert!(
@@ -658,15 +547,18 @@ async fn berth_yaml_build_memory_limits_run_steps_and_the_memory_flag_wins() {
 #[tokio::test]
 async fn run_does_not_deploy_a_manifest_linked_outside_the_repository() {
     let ctx = TestContext::new("run-confine").await;
-    let suffix = berth_testkit::unique_suffix();
-    let outside = std::env::temp_dir().join(format!("berth-run-outside-{suffix}"));
+    let p = Repo::new("run-confine");
+    let outside = std::env::temp_dir().join(format!(
+        "berth-run-outside-{}",
+        berth_testkit::unique_suffix()
+    ));
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(
         outside.join("stolen.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\ndata:\n  kubeconfig: SECRET-OUTSIDE\n",
     )
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("berth-run-confine-{suffix}"));
+    let dir = &p.dir;
     std::fs::create_dir_all(dir.join("k8s")).unwrap();
     std::fs::write(
         dir.join("berth.yaml"),
@@ -680,11 +572,7 @@ async fn run_does_not_deploy_a_manifest_linked_outside_the_repository() {
     .unwrap();
     std::os::unix::fs::symlink(outside.join("stolen.yaml"), dir.join("k8s/kubeconfig.yaml"))
         .unwrap();
-    let p = Project {
-        dir,
-        store: std::env::temp_dir().join(format!("berth-run-store-{suffix}")),
-    };
-    let out = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let out = p.berth(&ctx, &["run", "-n", &ctx.namespace]);
     let _ = std::fs::remove_dir_all(&outside);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
@@ -693,16 +581,7 @@ async fn run_does_not_deploy_a_manifest_linked_outside_the_repository() {
         "{stderr}"
     );
     assert!(!stderr.contains("SECRET-OUTSIDE"), "{stderr}");
-    let stolen = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            "v1",
-            "ConfigMap",
-            Some(&ctx.namespace),
-            "stolen",
-        ))
-        .await
-        .unwrap();
+    let stolen = live(&ctx, "v1", "ConfigMap", "stolen").await;
     assert!(stolen.is_none(), "deployed: {stolen:?}");
 }
 
@@ -717,20 +596,9 @@ async fn a_run_names_the_field_manager_it_conflicts_with_and_takes_over_with_for
         "metadata": {"name": "hello-config"}, "data": {"GREETING": "hello from helm"}
     }))
     .await;
-    let cm = || async {
-        ctx.cluster
-            .get(&ObjectKey::new(
-                "v1",
-                "ConfigMap",
-                Some(&ctx.namespace),
-                "hello-config",
-            ))
-            .await
-            .unwrap()
-            .unwrap()["data"]["GREETING"]
-            .clone()
-    };
-    let refused = berth(&ctx, &p, &["run", "-n", &ctx.namespace]);
+    let cm =
+        || async { get(&ctx, "v1", "ConfigMap", "hello-config").await["data"]["GREETING"].clone() };
+    let refused = p.berth(&ctx, &["run", "-n", &ctx.namespace]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{stderr}");
     assert!(
@@ -738,11 +606,7 @@ async fn a_run_names_the_field_manager_it_conflicts_with_and_takes_over_with_for
         "names the other manager and the way out: {stderr}"
     );
     assert_eq!(cm().await, "hello from helm");
-    let forced = berth(
-        &ctx,
-        &p,
-        &["run", "-n", &ctx.namespace, "--force-conflicts"],
-    );
+    let forced = p.berth(&ctx, &["run", "-n", &ctx.namespace, "--force-conflicts"]);
     assert!(
         forced.status.success(),
         "{}",

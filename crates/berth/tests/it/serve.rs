@@ -12,7 +12,7 @@ use berth_testkit::TestContext;
 use berth_types::Secret;
 use serde_json::{Value, json};
 
-use crate::run::{copy_dir, git};
+use crate::common::{copy_dir, git};
 
 pub(crate) const HOOK_SECRET: &str = "hook-secret-5f2c9e1d7a";
 const RUN_WAIT: Duration = Duration::from_secs(420);

@@ -15,7 +15,7 @@ use berth_testkit::TestContext;
 use berth_types::Secret;
 use serde_json::{Value, json};
 
-use crate::run::git;
+use crate::common::git;
 use crate::serve::{Api, HOOK_SECRET, Rig, github_push, live_image, send_hook};
 
 fn sign(body: &[u8]) -> String {

@@ -5,30 +5,9 @@
 //! builds both services, renders each folder through `{service}`, and deploys Deployments that
 //! carry the pushed images by digest.
 
-use std::path::{Path, PathBuf};
-
-use berth_cluster::ObjectKey;
 use berth_testkit::TestContext;
 
-use crate::run::git;
-
-struct Repo {
-    dir: PathBuf,
-    store: PathBuf,
-}
-
-impl Drop for Repo {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.store);
-    }
-}
-
-fn write(dir: &Path, rel: &str, text: &str) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
+use crate::common::{Repo, deployment, git, git_init, live, result, write};
 
 const DOCKERFILE: &str = "FROM docker.io/library/busybox:latest\nCOPY index.html /www/index.html\nUSER 65534\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
 
@@ -89,8 +68,8 @@ spec:
 "#;
 
 fn ansible_repo(ctx: &TestContext) -> Repo {
-    let suffix = berth_testkit::unique_suffix();
-    let dir = std::env::temp_dir().join(format!("berth-templates-{suffix}"));
+    let repo = Repo::new("templates");
+    let dir = &repo.dir;
     let berth_yaml = format!(
         r#"registry:
   prefix: {repository}
@@ -112,40 +91,22 @@ environments:
 "#,
         repository = ctx.repository
     );
-    write(&dir, "berth.yaml", &berth_yaml);
+    write(dir, "berth.yaml", &berth_yaml);
     for service in ["web", "api"] {
-        write(&dir, &format!("apps/{service}/Dockerfile"), DOCKERFILE);
+        write(dir, &format!("apps/{service}/Dockerfile"), DOCKERFILE);
         write(
-            &dir,
+            dir,
             &format!("apps/{service}/index.html"),
             &format!("<h1>{service}</h1>\n"),
         );
     }
-    write(&dir, "roles/web/templates/deployment.yml", WEB_DEPLOYMENT);
-    write(&dir, "roles/web/templates/service.yml", WEB_SERVICE);
-    write(&dir, "roles/api/templates/deployment.yml", API_DEPLOYMENT);
+    write(dir, "roles/web/templates/deployment.yml", WEB_DEPLOYMENT);
+    write(dir, "roles/web/templates/service.yml", WEB_SERVICE);
+    write(dir, "roles/api/templates/deployment.yml", API_DEPLOYMENT);
     // Not a manifest: Ansible's defaults beside the templates are left alone.
-    write(&dir, "roles/web/defaults/main.yml", "replicas: 1\n");
-    git(&dir, &["init", "-q", "-b", "main"]);
-    git(&dir, &["add", "-A"]);
-    git(&dir, &["commit", "-q", "-m", "first"]);
-    Repo {
-        dir,
-        store: std::env::temp_dir().join(format!("berth-templates-store-{suffix}")),
-    }
-}
-
-async fn deployment(ctx: &TestContext, name: &str) -> serde_json::Value {
-    ctx.cluster
-        .get(&ObjectKey::new(
-            "apps/v1",
-            "Deployment",
-            Some(&ctx.namespace),
-            name,
-        ))
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("Deployment {name} was not deployed"))
+    write(dir, "roles/web/defaults/main.yml", "replicas: 1\n");
+    git_init(dir, "main");
+    repo
 }
 
 #[tokio::test]
@@ -153,22 +114,7 @@ async fn ansible_style_templates_named_deployment_yml_with_their_own_variable_na
 {
     let ctx = TestContext::new("templates").await;
     let repo = ansible_repo(&ctx);
-    let out = ctx
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-        .args(["run", "-o", "json", "-n", &ctx.namespace, "-c"])
-        .arg(repo.dir.join("berth.yaml"))
-        .env("BERTH_STORE", &repo.store)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    let summary = result(&repo.berth(&ctx, &["run", "-o", "json", "-n", &ctx.namespace]));
     for (service, app) in [("web", "web"), ("api", "api-app")] {
         let built = summary["built"][service]
             .as_str()
@@ -192,16 +138,7 @@ async fn ansible_style_templates_named_deployment_yml_with_their_own_variable_na
             .is_none(),
         "{web}"
     );
-    let svc = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            "v1",
-            "Service",
-            Some(&ctx.namespace),
-            "web",
-        ))
-        .await
-        .unwrap();
+    let svc = live(&ctx, "v1", "Service", "web").await;
     assert!(svc.is_some(), "the web role's service.yml was not deployed");
 }
 
@@ -217,14 +154,7 @@ async fn an_undefined_template_variable_fails_the_run_naming_the_template_line_n
         &API_DEPLOYMENT.replace("{{ tier }}", "{{ teir }}"),
     );
     git(&repo.dir, &["commit", "-q", "-am", "typo"]);
-    let out = ctx
-        .env
-        .berth(env!("CARGO_BIN_EXE_berth").as_ref())
-        .args(["run", "-n", &ctx.namespace, "-c"])
-        .arg(repo.dir.join("berth.yaml"))
-        .env("BERTH_STORE", &repo.store)
-        .output()
-        .unwrap();
+    let out = repo.berth(&ctx, &["run", "-n", &ctx.namespace]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -232,15 +162,6 @@ async fn an_undefined_template_variable_fails_the_run_naming_the_template_line_n
             && stderr.contains("`teir` is undefined"),
         "{stderr}"
     );
-    let api = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            "apps/v1",
-            "Deployment",
-            Some(&ctx.namespace),
-            "api",
-        ))
-        .await
-        .unwrap();
+    let api = live(&ctx, "apps/v1", "Deployment", "api").await;
     assert!(api.is_none(), "deployed: {api:?}");
 }

@@ -251,16 +251,6 @@ pub(super) async fn copy_step(
         paths: written,
         ..Default::default()
     };
-    let layer = write_layer(
-        &cx.opts.store,
-        &rootfs,
-        &plan,
-        cx.mtime,
-        cx.opts.compression,
-    )?;
-    let rec = CacheRecord { layer };
-    cx.opts.store.cache_put(&key, &rec)?;
     let added = added.exact.then_some(added.paths);
-    apply_record(&cx.opts.store, st, &key, rec, shown, false, added)?;
-    Ok(())
+    record_step(cx, st, &key, &rootfs, &plan, shown, added)
 }

@@ -11,6 +11,24 @@ pub(super) fn cached(cx: &mut Ctx<'_>, key: &Digest) -> Option<CacheRecord> {
     Some(rec)
 }
 
+/// A step that ran: writes the layer of `plan` (files from `rootfs`), records it in the cache
+/// under `key` and adds it to the stage.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn record_step(
+    cx: &Ctx<'_>,
+    st: &mut StageState,
+    key: &Digest,
+    rootfs: &Path,
+    plan: &LayerPlan,
+    text: String,
+    added: Option<Vec<String>>,
+) -> Result<(), BuildError> {
+    let layer = write_layer(&cx.opts.store, rootfs, plan, cx.mtime, cx.opts.compression)?;
+    let rec = CacheRecord { layer };
+    cx.opts.store.cache_put(key, &rec)?;
+    apply_record(&cx.opts.store, st, key, rec, text, false, added)
+}
+
 /// Adds what a step produced to the stage. On a cache hit (`hit`) with a root filesystem
 /// already materialised, the layer is applied to it too; on a miss the change is there already.
 pub(super) fn apply_record(
