@@ -546,43 +546,14 @@ async fn berth_run_clones_and_copies_before_the_deploy_and_refreshes_on_the_next
     let target = Db::new("rundst");
     seed(&source, 30);
 
-    let dir = std::env::temp_dir().join(format!("berth-run-data-{}", unique_suffix()));
-    std::fs::create_dir_all(dir.join("k8s")).unwrap();
-    std::fs::write(
-        dir.join("k8s/config.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: staging}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("berth.yaml"),
-        format!(
-            "services:\n  - name: settings\n    manifests: {{ path: [k8s] }}\n\
-             environments:\n  - name: production\n    namespace: {prod}\n\
-             \x20 - name: staging\n    namespace: {staging}\n    deploy: {{ timeout: 1m }}\n\
-             \x20   data:\n\
-             \x20     clone: {{ from: production, pvcs: [data], keep: 1, timeout: 60s }}\n\
-             \x20     copy:\n\
-             \x20       from: production\n\
-             \x20       source-url-env: PROD_DB_URL\n\
-             \x20       target-url-env: STAGING_DB_URL\n\
-             \x20       mask: {{ users.email: email, orders.customer_email: email, users.name: name }}\n",
-            prod = prod.namespace,
-            staging = staging.namespace
-        ),
-    )
-    .unwrap();
-    let run = || {
-        let env = TestEnv::get();
-        let mut cmd =
-            tokio::process::Command::from(env.berth(env!("CARGO_BIN_EXE_berth").as_ref()));
-        cmd.args(["run", "-e", "staging", "-o", "json", "-c"])
-            .arg(dir.join("berth.yaml"))
-            .env("PROD_DB_URL", &source.url)
-            .env("STAGING_DB_URL", &target.url)
-            .env("BERTH_MASK_KEY", "run-data-step-masking-key")
-            .env("BERTH_STORE", dir.join("store"));
-        cmd
-    };
+    let project = StagingProject::new(
+        "berth-run-data",
+        &prod.namespace,
+        &staging.namespace,
+        "\x20     clone: { from: production, pvcs: [data], keep: 1, timeout: 60s }\n",
+        "users.email: email, orders.customer_email: email, users.name: name",
+    );
+    let run = || project.run(&source, &target, "run-data-step-masking-key");
     let out = run().output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -672,7 +643,6 @@ async fn berth_run_clones_and_copies_before_the_deploy_and_refreshes_on_the_next
         t2[&1]["email"], t[&1]["email"],
         "the same key masks alike run after run"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The bug: the data step ran before the deploy took the release's lock, so a run replaced
@@ -686,29 +656,14 @@ async fn the_data_step_waits_for_the_release_lock_another_deploy_holds() {
     let source = Db::new("locksrc");
     let target = Db::new("lockdst");
     seed(&source, 10);
-    let dir = std::env::temp_dir().join(format!("berth-run-data-lock-{}", unique_suffix()));
-    std::fs::create_dir_all(dir.join("k8s")).unwrap();
-    std::fs::write(
-        dir.join("k8s/config.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: staging}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("berth.yaml"),
-        format!(
-            "services:\n  - name: settings\n    manifests: {{ path: [k8s] }}\n\
-             environments:\n  - name: production\n    namespace: {staging}-prod\n\
-             \x20 - name: staging\n    namespace: {staging}\n    deploy: {{ timeout: 1m }}\n\
-             \x20   data:\n\
-             \x20     copy:\n\
-             \x20       from: production\n\
-             \x20       source-url-env: PROD_DB_URL\n\
-             \x20       target-url-env: STAGING_DB_URL\n\
-             \x20       mask: {{ users.email: email, orders.customer_email: email }}\n",
-            staging = staging.namespace
-        ),
-    )
-    .unwrap();
+    let prod_namespace = format!("{}-prod", staging.namespace);
+    let project = StagingProject::new(
+        "berth-run-data-lock",
+        &prod_namespace,
+        &staging.namespace,
+        "",
+        "users.email: email, orders.customer_email: email",
+    );
     // Another deploy of staging holds the release's lock (a Lease that will not expire).
     let lease = json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -719,15 +674,8 @@ async fn the_data_step_waits_for_the_release_lock_another_deploy_holds() {
     });
     staging.apply(lease).await;
 
-    let env = TestEnv::get();
-    let mut cmd = tokio::process::Command::from(env.berth(env!("CARGO_BIN_EXE_berth").as_ref()));
-    cmd.args(["run", "-e", "staging", "-o", "json", "-c"])
-        .arg(dir.join("berth.yaml"))
-        .env("PROD_DB_URL", &source.url)
-        .env("STAGING_DB_URL", &target.url)
-        .env("BERTH_MASK_KEY", "run-data-lock-masking-key")
-        .env("BERTH_STORE", dir.join("store"))
-        .stdout(std::process::Stdio::piped())
+    let mut cmd = project.run(&source, &target, "run-data-lock-masking-key");
+    cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let running = cmd.spawn().unwrap();
 
@@ -760,5 +708,64 @@ async fn the_data_step_waits_for_the_release_lock_another_deploy_holds() {
     );
     assert!(stdout.contains("data: copied"), "{stdout}");
     assert_eq!(target.rows("users").len(), 10);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A repository with one manifests-only service and environments `production` and `staging`,
+/// whose data step copies (masked by `mask`) and, with `clone` (a berth.yaml line), clones
+/// from production. Removed on drop.
+struct StagingProject {
+    dir: std::path::PathBuf,
+}
+
+impl StagingProject {
+    fn new(tag: &str, prod: &str, staging: &str, clone: &str, mask: &str) -> StagingProject {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", unique_suffix()));
+        std::fs::create_dir_all(dir.join("k8s")).unwrap();
+        std::fs::write(
+            dir.join("k8s/config.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: staging}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("berth.yaml"),
+            format!(
+                "services:\n  - name: settings\n    manifests: {{ path: [k8s] }}\n\
+                 environments:\n  - name: production\n    namespace: {prod}\n\
+                 \x20 - name: staging\n    namespace: {staging}\n    deploy: {{ timeout: 1m }}\n\
+                 \x20   data:\n{clone}\
+                 \x20     copy:\n\
+                 \x20       from: production\n\
+                 \x20       source-url-env: PROD_DB_URL\n\
+                 \x20       target-url-env: STAGING_DB_URL\n\
+                 \x20       mask: {{ {mask} }}\n"
+            ),
+        )
+        .unwrap();
+        StagingProject { dir }
+    }
+
+    /// `berth run -e staging -o json` of the project, copying `source` into `target`.
+    fn run(
+        &self,
+        source: &crate::copy::Db,
+        target: &crate::copy::Db,
+        key: &str,
+    ) -> tokio::process::Command {
+        let env = TestEnv::get();
+        let mut cmd =
+            tokio::process::Command::from(env.berth(env!("CARGO_BIN_EXE_berth").as_ref()));
+        cmd.args(["run", "-e", "staging", "-o", "json", "-c"])
+            .arg(self.dir.join("berth.yaml"))
+            .env("PROD_DB_URL", &source.url)
+            .env("STAGING_DB_URL", &target.url)
+            .env("BERTH_MASK_KEY", key)
+            .env("BERTH_STORE", self.dir.join("store"));
+        cmd
+    }
+}
+
+impl Drop for StagingProject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
