@@ -329,7 +329,7 @@ impl Deployer {
     pub async fn deploy(&self, req: DeployRequest) -> Result<DeployOutcome, DeployError> {
         Self::check(&req)?;
         let lock = self.lock(&req).await?;
-        self.deploy_holding(req, lock).await
+        self.deploy_under(req, lock).await
     }
 
     /// Takes the release's lock for `req` (creating its namespace first), for a caller that
@@ -357,6 +357,15 @@ impl Deployer {
             lock.release().await?;
             return Err(e);
         }
+        self.deploy_under(req, lock).await
+    }
+
+    /// The checked deploy under `lock`, which it releases; a lock lost meanwhile is the error.
+    async fn deploy_under(
+        &self,
+        req: DeployRequest,
+        lock: Lock,
+    ) -> Result<DeployOutcome, DeployError> {
         let result = self.deploy_locked(&req, &lock).await;
         let lost = lock.lost_to();
         let lost_error = lost.map(|holder| lock.lost_error(holder));
