@@ -209,6 +209,30 @@ pub struct Ensured {
     pub added_to: Vec<String>,
 }
 
+impl Ensured {
+    /// One line for people when a Secret was applied: its name, whose login it holds
+    /// (`login`: "berth's", "the docker config's") for which hosts, and where it was added.
+    pub fn summary(&self, login: &str) -> Option<String> {
+        self.applied.as_ref().map(|(name, hosts)| {
+            format!(
+                "pull secret {name}: applied with {login} login for {} and added to {}",
+                hosts.join(", "),
+                self.added_to.join(", ")
+            )
+        })
+    }
+}
+
+/// The registry hosts of `images` (references such as `repo@sha256:...`), for
+/// [`PullSecrets::pushed_hosts`].
+pub fn hosts_of<'a>(images: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
+    images
+        .into_iter()
+        .filter_map(|i| i.parse::<ImageRef>().ok())
+        .map(|i| i.registry().to_string())
+        .collect()
+}
+
 impl PullSecrets<'_> {
     /// Checks every pod template; see the module docs. Applies the managed Secret only when
     /// every check passed.

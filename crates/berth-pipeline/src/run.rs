@@ -488,26 +488,15 @@ impl Pipeline {
             cluster: &self.cluster,
             registry: &self.build.registry,
             namespace,
-            pushed_hosts: pinned
-                .values()
-                .filter_map(|i| i.parse::<ImageRef>().ok())
-                .map(|i| i.registry().to_string())
-                .collect(),
+            pushed_hosts: crate::pull_secret::hosts_of(pinned.values()),
             pull_secret,
             node_credentials: env.deploy.node_credentials,
         }
         .ensure(objects)
         .await
         .map_err(Box::new)?;
-        if let Some((name, hosts)) = &ensured.applied {
-            self.say(
-                Level::Info,
-                format!(
-                    "pull secret {name}: applied with berth's login for {} and added to {}",
-                    hosts.join(", "),
-                    ensured.added_to.join(", ")
-                ),
-            );
+        if let Some(line) = ensured.summary("berth's") {
+            self.say(Level::Info, line);
         }
 
         let deployer = Deployer::new(self.cluster.clone(), self.sink.clone());

@@ -291,26 +291,18 @@ async fn check_pulls(
         cluster,
         registry: &registry,
         namespace,
-        pushed_hosts: pins
-            .values()
-            .filter_map(|i| i.parse::<berth_types::ImageRef>().ok())
-            .map(|i| i.registry().to_string())
-            .collect(),
+        pushed_hosts: berth_pipeline::pull_secret::hosts_of(pins.values()),
         pull_secret: p.pull_secret.as_deref(),
         node_credentials: p.node_credentials,
     }
     .ensure(objects)
     .await
     .map_err(|e| e.to_string())?;
-    if let Some((name, hosts)) = &ensured.applied {
+    if let Some(message) = ensured.summary("the docker config's") {
         sink.emit(Event::Message {
             step: "deploy".into(),
             level: Level::Info,
-            message: format!(
-                "pull secret {name}: applied with the docker config's login for {} and added to {}",
-                hosts.join(", "),
-                ensured.added_to.join(", ")
-            ),
+            message,
         });
     }
     Ok(objects)
