@@ -53,6 +53,7 @@ use berth_cluster::{Cluster, ClusterError, ObjectKey};
 use berth_render::{ObjectSet, Ownership, RenderError, deploy_order};
 use berth_types::{Event, EventSink, Level, State};
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt};
 use serde_json::Value;
 
 pub use lock::{Lock, LockOptions};
@@ -82,6 +83,20 @@ pub const CRASH_POINTS: &[&str] = &[
     "recording",
     "rollback",
 ];
+
+/// Runs `futures`, at most `n` at once; results in completion order.
+///
+/// The futures come boxed (`.boxed()`, which also proves each one `Send`) so that the caller
+/// holds no closure type across its await: rustc cannot prove a stream of closures over
+/// borrowed items `Send` for every lifetime ("implementation of `FnOnce` is not general
+/// enough", rust-lang/rust#110338), and `berth serve` spawns deploys on its multi-threaded
+/// runtime.
+pub(crate) async fn at_most<T>(n: usize, futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+    futures::stream::iter(futures)
+        .buffer_unordered(n)
+        .collect()
+        .await
+}
 
 /// Aborts the process if `BERTH_TEST_CRASH_AT` names `point` (test-only; inert unless set).
 fn crash_point(point: &str) {
@@ -869,16 +884,19 @@ impl Deployer {
                 })
                 .collect();
             lock.check()?;
-            let results: Vec<Option<(ObjectKey, Result<Value, ClusterError>)>> =
-                futures::stream::iter(batch)
-                    .map(|o| async move {
+            let applies = batch
+                .into_iter()
+                .map(|o| {
+                    async move {
                         // Checked before each apply: a lost lock stops the rest at once.
                         lock.check().ok()?;
                         Some((key_of(o), self.cluster.apply(o, FIELD_MANAGER, force).await))
-                    })
-                    .buffer_unordered(PARALLEL_APPLIES)
-                    .collect()
-                    .await;
+                    }
+                    .boxed()
+                })
+                .collect();
+            let results: Vec<Option<(ObjectKey, Result<Value, ClusterError>)>> =
+                at_most(PARALLEL_APPLIES, applies).await;
             lock.check()?;
             for (k, r) in results.into_iter().flatten() {
                 match r {
@@ -1175,20 +1193,26 @@ impl Deployer {
 
     /// Whether every non-hook object of `release` exists and is ready now.
     async fn all_live_and_ready(&self, release: &Release) -> Result<bool, DeployError> {
-        let checks = futures::stream::iter(release.objects.iter().filter(|o| hook_of(o).is_none()))
-            .map(|o| async move {
-                let k = key_of(o);
-                self.cluster.get(&k).await.map(|live| {
-                    live.is_some_and(|l| {
-                        l["metadata"]["annotations"][berth_render::ownership::REVISION_ANNOTATION]
-                            == release.revision.to_string().as_str()
-                            && berth_rollout::readiness(&l).is_ready()
+        let checks = release
+            .objects
+            .iter()
+            .filter(|o| hook_of(o).is_none())
+            .map(|o| {
+                async move {
+                    let k = key_of(o);
+                    self.cluster.get(&k).await.map(|live| {
+                        live.is_some_and(|l| {
+                            l["metadata"]["annotations"]
+                                [berth_render::ownership::REVISION_ANNOTATION]
+                                == release.revision.to_string().as_str()
+                                && berth_rollout::readiness(&l).is_ready()
+                        })
                     })
-                })
+                }
+                .boxed()
             })
-            .buffer_unordered(PARALLEL_APPLIES)
-            .collect::<Vec<_>>()
-            .await;
+            .collect();
+        let checks = at_most(PARALLEL_APPLIES, checks).await;
         for c in checks {
             if !c? {
                 return Ok(false);
@@ -1249,5 +1273,22 @@ fn strip_ownership(v: &mut Value) {
     if let Some(a) = v["metadata"]["annotations"].as_object_mut() {
         a.remove(REVISION_ANNOTATION);
         a.remove(COMMIT_ANNOTATION);
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// `berth serve` spawns runs on its multi-threaded runtime: the engine's futures must be
+    /// `Send`. A compile-time check; it never runs a deploy.
+    #[test]
+    fn deploy_and_rollback_futures_are_send() {
+        let _ = |d: &Deployer, req: DeployRequest| {
+            assert_send(&d.deploy(req.clone()));
+            assert_send(&d.rollback("ns", "app", None, req));
+        };
     }
 }

@@ -255,8 +255,11 @@ impl Lock {
     /// Waits until the lock is lost and says to whom (never returns while it is held).
     pub async fn lost(&self) -> String {
         let mut rx = self.lost.clone();
-        match rx.wait_for(Option::is_some).await {
-            Ok(who) => who.clone().unwrap_or_default(),
+        // The watch's guard (`Ref`, not `Send`) is dropped before any other await: this
+        // future runs on the server's multi-threaded runtime.
+        let who = rx.wait_for(Option::is_some).await.map(|who| who.clone());
+        match who {
+            Ok(who) => who.unwrap_or_default(),
             // The renewer ended without a loss (released): hold forever.
             Err(_) => std::future::pending().await,
         }

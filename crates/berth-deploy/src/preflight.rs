@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use berth_cluster::{Cluster, ClusterError, KindScope};
 use berth_render::{Object, ObjectSet, Source};
+use futures::FutureExt;
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -278,13 +279,15 @@ pub(crate) async fn dry_run(
     objects: &[(&Object, &Value)],
     force: bool,
 ) -> Result<Vec<Refusal>, ClusterError> {
-    let results: Vec<(usize, Result<Value, ClusterError>)> = futures::stream::iter(
-        objects.iter().enumerate(),
-    )
-    .map(|(i, (_, v))| async move { (i, cluster.dry_run_apply(v, FIELD_MANAGER, force).await) })
-    .buffer_unordered(PARALLEL_APPLIES)
-    .collect()
-    .await;
+    let runs = objects
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| {
+            async move { (i, cluster.dry_run_apply(v, FIELD_MANAGER, force).await) }.boxed()
+        })
+        .collect();
+    let results: Vec<(usize, Result<Value, ClusterError>)> =
+        crate::at_most(PARALLEL_APPLIES, runs).await;
     let mut refusals: Vec<(usize, Refusal)> = Vec::new();
     for (i, r) in results {
         match r {

@@ -1504,3 +1504,26 @@ mod bounded_tests {
         assert_eq!(finished, 0, "the others were stopped, not waited for");
     }
 }
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// `berth serve` spawns runs on its multi-threaded runtime: the engine's futures must be
+    /// `Send`. A compile-time check; it never runs anything.
+    #[test]
+    fn run_promote_and_data_futures_are_send() {
+        let _ = |p: &Pipeline, req: RunRequest| assert_send(&p.run(req));
+        let _ = |p: &Pipeline, req: RunRequest| assert_send(&p.promote("staging", None, req));
+        let _ = |p: &Pipeline, env: &Environment| {
+            assert_send(&crate::data_step::run(
+                &p.cluster,
+                env,
+                "ns",
+                p.sink.clone(),
+            ));
+        };
+    }
+}

@@ -211,3 +211,19 @@ async fn registry_secret(cluster: &Cluster, name: &str) -> Result<CredentialStor
         })?;
     CredentialStore::from_kubernetes_secret(&object, name).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// `berth serve` spawns runs, builder settings included, on its multi-threaded runtime.
+    /// A compile-time check; it never builds anything.
+    #[test]
+    fn builder_options_future_is_send() {
+        let _ = |f: &BuilderFlags, cluster: &Cluster| {
+            assert_send(&f.options(Vec::new(), Vec::new(), None, false, Some(cluster)));
+        };
+    }
+}
