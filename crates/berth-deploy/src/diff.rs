@@ -3,7 +3,7 @@
 //! redacted, for `berth diff` and anything else that shows a pending change.
 
 use berth_cluster::{Cluster, ObjectKey};
-use berth_render::ObjectSet;
+use berth_objects::ObjectSet;
 
 use crate::{DeployError, FIELD_MANAGER};
 
@@ -73,7 +73,7 @@ fn comparable(v: &serde_json::Value, against: Option<Option<&serde_json::Value>>
             m.remove(k);
         }
         if let Some(a) = m.get_mut("annotations").and_then(|a| a.as_object_mut()) {
-            a.remove(berth_render::ownership::REVISION_ANNOTATION);
+            a.remove(berth_objects::ownership::REVISION_ANNOTATION);
             a.remove("deployment.kubernetes.io/revision");
         }
     }
@@ -81,7 +81,7 @@ fn comparable(v: &serde_json::Value, against: Option<Option<&serde_json::Value>>
         m.remove("status");
     }
     if v["kind"] == "Secret" {
-        berth_render::object::redact_last_applied(&mut v);
+        berth_objects::object::redact_last_applied(&mut v);
         for field in ["data", "stringData"] {
             if let Some(d) = v[field].as_object_mut() {
                 for (key, val) in d.iter_mut() {
@@ -99,7 +99,7 @@ fn comparable(v: &serde_json::Value, against: Option<Option<&serde_json::Value>>
             }
         }
     }
-    berth_render::yaml::to_yaml(&v)
+    berth_objects::yaml::to_yaml(&v)
 }
 
 #[cfg(test)]

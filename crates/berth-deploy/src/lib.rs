@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ClusterError, ObjectKey};
-use berth_render::{ObjectSet, Ownership, RenderError, deploy_order};
+use berth_objects::{ObjectError, ObjectSet, Ownership, deploy_order};
 use berth_types::{Event, EventSink, Level, State};
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
@@ -114,7 +114,7 @@ pub enum DeployError {
     Cluster(#[from] ClusterError),
     /// The objects could not be prepared (ownership labels, namespaces).
     #[error(transparent)]
-    Render(#[from] RenderError),
+    Objects(#[from] ObjectError),
     /// A release record could not be read or written.
     #[error("release history: {0}")]
     Record(String),
@@ -552,7 +552,11 @@ impl Deployer {
         let tracker = track::Tracker {
             cluster: &self.cluster,
             namespace: &req.namespace,
-            selector: format!("{}={}", berth_render::ownership::RELEASE_LABEL, req.release),
+            selector: format!(
+                "{}={}",
+                berth_objects::ownership::RELEASE_LABEL,
+                req.release
+            ),
             sink: &self.sink,
             started: t0,
             pods_since: since,
@@ -774,7 +778,7 @@ impl Deployer {
     ) -> Result<(), DeployError> {
         use preflight::Verdict;
         let mut skipped: Vec<String> = Vec::new();
-        let mut check: Vec<(&berth_render::Object, &Value)> = Vec::new();
+        let mut check: Vec<(&berth_objects::Object, &Value)> = Vec::new();
         for o in objects.sorted() {
             let v = o.value();
             let name = || format!("{}/{} ({})", o.key().kind, o.key().name, o.source());
@@ -923,7 +927,7 @@ impl Deployer {
                     }
                 }
             }
-            if phase.phase == berth_render::Phase::Definitions {
+            if phase.phase == berth_objects::Phase::Definitions {
                 for k in applied
                     .keys()
                     .filter(|k| k.kind == "CustomResourceDefinition")
@@ -947,7 +951,7 @@ impl Deployer {
                 }
                 // Custom resources of this release's CRDs: dry-run now, against the CRDs
                 // just applied, before any other phase (see preflight).
-                let late: Vec<(&berth_render::Object, &Value)> = set
+                let late: Vec<(&berth_objects::Object, &Value)> = set
                     .sorted()
                     .into_iter()
                     .filter(|o| deferred.contains(&preflight::kind_of(o.value())))
@@ -1044,7 +1048,7 @@ impl Deployer {
                 seeds.push(release::SeedRun {
                     job: format!("{}/{}", k.kind, k.name),
                     revision: done["metadata"]["annotations"]
-                        [berth_render::ownership::REVISION_ANNOTATION]
+                        [berth_objects::ownership::REVISION_ANNOTATION]
                         .as_str()
                         .and_then(|r| r.parse().ok())
                         .unwrap_or(0),
@@ -1203,7 +1207,7 @@ impl Deployer {
                     self.cluster.get(&k).await.map(|live| {
                         live.is_some_and(|l| {
                             l["metadata"]["annotations"]
-                                [berth_render::ownership::REVISION_ANNOTATION]
+                                [berth_objects::ownership::REVISION_ANNOTATION]
                                 == release.revision.to_string().as_str()
                                 && berth_rollout::readiness(&l).is_ready()
                         })
@@ -1249,11 +1253,11 @@ impl Deployer {
         for (i, v) in target.objects.iter().enumerate() {
             let mut v = v.clone();
             strip_ownership(&mut v);
-            let source = berth_render::Source {
+            let source = berth_objects::Source {
                 origin: format!("revision {}", target.revision),
                 line: i as u64 + 1,
             };
-            objects.insert(berth_render::Object::new(v, source)?)?;
+            objects.insert(berth_objects::Object::new(v, source)?)?;
         }
         let req = DeployRequest {
             objects,
@@ -1269,7 +1273,7 @@ impl Deployer {
 /// Removes berth's per-revision annotations so a recorded object can be re-owned by a new
 /// revision.
 fn strip_ownership(v: &mut Value) {
-    use berth_render::ownership::{COMMIT_ANNOTATION, REVISION_ANNOTATION};
+    use berth_objects::ownership::{COMMIT_ANNOTATION, REVISION_ANNOTATION};
     if let Some(a) = v["metadata"]["annotations"].as_object_mut() {
         a.remove(REVISION_ANNOTATION);
         a.remove(COMMIT_ANNOTATION);

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use berth_cluster::ObjectKey;
-use berth_render::ObjectSet;
+use berth_objects::ObjectSet;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -171,7 +171,7 @@ fn identity(k: &ObjectKey) -> (String, String, Option<String>, String) {
 /// A cluster-scoped object without the namespace label (applied by an older berth, which did not label it) is
 /// never owned: pruning it could delete another namespace's.
 pub fn owned_by(live: &Value, release: &str, namespace: &str) -> bool {
-    use berth_render::ownership::{MANAGED_BY_LABEL, NAMESPACE_LABEL, RELEASE_LABEL};
+    use berth_objects::ownership::{MANAGED_BY_LABEL, NAMESPACE_LABEL, RELEASE_LABEL};
     let labels = &live["metadata"]["labels"];
     if labels[RELEASE_LABEL] != release || labels[MANAGED_BY_LABEL] != "berth" {
         return false;

@@ -3,7 +3,7 @@
 //! Two passes, both read-only, and nothing is applied unless both pass:
 //!
 //! 1. **Discovery** of every `apiVersion`/`kind` of the set. A kind the cluster does not serve
-//!    is a failure, explained from [`berth_render::apis`] when its API version was removed
+//!    is a failure, explained from [`berth_objects::apis`] when its API version was removed
 //!    (`extensions/v1beta1 Ingress was removed in Kubernetes 1.22; use networking.k8s.io/v1 —
 //!    ...`) — unless a CustomResourceDefinition **of the same set** defines that kind and
 //!    serves that version: it will exist once the CRD phase has run. A deprecated API that is
@@ -26,12 +26,12 @@
 //!   template. They are skipped with that reason; a hook not yet in the cluster is dry-run.
 //! - The environment's **namespace** is created before the preflight (the release lock and
 //!   records live in it), so namespaced objects are dry-run in it; a `Namespace` object of
-//!   the set can only name that namespace (see `berth_render::ownership`).
+//!   the set can only name that namespace (see `berth_objects::ownership`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_cluster::{Cluster, ClusterError, KindScope};
-use berth_render::{Object, ObjectSet, Source};
+use berth_objects::{Object, ObjectSet, Source};
 use futures::FutureExt;
 use futures::StreamExt;
 use serde_json::Value;
@@ -169,7 +169,7 @@ pub(crate) async fn discover(
             .await;
     let mut verdicts = BTreeMap::new();
     for ((av, kind), served) in answers {
-        let group = berth_render::object::api_group(&av).to_string();
+        let group = berth_objects::object::api_group(&av).to_string();
         let version_of = av.rsplit('/').next().unwrap_or_default().to_string();
         let in_set = crds.get(&(group.clone(), kind.clone()));
         let verdict = match (served?, in_set) {
@@ -203,7 +203,7 @@ pub(crate) async fn discover(
     for o in set.sorted() {
         let (av, kind) = kind_of(o.value());
         if verdicts[&(av.clone(), kind.clone())] == Verdict::Served
-            && let Some(w) = berth_render::apis::warning(&av, &kind, version.as_deref())
+            && let Some(w) = berth_objects::apis::warning(&av, &kind, version.as_deref())
         {
             warnings.push(format!(
                 "{}/{} ({}): {w}",
@@ -248,7 +248,7 @@ fn missing_message(api_version: &str, kind: &str, version: Option<&str>) -> Stri
     let runs = version
         .map(|v| format!(" (the cluster runs {v})"))
         .unwrap_or_default();
-    match berth_render::apis::lookup(api_version, kind) {
+    match berth_objects::apis::lookup(api_version, kind) {
         Some(change) => format!("{}{runs}{}", change.advice(), change.convert_hint()),
         None => format!(
             "the cluster does not serve kind `{kind}` in `{api_version}`{runs}; check the \

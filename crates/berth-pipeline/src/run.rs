@@ -29,7 +29,8 @@ use berth_cluster::Cluster;
 use berth_config::{Config, Environment, ImageNaming, Manifests, Service};
 use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
 use berth_render::{
-    HelmChart, ImageMap, ImageValuePaths, ManifestSource, ObjectSet, RenderContext, Tools,
+    HelmChart, ImageMap, ImageValuePaths, ImagesExt, ManifestSource, ObjectSet, RenderContext,
+    Tools,
 };
 use berth_types::{Event, EventSink, ForService, ImageRef, Level};
 
@@ -859,7 +860,7 @@ impl Renderer<'_> {
             for o in set.into_objects() {
                 objects.insert(o).map_err(|source| RunError::Render {
                     service: s.name.clone(),
-                    source: Box::new(source),
+                    source: Box::new(source.into()),
                 })?;
             }
         }

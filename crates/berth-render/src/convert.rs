@@ -452,7 +452,7 @@ pub fn rewrite_file(
         if !head.is_empty() && !head.ends_with('\n') {
             head.push('\n');
         }
-        replaced[seg] = Some(head + &crate::yaml::to_yaml(&new));
+        replaced[seg] = Some(head + &berth_objects::yaml::to_yaml(&new));
     }
     if replaced.iter().all(Option::is_none) {
         return Ok((None, reports));

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::object::{ObjectKey, Source};
+use berth_objects::ObjectError;
 
 /// Everything that can go wrong while turning manifest sources into an [`ObjectSet`].
 ///
@@ -39,31 +39,10 @@ pub enum RenderError {
         message: String,
     },
 
-    /// A document parsed but is not a Kubernetes object berth can apply.
-    #[error(
-        "{at}: not a Kubernetes object: {problem}\n  every document needs `apiVersion`, `kind` \
-         and `metadata.name` (empty documents are skipped)"
-    )]
-    NotAnObject {
-        /// Where the document starts.
-        at: Source,
-        /// What is missing or wrong.
-        problem: String,
-    },
-
-    /// Two documents define the same object.
-    #[error(
-        "{key} is defined twice: at {first} and at {second}\n  remove one of them, or give them \
-         different names"
-    )]
-    Duplicate {
-        /// The object's identity.
-        key: Box<ObjectKey>,
-        /// The first definition.
-        first: Source,
-        /// The second definition.
-        second: Source,
-    },
+    /// An object, or the set of objects, is invalid: not a Kubernetes object, defined twice,
+    /// outside the environment's namespace, or an unusable release name.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
 
     /// A minijinja template failed to compile or render (undefined variables are errors).
     #[error(
@@ -153,32 +132,6 @@ pub enum RenderError {
         /// The entry as given.
         entry: String,
         /// What is wrong with it.
-        message: String,
-    },
-
-    /// An object would be deployed outside the environment's namespace.
-    #[error(
-        "{at}: {key} is in namespace `{found}`, but this environment deploys to `{expected}`\n  \
-         berth never deploys outside the environment's namespace: remove `metadata.namespace` \
-         or deploy that object from an environment of its own"
-    )]
-    ForeignNamespace {
-        /// The object.
-        key: Box<ObjectKey>,
-        /// Where it was defined.
-        at: Source,
-        /// The namespace it asks for (for a `Namespace` object: its name).
-        found: String,
-        /// The environment's namespace.
-        expected: String,
-    },
-
-    /// The release settings cannot be written as Kubernetes labels.
-    #[error("invalid release `{value}`: {message}")]
-    Release {
-        /// The offending value.
-        value: String,
-        /// Why.
         message: String,
     },
 

@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, HashMap};
 use berth_types::ImageRef;
 use serde_json::Value;
 
+use berth_objects::ObjectError;
+
 use crate::{ObjectKey, ObjectSet, RenderError};
 
 /// Images to substitute: image name as written in manifests (repository, with or without tag)
@@ -36,7 +38,7 @@ pub struct ImageMap {
     by_repo: HashMap<String, String>,
 }
 
-/// One image reference that [`ObjectSet::substitute_images`] changed.
+/// One image reference that [`ImagesExt::substitute_images`] changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageRewrite {
     /// The object.
@@ -127,15 +129,35 @@ fn has_explicit_tag(name: &str) -> bool {
     last.contains(':')
 }
 
-impl ObjectSet {
+/// What render does with the images of an [`ObjectSet`] (a trait because the set lives in
+/// berth-objects): pin them, list them, find the unpinned ones.
+pub trait ImagesExt {
+    /// The image references that carry no digest ([`ImagesExt::image_references`]), each with
+    /// the objects that use it, in name order: what the nodes pull by tag.
+    fn unpinned_images(&self) -> Vec<Unpinned>;
+
     /// Replaces every container image that `images` knows with its pinned reference and reports
     /// each change (see the [module docs](crate::images) for what is walked and matched).
-    pub fn substitute_images(&mut self, images: &ImageMap) -> Vec<ImageRewrite> {
+    fn substitute_images(&mut self, images: &ImageMap) -> Vec<ImageRewrite>;
+
+    /// Every image reference in the set, where [`ImagesExt::substitute_images`] looks: the
+    /// `image` of every container, init and ephemeral container, and in custom resources every
+    /// string field named `image` (`spec.image` of many operators).
+    fn image_references(&self) -> Vec<ImageUse>;
+
+    /// Whether some image reference of the set ([`ImagesExt::image_references`]) is `pinned`:
+    /// the same repository and digest (a tag beside the digest, `repo:v1@sha256:...`, is
+    /// ignored by the container runtime and here).
+    fn references(&self, pinned: &ImageRef) -> bool;
+}
+
+impl ImagesExt for ObjectSet {
+    fn substitute_images(&mut self, images: &ImageMap) -> Vec<ImageRewrite> {
         let mut rewrites = Vec::new();
         if images.is_empty() {
             return rewrites;
         }
-        self.modify_all(|o| {
+        self.modify_all(|o| -> Result<(), ObjectError> {
             if o.key().group == "apiextensions.k8s.io" {
                 return Ok(());
             }
@@ -166,10 +188,7 @@ impl ObjectSet {
         rewrites
     }
 
-    /// Every image reference in the set, where [`ObjectSet::substitute_images`] looks: the
-    /// `image` of every container, init and ephemeral container, and in custom resources every
-    /// string field named `image` (`spec.image` of many operators).
-    pub fn image_references(&self) -> Vec<ImageUse> {
+    fn image_references(&self) -> Vec<ImageUse> {
         let mut out = Vec::new();
         for o in self.iter() {
             let key = o.key();
@@ -195,20 +214,13 @@ impl ObjectSet {
         out
     }
 
-    /// Whether some image reference of the set ([`ObjectSet::image_references`]) is `pinned`:
-    /// the same repository and digest (a tag beside the digest, `repo:v1@sha256:...`, is
-    /// ignored by the container runtime and here).
-    pub fn references(&self, pinned: &ImageRef) -> bool {
+    fn references(&self, pinned: &ImageRef) -> bool {
         self.image_references()
             .iter()
             .any(|u| is_same_pinned(&u.image, pinned))
     }
-}
 
-impl ObjectSet {
-    /// The image references that carry no digest ([`ObjectSet::image_references`]), each with
-    /// the objects that use it, in name order: what the nodes pull by tag.
-    pub fn unpinned_images(&self) -> Vec<Unpinned> {
+    fn unpinned_images(&self) -> Vec<Unpinned> {
         let mut by_image: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for u in self.image_references() {
             let pinned = u
@@ -230,7 +242,7 @@ impl ObjectSet {
     }
 }
 
-/// An image deployed by tag only (see [`ObjectSet::unpinned_images`]); its `Display` is the
+/// An image deployed by tag only (see [`ImagesExt::unpinned_images`]); its `Display` is the
 /// warning: what it risks and how to pin it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unpinned {

@@ -33,24 +33,23 @@
 //!
 //! [`render`] runs the whole step; [`load`] and the `ObjectSet` methods are the parts.
 
-pub mod apis;
 pub mod confine;
 pub mod convert;
 pub mod error;
 pub mod images;
-pub mod object;
-pub mod order;
-pub mod ownership;
 pub mod sources;
 pub mod template;
 pub mod values;
 pub mod yaml;
 
+// The objects this crate renders live in berth-objects (below render and deploy); re-exported
+// so that callers of the render step keep their paths.
+pub use berth_objects::{
+    ApplyPhase, Object, ObjectError, ObjectKey, ObjectSet, Ownership, Phase, Source, apis,
+    deploy_order, object, order, ownership,
+};
 pub use error::RenderError;
-pub use images::{ImageMap, ImageRewrite, ImageUse, ImageValuePaths, Unpinned};
-pub use object::{Object, ObjectKey, ObjectSet, Source};
-pub use order::{ApplyPhase, Phase, deploy_order};
-pub use ownership::Ownership;
+pub use images::{ImageMap, ImageRewrite, ImageUse, ImageValuePaths, ImagesExt, Unpinned};
 pub use sources::{
     HelmChart, ManifestSource, Rendered, Tools, helm_template, kustomize_build, load, load_path,
     load_templates, render,

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::template::{is_template, load_template};
-use crate::{ImageRewrite, Object, ObjectSet, Ownership, RenderContext, RenderError};
+use crate::{ImageRewrite, ImagesExt, Object, ObjectSet, Ownership, RenderContext, RenderError};
 
 /// Where manifests come from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,11 +1,9 @@
-//! YAML and JSON in, YAML out.
+//! YAML and JSON in (YAML out is [`berth_objects::yaml::to_yaml`]).
 //!
 //! Parsing uses serde-saphyr with `legacy_octal_numbers` so that `mode: 0644` reads as 420, as
-//! kubectl (YAML 1.1) reads it; duplicate mapping keys are errors, as in kubectl. Output sorts
-//! mapping keys itself (as `kubectl get -o yaml` does) so it does not depend on whether some
-//! other crate in the build turned on serde_json's `preserve_order`.
+//! kubectl (YAML 1.1) reads it; duplicate mapping keys are errors, as in kubectl.
 
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use berth_objects::ObjectError;
 use serde_json::Value;
 
 use crate::{Object, RenderError, Source};
@@ -99,59 +97,21 @@ fn flatten(value: Value, source: &Source, out: &mut Vec<Object>) -> Result<(), R
         Some(Value::Array(items)) => items
             .iter()
             .try_for_each(|item| flatten(item.clone(), source, out)),
-        Some(other) => Err(RenderError::NotAnObject {
+        Some(other) => Err(ObjectError::NotAnObject {
             at: source.clone(),
             problem: format!(
                 "`items` of a List is a {}, not a sequence",
-                crate::object::type_name(other)
+                berth_objects::object::type_name(other)
             ),
-        }),
-    }
-}
-
-/// One YAML document (without `---`), mapping keys sorted, ending with a newline.
-pub fn to_yaml(value: &Value) -> String {
-    let mut options = serde_saphyr::SerializerOptions::default();
-    // Multi-line strings stay `|` blocks (readable diffs of config files), but long single-line
-    // strings such as pinned image references are never folded over several lines.
-    options.folded_wrap_chars = 1 << 30;
-    let mut s = serde_saphyr::to_string_with_options(&Sorted(value), options)
-        .expect("a JSON value always serializes to YAML");
-    if !s.ends_with('\n') {
-        s.push('\n');
-    }
-    s
-}
-
-struct Sorted<'a>(&'a Value);
-
-impl Serialize for Sorted<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                let mut m = s.serialize_map(Some(keys.len()))?;
-                for k in keys {
-                    m.serialize_entry(k, &Sorted(&map[k]))?;
-                }
-                m.end()
-            }
-            Value::Array(items) => {
-                let mut seq = s.serialize_seq(Some(items.len()))?;
-                for i in items {
-                    seq.serialize_element(&Sorted(i))?;
-                }
-                seq.end()
-            }
-            other => other.serialize(s),
         }
+        .into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_objects::yaml::to_yaml;
     use serde_json::json;
 
     #[test]

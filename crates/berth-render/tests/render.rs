@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use berth_render::{
-    HelmChart, ImageMap, ManifestSource, ObjectSet, Ownership, RenderContext, RenderError, Tools,
-    deploy_order, load, load_path, render,
+    HelmChart, ImageMap, ImagesExt, ManifestSource, ObjectError, ObjectSet, Ownership,
+    RenderContext, RenderError, Tools, deploy_order, load, load_path, render,
 };
 use serde_json::json;
 
@@ -131,7 +131,10 @@ fn plain_file_with_a_missing_name_points_at_the_document() {
     let f = dir.join("bad.yaml");
     std::fs::write(&f, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n---\n# no name\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {a: b}\n").unwrap();
     let e = load_path(&f, &RenderContext::default()).unwrap_err();
-    assert!(matches!(e, RenderError::NotAnObject { .. }), "{e}");
+    assert!(
+        matches!(e, RenderError::Object(ObjectError::NotAnObject { .. })),
+        "{e}"
+    );
     assert!(
         e.to_string().starts_with(&format!(
             "{}:7: not a Kubernetes object: `metadata.name` is missing",

@@ -8,18 +8,20 @@
 //!  berth (cli)      pipeline server store deploy render build registry cluster data config
 //!  berth-server     git hooks store config
 //!  berth-pipeline   build render deploy data config registry cluster process   (the engine)
-//!  berth-deploy     render rollout cluster
+//!  berth-deploy     objects rollout cluster
 //!  berth-data       cluster
 //!  berth-build      registry
-//!  berth-render     process
+//!  berth-render     objects process
 //!  berth-registry   process
 //!  berth-git, berth-hooks, berth-store, berth-config, berth-cluster   (types only)
-//!  berth-rollout, berth-process                                        (no berth crate)
+//!  berth-objects, berth-rollout, berth-process                         (no berth crate)
 //!  berth-testkit    cluster registry   (dev-dependency of the tests)
 //! ```
 //!
-//! Every crate but berth-rollout and berth-process also uses berth-types. berth-cluster is the
-//! only crate that talks to Kubernetes.
+//! Every crate but berth-objects, berth-rollout and berth-process also uses berth-types.
+//! berth-cluster is the only crate that talks to Kubernetes. berth-objects (Kubernetes objects
+//! as data: `ObjectSet`, apply order, ownership labels) sits below render and deploy, so the
+//! deploy engine does not depend on the render step.
 //!
 //! The types here carry data between layers: [`ImageRef`] and [`Digest`] name what was built,
 //! [`Secret`] and [`SafeUrl`] keep credentials out of logs by construction, and [`Event`] is the

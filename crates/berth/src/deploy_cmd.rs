@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use berth_cluster::{Cluster, ConnectOptions};
 use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
-use berth_render::{HelmChart, ImageMap, ManifestSource, ObjectSet, RenderContext};
+use berth_render::{HelmChart, ImageMap, ImagesExt, ManifestSource, ObjectSet, RenderContext};
 use berth_types::{Event, EventSink, Level};
 
 use crate::cli::{

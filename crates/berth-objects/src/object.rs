@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::RenderError;
+use crate::ObjectError;
 use crate::order::Phase;
 
 /// Where a document came from: a file path (or a tool's command line) and the line on which the
@@ -79,8 +79,8 @@ pub struct Object {
 
 impl Object {
     /// Checks that `value` is a Kubernetes object and wraps it.
-    pub fn new(value: Value, source: Source) -> Result<Object, RenderError> {
-        let key = key_of(&value).map_err(|problem| RenderError::NotAnObject {
+    pub fn new(value: Value, source: Source) -> Result<Object, ObjectError> {
+        let key = key_of(&value).map_err(|problem| ObjectError::NotAnObject {
             at: source.clone(),
             problem,
         })?;
@@ -113,7 +113,7 @@ impl Object {
     }
 
     /// Where the object was defined, to refine it (e.g. with Helm's `# Source:` comment).
-    pub(crate) fn source_mut(&mut self) -> &mut Source {
+    pub fn source_mut(&mut self) -> &mut Source {
         &mut self.source
     }
 
@@ -123,9 +123,14 @@ impl Object {
     }
 
     /// Changes the value through `f` and recomputes the key.
-    pub(crate) fn modify<T>(&mut self, f: impl FnOnce(&mut Value) -> T) -> T {
+    ///
+    /// # Panics
+    ///
+    /// If `f` leaves no Kubernetes object (removes `apiVersion`, `kind` or `metadata.name`):
+    /// berth's own transformations (image pins, ownership labels) never remove those fields.
+    pub fn modify<T>(&mut self, f: impl FnOnce(&mut Value) -> T) -> T {
         let out = f(&mut self.value);
-        self.key = key_of(&self.value).expect("berth-render keeps objects valid");
+        self.key = key_of(&self.value).expect("a modified object is still an object");
         out
     }
 }
@@ -174,7 +179,8 @@ fn key_of(value: &Value) -> Result<ObjectKey, String> {
     })
 }
 
-pub(crate) fn type_name(v: &Value) -> &'static str {
+/// How a JSON value's type is called in YAML terms (`mapping`, `sequence`, ...), for messages.
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -203,9 +209,9 @@ impl ObjectSet {
 
     /// Adds an object; an object with the same key already in the set is an error naming both
     /// sources.
-    pub fn insert(&mut self, object: Object) -> Result<(), RenderError> {
+    pub fn insert(&mut self, object: Object) -> Result<(), ObjectError> {
         if let Some(&i) = self.index.get(object.key()) {
-            return Err(RenderError::Duplicate {
+            return Err(ObjectError::Duplicate {
                 key: Box::new(object.key.clone()),
                 first: self.objects[i].source.clone(),
                 second: object.source,
@@ -217,7 +223,7 @@ impl ObjectSet {
     }
 
     /// Adds every object of `objects`, in order.
-    pub fn extend(&mut self, objects: impl IntoIterator<Item = Object>) -> Result<(), RenderError> {
+    pub fn extend(&mut self, objects: impl IntoIterator<Item = Object>) -> Result<(), ObjectError> {
         objects.into_iter().try_for_each(|o| self.insert(o))
     }
 
@@ -255,10 +261,10 @@ impl ObjectSet {
 
     /// Changes every object through `f`, then re-indexes (a changed namespace may now collide).
     /// On error the set is left as it was.
-    pub(crate) fn modify_all(
+    pub fn modify_all<E: From<ObjectError>>(
         &mut self,
-        mut f: impl FnMut(&mut Object) -> Result<(), RenderError>,
-    ) -> Result<(), RenderError> {
+        mut f: impl FnMut(&mut Object) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut objects = self.objects.clone();
         objects.iter_mut().try_for_each(&mut f)?;
         let mut set = ObjectSet::new();

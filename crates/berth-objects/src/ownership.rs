@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::{ObjectSet, RenderError};
+use crate::{ObjectError, ObjectSet};
 
 /// Label naming the tool that manages an object.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -112,8 +112,8 @@ impl Ownership {
         self
     }
 
-    fn validate(&self) -> Result<(), RenderError> {
-        let bad = |value: &str, message: &str| RenderError::Release {
+    fn validate(&self) -> Result<(), ObjectError> {
+        let bad = |value: &str, message: &str| ObjectError::Release {
             value: value.into(),
             message: message.into(),
         };
@@ -161,7 +161,7 @@ impl ObjectSet {
     /// Labels and annotates every object for `owner` and puts namespaced objects into the
     /// environment's namespace (see the [module docs](crate::ownership)). Re-checks duplicates,
     /// since objects with and without an explicit namespace may now be the same object.
-    pub fn apply_ownership(&mut self, owner: &Ownership) -> Result<(), RenderError> {
+    pub fn apply_ownership(&mut self, owner: &Ownership) -> Result<(), ObjectError> {
         owner.validate()?;
         let mut cluster_scoped = owner.cluster_scoped.clone();
         for o in self.iter() {
@@ -189,7 +189,7 @@ impl ObjectSet {
                 key.namespace.clone().filter(|ns| *ns != owner.namespace)
             };
             if let Some(found) = foreign {
-                return Err(RenderError::ForeignNamespace {
+                return Err(ObjectError::ForeignNamespace {
                     key: Box::new(key),
                     at: o.source().clone(),
                     found,

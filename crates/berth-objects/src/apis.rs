@@ -4,7 +4,7 @@
 //! (<https://kubernetes.io/docs/reference/using-api/deprecation-guide/>), so that berth can say
 //! what to write instead when a cluster does not serve an `apiVersion` — both before a deploy
 //! (the preflight in `berth-deploy`, when discovery lacks a kind) and in `berth render`, which
-//! warns about every object of a deprecated or removed API. [`crate::convert`] rewrites the
+//! warns about every object of a deprecated or removed API. `berth_render::convert` rewrites the
 //! mechanical cases ([`Migration`]).
 //!
 //! Releases are Kubernetes minor versions of 1.x (`22` is 1.22). `deprecated` is the release
@@ -49,7 +49,7 @@ pub struct ApiChange {
     pub replacement_kind: Option<&'static str>,
     /// The field changes, `old -> new; ...`; empty when none.
     pub changes: &'static str,
-    /// How [`crate::convert`] handles it.
+    /// How `berth_render::convert` handles it.
     pub migration: Migration,
 }
 
