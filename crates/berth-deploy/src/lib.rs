@@ -43,6 +43,7 @@ pub mod lock;
 pub mod plan;
 pub mod preflight;
 pub mod release;
+mod steps;
 pub mod track;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ClusterError, ObjectKey};
 use berth_objects::{ObjectError, ObjectSet, Ownership, deploy_order};
-use berth_types::{Event, EventSink, Level, State};
+use berth_types::{EventSink, Level, State};
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
 use serde_json::Value;
@@ -59,9 +60,11 @@ use serde_json::Value;
 pub use lock::{Lock, LockOptions};
 pub use preflight::Refusal;
 pub use release::{History, Release, SeedRun, Status};
+pub use steps::{ClusterObjects, Held};
 pub use track::Failure;
 
-use crate::plan::{HookWhen, hook_of, key_of};
+use crate::plan::{HookWhen, Recovery, hook_of, key_of};
+use crate::steps::Steps;
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "berth";
@@ -324,20 +327,20 @@ impl Deployer {
     }
 
     fn message(&self, level: Level, message: String) {
-        self.sink.emit(Event::Message {
-            step: "deploy".into(),
-            level,
-            message,
-        });
+        steps::message(&self.sink, level, message);
     }
 
     fn object_state(&self, t0: Instant, object: &str, state: State, message: &str) {
-        self.sink.emit(Event::ObjectState {
-            object: object.into(),
-            state,
-            message: message.into(),
-            millis: t0.elapsed().as_millis() as u64,
-        });
+        steps::object_state(&self.sink, t0, object, state, message);
+    }
+
+    /// The steps over single objects (see [`steps`]), on this engine's cluster.
+    fn steps(&self, t0: Instant) -> Steps<'_, Cluster> {
+        Steps {
+            cluster: &self.cluster,
+            sink: &self.sink,
+            t0,
+        }
     }
 
     /// Deploys `req`; see the [crate docs](crate) for the steps.
@@ -475,7 +478,6 @@ impl Deployer {
         let missing = discovery.missing(&req.objects);
         let hash = plan::content_hash(&req.objects);
         let current = history.current().cloned();
-        let first_install = history.is_first_install();
         // What may be live beyond the current revision: objects of revisions after it that
         // were interrupted or kept failed.
         let mut previous: Vec<Value> = current.iter().flat_map(|c| c.objects.clone()).collect();
@@ -487,7 +489,7 @@ impl Deployer {
         if let Some(cur) = &current
             && missing.is_empty()
             && cur.content_hash == hash
-            && self.all_live_and_ready(cur).await?
+            && self.steps(t0).all_live_and_ready(cur).await?
         {
             self.message(
                 Level::Info,
@@ -656,7 +658,8 @@ impl Deployer {
         match outcome {
             Ok(applied) => {
                 let pruned = self
-                    .prune(&previous, &values, &req.release, &req.namespace, lock, t0)
+                    .steps(t0)
+                    .prune(&previous, &values, &req.release, &req.namespace, lock)
                     .await?;
                 crash_point("pruning");
                 record.status = Status::Deployed;
@@ -684,16 +687,16 @@ impl Deployer {
                 );
                 record.finished_at = Some(release::now());
                 record.description = failure.to_string();
-                if !req.rollback {
-                    record.status = Status::FailedKept;
-                    lock.check()?;
-                    release::save(&self.cluster, &record).await?;
-                    self.trim_history(req, revision).await?;
-                    return Err(DeployError::FailedKept { revision, failure });
-                }
                 record.status = Status::Failed;
-                let result = match current {
-                    Some(cur) => {
+                let result = match plan::recovery(&history, req.rollback) {
+                    Recovery::Keep => {
+                        record.status = Status::FailedKept;
+                        lock.check()?;
+                        release::save(&self.cluster, &record).await?;
+                        self.trim_history(req, revision).await?;
+                        return Err(DeployError::FailedKept { revision, failure });
+                    }
+                    Recovery::RollBack(cur) => {
                         self.message(
                             Level::Warning,
                             format!("rolling back to revision {}", cur.revision),
@@ -725,17 +728,18 @@ impl Deployer {
                             }),
                         }
                     }
-                    None if first_install => {
+                    Recovery::RemoveAll => {
                         self.message(
                             Level::Warning,
                             "first install failed; removing its objects".into(),
                         );
-                        self.prune(&values, &[], &req.release, &req.namespace, lock, t0)
+                        self.steps(t0)
+                            .prune(&values, &[], &req.release, &req.namespace, lock)
                             .await?;
                         release::save(&self.cluster, &record).await?;
                         Err(DeployError::FirstInstallFailed { revision, failure })
                     }
-                    None => {
+                    Recovery::RemoveNew { keep } => {
                         // Records exist but none deployed (interrupted or failed ones, or
                         // unreadable ones): objects they own may be in use, keep those.
                         self.message(
@@ -744,17 +748,11 @@ impl Deployer {
                              no earlier revision had"
                                 .into(),
                         );
-                        let kept: Vec<Value> = if history.unreadable.is_empty() {
-                            history
-                                .releases
-                                .iter()
-                                .flat_map(|r| r.objects.iter().cloned())
-                                .collect()
-                        } else {
-                            // An unreadable record may own anything: remove nothing.
-                            values.clone()
-                        };
-                        self.prune(&values, &kept, &req.release, &req.namespace, lock, t0)
+                        // No `keep` when a record is unreadable: it may own anything, remove
+                        // nothing.
+                        let kept = keep.unwrap_or_else(|| values.clone());
+                        self.steps(t0)
+                            .prune(&values, &kept, &req.release, &req.namespace, lock)
                             .await?;
                         release::save(&self.cluster, &record).await?;
                         Err(DeployError::FailedWithoutGoodRevision { revision, failure })
@@ -876,6 +874,10 @@ impl Deployer {
         t0: Instant,
         timeout: Duration,
     ) -> Result<Result<usize, Failure>, DeployError> {
+        // Every wait below (CRDs Established, their kinds served, readiness) ends at the
+        // caller's deadline.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         let by_key: BTreeMap<ObjectKey, &Value> = main.iter().map(|o| (key_of(o), o)).collect();
         let mut applied: BTreeMap<ObjectKey, Value> = BTreeMap::new();
         for phase in deploy_order(set) {
@@ -934,7 +936,7 @@ impl Deployer {
                 {
                     let established = self
                         .cluster
-                        .wait_until(k, Duration::from_secs(60), |crd| {
+                        .wait_until(k, left(), |crd| {
                             crd["status"]["conditions"].as_array().is_some_and(|cs| {
                                 cs.iter()
                                     .any(|c| c["type"] == "Established" && c["status"] == "True")
@@ -960,9 +962,7 @@ impl Deployer {
                 if !late.is_empty() {
                     let kinds: BTreeSet<preflight::Kind> =
                         late.iter().map(|(_, v)| preflight::kind_of(v)).collect();
-                    let unserved =
-                        preflight::wait_served(&self.cluster, &kinds, Duration::from_secs(30))
-                            .await?;
+                    let unserved = preflight::wait_served(&self.cluster, &kinds, left()).await?;
                     let (unserved, late): (Vec<_>, Vec<_>) = late
                         .into_iter()
                         .partition(|(_, v)| unserved.contains(&preflight::kind_of(v)));
@@ -972,7 +972,8 @@ impl Deployer {
                             object: format!("{}/{}", o.key().kind, o.key().name),
                             source: o.source().clone(),
                             message: "its CustomResourceDefinition is Established, but the API \
-                                      server did not serve the kind within 30 s"
+                                      server did not serve the kind within the deploy's deadline \
+                                      (--timeout)"
                                 .into(),
                         })
                         .collect();
@@ -1011,7 +1012,7 @@ impl Deployer {
         let waited = self
             .guarded(lock, async {
                 crash_point("tracking");
-                tracker.wait(&keys, &applied, timeout).await
+                tracker.wait(&keys, &applied, left()).await
             })
             .await?;
         Ok(waited.map(|()| keys.len()))
@@ -1037,114 +1038,26 @@ impl Deployer {
         if hooks.is_empty() {
             return Ok(Ok(0));
         }
-        let mut applied = BTreeMap::new();
-        for hook in hooks {
-            let k = key_of(hook);
-            if plan::runs_once(hook)
-                && let Some(done) = self.cluster.get(&k).await?
-                && done["status"]["succeeded"].as_i64().unwrap_or(0) > 0
-            {
-                // A seed/data-load Job: it succeeded once in this environment, never again.
-                seeds.push(release::SeedRun {
-                    job: format!("{}/{}", k.kind, k.name),
-                    revision: done["metadata"]["annotations"]
-                        [berth_objects::ownership::REVISION_ANNOTATION]
-                        .as_str()
-                        .and_then(|r| r.parse().ok())
-                        .unwrap_or(0),
-                    ran: false,
-                });
-                self.object_state(
-                    t0,
-                    &format!("{}/{}", k.kind, k.name),
-                    State::Ready,
-                    "succeeded before; berth.dev/hook-run: once",
-                );
-                continue;
-            }
-            if self.cluster.delete(&k).await? {
-                // Jobs are immutable; wait for the old run to go before re-creating it.
-                let gone = tokio::time::Instant::now() + Duration::from_secs(60);
-                while self.cluster.get(&k).await?.is_some() {
-                    if tokio::time::Instant::now() > gone {
-                        return Ok(Err(Failure {
-                            object: format!("{}/{}", k.kind, k.name),
-                            reason: "the previous run of this hook was not deleted within 60s"
-                                .into(),
-                            logs: None,
-                        }));
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-            lock.check()?;
-            let live = self.cluster.apply(hook, FIELD_MANAGER, true).await?;
-            self.object_state(
-                t0,
-                &format!("{}/{}", k.kind, k.name),
-                State::Applied,
-                "hook",
-            );
-            if plan::runs_once(hook) {
-                seeds.push(release::SeedRun {
-                    job: format!("{}/{}", k.kind, k.name),
-                    revision,
-                    ran: true,
-                });
-            }
-            applied.insert(k, live);
-        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let applied = match self
+            .steps(t0)
+            .start_hooks(hooks, lock, deadline, revision, seeds)
+            .await?
+        {
+            Ok(applied) => applied,
+            Err(failure) => return Ok(Err(failure)),
+        };
         let keys: Vec<ObjectKey> = applied.keys().cloned().collect();
         let waited = self
             .guarded(lock, async {
                 if hook_of(hooks[0]) == Some(HookWhen::PostDeploy) {
                     crash_point("hooks");
                 }
-                tracker.wait(&keys, &applied, timeout).await
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tracker.wait(&keys, &applied, left).await
             })
             .await?;
         Ok(waited.map(|()| keys.len()))
-    }
-
-    /// Deletes objects of `previous` that `next` lacks, if they are still this release's
-    /// (and, when cluster-scoped, this namespace's).
-    async fn prune(
-        &self,
-        previous: &[Value],
-        next: &[Value],
-        release: &str,
-        namespace: &str,
-        lock: &Lock,
-        t0: Instant,
-    ) -> Result<usize, DeployError> {
-        let mut n = 0;
-        for k in plan::to_prune(previous, next) {
-            lock.check()?;
-            let Some(live) = self.cluster.get(&k).await? else {
-                continue;
-            };
-            if !plan::owned_by(&live, release, namespace) {
-                self.message(
-                    Level::Warning,
-                    format!(
-                        "left {k} alone: it is not labelled as release `{release}`'s{}, so berth \
-                         does not own it",
-                        if k.namespace.is_none() {
-                            format!(" of namespace `{namespace}`")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                );
-                continue;
-            }
-            lock.check()?;
-            if self.cluster.delete(&k).await? {
-                n += 1;
-                self.object_state(t0, &format!("{}/{}", k.kind, k.name), State::Pruned, "");
-            }
-        }
-        Ok(n)
     }
 
     /// Restores revision `to` after `failed` objects were applied, waiting up to `timeout`
@@ -1177,7 +1090,8 @@ impl Deployer {
         }
         crash_point("rollback");
         let restored: Vec<Value> = main.into_iter().cloned().collect();
-        self.prune(failed, &restored, &to.name, namespace, lock, t0)
+        self.steps(t0)
+            .prune(failed, &restored, &to.name, namespace, lock)
             .await
             .map_err(|e| e.to_string())?;
         let keys: Vec<ObjectKey> = applied.keys().cloned().collect();
@@ -1195,36 +1109,6 @@ impl Deployer {
             .map_err(|f| f.to_string())
     }
 
-    /// Whether every non-hook object of `release` exists and is ready now.
-    async fn all_live_and_ready(&self, release: &Release) -> Result<bool, DeployError> {
-        let checks = release
-            .objects
-            .iter()
-            .filter(|o| hook_of(o).is_none())
-            .map(|o| {
-                async move {
-                    let k = key_of(o);
-                    self.cluster.get(&k).await.map(|live| {
-                        live.is_some_and(|l| {
-                            l["metadata"]["annotations"]
-                                [berth_objects::ownership::REVISION_ANNOTATION]
-                                == release.revision.to_string().as_str()
-                                && berth_rollout::readiness(&l).is_ready()
-                        })
-                    })
-                }
-                .boxed()
-            })
-            .collect();
-        let checks = at_most(PARALLEL_APPLIES, checks).await;
-        for c in checks {
-            if !c? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
     /// Re-deploys revision `to` (or the one before the live one) as a new revision.
     pub async fn rollback(
         &self,
@@ -1234,21 +1118,12 @@ impl Deployer {
         base: DeployRequest,
     ) -> Result<(DeployOutcome, u64), DeployError> {
         let history = History::load(&self.cluster, namespace, release_name).await?;
-        let target = match to {
-            Some(n) => history.get(n),
-            None => {
-                let cur = history.current().map(|c| c.revision).unwrap_or(0);
-                history.releases.iter().rev().find(|r| {
-                    r.revision < cur && matches!(r.status, Status::Superseded | Status::Deployed)
-                })
-            }
-        }
-        .filter(|r| r.objects.iter().any(|_| true))
-        .ok_or(DeployError::NoSuchRevision {
-            release: release_name.into(),
-            revision: to.unwrap_or(0),
-        })?
-        .clone();
+        let target = plan::rollback_target(&history, to)
+            .ok_or(DeployError::NoSuchRevision {
+                release: release_name.into(),
+                revision: to.unwrap_or(0),
+            })?
+            .clone();
         let mut objects = ObjectSet::new();
         for (i, v) in target.objects.iter().enumerate() {
             let mut v = v.clone();

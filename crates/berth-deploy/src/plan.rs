@@ -1,4 +1,6 @@
-//! Pure planning: which objects are hooks, what a release's content hash is, what to prune.
+//! Pure planning: which objects are hooks, what a release's content hash is, what to prune,
+//! what a failed deploy leaves behind ([`recovery`]) and what `berth rollback` restores
+//! ([`rollback_target`]).
 
 use std::collections::BTreeSet;
 
@@ -6,6 +8,8 @@ use berth_cluster::ObjectKey;
 use berth_objects::ObjectSet;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
+
+use crate::release::{History, Release, Status};
 
 /// berth's hook annotation: `pre-deploy` or `post-deploy`.
 pub const HOOK_ANNOTATION: &str = "berth.dev/hook";
@@ -182,6 +186,61 @@ pub fn owned_by(live: &Value, release: &str, namespace: &str) -> bool {
     }
 }
 
+/// What a failed deploy does about what it applied (crate docs, step 9).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Recovery {
+    /// `rollback: false` (`--no-rollback`): leave the failed revision in place.
+    Keep,
+    /// Re-apply the live revision, and delete what the failed one added.
+    RollBack(Box<Release>),
+    /// A first install (no record at all before it, readable or not): remove everything it
+    /// applied.
+    RemoveAll,
+    /// Records exist but none was ever deployed: remove only what none of them had (`keep`:
+    /// their objects), or nothing when a record is unreadable (`keep: None`), since it may own
+    /// anything.
+    RemoveNew {
+        /// The objects of every earlier record.
+        keep: Option<Vec<Value>>,
+    },
+}
+
+/// What a deploy that failed over `history` (read before it) does, with `rollback` as asked.
+pub fn recovery(history: &History, rollback: bool) -> Recovery {
+    if !rollback {
+        return Recovery::Keep;
+    }
+    if let Some(current) = history.current() {
+        return Recovery::RollBack(Box::new(current.clone()));
+    }
+    if history.is_first_install() {
+        return Recovery::RemoveAll;
+    }
+    let keep = history.unreadable.is_empty().then(|| {
+        history
+            .releases
+            .iter()
+            .flat_map(|r| r.objects.iter().cloned())
+            .collect()
+    });
+    Recovery::RemoveNew { keep }
+}
+
+/// The revision `berth rollback` restores: `to`, or else the newest deployed or superseded
+/// revision before the live one; never one without objects.
+pub fn rollback_target(history: &History, to: Option<u64>) -> Option<&Release> {
+    match to {
+        Some(n) => history.get(n),
+        None => {
+            let cur = history.current().map(|c| c.revision).unwrap_or(0);
+            history.releases.iter().rev().find(|r| {
+                r.revision < cur && matches!(r.status, Status::Superseded | Status::Deployed)
+            })
+        }
+    }
+    .filter(|r| !r.objects.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +353,94 @@ mod tests {
                 ("Secret".into(), "certs".into())
             ]
         );
+    }
+
+    fn release(revision: u64, status: Status, objects: &[&str]) -> Release {
+        Release {
+            name: "web".into(),
+            namespace: "ns".into(),
+            revision,
+            status,
+            content_hash: String::new(),
+            commit: None,
+            user: String::new(),
+            started_at: String::new(),
+            finished_at: None,
+            description: String::new(),
+            images: Default::default(),
+            objects: objects.iter().map(|n| obj("v1", "ConfigMap", n)).collect(),
+            seeds: Vec::new(),
+        }
+    }
+
+    fn history(releases: Vec<Release>) -> History {
+        History {
+            releases,
+            unreadable: Vec::new(),
+            superseded_on_read: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_failed_deploy_rolls_back_to_the_live_revision_not_the_newest_record() {
+        let h = history(vec![
+            release(1, Status::Superseded, &["a"]),
+            release(2, Status::Deployed, &["a", "b"]),
+            release(3, Status::Failed, &["c"]),
+        ]);
+        assert_eq!(
+            recovery(&h, true),
+            Recovery::RollBack(Box::new(release(2, Status::Deployed, &["a", "b"])))
+        );
+        assert_eq!(recovery(&h, false), Recovery::Keep);
+    }
+
+    #[test]
+    fn a_failed_first_install_removes_everything_and_one_after_undeployed_records_only_what_is_new()
+    {
+        assert_eq!(recovery(&history(Vec::new()), true), Recovery::RemoveAll);
+        let h = history(vec![
+            release(1, Status::Interrupted, &["a"]),
+            release(2, Status::Failed, &["b"]),
+        ]);
+        assert_eq!(
+            recovery(&h, true),
+            Recovery::RemoveNew {
+                keep: Some(vec![
+                    obj("v1", "ConfigMap", "a"),
+                    obj("v1", "ConfigMap", "b")
+                ])
+            }
+        );
+        // An unreadable record is not "no history": it may own anything, so nothing is
+        // removed, and it is not a first install either.
+        let mut h = history(Vec::new());
+        h.unreadable.push(crate::release::Unreadable {
+            secret: "berth.release.web.v1".into(),
+            revision: Some(1),
+            error: "bad gzip".into(),
+        });
+        assert_eq!(recovery(&h, true), Recovery::RemoveNew { keep: None });
+    }
+
+    #[test]
+    fn rollback_goes_to_the_deployed_revision_before_the_live_one() {
+        let h = history(vec![
+            release(1, Status::Superseded, &["a"]),
+            release(2, Status::Failed, &["b"]),
+            release(3, Status::Superseded, &[]),
+            release(4, Status::Deployed, &["d"]),
+        ]);
+        // 3 has no objects (a record from before objects were kept), 2 never deployed.
+        assert_eq!(rollback_target(&h, None).map(|r| r.revision), None);
+        let h = history(vec![
+            release(1, Status::Superseded, &["a"]),
+            release(2, Status::Failed, &["b"]),
+            release(3, Status::Deployed, &["c"]),
+        ]);
+        assert_eq!(rollback_target(&h, None).map(|r| r.revision), Some(1));
+        assert_eq!(rollback_target(&h, Some(2)).map(|r| r.revision), Some(2));
+        assert_eq!(rollback_target(&h, Some(9)).map(|r| r.revision), None);
+        assert_eq!(rollback_target(&history(Vec::new()), None), None);
     }
 }
