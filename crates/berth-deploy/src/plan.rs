@@ -242,7 +242,7 @@ pub fn rollback_target(history: &History, to: Option<u64>) -> Option<&Release> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -355,7 +355,8 @@ mod tests {
         );
     }
 
-    fn release(revision: u64, status: Status, objects: &[&str]) -> Release {
+    /// A record of `web` in `ns` holding ConfigMaps named `objects` (for steps' tests too).
+    pub(crate) fn release(revision: u64, status: Status, objects: &[&str]) -> Release {
         Release {
             name: "web".into(),
             namespace: "ns".into(),

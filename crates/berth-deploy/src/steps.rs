@@ -452,19 +452,8 @@ mod tests {
         let mut cm = config_map("c", "web");
         cm["metadata"]["annotations"] = json!({"berth.dev/revision": "2"});
         let release = |revision| Release {
-            name: "web".into(),
-            namespace: "app".into(),
-            revision,
-            status: crate::Status::Deployed,
-            content_hash: String::new(),
-            commit: None,
-            user: String::new(),
-            started_at: String::new(),
-            finished_at: None,
-            description: String::new(),
-            images: BTreeMap::new(),
             objects: vec![cm.clone(), job("migrate", "always", 0, "1")],
-            seeds: Vec::new(),
+            ..crate::plan::tests::release(revision, crate::Status::Deployed, &[])
         };
         let cluster = Memory::with(std::slice::from_ref(&cm));
         let sink = sink();
