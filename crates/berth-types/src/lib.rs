@@ -29,6 +29,7 @@
 mod digest;
 pub mod duration;
 mod event;
+pub mod glob;
 mod image_ref;
 pub mod mask;
 mod secret;
