@@ -31,9 +31,10 @@ Measures, each ROUNDS times, tool order rotated per round:
            with --import-cache/--export-cache type=local; buildah bud --layers + push
   run      RUN-heavy build, bases cached, seed.txt changed each time (so every RUN runs):
            berth build; buildctl build on the warm buildkitd; buildah bud --layers.
-           Each RUN step's own time is read from the tools' output (berth: the time between
-           its step lines; BuildKit: `#N DONE x.xs`) and the program's from PROGRAM-TIME:
-           the difference is the tool's overhead per RUN step.
+           Each RUN step's own time is read from the tools' output (berth and buildah: the
+           time between their step lines; BuildKit: the vertex's started/completed times of
+           --progress rawjson) and the program's from PROGRAM-TIME: the difference is the
+           tool's overhead per RUN step.
 
 buildah runs as root with the overlay storage driver and chroot isolation (the fastest setup
 that works on this machine; vfs was slower) and --tls-verify=false for the local registry.
@@ -45,7 +46,7 @@ Medians and berth/anchor ratios are printed and, with --record, appended to benc
 Needs the test environment (testenv/berth-testenv up) and a release build of berth
 (cargo build --release --bin berth); --berth names the binary.
 """
-import argparse, os, pathlib, re, shutil, signal, statistics, subprocess, sys, tempfile, time
+import argparse, base64, datetime, json, os, pathlib, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from deploy import env_vars as deploy_env_vars  # noqa: E402  (one reader of the env file)
@@ -197,18 +198,29 @@ def timed_run_steps(lines, step=r"\[\d+/\d+\] ", end="built "):
     return [s for s in steps if s[1] is not None]
 
 
+def rfc3339(ts):
+    """Seconds since the epoch of BuildKit's RFC 3339 timestamps (nanoseconds cut to micro)."""
+    head, _, frac = ts.rstrip("Z").partition(".")
+    return datetime.datetime.fromisoformat(head + "+00:00").timestamp() + float("0." + (frac or "0"))
+
+
 def buildkit_run_steps(lines):
-    """[(step time, program time)] of each RUN step from `--progress plain`: `#N [...] RUN`,
-    `#N 1.23 PROGRAM-TIME x`, `#N DONE 2.3s`."""
-    runs, prog, done = set(), {}, {}
+    """[(step time, program time)] of each RUN step from `--progress rawjson`: a vertex named
+    `[...] RUN ...` with its `started` and `completed` times (nanoseconds), and the
+    PROGRAM-TIME line in its logs."""
+    vertexes, prog = {}, {}
     for _, text in lines:
-        if m := re.match(r"#(\d+) \[[^\]]*\] RUN ", text):
-            runs.add(m.group(1))
-        elif (m := re.match(r"#(\d+) ", text)) and (p := PROGRAM_TIME.search(text)):
-            prog[m.group(1)] = float(p.group(1))
-        elif m := re.match(r"#(\d+) DONE ([0-9.]+)s", text):
-            done[m.group(1)] = float(m.group(2))
-    return [(done[n], prog[n]) for n in sorted(runs, key=int) if n in done and n in prog]
+        try:
+            status = json.loads(text)
+        except ValueError:
+            continue
+        for v in status.get("vertexes") or []:
+            if re.match(r"\[[^\]]*\] RUN ", v.get("name", "")) and v.get("completed"):
+                vertexes[v["digest"]] = rfc3339(v["completed"]) - rfc3339(v["started"])
+        for log in status.get("logs") or []:
+            if m := PROGRAM_TIME.search(base64.b64decode(log.get("data", "")).decode(errors="replace")):
+                prog[log["vertex"]] = float(m.group(1))
+    return [(vertexes[d], prog[d]) for d in vertexes if d in prog]
 
 
 class Berth:
@@ -288,8 +300,8 @@ class BuildKit:
         for root in list(self.daemons):
             self.stop(root)
 
-    def build(self, addr, ctx, output, cache=None):
-        cmd = [self.buildctl, "--addr", addr, "build", "--progress", "plain",
+    def build(self, addr, ctx, output, cache=None, progress="plain"):
+        cmd = [self.buildctl, "--addr", addr, "build", "--progress", progress,
                "--frontend", "dockerfile.v0", "--local", f"context={ctx}",
                "--local", f"dockerfile={ctx}", "--output", output]
         if cache is not None:
@@ -321,7 +333,7 @@ class BuildKit:
     def run_heavy(self, ctx, rnd):
         addr = self.start(self.warm_root())
         r = self.build(addr, ctx, f"type=image,name={REGISTRY}/bench/{self.name.replace('+', '-')}-run:latest,push=false",
-                       self.cache_dir())
+                       self.cache_dir(), progress="rawjson")
         r.steps = buildkit_run_steps(r.lines)
         return r
 
