@@ -538,6 +538,8 @@ def main():
                      f"{len(overhead['berth'])} steps; program median {prog:.2f} s)")
             if zstd:
                 label += ", berth with zstd layers"
+            if not args.tmpfs:
+                label += ", shared disk"
             rows.append(f"| {label} | {fmt(b)} | {labels['run'][1][name][0]} | {fmt(a)} "
                         f"| {b / a:.2f} | small | {command} |")
         if steps:
