@@ -44,17 +44,7 @@ fn is_wild(segment: &str) -> bool {
 /// Whether `name` matches one pattern segment (`*`, `?`, literal characters), as `discover`
 /// patterns do; `berth init` matches Skaffold's manifest globs with it.
 pub fn segment_matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some(('?', rest)) => !n.is_empty() && go(rest, &n[1..]),
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
+    berth_types::glob::segment_matches(berth_types::glob::Syntax::Wildcards, pattern, name)
 }
 
 /// The folders (relative to `dir`, sorted, without duplicates) that hold a file matching

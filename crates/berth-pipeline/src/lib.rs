@@ -23,6 +23,7 @@ pub mod changes;
 pub mod data_step;
 pub mod detect;
 pub mod init;
+pub mod pod_logs;
 pub mod pull_secret;
 pub mod run;
 

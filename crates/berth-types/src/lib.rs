@@ -31,6 +31,7 @@
 mod digest;
 pub mod duration;
 mod event;
+pub mod glob;
 mod image_ref;
 pub mod mask;
 mod secret;

@@ -90,10 +90,11 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
 
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     // Pod logs: one follower for the session, told after every run which images are new.
-    let (targets, targets_rx) = tokio::sync::watch::channel(crate::dev_logs::Targets::new());
+    let (targets, targets_rx) =
+        tokio::sync::watch::channel(berth_pipeline::pod_logs::Targets::new());
     let mut targets_rx = Some(targets_rx);
     let mut logs: Option<tokio::task::JoinHandle<()>> = None;
-    let mut followed = crate::dev_logs::Targets::new();
+    let mut followed = berth_pipeline::pod_logs::Targets::new();
     loop {
         let run = crate::run_cmd::run_for_dev(args.run.clone());
         // Finish the run in progress even on Ctrl-C: a deploy is never cut in half.
@@ -117,11 +118,16 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
                 }
                 let _ = targets.send(followed.clone());
                 if let Some(rx) = targets_rx.take() {
-                    logs = Some(crate::dev_logs::spawn(
+                    let (out, items) = tokio::sync::mpsc::unbounded_channel();
+                    logs = Some(berth_pipeline::pod_logs::spawn(
                         ran.cluster.clone(),
                         ran.namespace.clone(),
                         ran.release.clone(),
                         rx,
+                        out,
+                    ));
+                    tokio::spawn(crate::dev_logs::print(
+                        items,
                         args.run.output == crate::cli::OutputFormat::Json,
                     ));
                 }

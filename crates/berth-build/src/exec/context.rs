@@ -26,49 +26,10 @@ fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// `filepath.Match` for one path component: `*`, `?`, `[a-z]`, `[!x]`, `\` escapes.
+/// `filepath.Match` for one path component: `*`, `?`, `[a-z]`, `[!x]`, `\` escapes (see
+/// [`berth_types::glob`]).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn m(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| m(&p[1..], &n[i..])),
-            Some('?') => !n.is_empty() && m(&p[1..], &n[1..]),
-            Some('[') => {
-                let Some(c) = n.first() else { return false };
-                let mut i = 1;
-                let negate = matches!(p.get(1), Some('!' | '^'));
-                if negate {
-                    i += 1;
-                }
-                let mut hit = false;
-                let mut first = true;
-                while i < p.len() && (first || p[i] != ']') {
-                    first = false;
-                    let lo = p[i];
-                    if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|x| *x != ']') {
-                        if lo <= *c && *c <= p[i + 2] {
-                            hit = true;
-                        }
-                        i += 3;
-                    } else {
-                        if lo == *c {
-                            hit = true;
-                        }
-                        i += 1;
-                    }
-                }
-                if i >= p.len() {
-                    return false;
-                }
-                hit != negate && m(&p[i + 1..], &n[1..])
-            }
-            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && m(&p[2..], &n[1..]),
-            Some(c) => n.first() == Some(c) && m(&p[1..], &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    m(&p, &n)
+    berth_types::glob::segment_matches(berth_types::glob::Syntax::Go, pattern, name)
 }
 
 /// `a/./b/../c` -> `a/c`, no leading or trailing slash.

@@ -736,36 +736,43 @@ impl ManifestIndex {
 }
 
 /// A Skaffold manifest glob against a path: `*` within a segment, `**` any depth (Skaffold's
-/// `k8s/**.yaml` is a `**` followed by the rest of the segment).
+/// `k8s/**.yaml` is a `**` followed by the rest of the segment). Segments match as Go's
+/// `filepath.Match` (Skaffold is a Go program). Each (glob segment, path segment) pair is
+/// decided once, so a skaffold.yaml full of `**` cannot make `berth init` take exponential time.
 fn glob_matches(glob: &str, path: &str) -> bool {
-    fn go(g: &[&str], p: &[&str]) -> bool {
-        match g.split_first() {
-            None => p.is_empty(),
-            Some((seg, rest)) if seg.starts_with("**") => {
-                let tail = &seg[2..];
-                let tail = if tail.is_empty() || tail.starts_with('/') {
-                    "*".to_string()
-                } else {
-                    format!("*{tail}")
-                };
-                (0..p.len()).any(|i| {
-                    berth_config::segment_matches(&tail, p[i]) && go(rest, &p[i + 1..])
-                        || (seg.len() == 2 && go(rest, &p[i..]))
-                }) || (seg.len() == 2 && go(rest, &[]) && p.is_empty())
-            }
-            Some((seg, rest)) => {
-                p.first()
-                    .is_some_and(|first| berth_config::segment_matches(seg, first))
-                    && go(rest, &p[1..])
-            }
-        }
-    }
+    use berth_types::glob::{Syntax, segment_matches};
     if glob == path || path.starts_with(&format!("{glob}/")) {
         return true;
     }
     let g: Vec<&str> = glob.split('/').collect();
     let p: Vec<&str> = path.split('/').collect();
-    go(&g, &p)
+    // memo[gi * (p.len() + 1) + pi]: whether g[gi..] matches p[pi..].
+    let mut memo: Vec<Option<bool>> = vec![None; (g.len() + 1) * (p.len() + 1)];
+    fn go(g: &[&str], p: &[&str], gi: usize, pi: usize, memo: &mut Vec<Option<bool>>) -> bool {
+        let key = gi * (p.len() + 1) + pi;
+        if let Some(known) = memo[key] {
+            return known;
+        }
+        let result = match g.get(gi) {
+            None => pi == p.len(),
+            Some(seg) if seg.starts_with("**") => {
+                let tail = format!("*{}", &seg[2..]);
+                // `**` alone: any number of segments (none included); `**x`: any number of
+                // segments, then one matching `*x`.
+                (pi..p.len()).any(|i| {
+                    segment_matches(Syntax::Go, &tail, p[i]) && go(g, p, gi + 1, i + 1, memo)
+                }) || (seg.len() == 2 && (pi..=p.len()).any(|i| go(g, p, gi + 1, i, memo)))
+            }
+            Some(seg) => {
+                pi < p.len()
+                    && segment_matches(Syntax::Go, seg, p[pi])
+                    && go(g, p, gi + 1, pi + 1, memo)
+            }
+        };
+        memo[key] = Some(result);
+        result
+    }
+    go(&g, &p, 0, 0, &mut memo)
 }
 
 /// Whether `image` (as written in a manifest) is `svc`'s.
@@ -1744,4 +1751,31 @@ pub(super) fn generic_template(p: &mut Planner<'_>) -> Option<Vec<Svc>> {
         return Some(out);
     }
     None
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::glob_matches;
+
+    #[test]
+    fn skaffold_manifest_globs_match_any_depth_and_within_a_segment() {
+        assert!(glob_matches("k8s/*.yaml", "k8s/web.yaml"));
+        assert!(!glob_matches("k8s/*.yaml", "k8s/base/web.yaml"));
+        assert!(glob_matches("k8s/**.yaml", "k8s/base/web.yaml"));
+        assert!(glob_matches("k8s/**/*.yaml", "k8s/web.yaml"));
+        assert!(glob_matches("k8s/**/*.yaml", "k8s/a/b/web.yaml"));
+        assert!(glob_matches("k8s", "k8s/web.yaml"));
+        assert!(glob_matches("k8s/[a-w]*.yaml", "k8s/web.yaml"));
+        assert!(!glob_matches("k8s/**/*.yaml", "other/web.yaml"));
+    }
+
+    #[test]
+    fn a_skaffold_yaml_full_of_double_stars_does_not_hang_init() {
+        // The recursive matcher this replaces tried every split of the path for each `**`:
+        // (2 x 24)^12 combinations here.
+        let glob = "**/".repeat(12) + "x.yaml";
+        let path = "d/".repeat(24) + "y.yaml";
+        assert!(!glob_matches(&glob, &path));
+        assert!(glob_matches(&glob, &("d/".repeat(24) + "x.yaml")));
+    }
 }
