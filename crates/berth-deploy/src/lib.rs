@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ClusterError, ObjectKey};
 use berth_render::{ObjectSet, Ownership, RenderError, deploy_order};
-use berth_types::{Event, EventSink, Level, State};
+use berth_types::{Event, EventSink, Level, State, Step};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -310,7 +310,7 @@ impl Deployer {
 
     fn message(&self, level: Level, message: String) {
         self.sink.emit(Event::Message {
-            step: "deploy".into(),
+            step: Step::Deploy.into(),
             level,
             message,
         });
