@@ -45,13 +45,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_cluster::{Cluster, ClusterError, ObjectKey};
-use berth_types::{Event, EventSink, Level, State};
+use berth_types::{Event, EventSink, Level, State, Step};
 use serde_json::Value;
 
 pub use error::DataError;
 use objects::{JobState, Role, SNAPSHOT_API, SnapshotState, VolumeClone};
 
-const STEP: &str = "data-clone";
+const STEP: Step = Step::DataClone;
 
 /// Which PVCs of the source namespace to clone.
 #[derive(Debug, Clone, PartialEq, Eq)]

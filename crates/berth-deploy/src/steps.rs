@@ -74,7 +74,7 @@ impl Held for Lock {
 /// Reports a message of the deploy step.
 pub(crate) fn message(sink: &Arc<dyn EventSink>, level: Level, message: String) {
     sink.emit(Event::Message {
-        step: "deploy".into(),
+        step: Step::Deploy.into(),
         level,
         message,
     });

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ObjectKey, Watched};
 use berth_rollout::{Diagnosis, DiagnosisKind, Readiness, diagnose_pod, readiness};
-use berth_types::{Event, EventSink, Level, State};
+use berth_types::{Event, EventSink, Level, State, Step};
 
 use crate::heartbeat::Heartbeat;
 use futures::StreamExt;
@@ -312,7 +312,7 @@ impl Tracker<'_> {
         }
         if pending.len() > SHOWN {
             self.sink.emit(Event::Message {
-                step: "deploy".into(),
+                step: Step::Deploy.into(),
                 level: Level::Info,
                 message: format!(
                     "still waiting {waited}: and {} more objects not ready",
@@ -427,7 +427,7 @@ impl Tracker<'_> {
                 d.fatal && !(owned_by_job && d.kind == DiagnosisKind::ContainerExitedNonZero);
             if seen.insert((name.clone(), d.message.clone())) {
                 self.sink.emit(Event::Message {
-                    step: "deploy".into(),
+                    step: Step::Deploy.into(),
                     level: if fatal { Level::Error } else { Level::Warning },
                     message: format!("pod {name}: {}", d.message),
                 });

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_types::{Event, EventSink, Level, SafeUrl, Secret};
+use berth_types::{Event, EventSink, Level, SafeUrl, Secret, Step};
 use serde::{Deserialize, Serialize};
 
 pub use error::GitError;
@@ -205,7 +205,7 @@ impl GitCache {
     fn emit(&self, level: Level, message: String) {
         if let Some(sink) = &self.events {
             sink.emit(Event::Message {
-                step: "git".into(),
+                step: Step::Git.into(),
                 level,
                 message,
             });

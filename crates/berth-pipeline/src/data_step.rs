@@ -13,7 +13,7 @@ use berth_cluster::Cluster;
 use berth_config::{CopyStep, Environment};
 use berth_data::copy::{CopyRequest, DbUrl};
 use berth_data::{CloneRequest, PvcSelector};
-use berth_types::{Event, EventSink, Level};
+use berth_types::{Event, EventSink, Level, Step};
 
 /// The `data.copy` of environment `env` in the berth.yaml at `file` (for `--mask-config`).
 pub fn copy_settings(file: &Path, env: &str) -> Result<CopyStep, String> {
@@ -77,7 +77,7 @@ pub async fn run(
             .map(|v| format!("{} ({})", v.pvc, v.snapshot))
             .collect();
         sink.emit(Event::Message {
-            step: "data-clone".into(),
+            step: Step::DataClone.into(),
             level: Level::Info,
             message: format!(
                 "data: cloned {} from {} ({}) into {namespace}: {}{}",
@@ -112,7 +112,7 @@ pub async fn run(
         .await
         .map_err(|e| format!("data step of `{}`: {e}", env.name))?;
         sink.emit(Event::Message {
-            step: "data-copy".into(),
+            step: Step::DataCopy.into(),
             level: Level::Info,
             message: format!(
                 "data: copied {} rows of {} tables from {} ({}) into {} ({} masked cells)",

@@ -22,6 +22,8 @@
 pub mod changes;
 pub mod data_step;
 pub mod detect;
+pub mod engine;
+pub mod executor;
 pub mod init;
 pub mod pod_logs;
 pub mod pull_secret;

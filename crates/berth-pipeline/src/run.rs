@@ -8,7 +8,7 @@
 //!   rebuild, no restart.
 //! - Builds of changed services run in parallel, at most `jobs` at once (default: the number
 //!   of cores), each as its own task so that CPU work overlaps too. Their events are
-//!   attributed to the service (`kids/build`, `kids/test`: [`berth_types::service_step`]).
+//!   attributed to the service (`kids/build`, `kids/test`: [`berth_types::StepOf`]).
 //! - Two passes, so that nothing is pushed unless everything built: first every changed
 //!   service is built into the local store and tested; the first failure aborts the builds
 //!   still running (their RUN processes are killed, their scratch space removed) and the run
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_build::exec::{BuildOptions, BuildRequest, build};
+use berth_build::exec::{BuildOptions, BuildRequest};
 use berth_cluster::Cluster;
 use berth_config::{Config, Environment, ImageNaming, Manifests, Service};
 use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
@@ -32,9 +32,10 @@ use berth_render::{
     HelmChart, ImageMap, ImageValuePaths, ImagesExt, ManifestSource, ObjectSet, RenderContext,
     Tools,
 };
-use berth_types::{Event, EventSink, ForService, ImageRef, Level};
+use berth_types::{CancelToken, Cancelled, Event, EventSink, ForService, ImageRef, Level, Step};
 
 use crate::changes::{ChangeError, changed_services};
+use crate::executor::StepExecutor;
 
 /// Everything that can stop a run.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +99,9 @@ pub enum RunError {
     /// The deploy failed (and was rolled back, unless asked not to).
     #[error(transparent)]
     Deploy(#[from] Box<berth_deploy::DeployError>),
+    /// The run was cancelled ([`RunRequest::cancel`]) before its data step and deploy.
+    #[error("{0}; nothing was deployed")]
+    Cancelled(#[from] Cancelled),
     /// A service's containment settings (`build.network`, ...) were refused; nothing was
     /// built.
     #[error("{file}:{location}: service `{service}`: {reason}; nothing was built or deployed")]
@@ -156,6 +160,10 @@ pub struct RunRequest {
     /// `--force-conflicts`: take over fields another field manager owns (once, when moving a
     /// release from Helm or kubectl to berth).
     pub force_conflicts: bool,
+    /// Checked at every step boundary, and stops a cancellable step under way: a cancelled
+    /// run ends with [`RunError::Cancelled`] before its data step and deploy, which close it
+    /// ([`Step::cancellable`]).
+    pub cancel: CancelToken,
 }
 
 /// What a run did.
@@ -222,6 +230,8 @@ pub struct Pipeline {
     pub cluster: Cluster,
     /// Where events go.
     pub sink: Arc<dyn EventSink>,
+    /// Where builds and tests run ([`crate::executor::InProcess`] unless the caller says).
+    pub executor: Arc<dyn StepExecutor>,
 }
 
 impl Pipeline {
@@ -233,7 +243,7 @@ impl Pipeline {
 
     fn say(&self, level: Level, message: String) {
         self.sink.emit(Event::Message {
-            step: "run".into(),
+            step: Step::Run.into(),
             level,
             message,
         });
@@ -250,6 +260,7 @@ impl Pipeline {
         req: RunRequest,
         jobs: NonZeroUsize,
     ) -> Result<RunOutcome, RunError> {
+        req.cancel.enter(Step::Run)?;
         let env = self.config.environment(&req.environment).ok_or_else(|| {
             RunError::NoEnvironment(format!("no environment `{}`", req.environment))
         })?;
@@ -308,13 +319,18 @@ impl Pipeline {
                 planned.insert(key, img.clone());
             }
         }
+        req.cancel.enter(Step::Prerender)?;
         self.prerender(env, &namespace, &planned, &req)?;
 
         // Build and push what changed; keep the rest.
         let mut pinned: BTreeMap<String, String> = BTreeMap::new();
         let mut kept = Vec::new();
-        let built = self
-            .build_all(&to_build, req.commit.as_deref(), jobs)
+        let built = req
+            .cancel
+            .during(
+                Step::Build,
+                self.build_all(&to_build, req.commit.as_deref(), jobs, &req.cancel),
+            )
             .await?;
         for s in self.config.services.iter().filter(|s| s.build.is_some()) {
             let key = repository(s);
@@ -346,6 +362,7 @@ impl Pipeline {
         from_namespace: Option<String>,
         req: RunRequest,
     ) -> Result<RunOutcome, RunError> {
+        req.cancel.enter(Step::Run)?;
         let source = self
             .config
             .environment(from)
@@ -424,7 +441,7 @@ impl Pipeline {
     ) -> Result<(), RunError> {
         let started = std::time::Instant::now();
         self.sink.emit(Event::StepStarted {
-            step: "prerender".into(),
+            step: Step::Prerender.into(),
         });
         let checked = self
             .renderer()
@@ -439,7 +456,7 @@ impl Pipeline {
                 other => other,
             });
         self.sink.emit(Event::StepFinished {
-            step: "prerender".into(),
+            step: Step::Prerender.into(),
             ok: checked.is_ok(),
             millis: started.elapsed().as_millis() as u64,
             message: match &checked {
@@ -460,15 +477,16 @@ impl Pipeline {
         req: &RunRequest,
     ) -> Result<DeployOutcome, RunError> {
         // Render every service with the pinned images.
+        req.cancel.enter(Step::Render)?;
         let rendering = std::time::Instant::now();
         self.sink.emit(Event::StepStarted {
-            step: "render".into(),
+            step: Step::Render.into(),
         });
         let objects = self
             .renderer()
             .render_all(env, namespace, &pinned, &req.tools);
         self.sink.emit(Event::StepFinished {
-            step: "render".into(),
+            step: Step::Render.into(),
             ok: objects.is_ok(),
             millis: rendering.elapsed().as_millis() as u64,
             message: match &objects {
@@ -518,7 +536,13 @@ impl Pipeline {
         // no other deploy of the environment runs while its data is replaced.
         let held = match &env.data {
             None => None,
-            Some(_) => {
+            Some(data) => {
+                // The point of no return: from here the run ends on its own.
+                req.cancel.enter(if data.clone.is_some() {
+                    Step::DataClone
+                } else {
+                    Step::DataCopy
+                })?;
                 let lock = deployer.lock(&request).await.map_err(Box::new)?;
                 let data =
                     crate::data_step::run(&self.cluster, env, namespace, self.sink.clone()).await;
@@ -535,16 +559,17 @@ impl Pipeline {
             }
         };
 
+        req.cancel.enter(Step::Deploy)?;
         let deploying = std::time::Instant::now();
         self.sink.emit(Event::StepStarted {
-            step: "deploy".into(),
+            step: Step::Deploy.into(),
         });
         let outcome = match held {
             Some(lock) => deployer.deploy_holding(request, lock).await,
             None => deployer.deploy(request).await,
         };
         self.sink.emit(Event::StepFinished {
-            step: "deploy".into(),
+            step: Step::Deploy.into(),
             ok: outcome.is_ok(),
             millis: deploying.elapsed().as_millis() as u64,
             message: match &outcome {
@@ -565,6 +590,7 @@ impl Pipeline {
         services: &[&Service],
         commit: Option<&str>,
         jobs: NonZeroUsize,
+        cancel: &CancelToken,
     ) -> Result<BTreeMap<String, String>, RunError> {
         if services.is_empty() {
             return Ok(BTreeMap::new());
@@ -604,6 +630,7 @@ impl Pipeline {
             }
             return Err(e);
         }
+        cancel.enter(Step::Push)?;
         let mut out = BTreeMap::new();
         let pushed = run_bounded(&planned, jobs, |job| async move { job.push().await }).await;
         for (service, image) in pushed.map_err(|(_, e)| e)? {
@@ -657,9 +684,10 @@ impl Pipeline {
             target,
             request,
             opts,
+            executor: self.executor.clone(),
             sink: Arc::new(ForService::new(&s.name, self.sink.clone())),
             push_sink: Arc::new(PushPass(Arc::new(
-                ForService::new(&s.name, self.sink.clone()).renaming(&[("build", "push")]),
+                ForService::new(&s.name, self.sink.clone()).renaming(&[(Step::Build, Step::Push)]),
             ))),
         })
     }
@@ -1066,6 +1094,7 @@ struct BuildJob {
     target: ImageRef,
     request: BuildRequest,
     opts: BuildOptions,
+    executor: Arc<dyn StepExecutor>,
     /// Events attributed to the service.
     sink: Arc<dyn EventSink>,
     /// The same, for the publishing pass: its messages belong to the service's `push` step,
@@ -1076,7 +1105,7 @@ struct BuildJob {
 impl BuildJob {
     fn say(&self, message: String) {
         self.sink.emit(Event::Message {
-            step: "build".into(),
+            step: Step::Build.into(),
             level: Level::Info,
             message,
         });
@@ -1090,7 +1119,9 @@ impl BuildJob {
             push: false,
             ..self.request.clone()
         };
-        let image = build(&self.opts, &local, self.sink.as_ref())
+        let image = self
+            .executor
+            .build(&self.opts, &local, self.sink.as_ref())
             .await
             .map_err(|source| RunError::Build {
                 service: self.service.clone(),
@@ -1099,11 +1130,20 @@ impl BuildJob {
         if let Some(test) = &self.test {
             let started = std::time::Instant::now();
             self.sink.emit(Event::StepStarted {
-                step: "test".into(),
+                step: Step::Test.into(),
             });
-            let result = self.test_image(test, &image.manifest_digest).await;
+            let result = self
+                .executor
+                .test(
+                    &self.opts,
+                    &self.service,
+                    test,
+                    &image.manifest_digest,
+                    self.sink.clone(),
+                )
+                .await;
             self.sink.emit(Event::StepFinished {
-                step: "test".into(),
+                step: Step::Test.into(),
                 ok: result.is_ok(),
                 millis: started.elapsed().as_millis() as u64,
                 message: match &result {
@@ -1121,11 +1161,11 @@ impl BuildJob {
     async fn push(&self) -> Result<String, RunError> {
         let started = std::time::Instant::now();
         self.sink.emit(Event::StepStarted {
-            step: "push".into(),
+            step: Step::Push.into(),
         });
         let result = self.build_and_push(&self.push_sink).await;
         self.sink.emit(Event::StepFinished {
-            step: "push".into(),
+            step: Step::Push.into(),
             ok: result.is_ok(),
             millis: started.elapsed().as_millis() as u64,
             message: match &result {
@@ -1138,86 +1178,15 @@ impl BuildJob {
 
     /// The build with its tag, pushed; returns `repo@digest`.
     async fn build_and_push(&self, sink: &Arc<dyn EventSink>) -> Result<String, RunError> {
-        let image = build(&self.opts, &self.request, sink.as_ref())
+        let image = self
+            .executor
+            .build(&self.opts, &self.request, sink.as_ref())
             .await
             .map_err(|source| RunError::Build {
                 service: self.service.clone(),
                 source: Box::new(source),
             })?;
         Ok(format!("{}@{}", self.target.name(), image.manifest_digest))
-    }
-
-    /// Runs the service's `test` command (`sh -c`) in a fresh copy of its image, through the
-    /// OCI runtime, as the image's user, in its working directory, with its environment.
-    async fn test_image(&self, test: &str, manifest: &berth_types::Digest) -> Result<(), RunError> {
-        use berth_build::exec::runtime::{ProcessSpec, run};
-        let store = &self.opts.store;
-        let rootfs = store.temp_path(&format!("test-{}", self.service));
-        let bundle = store.temp_path(&format!("test-bundle-{}", self.service));
-        let cleanup = || {
-            let _ = std::fs::remove_dir_all(&rootfs);
-            let _ = std::fs::remove_dir_all(&bundle);
-        };
-        let config = berth_build::exec::unpack_image(store, manifest, &rootfs).map_err(|e| {
-            cleanup();
-            RunError::Build {
-                service: self.service.clone(),
-                source: Box::new(e),
-            }
-        })?;
-        let rc = &config.config;
-        let mut spec = ProcessSpec::simple(
-            &rootfs,
-            vec!["/bin/sh".into(), "-c".into(), test.into()],
-            rc.env.clone(),
-            &rc.working_dir,
-        );
-        if !rc.user.is_empty()
-            && let Ok((uid, gid, groups)) = berth_build::exec::resolve_user(Some(&rootfs), &rc.user)
-        {
-            spec.uid = uid;
-            spec.gid = gid;
-            spec.additional_gids = groups;
-        }
-        let sandbox = &self.opts.sandbox;
-        spec.network = sandbox.network;
-        sandbox.apply(&mut spec, sandbox.test_timeout);
-        self.sink.emit(Event::Message {
-            step: "test".into(),
-            level: Level::Info,
-            message: format!("testing {}: {test}", self.service),
-        });
-        let sink = self.sink.clone();
-        let name = self.service.clone();
-        let on_line = move |_: bool, line: &str| {
-            sink.emit(Event::Message {
-                step: "test".into(),
-                level: Level::Info,
-                message: format!("{name} | {line}"),
-            })
-        };
-        let result = run(&self.opts.runtime, &bundle, &spec, &on_line).await;
-        cleanup();
-        result.map_err(|e| RunError::Test {
-            service: self.service.clone(),
-            reason: match e {
-                berth_build::exec::runtime::RunError::Exit { code, tail } => {
-                    format!(
-                        "`{test}` exited with code {code}; last output:\n{}",
-                        tail.join("\n")
-                    )
-                }
-                berth_build::exec::runtime::RunError::Runtime(m) => m,
-                berth_build::exec::runtime::RunError::Timeout { after, tail } => format!(
-                    "`{test}` did not finish within {} and was killed with every process it started; raise the limit with `test: {{command, timeout}}` in berth.yaml or --test-timeout; last output:\n{}",
-                    berth_build::exec::runtime::display_duration(after),
-                    tail.join("\n")
-                ),
-                berth_build::exec::runtime::RunError::Limit { reason, tail } => {
-                    format!("`{test}` {reason}; last output:\n{}", tail.join("\n"))
-                }
-            },
-        })
     }
 }
 

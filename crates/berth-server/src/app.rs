@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use berth_store::{NewRun, Run, RunId, RunState, Store, StoredEvent, Trigger};
-use berth_types::{Event, EventSink, Level};
+use berth_types::{CancelToken, Event, EventSink, Level, Step, StepOf};
 use tokio::sync::{Notify, broadcast};
 
 use crate::config::{GitCredentials, Repository, ServeConfig};
@@ -56,12 +56,11 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
 }
 
-/// A run in progress: how to stop it, whether it may still be stopped.
+/// A run in progress: how to stop it, and whether it may still be stopped (the token knows:
+/// the engine closes it when the run's first step that is not cancellable starts).
 struct Active {
     lane: String,
-    cancel: Arc<Notify>,
-    cancelled: Arc<AtomicBool>,
-    deploying: Arc<AtomicBool>,
+    cancel: CancelToken,
 }
 
 pub(crate) struct Inner {

@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 pub use crate::config::Target;
+pub use berth_types::view::{EnvironmentView, ReleaseView, ServiceView};
 
 /// A checked-out commit of a repository.
 #[derive(Clone, Debug)]
@@ -66,6 +67,10 @@ pub struct Job {
     /// The repository's berth.yaml may ask for the host's network (`build.network: host`):
     /// its `allow_host_network` in the server's configuration.
     pub allow_host_network: bool,
+    /// The run's cancel: the engine checks it at each step boundary (and stops a cancellable
+    /// step under way), and closes it when its first step that is not cancellable (the data
+    /// step, the deploy) starts, after which the server refuses cancels.
+    pub cancel: berth_types::CancelToken,
 }
 
 /// What a successful job did.
@@ -97,6 +102,12 @@ pub struct Failure {
     pub diagnosis: Option<String>,
 }
 
+impl From<berth_types::Cancelled> for Failure {
+    fn from(c: berth_types::Cancelled) -> Failure {
+        Failure::msg(c.to_string())
+    }
+}
+
 impl Failure {
     /// A failure with only a message.
     pub fn msg(message: impl Into<String>) -> Failure {
@@ -108,63 +119,10 @@ impl Failure {
     }
 }
 
-/// One revision of an environment's release, as the API and UI show it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ReleaseView {
-    /// Revision number.
-    pub revision: u64,
-    /// `deployed`, `superseded`, `failed`, ...
-    pub status: String,
-    /// Commit deployed.
-    pub commit: Option<String>,
-    /// Who deployed it.
-    pub user: String,
-    /// RFC 3339.
-    pub started_at: String,
-    /// RFC 3339.
-    pub finished_at: Option<String>,
-    /// What happened.
-    pub description: String,
-    /// Image repository -> pinned reference.
-    pub images: BTreeMap<String, String>,
-}
-
-/// A service of an environment and what runs of it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ServiceView {
-    /// Service name.
-    pub name: String,
-    /// The image repository it builds or uses, if any.
-    pub repository: Option<String>,
-    /// The pinned image live in the environment.
-    pub image: Option<String>,
-    /// Its digest.
-    pub digest: Option<String>,
-}
-
-/// An environment, its services and its live revision.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct EnvironmentView {
-    /// Name.
-    pub name: String,
-    /// Namespace.
-    pub namespace: String,
-    /// The branch that deploys it automatically.
-    pub branch: Option<String>,
-    /// The environment it is promoted from.
-    pub from: Option<String>,
-    /// Services.
-    pub services: Vec<ServiceView>,
-    /// The live (or last) revision.
-    pub current: Option<ReleaseView>,
-    /// Set when the cluster could not be asked.
-    pub error: Option<String>,
-}
-
 /// Runs jobs and reads environments: the engine, seen from the server.
 pub trait Executor: Send + Sync + 'static {
-    /// Runs `job`, reporting to `sink`. Dropping the future cancels the job; the server only
-    /// does that before the deploy step starts.
+    /// Runs `job`, reporting to `sink`. A cancel arrives through `job.cancel`: the job then
+    /// ends with an error before (or during) its next cancellable step.
     fn execute(
         &self,
         job: Job,

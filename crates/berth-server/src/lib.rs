@@ -26,7 +26,9 @@
 //! - **The engine is behind a trait** ([`executor::Executor`]), so this crate never links the
 //!   CLI or the cluster client.
 //! - **Cancel is safe.** A queued run is cancelled at once; a running one is stopped between
-//!   steps, but never once its deploy has started: the deploy engine finishes or rolls back.
+//!   steps (or during a build, test or push), but never once its data step or deploy has
+//!   started: the deploy engine finishes or rolls back. The run's [`berth_types::CancelToken`]
+//!   decides, so a cancel and the deploy's start cannot both win.
 
 pub mod api;
 pub mod app;

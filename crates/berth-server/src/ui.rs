@@ -377,7 +377,7 @@ pub fn stages(events: &[StoredEvent]) -> Vec<Stage> {
     for e in events {
         match &e.event {
             Event::StepStarted { step } => out.push(Stage {
-                name: step.clone(),
+                name: step.to_string(),
                 state: "running",
                 millis: None,
                 message: String::new(),
@@ -391,7 +391,7 @@ pub fn stages(events: &[StoredEvent]) -> Vec<Stage> {
                 match out
                     .iter_mut()
                     .rev()
-                    .find(|s| &s.name == step && s.state == "running")
+                    .find(|s| s.name == step.to_string() && s.state == "running")
                 {
                     Some(s) => {
                         s.state = if *ok { "ok" } else { "failed" };
@@ -399,7 +399,7 @@ pub fn stages(events: &[StoredEvent]) -> Vec<Stage> {
                         s.message = message.clone();
                     }
                     None => out.push(Stage {
-                        name: step.clone(),
+                        name: step.to_string(),
                         state: if *ok { "ok" } else { "failed" },
                         millis: Some(*millis),
                         message: message.clone(),
@@ -415,14 +415,18 @@ pub fn stages(events: &[StoredEvent]) -> Vec<Stage> {
 /// One line of a run's log, as the page and the live script show it.
 pub fn log_line(e: &Event) -> (String, String, String) {
     match e {
-        Event::StepStarted { step } => (step.clone(), "info".into(), format!("── {step} started")),
+        Event::StepStarted { step } => (
+            step.to_string(),
+            "info".into(),
+            format!("── {step} started"),
+        ),
         Event::StepFinished {
             step,
             ok,
             millis,
             message,
         } => (
-            step.clone(),
+            step.to_string(),
             if *ok { "info".into() } else { "error".into() },
             format!(
                 "── {step} {} in {:.1}s: {message}",
@@ -435,7 +439,7 @@ pub fn log_line(e: &Event) -> (String, String, String) {
             level,
             message,
         } => (
-            step.clone(),
+            step.to_string(),
             format!("{level:?}").to_lowercase(),
             message.clone(),
         ),
@@ -793,13 +797,13 @@ mod tests {
             ev(
                 1,
                 Event::StepStarted {
-                    step: "fetch".into(),
+                    step: berth_types::Step::Fetch.into(),
                 },
             ),
             ev(
                 2,
                 Event::StepFinished {
-                    step: "fetch".into(),
+                    step: berth_types::Step::Fetch.into(),
                     ok: true,
                     millis: 20,
                     message: "ok".into(),
@@ -808,13 +812,13 @@ mod tests {
             ev(
                 3,
                 Event::StepStarted {
-                    step: "build".into(),
+                    step: berth_types::Step::Build.into(),
                 },
             ),
             ev(
                 4,
                 Event::Message {
-                    step: "build".into(),
+                    step: berth_types::Step::Build.into(),
                     level: berth_types::Level::Info,
                     message: "x".into(),
                 },
@@ -822,7 +826,7 @@ mod tests {
             ev(
                 5,
                 Event::StepFinished {
-                    step: "build".into(),
+                    step: berth_types::Step::Build.into(),
                     ok: false,
                     millis: 900,
                     message: "boom".into(),
@@ -831,7 +835,7 @@ mod tests {
             ev(
                 6,
                 Event::StepStarted {
-                    step: "deploy".into(),
+                    step: berth_types::Step::Deploy.into(),
                 },
             ),
         ];

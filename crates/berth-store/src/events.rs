@@ -178,16 +178,19 @@ mod tests {
 
     #[test]
     fn step_events_are_found_by_their_stored_prefix() {
-        let started = serde_json::to_string(&Event::StepStarted { step: "b".into() }).unwrap();
+        let started = serde_json::to_string(&Event::StepStarted {
+            step: berth_types::Step::Build.into(),
+        })
+        .unwrap();
         let finished = serde_json::to_string(&Event::StepFinished {
-            step: "b".into(),
+            step: berth_types::Step::Build.into(),
             ok: true,
             millis: 1,
             message: String::new(),
         })
         .unwrap();
         let line = serde_json::to_string(&Event::Message {
-            step: "b".into(),
+            step: berth_types::Step::Build.into(),
             level: Level::Info,
             message: r#"{"event":"step_started"}"#.into(),
         })

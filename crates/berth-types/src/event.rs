@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::{Step, StepOf};
+
 /// How much an event matters to the person watching.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -19,13 +21,13 @@ pub enum Level {
 pub enum Event {
     /// A named step started (build, push, render, deploy, a doctor check...).
     StepStarted {
-        /// Step name, stable for machines.
-        step: String,
+        /// The step (on the wire its stable name: `deploy`, `kids/build`).
+        step: StepOf,
     },
     /// A named step finished.
     StepFinished {
-        /// Step name, as in `StepStarted`.
-        step: String,
+        /// The step, as in `StepStarted`.
+        step: StepOf,
         /// Whether it succeeded.
         ok: bool,
         /// Wall time in milliseconds.
@@ -36,7 +38,7 @@ pub enum Event {
     /// A free-form message from a step.
     Message {
         /// Step it belongs to.
-        step: String,
+        step: StepOf,
         /// Severity.
         level: Level,
         /// Text for people; never contains secrets.
@@ -120,27 +122,11 @@ impl<F: Fn(Event) + Send + Sync> EventSink for F {
     }
 }
 
-/// The step name of `step` done for one service of a run: `<service>/<step>` (`kids/build`,
-/// `kids/test`). Services build in parallel, so their events interleave; the prefix keeps
-/// each attributed. Service names never contain `/`.
-pub fn service_step(service: &str, step: &str) -> String {
-    format!("{service}/{step}")
-}
-
-/// Splits a step name made by [`service_step`] into service and step; `(None, step)` for a
-/// step that belongs to the whole run (`deploy`, `run`).
-pub fn split_service_step(step: &str) -> (Option<&str>, &str) {
-    match step.split_once('/') {
-        Some((service, step)) => (Some(service), step),
-        None => (None, step),
-    }
-}
-
-/// A sink that attributes every event to one service (see [`service_step`]), renaming steps
+/// A sink that attributes every event to one service ([`StepOf::service`]), renaming steps
 /// through `rename` first (e.g. the publishing pass of a build reports `push`, not `build`).
 pub struct ForService {
     service: String,
-    rename: &'static [(&'static str, &'static str)],
+    rename: &'static [(Step, Step)],
     inner: std::sync::Arc<dyn EventSink>,
 }
 
@@ -155,18 +141,18 @@ impl ForService {
     }
 
     /// Renames steps (`from`, `to`) before attributing them.
-    pub fn renaming(mut self, rename: &'static [(&'static str, &'static str)]) -> ForService {
+    pub fn renaming(mut self, rename: &'static [(Step, Step)]) -> ForService {
         self.rename = rename;
         self
     }
 
-    fn step(&self, step: &str) -> String {
+    fn step(&self, step: StepOf) -> StepOf {
         let step = self
             .rename
             .iter()
-            .find(|(from, _)| *from == step)
-            .map_or(step, |(_, to)| to);
-        service_step(&self.service, step)
+            .find(|(from, _)| *from == step.step)
+            .map_or(step.step, |(_, to)| *to);
+        StepOf::service(&self.service, step)
     }
 }
 
@@ -174,7 +160,7 @@ impl EventSink for ForService {
     fn emit(&self, event: Event) {
         let event = match event {
             Event::StepStarted { step } => Event::StepStarted {
-                step: self.step(&step),
+                step: self.step(step),
             },
             Event::StepFinished {
                 step,
@@ -182,7 +168,7 @@ impl EventSink for ForService {
                 millis,
                 message,
             } => Event::StepFinished {
-                step: self.step(&step),
+                step: self.step(step),
                 ok,
                 millis,
                 message,
@@ -192,7 +178,7 @@ impl EventSink for ForService {
                 level,
                 message,
             } => Event::Message {
-                step: self.step(&step),
+                step: self.step(step),
                 level,
                 message,
             },
@@ -247,12 +233,12 @@ mod tests {
         let into = seen.clone();
         let sink: std::sync::Arc<dyn EventSink> =
             std::sync::Arc::new(move |e: Event| into.lock().unwrap().push(e));
-        let kids = ForService::new("kids", sink).renaming(&[("build", "push")]);
+        let kids = ForService::new("kids", sink).renaming(&[(Step::Build, Step::Push)]);
         kids.emit(Event::StepStarted {
-            step: "build".into(),
+            step: Step::Build.into(),
         });
         kids.emit(Event::Message {
-            step: "run".into(),
+            step: Step::Run.into(),
             level: Level::Info,
             message: "ok".into(),
         });
@@ -260,26 +246,30 @@ mod tests {
         assert_eq!(
             seen[0],
             Event::StepStarted {
-                step: "kids/push".into()
+                step: StepOf::service("kids", Step::Push)
             }
         );
         let Event::Message { step, .. } = &seen[1] else {
             panic!("{seen:?}")
         };
-        assert_eq!(split_service_step(step), (Some("kids"), "run"));
-        assert_eq!(split_service_step("deploy"), (None, "deploy"));
+        assert_eq!(
+            (step.service.as_deref(), step.step),
+            (Some("kids"), Step::Run)
+        );
+        assert_eq!(step.to_string(), "kids/run");
     }
 
     #[test]
     fn events_serialize_with_a_tag() {
         let e = Event::StepFinished {
-            step: "push".into(),
+            step: Step::Push.into(),
             ok: true,
             millis: 12,
             message: "ok".into(),
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["event"], "step_finished");
+        assert_eq!(v["step"], "push");
         assert_eq!(v["millis"], 12);
     }
 
@@ -287,7 +277,7 @@ mod tests {
     fn events_read_back_from_their_json() {
         // The run store keeps events as this JSON and hands them back to the web UI.
         let e = Event::Message {
-            step: "deploy".into(),
+            step: StepOf::service("web", Step::Deploy),
             level: Level::Warning,
             message: "slow".into(),
         };

@@ -28,6 +28,7 @@
 //! one vocabulary in which every library reports progress (libraries never print; the binary
 //! decides how events are shown).
 
+pub mod cancel;
 mod digest;
 pub mod duration;
 mod event;
@@ -36,12 +37,16 @@ mod image_ref;
 pub mod mask;
 mod secret;
 pub mod size;
+mod step;
+pub mod view;
 
+pub use cancel::{CancelToken, Cancelled};
 pub use digest::{Digest, DigestError};
-pub use event::{Event, EventSink, ForService, Level, State, service_step, split_service_step};
+pub use event::{Event, EventSink, ForService, Level, State};
 pub use image_ref::{ImageRef, ImageRefError};
 pub use mask::{ColumnRef, MaskRule};
 pub use secret::{SafeUrl, Secret};
+pub use step::{Step, StepOf, UnknownStep};
 
 /// The variables berth gives manifest templates, as a service's `vars:` may rename them
 /// (`service_name: service`): berth-config checks the names, berth-render provides the values.

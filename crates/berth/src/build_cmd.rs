@@ -74,7 +74,7 @@ impl EventSink for Terminal {
                 step,
                 level,
                 message,
-            } if step == "run" => {
+            } if step == berth_types::Step::Run => {
                 let _ = level;
                 writeln!(err, "    {message}")
             }

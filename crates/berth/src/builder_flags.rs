@@ -212,6 +212,31 @@ async fn registry_secret(cluster: &Cluster, name: &str) -> Result<CredentialStor
     CredentialStore::from_kubernetes_secret(&object, name).map_err(|e| e.to_string())
 }
 
+/// The engine's builder settings for a run: these flags plus the project's own `registry`
+/// (insecure hosts, mirrors), registry Secrets read through the run's cluster.
+impl berth_pipeline::engine::BuildSettings for BuilderFlags {
+    fn options<'a>(
+        &'a self,
+        config: &'a berth_config::Config,
+        cluster: &'a Cluster,
+    ) -> berth_pipeline::executor::StepFuture<'a, Result<BuildOptions, String>> {
+        let mirrors: Vec<(String, String)> = config
+            .registry
+            .mirrors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Box::pin(BuilderFlags::options(
+            self,
+            config.registry.insecure.clone(),
+            mirrors,
+            None,
+            false,
+            Some(cluster),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod send_tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use berth_cluster::{Cluster, ConnectOptions};
 use berth_deploy::{DeployOutcome, DeployRequest, Deployer, History, LockOptions};
 use berth_render::{HelmChart, ImageMap, ImagesExt, ManifestSource, ObjectSet, RenderContext};
-use berth_types::{Event, EventSink, Level};
+use berth_types::{Event, EventSink, Level, Step};
 
 use crate::cli::{
     ClusterArgs, ConvertFlags, DeployArgs, HistoryArgs, OutputFormat, RenderArgs, RollbackArgs,
@@ -258,7 +258,7 @@ pub async fn deploy(args: DeployArgs) -> Result<ExitCode, String> {
     // Pre-rendered manifests are deployed as they are; what they leave to a tag is said.
     for unpinned in objects.unpinned_images() {
         sink.emit(Event::Message {
-            step: "render".into(),
+            step: Step::Render.into(),
             level: Level::Warning,
             message: unpinned.to_string(),
         });
@@ -300,7 +300,7 @@ async fn check_pulls(
     .map_err(|e| e.to_string())?;
     if let Some(message) = ensured.summary("the docker config's") {
         sink.emit(Event::Message {
-            step: "deploy".into(),
+            step: Step::Deploy.into(),
             level: Level::Info,
             message,
         });

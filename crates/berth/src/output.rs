@@ -40,8 +40,8 @@ impl EventSink for Printer {
                 message,
             } => {
                 // Services build in parallel: say whose line it is.
-                let message = match berth_types::split_service_step(&step) {
-                    (Some(service), _) if !message.starts_with(service) => {
+                let message = match &step.service {
+                    Some(service) if !message.starts_with(service.as_str()) => {
                         format!("{service} | {message}")
                     }
                     _ => message,

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use berth_types::{Event, EventSink, Level, split_service_step};
+use berth_types::{Event, EventSink, Level, Step, StepOf};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// What to show for one event.
@@ -46,13 +46,13 @@ pub enum Action {
 #[derive(Default)]
 pub struct Board {
     /// Steps under way, in the order they started.
-    open: Vec<String>,
+    open: Vec<StepOf>,
 }
 
-fn label(step: &str) -> String {
-    match split_service_step(step) {
-        (Some(service), step) => format!("{service}  {step}"),
-        (None, step) => step.to_string(),
+fn label(step: &StepOf) -> String {
+    match &step.service {
+        Some(service) => format!("{service}  {}", step.step),
+        None => step.step.to_string(),
     }
 }
 
@@ -83,15 +83,14 @@ impl Board {
     /// The step a message of `step` belongs to: the step itself when under way, else the
     /// service's latest step under way (a build's RUN output, `kids/run`, belongs to
     /// `kids/build`), else the run-wide step of that name.
-    fn owner(&self, step: &str) -> Option<String> {
+    fn owner(&self, step: &StepOf) -> Option<StepOf> {
         if self.open.iter().any(|k| k == step) {
-            return Some(step.to_string());
+            return Some(step.clone());
         }
-        let (service, _) = split_service_step(step);
         self.open
             .iter()
             .rev()
-            .find(|k| service.is_some() && split_service_step(k).0 == service)
+            .find(|k| step.service.is_some() && k.service == step.service)
             .cloned()
     }
 
@@ -101,7 +100,7 @@ impl Board {
             Event::StepStarted { step } => {
                 self.open.push(step.clone());
                 vec![Action::Start {
-                    key: step.clone(),
+                    key: step.to_string(),
                     label: label(step),
                 }]
             }
@@ -122,7 +121,7 @@ impl Board {
                     Some(i) => {
                         self.open.remove(i);
                         vec![Action::Finish {
-                            key: step.clone(),
+                            key: step.to_string(),
                             line,
                         }]
                     }
@@ -143,15 +142,15 @@ impl Board {
                 match owner {
                     // A build's own chatter (its steps, RUN output) only updates its spinner;
                     // errors, and what the run or the deploy says, stay on screen.
-                    Some(key) if *level != Level::Error && split_service_step(&key).0.is_some() => {
+                    Some(key) if *level != Level::Error && key.service.is_some() => {
                         vec![Action::Update {
-                            key,
+                            key: key.to_string(),
                             message: first_line(message),
                         }]
                     }
                     Some(key) => vec![
                         Action::Update {
-                            key,
+                            key: key.to_string(),
                             message: first_line(message),
                         },
                         Action::Line(text),
@@ -172,9 +171,9 @@ impl Board {
                     format!("{secs:>7.1}s  {object:<40} {state:<12} {message}")
                 };
                 let mut out = Vec::new();
-                if let Some(key) = self.owner("deploy") {
+                if let Some(key) = self.owner(&Step::Deploy.into()) {
                     out.push(Action::Update {
-                        key,
+                        key: key.to_string(),
                         message: format!("{object} {state}"),
                     });
                 }
@@ -262,12 +261,14 @@ mod tests {
     use super::*;
 
     fn started(step: &str) -> Event {
-        Event::StepStarted { step: step.into() }
+        Event::StepStarted {
+            step: step.parse().unwrap(),
+        }
     }
 
     fn said(step: &str, level: Level, message: &str) -> Event {
         Event::Message {
-            step: step.into(),
+            step: step.parse().unwrap(),
             level,
             message: message.into(),
         }
@@ -294,7 +295,7 @@ mod tests {
         );
         assert_eq!(
             b.on(&Event::StepFinished {
-                step: "home/build".into(),
+                step: StepOf::service("home", Step::Build),
                 ok: true,
                 millis: 1234,
                 message: "built sha256:ab (3 steps, 2 cached)".into(),
@@ -311,7 +312,7 @@ mod tests {
         let error = b.on(&said("kids/build", Level::Error, "RUN exit 3 failed"));
         assert_eq!(error[1], Action::Line("error: RUN exit 3 failed".into()));
         let failed = b.on(&Event::StepFinished {
-            step: "kids/build".into(),
+            step: StepOf::service("kids", Step::Build),
             ok: false,
             millis: 50,
             message: "step 2 failed\ndetails".into(),
@@ -359,7 +360,7 @@ mod tests {
         );
         // A step that finishes without having started (never shown) is still a line.
         let late = b.on(&Event::StepFinished {
-            step: "kids/test".into(),
+            step: StepOf::service("kids", Step::Test),
             ok: true,
             millis: 10,
             message: "ok".into(),

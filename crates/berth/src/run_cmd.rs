@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use berth_cluster::{Cluster, ConnectOptions};
-use berth_deploy::DeployOutcome;
-use berth_pipeline::run::{Pipeline, RunRequest, choose_environment, default_lock};
-use berth_types::EventSink;
+use berth_cluster::Cluster;
+use berth_pipeline::engine::{Action, Engine, EngineError, Request};
+use berth_types::{CancelToken, EventSink};
 use clap::Args;
 
 use crate::cli::OutputFormat;
@@ -133,36 +132,8 @@ async fn drive(
     if let Some(repo) = &args.default_repo {
         config.set_default_repo(repo)?;
     }
-    let dir = config.dir.clone();
     let berth_pipeline::changes::WorkingTree { commit, branch } =
-        berth_pipeline::changes::working_tree(&dir);
-    let env = choose_environment(&config, args.env.as_deref(), branch.as_deref())
-        .map_err(|e| e.to_string())?
-        .clone();
-
-    let cluster = Cluster::connect(&ConnectOptions {
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone().or(env.context.clone()),
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-
-    let mirrors: Vec<(String, String)> = config
-        .registry
-        .mirrors
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let build = args
-        .builder
-        .options(
-            config.registry.insecure.clone(),
-            mirrors,
-            None,
-            false,
-            Some(&cluster),
-        )
-        .await?;
+        berth_pipeline::changes::working_tree(&config.dir);
     let json = args.output == OutputFormat::Json;
     // Spinners with per-step timings for a person at a terminal; plain lines for logs.
     let sink: Arc<dyn EventSink> = if !json && std::io::stderr().is_terminal() {
@@ -170,41 +141,42 @@ async fn drive(
     } else {
         Arc::new(Printer { json })
     };
-    let pipeline = Pipeline {
-        config,
-        build,
-        cluster,
-        sink,
-    };
+    let engine = Engine::new(
+        args.kubeconfig.clone(),
+        args.context.clone(),
+        args.tools.tools(),
+        Arc::new(args.builder.clone()),
+    );
     let user = crate::output::user();
-    let request = RunRequest {
-        environment: env.name.clone(),
-        namespace: args.namespace.clone(),
+    let request = Request {
+        config,
         commit,
+        branch,
+        environment: args.env.clone(),
+        context: None,
+        namespace: args.namespace.clone(),
+        action: match promote_from {
+            None => Action::Run { jobs: args.jobs },
+            Some((from, from_namespace)) => Action::Promote {
+                from,
+                from_namespace,
+            },
+        },
         user: user.clone(),
-        lock: default_lock(format!("{user} (pid {})", std::process::id())),
-        tools: args.tools.tools(),
+        lock_holder: format!("{user} (pid {})", std::process::id()),
         history_max: args.history_max,
         pull_secret: args.pull_secret.clone(),
         force_conflicts: args.force_conflicts,
+        containment: None,
+        cancel: CancelToken::new(),
     };
-    let result = match promote_from {
-        None => {
-            let jobs = args.jobs.unwrap_or_else(berth_pipeline::run::default_jobs);
-            pipeline.run_with_jobs(request, jobs).await
-        }
-        Some((from, ns)) => pipeline.promote(&from, ns, request).await,
-    };
-    match result {
+    match engine.execute(request, sink).await {
         Ok(out) => {
-            let revision = match out.deploy {
-                DeployOutcome::Deployed { revision, .. }
-                | DeployOutcome::Unchanged { revision } => revision,
-            };
+            let revision = out.revision;
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"result": "ok", "release": out.release, "namespace": out.namespace,
+                    serde_json::json!({"result": "ok", "release": out.environment, "namespace": out.namespace,
                         "revision": revision, "built": out.built, "kept": out.kept})
                 );
             } else {
@@ -216,17 +188,19 @@ async fn drive(
                 }
                 println!(
                     "release `{}` in namespace `{}` at revision {revision}",
-                    out.release, out.namespace
+                    out.environment, out.namespace
                 );
             }
             let ran = Ran {
-                cluster: pipeline.cluster.clone(),
+                cluster: out.cluster,
                 namespace: out.namespace,
-                release: out.release,
+                release: out.environment,
                 built: out.built,
             };
             Ok((ExitCode::SUCCESS, Some(ran)))
         }
+        // Before the run: what a wrong flag or an unreachable cluster says, as any command's.
+        Err(EngineError::Setup(e)) => Err(e),
         Err(e) => Ok((crate::output::failed(json, &e), None)),
     }
 }

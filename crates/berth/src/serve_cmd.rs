@@ -1,21 +1,17 @@
 //! `berth serve`: the delivery server, and `berth serve token create|list|revoke`.
 //!
-//! The server itself is `berth-server`; this file gives it the real engine
-//! ([`EngineExecutor`]: berth.yaml of the run's commit, cluster connection, builder options,
-//! tools — the same wiring as `berth run`) and turns flags into its configuration.
+//! The server itself is `berth-server`; this file gives it the engine `berth run` uses
+//! ([`EngineExecutor`], a thin adapter of [`berth_pipeline::engine::Engine`]) and turns flags
+//! into its configuration.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use berth_cluster::{Cluster, ConnectOptions};
-use berth_deploy::{DeployError, DeployOutcome, DeployRequest, Deployer, History};
-use berth_pipeline::run::{Pipeline, RunError, RunRequest, choose_environment, default_lock};
-use berth_render::{ObjectSet, Tools};
+use berth_pipeline::engine::{Action, Containment, Engine, Request};
 use berth_server::executor::{
-    Action, Checkout, EnvironmentView, Executor, Failure, Job, Outcome, ReleaseView, ServiceView,
-    Target,
+    Action as ServerAction, Checkout, EnvironmentView, Executor, Failure, Job, Outcome,
+    ReleaseView, Target,
 };
 use berth_server::{ServeConfig, Server};
 use berth_types::EventSink;
@@ -191,13 +187,12 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
                 .into(),
         );
     }
-    let executor = Arc::new(EngineExecutor(Arc::new(Engine {
-        builder: args.builder.clone(),
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone(),
-        tools: args.tools.tools(),
-        clusters: Mutex::new(HashMap::new()),
-    })));
+    let executor = Arc::new(EngineExecutor(Arc::new(Engine::new(
+        args.kubeconfig.clone(),
+        args.context.clone(),
+        args.tools.tools(),
+        Arc::new(args.builder.clone()),
+    ))));
     let server = Server::open(config, executor)
         .await
         .map_err(|e| e.to_string())?;
@@ -279,273 +274,64 @@ async fn token(cmd: TokenCommand) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The engine as the server sees it: the same wiring as `berth run`.
+/// The engine as the server sees it: [`berth_pipeline::engine::Engine`], the same as
+/// `berth run`'s, with the server's containment of the repositories it delivers.
 pub struct EngineExecutor(Arc<Engine>);
 
-/// What the engine needs between runs.
-pub struct Engine {
-    builder: crate::builder_flags::BuilderFlags,
-    kubeconfig: Option<PathBuf>,
-    context: Option<String>,
-    tools: Tools,
-    /// One connection per kube context, reused across runs and page views.
-    clusters: Mutex<HashMap<Option<String>, Cluster>>,
-}
-
-impl Engine {
-    async fn cluster(&self, env_context: Option<&String>) -> Result<Cluster, String> {
-        self.cluster_at(None, env_context).await
-    }
-
-    /// The cluster of `pinned` (the server config's context for the environment), else of
-    /// `--context`, else of berth.yaml's `context`, else the current one.
-    async fn cluster_at(
-        &self,
-        pinned: Option<&String>,
-        env_context: Option<&String>,
-    ) -> Result<Cluster, String> {
-        let context = pinned
-            .cloned()
-            .or(self.context.clone())
-            .or(env_context.cloned());
-        if let Some(c) = self.clusters.lock().expect("clusters").get(&context) {
-            return Ok(c.clone());
-        }
-        let c = Cluster::connect(&ConnectOptions {
-            kubeconfig: self.kubeconfig.clone(),
-            context: context.clone(),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        self.clusters
-            .lock()
-            .expect("clusters")
-            .insert(context, c.clone());
-        Ok(c)
-    }
-
-    async fn execute_job(&self, job: Job, sink: Arc<dyn EventSink>) -> Result<Outcome, Failure> {
-        let config =
-            berth_config::load(&job.checkout.config).map_err(|e| Failure::msg(e.to_string()))?;
-        let env = choose_environment(
-            &config,
-            job.environment.as_deref(),
-            job.checkout.branch.as_deref(),
-        )
-        .map_err(|e| Failure::msg(e.to_string()))?
-        .clone();
-        let cluster = self
-            .cluster_at(job.context.as_ref(), env.context.as_ref())
-            .await
-            .map_err(Failure::msg)?;
-        let lock = default_lock(format!(
-            "berth serve (run {}, pid {})",
-            job.run,
-            std::process::id()
-        ));
-        if let Action::Rollback { to } = job.action {
-            let deployer = Deployer::new(cluster, sink);
-            let base = DeployRequest {
-                release: env.name.clone(),
-                namespace: env.namespace.clone(),
-                objects: ObjectSet::new(),
-                images: Default::default(),
-                commit: None,
-                user: job.user.clone(),
-                timeout: env.deploy.timeout,
-                rollback: env.deploy.rollback,
-                force_conflicts: false,
-                lock,
-                history_max: berth_deploy::release::DEFAULT_HISTORY_MAX,
-            };
-            return match deployer.rollback(&env.namespace, &env.name, to, base).await {
-                Ok((outcome, _from)) => Ok(Outcome {
-                    environment: env.name.clone(),
-                    namespace: env.namespace.clone(),
-                    revision: Some(revision(&outcome)),
-                    changed: matches!(outcome, DeployOutcome::Deployed { .. }),
-                    ..Outcome::default()
-                }),
-                Err(e) => Err(deploy_failure(&e)),
-            };
-        }
-        let mirrors: Vec<(String, String)> = config
-            .registry
-            .mirrors
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let mut build = self
-            .builder
-            .options(
-                config.registry.insecure.clone(),
-                mirrors,
-                None,
-                false,
-                Some(&cluster),
-            )
-            .await
-            .map_err(Failure::msg)?;
-        // Whoever can push writes berth.yaml: it may only tighten the server's containment.
-        build.sandbox.repo = berth_build::exec::runtime::RepoPolicy::Untrusted {
-            allow_host_network: job.allow_host_network,
-        };
-        // One repository's `RUN --mount=type=cache` must not see (or poison) another's.
-        build.cache_scope = Some(format!("repository {}", job.checkout.repository));
-        let pipeline = Pipeline {
-            config,
-            build,
-            cluster,
-            sink,
-        };
-        let request = RunRequest {
-            environment: env.name.clone(),
-            namespace: None,
-            commit: Some(job.checkout.commit.clone()),
-            user: job.user.clone(),
-            lock,
-            tools: self.tools.clone(),
-            history_max: berth_deploy::release::DEFAULT_HISTORY_MAX,
-            // berth.yaml's `deploy.pull-secret` decides on the server.
-            pull_secret: None,
-            // A server never takes fields over on its own: a person does, once, with berth run.
-            force_conflicts: false,
-        };
-        let result = match &job.action {
-            Action::Promote { from } => pipeline.promote(from, None, request).await,
-            _ => pipeline.run(request).await,
-        };
-        match result {
-            Ok(out) => Ok(Outcome {
-                environment: env.name.clone(),
-                namespace: out.namespace,
-                revision: Some(revision(&out.deploy)),
-                changed: matches!(out.deploy, DeployOutcome::Deployed { .. }),
-                built: out.built,
-                kept: out.kept,
-            }),
-            Err(RunError::Deploy(e)) => Err(deploy_failure(&e)),
-            Err(e) => Err(Failure::msg(e.to_string())),
-        }
-    }
-
-    async fn env_views(&self, checkout: &Checkout) -> Result<Vec<EnvironmentView>, String> {
-        let config = berth_config::load(&checkout.config).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        for env in &config.environments {
-            let (current, error) = match self.cluster(env.context.as_ref()).await {
-                Err(e) => (None, Some(e)),
-                Ok(cluster) => match History::load(&cluster, &env.namespace, &env.name).await {
-                    Ok(h) => (h.current().or(h.releases.last()).map(release_view), None),
-                    Err(e) => (None, Some(e.to_string())),
-                },
-            };
-            let services = config
-                .services
-                .iter()
-                .map(|s| {
-                    let repository = s.image.as_ref().map(|i| i.name());
-                    let image = repository
-                        .as_ref()
-                        .and_then(|r| current.as_ref().and_then(|c| c.images.get(r).cloned()));
-                    let digest = image
-                        .as_ref()
-                        .and_then(|i| i.split_once('@').map(|(_, d)| d.to_string()));
-                    ServiceView {
-                        name: s.name.clone(),
-                        repository,
-                        image,
-                        digest,
-                    }
-                })
-                .collect();
-            out.push(EnvironmentView {
-                name: env.name.clone(),
-                namespace: env.namespace.clone(),
-                branch: env.branch.clone(),
-                from: env.from.clone(),
-                services,
-                current,
-                error,
-            });
-        }
-        Ok(out)
-    }
-
-    async fn history_of(
-        &self,
-        checkout: &Checkout,
-        environment: &str,
-    ) -> Result<Vec<ReleaseView>, String> {
-        let config = berth_config::load(&checkout.config).map_err(|e| e.to_string())?;
-        let env = config
-            .environment(environment)
-            .ok_or_else(|| format!("{} has no environment `{environment}`", config.file))?;
-        let cluster = self.cluster(env.context.as_ref()).await?;
-        let h = History::load(&cluster, &env.namespace, &env.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(h.releases.iter().map(release_view).collect())
-    }
-}
-
-impl Engine {
-    async fn live_commit(
-        &self,
-        checkout: &Checkout,
-        environment: &str,
-        context: Option<&str>,
-    ) -> Result<Option<String>, String> {
-        let config = berth_config::load(&checkout.config).map_err(|e| e.to_string())?;
-        let env = config
-            .environment(environment)
-            .ok_or_else(|| format!("{} has no environment `{environment}`", config.file))?;
-        let pinned = context.map(str::to_string);
-        let cluster = self
-            .cluster_at(pinned.as_ref(), env.context.as_ref())
-            .await?;
-        let h = History::load(&cluster, &env.namespace, &env.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(h.current().and_then(|r| r.commit.clone()))
-    }
-}
-
-fn revision(o: &DeployOutcome) -> u64 {
-    match o {
-        DeployOutcome::Deployed { revision, .. } | DeployOutcome::Unchanged { revision } => {
-            *revision
-        }
-    }
-}
-
-fn deploy_failure(e: &DeployError) -> Failure {
-    let (rolled_back, diagnosis) = match e {
-        DeployError::RolledBack { failure, .. } => (true, Some(failure.to_string())),
-        DeployError::FirstInstallFailed { failure, .. }
-        | DeployError::FailedWithoutGoodRevision { failure, .. }
-        | DeployError::FailedKept { failure, .. }
-        | DeployError::PreHookFailed { failure, .. }
-        | DeployError::RollbackFailed { failure, .. } => (false, Some(failure.to_string())),
-        _ => (false, None),
+/// A job of the server as a run of the engine.
+fn request(job: Job) -> Result<Request, Failure> {
+    let config =
+        berth_config::load(&job.checkout.config).map_err(|e| Failure::msg(e.to_string()))?;
+    let action = match job.action {
+        ServerAction::Run => Action::Run { jobs: None },
+        ServerAction::Promote { from } => Action::Promote {
+            from,
+            from_namespace: None,
+        },
+        ServerAction::Rollback { to } => Action::Rollback { to },
     };
-    Failure {
-        message: e.to_string(),
-        rolled_back,
-        diagnosis,
-    }
+    Ok(Request {
+        config,
+        commit: Some(job.checkout.commit.clone()),
+        branch: job.checkout.branch.clone(),
+        environment: job.environment,
+        context: job.context,
+        namespace: None,
+        action,
+        user: job.user,
+        lock_holder: format!("berth serve (run {}, pid {})", job.run, std::process::id()),
+        history_max: berth_deploy::release::DEFAULT_HISTORY_MAX,
+        // berth.yaml's `deploy.pull-secret` decides on the server.
+        pull_secret: None,
+        // A server never takes fields over on its own: a person does, once, with berth run.
+        force_conflicts: false,
+        containment: Some(Containment {
+            allow_host_network: job.allow_host_network,
+            cache_scope: format!("repository {}", job.checkout.repository),
+        }),
+        cancel: job.cancel,
+    })
 }
 
-fn release_view(r: &berth_deploy::Release) -> ReleaseView {
-    ReleaseView {
-        revision: r.revision,
-        status: r.status.as_str().to_string(),
-        commit: r.commit.clone(),
-        user: r.user.clone(),
-        started_at: r.started_at.clone(),
-        finished_at: r.finished_at.clone(),
-        description: r.description.clone(),
-        images: r.images.clone(),
+async fn execute_job(
+    engine: &Engine,
+    job: Job,
+    sink: Arc<dyn EventSink>,
+) -> Result<Outcome, Failure> {
+    match engine.execute(request(job)?, sink).await {
+        Ok(out) => Ok(Outcome {
+            environment: out.environment,
+            namespace: out.namespace,
+            revision: Some(out.revision),
+            changed: out.changed,
+            built: out.built,
+            kept: out.kept,
+        }),
+        Err(e) => Err(Failure {
+            message: e.to_string(),
+            rolled_back: e.rolled_back(),
+            diagnosis: e.diagnosis(),
+        }),
     }
 }
 
@@ -555,20 +341,18 @@ impl Executor for EngineExecutor {
         job: Job,
         sink: Arc<dyn EventSink>,
     ) -> BoxFuture<'_, Result<Outcome, Failure>> {
-        // The engine's futures are not provably `Send` (higher-ranked closures inside the
-        // deploy engine), so the job runs on a blocking thread of its own, driven by the same
-        // runtime. Dropping the returned future drops `cancel`, which ends the job's future
-        // there: the server's cancel (only ever before the deploy step) reaches the engine.
+        // The job runs as a task of its own on the server's runtime, so runs proceed in
+        // parallel on its worker threads (the engine's futures are `Send`; compile-time tests
+        // in berth-pipeline and berth-deploy keep them so). The server cancels through
+        // `job.cancel`, which the engine checks at step boundaries; dropping the returned
+        // future (the server shutting down) drops `cancel`, which ends the task there too.
         let engine = self.0.clone();
         let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::runtime::Handle::current();
-        let task = tokio::task::spawn_blocking(move || {
-            handle.block_on(async move {
-                tokio::select! {
-                    r = engine.execute_job(job, sink) => r,
-                    _ = cancelled => Err(Failure::msg("cancelled")),
-                }
-            })
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                r = execute_job(&engine, job, sink) => r,
+                _ = cancelled => Err(Failure::msg("cancelled")),
+            }
         });
         Box::pin(async move {
             let _cancel = cancel;
@@ -581,7 +365,7 @@ impl Executor for EngineExecutor {
         &'a self,
         checkout: &'a Checkout,
     ) -> BoxFuture<'a, Result<Vec<EnvironmentView>, String>> {
-        Box::pin(self.0.env_views(checkout))
+        Box::pin(self.0.environments(&checkout.config))
     }
 
     fn history<'a>(
@@ -589,7 +373,7 @@ impl Executor for EngineExecutor {
         checkout: &'a Checkout,
         environment: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ReleaseView>, String>> {
-        Box::pin(self.0.history_of(checkout, environment))
+        Box::pin(self.0.history(&checkout.config, environment))
     }
 
     fn environment_for_branch(&self, checkout: &Checkout, branch: &str) -> Option<String> {
@@ -615,6 +399,6 @@ impl Executor for EngineExecutor {
         environment: &'a str,
         context: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<String>, String>> {
-        Box::pin(self.0.live_commit(checkout, environment, context))
+        Box::pin(self.0.live_commit(&checkout.config, environment, context))
     }
 }

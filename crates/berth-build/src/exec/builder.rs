@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use berth_registry::{BlobPush, PlatformSpec, Registry, media};
-use berth_types::{Digest, Event, EventSink, ImageRef, Level};
+use berth_types::{Digest, Event, EventSink, ImageRef, Level, Step};
 use sha2::{Digest as _, Sha256};
 
 use super::context::{self, CopyAttrs, Selected};
@@ -268,7 +268,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn say(&self, message: String) {
         self.sink.emit(Event::Message {
-            step: "build".into(),
+            step: Step::Build.into(),
             level: Level::Info,
             message,
         });
@@ -321,7 +321,7 @@ impl Ctx<'_> {
                 if *registered { ", registered now" } else { "" }
             )),
             Emulation::Explicit { qemu, why } => self.sink.emit(Event::Message {
-                step: "build".into(),
+                step: Step::Build.into(),
                 level: Level::Warning,
                 message: format!(
                     "RUN for {platform} runs its first process under {} because {why}; a \
@@ -394,14 +394,14 @@ pub async fn build(
 ) -> Result<BuiltImage, BuildError> {
     let started = Instant::now();
     sink.emit(Event::StepStarted {
-        step: "build".into(),
+        step: Step::Build.into(),
     });
     // A SIGKILLed build leaves its runc bundle (the step's environment, `env=` secrets
     // included) and secret files behind: remove those of processes that are gone.
     let stale = opts.store.clean_stale_tmp();
     if !stale.is_empty() {
         sink.emit(Event::Message {
-            step: "build".into(),
+            step: Step::Build.into(),
             level: Level::Info,
             message: format!(
                 "removed {} scratch entries left by builds that were killed",
@@ -411,7 +411,7 @@ pub async fn build(
     }
     let result = build_all(opts, request, sink).await;
     sink.emit(Event::StepFinished {
-        step: "build".into(),
+        step: Step::Build.into(),
         ok: result.is_ok(),
         millis: started.elapsed().as_millis() as u64,
         message: match &result {
@@ -452,7 +452,7 @@ async fn build_all(
     for p in &platforms {
         if platforms.len() > 1 {
             sink.emit(Event::Message {
-                step: "build".into(),
+                step: Step::Build.into(),
                 level: Level::Info,
                 message: format!("building for {p}"),
             });
@@ -854,7 +854,7 @@ async fn run_instruction(
             let sink = cx.sink;
             let on_line = move |is_err: bool, line: &str| {
                 sink.emit(Event::Message {
-                    step: "run".into(),
+                    step: Step::Run.into(),
                     level: if is_err { Level::Warning } else { Level::Info },
                     message: line.to_string(),
                 });

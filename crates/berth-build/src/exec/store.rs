@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
 
 use berth_registry::{PlatformSpec, Registry, media, sha256, sha256_file};
-use berth_types::{Digest, Event, EventSink, ImageRef, Level};
+use berth_types::{Digest, Event, EventSink, ImageRef, Level, Step};
 use serde::{Deserialize, Serialize};
 
 use super::error::{BuildError, io_err};
@@ -304,7 +304,7 @@ impl Store {
                 continue;
             }
             sink.emit(Event::Message {
-                step: "pull".into(),
+                step: Step::Pull.into(),
                 level: Level::Info,
                 message: format!("pulling {} ({} bytes) of {image}", layer.digest, layer.size),
             });

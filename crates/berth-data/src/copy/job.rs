@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_cluster::{Cluster, ClusterError, ObjectKey};
-use berth_types::{ColumnRef, Event, EventSink, Level, MaskRule, State};
+use berth_types::{ColumnRef, Event, EventSink, Level, MaskRule, State, Step};
 use serde_json::{Value, json};
 
 use super::CopyError;
@@ -144,7 +144,7 @@ pub async fn run_copy_job(
 ) -> Result<JobOutcome, CopyError> {
     let started = std::time::Instant::now();
     sink.emit(Event::StepStarted {
-        step: "data-copy-job".into(),
+        step: Step::DataCopyJob.into(),
     });
     cluster.ensure_namespace(&spec.namespace).await?;
     cluster.create(&copy_job(spec, timeout)).await?;
@@ -195,7 +195,7 @@ pub async fn run_copy_job(
         millis,
     });
     sink.emit(Event::StepFinished {
-        step: "data-copy-job".into(),
+        step: Step::DataCopyJob.into(),
         ok: result.is_ok(),
         millis,
         message: match &result {
@@ -205,7 +205,7 @@ pub async fn run_copy_job(
     });
     if result.is_err() {
         sink.emit(Event::Message {
-            step: "data-copy-job".into(),
+            step: Step::DataCopyJob.into(),
             level: Level::Info,
             message: format!(
                 "the Job is kept for its logs: kubectl -n {} logs job/{}",

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use berth_types::{ColumnRef, Event, EventSink, Level, MaskRule, Secret};
+use berth_types::{ColumnRef, Event, EventSink, Level, MaskRule, Secret, Step};
 
 pub use error::CopyError;
 pub use pgcopy::{MaskStats, Masker, TableStats};
@@ -49,7 +49,7 @@ pub use url::DbUrl;
 /// The environment variable that holds the masking key.
 pub const KEY_ENV: &str = "BERTH_MASK_KEY";
 
-const STEP: &str = "data-copy";
+const STEP: Step = Step::DataCopy;
 /// Bytes of each tool's stderr kept for the error message (the end of it).
 const STDERR_TAIL: usize = 16 * 1024;
 /// The pipe buffers on either side of the masker.

@@ -102,11 +102,7 @@ impl Server {
         Ok(checkout)
     }
 
-    pub(super) async fn execute(
-        &self,
-        run: Run,
-        (cancel, cancelled, deploying): (Arc<Notify>, Arc<AtomicBool>, Arc<AtomicBool>),
-    ) {
+    pub(super) async fn execute(&self, run: Run, cancel: CancelToken) {
         let started = Instant::now();
         let (tx, _) = broadcast::channel(1024);
         self.inner
@@ -114,32 +110,17 @@ impl Server {
             .lock()
             .expect("live")
             .insert(run.id, tx.clone());
-        let sink = Arc::new(RunSink::start(
-            self.inner.store.clone(),
-            run.id,
-            tx,
-            deploying.clone(),
-        ));
-        let work = self.work(&run, sink.clone());
-        tokio::pin!(work);
-        let result = loop {
-            tokio::select! {
-                r = &mut work => break r,
-                _ = cancel.notified() => {
-                    if deploying.load(Ordering::SeqCst) {
-                        continue; // the deploy finishes or rolls back on its own
-                    }
-                    break Err(Failure::msg("cancelled"));
-                }
-            }
-        };
+        let sink = Arc::new(RunSink::start(self.inner.store.clone(), run.id, tx));
+        // The engine stops at its next step boundary (or during a cancellable step) once
+        // `cancel` is taken, and refuses to be cancelled from its deploy on (the token says).
+        let result = self.work(&run, sink.clone(), &cancel).await;
         let (state, note, summary) = match &result {
             Ok(outcome) => (
                 RunState::Succeeded,
                 None,
                 serde_json::json!({ "outcome": outcome }),
             ),
-            Err(_) if cancelled.load(Ordering::SeqCst) && !deploying.load(Ordering::SeqCst) => (
+            Err(_) if cancel.is_cancelled() => (
                 RunState::Cancelled,
                 Some("cancelled before its deploy started".to_string()),
                 serde_json::json!({ "error": "cancelled" }),
@@ -156,7 +137,7 @@ impl Server {
         };
         if let Err(f) = &result {
             sink.emit(Event::Message {
-                step: "run".into(),
+                step: Step::Run.into(),
                 level: Level::Error,
                 message: f.message.clone(),
             });
@@ -183,7 +164,12 @@ impl Server {
     }
 
     /// fetch -> worktree -> the executor.
-    pub(super) async fn work(&self, run: &Run, sink: Arc<RunSink>) -> Result<Outcome, Failure> {
+    pub(super) async fn work(
+        &self,
+        run: &Run,
+        sink: Arc<RunSink>,
+        cancel: &CancelToken,
+    ) -> Result<Outcome, Failure> {
         let repo = self
             .inner
             .config
@@ -195,8 +181,12 @@ impl Server {
                 ))
             })?
             .clone();
-        let step = |name: &str| sink.emit(Event::StepStarted { step: name.into() });
-        let done = |name: &str, t: Instant, ok: bool, message: String| {
+        let step = |name: Step| {
+            cancel.enter(name)?;
+            sink.emit(Event::StepStarted { step: name.into() });
+            Ok::<(), Failure>(())
+        };
+        let done = |name: Step, t: Instant, ok: bool, message: String| {
             sink.emit(Event::StepFinished {
                 step: name.into(),
                 ok,
@@ -206,30 +196,34 @@ impl Server {
         };
 
         let t = Instant::now();
-        step("fetch");
-        let fetched = self.inner.git.fetch(&repo.name, &remote_of(&repo)).await;
+        step(Step::Fetch)?;
+        let fetched = cancel
+            .during(Step::Fetch, async {
+                Ok::<_, Failure>(self.inner.git.fetch(&repo.name, &remote_of(&repo)).await)
+            })
+            .await?;
         let commit = match fetched {
             Ok(_) => match self.inner.git.resolve(&repo.name, &run.commit).await {
                 Ok(c) => c,
                 Err(e) => {
-                    done("fetch", t, false, e.to_string());
+                    done(Step::Fetch, t, false, e.to_string());
                     return Err(Failure::msg(e.to_string()));
                 }
             },
             Err(e) => {
-                done("fetch", t, false, e.to_string());
+                done(Step::Fetch, t, false, e.to_string());
                 return Err(Failure::msg(e.to_string()));
             }
         };
         done(
-            "fetch",
+            Step::Fetch,
             t,
             true,
             format!("{} at {}", repo.name, short(&commit)),
         );
 
         let t = Instant::now();
-        step("checkout");
+        step(Step::Checkout)?;
         let dest = self
             .inner
             .config
@@ -240,7 +234,7 @@ impl Server {
         let worktree = match self.inner.git.worktree(&repo.name, &commit, &dest).await {
             Ok(w) => w,
             Err(e) => {
-                done("checkout", t, false, e.to_string());
+                done(Step::Checkout, t, false, e.to_string());
                 return Err(Failure::msg(e.to_string()));
             }
         };
@@ -259,11 +253,11 @@ impl Server {
                 repo.config.display(),
                 repo.name
             );
-            done("checkout", t, false, m.clone());
+            done(Step::Checkout, t, false, m.clone());
             return Err(Failure::msg(m));
         }
         done(
-            "checkout",
+            Step::Checkout,
             t,
             true,
             format!("{} at {}", repo.config.display(), short(&commit)),
@@ -311,6 +305,7 @@ impl Server {
             user: trigger_user(&run.trigger),
             context,
             allow_host_network: repo.allow_host_network,
+            cancel: cancel.clone(),
         };
         let result = self
             .inner

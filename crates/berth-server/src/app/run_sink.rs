@@ -32,7 +32,7 @@ struct Pending {
     bytes: usize,
     /// Lines dropped since the last event that got in, and the step of the first of them.
     dropped: u64,
-    dropped_step: String,
+    dropped_step: Option<StepOf>,
     closed: bool,
 }
 
@@ -51,15 +51,17 @@ pub(crate) struct RunSink {
     queue: Arc<(Mutex<Pending>, Notify)>,
     limits: SinkLimits,
     drained: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    deploying: Arc<AtomicBool>,
+    /// The deploy stage is open (reported by the engine, or opened here for one that does
+    /// not report it).
+    deploying: AtomicBool,
     deploy_started: Mutex<Option<Instant>>,
 }
 
 fn text_size(event: &Event) -> usize {
     match event {
-        Event::StepStarted { step } => step.len(),
+        Event::StepStarted { step } => step_size(step),
         Event::StepFinished { step, message, .. } | Event::Message { step, message, .. } => {
-            step.len() + message.len()
+            step_size(step) + message.len()
         }
         Event::ObjectState {
             object,
@@ -70,9 +72,13 @@ fn text_size(event: &Event) -> usize {
     }
 }
 
-fn dropped_marker(n: u64, step: String) -> Event {
+fn step_size(step: &StepOf) -> usize {
+    step.service.as_ref().map_or(0, |s| s.len() + 1) + step.step.name().len()
+}
+
+fn dropped_marker(n: u64, step: Option<StepOf>) -> Event {
     Event::Message {
-        step,
+        step: step.unwrap_or_else(|| Step::Run.into()),
         level: Level::Warning,
         message: format!(
             "[{n} line{} of output dropped: written faster than the server could store them]",
@@ -95,20 +101,14 @@ fn take_batch(p: &mut Pending, max: usize) -> Vec<Event> {
 }
 
 impl RunSink {
-    pub(super) fn start(
-        store: Store,
-        run: RunId,
-        live: broadcast::Sender<StoredEvent>,
-        deploying: Arc<AtomicBool>,
-    ) -> RunSink {
-        Self::start_with(store, run, live, deploying, SINK_LIMITS)
+    pub(super) fn start(store: Store, run: RunId, live: broadcast::Sender<StoredEvent>) -> RunSink {
+        Self::start_with(store, run, live, SINK_LIMITS)
     }
 
     pub(crate) fn start_with(
         store: Store,
         run: RunId,
         live: broadcast::Sender<StoredEvent>,
-        deploying: Arc<AtomicBool>,
         limits: SinkLimits,
     ) -> RunSink {
         let queue: Arc<(Mutex<Pending>, Notify)> = Arc::default();
@@ -155,7 +155,7 @@ impl RunSink {
             queue,
             limits,
             drained: Mutex::new(Some(drained)),
-            deploying,
+            deploying: AtomicBool::new(false),
             deploy_started: Mutex::new(None),
         }
     }
@@ -172,12 +172,12 @@ impl RunSink {
             || (line && (len >= self.limits.lines || p.bytes + size > self.limits.bytes))
         {
             if p.dropped == 0 {
-                p.dropped_step = match &event {
+                p.dropped_step = Some(match &event {
                     Event::StepStarted { step }
                     | Event::StepFinished { step, .. }
                     | Event::Message { step, .. } => step.clone(),
-                    Event::ObjectState { .. } => "deploy".into(),
-                };
+                    Event::ObjectState { .. } => Step::Deploy.into(),
+                });
             }
             p.dropped += 1;
             return;
@@ -199,7 +199,7 @@ impl RunSink {
         if !self.deploying.swap(true, Ordering::SeqCst) {
             *self.deploy_started.lock().expect("sink") = Some(Instant::now());
             self.send(Event::StepStarted {
-                step: "deploy".into(),
+                step: Step::Deploy.into(),
             });
         }
     }
@@ -208,7 +208,7 @@ impl RunSink {
     pub(super) fn end_deploy(&self, ok: bool) {
         if let Some(t) = self.deploy_started.lock().expect("sink").take() {
             self.send(Event::StepFinished {
-                step: "deploy".into(),
+                step: Step::Deploy.into(),
                 ok,
                 millis: t.elapsed().as_millis() as u64,
                 message: if ok {
@@ -234,14 +234,15 @@ impl RunSink {
 
 impl EventSink for RunSink {
     fn emit(&self, event: Event) {
-        // From the deploy step on, the run may not be cancelled. The pipeline reports the step
-        // itself; an engine that does not (a bare rollback) is known by its first deploy word,
-        // and the stage is opened for it.
+        // The run page shows a deploy stage. The pipeline reports the step itself; an engine
+        // that does not (a bare rollback) is known by its first deploy word, and the stage is
+        // opened for it. (Whether the run may still be cancelled is the engine's to say, through
+        // its cancel token, not inferred from here.)
         match &event {
-            Event::StepStarted { step } if step == "deploy" => {
+            Event::StepStarted { step } if *step == Step::Deploy => {
                 self.deploying.store(true, Ordering::SeqCst);
             }
-            Event::Message { step, .. } if step == "deploy" => self.open_deploy(),
+            Event::Message { step, .. } if *step == Step::Deploy => self.open_deploy(),
             Event::ObjectState { .. } => self.open_deploy(),
             _ => {}
         }
@@ -275,7 +276,7 @@ mod tests {
 
     fn line(i: usize) -> Event {
         Event::Message {
-            step: "web/build".into(),
+            step: StepOf::service("web", Step::Build),
             level: if i.is_multiple_of(2) {
                 Level::Info
             } else {
@@ -315,26 +316,20 @@ mod tests {
             hard: 200,
             batch: 16,
         };
-        let sink = RunSink::start_with(
-            store.clone(),
-            run,
-            live,
-            Arc::new(AtomicBool::new(false)),
-            limits,
-        );
+        let sink = RunSink::start_with(store.clone(), run, live, limits);
         sink.emit(Event::StepStarted {
-            step: "web/build".into(),
+            step: StepOf::service("web", Step::Build),
         });
         for i in 0..10_000 {
             sink.emit(line(i));
         }
         sink.emit(Event::Message {
-            step: "web/build".into(),
+            step: StepOf::service("web", Step::Build),
             level: Level::Error,
             message: "RUN failed".into(),
         });
         sink.emit(Event::StepFinished {
-            step: "web/build".into(),
+            step: StepOf::service("web", Step::Build),
             ok: false,
             millis: 1,
             message: "failed".into(),
@@ -359,7 +354,7 @@ mod tests {
             "[9901 lines of output dropped: written faster than the server could store them]"
         );
         assert!(
-            matches!(&stored[100].event, Event::Message { step, level: Level::Warning, .. } if step == "web/build")
+            matches!(&stored[100].event, Event::Message { step, level: Level::Warning, .. } if step.to_string() == "web/build")
         );
         assert_eq!(texts[101], "RUN failed");
         assert!(matches!(stored[102].event, Event::StepFinished { .. }));
@@ -389,7 +384,7 @@ mod tests {
     async fn a_store_that_keeps_up_loses_no_line() {
         let (store, run) = store_with_a_run().await;
         let (live, _) = broadcast::channel(16);
-        let sink = RunSink::start(store.clone(), run, live, Arc::new(AtomicBool::new(false)));
+        let sink = RunSink::start(store.clone(), run, live);
         for i in 0..20_000 {
             sink.emit(line(i));
             if i % 1000 == 999 {
@@ -415,7 +410,7 @@ mod tests {
     fn a_1_mb_single_output_line_is_capped() {
         let line = "é".repeat(512 * 1024); // 1 MiB, two bytes a character
         let capped = cap_event(Event::Message {
-            step: "build".into(),
+            step: Step::Build.into(),
             level: Level::Info,
             message: line,
         });
@@ -432,7 +427,7 @@ mod tests {
             &message[message.len() - 60..]
         );
         let short = cap_event(Event::Message {
-            step: "build".into(),
+            step: Step::Build.into(),
             level: Level::Info,
             message: "ok".into(),
         });

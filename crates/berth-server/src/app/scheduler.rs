@@ -56,19 +56,13 @@ impl Server {
             self.inner.metrics.run_started(&run);
             let active = Active {
                 lane: lane_of(&run),
-                cancel: Arc::new(Notify::new()),
-                cancelled: Arc::new(AtomicBool::new(false)),
-                deploying: Arc::new(AtomicBool::new(false)),
+                cancel: CancelToken::new(),
             };
-            let handles = (
-                active.cancel.clone(),
-                active.cancelled.clone(),
-                active.deploying.clone(),
-            );
+            let cancel = active.cancel.clone();
             self.inner.active.lock().expect("active").insert(id, active);
             let server = self.clone();
             tokio::spawn(async move {
-                server.execute(run, handles).await;
+                server.execute(run, cancel).await;
                 server.inner.active.lock().expect("active").remove(&id);
                 server.inner.live.lock().expect("live").remove(&id);
                 server.wake();
@@ -108,14 +102,10 @@ impl Server {
         }
         let active = self.inner.active.lock().expect("active");
         match active.get(&run) {
-            Some(a) if a.deploying.load(Ordering::SeqCst) => Ok(
+            Some(a) if a.cancel.cancel() => Ok("cancelling: it stops before its next step".into()),
+            Some(_) => Ok(
                 "its deploy is in progress: it will finish or roll back; it cannot be stopped half-way".into(),
             ),
-            Some(a) => {
-                a.cancelled.store(true, Ordering::SeqCst);
-                a.cancel.notify_one();
-                Ok("cancelling: it stops before its next step".into())
-            }
             None => Ok("it is not queued or running".into()),
         }
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use berth_store::{RunId, StoreError};
-use berth_types::{Event, Level};
+use berth_types::{Event, Level, Step};
 
 use crate::support::{Db, new_run, on_both};
 
@@ -16,7 +16,7 @@ on_both!(
 
 fn message(i: usize) -> Event {
     Event::Message {
-        step: "deploy".into(),
+        step: Step::Deploy.into(),
         level: if i.is_multiple_of(7) {
             Level::Warning
         } else {
@@ -142,17 +142,17 @@ async fn the_newest_page_and_the_steps_are_read_without_the_rest(db: Db) {
         None
     );
     let mut events = vec![Event::StepStarted {
-        step: "build".into(),
+        step: Step::Build.into(),
     }];
     events.extend((0..3000).map(message));
     // A line that looks like a step event is still a line.
     events.push(Event::Message {
-        step: "build".into(),
+        step: Step::Build.into(),
         level: Level::Info,
         message: r#"{"event":"step_started","step":"fake"}"#.into(),
     });
     events.push(Event::StepFinished {
-        step: "build".into(),
+        step: Step::Build.into(),
         ok: true,
         millis: 5,
         message: "built".into(),

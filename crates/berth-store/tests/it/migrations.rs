@@ -100,7 +100,7 @@ async fn a_version_1_database_keeps_its_runs_events_and_deliveries_through_the_a
         .replace("@ID@", id);
     let at = "2026-01-01T00:00:00.000000Z";
     let event = serde_json::to_string(&berth_types::Event::StepStarted {
-        step: "fetch".into(),
+        step: berth_types::Step::Fetch.into(),
     })
     .unwrap();
     let poll = r#"{"kind":"poll"}"#;

@@ -324,7 +324,7 @@ async fn interrupt_running_at_restart(db: Db) {
             .append_event(
                 running.id,
                 &berth_types::Event::StepStarted {
-                    step: format!("step-{i}"),
+                    step: berth_types::StepOf::service(&format!("s{i}"), berth_types::Step::Build),
                 },
             )
             .await
@@ -359,7 +359,7 @@ async fn interrupt_running_at_restart(db: Db) {
         .append_event(
             running.id,
             &berth_types::Event::StepStarted {
-                step: "again".into(),
+                step: berth_types::Step::Run.into(),
             },
         )
         .await

@@ -54,7 +54,7 @@ async fn tokens_are_stored_as_hashes_only(db: Db) {
         .append_event(
             run.id,
             &berth_types::Event::StepStarted {
-                step: "build".into(),
+                step: berth_types::Step::Build.into(),
             },
         )
         .await

@@ -3,7 +3,7 @@
 
 use berth_store::{NewRun, RunState, Store, Trigger};
 use berth_testkit::TestContext;
-use berth_types::{Event, Level};
+use berth_types::{Event, Level, Step, StepOf};
 use reqwest::header;
 use serde_json::Value;
 
@@ -36,15 +36,15 @@ async fn long_run(rig: &Rig) -> u64 {
             .unwrap()
     );
     let mut events = vec![Event::StepStarted {
-        step: "web/build".into(),
+        step: StepOf::service("web", Step::Build),
     }];
     events.extend((2..EVENTS).map(|i| Event::Message {
-        step: "web/build".into(),
+        step: StepOf::service("web", Step::Build),
         level: Level::Info,
         message: format!("output line {i}"),
     }));
     events.push(Event::StepFinished {
-        step: "web/build".into(),
+        step: StepOf::service("web", Step::Build),
         ok: true,
         millis: 1200,
         message: "built".into(),

@@ -90,7 +90,7 @@ pub(super) async fn publish(
 ) -> Result<BuiltImage, BuildError> {
     let say = |message: String| {
         sink.emit(Event::Message {
-            step: "build".into(),
+            step: berth_types::Step::Build.into(),
             level: Level::Info,
             message,
         })
