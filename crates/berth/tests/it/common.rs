@@ -86,12 +86,16 @@ pub(crate) struct Run {
     pub(crate) stderr: String,
 }
 
+/// The result and stderr first, then every event: CI keeps the head and tail of a long
+/// failure message, and the cause must be in what it keeps.
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "result: {}", self.result)?;
+        writeln!(f, "stderr: {}", self.stderr)?;
         for e in &self.events {
             writeln!(f, "{e}")?;
         }
-        write!(f, "stderr: {}", self.stderr)
+        write!(f, "result (again): {}", self.result)
     }
 }
 

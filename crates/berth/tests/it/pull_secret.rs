@@ -39,11 +39,6 @@ impl Private {
             "insecure: [127.0.0.1:15000]",
             &format!("insecure: [127.0.0.1:15000, {host}]"),
         );
-        ex.edit(
-            "berth.yaml",
-            "deploy: { timeout: 2m }",
-            "deploy: { timeout: 60s }",
-        );
         ex.write("web/index.html", &page(marker));
         ex.commit(marker);
         let docker_config = std::env::temp_dir().join(format!(
@@ -119,8 +114,8 @@ async fn pull_secret_berth_creates_from_its_push_login_lets_the_real_node_pull_a
     let p = Private::new(&ctx, &mark);
     p.ex.edit(
         "berth.yaml",
-        "deploy: { timeout: 60s }",
-        "deploy: { timeout: 60s, pull-secret: berth-pull }",
+        "deploy: { timeout: 2m }",
+        "deploy: { timeout: 2m, pull-secret: berth-pull }",
     );
     p.ex.commit("berth manages the pull secret");
     let run = p.run(&ctx, &[]);
@@ -290,7 +285,7 @@ async fn berth_deploy_of_rendered_manifests_checks_pull_secrets_before_apply_too
             .args(["deploy", "-r", "copy", "-n", &to.namespace, "-f"])
             .arg(&dir.0)
             .args(["--docker-config", p.docker_config.to_str().unwrap()])
-            .args(["--insecure-registry", &p.host, "--timeout", "60s"])
+            .args(["--insecure-registry", &p.host, "--timeout", "2m"])
             .args(extra)
             .output()
             .unwrap();
