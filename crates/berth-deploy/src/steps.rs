@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_cluster::{Cluster, ClusterError, ObjectKey};
-use berth_types::{Event, EventSink, Level, State};
+use berth_types::{Event, EventSink, Level, State, Step};
 use futures::FutureExt;
 use serde_json::Value;
 
