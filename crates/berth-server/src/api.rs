@@ -616,4 +616,29 @@ mod tests {
             assert!(shown.contains("git.example.com/team/"), "{shown}");
         }
     }
+
+    /// The documented `Step` schema names exactly the steps events carry: a step added to
+    /// berth_types::Step without its line in docs/api/openapi.yaml fails here.
+    #[test]
+    fn the_openapi_step_schema_names_every_step() {
+        let schema = OPENAPI
+            .split("\n    Step:\n")
+            .nth(1)
+            .expect("a Step schema in docs/api/openapi.yaml");
+        let pattern = schema
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("pattern: "))
+            .expect("the Step schema has a pattern");
+        let names = pattern
+            .split_once("(fetch")
+            .map(|(_, rest)| format!("fetch{}", rest.split_once(')').unwrap().0))
+            .expect("the pattern's alternation");
+        let documented: Vec<&str> = names.split('|').collect();
+        let steps: Vec<&str> = berth_types::Step::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(documented, steps, "{pattern}");
+        let description = schema.split("pattern:").next().unwrap().replace("\n", " ");
+        for step in steps {
+            assert!(description.contains(step), "{step} in {description}");
+        }
+    }
 }

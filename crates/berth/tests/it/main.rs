@@ -18,6 +18,7 @@ mod real_node;
 mod rig;
 mod run;
 mod serve;
+mod serve_cancel;
 mod serve_events;
 mod serve_policy;
 mod serve_session;
