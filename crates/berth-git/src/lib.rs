@@ -82,8 +82,19 @@ struct Inner {
     // Holds the askpass script; removed with the cache.
     tools: tempfile::TempDir,
     known_hosts: PathBuf,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<MirrorState>>>>,
     timeouts: Timeouts,
+}
+
+/// What this cache knows of one mirror, kept under its lock.
+#[derive(Debug, Default)]
+struct MirrorState {
+    /// When the last successful fetch by this cache started, and from which URL. A fetch
+    /// asked for before that moment is answered by it: it saw everything the remote had when
+    /// the caller asked (fifty runs of one push fetch once, not fifty times in a row).
+    fetched: Option<(Instant, String)>,
+    /// When this cache last pruned the mirror's list of worktrees.
+    pruned: Option<Instant>,
 }
 
 impl fmt::Debug for GitCache {
@@ -212,7 +223,7 @@ impl GitCache {
         }
     }
 
-    async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<MirrorState> {
         let m = {
             let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
             locks.entry(name.to_string()).or_default().clone()

@@ -17,10 +17,19 @@ impl GitCache {
             })?;
         }
         let safe = remote.safe_url();
-        let _guard = self.lock(name).await;
+        let asked = Instant::now();
+        let mut state = self.lock(name).await;
+        let mirror = self.inner.root.join(&dir_name);
+        if let Some((at, from)) = &state.fetched
+            && *at > asked
+            && *from == url
+            && mirror.join("HEAD").exists()
+        {
+            // Another caller's fetch started after this one asked: it saw all this one would.
+            return Ok(mirror);
+        }
         let _file_lock = self.file_lock(&dir_name).await?;
         let started = Instant::now();
-        let mirror = self.inner.root.join(&dir_name);
         let first = !mirror.join("HEAD").exists();
         if first {
             // A fresh name each time, so no two attempts ever share a half-made mirror.
@@ -77,6 +86,7 @@ impl GitCache {
                 return Err(e);
             }
         }
+        state.fetched = Some((started, url));
         self.emit(
             Level::Info,
             format!(

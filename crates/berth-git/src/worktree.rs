@@ -56,7 +56,16 @@ impl Drop for Worktree {
     }
 }
 
+/// How often a cache prunes a mirror's list of worktrees at most (besides after a failed add).
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
 impl GitCache {
+    async fn prune(&self, mirror: &Path) -> Result<(), GitError> {
+        self.local(mirror, &[os("worktree"), os("prune")], "worktree prune")
+            .await
+            .map(|_| ())
+    }
+
     /// Checks `commit` out, detached, into `dest` (which must not exist, or be empty).
     pub async fn worktree(
         &self,
@@ -86,23 +95,32 @@ impl GitCache {
         {
             // `worktree prune` and `worktree add` both edit the mirror's list of worktrees, and
             // so may another process sharing the cache.
-            let _guard = self.lock(name).await;
+            let mut state = self.lock(name).await;
             let _file_lock = self.file_lock(&mirror_dir_name(name)?).await?;
-            self.local(&mirror, &[os("worktree"), os("prune")], "worktree prune")
-                .await?;
-            self.local(
-                &mirror,
-                &[
-                    os("worktree"),
-                    os("add"),
-                    os("--detach"),
-                    os("--quiet"),
-                    &dest_os,
-                    os(&sha),
-                ],
-                "worktree add",
-            )
-            .await?;
+            // Entries of checkouts deleted without `worktree remove` (a dropped Worktree, a
+            // killed process) are pruned the first time, then every PRUNE_EVERY, and whenever
+            // an add fails: not before every add, which the runs of one repository take in turn.
+            let due = state.pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+            if due {
+                self.prune(&mirror).await?;
+                state.pruned = Some(Instant::now());
+            }
+            let add = [
+                os("worktree"),
+                os("add"),
+                os("--detach"),
+                os("--quiet"),
+                dest_os.as_os_str(),
+                os(&sha),
+            ];
+            if let Err(e) = self.local(&mirror, &add, "worktree add").await {
+                if due {
+                    return Err(e);
+                }
+                self.prune(&mirror).await?;
+                state.pruned = Some(Instant::now());
+                self.local(&mirror, &add, "worktree add").await?;
+            }
         }
         Ok(Worktree {
             path: PathBuf::from(dest_os),

@@ -234,6 +234,43 @@ async fn concurrent_fetches_of_one_repository_are_serialised() {
 }
 
 #[tokio::test]
+async fn fetches_asked_for_while_one_runs_are_answered_by_the_next_not_repeated() {
+    let up = Upstream::new("board");
+    let (_d, cache) = cache();
+    let events = Events::default();
+    let cache = cache.with_events(Arc::new(events.clone()));
+    let remote = Remote::new(up.bare.to_str().unwrap());
+    cache.fetch("board", &remote).await.unwrap();
+    let pushed = up.commit("VERSION", "2\n", "v2");
+    up.push(&["main"]);
+    // Eight runs of one push ask at once: the first fetch starts after all of them asked,
+    // so it answers them all (the scheduler runs the tasks in turn on this one thread).
+    let fetches: Vec<_> = (0..8)
+        .map(|_| {
+            let (cache, remote) = (cache.clone(), remote.clone());
+            tokio::spawn(async move { cache.fetch("board", &remote).await })
+        })
+        .collect();
+    for f in fetches {
+        f.await.unwrap().unwrap();
+    }
+    assert_eq!(cache.resolve("board", "main").await.unwrap(), pushed);
+    let fetched = |text: &str| text.matches("fetched board from").count();
+    let text = events.text();
+    assert!(
+        (1..=2).contains(&fetched(&text)),
+        "eight concurrent fetches ran {} times:\n{text}",
+        fetched(&text)
+    );
+    // A fetch asked for after the last one finished always fetches: it sees a new push.
+    let later = up.commit("VERSION", "3\n", "v3");
+    up.push(&["main"]);
+    cache.fetch("board", &remote).await.unwrap();
+    assert_eq!(cache.resolve("board", "main").await.unwrap(), later);
+    assert_eq!(fetched(&events.text()), fetched(&text) + 1);
+}
+
+#[tokio::test]
 async fn commit_info_reads_author_message_and_paths() {
     let up = Upstream::new("board");
     up.commit("old.txt", "old\n", "Add old");
