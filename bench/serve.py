@@ -144,6 +144,28 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def where_the_time_goes(srv, t0, runs):
+    """One line per step (median and max of its `millis` over the runs), then when the runs
+    started and finished relative to the first request: the profile of the parallel measure."""
+    steps = {}
+    for r in runs:
+        _, events = srv.call("GET", f"/api/runs/{r['id']}/events?limit=5000")
+        for e in events:
+            ev = e["event"]
+            if ev.get("event") == "step_finished":
+                step = ev["step"] if isinstance(ev["step"], str) else json.dumps(ev["step"])
+                steps.setdefault(step, []).append(ev["millis"])
+    lines = ["where the time goes (server, per run):"]
+    for step, ms in sorted(steps.items(), key=lambda kv: -statistics.median(kv[1])):
+        lines.append(f"  {step:<24} median {statistics.median(ms):7.1f} ms  max {max(ms):7.1f} ms  ({len(ms)} runs)")
+    started = sorted(ts(r["started_at"]) - t0 for r in runs if r.get("started_at"))
+    ended = sorted(ts(r["finished_at"]) - t0 for r in runs if r.get("finished_at"))
+    if started and ended:
+        lines.append(f"  started between {started[0]:.2f} s and {started[-1]:.2f} s; "
+                     f"finished between {ended[0]:.2f} s and {ended[-1]:.2f} s after the first request")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--berth", default=str(ROOT / "target/release/berth"))
@@ -194,9 +216,11 @@ def main():
         s, r = srv.call("POST", "/api/repositories/tiny/runs", {"branch": "main", "environment": f"e{i}"})
         assert s == 202, (s, r)
         ids.append(r["id"])
-    states = [srv.wait(x, 600)["state"] for x in ids]
+    finished = [srv.wait(x, 600) for x in ids]
+    states = [r["state"] for r in finished]
     server_parallel = time.time() - t0
     stop.set()
+    breakdown = where_the_time_goes(srv, t0, finished)
     srv.stop()
     bad = [s for s in states if s != "succeeded"]
     assert not bad, f"{len(bad)} runs did not succeed: {bad[:3]} (see {root}/serve.log)"
@@ -224,6 +248,7 @@ def main():
         f"| berth serve RSS peak, {a.runs} runs at once | {peak[0] / 1024:.1f} MB | - | - | - | - | `python3 bench/serve.py` |",
     ]
     print("\n".join(rows))
+    print(breakdown)
     if a.record:
         res = ROOT / "bench" / "RESULTS.md"
         text = res.read_text()

@@ -82,19 +82,22 @@ struct Inner {
     // Holds the askpass script; removed with the cache.
     tools: tempfile::TempDir,
     known_hosts: PathBuf,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<MirrorState>>>>,
+    locks: Mutex<HashMap<String, Arc<MirrorLocks>>>,
     timeouts: Timeouts,
 }
 
-/// What this cache knows of one mirror, kept under its lock.
+/// The locks of one mirror in this cache (a second process sharing the directory is held off
+/// by the matching lock files, [`GitCache::file_lock`]).
 #[derive(Debug, Default)]
-struct MirrorState {
-    /// When the last successful fetch by this cache started, and from which URL. A fetch
-    /// asked for before that moment is answered by it: it saw everything the remote had when
-    /// the caller asked (fifty runs of one push fetch once, not fifty times in a row).
-    fetched: Option<(Instant, String)>,
-    /// When this cache last pruned the mirror's list of worktrees.
-    pruned: Option<Instant>,
+struct MirrorLocks {
+    /// Fetches take turns. Holds when the last successful fetch by this cache started, and
+    /// from which URL: a fetch asked for before that moment is answered by it, since it saw
+    /// everything the remote had when the caller asked (fifty runs of one push fetch once,
+    /// not fifty times in a row).
+    fetch: tokio::sync::Mutex<Option<(Instant, String)>>,
+    /// Worktree adds share it (git makes each its own entry, locked while it is populated);
+    /// a prune takes it alone. Holds when this cache last pruned.
+    worktrees: tokio::sync::RwLock<Option<Instant>>,
 }
 
 impl fmt::Debug for GitCache {
@@ -223,26 +226,32 @@ impl GitCache {
         }
     }
 
-    async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<MirrorState> {
-        let m = {
-            let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(name.to_string()).or_default().clone()
-        };
-        m.lock_owned().await
+    fn locks(&self, name: &str) -> Arc<MirrorLocks> {
+        let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(name.to_string()).or_default().clone()
     }
 
-    async fn file_lock(&self, dir_name: &str) -> Result<std::fs::File, GitError> {
-        let path = self.inner.root.join(format!("{dir_name}.lock"));
+    /// Locks `file` (under the cache's root) against other processes: `shared` with other
+    /// shared holders, else alone.
+    async fn file_lock(&self, file: &str, shared: bool) -> Result<std::fs::File, GitError> {
+        let path = self.inner.root.join(file);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(|e| GitError::io(format!("opening lock {}", path.display()), e))?;
-        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-            .await
-            .map_err(|e| GitError::io("waiting for the mirror lock", std::io::Error::other(e)))?
-            .map_err(|e| GitError::io(format!("locking {}", path.display()), e))
+        tokio::task::spawn_blocking(move || {
+            if shared {
+                file.lock_shared()
+            } else {
+                file.lock()
+            }
+            .map(|()| file)
+        })
+        .await
+        .map_err(|e| GitError::io("waiting for the mirror lock", std::io::Error::other(e)))?
+        .map_err(|e| GitError::io(format!("locking {}", path.display()), e))
     }
 
     async fn git(

@@ -18,9 +18,10 @@ impl GitCache {
         }
         let safe = remote.safe_url();
         let asked = Instant::now();
-        let mut state = self.lock(name).await;
+        let locks = self.locks(name);
+        let mut last = locks.fetch.lock().await;
         let mirror = self.inner.root.join(&dir_name);
-        if let Some((at, from)) = &state.fetched
+        if let Some((at, from)) = &*last
             && *at > asked
             && *from == url
             && mirror.join("HEAD").exists()
@@ -28,7 +29,7 @@ impl GitCache {
             // Another caller's fetch started after this one asked: it saw all this one would.
             return Ok(mirror);
         }
-        let _file_lock = self.file_lock(&dir_name).await?;
+        let _file_lock = self.file_lock(&format!("{dir_name}.lock"), false).await?;
         let started = Instant::now();
         let first = !mirror.join("HEAD").exists();
         if first {
@@ -86,7 +87,7 @@ impl GitCache {
                 return Err(e);
             }
         }
-        state.fetched = Some((started, url));
+        *last = Some((started, url));
         self.emit(
             Level::Info,
             format!(

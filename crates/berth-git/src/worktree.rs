@@ -60,10 +60,24 @@ impl Drop for Worktree {
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 impl GitCache {
-    async fn prune(&self, mirror: &Path) -> Result<(), GitError> {
+    /// `git worktree prune`, alone on the mirror's worktree list; skipped when another caller
+    /// just did it, unless `always`.
+    async fn prune(
+        &self,
+        locks: &MirrorLocks,
+        mirror: &Path,
+        lock_file: &str,
+        always: bool,
+    ) -> Result<(), GitError> {
+        let mut pruned = locks.worktrees.write().await;
+        if !always && pruned.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+            return Ok(());
+        }
+        let _file_lock = self.file_lock(lock_file, false).await?;
         self.local(mirror, &[os("worktree"), os("prune")], "worktree prune")
-            .await
-            .map(|_| ())
+            .await?;
+        *pruned = Some(Instant::now());
+        Ok(())
     }
 
     /// Checks `commit` out, detached, into `dest` (which must not exist, or be empty).
@@ -92,35 +106,42 @@ impl GitCache {
         let dest_os: OsString = std::path::absolute(dest)
             .map_err(|e| GitError::io(format!("worktree path {}", dest.display()), e))?
             .into_os_string();
-        {
-            // `worktree prune` and `worktree add` both edit the mirror's list of worktrees, and
-            // so may another process sharing the cache.
-            let mut state = self.lock(name).await;
-            let _file_lock = self.file_lock(&mirror_dir_name(name)?).await?;
-            // Entries of checkouts deleted without `worktree remove` (a dropped Worktree, a
-            // killed process) are pruned the first time, then every PRUNE_EVERY, and whenever
-            // an add fails: not before every add, which the runs of one repository take in turn.
-            let due = state.pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+        // Entries of checkouts deleted without `worktree remove` (a dropped Worktree, a killed
+        // process) are pruned the first time, then every PRUNE_EVERY, and whenever an add
+        // fails: not before every add. Adds run side by side (the runs of one push all check
+        // out at once); a prune waits for them and holds them off, here and in any other
+        // process sharing the cache.
+        let locks = self.locks(name);
+        let lock_file = format!("{}.worktrees.lock", mirror_dir_name(name)?);
+        let due = locks
+            .worktrees
+            .read()
+            .await
+            .is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+        if due {
+            self.prune(&locks, &mirror, &lock_file, false).await?;
+        }
+        let add = [
+            os("worktree"),
+            os("add"),
+            os("--detach"),
+            os("--quiet"),
+            dest_os.as_os_str(),
+            os(&sha),
+        ];
+        let added = {
+            let _shared = locks.worktrees.read().await;
+            let _file_lock = self.file_lock(&lock_file, true).await?;
+            self.local(&mirror, &add, "worktree add").await
+        };
+        if let Err(e) = added {
             if due {
-                self.prune(&mirror).await?;
-                state.pruned = Some(Instant::now());
+                return Err(e);
             }
-            let add = [
-                os("worktree"),
-                os("add"),
-                os("--detach"),
-                os("--quiet"),
-                dest_os.as_os_str(),
-                os(&sha),
-            ];
-            if let Err(e) = self.local(&mirror, &add, "worktree add").await {
-                if due {
-                    return Err(e);
-                }
-                self.prune(&mirror).await?;
-                state.pruned = Some(Instant::now());
-                self.local(&mirror, &add, "worktree add").await?;
-            }
+            self.prune(&locks, &mirror, &lock_file, true).await?;
+            let _shared = locks.worktrees.read().await;
+            let _file_lock = self.file_lock(&lock_file, true).await?;
+            self.local(&mirror, &add, "worktree add").await?;
         }
         Ok(Worktree {
             path: PathBuf::from(dest_os),

@@ -233,6 +233,47 @@ async fn concurrent_fetches_of_one_repository_are_serialised() {
     assert_eq!(cache.resolve("board", "main").await.unwrap(), up.head());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_worktrees_at_once_all_check_out() {
+    // The runs of one push check out side by side (git gives each worktree its own entry,
+    // locked while it is populated): none may fail or get another's files.
+    let up = Upstream::new("board");
+    let v1 = up.commit("VERSION", "1\n", "v1");
+    up.push(&["main"]);
+    let (dir, cache) = cache();
+    cache
+        .fetch("board", &Remote::new(up.bare.to_str().unwrap()))
+        .await
+        .unwrap();
+    let runs = dir.path().join("runs");
+    let adds: Vec<_> = (0..16)
+        .map(|i| {
+            let (cache, dest, v1) = (cache.clone(), runs.join(format!("run-{i}")), v1.clone());
+            tokio::spawn(async move { cache.worktree("board", &v1, &dest).await })
+        })
+        .collect();
+    let mut trees = Vec::new();
+    for a in adds {
+        trees.push(a.await.unwrap().unwrap());
+    }
+    for (i, t) in trees.iter().enumerate() {
+        assert_eq!(t.path(), runs.join(format!("run-{i}")));
+        assert_eq!(git(t.path(), &["rev-parse", "HEAD"]), v1);
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("VERSION")).unwrap(),
+            "1\n"
+        );
+    }
+    let mirror = cache.mirror_path("board").unwrap();
+    let listed = git(&mirror, &["worktree", "list", "--porcelain"]);
+    assert_eq!(listed.matches("worktree ").count(), 17, "{listed}");
+    for t in trees {
+        t.remove().await.unwrap();
+    }
+    let listed = git(&mirror, &["worktree", "list", "--porcelain"]);
+    assert_eq!(listed.matches("worktree ").count(), 1, "{listed}");
+}
+
 #[tokio::test]
 async fn fetches_asked_for_while_one_runs_are_answered_by_the_next_not_repeated() {
     let up = Upstream::new("board");
