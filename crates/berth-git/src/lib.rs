@@ -95,9 +95,11 @@ struct MirrorLocks {
     /// everything the remote had when the caller asked (fifty runs of one push fetch once,
     /// not fifty times in a row).
     fetch: tokio::sync::Mutex<Option<(Instant, String)>>,
-    /// Worktree adds share it (git makes each its own entry, locked while it is populated);
-    /// a prune takes it alone. Holds when this cache last pruned.
-    worktrees: tokio::sync::RwLock<Option<Instant>>,
+    /// Edits of the mirror's list of worktrees (add, prune) take turns: an add reads every
+    /// other entry and fails on one half made ("failed to read worktrees/X/commondir"). Only
+    /// the entry is made under it; the files are checked out after. Holds when this cache
+    /// last pruned.
+    worktrees: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for GitCache {
@@ -231,9 +233,8 @@ impl GitCache {
         locks.entry(name.to_string()).or_default().clone()
     }
 
-    /// Locks `file` (under the cache's root) against other processes: `shared` with other
-    /// shared holders, else alone.
-    async fn file_lock(&self, file: &str, shared: bool) -> Result<std::fs::File, GitError> {
+    /// Locks `file` (under the cache's root) against other processes sharing the cache.
+    async fn file_lock(&self, file: &str) -> Result<std::fs::File, GitError> {
         let path = self.inner.root.join(file);
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -241,17 +242,10 @@ impl GitCache {
             .write(true)
             .open(&path)
             .map_err(|e| GitError::io(format!("opening lock {}", path.display()), e))?;
-        tokio::task::spawn_blocking(move || {
-            if shared {
-                file.lock_shared()
-            } else {
-                file.lock()
-            }
-            .map(|()| file)
-        })
-        .await
-        .map_err(|e| GitError::io("waiting for the mirror lock", std::io::Error::other(e)))?
-        .map_err(|e| GitError::io(format!("locking {}", path.display()), e))
+        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .map_err(|e| GitError::io("waiting for the mirror lock", std::io::Error::other(e)))?
+            .map_err(|e| GitError::io(format!("locking {}", path.display()), e))
     }
 
     async fn git(

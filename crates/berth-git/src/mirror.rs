@@ -29,7 +29,7 @@ impl GitCache {
             // Another caller's fetch started after this one asked: it saw all this one would.
             return Ok(mirror);
         }
-        let _file_lock = self.file_lock(&format!("{dir_name}.lock"), false).await?;
+        let _file_lock = self.file_lock(&format!("{dir_name}.lock")).await?;
         let started = Instant::now();
         let first = !mirror.join("HEAD").exists();
         if first {

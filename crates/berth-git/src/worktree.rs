@@ -60,24 +60,10 @@ impl Drop for Worktree {
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 impl GitCache {
-    /// `git worktree prune`, alone on the mirror's worktree list; skipped when another caller
-    /// just did it, unless `always`.
-    async fn prune(
-        &self,
-        locks: &MirrorLocks,
-        mirror: &Path,
-        lock_file: &str,
-        always: bool,
-    ) -> Result<(), GitError> {
-        let mut pruned = locks.worktrees.write().await;
-        if !always && pruned.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
-            return Ok(());
-        }
-        let _file_lock = self.file_lock(lock_file, false).await?;
+    async fn prune(&self, mirror: &Path) -> Result<(), GitError> {
         self.local(mirror, &[os("worktree"), os("prune")], "worktree prune")
-            .await?;
-        *pruned = Some(Instant::now());
-        Ok(())
+            .await
+            .map(|_| ())
     }
 
     /// Checks `commit` out, detached, into `dest` (which must not exist, or be empty).
@@ -108,47 +94,51 @@ impl GitCache {
             .into_os_string();
         // Entries of checkouts deleted without `worktree remove` (a dropped Worktree, a killed
         // process) are pruned the first time, then every PRUNE_EVERY, and whenever an add
-        // fails: not before every add. Adds run side by side (the runs of one push all check
-        // out at once); a prune waits for them and holds them off, here and in any other
-        // process sharing the cache.
+        // fails: not before every add. The entry is made under the lock, here and against any
+        // other process sharing the cache (git cannot make two at once); the files are checked
+        // out after it, side by side with the other runs'.
         let locks = self.locks(name);
         let lock_file = format!("{}.worktrees.lock", mirror_dir_name(name)?);
-        let due = locks
-            .worktrees
-            .read()
-            .await
-            .is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
-        if due {
-            self.prune(&locks, &mirror, &lock_file, false).await?;
-        }
         let add = [
             os("worktree"),
             os("add"),
             os("--detach"),
+            os("--no-checkout"),
             os("--quiet"),
             dest_os.as_os_str(),
             os(&sha),
         ];
-        let added = {
-            let _shared = locks.worktrees.read().await;
-            let _file_lock = self.file_lock(&lock_file, true).await?;
-            self.local(&mirror, &add, "worktree add").await
-        };
-        if let Err(e) = added {
+        {
+            let mut pruned = locks.worktrees.lock().await;
+            let _file_lock = self.file_lock(&lock_file).await?;
+            let due = pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
             if due {
-                return Err(e);
+                self.prune(&mirror).await?;
+                *pruned = Some(Instant::now());
             }
-            self.prune(&locks, &mirror, &lock_file, true).await?;
-            let _shared = locks.worktrees.read().await;
-            let _file_lock = self.file_lock(&lock_file, true).await?;
-            self.local(&mirror, &add, "worktree add").await?;
+            if let Err(e) = self.local(&mirror, &add, "worktree add").await {
+                if due {
+                    return Err(e);
+                }
+                self.prune(&mirror).await?;
+                *pruned = Some(Instant::now());
+                self.local(&mirror, &add, "worktree add").await?;
+            }
         }
-        Ok(Worktree {
-            path: PathBuf::from(dest_os),
-            commit: sha,
-            mirror,
+        let worktree = Worktree {
+            path: PathBuf::from(&dest_os),
+            commit: sha.clone(),
+            mirror: mirror.clone(),
             removed: false,
             cache: self.clone(),
-        })
+        };
+        // Dropped on a failure: its files go, and the entry at the next prune.
+        self.local(
+            worktree.path(),
+            &[os("reset"), os("--hard"), os("--quiet"), os(&sha)],
+            "checkout",
+        )
+        .await?;
+        Ok(worktree)
     }
 }

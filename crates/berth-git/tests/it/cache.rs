@@ -235,8 +235,9 @@ async fn concurrent_fetches_of_one_repository_are_serialised() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_worktrees_at_once_all_check_out() {
-    // The runs of one push check out side by side (git gives each worktree its own entry,
-    // locked while it is populated): none may fail or get another's files.
+    // The runs of one push check out at once: their entries are made in turn (git fails an
+    // add that meets another's half-made entry), their files side by side. None may fail or
+    // get another's files.
     let up = Upstream::new("board");
     let v1 = up.commit("VERSION", "1\n", "v1");
     up.push(&["main"]);
