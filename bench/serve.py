@@ -216,11 +216,12 @@ def main():
         s, r = srv.call("POST", "/api/repositories/tiny/runs", {"branch": "main", "environment": f"e{i}"})
         assert s == 202, (s, r)
         ids.append(r["id"])
+    submitted = time.time() - t0
     finished = [srv.wait(x, 600) for x in ids]
     states = [r["state"] for r in finished]
     server_parallel = time.time() - t0
     stop.set()
-    breakdown = where_the_time_goes(srv, t0, finished)
+    breakdown = where_the_time_goes(srv, t0, finished) + f"\n  the {a.runs} requests took {submitted:.2f} s"
     srv.stop()
     bad = [s for s in states if s != "succeeded"]
     assert not bad, f"{len(bad)} runs did not succeed: {bad[:3]} (see {root}/serve.log)"

@@ -82,24 +82,24 @@ struct Inner {
     // Holds the askpass script; removed with the cache.
     tools: tempfile::TempDir,
     known_hosts: PathBuf,
-    locks: Mutex<HashMap<String, Arc<MirrorLocks>>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<MirrorState>>>>,
     timeouts: Timeouts,
 }
 
-/// The locks of one mirror in this cache (a second process sharing the directory is held off
-/// by the matching lock files, [`GitCache::file_lock`]).
+/// What this cache knows of one mirror, kept under its lock. Fetches and edits of the
+/// mirror's list of worktrees take turns, here and against any other process sharing the
+/// directory (the lock file of [`GitCache::file_lock`]): git reads every worktree's entry in
+/// both, and fails on one half made ("bad object worktrees/X/HEAD" in a fetch, "failed to read
+/// worktrees/X/commondir" in an add). Only the entry is made under the lock; a worktree's
+/// files are checked out after it, side by side with the other runs'.
 #[derive(Debug, Default)]
-struct MirrorLocks {
-    /// Fetches take turns. Holds when the last successful fetch by this cache started, and
-    /// from which URL: a fetch asked for before that moment is answered by it, since it saw
-    /// everything the remote had when the caller asked (fifty runs of one push fetch once,
-    /// not fifty times in a row).
-    fetch: tokio::sync::Mutex<Option<(Instant, String)>>,
-    /// Edits of the mirror's list of worktrees (add, prune) take turns: an add reads every
-    /// other entry and fails on one half made ("failed to read worktrees/X/commondir"). Only
-    /// the entry is made under it; the files are checked out after. Holds when this cache
-    /// last pruned.
-    worktrees: tokio::sync::Mutex<Option<Instant>>,
+struct MirrorState {
+    /// When the last successful fetch by this cache started, and from which URL. A fetch
+    /// asked for before that moment is answered by it: it saw everything the remote had when
+    /// the caller asked (fifty runs of one push fetch once, not fifty times in a row).
+    fetched: Option<(Instant, String)>,
+    /// When this cache last pruned the mirror's list of worktrees.
+    pruned: Option<Instant>,
 }
 
 impl fmt::Debug for GitCache {
@@ -228,14 +228,17 @@ impl GitCache {
         }
     }
 
-    fn locks(&self, name: &str) -> Arc<MirrorLocks> {
-        let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(name.to_string()).or_default().clone()
+    async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<MirrorState> {
+        let m = {
+            let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(name.to_string()).or_default().clone()
+        };
+        m.lock_owned().await
     }
 
-    /// Locks `file` (under the cache's root) against other processes sharing the cache.
-    async fn file_lock(&self, file: &str) -> Result<std::fs::File, GitError> {
-        let path = self.inner.root.join(file);
+    /// Locks `{dir_name}.lock` (under the cache's root) against other processes sharing it.
+    async fn file_lock(&self, dir_name: &str) -> Result<std::fs::File, GitError> {
+        let path = self.inner.root.join(format!("{dir_name}.lock"));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

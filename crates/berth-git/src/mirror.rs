@@ -18,10 +18,9 @@ impl GitCache {
         }
         let safe = remote.safe_url();
         let asked = Instant::now();
-        let locks = self.locks(name);
-        let mut last = locks.fetch.lock().await;
+        let mut state = self.lock(name).await;
         let mirror = self.inner.root.join(&dir_name);
-        if let Some((at, from)) = &*last
+        if let Some((at, from)) = &state.fetched
             && *at > asked
             && *from == url
             && mirror.join("HEAD").exists()
@@ -29,7 +28,7 @@ impl GitCache {
             // Another caller's fetch started after this one asked: it saw all this one would.
             return Ok(mirror);
         }
-        let _file_lock = self.file_lock(&format!("{dir_name}.lock")).await?;
+        let _file_lock = self.file_lock(&dir_name).await?;
         let started = Instant::now();
         let first = !mirror.join("HEAD").exists();
         if first {
@@ -87,7 +86,7 @@ impl GitCache {
                 return Err(e);
             }
         }
-        *last = Some((started, url));
+        state.fetched = Some((started, url));
         self.emit(
             Level::Info,
             format!(

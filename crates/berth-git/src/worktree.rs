@@ -6,6 +6,7 @@ use super::*;
 /// dropped instead, its files are deleted and the mirror forgets it at its next worktree.
 #[derive(Debug)]
 pub struct Worktree {
+    name: String,
     path: PathBuf,
     commit: String,
     mirror: PathBuf,
@@ -29,6 +30,9 @@ impl Worktree {
         self.removed = true;
         let path = self.path.clone().into_os_string();
         let target = self.path.display().to_string();
+        // Under the mirror's lock: a fetch or an add meeting the half-removed entry fails.
+        let _state = self.cache.lock(&self.name).await;
+        let _file_lock = self.cache.file_lock(&mirror_dir_name(&self.name)?).await?;
         let out = self
             .cache
             .git(
@@ -94,11 +98,8 @@ impl GitCache {
             .into_os_string();
         // Entries of checkouts deleted without `worktree remove` (a dropped Worktree, a killed
         // process) are pruned the first time, then every PRUNE_EVERY, and whenever an add
-        // fails: not before every add. The entry is made under the lock, here and against any
-        // other process sharing the cache (git cannot make two at once); the files are checked
-        // out after it, side by side with the other runs'.
-        let locks = self.locks(name);
-        let lock_file = format!("{}.worktrees.lock", mirror_dir_name(name)?);
+        // fails: not before every add. Only the entry is made under the lock (see
+        // MirrorState); the files are checked out after it.
         let add = [
             os("worktree"),
             os("add"),
@@ -109,23 +110,24 @@ impl GitCache {
             os(&sha),
         ];
         {
-            let mut pruned = locks.worktrees.lock().await;
-            let _file_lock = self.file_lock(&lock_file).await?;
-            let due = pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+            let mut state = self.lock(name).await;
+            let _file_lock = self.file_lock(&mirror_dir_name(name)?).await?;
+            let due = state.pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
             if due {
                 self.prune(&mirror).await?;
-                *pruned = Some(Instant::now());
+                state.pruned = Some(Instant::now());
             }
             if let Err(e) = self.local(&mirror, &add, "worktree add").await {
                 if due {
                     return Err(e);
                 }
                 self.prune(&mirror).await?;
-                *pruned = Some(Instant::now());
+                state.pruned = Some(Instant::now());
                 self.local(&mirror, &add, "worktree add").await?;
             }
         }
         let worktree = Worktree {
+            name: name.to_string(),
             path: PathBuf::from(&dest_os),
             commit: sha.clone(),
             mirror: mirror.clone(),

@@ -234,19 +234,37 @@ async fn concurrent_fetches_of_one_repository_are_serialised() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_worktrees_at_once_all_check_out() {
-    // The runs of one push check out at once: their entries are made in turn (git fails an
-    // add that meets another's half-made entry), their files side by side. None may fail or
-    // get another's files.
-    let up = Upstream::new("board");
+async fn sixteen_worktrees_at_once_beside_fetches_of_new_pushes_all_check_out() {
+    // The runs of one push check out at once while later pushes are fetched: git fails an add
+    // that meets another's half-made entry, and a fetch too ("bad object worktrees/X/HEAD").
+    // None may fail or get another's files.
+    let up = Arc::new(Upstream::new("board"));
     let v1 = up.commit("VERSION", "1\n", "v1");
     up.push(&["main"]);
     let (dir, cache) = cache();
-    cache
-        .fetch("board", &Remote::new(up.bare.to_str().unwrap()))
-        .await
-        .unwrap();
+    let remote = Remote::new(up.bare.to_str().unwrap());
+    cache.fetch("board", &remote).await.unwrap();
     let runs = dir.path().join("runs");
+    let pusher = {
+        let up = up.clone();
+        std::thread::spawn(move || {
+            for i in 2..10 {
+                up.commit("NEXT", &format!("{i}\n"), "next");
+                up.push(&["main"]);
+            }
+        })
+    };
+    let fetches: Vec<_> = (0..8)
+        .map(|_| {
+            let (cache, remote) = (cache.clone(), remote.clone());
+            tokio::spawn(async move {
+                for _ in 0..4 {
+                    cache.fetch("board", &remote).await?;
+                }
+                Ok::<_, GitError>(())
+            })
+        })
+        .collect();
     let adds: Vec<_> = (0..16)
         .map(|i| {
             let (cache, dest, v1) = (cache.clone(), runs.join(format!("run-{i}")), v1.clone());
@@ -257,9 +275,14 @@ async fn sixteen_worktrees_at_once_all_check_out() {
     for a in adds {
         trees.push(a.await.unwrap().unwrap());
     }
+    for f in fetches {
+        f.await.unwrap().unwrap();
+    }
+    pusher.join().unwrap();
     for (i, t) in trees.iter().enumerate() {
         assert_eq!(t.path(), runs.join(format!("run-{i}")));
         assert_eq!(git(t.path(), &["rev-parse", "HEAD"]), v1);
+        assert_eq!(git(t.path(), &["status", "--porcelain"]), "");
         assert_eq!(
             std::fs::read_to_string(t.path().join("VERSION")).unwrap(),
             "1\n"
@@ -268,9 +291,16 @@ async fn sixteen_worktrees_at_once_all_check_out() {
     let mirror = cache.mirror_path("board").unwrap();
     let listed = git(&mirror, &["worktree", "list", "--porcelain"]);
     assert_eq!(listed.matches("worktree ").count(), 17, "{listed}");
-    for t in trees {
-        t.remove().await.unwrap();
+    let removes: Vec<_> = trees
+        .into_iter()
+        .map(|t| tokio::spawn(t.remove()))
+        .collect();
+    let again = (cache.clone(), remote.clone());
+    let last = tokio::spawn(async move { again.0.fetch("board", &again.1).await });
+    for r in removes {
+        r.await.unwrap().unwrap();
     }
+    last.await.unwrap().unwrap();
     let listed = git(&mirror, &["worktree", "list", "--porcelain"]);
     assert_eq!(listed.matches("worktree ").count(), 1, "{listed}");
 }
