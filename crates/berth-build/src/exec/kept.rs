@@ -71,11 +71,26 @@ pub fn keep(store: &Store, rootfs: &Path, trail: &[TrailStep]) -> Result<(), Bui
     Ok(())
 }
 
-/// Takes a kept root filesystem that can be rewound to `chain`, rewinds it and moves it to
-/// `dest`. Returns the trail up to `chain`, or `None` when no kept one fits.
+/// A kept root filesystem that rewinds to the chain asked for.
+struct Fit {
+    /// Paths to remove to get there.
+    undo: usize,
+    newest: std::cmp::Reverse<std::time::SystemTime>,
+    slot: PathBuf,
+    trail: Vec<TrailStep>,
+    /// The trail's step at the chain.
+    k: usize,
+}
+
+/// Takes the kept root filesystem that rewinds to `chain` with the least to undo (the newest
+/// of equals), rewinds it and moves it to `dest`. Returns the trail up to `chain`, or `None`
+/// when no kept one fits. (The first fit found was taken before: a build of one image would
+/// take and rewind another image's tree, ready for that image's next rebuild, while its own
+/// lay beside it.)
 pub fn take(store: &Store, chain: &str, dest: &Path) -> Option<Vec<TrailStep>> {
     let base = keep_dir(store);
     let rd = std::fs::read_dir(&base).ok()?;
+    let mut fits: Vec<Fit> = Vec::new();
     for e in rd.flatten() {
         let slot = e.path();
         let Some(trail) = std::fs::read(slot.join("trail.json"))
@@ -90,6 +105,23 @@ pub fn take(store: &Store, chain: &str, dest: &Path) -> Option<Vec<TrailStep>> {
         if trail[k + 1..].iter().any(|s| s.added.is_none()) {
             continue;
         }
+        let undo: usize = trail[k + 1..]
+            .iter()
+            .flat_map(|s| s.added.iter().flatten())
+            .count();
+        let at = std::fs::metadata(slot.join("trail.json"))
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        fits.push(Fit {
+            undo,
+            newest: std::cmp::Reverse(at),
+            slot,
+            trail,
+            k,
+        });
+    }
+    fits.sort_by_key(|f| (f.undo, f.newest));
+    for Fit { slot, trail, k, .. } in fits {
         // Whoever renames first owns it.
         if std::fs::rename(slot.join("root"), dest).is_err() {
             continue;
@@ -193,6 +225,46 @@ mod tests {
         assert!(
             dest.join("x").is_symlink(),
             "the link itself stays: c1 did not add it"
+        );
+    }
+
+    #[test]
+    fn takes_the_tree_with_least_to_undo_and_leaves_another_images_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        // Image A's tree: the shared base, then A's files. Image B's: the base, then B's. Each
+        // rebuild needs its own tree at its last step; a build of the bare base takes either.
+        let kept_tree = |files: &[&str], trail: &[TrailStep]| {
+            let root = store.temp_path("rootfs");
+            std::fs::create_dir_all(root.join("base")).unwrap();
+            for f in files {
+                std::fs::write(root.join(f), f).unwrap();
+            }
+            keep(&store, &root, trail).unwrap();
+        };
+        kept_tree(&["a"], &[step("base", None), step("a1", Some(&["a"]))]);
+        kept_tree(
+            &["b1", "b2"],
+            &[step("base", None), step("b2", Some(&["b1", "b2"]))],
+        );
+        let dest = store.temp_path("rootfs");
+        assert_eq!(take(&store, "b2", &dest).unwrap().len(), 2);
+        assert!(dest.join("b2").is_file(), "B's own tree, nothing undone");
+        // A's tree is still kept for A; B's second build, of the base only, takes it now that
+        // it is the only fit, undoing A's file.
+        let again = store.temp_path("rootfs");
+        assert_eq!(take(&store, "a1", &again).unwrap().len(), 2);
+        assert!(again.join("a").is_file());
+        kept_tree(&["a"], &[step("base", None), step("a1", Some(&["a"]))]);
+        kept_tree(&[], &[step("base", None)]);
+        let base = store.temp_path("rootfs");
+        assert_eq!(take(&store, "base", &base).unwrap().len(), 1);
+        assert!(!base.join("a").exists());
+        let left = store.temp_path("rootfs");
+        assert_eq!(
+            take(&store, "a1", &left).map(|t| t.len()),
+            Some(2),
+            "the bare base was taken for the base, not A's tree"
         );
     }
 

@@ -62,9 +62,12 @@ impl Store {
             .join("berth/store")
     }
 
-    /// Opens (creating if needed) the layout at `root`.
+    /// Opens (creating if needed) the layout at `root`; a relative `root` is taken from the
+    /// current directory now (the OCI runtime runs a RUN step's bundle elsewhere, where a
+    /// relative rootfs path named nothing).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, BuildError> {
         let root = root.into();
+        let root = std::path::absolute(&root).map_err(io_err(&root))?;
         // Images hold setuid files and RUN steps secrets: the store is root's alone.
         std::fs::create_dir_all(&root).map_err(io_err(&root))?;
         {

@@ -67,6 +67,33 @@ async fn build_pushes_and_reports_json() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--store` given as a relative path: the RUN step finds its root filesystem (the runtime ran
+/// the bundle from elsewhere and the relative rootfs path named nothing: "invalid rootfs").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_with_a_relative_store_runs_its_run_steps() {
+    let ctx = TestContext::new("cli-build-relstore").await;
+    let dir = std::env::temp_dir().join(format!(
+        "berth-cli-build-relstore-{}",
+        berth_testkit::unique_suffix()
+    ));
+    std::fs::create_dir_all(dir.join("ctx")).unwrap();
+    std::fs::write(
+        dir.join("ctx/Dockerfile"),
+        "FROM busybox\nRUN echo relative > /made\n",
+    )
+    .unwrap();
+    let out = berth(ctx.env)
+        .current_dir(&dir)
+        .args(["build", "ctx", "--store", "store", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(built["steps"], 1, "{built}");
+    assert!(dir.join("store/index.json").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Scenario 2's build service: `berth build --push --registry-secret NS/NAME` pushes to a
 /// private registry (htpasswd auth) with the credentials of a `kubernetes.io/dockerconfigjson`
 /// Secret read from the real API server. Without the Secret the push is refused; a missing
