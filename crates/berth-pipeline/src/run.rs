@@ -719,15 +719,9 @@ impl Pipeline {
                 detection.base_image
             ),
         );
-        let dir = self.build.store.root().join("detected");
-        std::fs::create_dir_all(&dir)
-            .and_then(|_| {
-                let path = dir.join(format!("{}.Dockerfile", s.name));
-                std::fs::write(&path, &detection.dockerfile).map(|_| path)
-            })
-            .map_err(|e| {
-                RunError::Image(format!("service `{}`: writing its Dockerfile: {e}", s.name))
-            })
+        crate::detect::write_detected(&self.build.store, &s.name, &detection.dockerfile).map_err(
+            |e| RunError::Image(format!("service `{}`: writing its Dockerfile: {e}", s.name)),
+        )
     }
 }
 

@@ -202,3 +202,23 @@ fn nothing_recognisable() {
     let err = detect(&d.path().join("missing"), &Base::Default).unwrap_err();
     assert!(matches!(err, DetectError::Read { .. }));
 }
+
+#[test]
+fn detected_dockerfiles_of_one_service_name_never_share_a_file() {
+    let d = tempfile::tempdir().unwrap();
+    let store = berth_build::exec::Store::open(d.path()).unwrap();
+    let node = crate::detect::write_detected(&store, "web", "FROM node\n").unwrap();
+    let python = crate::detect::write_detected(&store, "web", "FROM python\n").unwrap();
+    assert_ne!(node, python);
+    assert_eq!(std::fs::read_to_string(&node).unwrap(), "FROM node\n");
+    assert_eq!(std::fs::read_to_string(&python).unwrap(), "FROM python\n");
+    assert_eq!(
+        crate::detect::write_detected(&store, "web", "FROM node\n").unwrap(),
+        node,
+        "the same text is the same file"
+    );
+    let tmp: Vec<_> = std::fs::read_dir(d.path().join("berth/tmp"))
+        .unwrap()
+        .collect();
+    assert!(tmp.is_empty(), "no temporary file is left: {tmp:?}");
+}
