@@ -337,9 +337,9 @@ impl Api {
     }
 }
 
-pub(crate) async fn live_image(ctx: &TestContext) -> String {
-    let d = ctx
-        .cluster
+/// The example's Deployment `hello` in the test's namespace, if there is one.
+pub(crate) async fn hello_deployment(ctx: &TestContext) -> Option<Value> {
+    ctx.cluster
         .get(&ObjectKey::new(
             "apps/v1",
             "Deployment",
@@ -348,7 +348,10 @@ pub(crate) async fn live_image(ctx: &TestContext) -> String {
         ))
         .await
         .unwrap()
-        .expect("the Deployment exists");
+}
+
+pub(crate) async fn live_image(ctx: &TestContext) -> String {
+    let d = hello_deployment(ctx).await.expect("the Deployment exists");
     d["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
         .unwrap()

@@ -6,11 +6,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_cluster::ObjectKey;
 use berth_testkit::TestContext;
 use serde_json::{Value, json};
 
-use crate::serve::{Api, Rig};
+use crate::serve::{Api, Rig, hello_deployment};
 
 fn replace_in(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
@@ -108,16 +107,7 @@ async fn cancelling_a_run_during_its_build_stops_the_run_step_and_deploys_nothin
             && e["event"]["step"].as_str() == Some("deploy")),
         "a cancelled run never starts its deploy: {text}"
     );
-    let deployed = ctx
-        .cluster
-        .get(&ObjectKey::new(
-            "apps/v1",
-            "Deployment",
-            Some(&ctx.namespace),
-            "hello",
-        ))
-        .await
-        .unwrap();
+    let deployed = hello_deployment(&ctx).await;
     assert!(
         deployed.is_none(),
         "nothing is deployed by a cancelled run: {deployed:?}"
