@@ -64,10 +64,12 @@ impl Drop for Worktree {
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 impl GitCache {
-    async fn prune(&self, mirror: &Path) -> Result<(), GitError> {
+    /// `git worktree prune`, under the mirror's lock (`state`), which records when.
+    async fn prune(&self, mirror: &Path, state: &mut MirrorState) -> Result<(), GitError> {
         self.local(mirror, &[os("worktree"), os("prune")], "worktree prune")
-            .await
-            .map(|_| ())
+            .await?;
+        state.pruned = Some(Instant::now());
+        Ok(())
     }
 
     /// Checks `commit` out, detached, into `dest` (which must not exist, or be empty).
@@ -114,15 +116,13 @@ impl GitCache {
             let _file_lock = self.file_lock(&mirror_dir_name(name)?).await?;
             let due = state.pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
             if due {
-                self.prune(&mirror).await?;
-                state.pruned = Some(Instant::now());
+                self.prune(&mirror, &mut state).await?;
             }
             if let Err(e) = self.local(&mirror, &add, "worktree add").await {
                 if due {
                     return Err(e);
                 }
-                self.prune(&mirror).await?;
-                state.pruned = Some(Instant::now());
+                self.prune(&mirror, &mut state).await?;
                 self.local(&mirror, &add, "worktree add").await?;
             }
         }

@@ -131,22 +131,23 @@ pub enum DetectError {
 }
 
 /// Writes the Dockerfile detected for `service` under `store` and returns its path: named by
-/// its content, written to a temporary name and renamed into place. (One name per service,
+/// its content, written through a temporary sibling and a rename. (One name per service,
 /// written in place, let two runs at once — a server building two repositories with a
 /// service of the same name — build from each other's Dockerfile, or from a half-written one.)
 pub fn write_detected(
     store: &berth_build::exec::Store,
     service: &str,
     dockerfile: &str,
-) -> std::io::Result<PathBuf> {
+) -> Result<PathBuf, berth_build::exec::BuildError> {
     let dir = store.root().join("detected");
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(|source| berth_build::exec::BuildError::Io {
+        path: dir.clone(),
+        source,
+    })?;
     let digest = berth_registry::sha256(dockerfile.as_bytes());
     let path = dir.join(format!("{service}-{}.Dockerfile", &digest.hex()[..16]));
     if !path.is_file() {
-        let tmp = store.temp_path("detected");
-        std::fs::write(&tmp, dockerfile)?;
-        std::fs::rename(&tmp, &path)?;
+        berth_build::exec::write_atomic(&path, dockerfile.as_bytes())?;
     }
     Ok(path)
 }

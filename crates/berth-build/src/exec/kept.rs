@@ -40,6 +40,13 @@ fn keep_dir(store: &Store) -> PathBuf {
     store.root().join("berth/rootfs")
 }
 
+/// When `slot` was kept (its trail's time); `None` for a slot half made or half removed.
+fn kept_at(slot: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(slot.join("trail.json"))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
 /// Moves `rootfs` (with its `trail`) into the keep, evicting the oldest beyond [`KEEP`].
 pub fn keep(store: &Store, rootfs: &Path, trail: &[TrailStep]) -> Result<(), BuildError> {
     if trail.is_empty() {
@@ -58,10 +65,7 @@ pub fn keep(store: &Store, rootfs: &Path, trail: &[TrailStep]) -> Result<(), Bui
     let mut slots: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&base)
         .map_err(io_err(&base))?
         .flatten()
-        .filter_map(|e| {
-            let m = std::fs::metadata(e.path().join("trail.json")).ok()?;
-            Some((m.modified().ok()?, e.path()))
-        })
+        .filter_map(|e| Some((kept_at(&e.path())?, e.path())))
         .collect();
     slots.sort();
     while slots.len() > KEEP {
@@ -109,9 +113,7 @@ pub fn take(store: &Store, chain: &str, dest: &Path) -> Option<Vec<TrailStep>> {
             .iter()
             .flat_map(|s| s.added.iter().flatten())
             .count();
-        let at = std::fs::metadata(slot.join("trail.json"))
-            .and_then(|m| m.modified())
-            .unwrap_or(std::time::UNIX_EPOCH);
+        let at = kept_at(&slot).unwrap_or(std::time::UNIX_EPOCH);
         fits.push(Fit {
             undo,
             newest: std::cmp::Reverse(at),

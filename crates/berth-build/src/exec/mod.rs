@@ -42,4 +42,4 @@ pub use error::BuildError;
 pub use layer::{Compression, LayerPlan, apply_layer, resolve_in_root, write_layer};
 pub use run_mounts::{SecretSource, Secrets};
 pub use snapshot::Snapshot;
-pub use store::{CacheRecord, CachedLayer, Store, StoredImage, file_digest};
+pub use store::{CacheRecord, CachedLayer, Store, StoredImage, file_digest, write_atomic};

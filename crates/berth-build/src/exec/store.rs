@@ -392,7 +392,7 @@ pub fn is_supported_layer(media_type: &str) -> bool {
 }
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     let n = TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;

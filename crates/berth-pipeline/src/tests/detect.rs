@@ -221,4 +221,11 @@ fn detected_dockerfiles_of_one_service_name_never_share_a_file() {
         .unwrap()
         .collect();
     assert!(tmp.is_empty(), "no temporary file is left: {tmp:?}");
+    assert_eq!(
+        std::fs::read_dir(d.path().join("detected"))
+            .unwrap()
+            .count(),
+        2,
+        "only the two Dockerfiles, no temporary sibling"
+    );
 }
