@@ -29,8 +29,13 @@ impl GitCache {
             return Ok(mirror);
         }
         let _file_lock = self.file_lock(&dir_name).await?;
-        let started = Instant::now();
         let first = !mirror.join("HEAD").exists();
+        if !first && state.pruned.is_none() {
+            // The first use of the mirror by this cache (a restarted server): clear what a
+            // killed process left in its worktree list before the fetch reads it.
+            self.prune(&mirror, &mut state).await?;
+        }
+        let started = Instant::now();
         if first {
             // A fresh name each time, so no two attempts ever share a half-made mirror.
             let tmp = tempfile::Builder::new()

@@ -64,8 +64,25 @@ impl Drop for Worktree {
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 impl GitCache {
-    /// `git worktree prune`, under the mirror's lock (`state`), which records when.
-    async fn prune(&self, mirror: &Path, state: &mut MirrorState) -> Result<(), GitError> {
+    /// `git worktree prune`, under the mirror's lock (`state`), which records when. First the
+    /// entries of adds that were killed (kill -9 of berth or of its git) go: git leaves such an
+    /// entry locked, its prune keeps locked entries, and every later fetch failed on it ("did
+    /// not send all necessary objects"). berth never locks a worktree and makes entries only
+    /// under this lock, so a locked entry seen here is such a leftover.
+    pub(crate) async fn prune(
+        &self,
+        mirror: &Path,
+        state: &mut MirrorState,
+    ) -> Result<(), GitError> {
+        if let Ok(entries) = std::fs::read_dir(mirror.join("worktrees")) {
+            for e in entries.flatten() {
+                if e.path().join("locked").exists() {
+                    std::fs::remove_dir_all(e.path()).map_err(|err| {
+                        GitError::io(format!("removing {}", e.path().display()), err)
+                    })?;
+                }
+            }
+        }
         self.local(mirror, &[os("worktree"), os("prune")], "worktree prune")
             .await?;
         state.pruned = Some(Instant::now());

@@ -306,6 +306,41 @@ async fn sixteen_worktrees_at_once_beside_fetches_of_new_pushes_all_check_out() 
 }
 
 #[tokio::test]
+async fn a_worktree_add_killed_half_way_does_not_break_the_next_process() {
+    // What `git worktree add` leaves when it is killed between making its entry and finishing
+    // it: the entry, still locked, its HEAD not yet a commit. git's own prune keeps it, and a
+    // fetch then fails on it. A restarted server (a new cache on the same directory) must fetch
+    // and check out as before.
+    let up = Upstream::new("board");
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Remote::new(up.bare.to_str().unwrap());
+    let killed = GitCache::new(dir.path()).unwrap();
+    let mirror = killed.fetch("board", &remote).await.unwrap();
+    let entry = mirror.join("worktrees/run-9");
+    std::fs::create_dir_all(&entry).unwrap();
+    std::fs::write(entry.join("locked"), "initializing\n").unwrap();
+    std::fs::write(
+        entry.join("gitdir"),
+        format!("{}/run-9/.git\n", dir.path().display()),
+    )
+    .unwrap();
+    std::fs::write(entry.join("HEAD"), format!("{}\n", "0".repeat(40))).unwrap();
+    drop(killed);
+    let next = up.commit("VERSION", "2\n", "v2");
+    up.push(&["main"]);
+
+    let restarted = GitCache::new(dir.path()).unwrap();
+    restarted.fetch("board", &remote).await.unwrap();
+    assert_eq!(restarted.resolve("board", "main").await.unwrap(), next);
+    assert!(!entry.exists(), "the killed add's entry is gone");
+    let tree = restarted
+        .worktree("board", "main", &dir.path().join("runs/run-1"))
+        .await
+        .unwrap();
+    assert_eq!(git(tree.path(), &["rev-parse", "HEAD"]), next);
+}
+
+#[tokio::test]
 async fn fetches_asked_for_while_one_runs_are_answered_by_the_next_not_repeated() {
     let up = Upstream::new("board");
     let (_d, cache) = cache();
