@@ -340,9 +340,12 @@ async fn oom_killed_container_on_the_real_node_is_diagnosed_and_rolled_back() {
         r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]"#,
         r#"CMD ["sh", "-c", "x=0123456789abcdef; while :; do x=$x$x; done"]"#,
     );
+    // With a readiness probe, as a real app has: without one, a container between two OOM
+    // kills counts as ready, and on a machine slow enough that both new pods ran at once the
+    // rollout completed (seen once in the whole suite here).
     add_to_container(
         &ex,
-        "        resources:\n          limits: {memory: 16Mi}\n",
+        "        resources:\n          limits: {memory: 16Mi}\n        readinessProbe:\n          tcpSocket: {port: 8080}\n          periodSeconds: 1\n",
     );
     fails_and_the_good_build_answers(
         &ctx,
