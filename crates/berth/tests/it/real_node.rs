@@ -184,11 +184,11 @@ async fn board_helm_release_answers_over_http_on_the_real_node() {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     // On a first install the Service's rules reach kube-proxy a moment after the rollout
     // completes ("connection refused", or a reset while the rules change, until then); on a
-    // machine busy with the whole suite that moment has taken over 20 s. The ClusterIP may
-    // also have been another test's Service a moment ago, whose rules still lead to that
-    // Service's pods (a 404 from another example's server, seen once in the whole suite): any
-    // answer but the board's 201 is retried too. A POST repeated after a transport error at
-    // most posts the message twice, which the check below allows.
+    // machine busy with the whole suite that moment has taken over 20 s. In the whole suite
+    // the ClusterIP has also answered 404, which the board never sends (another server
+    // answered; why is not known yet): any answer but the board's 201 is retried too. A POST
+    // repeated after a transport error at most posts the message twice, which the check
+    // below allows.
     let deadline = Instant::now() + Duration::from_secs(60);
     let posted = loop {
         match client
