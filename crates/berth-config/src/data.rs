@@ -36,9 +36,11 @@ use crate::{Location, Problem};
 pub(crate) struct RawData {
     /// Clone PersistentVolumeClaims of another environment through CSI snapshots.
     #[schemars(with = "Option<RawClone>")]
+    #[schemars(example = serde_json::json!({"from": "production", "pvcs": ["db-data"]}))]
     pub clone: Option<Spanned<RawClone>>,
     /// Copy another environment's database with masking (PostgreSQL, MySQL/MariaDB).
     #[schemars(with = "Option<RawCopy>")]
+    #[schemars(example = serde_json::json!({"from": "production", "source-url-env": "PROD_DATABASE_URL", "target-url-env": "STAGING_DATABASE_URL"}))]
     pub copy: Option<Spanned<RawCopy>>,
 }
 
@@ -49,19 +51,27 @@ pub(crate) struct RawData {
 pub(crate) struct RawClone {
     /// The environment whose claims are cloned.
     #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("production"))]
     pub from: Spanned<String>,
     /// The claims, by name.
     #[serde(default)]
+    #[schemars(example = serde_json::json!(["db-data"]))]
     pub pvcs: Vec<String>,
     /// Or the claims matching this label selector (e.g. `app=db`).
+    #[schemars(example = serde_json::json!("app=db"))]
     pub selector: Option<String>,
     /// Keep only the newest N snapshots per claim (N >= 1). Default: keep all.
     #[schemars(with = "Option<u32>")]
+    #[schemars(example = serde_json::json!(3))]
+    #[schemars(extend("x-wrong" = "0"))]
     pub keep: Option<Spanned<u32>>,
     /// The VolumeSnapshotClass (default: chosen by the claim's provisioner).
+    #[schemars(example = serde_json::json!("csi-hostpath-snapclass"))]
     pub snapshot_class: Option<String>,
     /// Deadline for the clone (default 10m).
     #[schemars(with = "Option<String>")]
+    #[schemars(example = serde_json::json!("20m"))]
+    #[schemars(extend("x-wrong" = "soon"))]
     pub timeout: Option<Spanned<String>>,
 }
 
@@ -72,20 +82,26 @@ pub(crate) struct RawClone {
 pub(crate) struct RawCopy {
     /// The environment whose database is copied (for the record; the URL says where it is).
     #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("production"))]
     pub from: Spanned<String>,
     /// The environment variable holding the source database URL.
     #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("PROD_DATABASE_URL"))]
     pub source_url_env: Spanned<String>,
     /// The environment variable holding the target database URL.
     #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("STAGING_DATABASE_URL"))]
     pub target_url_env: Spanned<String>,
     /// `table.column` (or `schema.table.column`) -> rule: email, name, phone, digits, text,
     /// fixed:VALUE, null or keep.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
+    #[schemars(example = serde_json::json!({"users.email": "email", "users.name": "name", "payments.card": "digits"}))]
+    #[schemars(extend("x-wrong" = "{users.email: scramble}"))]
     pub mask: BTreeMap<String, Spanned<String>>,
     /// Refuse columns that look personal (email, phone, name, ...) without a rule.
     #[serde(default)]
+    #[schemars(example = serde_json::json!(true))]
     pub strict: bool,
 }
 

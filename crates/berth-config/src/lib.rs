@@ -43,6 +43,7 @@ pub mod duration;
 pub mod error;
 pub mod model;
 mod raw;
+mod reference;
 pub mod suggest;
 mod validate;
 
@@ -59,6 +60,7 @@ pub use model::{
     Hooks, ImageNaming, ImageValues, Manifests, Promotion, Registry, Service, TEMPLATE_VARIABLES,
     Test,
 };
+pub use reference::reference_markdown;
 
 /// The configuration file's name.
 pub const FILE_NAME: &str = "berth.yaml";
