@@ -40,8 +40,16 @@ pub enum Command {
     /// Deploy exactly the digests live in one environment to another, with the target's
     /// values: build once, deploy many. Refuses when the source's last deploy failed.
     Promote(crate::run_cmd::PromoteArgs),
-    /// Print the JSON Schema of berth.yaml, for editors.
-    Schema,
+    /// Print the JSON Schema of berth.yaml, for editors; `--markdown` prints the reference of
+    /// every key instead (docs/config.md is this output).
+    Schema(SchemaArgs),
+    /// Print a shell completion script: `berth completions bash > /etc/bash_completion.d/berth`,
+    /// `berth completions zsh > "${fpath[1]}/_berth"`,
+    /// `berth completions fish > ~/.config/fish/completions/berth.fish`.
+    Completions(CompletionsArgs),
+    /// Print berth's man page (roff): `berth man > /usr/local/share/man/man1/berth.1`;
+    /// `--out-dir DIR` writes one page per command (berth.1, berth-run.1, ...).
+    Man(ManArgs),
     /// Render manifests (plain YAML, *.j2 templates, Kustomize, Helm) with pinned images and
     /// berth's labels, and print the final YAML in a stable order. Objects of deprecated or
     /// removed Kubernetes APIs (1.16-1.33) get a warning naming the replacement, against the
@@ -65,6 +73,28 @@ pub enum Command {
     /// directory, 127.0.0.1:8080); `berth serve token create NAME --role deployer` makes an
     /// API token.
     Serve(crate::serve_cmd::ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SchemaArgs {
+    /// The berth.yaml reference as Markdown: every key with its type, default, an example and
+    /// the error a wrong value gives.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write berth.1 and one page per subcommand into this folder instead of printing berth.1.
+    #[arg(long)]
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Which cluster and namespace.

@@ -19,12 +19,14 @@ mod output;
 mod progress;
 mod run_cmd;
 mod serve_cmd;
+mod trust;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    trust::ensure_roots();
     // One rustls crypto provider for the whole process, before any TLS client exists: with two
     // providers compiled in, rustls would panic on the first handshake.
     rustls::crypto::ring::default_provider()
@@ -46,14 +48,24 @@ fn main() -> ExitCode {
             cli::Command::Init(a) => init_cmd::init(a),
             cli::Command::Dev(a) => dev_cmd::dev(a).await,
             cli::Command::Promote(a) => run_cmd::promote(a).await,
-            cli::Command::Schema => {
-                let schema = berth_config::json_schema();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&schema).expect("schema serializes")
-                );
+            cli::Command::Schema(a) => {
+                if a.markdown {
+                    print!("{}", berth_config::reference_markdown());
+                } else {
+                    let schema = berth_config::json_schema();
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&schema).expect("schema serializes")
+                    );
+                }
                 Ok(std::process::ExitCode::SUCCESS)
             }
+            cli::Command::Completions(a) => {
+                let mut command = <cli::Cli as clap::CommandFactory>::command();
+                clap_complete::generate(a.shell, &mut command, "berth", &mut std::io::stdout());
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            cli::Command::Man(a) => man_pages(a),
             cli::Command::Diff(a) => deploy_cmd::diff(a).await,
             cli::Command::History(a) => deploy_cmd::history(a).await,
             cli::Command::Rollback(a) => deploy_cmd::rollback(a).await,
@@ -69,6 +81,27 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `berth man`: berth.1 on stdout, or one page per command into a folder.
+fn man_pages(args: cli::ManArgs) -> Result<ExitCode, String> {
+    let command = <cli::Cli as clap::CommandFactory>::command();
+    match args.out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(command, &dir))
+                .map_err(|e| format!("writing man pages into {}: {e}", dir.display()))?;
+            println!("wrote man pages into {}", dir.display());
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &page))
+                .map_err(|e| format!("writing the man page: {e}"))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(verbose: u8) {
