@@ -11,6 +11,7 @@ mod deploy;
 mod doctor;
 mod examples;
 mod init_layouts;
+mod guide;
 mod install;
 mod pinning;
 mod preflight;
