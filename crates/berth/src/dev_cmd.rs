@@ -8,7 +8,7 @@
 //! Ctrl-C never interrupts a deploy half-way: the loop finishes the run in progress (which
 //! either lands or rolls back), then stops, so the namespace is left consistent.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -43,17 +43,30 @@ fn parse_millis(s: &str) -> Result<Duration, String> {
     crate::cli::parse_duration(s)
 }
 
-/// Whether a changed path should trigger a run (not git's or build output's own files).
-fn relevant(path: &Path) -> bool {
-    !path.components().any(|c| {
-        matches!(
-            c.as_os_str().to_str(),
-            Some(".git" | "target" | "node_modules" | ".berth")
-        )
-    }) && !path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.ends_with('~') || n.ends_with(".swp") || n.starts_with(".#"))
+/// Whether a changed path should trigger a run: not git's or build output's own files, nor
+/// the files berth dev's own output goes to (`berth dev > dev.log` inside the project would
+/// otherwise start a run for every line it writes, for good).
+fn relevant(path: &Path, own_output: &[PathBuf]) -> bool {
+    !own_output.iter().any(|o| o == path)
+        && !path.components().any(|c| {
+            matches!(
+                c.as_os_str().to_str(),
+                Some(".git" | "target" | "node_modules" | ".berth")
+            )
+        })
+        && !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with('~') || n.ends_with(".swp") || n.starts_with(".#"))
+}
+
+/// The regular files stdout and stderr are redirected to, if any.
+fn own_output_files() -> Vec<PathBuf> {
+    ["/proc/self/fd/1", "/proc/self/fd/2"]
+        .iter()
+        .filter_map(|fd| std::fs::canonicalize(fd).ok())
+        .filter(|p| p.is_file())
+        .collect()
 }
 
 /// Runs the loop until Ctrl-C.
@@ -69,11 +82,12 @@ pub async fn dev(mut args: DevArgs) -> Result<ExitCode, String> {
         .expect("a file has a parent directory")
         .to_path_buf();
 
+    let own_output = own_output_files();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev
             && !matches!(ev.kind, notify::EventKind::Access(_))
-            && ev.paths.iter().any(|p| relevant(p))
+            && ev.paths.iter().any(|p| relevant(p, &own_output))
         {
             let _ = tx.send(());
         }
@@ -166,10 +180,19 @@ mod tests {
 
     #[test]
     fn editor_and_git_files_do_not_trigger_runs() {
-        assert!(relevant(Path::new("/p/web/index.html")));
-        assert!(!relevant(Path::new("/p/.git/index")));
-        assert!(!relevant(Path::new("/p/web/.index.html.swp")));
-        assert!(!relevant(Path::new("/p/web/index.html~")));
-        assert!(!relevant(Path::new("/p/target/debug/x")));
+        let none: &[PathBuf] = &[];
+        assert!(relevant(Path::new("/p/web/index.html"), none));
+        assert!(!relevant(Path::new("/p/.git/index"), none));
+        assert!(!relevant(Path::new("/p/web/.index.html.swp"), none));
+        assert!(!relevant(Path::new("/p/web/index.html~"), none));
+        assert!(!relevant(Path::new("/p/target/debug/x"), none));
+    }
+
+    #[test]
+    fn the_file_berth_dev_writes_its_output_to_does_not_trigger_runs() {
+        let log = [PathBuf::from("/p/dev.log")];
+        assert!(!relevant(Path::new("/p/dev.log"), &log));
+        assert!(relevant(Path::new("/p/web/index.html"), &log));
+        assert!(relevant(Path::new("/p/dev.log.old"), &log));
     }
 }

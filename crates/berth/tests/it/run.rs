@@ -226,6 +226,49 @@ async fn dev_redeploys_on_save_and_stops_cleanly_on_ctrl_c() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Found by the getting-started guide: `berth dev > dev.log 2>&1` with the log inside the
+/// project started a run for every line berth dev wrote to it, for good. The file its output
+/// goes to is not a change.
+#[tokio::test]
+async fn dev_writing_its_log_inside_the_project_does_not_rerun_for_it() {
+    let ctx = TestContext::new("dev-own-log").await;
+    let p = project(&ctx);
+    let log = p.dir.join("dev.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = berth(ctx.env)
+        .args(["dev", "-o", "json", "--no-logs", "-n", &ctx.namespace, "-c"])
+        .arg(p.dir.join("berth.yaml"))
+        .env("BERTH_STORE", &p.store)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let results = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with('{') && l.contains("\"result\""))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while results() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "berth dev reported no first run:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Well past the 150 ms debounce: a run caused by its own output would have finished.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert_eq!(results(), 1, "berth dev ran again for its own log:\n{text}");
+}
+
 #[tokio::test]
 async fn a_service_without_dockerfile_is_built_by_detection() {
     let ctx = TestContext::new("run-detect").await;
