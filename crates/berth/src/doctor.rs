@@ -56,15 +56,35 @@ impl Check {
 const DEADLINE: Duration = Duration::from_secs(15);
 
 pub async fn run(args: DoctorArgs) -> Result<ExitCode, String> {
-    let (cluster_checks, registry, runtime, kustomize, helm) = tokio::join!(
+    let (cluster_checks, registry, runtime, slirp, git, kustomize, helm) = tokio::join!(
         cluster_checks(&args),
         registry_check(&args),
         runtime_check(),
-        tool_check("kustomize", &["version"], "kustomize"),
-        tool_check("helm", &["version", "--short"], "helm"),
+        tool_check(
+            "slirp4netns",
+            &["--version"],
+            "needed by RUN steps and tests on their default `isolated` network; install it \
+             (apt-get install slirp4netns), or build with --network none|host"
+        ),
+        tool_check(
+            "git",
+            &["--version"],
+            "needed to build only what changed since the last deploy, to record the commit, and \
+             by `berth serve`; install git (apt-get install git)"
+        ),
+        tool_check(
+            "kustomize",
+            &["version"],
+            "needed only for kustomize manifest sources; put `kustomize` on PATH"
+        ),
+        tool_check(
+            "helm",
+            &["version", "--short"],
+            "needed only for helm manifest sources; put `helm` on PATH"
+        ),
     );
     let mut checks = cluster_checks;
-    checks.extend([registry, runtime, qemu_check(), kustomize, helm]);
+    checks.extend([registry, runtime, slirp, qemu_check(), git, kustomize, helm]);
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     match args.output {
         OutputFormat::Json => {
@@ -197,6 +217,8 @@ async fn cluster_checks(args: &DoctorArgs) -> Vec<Check> {
         ("apps", "deployments"),
         ("batch", "jobs"),
         ("coordination.k8s.io", "leases"),
+        // The release history is kept in Secrets of the namespace.
+        ("", "secrets"),
     ];
     let mut denied = Vec::new();
     for (group, resource) in wanted {
@@ -224,7 +246,7 @@ async fn cluster_checks(args: &DoctorArgs) -> Vec<Check> {
         Check::ok(
             "rbac",
             true,
-            format!("may create deployments, jobs, leases in namespace `{namespace}`"),
+            format!("may create deployments, jobs, leases, secrets in namespace `{namespace}`"),
         )
     } else {
         Check::bad(
@@ -270,12 +292,25 @@ async fn registry_check(args: &DoctorArgs) -> Check {
             true,
             format!("{} answers; access as {}", p.url, p.identity),
         ),
-        Ok(Err(e)) => Check::bad(
-            "registry",
-            true,
-            e.to_string(),
-            format!("start the registry at {host} or pass another --registry"),
-        ),
+        Ok(Err(e)) => {
+            let hint = match &e {
+                berth_registry::RegistryError::Unauthorized { .. } => format!(
+                    "log in to {host}: put its credentials in the docker config berth reads \
+                     (--docker-config, $DOCKER_CONFIG/config.json or ~/.docker/config.json), \
+                     e.g. with `docker login {host}` on any machine, or check the user and \
+                     token there"
+                ),
+                berth_registry::RegistryError::Unreachable { .. } => format!(
+                    "check that a registry runs at {host} and that this machine reaches it, \
+                     or pass another --registry (host[:port], no path)"
+                ),
+                _ => format!(
+                    "{host} does not answer as an OCI registry; pass its host[:port] (no \
+                     path) with --registry"
+                ),
+            };
+            Check::bad("registry", true, e.to_string(), hint)
+        }
         Err(_) => Check::bad(
             "registry",
             true,
@@ -389,14 +424,10 @@ fn qemu_check() -> Check {
     Check::ok("qemu-user", false, detail.join("; "))
 }
 
-async fn tool_check(name: &str, args: &[&str], program: &str) -> Check {
-    match version_of(program, args).await {
+/// An optional program (`name` is also the program): its version, or what it is needed for.
+async fn tool_check(name: &str, args: &[&str], hint: &str) -> Check {
+    match version_of(name, args).await {
         Ok(v) => Check::ok(name, false, v),
-        Err(e) => Check::bad(
-            name,
-            false,
-            e,
-            format!("needed only for {name} manifest sources; put `{program}` on PATH"),
-        ),
+        Err(e) => Check::bad(name, false, e, hint),
     }
 }

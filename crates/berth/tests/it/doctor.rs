@@ -38,7 +38,9 @@ fn doctor_passes_against_the_test_environment() {
         "rbac",
         "registry",
         "oci-runtime",
+        "slirp4netns",
         "qemu-user",
+        "git",
         "kustomize",
         "helm",
     ] {

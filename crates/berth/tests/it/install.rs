@@ -264,6 +264,10 @@ fn release_tarball_runs_berth_doctor_on_a_clean_debian_against_the_cluster() {
         runtime.to_string().contains("apt-get install runc"),
         "{runtime}"
     );
+    // Nor has it git: a warning that says what it is for and how to install it.
+    let git = check("git");
+    assert_eq!(git["status"], "warn", "{doc}");
+    assert!(git.to_string().contains("apt-get install git"), "{git}");
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     // Debian slim has no CA certificates: berth says it trusts its own bundled roots (before
     // the fix it panicked building its registry client).
