@@ -425,6 +425,15 @@ impl Tracker<'_> {
             // when it has given up.
             let fatal =
                 d.fatal && !(owned_by_job && d.kind == DiagnosisKind::ContainerExitedNonZero);
+            // A container that has just started is not ready until its probe has passed: no
+            // warning before the probe has had its chance (the finding still explains a
+            // timeout).
+            if d.kind == DiagnosisKind::ReadinessProbeFailed
+                && !fatal
+                && within_readiness_grace(pod, d.container.as_deref(), jiff::Timestamp::now())
+            {
+                continue;
+            }
             if seen.insert((name.clone(), d.message.clone())) {
                 self.sink.emit(Event::Message {
                     step: Step::Deploy.into(),
@@ -479,5 +488,105 @@ impl Tracker<'_> {
         let pod = pods.last()?;
         let name = pod["metadata"]["name"].as_str()?;
         self.logs(name, None, false).await
+    }
+}
+
+/// Whether `container` of `pod` started recently enough that its readiness probe has not had
+/// its chance yet: its initial delay plus the failures that make the kubelet call it unready
+/// (Kubernetes' defaults: 10 s period, 3 failures), at least 5 s.
+fn within_readiness_grace(pod: &Value, container: Option<&str>, now: jiff::Timestamp) -> bool {
+    let Some(container) = container else {
+        return false;
+    };
+    let started = pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == container)
+        .and_then(|c| c["state"]["running"]["startedAt"].as_str())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let Some(started) = started else {
+        return false;
+    };
+    let probe = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == container)
+        .map(|c| &c["readinessProbe"]);
+    let field = |key: &str, default: i64| {
+        probe
+            .and_then(|p| p[key].as_i64())
+            .unwrap_or(default)
+            .max(0)
+    };
+    let grace = match probe {
+        Some(p) if p.is_object() => {
+            field("initialDelaySeconds", 0)
+                + field("periodSeconds", 10) * field("failureThreshold", 3)
+        }
+        _ => 5,
+    }
+    .max(5);
+    now.duration_since(started).as_secs() < grace
+}
+
+#[cfg(test)]
+mod grace_tests {
+    use super::within_readiness_grace;
+    use serde_json::json;
+
+    fn pod(probe: serde_json::Value) -> serde_json::Value {
+        json!({"spec": {"containers": [{"name": "web", "readinessProbe": probe}]},
+            "status": {"containerStatuses": [{"name": "web",
+                "state": {"running": {"startedAt": "2026-12-03T13:00:00Z"}}}]}})
+    }
+
+    /// Found by the getting-started guide: every healthy rollout with a readiness probe
+    /// warned "running but not ready" a second after its pod started.
+    #[test]
+    fn a_just_started_container_gets_its_probes_time_before_a_warning() {
+        let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
+        // periodSeconds 2, failureThreshold 3 (default): 6 s.
+        let p = pod(json!({"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 2}));
+        assert!(within_readiness_grace(
+            &p,
+            Some("web"),
+            at("2026-12-03T13:00:01Z")
+        ));
+        assert!(!within_readiness_grace(
+            &p,
+            Some("web"),
+            at("2026-12-03T13:00:07Z")
+        ));
+        // Kubernetes' defaults: 30 s, plus the initial delay.
+        let p = pod(json!({"tcpSocket": {"port": 8080}, "initialDelaySeconds": 15}));
+        assert!(within_readiness_grace(
+            &p,
+            Some("web"),
+            at("2026-12-03T13:00:44Z")
+        ));
+        assert!(!within_readiness_grace(
+            &p,
+            Some("web"),
+            at("2026-12-03T13:00:46Z")
+        ));
+        // No probe: 5 s.
+        let p = pod(serde_json::Value::Null);
+        assert!(within_readiness_grace(
+            &p,
+            Some("web"),
+            at("2026-12-03T13:00:04Z")
+        ));
+        assert!(!within_readiness_grace(
+            &p,
+            Some("web"),
+            at("2026-12-03T13:00:06Z")
+        ));
+        assert!(!within_readiness_grace(
+            &p,
+            None,
+            at("2026-12-03T13:00:01Z")
+        ));
     }
 }

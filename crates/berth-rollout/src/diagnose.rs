@@ -245,9 +245,24 @@ fn diagnose_container(
                     ),
                 )];
             }
+            // A registry the node cannot reach at that address: the trap of `localhost:5000`
+            // registries, which the build host reaches and a node resolves to itself.
+            let unreachable = [
+                "connection refused",
+                "no such host",
+                "i/o timeout",
+                "no route to host",
+            ]
+            .iter()
+            .any(|s| raw.contains(s));
             let check = match reason {
                 "InvalidImageName" => "check the image reference",
                 "ErrImageNeverPull" => "imagePullPolicy is Never and the node does not have it",
+                _ if unreachable => {
+                    "the node cannot reach the registry at that address: push to an address \
+                     the nodes reach too (not localhost), or map it in the nodes' container \
+                     runtime configuration (a registry mirror)"
+                }
                 _ => "check the image name and the registry credentials (imagePullSecrets)",
             };
             finding(

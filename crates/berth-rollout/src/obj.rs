@@ -82,14 +82,19 @@ pub(crate) fn reason_message(reason: &str, message: &str) -> String {
 }
 
 /// Messages from the cluster (termination messages above all) can span lines and pages; an
-/// event line needs one short line.
+/// event line needs one short line. A long line keeps its start and its end: Go errors wrap
+/// their cause last (`failed to pull ...: failed to do request: ...: connection refused`).
 pub(crate) fn one_line(s: &str) -> String {
-    const MAX: usize = 300;
+    const HEAD: usize = 200;
+    const TAIL: usize = 100;
     let line = s.trim().lines().next().unwrap_or("").trim();
-    match line.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line.to_owned(),
+    let chars = line.chars().count();
+    if chars <= HEAD + TAIL {
+        return line.to_owned();
     }
+    let head: String = line.chars().take(HEAD).collect();
+    let tail: String = line.chars().skip(chars - TAIL).collect();
+    format!("{head}…{tail}")
 }
 
 #[cfg(test)]
@@ -103,7 +108,18 @@ mod tests {
         let long = "é".repeat(400);
         let cut = one_line(&long);
         assert_eq!(cut.chars().count(), 301);
-        assert!(cut.ends_with('…'));
+        assert_eq!(cut.chars().nth(200), Some('…'));
+        // The cause, last in a wrapped Go error, survives the cut.
+        let pull = format!(
+            "failed to pull image \"localhost:5000/hello@sha256:{}\": failed to do request: Head \"http://localhost:5000/v2/\": dial tcp [::1]:5000: connect: connection refused",
+            "0".repeat(300)
+        );
+        assert!(
+            one_line(&pull).ends_with("connect: connection refused"),
+            "{}",
+            one_line(&pull)
+        );
+        assert!(one_line(&pull).starts_with("failed to pull image"));
     }
 
     #[test]

@@ -571,3 +571,32 @@ fn kubelets_pull_rate_limit_is_waited_for_not_fatal() {
     assert!(!found[0].fatal, "{found:?}");
     assert!(found[0].message.contains("pull rate limit"), "{found:?}");
 }
+
+/// Found by the getting-started guide: an image pushed to `localhost:5000`, which the build
+/// host reaches and the node resolves to itself. The cause (connection refused) is at the end
+/// of the kubelet's message and must survive the cut; the hint names the address trap.
+#[test]
+fn a_registry_the_node_cannot_reach_is_named_with_its_cause() {
+    let image = format!("localhost:5000/hello@sha256:{}", "a".repeat(64));
+    let message = format!(
+        "failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": \
+         failed to do request: Head \"http://localhost:5000/v2/hello/manifests/sha256:{}\": dial \
+         tcp [::1]:5000: connect: connection refused",
+        "a".repeat(64)
+    );
+    let pod = json!({"metadata": {"name": "hello-5d9c7b8f6-x2x9q"},
+        "spec": {"containers": [{"name": "web", "image": image}]},
+        "status": {"phase": "Pending", "containerStatuses": [{"name": "web",
+            "image": image, "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ErrImagePull", "message": message}}}]}});
+    let found = diagnose_pod(&pod);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].fatal, "{found:?}");
+    assert!(found[0].message.contains("connection refused"), "{found:?}");
+    assert!(
+        found[0]
+            .message
+            .contains("cannot reach the registry at that address"),
+        "{found:?}"
+    );
+}
