@@ -41,7 +41,10 @@ fn blocks_are_found_by_their_info_string() {
     let md = "a\n```sh\necho one\n```\n```sh reader\nexport X=1\n```\n```text\nout\n```\n```sh\necho two\n```\n";
     assert_eq!(
         sh_blocks(md),
-        [(2, "echo one\n".to_string()), (11, "echo two\n".to_string())]
+        [
+            (2, "echo one\n".to_string()),
+            (11, "echo two\n".to_string())
+        ]
     );
 }
 
@@ -51,7 +54,11 @@ fn every_command_of_the_getting_started_guide_runs() {
     let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/getting-started.md");
     let text = std::fs::read_to_string(&guide).unwrap();
     let blocks = sh_blocks(&text);
-    assert!(blocks.len() >= 5, "docs/getting-started.md has {} sh blocks", blocks.len());
+    assert!(
+        blocks.len() >= 5,
+        "docs/getting-started.md has {} sh blocks",
+        blocks.len()
+    );
     let mut script = String::from("set -euo pipefail\n");
     for (line, body) in &blocks {
         script.push_str(&format!(
@@ -78,9 +85,18 @@ fn every_command_of_the_getting_started_guide_runs() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    // Whatever happened, no namespace of the guide's is left behind.
+    // Whatever happened, no namespace of the guide's is left behind (its own and the one
+    // `berth dev` deploys to).
+    let dev = format!("{namespace}-dev");
     let _ = Command::new(env.bin_dir().join("kubectl"))
-        .args(["delete", "namespace", &namespace, "--ignore-not-found", "--wait=false"])
+        .args([
+            "delete",
+            "namespace",
+            &namespace,
+            &dev,
+            "--ignore-not-found",
+            "--wait=false",
+        ])
         .env("KUBECONFIG", env.kubeconfig())
         .output();
     let failed_at = stderr
