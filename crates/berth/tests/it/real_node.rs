@@ -227,7 +227,11 @@ async fn a_cluster_address_without_rules_is_refused_here_not_sent_out() {
         assert!(answer.is_err(), "{addr} answered: {answer:?}");
         let err = answer.unwrap_err();
         assert!(err.is_connect() && !err.is_timeout(), "{addr}: {err:?}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{addr}: refused only after {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{addr}: refused only after {:?}",
+            started.elapsed()
+        );
     }
 }
 
