@@ -42,6 +42,11 @@ pub struct BuildCmdArgs {
     #[arg(long)]
     pub push: bool,
 
+    /// With several --platform: build at most this many at once (default: the number of
+    /// cores). One platform's failure stops the others; nothing is pushed.
+    #[arg(long, short = 'j', env = "BERTH_JOBS")]
+    pub jobs: Option<std::num::NonZeroUsize>,
+
     /// Also write the image as an OCI image layout: `oci:DIR`.
     #[arg(long, value_name = "oci:DIR")]
     pub dest: Option<String>,
@@ -127,8 +132,9 @@ async fn run_inner(args: BuildCmdArgs) -> Result<ExitCode, Box<dyn std::error::E
             None => build_args.insert(a.clone(), std::env::var(a).unwrap_or_default()),
         };
     }
-    let opts = args
-        .builder
+    let mut builder = args.builder.clone();
+    builder.platform_jobs = args.jobs;
+    let opts = builder
         .options(
             Vec::new(),
             Vec::new(),

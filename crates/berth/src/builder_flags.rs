@@ -12,6 +12,10 @@ use clap::Args;
 /// Where images are stored, how RUN steps run, how registries are reached.
 #[derive(Args, Debug, Clone)]
 pub struct BuilderFlags {
+    /// Platforms of one image built at once: the command's `--jobs` (default: the cores).
+    #[arg(skip)]
+    pub platform_jobs: Option<std::num::NonZeroUsize>,
+
     /// The content store and build cache (an OCI layout; default ~/.cache/berth/store).
     #[arg(long, env = "BERTH_STORE")]
     pub store: Option<PathBuf>,
@@ -139,6 +143,9 @@ impl BuilderFlags {
         opts.source_date_epoch = source_date_epoch;
         opts.no_cache = no_cache;
         opts.platforms = self.platforms()?;
+        if let Some(jobs) = self.platform_jobs {
+            opts.platform_jobs = jobs;
+        }
         opts.compression = self
             .compression
             .parse::<Compression>()

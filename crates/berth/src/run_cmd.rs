@@ -67,7 +67,8 @@ pub struct RunArgs {
     #[arg(long, env = "BERTH_DEFAULT_REPO", value_name = "REPO")]
     pub default_repo: Option<String>,
 
-    /// Builds at most this many services at once (default: the number of cores).
+    /// Builds at most this many services at once, and at most this many platforms of each
+    /// (default: the number of cores).
     #[arg(long, short = 'j', env = "BERTH_JOBS")]
     pub jobs: Option<std::num::NonZeroUsize>,
 
@@ -141,11 +142,13 @@ async fn drive(
     } else {
         Arc::new(Printer { json })
     };
+    let mut builder = args.builder.clone();
+    builder.platform_jobs = args.jobs;
     let engine = Engine::new(
         args.kubeconfig.clone(),
         args.context.clone(),
         args.tools.tools(),
-        Arc::new(args.builder.clone()),
+        Arc::new(builder),
     );
     let user = crate::output::user();
     let request = Request {

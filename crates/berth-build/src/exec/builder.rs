@@ -71,6 +71,9 @@ pub struct BuildOptions {
     /// How RUN steps (and the pipeline's tests) are contained: network, limits, deadlines,
     /// extra CA certificates.
     pub sandbox: runtime::Sandbox,
+    /// How many platforms of a multi-platform build are built at once (`--jobs`). One
+    /// platform's failure stops the others, and nothing is pushed.
+    pub platform_jobs: std::num::NonZeroUsize,
     /// Whose `RUN --mount=type=cache` directories a build uses: the delivery server passes
     /// the repository's name, so repositories built on one server never share (or poison)
     /// each other's caches. `None` (CLI builds) shares them by id across the store's builds,
@@ -91,6 +94,8 @@ impl BuildOptions {
             platforms: Vec::new(),
             secrets: Default::default(),
             sandbox: Default::default(),
+            platform_jobs: std::thread::available_parallelism()
+                .unwrap_or(std::num::NonZeroUsize::MIN),
             cache_scope: None,
         }
     }
@@ -254,6 +259,8 @@ struct Ctx<'a> {
     platform: Platform,
     /// How RUN steps of each architecture run, decided at the first RUN that needs it.
     emulation: BTreeMap<String, Emulation>,
+    /// `[linux/arm64] ` before each message when platforms build side by side.
+    label: Option<String>,
     mtime: u64,
     created: String,
     scratch: Scratch,
@@ -270,7 +277,10 @@ impl Ctx<'_> {
         self.sink.emit(Event::Message {
             step: Step::Build.into(),
             level: Level::Info,
-            message,
+            message: match &self.label {
+                Some(label) => format!("{label}{message}"),
+                None => message,
+            },
         });
     }
 
@@ -447,25 +457,48 @@ async fn build_all(
     request: &BuildRequest,
     sink: &dyn EventSink,
 ) -> Result<BuiltImage, BuildError> {
+    use futures::{StreamExt as _, TryStreamExt as _};
     let platforms = target_platforms(&opts.platforms, request.platform.as_ref());
-    let mut images = Vec::new();
-    for p in &platforms {
-        if platforms.len() > 1 {
-            sink.emit(Event::Message {
-                step: Step::Build.into(),
-                level: Level::Info,
-                message: format!("building for {p}"),
-            });
-        }
-        images.push(build_inner(opts, request, p, sink).await?);
+    let multi = platforms.len() > 1;
+    if multi {
+        sink.emit(Event::Message {
+            step: Step::Build.into(),
+            level: Level::Info,
+            message: format!(
+                "building for {}, at most {} at once",
+                platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                opts.platform_jobs.get().min(platforms.len())
+            ),
+        });
     }
-    publish(opts, request, images, platforms.len() > 1, sink).await
+    // In parallel, results in the order asked for. The first error ends the stream: the other
+    // platforms' builds are dropped, which stops their RUN steps (the runtime kills a dropped
+    // container), and nothing is published.
+    // Boxed one by one (not mapped in the stream): a closure over the borrowed platform
+    // would make the whole build's future lose `Send`'s general lifetime.
+    type PlatformBuild<'a> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Assembled, BuildError>> + Send + 'a>,
+    >;
+    let mut builds: Vec<PlatformBuild<'_>> = Vec::new();
+    for p in &platforms {
+        builds.push(Box::pin(build_inner(opts, request, p, multi, sink)));
+    }
+    let images: Vec<Assembled> = futures::stream::iter(builds)
+        .buffered(opts.platform_jobs.get())
+        .try_collect()
+        .await?;
+    publish(opts, request, images, multi, sink).await
 }
 
 async fn build_inner(
     opts: &BuildOptions,
     request: &BuildRequest,
     platform: &Platform,
+    multi: bool,
     sink: &dyn EventSink,
 ) -> Result<Assembled, BuildError> {
     let dockerfile_path = request
@@ -497,6 +530,7 @@ async fn build_inner(
         file: file.clone(),
         platform: platform.clone(),
         emulation: BTreeMap::new(),
+        label: multi.then(|| format!("[{platform}] ")),
         mtime: epoch as u64,
         created: rfc3339(epoch),
         scratch: Scratch(Vec::new()),

@@ -207,3 +207,142 @@ async fn zstd_layers_are_deterministic_and_read_by_skopeo_and_umoci() {
         "zstd!\n"
     );
 }
+
+/// The Python app of the test below: apt-get and pip for real, written to give the same
+/// layers twice (no logs, caches or byte code left in them).
+const PYTHON_APP: &str = "FROM debian:bookworm-slim\n\
+    ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1\n\
+    RUN apt-get update -o Acquire::Retries=3 \\\n\
+     && apt-get install -y --no-install-recommends python3-pip \\\n\
+     && find /usr -name __pycache__ -prune -exec rm -rf {} + \\\n\
+     && rm -rf /var/lib/apt/lists/* /var/log/* /var/cache/* /var/lib/dpkg/*-old\n\
+    RUN pip install --break-system-packages --no-compile six==1.16.0\n\
+    COPY app.py /app.py\n\
+    CMD [\"python3\", \"/app.py\"]\n";
+
+/// Scenario 1's author develops on ARM and ships both architectures: a Python app whose
+/// `RUN apt-get install` and `RUN pip install` (six, pure Python, from PyPI through the
+/// egress with the host's CA bundle) run for linux/arm64 under qemu-user beside the amd64
+/// build, FROM `debian:bookworm-slim` — an index of both platforms in the test registry. Both
+/// images run and print their architecture and the package's version, the pushed index lists
+/// both, and a second build from an empty store gives the same index digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_app_with_apt_and_pip_builds_for_amd64_and_arm64_and_both_run() {
+    let ctx = TestContext::new("build-python-multiarch").await;
+    let dir = context(&[
+        ("Dockerfile", PYTHON_APP),
+        (
+            "app.py",
+            "import platform, six\nprint(platform.machine(), six.__version__)\n",
+        ),
+    ]);
+    let rig_with_ca = || {
+        let mut rig = Rig::new();
+        rig.opts.platforms = platforms();
+        rig.opts.sandbox.ca_certs = vec!["/etc/ssl/certs/ca-certificates.crt".into()];
+        rig
+    };
+    let rig = rig_with_ca();
+    let tag = ctx.image("python-multiarch", "v1");
+    let mut req = request(dir.path());
+    req.tags = vec![tag.clone()];
+    req.push = true;
+    let started = std::time::Instant::now();
+    let (built, rec) = rig.build(&req).await;
+    let cold = started.elapsed();
+    let messages = rec.messages();
+    // Side by side: the arm64 build's first step starts before the amd64 build has finished.
+    assert!(
+        messages.iter().any(|m| m.contains("at most 2 at once")),
+        "{messages:#?}"
+    );
+    let first_arm = messages
+        .iter()
+        .position(|m| m.starts_with("[linux/arm64] "));
+    let last_amd = messages
+        .iter()
+        .rposition(|m| m.starts_with("[linux/amd64] "));
+    assert!(
+        matches!((first_arm, last_amd), (Some(a), Some(b)) if a < b),
+        "the platforms were built one after the other: {messages:#?}"
+    );
+    assert_eq!(built.media_type, "application/vnd.oci.image.index.v1+json");
+    let (amd, arm) = (&built.platforms[0], &built.platforms[1]);
+    assert!(arm.emulation.starts_with("binfmt:"), "{:?}", arm.emulation);
+    assert_eq!(
+        rig.run_image(&amd.manifest_digest).await,
+        vec!["x86_64 1.16.0"]
+    );
+    assert_eq!(
+        rig.run_image(&arm.manifest_digest).await,
+        vec!["aarch64 1.16.0"]
+    );
+
+    let raw = sh(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{tag}"),
+    ]));
+    let index: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["platform"]["architecture"].as_str())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+
+    // The same inputs from an empty store: the same index, byte for byte.
+    let again = rig_with_ca();
+    let (rebuilt, _) = again.build(&request(dir.path())).await;
+    assert_eq!(rebuilt.manifest_digest, built.manifest_digest);
+    eprintln!("two-platform Python build, cold: {cold:?}");
+}
+
+/// One platform's failure stops the other at once, and nothing is pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_platform_stops_the_other_and_nothing_is_pushed() {
+    let ctx = TestContext::new("build-platform-fails").await;
+    let mut rig = Rig::new();
+    rig.opts.platforms = platforms();
+    // amd64 fails once arm64 has started; arm64 would sleep for over a minute.
+    let dir = context(&[(
+        "Dockerfile",
+        "FROM busybox:multiarch\nRUN if [ \"$(uname -m)\" = x86_64 ]; then sleep 3; exit 3; else sleep 67; fi\n",
+    )]);
+    let tag = ctx.image("platform-fails", "v1");
+    let mut req = request(dir.path());
+    req.tags = vec![tag.clone()];
+    req.push = true;
+    let started = std::time::Instant::now();
+    let rec = crate::support::Recorder::default();
+    let err = build(&rig.opts, &req, &rec).await.unwrap_err().to_string();
+    assert!(err.contains("exited with code 3"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the arm64 build was not stopped: {:?}",
+        started.elapsed()
+    );
+    // Its RUN step is gone, not left sleeping (pgrep exits 1 when nothing matches).
+    let left = Command::new("pgrep")
+        .args(["-af", "sleep 67"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        left.status.code(),
+        Some(1),
+        "left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let pushed = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{tag}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!pushed.status.success(), "something was pushed to {tag}");
+}
