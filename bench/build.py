@@ -29,6 +29,9 @@ Measures, each ROUNDS times, tool order rotated per round:
   rebuild  one file of src/ changed, rebuild + push to the local registry, caches warm:
            berth build --push; buildctl build (push=true) on a warm buildkitd, and again
            with --import-cache/--export-cache type=local; buildah bud --layers + push
+  multiarch (only when named) the two-platform Python app (MULTI_DOCKERFILE), bases cached,
+           seed.txt changed each time: berth build --platform linux/amd64,linux/arm64;
+           buildctl build --opt platform=... on the warm buildkitd (same qemu-user)
   run      RUN-heavy build, bases cached, seed.txt changed each time (so every RUN runs):
            berth build; buildctl build on the warm buildkitd; buildah bud --layers.
            Each RUN step's own time is read from the tools' output (berth and buildah: the
@@ -77,6 +80,21 @@ COPY --from=build /work/tree.tar.gz /work/SUMS /app/
 CMD ["ls", "/app"]
 """
 RUN_STEPS = 3
+
+# Two platforms (--only multiarch): a Python app whose RUN steps really install, for amd64
+# natively and for arm64 under the same qemu-user (binfmt_misc) for every tool. The host's CA
+# bundle is copied in so pip trusts this machine's TLS-intercepting egress (BuildKit's RUN
+# steps get no CA of the host's otherwise).
+MULTI_DOCKERFILE = f"""FROM {REGISTRY}/library/debian:bookworm-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/bench-ca.crt
+COPY ca.crt /etc/bench-ca.crt
+COPY seed.txt /seed.txt
+RUN apt-get update -o Acquire::Retries=3 && apt-get install -y --no-install-recommends python3-pip && rm -rf /var/lib/apt/lists/*
+RUN pip install --break-system-packages --no-compile six==1.16.0
+COPY app.py /app.py
+CMD ["python3", "/app.py"]
+"""
+PLATFORMS = "linux/amd64,linux/arm64"
 
 # The RUN-heavy build's programs: only what debootstrap's minbase has (bash, perl-base,
 # coreutils, tar, gzip, findutils). Each step times itself with bash's `time`.
@@ -154,6 +172,14 @@ def make_run_context(dir):
     (dir / "Dockerfile").write_text(RUN_DOCKERFILE)
     (dir / "workload.sh").write_text(WORKLOAD)
     (dir / "seed.txt").write_text("warm-up\n")
+
+
+def make_multi_context(dir):
+    dir.mkdir(parents=True)
+    (dir / "Dockerfile").write_text(MULTI_DOCKERFILE)
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", dir / "ca.crt")
+    (dir / "seed.txt").write_text("warm-up\n")
+    (dir / "app.py").write_text("import platform, six\nprint(platform.machine(), six.__version__)\n")
 
 
 class Run:
@@ -251,6 +277,10 @@ class Berth:
         r.steps = timed_run_steps(r.lines)
         return r
 
+    def multiarch(self, ctx, rnd):
+        return run([self.binary, "build", ctx, "--store", self.warm_store(), *self.flags,
+                    "--platform", PLATFORMS, "-t", f"{REGISTRY}/bench/berth-multi:latest"], self.env)
+
 
 class BuildKit:
     """buildkitd as root with the OCI worker (runc) and the overlayfs snapshotter, its state
@@ -337,6 +367,14 @@ class BuildKit:
         r.steps = buildkit_run_steps(r.lines)
         return r
 
+    def multiarch(self, ctx, rnd):
+        addr = self.start(self.warm_root())
+        cmd = [self.buildctl, "--addr", addr, "build", "--progress", "plain",
+               "--frontend", "dockerfile.v0", "--local", f"context={ctx}",
+               "--local", f"dockerfile={ctx}", "--opt", f"platform={PLATFORMS}",
+               "--output", f"type=image,name={REGISTRY}/bench/{self.name.replace('+', '-')}-multi:latest,push=false"]
+        return run(cmd, self.env)
+
 
 class Buildah:
     name = "buildah"
@@ -399,8 +437,9 @@ def main():
     ap.add_argument("--files", type=int, default=20000)
     ap.add_argument("--berth", default=os.environ.get("BERTH_BIN") or str(
         pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "berth"))
-    ap.add_argument("--only", choices=["cold", "rebuild", "run"], action="append",
-                    help="run only this measure (repeatable)")
+    ap.add_argument("--only", choices=["cold", "rebuild", "run", "multiarch"], action="append",
+                    help="run only this measure (repeatable); multiarch (BuildKit only, about "
+                    "3 min a build) runs only when named")
     ap.add_argument("--anchors", default="buildkit,buildah",
                     help="comma-separated anchors: buildkit, buildah (default both)")
     ap.add_argument("--tmpfs", action="store_true",
@@ -422,6 +461,8 @@ def main():
     if unknown := set(anchors) - {"buildkit", "buildah"}:
         sys.exit(f"unknown anchors {sorted(unknown)}: choose from buildkit, buildah")
     only = args.only or ["cold", "rebuild", "run"]
+    if "multiarch" in only and "buildkit" not in anchors:
+        sys.exit("--only multiarch compares with BuildKit: keep buildkit in --anchors")
     env = env_vars()
     if "buildah" in anchors:
         ensure_buildah()
@@ -442,6 +483,8 @@ def main():
         make_context(ctx, args.files)
         run_ctx = work / "run-ctx"
         make_run_context(run_ctx)
+        multi_ctx = work / "multi-ctx"
+        make_multi_context(multi_ctx)
         # Files deleted in the last half minute make ext4 without a journal (this machine's
         # root) allocate inodes slowly; start quiet.
         if not args.tmpfs:
@@ -492,6 +535,13 @@ def main():
                 seed = run_ctx / "seed.txt"
                 measure("run", rtools, lambda t: lambda rnd: t.run_heavy(run_ctx, rnd),
                         lambda rnd, t: seed.write_text(f"round {rnd} {t.name}\n"))
+        if "multiarch" in only:
+            mtools = [berth] + buildkits[:1]
+            for t in mtools:
+                t.multiarch(multi_ctx, -1)
+            seed = multi_ctx / "seed.txt"
+            measure("multiarch", mtools, lambda t: lambda rnd: t.multiarch(multi_ctx, rnd),
+                    lambda rnd, t: seed.write_text(f"round {rnd} {t.name}\n"))
         for b in buildkits:
             b.stop_all()
 
@@ -508,6 +558,8 @@ def main():
                 "buildah": ("buildah bud --layers (chroot)", "-"),
                 "buildkit": (f"BuildKit {BUILDKIT_VERSION}, warm buildkitd", "<= 0.8"),
                 "buildkit+localcache": (f"BuildKit {BUILDKIT_VERSION}, warm buildkitd + --import/--export-cache type=local", "-")}),
+            "multiarch": ("two-platform build (linux/amd64 native + linux/arm64 under qemu-user) of a Python app: RUN apt-get install python3-pip, RUN pip install six; bases cached, every RUN re-run", {
+                "buildkit": (f"BuildKit {BUILDKIT_VERSION}, warm buildkitd, --opt platform=linux/amd64,linux/arm64", "-")}),
         }
         for key, times in results.items():
             b = statistics.median(times["berth"])
