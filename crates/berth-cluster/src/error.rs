@@ -84,6 +84,18 @@ pub enum ClusterError {
         /// The API server's message, naming the other manager and the fields.
         message: String,
     },
+    /// The namespace is not there and this identity may not make it.
+    #[error(
+        "namespace `{namespace}` does not exist and this identity may not create namespaces \
+         ({message}); ask a cluster admin to create it (kubectl create namespace {namespace}) \
+         and bind you to a Role there, or deploy into a namespace you own with --namespace"
+    )]
+    NamespaceForbidden {
+        /// The namespace.
+        namespace: String,
+        /// The API server's refusal.
+        message: String,
+    },
     /// A watch failed.
     #[error("watching {object} failed: {reason}")]
     Watch {

@@ -181,7 +181,16 @@ impl Cluster {
     }
 
     /// Creates the namespace if it does not exist.
+    ///
+    /// It is read first, so an identity that owns its namespace but may not create namespaces
+    /// (the usual CI ServiceAccount) deploys there; when it is absent and may not be made, the
+    /// error says so ([`ClusterError::NamespaceForbidden`]). An identity that may neither read
+    /// nor create it goes on: the namespace's own objects then say whether it is there.
     pub async fn ensure_namespace(&self, name: &str) -> Result<(), ClusterError> {
+        let exists = self.namespace_exists(name).await?;
+        if exists == Some(true) {
+            return Ok(());
+        }
         let api: Api<Namespace> = Api::all(self.client.clone());
         let ns = Namespace {
             metadata: kube::api::ObjectMeta {
@@ -193,6 +202,23 @@ impl Cluster {
         match api.create(&PostParams::default(), &ns).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 403 && exists == Some(false) => {
+                Err(ClusterError::NamespaceForbidden {
+                    namespace: name.into(),
+                    message: s.message,
+                })
+            }
+            Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
+            Err(e) => Err(ClusterError::from_kube(e, &self.server)),
+        }
+    }
+
+    /// Whether namespace `name` exists; `None` when this identity may not read it.
+    pub async fn namespace_exists(&self, name: &str) -> Result<Option<bool>, ClusterError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match api.get_opt(name).await {
+            Ok(found) => Ok(Some(found.is_some())),
+            Err(kube::Error::Api(s)) if s.code == 403 => Ok(None),
             Err(e) => Err(ClusterError::from_kube(e, &self.server)),
         }
     }

@@ -109,7 +109,7 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 
     /// The environment's namespace (default: the context's namespace). `deploy` creates it
-    /// when missing.
+    /// when missing; an identity that owns it needs no right to create namespaces.
     #[arg(long, short = 'n', env = "BERTH_NAMESPACE")]
     pub namespace: Option<String>,
 }

@@ -213,6 +213,54 @@ async fn cluster_checks(args: &DoctorArgs) -> Vec<Check> {
         .namespace
         .clone()
         .unwrap_or_else(|| cluster.default_namespace().to_string());
+    // `deploy` makes a missing namespace; an identity that owns its namespace and may not
+    // create namespaces (a CI ServiceAccount) is fine as long as it is there.
+    let unseen = match cluster.namespace_exists(&namespace).await {
+        Ok(Some(true)) => None,
+        Ok(exists) => match cluster.can_i("create", "", "namespaces", "").await {
+            Ok(a) if a.allowed => None,
+            Ok(_) if exists == Some(false) => {
+                return vec![
+                    kube,
+                    Check::bad(
+                        "rbac",
+                        true,
+                        format!(
+                            "namespace `{namespace}` does not exist and this identity may not create namespaces"
+                        ),
+                        format!(
+                            "ask a cluster admin to create it (kubectl create namespace {namespace}) and bind you to a Role there, or pick a namespace you own with --namespace"
+                        ),
+                    ),
+                ];
+            }
+            Ok(_) => Some(format!(
+                "may not read namespace `{namespace}` (so cannot tell whether it exists) and may not create namespaces"
+            )),
+            Err(e) => {
+                return vec![
+                    kube,
+                    Check::bad(
+                        "rbac",
+                        true,
+                        e.to_string(),
+                        "the API server refused an access review",
+                    ),
+                ];
+            }
+        },
+        Err(e) => {
+            return vec![
+                kube,
+                Check::bad(
+                    "rbac",
+                    true,
+                    e.to_string(),
+                    "the API server did not say whether the namespace exists",
+                ),
+            ];
+        }
+    };
     let wanted = [
         ("apps", "deployments"),
         ("batch", "jobs"),
@@ -249,15 +297,26 @@ async fn cluster_checks(args: &DoctorArgs) -> Vec<Check> {
             format!("may create deployments, jobs, leases, secrets in namespace `{namespace}`"),
         )
     } else {
-        Check::bad(
-            "rbac",
-            true,
-            format!(
-                "may not create {} in namespace `{namespace}`",
-                denied.join(", ")
+        let denied = format!(
+            "may not create {} in namespace `{namespace}`",
+            denied.join(", ")
+        );
+        match unseen {
+            Some(unseen) => Check::bad(
+                "rbac",
+                true,
+                format!("{unseen}; {denied}"),
+                format!(
+                    "if the namespace does not exist, ask a cluster admin to create it (kubectl create namespace {namespace}) and bind you to a Role there; if it does, grant the deploying identity a Role with create on these resources"
+                ),
             ),
-            "grant the deploying identity a Role with create on these resources",
-        )
+            None => Check::bad(
+                "rbac",
+                true,
+                denied,
+                "grant the deploying identity a Role with create on these resources",
+            ),
+        }
     };
     vec![kube, rbac]
 }

@@ -19,6 +19,7 @@ mod pull_secret;
 mod real_node;
 mod rig;
 mod run;
+mod scoped_identity;
 mod serve;
 mod serve_cancel;
 mod serve_events;
