@@ -522,11 +522,44 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
     parse(&text, &path.display().to_string(), env)
 }
 
+/// Reads the file at `path` for what opening the server's store needs: `data_dir` and
+/// `database`. The whole file must still parse, but no other secret is read, so `berth serve
+/// token create|list|revoke` works in a shell that has the database's variable and none of the
+/// webhook or git secrets. The other fields keep their defaults: do not serve with the result.
+pub fn load_store(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ServeConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_scoped(&text, &path.display().to_string(), env, Scope::Store)
+}
+
 /// Parses and checks configuration text; `file` names it in messages.
 pub fn parse(
     text: &str,
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ServeConfig, ConfigError> {
+    parse_scoped(text, file, env, Scope::All)
+}
+
+/// How much of the file [`parse_scoped`] resolves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Everything: the server's configuration.
+    All,
+    /// `data_dir` and `database` only (see [`load_store`]).
+    Store,
+}
+
+fn parse_scoped(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    scope: Scope,
 ) -> Result<ServeConfig, ConfigError> {
     let invalid = |at: &serde_saphyr::Location, message: String| ConfigError::Invalid {
         file: file.to_string(),
@@ -603,6 +636,9 @@ pub fn parse(
             ));
         }
         config.database = Some(url);
+    }
+    if scope == Scope::Store {
+        return Ok(config);
     }
     if let Some(c) = raw.concurrency {
         if c.value < 1 || c.value > 1024 {
@@ -836,6 +872,29 @@ mod tests {
         let mut flags = ServeConfig::defaults("/tmp/x".into());
         flags.add_repo_flag("/c").unwrap();
         assert!(!flags.repositories[0].allow_host_network);
+    }
+
+    #[test]
+    fn the_store_alone_needs_only_the_databases_secret() {
+        let text = "database: { env: DB }\nrepositories:\n  - name: a\n    url: /x\n    webhook: { provider: github, secret_env: NOPE }\n";
+        let with_db = |k: &str| (k == "DB").then(|| "postgres://berth@db:5432/berth".to_string());
+        let e = parse(text, "serve.yaml", &with_db).unwrap_err().to_string();
+        assert!(e.contains("`NOPE` is not set"), "{e}");
+        let c = parse_scoped(text, "serve.yaml", &with_db, Scope::Store).unwrap();
+        assert_eq!(c.database_url().expose(), "postgres://berth@db:5432/berth");
+        assert!(
+            c.repositories.is_empty(),
+            "nothing beyond the store is read"
+        );
+        let e = parse_scoped(text, "serve.yaml", &env, Scope::Store)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`DB` is not set"),
+            "the store's own secret is still needed: {e}"
+        );
+        let e = parse_scoped("listen: [1\n", "serve.yaml", &env, Scope::Store).unwrap_err();
+        assert!(e.to_string().starts_with("serve.yaml:"), "{e}");
     }
 
     #[test]

@@ -135,8 +135,32 @@ fn base_config(
     data_dir: Option<PathBuf>,
     database: Option<String>,
 ) -> Result<ServeConfig, String> {
+    config_with(file, data_dir, database, berth_server::config::load)
+}
+
+/// Where the store is, for the token commands: the file's other secrets are not read.
+fn store_config(db: DbArgs) -> Result<ServeConfig, String> {
+    config_with(
+        db.config.as_ref(),
+        db.data_dir,
+        db.database,
+        berth_server::config::load_store,
+    )
+}
+
+type Loader = fn(
+    &std::path::Path,
+    &dyn Fn(&str) -> Option<String>,
+) -> Result<ServeConfig, berth_server::config::ConfigError>;
+
+fn config_with(
+    file: Option<&PathBuf>,
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    load: Loader,
+) -> Result<ServeConfig, String> {
     let mut config = match file {
-        Some(f) => berth_server::config::load(f, &env_lookup).map_err(|e| e.to_string())?,
+        Some(f) => load(f, &env_lookup).map_err(|e| e.to_string())?,
         None => ServeConfig::defaults(berth_server::config::default_data_dir()),
     };
     if let Some(d) = data_dir {
@@ -232,8 +256,7 @@ async fn token(cmd: TokenCommand) -> Result<ExitCode, String> {
             let role: berth_store::Role = role
                 .parse()
                 .map_err(|e: berth_store::UnknownName| e.to_string())?;
-            let store =
-                open_store(&base_config(db.config.as_ref(), db.data_dir, db.database)?).await?;
+            let store = open_store(&store_config(db)?).await?;
             let (info, secret) = store
                 .create_token(&name, role)
                 .await
@@ -245,8 +268,7 @@ async fn token(cmd: TokenCommand) -> Result<ExitCode, String> {
             println!("{}", secret.expose());
         }
         TokenCommand::List { db } => {
-            let store =
-                open_store(&base_config(db.config.as_ref(), db.data_dir, db.database)?).await?;
+            let store = open_store(&store_config(db)?).await?;
             println!("{:<24}{:<10}{:<28}LAST USED", "NAME", "ROLE", "CREATED");
             for t in store.tokens().await.map_err(|e| e.to_string())? {
                 println!(
@@ -261,8 +283,7 @@ async fn token(cmd: TokenCommand) -> Result<ExitCode, String> {
             }
         }
         TokenCommand::Revoke { name, db } => {
-            let store =
-                open_store(&base_config(db.config.as_ref(), db.data_dir, db.database)?).await?;
+            let store = open_store(&store_config(db)?).await?;
             if !store.revoke_token(&name).await.map_err(|e| e.to_string())? {
                 return Err(format!(
                     "no token named `{name}`; see `berth serve token list`"

@@ -1321,3 +1321,58 @@ async fn a_push_through_the_server_runs_the_environments_data_step_before_the_de
         "emails masked: {users:?}"
     );
 }
+
+/// The token commands read only the store's part of serve.yaml: a token can be made in a shell
+/// that lacks the webhook's secret, which `berth serve` itself still asks for by name.
+#[test]
+fn token_commands_need_only_the_stores_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("serve.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir: {}\nrepositories:\n  - name: shop\n    url: /nowhere\n    webhook: {{ provider: github, secret_env: BERTH_TEST_UNSET_HOOK }}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let berth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .arg("--config")
+            .arg(&file)
+            .env_remove("BERTH_TEST_UNSET_HOOK")
+            .env_remove("BERTH_DATABASE_URL")
+            .env_remove("BERTH_SERVE_DATA_DIR")
+            .output()
+            .unwrap()
+    };
+    let out = berth(&["serve", "token", "create", "ci", "--role", "deployer"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().len() >= 32,
+        "a token is printed"
+    );
+    let out = berth(&["serve", "token", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.contains("ci") && listed.contains("deployer"),
+        "{listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dir.path().join("data").join("berth.db").is_file(),
+        "the token went to the file's data directory"
+    );
+    let out = berth(&["serve", "--listen", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "serve starts without its webhook secret"
+    );
+    assert!(
+        stderr.contains("`BERTH_TEST_UNSET_HOOK` is not set"),
+        "{stderr}"
+    );
+}
