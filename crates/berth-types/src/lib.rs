@@ -35,6 +35,7 @@ mod event;
 pub mod glob;
 mod image_ref;
 pub mod mask;
+pub mod notify;
 mod secret;
 pub mod size;
 mod step;
@@ -45,6 +46,7 @@ pub use digest::{Digest, DigestError};
 pub use event::{Event, EventSink, ForService, Level, State};
 pub use image_ref::{ImageRef, ImageRefError};
 pub use mask::{ColumnRef, MaskRule};
+pub use notify::{NotifyEvent, UnknownEvent};
 pub use secret::{SafeUrl, Secret};
 pub use step::{Step, StepOf, UnknownStep};
 

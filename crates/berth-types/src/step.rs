@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A step of a run (or of a command that reports like one). On the wire (the JSON stream of
 /// `-o json`, the server's stored events, SSE, the web UI's script) each is its stable name,
 /// [`Step::name`]: `fetch`, `checkout`, `git`, `run`, `prerender`, `build`, `pull`, `test`,
-/// `push`, `render`, `data-clone`, `data-copy`, `data-copy-job`, `deploy`.
+/// `push`, `render`, `data-clone`, `data-copy`, `data-copy-job`, `deploy`, `notify`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
@@ -37,11 +37,13 @@ pub enum Step {
     DataCopyJob,
     /// The release is applied, tracked, and rolled back on failure.
     Deploy,
+    /// The environment's receivers are told of the run (`notify`).
+    Notify,
 }
 
 impl Step {
     /// Every step, in the order a run goes through them.
-    pub const ALL: [Step; 14] = [
+    pub const ALL: [Step; 15] = [
         Step::Fetch,
         Step::Checkout,
         Step::Git,
@@ -56,6 +58,7 @@ impl Step {
         Step::DataCopy,
         Step::DataCopyJob,
         Step::Deploy,
+        Step::Notify,
     ];
 
     /// The stable name.
@@ -75,6 +78,7 @@ impl Step {
             Step::DataCopy => "data-copy",
             Step::DataCopyJob => "data-copy-job",
             Step::Deploy => "deploy",
+            Step::Notify => "notify",
         }
     }
 
@@ -83,11 +87,12 @@ impl Step {
     /// its database, its objects) under the release's lock; stopping one half-way would leave
     /// the environment neither as it was nor as the run wanted it, so from the first of them
     /// on a run ends on its own (the deploy finishes or rolls back). Everything before them
-    /// only builds, tests, pushes (content-addressed images, harmless to leave) and renders.
+    /// only builds, tests, pushes (content-addressed images, harmless to leave) and renders;
+    /// `notify` tells of what the run did, after its deploy.
     pub fn cancellable(self) -> bool {
         !matches!(
             self,
-            Step::DataClone | Step::DataCopy | Step::DataCopyJob | Step::Deploy
+            Step::DataClone | Step::DataCopy | Step::DataCopyJob | Step::Deploy | Step::Notify
         )
     }
 }
@@ -210,6 +215,7 @@ mod tests {
             "data-copy",
             "data-copy-job",
             "deploy",
+            "notify",
         ];
         assert_eq!(Step::ALL.len(), names.len());
         for (step, name) in Step::ALL.into_iter().zip(names) {

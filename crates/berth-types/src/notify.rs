@@ -1,0 +1,76 @@
+//! The events of a run an environment's receivers are told of (`environments[].notify`).
+
+use serde::{Deserialize, Serialize};
+
+/// A run event sent to the environment's receivers. On the wire, its stable name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyEvent {
+    /// The run started.
+    Started,
+    /// The release is deployed and ready.
+    Succeeded,
+    /// The run failed before or during the deploy, and nothing was rolled back.
+    Failed,
+    /// The new release did not become ready and the previous one was put back.
+    RolledBack,
+}
+
+impl NotifyEvent {
+    /// Every event, in the order a run can send them.
+    pub const ALL: [NotifyEvent; 4] = [
+        NotifyEvent::Started,
+        NotifyEvent::Succeeded,
+        NotifyEvent::Failed,
+        NotifyEvent::RolledBack,
+    ];
+
+    /// The stable name: `started`, `succeeded`, `failed`, `rolled-back`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::Started => "started",
+            NotifyEvent::Succeeded => "succeeded",
+            NotifyEvent::Failed => "failed",
+            NotifyEvent::RolledBack => "rolled-back",
+        }
+    }
+}
+
+impl std::fmt::Display for NotifyEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A name no [`NotifyEvent`] has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event `{0}`; expected one of started, succeeded, failed, rolled-back")]
+pub struct UnknownEvent(pub String);
+
+impl std::str::FromStr for NotifyEvent {
+    type Err = UnknownEvent;
+
+    fn from_str(s: &str) -> Result<NotifyEvent, UnknownEvent> {
+        NotifyEvent::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| UnknownEvent(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for e in NotifyEvent::ALL {
+            assert_eq!(e.as_str().parse::<NotifyEvent>().unwrap(), e);
+            assert_eq!(
+                serde_json::to_value(e).unwrap(),
+                serde_json::json!(e.as_str())
+            );
+        }
+        assert!("rolledback".parse::<NotifyEvent>().is_err());
+    }
+}
