@@ -157,7 +157,8 @@ pub struct MaskColumn {
     pub rule: MaskRule,
 }
 
-fn is_env_var(s: &str) -> bool {
+/// Whether `s` can name an environment variable (letters, digits, `_`; no leading digit).
+pub(crate) fn is_env_var(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')

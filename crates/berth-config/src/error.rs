@@ -364,6 +364,15 @@ pub enum Problem {
         /// The value.
         value: String,
     },
+    /// A `notify` entry with neither or both of `webhook` and `slack`.
+    #[error("a `notify` entry must have exactly one of `webhook` and `slack`")]
+    NotifyTarget,
+    /// A `notify.webhook` with neither or both of `url` and `url-env`.
+    #[error("`webhook` must have exactly one of `url` and `url-env`")]
+    WebhookUrl,
+    /// A webhook `url` that is not http(s), or holds a user or password (never repeated).
+    #[error("`url` must be an http:// or https:// URL with no user or password in it")]
+    InvalidUrl,
     /// A `mask` key that is not `table.column` or `schema.table.column`.
     #[error("`{column}` in `mask` is not a column")]
     InvalidMaskColumn {
@@ -545,6 +554,15 @@ impl Problem {
             }
             InvalidEnvVar { .. } => text(
                 "write the name of the variable that holds the URL (letters, digits, `_`), e.g. `PROD_DB_URL`; never the URL itself",
+            ),
+            NotifyTarget => text(
+                "write `webhook: { url-env: VAR }` (a JSON POST per event) or `slack: { url-env: VAR }` (an incoming webhook), one per entry",
+            ),
+            WebhookUrl => text(
+                "write `url: https://...` for a URL that holds no secret, or `url-env: VAR` naming the variable that holds it",
+            ),
+            InvalidUrl => text(
+                "a URL holding a password or token belongs in an environment variable: write `url-env: VAR` instead",
             ),
             InvalidMaskColumn { .. } => {
                 text("write `table.column` or `schema.table.column`, e.g. `users.email`")

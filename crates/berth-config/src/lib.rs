@@ -42,6 +42,7 @@ mod discover;
 pub mod duration;
 pub mod error;
 pub mod model;
+pub mod notify;
 mod raw;
 mod reference;
 pub mod suggest;
@@ -60,6 +61,7 @@ pub use model::{
     Hooks, ImageNaming, ImageValues, Manifests, Promotion, Registry, Service, TEMPLATE_VARIABLES,
     Test,
 };
+pub use notify::{Notification, NotifyTarget, UrlFrom};
 pub use reference::reference_markdown;
 
 /// The configuration file's name.

@@ -384,6 +384,8 @@ pub struct Environment {
     pub deploy: DeploySettings,
     /// Where its data comes from before each deploy.
     pub data: Option<crate::data::DataStep>,
+    /// Who is told of its runs.
+    pub notify: Vec<crate::notify::Notification>,
     /// Where the environment starts in berth.yaml.
     pub location: Location,
 }

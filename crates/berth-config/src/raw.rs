@@ -495,4 +495,10 @@ pub(crate) struct RawEnvironment {
     #[schemars(with = "Option<crate::data::RawData>")]
     #[schemars(example = serde_json::json!({"copy": {"from": "production", "source-url-env": "PROD_DATABASE_URL", "target-url-env": "STAGING_DATABASE_URL", "mask": {"users.email": "email"}}}))]
     pub data: Option<Spanned<crate::data::RawData>>,
+    /// Who is told of this environment's runs: generic webhooks (signed JSON) and Slack-
+    /// compatible incoming webhooks, each for all events or those in `on`.
+    #[serde(default)]
+    #[schemars(with = "Vec<crate::notify::RawNotify>")]
+    #[schemars(example = serde_json::json!([{"slack": {"url-env": "SLACK_WEBHOOK_URL"}, "on": ["failed", "rolled-back"]}]))]
+    pub notify: Vec<Spanned<crate::notify::RawNotify>>,
 }

@@ -1094,6 +1094,11 @@ impl<'a> Checker<'a> {
             let data = e
                 .data
                 .and_then(|d| self.data(&e.name.value, d, &namespaces));
+            let notify = e
+                .notify
+                .into_iter()
+                .filter_map(|n| self.notify(n))
+                .collect();
             out.push(Environment {
                 name: e.name.value,
                 namespace,
@@ -1104,6 +1109,7 @@ impl<'a> Checker<'a> {
                 from: e.from.map(|f| f.value),
                 deploy,
                 data,
+                notify,
                 location,
             });
         }
