@@ -31,7 +31,7 @@ use berth_config::Config;
 use berth_deploy::{DeployError, DeployOutcome, DeployRequest, Deployer, History};
 use berth_render::{ObjectSet, Tools};
 use berth_types::view::{EnvironmentView, ReleaseView, ServiceView};
-use berth_types::{CancelToken, EventSink, Step};
+use berth_types::{CancelToken, EventSink, NotifyEvent, Step};
 
 use crate::executor::{InProcess, StepExecutor, StepFuture};
 use crate::run::{Pipeline, RunError, RunRequest, choose_environment, default_jobs, default_lock};
@@ -114,6 +114,9 @@ pub struct Request {
     pub containment: Option<Containment>,
     /// The run's cancel, checked at each step boundary.
     pub cancel: CancelToken,
+    /// The run's id for the environment's `notify` receivers (`None`: tell nobody, as for
+    /// `berth dev`'s rebuilds). Runs and promotions notify; rollbacks do not.
+    pub notify: Option<String>,
 }
 
 /// What a successful run did.
@@ -252,6 +255,68 @@ impl Engine {
         req: Request,
         sink: Arc<dyn EventSink>,
     ) -> Result<Outcome, EngineError> {
+        let notifier = match (&req.notify, &req.action) {
+            (_, Action::Rollback { .. }) | (None, _) => None,
+            (Some(run), _) => choose_environment(
+                &req.config,
+                req.environment.as_deref(),
+                req.branch.as_deref(),
+            )
+            .ok()
+            .filter(|env| !env.notify.is_empty())
+            .map(|env| {
+                let facts = crate::notify::RunFacts {
+                    run: run.clone(),
+                    environment: env.name.clone(),
+                    namespace: req
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| env.namespace.clone()),
+                    commit: req.commit.clone(),
+                    user: req.user.clone(),
+                };
+                let lookup: &crate::notify::Lookup = if req.containment.is_some() {
+                    &crate::notify::server_env
+                } else {
+                    &crate::notify::process_env
+                };
+                crate::notify::Notifier::for_run(env, facts, sink.clone(), lookup)
+            }),
+        };
+        let Some(mut notifier) = notifier else {
+            return self.execute_one(req, sink).await;
+        };
+        notifier.send(NotifyEvent::Started, None, "");
+        let result = self.execute_one(req, sink).await;
+        match &result {
+            Ok(o) => {
+                let live = if o.changed {
+                    format!("revision {} is live", o.revision)
+                } else {
+                    format!("revision {} was already live; nothing changed", o.revision)
+                };
+                notifier.send(NotifyEvent::Succeeded, Some(o.revision), &live);
+            }
+            Err(e) => {
+                let (event, revision) = match e {
+                    EngineError::Run(RunError::Deploy(d)) => match &**d {
+                        DeployError::RolledBack { to, .. } => (NotifyEvent::RolledBack, Some(*to)),
+                        _ => (NotifyEvent::Failed, None),
+                    },
+                    _ => (NotifyEvent::Failed, None),
+                };
+                notifier.send(event, revision, &one_paragraph(&e.to_string()));
+            }
+        }
+        notifier.finish().await;
+        result
+    }
+
+    async fn execute_one(
+        &self,
+        req: Request,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Outcome, EngineError> {
         let Request {
             config,
             commit,
@@ -267,6 +332,7 @@ impl Engine {
             force_conflicts,
             containment,
             cancel,
+            notify: _,
         } = req;
         let env = choose_environment(&config, environment.as_deref(), branch.as_deref())
             .map_err(|e| EngineError::Setup(e.to_string()))?
@@ -461,6 +527,15 @@ async fn rollback(
         kept: Vec::new(),
         cluster,
     })
+}
+
+/// A message for a receiver: the first 1000 characters, on one line.
+fn one_paragraph(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(1000) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line,
+    }
 }
 
 fn revision(o: &DeployOutcome) -> u64 {

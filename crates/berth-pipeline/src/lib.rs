@@ -25,6 +25,7 @@ pub mod detect;
 pub mod engine;
 pub mod executor;
 pub mod init;
+pub mod notify;
 pub mod pod_logs;
 pub mod pull_secret;
 pub mod run;

@@ -95,7 +95,7 @@ pub struct PromoteArgs {
 
 /// Runs `berth run`.
 pub async fn run(args: RunArgs) -> Result<ExitCode, String> {
-    drive(args, None).await.map(|(code, _)| code)
+    drive(args, None, true).await.map(|(code, _)| code)
 }
 
 /// What a successful run left behind, for `berth dev` to follow the new pods' logs.
@@ -112,7 +112,8 @@ pub struct Ran {
 
 /// Runs `berth run` for `berth dev`: also returns what the run deployed, if it did.
 pub async fn run_for_dev(args: RunArgs) -> Result<(ExitCode, Option<Ran>), String> {
-    drive(args, None).await
+    // A developer's rebuilds on save are not releases: nobody is told of them.
+    drive(args, None, false).await
 }
 
 /// Runs `berth promote`.
@@ -120,7 +121,7 @@ pub async fn promote(args: PromoteArgs) -> Result<ExitCode, String> {
     if args.run.env.is_none() {
         return Err("say which environment to promote to: --to ENV".into());
     }
-    drive(args.run, Some((args.from, args.from_namespace)))
+    drive(args.run, Some((args.from, args.from_namespace)), true)
         .await
         .map(|(code, _)| code)
 }
@@ -128,6 +129,7 @@ pub async fn promote(args: PromoteArgs) -> Result<ExitCode, String> {
 async fn drive(
     args: RunArgs,
     promote_from: Option<(String, Option<String>)>,
+    notify: bool,
 ) -> Result<(ExitCode, Option<Ran>), String> {
     let mut config = berth_config::load(&args.config).map_err(|e| e.to_string())?;
     if let Some(repo) = &args.default_repo {
@@ -172,6 +174,7 @@ async fn drive(
         force_conflicts: args.force_conflicts,
         containment: None,
         cancel: CancelToken::new(),
+        notify: notify.then(berth_pipeline::notify::new_run_id),
     };
     match engine.execute(request, sink).await {
         Ok(out) => {

@@ -331,6 +331,7 @@ fn request(job: Job) -> Result<Request, Failure> {
             cache_scope: format!("repository {}", job.checkout.repository),
         }),
         cancel: job.cancel,
+        notify: Some(job.run.to_string()),
     })
 }
 

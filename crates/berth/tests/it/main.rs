@@ -13,6 +13,7 @@ mod examples;
 mod guide;
 mod init_layouts;
 mod install;
+mod notify;
 mod pinning;
 mod preflight;
 mod pull_secret;

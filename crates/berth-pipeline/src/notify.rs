@@ -1,0 +1,423 @@
+//! Telling an environment's receivers (`environments[].notify`) of a run: started,
+//! succeeded, failed, rolled back.
+//!
+//! Each event goes once to each receiver that wants it. A delivery is retried with backoff
+//! (after 1, 2, 4, 8, 16 and 32 s) on a transport error, a timeout, 408, 429 or a 5xx, and
+//! carries the same `X-Berth-Delivery` id on every attempt, so a receiver that got an attempt
+//! whose answer was lost can tell the retry is the same message. Other answers (400, 401,
+//! 404...) are final: berth says so and does not retry. Deliveries run beside the run; the run
+//! waits for them at its end ([`Notifier::finish`]), so a receiver that is down for up to about
+//! a minute still gets every event. A receiver never fails a run.
+//!
+//! Messages and errors name a receiver by [`Notification::describe`]: a URL read from an
+//! environment variable (it holds a token) is never printed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_config::{Environment, Notification, NotifyTarget, UrlFrom};
+use berth_types::{Event, EventSink, Level, NotifyEvent, Secret, Step};
+use serde_json::json;
+
+/// The waits between attempts of one delivery.
+const BACKOFF: [u64; 6] = [1, 2, 4, 8, 16, 32];
+/// One attempt's deadline.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A new run's id (16 hex digits), for `berth run` and `berth promote`; the server's runs
+/// have their own.
+pub fn new_run_id() -> String {
+    let mut raw = [0u8; 8];
+    match getrandom::fill(&mut raw) {
+        Ok(()) => hex::encode(raw),
+        // No randomness from the kernel: the time is unique enough for one machine's runs.
+        Err(_) => format!("{:016x}", jiff::Timestamp::now().as_nanosecond() as u64),
+    }
+}
+
+/// What every message of one run says about it.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    /// The run's id.
+    pub run: String,
+    /// The environment.
+    pub environment: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The commit, if known.
+    pub commit: Option<String>,
+    /// Who started the run.
+    pub user: String,
+}
+
+struct Receiver {
+    name: String,
+    slack: bool,
+    url: Secret,
+    key: Option<Secret>,
+    on: Vec<NotifyEvent>,
+}
+
+/// The receivers of one run, and its deliveries in flight.
+pub struct Notifier {
+    receivers: Vec<Receiver>,
+    facts: RunFacts,
+    client: Option<reqwest::Client>,
+    sink: Arc<dyn EventSink>,
+    sent: Vec<NotifyEvent>,
+    deliveries: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn warn(sink: &dyn EventSink, message: String) {
+    sink.emit(Event::Message {
+        step: Step::Notify.into(),
+        level: Level::Warning,
+        message,
+    });
+}
+
+impl Notifier {
+    /// The receivers of `env` for a run described by `facts`, their URLs and keys read now
+    /// through `lookup` (a variable's value, or why it may not be read). A receiver whose
+    /// variable is unset or refused is left out, with a warning naming the variable.
+    pub fn for_run(
+        env: &Environment,
+        facts: RunFacts,
+        sink: Arc<dyn EventSink>,
+        lookup: &Lookup,
+    ) -> Notifier {
+        let mut receivers = Vec::new();
+        for n in &env.notify {
+            if let Some(r) = resolve(n, lookup, &*sink) {
+                receivers.push(r);
+            }
+        }
+        let client = if receivers.is_empty() {
+            None
+        } else {
+            match reqwest::Client::builder()
+                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+                .timeout(ATTEMPT_TIMEOUT)
+                // A receiver's redirect could send the signed body anywhere: not followed.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+            {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warn(
+                        &*sink,
+                        format!("notifications are off for this run: no HTTP client ({e})"),
+                    );
+                    None
+                }
+            }
+        };
+        Notifier {
+            receivers,
+            facts,
+            client,
+            sink,
+            sent: Vec::new(),
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// Sends `event` (once per run: a second call for the same event does nothing) with the
+    /// live `revision` and a one-paragraph `message`, to each receiver that wants it.
+    pub fn send(&mut self, event: NotifyEvent, revision: Option<u64>, message: &str) {
+        if self.sent.contains(&event) {
+            return;
+        }
+        self.sent.push(event);
+        let Some(client) = &self.client else { return };
+        let at = jiff::Timestamp::now().to_string();
+        for (i, r) in self.receivers.iter().enumerate() {
+            if !r.on.contains(&event) {
+                continue;
+            }
+            let body = if r.slack {
+                json!({ "text": slack_text(&self.facts, event, revision, message) })
+            } else {
+                json!({
+                    "event": event.as_str(),
+                    "run": self.facts.run,
+                    "environment": self.facts.environment,
+                    "namespace": self.facts.namespace,
+                    "commit": self.facts.commit,
+                    "user": self.facts.user,
+                    "revision": revision,
+                    "message": message,
+                    "at": at,
+                })
+            };
+            let body = serde_json::to_vec(&body).expect("a JSON value serialises");
+            let delivery = format!("{}.{}.{i}", self.facts.run, event.as_str());
+            let mut request = client
+                .post(r.url.expose())
+                .header("content-type", "application/json")
+                .header("x-berth-event", event.as_str())
+                .header("x-berth-delivery", &delivery);
+            if let Some(key) = &r.key {
+                request = request.header(
+                    "x-berth-signature-256",
+                    berth_hooks::webhook::github_signature(key, &body),
+                );
+            }
+            let request = request.body(body);
+            let name = r.name.clone();
+            let sink = self.sink.clone();
+            self.deliveries.push(tokio::spawn(async move {
+                deliver(request, &name, event, &*sink).await;
+            }));
+        }
+    }
+
+    /// Waits for every delivery to end: sent, refused, or out of retries (about a minute).
+    pub async fn finish(self) {
+        for d in self.deliveries {
+            let _ = d.await;
+        }
+    }
+}
+
+/// Reads a variable for a receiver: its value (`None`: unset), or why it may not be read.
+pub type Lookup = dyn Fn(&str) -> Result<Option<String>, String> + Sync;
+
+/// The prefix of the variables a repository's berth.yaml may name on `berth serve`.
+pub const SERVER_PREFIX: &str = "BERTH_NOTIFY_";
+
+/// `berth run`'s lookup: the process's environment.
+pub fn process_env(name: &str) -> Result<Option<String>, String> {
+    Ok(std::env::var(name).ok())
+}
+
+/// `berth serve`'s lookup: whoever can push writes berth.yaml, so it may read only the
+/// server's variables made for it ([`SERVER_PREFIX`]), never its database URL or git tokens
+/// (sent as a URL, or as an HMAC key whose signatures could be brute-forced).
+pub fn server_env(name: &str) -> Result<Option<String>, String> {
+    if name.starts_with(SERVER_PREFIX) {
+        Ok(std::env::var(name).ok())
+    } else {
+        Err(format!(
+            "on berth serve a repository may only name variables starting with {SERVER_PREFIX}; set {SERVER_PREFIX}... on the server and name that"
+        ))
+    }
+}
+
+fn resolve(n: &Notification, lookup: &Lookup, sink: &dyn EventSink) -> Option<Receiver> {
+    let var = |v: &str| {
+        let why = match lookup(v) {
+            Ok(Some(value)) if !value.is_empty() => return Some(Secret::new(value)),
+            Ok(_) => format!(
+                "environment variable `{v}` is not set (or empty); export it where berth runs"
+            ),
+            Err(why) => format!("`{v}`: {why}"),
+        };
+        warn(sink, format!("notify: {} is skipped: {why}", n.describe()));
+        None
+    };
+    let (slack, url, key) = match &n.target {
+        NotifyTarget::Webhook { url, secret_env } => {
+            let url = match url {
+                UrlFrom::Literal(u) => Secret::new(u.clone()),
+                UrlFrom::Env(v) => var(v)?,
+            };
+            let key = match secret_env {
+                Some(v) => Some(var(v)?),
+                None => None,
+            };
+            (false, url, key)
+        }
+        NotifyTarget::Slack { url_env } => (true, var(url_env)?, None),
+    };
+    let u = url.expose();
+    if !(u.starts_with("https://") || u.starts_with("http://")) {
+        warn(
+            sink,
+            format!(
+                "notify: {} is skipped: its URL is not http:// or https://",
+                n.describe()
+            ),
+        );
+        return None;
+    }
+    Some(Receiver {
+        name: n.describe(),
+        slack,
+        url,
+        key,
+        on: n.on.clone(),
+    })
+}
+
+/// Whether an answer (or its absence) is worth another attempt.
+fn retryable(status: Option<reqwest::StatusCode>) -> bool {
+    match status {
+        None => true,
+        Some(s) => s.is_server_error() || s.as_u16() == 408 || s.as_u16() == 429,
+    }
+}
+
+async fn deliver(
+    request: reqwest::RequestBuilder,
+    name: &str,
+    event: NotifyEvent,
+    sink: &dyn EventSink,
+) {
+    let mut waits = BACKOFF.iter();
+    loop {
+        let Some(attempt) = request.try_clone() else {
+            return;
+        };
+        let (status, why) = match attempt.send().await {
+            Ok(r) if r.status().is_success() => {
+                sink.emit(Event::Message {
+                    step: Step::Notify.into(),
+                    level: Level::Info,
+                    message: format!("notify: {name} told of {event}"),
+                });
+                return;
+            }
+            Ok(r) => (Some(r.status()), format!("HTTP {}", r.status())),
+            // The error's text can hold the URL: only its kind is shown.
+            Err(e) if e.is_timeout() => (None, "no answer in time".to_string()),
+            Err(e) if e.is_connect() => (None, "connection refused or unreachable".to_string()),
+            Err(_) => (None, "the request failed".to_string()),
+        };
+        match waits.next() {
+            Some(wait) if retryable(status) => {
+                tokio::time::sleep(Duration::from_secs(*wait)).await;
+            }
+            _ => {
+                warn(
+                    sink,
+                    if retryable(status) {
+                        format!(
+                            "notify: {name} was not told of {event}: {why}, after {} attempts",
+                            BACKOFF.len() + 1
+                        )
+                    } else {
+                        format!("notify: {name} refused the {event} message: {why}; not retried")
+                    },
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// One line for a chat channel.
+fn slack_text(
+    facts: &RunFacts,
+    event: NotifyEvent,
+    revision: Option<u64>,
+    message: &str,
+) -> String {
+    let what = match event {
+        NotifyEvent::Started => "started".to_string(),
+        NotifyEvent::Succeeded => match revision {
+            Some(r) => format!("succeeded: revision {r} is live"),
+            None => "succeeded".to_string(),
+        },
+        NotifyEvent::Failed => format!("failed: {message}"),
+        NotifyEvent::RolledBack => format!("was rolled back: {message}"),
+    };
+    let commit = facts
+        .commit
+        .as_deref()
+        .map(|c| format!(" of {}", &c[..c.len().min(12)]))
+        .unwrap_or_default();
+    format!(
+        "berth: run {}{commit} to {} ({}) by {} {what}",
+        facts.run, facts.environment, facts.namespace, facts.user
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slack_line_names_the_run_commit_environment_and_what_happened() {
+        let facts = RunFacts {
+            run: "r1".into(),
+            environment: "production".into(),
+            namespace: "shop".into(),
+            commit: Some("0123456789abcdef0123".into()),
+            user: "alice".into(),
+        };
+        assert_eq!(
+            slack_text(&facts, NotifyEvent::RolledBack, Some(3), "web not ready"),
+            "berth: run r1 of 0123456789ab to production (shop) by alice was rolled back: web not ready"
+        );
+        assert_eq!(
+            slack_text(&facts, NotifyEvent::Succeeded, Some(4), ""),
+            "berth: run r1 of 0123456789ab to production (shop) by alice succeeded: revision 4 is live"
+        );
+    }
+
+    #[test]
+    fn only_transport_errors_timeouts_and_server_trouble_are_retried() {
+        use reqwest::StatusCode;
+        assert!(retryable(None));
+        for s in [500, 502, 503, 408, 429] {
+            assert!(retryable(Some(StatusCode::from_u16(s).unwrap())), "{s}");
+        }
+        for s in [400, 401, 403, 404, 410] {
+            assert!(!retryable(Some(StatusCode::from_u16(s).unwrap())), "{s}");
+        }
+    }
+
+    /// A hostile berth.yaml on the server cannot send the server's own secrets anywhere.
+    #[test]
+    fn on_the_server_only_berth_notify_variables_are_read() {
+        use std::sync::Mutex;
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let s = said.clone();
+        let sink = move |e: Event| {
+            if let Event::Message { message, .. } = e {
+                s.lock().unwrap().push(message);
+            }
+        };
+        let slack = |var: &str| Notification {
+            target: NotifyTarget::Slack {
+                url_env: var.into(),
+            },
+            on: NotifyEvent::ALL.to_vec(),
+            location: berth_config::Location::new(1, 1),
+        };
+        assert!(resolve(&slack("BERTH_DATABASE_URL"), &server_env, &sink).is_none());
+        let webhook = Notification {
+            target: NotifyTarget::Webhook {
+                url: UrlFrom::Literal("https://hooks.example.com/x".into()),
+                secret_env: Some("GIT_TOKEN".into()),
+            },
+            ..slack("x")
+        };
+        assert!(
+            resolve(&webhook, &server_env, &sink).is_none(),
+            "not even as a signing key"
+        );
+        let said = said.lock().unwrap().clone();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(
+            said.iter()
+                .all(|m| m.contains("may only name variables starting with BERTH_NOTIFY_")),
+            "{said:?}"
+        );
+        let given = |name: &str| -> Result<Option<String>, String> {
+            server_env(name)?;
+            Ok(Some("https://hooks.example.com/T0".into()))
+        };
+        let r = resolve(&slack("BERTH_NOTIFY_SLACK"), &given, &sink).expect("allowed");
+        assert_eq!(r.name, "slack $BERTH_NOTIFY_SLACK");
+    }
+
+    #[test]
+    fn run_ids_are_sixteen_hex_digits_and_differ() {
+        let (a, b) = (new_run_id(), new_run_id());
+        assert_eq!(a.len(), 16);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,322 @@
+//! `environments[].notify` end to end: `berth run` of the bundled example on the real
+//! cluster, telling a real HTTP receiver on loopback (a plain socket server in the test: what
+//! berth sends is read byte for byte, not through a client library).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_testkit::TestContext;
+use serde_json::Value;
+
+use crate::common::{Repo, copy_dir, git, git_init};
+
+const KEY: &str = "notify-key-3b9d0c1e";
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Got {
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Got {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// A loopback HTTP/1.1 server that records every request and answers 200.
+struct Receiver {
+    port: u16,
+    got: Arc<Mutex<Vec<Got>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        Receiver::serve(listener, port)
+    }
+
+    /// A receiver on a port that refuses connections for `down`, then listens.
+    fn down_for(down: Duration) -> Receiver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let r = Receiver {
+            port,
+            got: got.clone(),
+        };
+        std::thread::spawn(move || {
+            std::thread::sleep(down);
+            let listener = TcpListener::bind(("127.0.0.1", port)).expect("the port again");
+            accept(listener, got);
+        });
+        r
+    }
+
+    fn serve(listener: TcpListener, port: u16) -> Receiver {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || accept(listener, g));
+        Receiver { port, got }
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests arrived to `path` (deliveries run beside the run, but
+    /// `berth run` waits for them before it exits, so they are normally there already).
+    fn wait_for(&self, path: &str, n: usize) -> Vec<Got> {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got: Vec<Got> = self.got().into_iter().filter(|g| g.path == path).collect();
+            if got.len() >= n || Instant::now() > until {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn accept(listener: TcpListener, got: Arc<Mutex<Vec<Got>>>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if let Some(g) = read_request(&stream) {
+            got.lock().unwrap().push(g);
+        }
+        let mut s = stream;
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    }
+}
+
+fn read_request(stream: &TcpStream) -> Option<Got> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    let len: usize = headers.get("content-length")?.parse().ok()?;
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(Got {
+        path,
+        headers,
+        body,
+    })
+}
+
+/// examples/hello in a git repository, its environment telling `notify` (YAML list items).
+fn project(ctx: &TestContext, notify: &str) -> Repo {
+    let p = Repo::new("notify");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");
+    copy_dir(&example, &p.dir);
+    let image = format!("{}/web", ctx.repository);
+    for f in ["berth.yaml", "k8s/app.yaml"] {
+        let f = p.dir.join(f);
+        let text = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("127.0.0.1:15000/examples/hello-web", &image);
+        std::fs::write(f, text).unwrap();
+    }
+    let cfg = p.config();
+    let text = std::fs::read_to_string(&cfg).unwrap() + "    notify:\n" + notify;
+    std::fs::write(&cfg, text).unwrap();
+    git_init(&p.dir, "main");
+    p
+}
+
+fn berth_run(ctx: &TestContext, p: &Repo, env: &[(&str, String)]) -> (i32, String) {
+    let mut cmd: Command = crate::common::berth(ctx.env);
+    cmd.args(["run", "-n", &ctx.namespace, "-c"])
+        .arg(p.config())
+        .env("BERTH_STORE", &p.store);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `sha256=HEX` of `body` under KEY, computed by openssl, not by berth's code.
+fn openssl_signature(body: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", KEY, "-r"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hex = String::from_utf8(out.stdout).unwrap();
+    format!("sha256={}", hex.split_whitespace().next().unwrap())
+}
+
+#[tokio::test]
+async fn run_tells_each_receiver_once_per_event_signed_and_a_rollback_reaches_slack() {
+    let ctx = TestContext::new("notify").await;
+    let receiver = Receiver::start();
+    let port = receiver.port;
+    let p = project(
+        &ctx,
+        &format!(
+            "      - webhook: {{ url: \"http://127.0.0.1:{port}/hook\", secret-env: BERTH_TEST_HOOK_KEY }}\n      - slack: {{ url-env: BERTH_TEST_SLACK_URL }}\n        on: [failed, rolled-back]\n"
+        ),
+    );
+    let env = [
+        ("BERTH_TEST_HOOK_KEY", KEY.to_string()),
+        (
+            "BERTH_TEST_SLACK_URL",
+            format!("http://127.0.0.1:{port}/slack/T0/B0/tokenpart"),
+        ),
+    ];
+
+    let (code, out) = berth_run(&ctx, &p, &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("tokenpart"),
+        "the Slack URL read from the environment is never printed: {out}"
+    );
+    let hooks = receiver.wait_for("/hook", 2);
+    let events: Vec<String> = hooks
+        .iter()
+        .map(|g| g.json()["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["started", "succeeded"], "{hooks:#?}");
+    let run_id = hooks[0].json()["run"].as_str().unwrap().to_string();
+    for g in &hooks {
+        let doc = g.json();
+        assert_eq!(doc["run"], run_id.as_str(), "one run: {doc}");
+        assert_eq!(doc["environment"], "dev");
+        assert_eq!(doc["namespace"], ctx.namespace.as_str());
+        assert_eq!(g.header("x-berth-event"), doc["event"].as_str().unwrap());
+        assert_eq!(g.header("content-type"), "application/json");
+        assert_eq!(
+            g.header("x-berth-signature-256"),
+            openssl_signature(&g.body),
+            "signed over the exact body"
+        );
+    }
+    assert_eq!(hooks[1].json()["revision"], 1);
+    assert_ne!(
+        hooks[0].header("x-berth-delivery"),
+        hooks[1].header("x-berth-delivery")
+    );
+    assert!(
+        receiver.wait_for("/slack/T0/B0/tokenpart", 0).is_empty(),
+        "slack wants only failures"
+    );
+
+    // A release that crash-loops is rolled back: both receivers hear of it, once.
+    p.edit(
+        "k8s/app.yaml",
+        "      labels: {app: hello}\n",
+        "      labels: {app: hello}\n      annotations: {berth.dev/simulate: crash-loop}\n",
+    );
+    git(&p.dir, &["commit", "-q", "-am", "crash"]);
+    let (code, out) = berth_run(&ctx, &p, &env);
+    assert_eq!(code, 1, "{out}");
+    let hooks = receiver.wait_for("/hook", 4);
+    let events: Vec<String> = hooks
+        .iter()
+        .map(|g| g.json()["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        events,
+        ["started", "succeeded", "started", "rolled-back"],
+        "{hooks:#?}"
+    );
+    let rolled = hooks[3].json();
+    assert_ne!(rolled["run"], run_id.as_str(), "a second run");
+    assert_eq!(rolled["revision"], 1, "the revision live again");
+    assert!(
+        rolled["message"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back to revision 1"),
+        "{rolled}"
+    );
+    let slack = receiver.wait_for("/slack/T0/B0/tokenpart", 1);
+    assert_eq!(slack.len(), 1, "{slack:#?}");
+    let text = slack[0].json()["text"].as_str().unwrap().to_string();
+    assert!(
+        text.starts_with("berth: run ")
+            && text.contains(&format!("to dev ({})", ctx.namespace))
+            && text.contains("was rolled back"),
+        "{text}"
+    );
+    assert!(
+        slack[0].header("x-berth-signature-256").is_empty(),
+        "no key, no signature"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_down_when_the_run_starts_gets_the_event_when_it_is_back() {
+    let ctx = TestContext::new("notify-down").await;
+    let receiver = Receiver::down_for(Duration::from_secs(3));
+    let p = project(
+        &ctx,
+        &format!(
+            "      - webhook: {{ url: \"http://127.0.0.1:{}/hook\" }}\n",
+            receiver.port
+        ),
+    );
+    let (code, out) = berth_run(&ctx, &p, &[]);
+    assert_eq!(code, 0, "{out}");
+    let hooks = receiver.wait_for("/hook", 2);
+    let events: Vec<String> = hooks
+        .iter()
+        .map(|g| g.json()["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        events.iter().filter(|e| *e == "started").count(),
+        1,
+        "started arrives once, after the receiver is back: {hooks:#?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| *e == "succeeded").count(),
+        1,
+        "{hooks:#?}"
+    );
+    assert!(!out.contains("was not told"), "no delivery gave up: {out}");
+}
+
+#[tokio::test]
+async fn a_receiver_whose_variable_is_unset_is_skipped_with_a_warning_and_the_run_goes_on() {
+    let ctx = TestContext::new("notify-unset").await;
+    let p = project(&ctx, "      - slack: { url-env: BERTH_TEST_UNSET_SLACK }\n");
+    let (code, out) = berth_run(&ctx, &p, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("slack $BERTH_TEST_UNSET_SLACK is skipped")
+            && out.contains("`BERTH_TEST_UNSET_SLACK` is not set"),
+        "{out}"
+    );
+}
