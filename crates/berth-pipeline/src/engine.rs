@@ -275,12 +275,12 @@ impl Engine {
                     commit: req.commit.clone(),
                     user: req.user.clone(),
                 };
-                let lookup: &crate::notify::Lookup = if req.containment.is_some() {
-                    &crate::notify::server_env
+                let host = if req.containment.is_some() {
+                    crate::notify::Host::Server
                 } else {
-                    &crate::notify::process_env
+                    crate::notify::Host::Process
                 };
-                crate::notify::Notifier::for_run(env, facts, sink.clone(), lookup)
+                crate::notify::Notifier::for_run(env, facts, sink.clone(), host)
             }),
         };
         let Some(mut notifier) = notifier else {

@@ -77,18 +77,18 @@ fn warn(sink: &dyn EventSink, message: String) {
 }
 
 impl Notifier {
-    /// The receivers of `env` for a run described by `facts`, their URLs and keys read now
-    /// through `lookup` (a variable's value, or why it may not be read). A receiver whose
-    /// variable is unset or refused is left out, with a warning naming the variable.
+    /// The receivers of `env` for a run described by `facts`, their URLs and keys read now,
+    /// as `host` allows. A receiver whose variable is unset or refused, or whose literal URL
+    /// the host does not take, is left out with a warning saying why.
     pub fn for_run(
         env: &Environment,
         facts: RunFacts,
         sink: Arc<dyn EventSink>,
-        lookup: &Lookup,
+        host: Host,
     ) -> Notifier {
         let mut receivers = Vec::new();
         for n in &env.notify {
-            if let Some(r) = resolve(n, lookup, &*sink) {
+            if let Some(r) = resolve(n, host, &*sink) {
                 receivers.push(r);
             }
         }
@@ -180,51 +180,62 @@ impl Notifier {
     }
 }
 
-/// Reads a variable for a receiver: its value (`None`: unset), or why it may not be read.
-pub type Lookup = dyn Fn(&str) -> Result<Option<String>, String> + Sync;
+/// Where the run happens, which decides what a berth.yaml's receivers may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// A person's own `berth run`: any variable of the process, any URL.
+    Process,
+    /// `berth serve`: whoever can push writes berth.yaml. It may read only the server's
+    /// variables made for it ([`SERVER_PREFIX`]), never its database URL or git tokens (sent
+    /// as a URL, or as an HMAC key whose signatures could be brute-forced), and may not
+    /// write a URL itself: the server's operator decides where it posts, not a pusher (a
+    /// literal URL could aim it at an address inside the server's network).
+    Server,
+}
 
 /// The prefix of the variables a repository's berth.yaml may name on `berth serve`.
 pub const SERVER_PREFIX: &str = "BERTH_NOTIFY_";
 
-/// `berth run`'s lookup: the process's environment.
-pub fn process_env(name: &str) -> Result<Option<String>, String> {
-    Ok(std::env::var(name).ok())
-}
-
-/// `berth serve`'s lookup: whoever can push writes berth.yaml, so it may read only the
-/// server's variables made for it ([`SERVER_PREFIX`]), never its database URL or git tokens
-/// (sent as a URL, or as an HMAC key whose signatures could be brute-forced).
-pub fn server_env(name: &str) -> Result<Option<String>, String> {
-    if name.starts_with(SERVER_PREFIX) {
+impl Host {
+    /// Reads variable `name` for a receiver: its value (`None`: unset), or why not.
+    fn read(self, name: &str) -> Result<Option<String>, String> {
+        if self == Host::Server && !name.starts_with(SERVER_PREFIX) {
+            return Err(format!(
+                "on berth serve a repository may only name variables starting with {SERVER_PREFIX}; set {SERVER_PREFIX}... on the server and name that"
+            ));
+        }
         Ok(std::env::var(name).ok())
-    } else {
-        Err(format!(
-            "on berth serve a repository may only name variables starting with {SERVER_PREFIX}; set {SERVER_PREFIX}... on the server and name that"
-        ))
     }
 }
 
-fn resolve(n: &Notification, lookup: &Lookup, sink: &dyn EventSink) -> Option<Receiver> {
+fn resolve(n: &Notification, host: Host, sink: &dyn EventSink) -> Option<Receiver> {
+    let skip = |why: String| warn(sink, format!("notify: {} is skipped: {why}", n.describe()));
     let var = |v: &str| {
-        let why = match lookup(v) {
+        let why = match host.read(v) {
             Ok(Some(value)) if !value.is_empty() => return Some(Secret::new(value)),
             Ok(_) => format!(
                 "environment variable `{v}` is not set (or empty); export it where berth runs"
             ),
             Err(why) => format!("`{v}`: {why}"),
         };
-        warn(sink, format!("notify: {} is skipped: {why}", n.describe()));
+        skip(why);
         None
     };
     let (slack, url, key) = match &n.target {
         NotifyTarget::Webhook { url, secret_env } => {
-            let url = match url {
-                UrlFrom::Literal(u) => Secret::new(u.clone()),
-                UrlFrom::Env(v) => var(v)?,
-            };
             let key = match secret_env {
                 Some(v) => Some(var(v)?),
                 None => None,
+            };
+            let url = match url {
+                UrlFrom::Literal(_) if host == Host::Server => {
+                    skip(format!(
+                        "on berth serve a receiver's URL comes from a variable the server sets: write `url-env: {SERVER_PREFIX}...`"
+                    ));
+                    return None;
+                }
+                UrlFrom::Literal(u) => Secret::new(u.clone()),
+                UrlFrom::Env(v) => var(v)?,
             };
             (false, url, key)
         }
@@ -232,13 +243,7 @@ fn resolve(n: &Notification, lookup: &Lookup, sink: &dyn EventSink) -> Option<Re
     };
     let u = url.expose();
     if !(u.starts_with("https://") || u.starts_with("http://")) {
-        warn(
-            sink,
-            format!(
-                "notify: {} is skipped: its URL is not http:// or https://",
-                n.describe()
-            ),
-        );
+        skip("its URL is not http:// or https://".into());
         return None;
     }
     Some(Receiver {
@@ -368,9 +373,10 @@ mod tests {
         }
     }
 
-    /// A hostile berth.yaml on the server cannot send the server's own secrets anywhere.
+    /// A hostile berth.yaml on the server can neither send the server's own secrets
+    /// anywhere nor aim the server at an address of its choosing.
     #[test]
-    fn on_the_server_only_berth_notify_variables_are_read() {
+    fn on_the_server_only_berth_notify_variables_and_no_literal_urls() {
         use std::sync::Mutex;
         let said = Arc::new(Mutex::new(Vec::new()));
         let s = said.clone();
@@ -386,31 +392,40 @@ mod tests {
             on: NotifyEvent::ALL.to_vec(),
             location: berth_config::Location::new(1, 1),
         };
-        assert!(resolve(&slack("BERTH_DATABASE_URL"), &server_env, &sink).is_none());
-        let webhook = Notification {
+        let webhook = |url: UrlFrom, secret: Option<&str>| Notification {
             target: NotifyTarget::Webhook {
-                url: UrlFrom::Literal("https://hooks.example.com/x".into()),
-                secret_env: Some("GIT_TOKEN".into()),
+                url,
+                secret_env: secret.map(Into::into),
             },
             ..slack("x")
         };
+        let internal = || UrlFrom::Literal("http://169.254.169.254/latest".into());
+        assert!(resolve(&slack("BERTH_DATABASE_URL"), Host::Server, &sink).is_none());
         assert!(
-            resolve(&webhook, &server_env, &sink).is_none(),
+            resolve(
+                &webhook(UrlFrom::Env("BERTH_NOTIFY_HOOK".into()), Some("GIT_TOKEN")),
+                Host::Server,
+                &sink
+            )
+            .is_none(),
             "not even as a signing key"
         );
+        assert!(resolve(&webhook(internal(), None), Host::Server, &sink).is_none());
         let said = said.lock().unwrap().clone();
-        assert_eq!(said.len(), 2, "{said:?}");
+        assert_eq!(said.len(), 3, "{said:?}");
         assert!(
-            said.iter()
+            said[..2]
+                .iter()
                 .all(|m| m.contains("may only name variables starting with BERTH_NOTIFY_")),
             "{said:?}"
         );
-        let given = |name: &str| -> Result<Option<String>, String> {
-            server_env(name)?;
-            Ok(Some("https://hooks.example.com/T0".into()))
-        };
-        let r = resolve(&slack("BERTH_NOTIFY_SLACK"), &given, &sink).expect("allowed");
-        assert_eq!(r.name, "slack $BERTH_NOTIFY_SLACK");
+        assert!(
+            said[2].contains("write `url-env: BERTH_NOTIFY_...`"),
+            "{said:?}"
+        );
+        let r = resolve(&webhook(internal(), None), Host::Process, &sink)
+            .expect("a person's own run may post anywhere");
+        assert_eq!(r.url.expose(), "http://169.254.169.254/latest");
     }
 
     #[test]

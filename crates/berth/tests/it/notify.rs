@@ -320,3 +320,68 @@ async fn a_receiver_whose_variable_is_unset_is_skipped_with_a_warning_and_the_ru
         "{out}"
     );
 }
+
+/// The server's runs notify too; a pushed berth.yaml may neither read the server's own
+/// variables nor write a URL of its own (whoever can push writes it).
+#[tokio::test]
+async fn the_servers_runs_notify_only_through_its_berth_notify_variables() {
+    use crate::serve::{Api, Rig};
+    let ctx = TestContext::new("notify-serve").await;
+    let receiver = Receiver::start();
+    let port = receiver.port;
+    let mut rig = Rig::new(&ctx, None, "");
+    let cfg = rig.work.join("berth.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "    deploy: { timeout: 2m }\n",
+        &format!(
+            "    deploy: {{ timeout: 2m }}\n    notify:\n      - slack: {{ url-env: BERTH_NOTIFY_TEST_SLACK }}\n      - webhook: {{ url: \"http://127.0.0.1:{port}/literal\" }}\n      - webhook: {{ url-env: BERTH_TEST_SERVER_SECRET_URL }}\n"
+        ),
+    );
+    assert!(text.contains("BERTH_NOTIFY_TEST_SLACK"), "{text}");
+    std::fs::write(&cfg, text).unwrap();
+    rig.env.push((
+        "BERTH_NOTIFY_TEST_SLACK".into(),
+        format!("http://127.0.0.1:{port}/slack"),
+    ));
+    rig.env.push((
+        "BERTH_TEST_SERVER_SECRET_URL".into(),
+        format!("http://127.0.0.1:{port}/secret"),
+    ));
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    let _server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&viewer));
+
+    let commit = rig.push("notify from the server");
+    let id = api.run_for(&commit).await;
+    let run = api.wait_run(&id, &rig).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
+    let slack = receiver.wait_for("/slack", 2);
+    let texts: Vec<String> = slack
+        .iter()
+        .map(|g| g.json()["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].ends_with(" started") && texts[1].contains("succeeded: revision 1 is live"),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().all(|t| t.contains(&id)),
+        "the server's run id: {texts:?}"
+    );
+    let paths: Vec<String> = receiver.got().into_iter().map(|g| g.path).collect();
+    assert!(
+        paths.iter().all(|p| p == "/slack"),
+        "neither the literal URL nor the server's own variable was used: {paths:?}"
+    );
+    let (_, events) = api.get(&format!("/api/runs/{id}/events")).await;
+    let events = events.to_string();
+    assert!(
+        events.contains("`BERTH_TEST_SERVER_SECRET_URL`: on berth serve a repository may only name variables starting with BERTH_NOTIFY_"),
+        "{events}"
+    );
+    assert!(
+        events.contains("comes from a variable the server sets"),
+        "{events}"
+    );
+}
