@@ -282,19 +282,12 @@ mod tests {
 
     use berth_types::MaskRule;
 
-    use crate::{ConfigError, Location, Problem, parse};
+    use crate::{Location, Problem, parse};
 
     const HEAD: &str = "services:\n  - name: web\n    image: registry.example.com/web:1\nenvironments:\n  - name: production\n    namespace: prod\n  - name: staging\n    namespace: staging\n";
 
     fn errors(tail: &str) -> Vec<(Location, Problem, String)> {
-        match parse(&format!("{HEAD}{tail}"), "berth.yaml", Path::new(".")) {
-            Ok(_) => panic!("expected an error for:\n{tail}"),
-            Err(ConfigError::Invalid { diagnostics }) => diagnostics
-                .into_iter()
-                .map(|d| (d.location, d.problem.clone(), d.to_string()))
-                .collect(),
-            Err(e) => panic!("unexpected {e}"),
-        }
+        crate::tests::errors(&format!("{HEAD}{tail}"))
     }
 
     #[test]

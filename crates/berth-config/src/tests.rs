@@ -37,7 +37,8 @@ fn ok(yaml: &str) -> Config {
     parse(yaml, "berth.yaml", dir.path()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn errors(yaml: &str) -> Vec<(Location, Problem, String)> {
+/// Every diagnostic of `yaml`, which must be refused (used by the modules' own tests too).
+pub(crate) fn errors(yaml: &str) -> Vec<(Location, Problem, String)> {
     let dir = example_dir();
     match parse(yaml, "berth.yaml", dir.path()) {
         Ok(_) => panic!("expected an error for:\n{yaml}"),

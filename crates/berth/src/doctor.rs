@@ -213,52 +213,44 @@ async fn cluster_checks(args: &DoctorArgs) -> Vec<Check> {
         .namespace
         .clone()
         .unwrap_or_else(|| cluster.default_namespace().to_string());
+    vec![kube, rbac_check(&cluster, &namespace).await]
+}
+
+/// May this identity deploy into `namespace`: it exists or may be made, and the objects a
+/// release needs may be created there.
+async fn rbac_check(cluster: &Cluster, namespace: &str) -> Check {
+    let fail = |detail: String, hint: String| Check::bad("rbac", true, detail, hint);
     // `deploy` makes a missing namespace; an identity that owns its namespace and may not
     // create namespaces (a CI ServiceAccount) is fine as long as it is there.
-    let unseen = match cluster.namespace_exists(&namespace).await {
+    let unseen = match cluster.namespace_exists(namespace).await {
         Ok(Some(true)) => None,
         Ok(exists) => match cluster.can_i("create", "", "namespaces", "").await {
             Ok(a) if a.allowed => None,
             Ok(_) if exists == Some(false) => {
-                return vec![
-                    kube,
-                    Check::bad(
-                        "rbac",
-                        true,
-                        format!(
-                            "namespace `{namespace}` does not exist and this identity may not create namespaces"
-                        ),
-                        format!(
-                            "ask a cluster admin to create it (kubectl create namespace {namespace}) and bind you to a Role there, or pick a namespace you own with --namespace"
-                        ),
+                return fail(
+                    format!(
+                        "namespace `{namespace}` does not exist and this identity may not create namespaces"
                     ),
-                ];
+                    format!(
+                        "ask a cluster admin to create it (kubectl create namespace {namespace}) and bind you to a Role there, or pick a namespace you own with --namespace"
+                    ),
+                );
             }
             Ok(_) => Some(format!(
                 "may not read namespace `{namespace}` (so cannot tell whether it exists) and may not create namespaces"
             )),
             Err(e) => {
-                return vec![
-                    kube,
-                    Check::bad(
-                        "rbac",
-                        true,
-                        e.to_string(),
-                        "the API server refused an access review",
-                    ),
-                ];
+                return fail(
+                    e.to_string(),
+                    "the API server refused an access review".into(),
+                );
             }
         },
         Err(e) => {
-            return vec![
-                kube,
-                Check::bad(
-                    "rbac",
-                    true,
-                    e.to_string(),
-                    "the API server did not say whether the namespace exists",
-                ),
-            ];
+            return fail(
+                e.to_string(),
+                "the API server did not say whether the namespace exists".into(),
+            );
         }
     };
     let wanted = [
@@ -270,7 +262,7 @@ async fn cluster_checks(args: &DoctorArgs) -> Vec<Check> {
     ];
     let mut denied = Vec::new();
     for (group, resource) in wanted {
-        match cluster.can_i("create", group, resource, &namespace).await {
+        match cluster.can_i("create", group, resource, namespace).await {
             Ok(a) if a.allowed => {}
             Ok(a) => denied.push(if a.reason.is_empty() {
                 resource.to_string()
@@ -278,47 +270,36 @@ async fn cluster_checks(args: &DoctorArgs) -> Vec<Check> {
                 format!("{resource} ({})", a.reason)
             }),
             Err(e) => {
-                return vec![
-                    kube,
-                    Check::bad(
-                        "rbac",
-                        true,
-                        e.to_string(),
-                        "the API server refused an access review",
-                    ),
-                ];
+                return fail(
+                    e.to_string(),
+                    "the API server refused an access review".into(),
+                );
             }
         }
     }
-    let rbac = if denied.is_empty() {
-        Check::ok(
+    if denied.is_empty() {
+        return Check::ok(
             "rbac",
             true,
             format!("may create deployments, jobs, leases, secrets in namespace `{namespace}`"),
-        )
-    } else {
-        let denied = format!(
-            "may not create {} in namespace `{namespace}`",
-            denied.join(", ")
         );
-        match unseen {
-            Some(unseen) => Check::bad(
-                "rbac",
-                true,
-                format!("{unseen}; {denied}"),
-                format!(
-                    "if the namespace does not exist, ask a cluster admin to create it (kubectl create namespace {namespace}) and bind you to a Role there; if it does, grant the deploying identity a Role with create on these resources"
-                ),
+    }
+    let denied = format!(
+        "may not create {} in namespace `{namespace}`",
+        denied.join(", ")
+    );
+    match unseen {
+        Some(unseen) => fail(
+            format!("{unseen}; {denied}"),
+            format!(
+                "if the namespace does not exist, ask a cluster admin to create it (kubectl create namespace {namespace}) and bind you to a Role there; if it does, grant the deploying identity a Role with create on these resources"
             ),
-            None => Check::bad(
-                "rbac",
-                true,
-                denied,
-                "grant the deploying identity a Role with create on these resources",
-            ),
-        }
-    };
-    vec![kube, rbac]
+        ),
+        None => fail(
+            denied,
+            "grant the deploying identity a Role with create on these resources".into(),
+        ),
+    }
 }
 
 async fn registry_check(args: &DoctorArgs) -> Check {

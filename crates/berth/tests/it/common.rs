@@ -291,6 +291,31 @@ impl Repo {
     }
 }
 
+/// examples/hello in a fresh git repository named `name`, its image in the test's own
+/// registry repository; `edit` changes its berth.yaml's text before the first commit.
+pub(crate) fn hello_project(
+    ctx: &TestContext,
+    name: &str,
+    edit: impl FnOnce(String) -> String,
+) -> Repo {
+    let p = Repo::new(name);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");
+    copy_dir(&example, &p.dir);
+    let image = format!("{}/web", ctx.repository);
+    for f in ["berth.yaml", "k8s/app.yaml"] {
+        let f = p.dir.join(f);
+        let text = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("127.0.0.1:15000/examples/hello-web", &image);
+        std::fs::write(f, text).unwrap();
+    }
+    let cfg = p.config();
+    let text = edit(std::fs::read_to_string(&cfg).unwrap());
+    std::fs::write(&cfg, text).unwrap();
+    git_init(&p.dir, "main");
+    p
+}
+
 impl Drop for Repo {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use berth_testkit::TestContext;
 use serde_json::Value;
 
-use crate::common::{Repo, copy_dir, git, git_init};
+use crate::common::{Repo, git, hello_project};
 
 const KEY: &str = "notify-key-3b9d0c1e";
 
@@ -131,22 +130,7 @@ fn read_request(stream: &TcpStream) -> Option<Got> {
 
 /// examples/hello in a git repository, its environment telling `notify` (YAML list items).
 fn project(ctx: &TestContext, notify: &str) -> Repo {
-    let p = Repo::new("notify");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");
-    copy_dir(&example, &p.dir);
-    let image = format!("{}/web", ctx.repository);
-    for f in ["berth.yaml", "k8s/app.yaml"] {
-        let f = p.dir.join(f);
-        let text = std::fs::read_to_string(&f)
-            .unwrap()
-            .replace("127.0.0.1:15000/examples/hello-web", &image);
-        std::fs::write(f, text).unwrap();
-    }
-    let cfg = p.config();
-    let text = std::fs::read_to_string(&cfg).unwrap() + "    notify:\n" + notify;
-    std::fs::write(&cfg, text).unwrap();
-    git_init(&p.dir, "main");
-    p
+    hello_project(ctx, "notify", |text| text + "    notify:\n" + notify)
 }
 
 fn berth_run(ctx: &TestContext, p: &Repo, env: &[(&str, String)]) -> (i32, String) {

@@ -7,25 +7,11 @@ use std::process::Command;
 
 use berth_testkit::TestContext;
 
-use crate::common::{
-    Repo, berth, copy_dir, deployment, get, git, git_init, image_of, live, result,
-};
+use crate::common::{Repo, berth, deployment, get, git, hello_project, image_of, live, result};
 
 /// examples/hello in a fresh git repository, its image in the test's own repository.
 fn project(ctx: &TestContext) -> Repo {
-    let p = Repo::new("run");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");
-    copy_dir(&example, &p.dir);
-    let image = format!("{}/web", ctx.repository);
-    for f in ["berth.yaml", "k8s/app.yaml"] {
-        let f = p.dir.join(f);
-        let text = std::fs::read_to_string(&f)
-            .unwrap()
-            .replace("127.0.0.1:15000/examples/hello-web", &image);
-        std::fs::write(f, text).unwrap();
-    }
-    git_init(&p.dir, "main");
-    p
+    hello_project(ctx, "run", |text| text)
 }
 
 /// `berth run -o json` in the test's namespace, which must succeed: its result document.
