@@ -206,10 +206,10 @@ async fn fork_bomb_is_held_to_the_pids_limit_and_the_error_names_it() {
         "{err}"
     );
     assert!(peak <= 64, "{peak} processes of the bomb at once");
-    // That the bomb reached the limit is what the error says (its forks failed with EAGAIN at
-    // 64); the 5 ms sampling above sees only part of it on a loaded machine (14 seen in a full
-    // suite run), so only a bomb that never forked fails here.
-    assert!(peak >= 2, "the bomb never got going: peak {peak}");
+    // That the bomb reached the limit is what the error says: its forks failed with EAGAIN at
+    // 64, which the message above requires. The 5 ms sampling sees only part of the bomb on a
+    // loaded machine (14 seen in one full suite run, 1 in another), so it bounds the count
+    // from above only.
     assert!(took < Duration::from_secs(60), "took {took:?}");
     assert_eq!(bomb_processes(marker), 0, "the bomb outlived its step");
 }
