@@ -33,6 +33,14 @@ impl Got {
     }
 }
 
+/// The `event` of each webhook message, in the order they came.
+fn events_of(hooks: &[Got]) -> Vec<String> {
+    hooks
+        .iter()
+        .map(|g| g.json()["event"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// A loopback HTTP/1.1 server that records every request and answers 200.
 struct Receiver {
     port: u16,
@@ -188,10 +196,7 @@ async fn run_tells_each_receiver_once_per_event_signed_and_a_rollback_reaches_sl
         "the Slack URL read from the environment is never printed: {out}"
     );
     let hooks = receiver.wait_for("/hook", 2);
-    let events: Vec<String> = hooks
-        .iter()
-        .map(|g| g.json()["event"].as_str().unwrap().to_string())
-        .collect();
+    let events = events_of(&hooks);
     assert_eq!(events, ["started", "succeeded"], "{hooks:#?}");
     let run_id = hooks[0].json()["run"].as_str().unwrap().to_string();
     for g in &hooks {
@@ -227,10 +232,7 @@ async fn run_tells_each_receiver_once_per_event_signed_and_a_rollback_reaches_sl
     let (code, out) = berth_run(&ctx, &p, &env);
     assert_eq!(code, 1, "{out}");
     let hooks = receiver.wait_for("/hook", 4);
-    let events: Vec<String> = hooks
-        .iter()
-        .map(|g| g.json()["event"].as_str().unwrap().to_string())
-        .collect();
+    let events = events_of(&hooks);
     assert_eq!(
         events,
         ["started", "succeeded", "started", "rolled-back"],
@@ -275,10 +277,7 @@ async fn a_receiver_down_when_the_run_starts_gets_the_event_when_it_is_back() {
     let (code, out) = berth_run(&ctx, &p, &[]);
     assert_eq!(code, 0, "{out}");
     let hooks = receiver.wait_for("/hook", 2);
-    let events: Vec<String> = hooks
-        .iter()
-        .map(|g| g.json()["event"].as_str().unwrap().to_string())
-        .collect();
+    let events = events_of(&hooks);
     assert_eq!(
         events.iter().filter(|e| *e == "started").count(),
         1,
