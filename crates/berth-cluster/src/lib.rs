@@ -486,6 +486,27 @@ impl Cluster {
             .map_err(|e| ClusterError::from_kube(e, &self.server))
     }
 
+    /// A container's log lines of the last `since_seconds` (whole lines, as the API server
+    /// returns them).
+    pub async fn pod_logs_since(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        since_seconds: i64,
+    ) -> Result<String, ClusterError> {
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), namespace);
+        let params = kube::api::LogParams {
+            container: Some(container.to_string()),
+            since_seconds: Some(since_seconds),
+            ..Default::default()
+        };
+        api.logs(pod, &params)
+            .await
+            .map_err(|e| ClusterError::from_kube(e, &self.server))
+    }
+
     /// Follows a container's log, line by line, each prefixed by the API server's RFC 3339
     /// timestamp and a space (`timestamps=true`), so that a caller who reconnects can skip
     /// what it already saw. Starts `since_seconds` back (`None`: from the container's start).

@@ -373,6 +373,31 @@ pub enum Problem {
     /// A webhook `url` that is not http(s), or holds a user or password (never repeated).
     #[error("`url` must be an http:// or https:// URL with no user or password in it")]
     InvalidUrl,
+    /// A canary step with none or more than one of `weight`, `pause` and `check`.
+    #[error("a canary step must have exactly one of `weight`, `pause` and `check`")]
+    CanaryStep,
+    /// A canary weight outside 1..=100, or not above the weight before it.
+    #[error("`weight: {value}` must be 1 to 100 and above the step's before it ({before})")]
+    CanaryWeight {
+        /// The weight as written.
+        value: u64,
+        /// The weight of the last weight step before it (0 at the start).
+        before: u64,
+    },
+    /// `strategy.canary` with no step.
+    #[error("`strategy.canary.steps` is empty")]
+    CanarySteps,
+    /// A check with no kind of measurement.
+    #[error("a check must have `logs`")]
+    CheckKind,
+    /// A regular expression that does not compile.
+    #[error("`{pattern}` is not a regular expression: {reason}")]
+    InvalidRegex {
+        /// The pattern.
+        pattern: String,
+        /// The compiler's message.
+        reason: String,
+    },
     /// A `mask` key that is not `table.column` or `schema.table.column`.
     #[error("`{column}` in `mask` is not a column")]
     InvalidMaskColumn {
@@ -563,6 +588,21 @@ impl Problem {
             ),
             InvalidUrl => text(
                 "a URL holding a password or token belongs in an environment variable: write `url-env: VAR` instead",
+            ),
+            CanaryStep => text(
+                "write one step per entry: `- weight: 20`, `- pause: 2m` (or `pause: manual`), `- check: [...]`",
+            ),
+            CanaryWeight { .. } => text(
+                "weights are the percentage of pods running the new revision and go up step by step, e.g. 20, 50, 100",
+            ),
+            CanarySteps => text(
+                "list steps, e.g. `steps: [{weight: 20}, {pause: manual}, {weight: 100}]`, or remove `strategy`",
+            ),
+            CheckKind => text(
+                "write `logs: { pattern: \"ERROR\", max: 0 }`: at most `max` matching log lines of the canary pods per interval",
+            ),
+            InvalidRegex { .. } => text(
+                "write a regular expression in Rust's `regex` syntax, e.g. `ERROR|panic`; escape `(`, `[` and `.` with `\\` to match them literally",
             ),
             InvalidMaskColumn { .. } => {
                 text("write `table.column` or `schema.table.column`, e.g. `users.email`")

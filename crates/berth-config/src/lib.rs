@@ -45,6 +45,7 @@ pub mod model;
 pub mod notify;
 mod raw;
 mod reference;
+pub mod strategy;
 pub mod suggest;
 mod validate;
 

@@ -386,6 +386,9 @@ pub struct Environment {
     pub data: Option<crate::data::DataStep>,
     /// Who is told of its runs.
     pub notify: Vec<crate::notify::Notification>,
+    /// `strategy.canary`: the steps a new revision takes to reach every pod (`None`: all at
+    /// once).
+    pub canary: Option<berth_types::canary::Canary>,
     /// Where the environment starts in berth.yaml.
     pub location: Location,
 }

@@ -501,4 +501,9 @@ pub(crate) struct RawEnvironment {
     #[schemars(with = "Vec<crate::notify::RawNotify>")]
     #[schemars(example = serde_json::json!([{"slack": {"url-env": "SLACK_WEBHOOK_URL"}, "on": ["failed", "rolled-back"]}]))]
     pub notify: Vec<Spanned<crate::notify::RawNotify>>,
+    /// How a new revision reaches its users: `canary` steps (a share of the pods at a time,
+    /// pauses, log checks). Without it, every pod moves at once.
+    #[schemars(with = "Option<crate::strategy::RawStrategy>")]
+    #[schemars(example = serde_json::json!({"canary": {"steps": [{"weight": 20}, {"check": [{"logs": {"pattern": "ERROR", "max": 0}}]}, {"weight": 100}]}}))]
+    pub strategy: Option<crate::strategy::RawStrategy>,
 }

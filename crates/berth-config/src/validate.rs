@@ -1099,6 +1099,7 @@ impl<'a> Checker<'a> {
                 .into_iter()
                 .filter_map(|n| self.notify(n))
                 .collect();
+            let canary = e.strategy.and_then(|s| self.strategy(s));
             out.push(Environment {
                 name: e.name.value,
                 namespace,
@@ -1110,6 +1111,7 @@ impl<'a> Checker<'a> {
                 deploy,
                 data,
                 notify,
+                canary,
                 location,
             });
         }

@@ -55,23 +55,7 @@ fn next_after(waited: Duration) -> Duration {
     Duration::from_secs((s / step + 1) * step)
 }
 
-/// `5m`, `90s` -> `1m30s`, `1h`, `2h5m`: as berth.yaml writes durations, to the nearest
-/// second (a wait given what is left of a 25 s deadline says `25s`, not `24s`).
-pub fn human(d: Duration) -> String {
-    let s = (d.as_millis() as u64 + 500) / 1000;
-    let (h, m, s) = (s / 3600, s % 3600 / 60, s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
-}
+pub use berth_types::duration::human;
 
 #[cfg(test)]
 mod tests {

@@ -37,6 +37,7 @@
 //! release, like `kill -9`) at that point, so tests can prove that a deploy killed anywhere is
 //! recovered by the next one. Unset (always, outside berth's own tests) it does nothing.
 
+pub mod canary;
 pub mod diff;
 pub mod heartbeat;
 pub mod lock;
@@ -183,6 +184,42 @@ pub enum DeployError {
         /// What failed.
         failure: Failure,
     },
+    /// The canary was aborted (a check failed, a pause timed out, or a person aborted it): its
+    /// pods were removed and the previous revision serves every pod again.
+    #[error(
+        "revision {revision} was aborted at its canary and revision {to} serves every pod again \
+         — {failure}"
+    )]
+    Aborted {
+        /// The aborted revision.
+        revision: u64,
+        /// The revision live again.
+        to: u64,
+        /// Why, with the check's evidence.
+        failure: Failure,
+    },
+    /// `berth promote --resume` found no canary waiting at a pause.
+    #[error(
+        "release `{release}` in namespace `{namespace}` has no canary paused for an answer \
+         ({canaries} canary Deployment(s) live); `berth history` shows where its last deploy \
+         stands"
+    )]
+    NotPaused {
+        /// Release.
+        release: String,
+        /// Namespace.
+        namespace: String,
+        /// How many canary Deployments there are.
+        canaries: usize,
+    },
+    /// A canary check's pattern does not compile (berth.yaml's check should have refused it).
+    #[error("canary check: `{pattern}` is not a regular expression: {reason}")]
+    BadCheck {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
     /// The deploy failed and there was nothing to roll back to: the objects it created were
     /// removed.
     #[error("revision {revision} (first install) failed; its objects were removed — {failure}")]
@@ -293,6 +330,9 @@ pub struct DeployRequest {
     pub lock: LockOptions,
     /// Release records to keep (0: all); the live one is always kept.
     pub history_max: usize,
+    /// Canary steps for Deployments whose pod template changes (see [`canary`]); `None`, or a
+    /// first install, moves every pod at once.
+    pub canary: Option<berth_types::canary::Canary>,
 }
 
 /// How a successful deploy ended.
@@ -470,6 +510,15 @@ impl Deployer {
                 );
             }
         }
+        // Canary Deployments of a deploy that was killed mid-canary: the stable pods are
+        // scaled back by this deploy's apply (or by the unchanged check below failing).
+        let leftover = self.remove_canaries(&req.namespace, &req.release).await?;
+        if leftover > 0 {
+            self.message(
+                Level::Warning,
+                format!("removed {leftover} canary Deployment(s) left by an interrupted deploy"),
+            );
+        }
         let preflight_started = Instant::now();
         let discovery = preflight::discover(&self.cluster, &req.objects).await?;
         for w in &discovery.warnings {
@@ -487,6 +536,7 @@ impl Deployer {
             }
         }
         if let Some(cur) = &current
+            && leftover == 0
             && missing.is_empty()
             && cur.content_hash == hash
             && self.steps(t0).all_live_and_ready(cur).await?
@@ -605,6 +655,9 @@ impl Deployer {
             }
             Err(failure) => Err(failure),
         };
+        // Whether canary Deployments ran, and whether a check (or a person) aborted them.
+        let mut canaried = false;
+        let mut aborted = false;
         let mut outcome = match pre_run {
             Err(failure) if inputs.is_empty() => {
                 record.status = Status::Failed;
@@ -622,17 +675,67 @@ impl Deployer {
                     .filter(|o| hook_of(o).is_none())
                     .cloned()
                     .collect();
-                self.apply_and_track(
-                    &objects,
-                    &main,
-                    &deferred,
-                    req.force_conflicts,
-                    &tracker,
-                    lock,
-                    t0,
-                    remaining(),
-                )
-                .await?
+                let apply = async |subset: &[Value]| {
+                    self.apply_and_track(
+                        &objects,
+                        subset,
+                        &deferred,
+                        req.force_conflicts,
+                        &tracker,
+                        lock,
+                        t0,
+                        remaining(),
+                    )
+                    .await
+                };
+                let targets = match (&req.canary, &current) {
+                    (Some(_), Some(cur)) => self.canary_targets(&main, cur).await?,
+                    _ => Vec::new(),
+                };
+                match &req.canary {
+                    Some(c) if !targets.is_empty() => {
+                        canaried = true;
+                        let keys: Vec<ObjectKey> = targets.iter().map(|t| t.key()).collect();
+                        let others: Vec<Value> = main
+                            .iter()
+                            .filter(|o| !keys.contains(&key_of(o)))
+                            .cloned()
+                            .collect();
+                        match apply(&others).await? {
+                            Err(f) => Err(f),
+                            Ok(_) => match self
+                                .run_canary(
+                                    c,
+                                    &targets,
+                                    &req.release,
+                                    &req.namespace,
+                                    &tracker,
+                                    lock,
+                                    remaining(),
+                                )
+                                .await?
+                            {
+                                canary::CanaryEnd::Promote => apply(&main).await?,
+                                canary::CanaryEnd::Failed(f) => Err(f),
+                                canary::CanaryEnd::Aborted(f) => {
+                                    aborted = true;
+                                    Err(f)
+                                }
+                            },
+                        }
+                    }
+                    canary => {
+                        if canary.is_some() && current.is_some() {
+                            self.message(
+                                Level::Info,
+                                "canary: no Deployment changes its pod template; the revision \
+                                 moves at once"
+                                    .into(),
+                            );
+                        }
+                        apply(&main).await?
+                    }
+                }
             }
         };
         if outcome.is_ok() {
@@ -657,6 +760,9 @@ impl Deployer {
 
         match outcome {
             Ok(applied) => {
+                if canaried {
+                    self.remove_canaries(&req.namespace, &req.release).await?;
+                }
                 let pruned = self
                     .steps(t0)
                     .prune(&previous, &values, &req.release, &req.namespace, lock)
@@ -687,8 +793,21 @@ impl Deployer {
                 );
                 record.finished_at = Some(release::now());
                 record.description = failure.to_string();
-                record.status = Status::Failed;
-                let result = match plan::recovery(&history, req.rollback) {
+                record.status = if aborted {
+                    Status::Aborted
+                } else {
+                    Status::Failed
+                };
+                if canaried && (req.rollback || aborted) {
+                    let removed = self.remove_canaries(&req.namespace, &req.release).await?;
+                    self.message(
+                        Level::Warning,
+                        format!("canary: removed {removed} canary Deployment(s)"),
+                    );
+                }
+                // An abort always restores the stable pods, --no-rollback or not: the canary
+                // did what it is for. A canary that failed otherwise is kept with the rest.
+                let result = match plan::recovery(&history, req.rollback || aborted) {
                     Recovery::Keep => {
                         record.status = Status::FailedKept;
                         lock.check()?;
@@ -715,6 +834,11 @@ impl Deployer {
                         lock.check()?;
                         release::save(&self.cluster, &record).await?;
                         match restored {
+                            Ok(()) if aborted => Err(DeployError::Aborted {
+                                revision,
+                                to: cur.revision,
+                                failure,
+                            }),
                             Ok(()) => Err(DeployError::RolledBack {
                                 revision,
                                 to: cur.revision,

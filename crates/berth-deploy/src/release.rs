@@ -60,6 +60,9 @@ pub enum Status {
     FailedKept,
     /// Found pending with no lock held: the process deploying it was killed.
     Interrupted,
+    /// Stopped at its canary (a check failed, a pause timed out, a person aborted); the
+    /// previous revision was restored.
+    Aborted,
 }
 
 impl Status {
@@ -72,6 +75,7 @@ impl Status {
             Status::Failed => "failed",
             Status::FailedKept => "failed-kept",
             Status::Interrupted => "interrupted",
+            Status::Aborted => "aborted",
         }
     }
 }

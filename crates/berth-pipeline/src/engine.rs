@@ -163,13 +163,17 @@ impl EngineError {
 
     /// Whether the deploy failed and the environment was rolled back.
     pub fn rolled_back(&self) -> bool {
-        matches!(self.deploy_error(), Some(DeployError::RolledBack { .. }))
+        matches!(
+            self.deploy_error(),
+            Some(DeployError::RolledBack { .. } | DeployError::Aborted { .. })
+        )
     }
 
     /// Why the deploy failed (which objects did not become ready), when it did.
     pub fn diagnosis(&self) -> Option<String> {
         match self.deploy_error()? {
             DeployError::RolledBack { failure, .. }
+            | DeployError::Aborted { failure, .. }
             | DeployError::FirstInstallFailed { failure, .. }
             | DeployError::FailedWithoutGoodRevision { failure, .. }
             | DeployError::FailedKept { failure, .. }
@@ -301,6 +305,7 @@ impl Engine {
                 let (event, revision) = match e {
                     EngineError::Run(RunError::Deploy(d)) => match &**d {
                         DeployError::RolledBack { to, .. } => (NotifyEvent::RolledBack, Some(*to)),
+                        DeployError::Aborted { to, .. } => (NotifyEvent::Aborted, Some(*to)),
                         _ => (NotifyEvent::Failed, None),
                     },
                     _ => (NotifyEvent::Failed, None),
@@ -513,6 +518,8 @@ async fn rollback(
         force_conflicts: false,
         lock,
         history_max: berth_deploy::release::DEFAULT_HISTORY_MAX,
+        // A rollback never runs canary steps: it restores what was live.
+        canary: None,
     };
     let (outcome, _from) = deployer
         .rollback(&env.namespace, &env.name, to, base)

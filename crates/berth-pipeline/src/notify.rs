@@ -326,6 +326,7 @@ fn slack_text(
         },
         NotifyEvent::Failed => format!("failed: {message}"),
         NotifyEvent::RolledBack => format!("was rolled back: {message}"),
+        NotifyEvent::Aborted => format!("was aborted at its canary: {message}"),
     };
     let commit = facts
         .commit

@@ -531,6 +531,7 @@ impl Pipeline {
             force_conflicts: req.force_conflicts,
             lock: req.lock.clone(),
             history_max: req.history_max,
+            canary: env.canary.clone(),
         };
         // The environment's data step runs under the release's lock, held on into the deploy:
         // no other deploy of the environment runs while its data is replaced.

@@ -28,6 +28,7 @@
 //! one vocabulary in which every library reports progress (libraries never print; the binary
 //! decides how events are shown).
 
+pub mod canary;
 pub mod cancel;
 mod digest;
 pub mod duration;

@@ -14,24 +14,29 @@ pub enum NotifyEvent {
     Failed,
     /// The new release did not become ready and the previous one was put back.
     RolledBack,
+    /// The new release's canary was stopped (a check failed, a pause timed out, a person
+    /// aborted it) and the previous one serves every pod again.
+    Aborted,
 }
 
 impl NotifyEvent {
     /// Every event, in the order a run can send them.
-    pub const ALL: [NotifyEvent; 4] = [
+    pub const ALL: [NotifyEvent; 5] = [
         NotifyEvent::Started,
         NotifyEvent::Succeeded,
         NotifyEvent::Failed,
         NotifyEvent::RolledBack,
+        NotifyEvent::Aborted,
     ];
 
-    /// The stable name: `started`, `succeeded`, `failed`, `rolled-back`.
+    /// The stable name: `started`, `succeeded`, `failed`, `rolled-back`, `aborted`.
     pub fn as_str(self) -> &'static str {
         match self {
             NotifyEvent::Started => "started",
             NotifyEvent::Succeeded => "succeeded",
             NotifyEvent::Failed => "failed",
             NotifyEvent::RolledBack => "rolled-back",
+            NotifyEvent::Aborted => "aborted",
         }
     }
 }
@@ -44,7 +49,7 @@ impl std::fmt::Display for NotifyEvent {
 
 /// A name no [`NotifyEvent`] has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event `{0}`; expected one of started, succeeded, failed, rolled-back")]
+#[error("unknown event `{0}`; expected one of started, succeeded, failed, rolled-back, aborted")]
 pub struct UnknownEvent(pub String);
 
 impl std::str::FromStr for NotifyEvent {

@@ -204,6 +204,7 @@ fn request(
         rollback: !args.no_rollback,
         force_conflicts: args.force_conflicts,
         history_max: args.history_max,
+        canary: None,
         lock: LockOptions {
             ttl: args.lock_ttl,
             wait: args.lock_timeout,

@@ -81,8 +81,17 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 pub struct PromoteArgs {
     /// Environment whose live digests are promoted.
-    #[arg(long)]
-    pub from: String,
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    pub from: Option<String>,
+
+    /// Answer the paused canary of this environment instead: its deploy goes on to the next
+    /// step (or, with --abort, restores the previous revision). Nothing is built or promoted.
+    #[arg(long, value_name = "ENV")]
+    pub resume: Option<String>,
+
+    /// With --resume: abort the paused canary instead of letting it go on.
+    #[arg(long, requires = "resume")]
+    pub abort: bool,
 
     /// Namespace of the source environment, if not its configured one.
     #[arg(long)]
@@ -118,12 +127,54 @@ pub async fn run_for_dev(args: RunArgs) -> Result<(ExitCode, Option<Ran>), Strin
 
 /// Runs `berth promote`.
 pub async fn promote(args: PromoteArgs) -> Result<ExitCode, String> {
-    if args.run.env.is_none() {
-        return Err("say which environment to promote to: --to ENV".into());
+    if let Some(env) = &args.resume {
+        return resume(&args.run, env, args.abort).await;
     }
-    drive(args.run, Some((args.from, args.from_namespace)), true)
+    let (Some(from), Some(_)) = (args.from, &args.run.env) else {
+        return Err("say which environment to promote to: --to ENV".into());
+    };
+    drive(args.run, Some((from, args.from_namespace)), true)
         .await
         .map(|(code, _)| code)
+}
+
+/// `berth promote --resume ENV [--abort]`: answers the environment's paused canary.
+async fn resume(args: &RunArgs, name: &str, abort: bool) -> Result<ExitCode, String> {
+    let config = berth_config::load(&args.config).map_err(|e| e.to_string())?;
+    let Some(env) = config.environments.iter().find(|e| e.name == name) else {
+        let names: Vec<&str> = config
+            .environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        return Err(format!(
+            "{} defines no environment `{name}` (it has: {})",
+            args.config.display(),
+            names.join(", ")
+        ));
+    };
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| env.namespace.clone());
+    let cluster = Cluster::connect(&berth_cluster::ConnectOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone().or_else(|| env.context.clone()),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let at = berth_deploy::canary::resume(&cluster, &namespace, &env.name, abort)
+        .await
+        .map_err(|e| e.to_string())?;
+    if abort {
+        eprintln!(
+            "aborted the canary of `{name}` paused at step {at}; its deploy restores the \
+             previous revision"
+        );
+    } else {
+        eprintln!("resumed the canary of `{name}` at step {at}; its deploy goes on");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn drive(

@@ -281,13 +281,17 @@ impl Repo {
 
     /// `berth ARGS -c berth.yaml` with the project's store.
     pub(crate) fn berth(&self, ctx: &TestContext, args: &[&str]) -> Output {
-        berth(ctx.env)
-            .args(args)
+        self.command(ctx, args).output().unwrap()
+    }
+
+    /// The command [`Repo::berth`] runs, for a test that starts it and goes on.
+    pub(crate) fn command(&self, ctx: &TestContext, args: &[&str]) -> Command {
+        let mut cmd = berth(ctx.env);
+        cmd.args(args)
             .arg("-c")
             .arg(self.config())
-            .env("BERTH_STORE", &self.store)
-            .output()
-            .unwrap()
+            .env("BERTH_STORE", &self.store);
+        cmd
     }
 }
 

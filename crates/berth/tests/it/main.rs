@@ -3,6 +3,7 @@
 //! `berth_testkit::TestContext`.
 
 mod build;
+mod canary;
 mod common;
 mod copy;
 mod copy_mysql;

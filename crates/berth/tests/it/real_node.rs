@@ -18,7 +18,7 @@ use crate::examples::{Example, SHOP, board, flask, rails, shop};
 
 /// `examples/hello` in a fresh repository, its images in the test's repository and its page
 /// carrying `marker`.
-fn hello(ctx: &TestContext, marker: &str) -> Example {
+pub(crate) fn hello(ctx: &TestContext, marker: &str) -> Example {
     let ex = Example::new(
         "hello",
         "main",

@@ -1,0 +1,132 @@
+//! A canary release, as berth.yaml's `environments[].strategy.canary` describes it once
+//! checked: steps that move traffic to the new revision a share at a time, pauses, and checks
+//! that can stop it. berth-config builds it, berth-deploy runs it.
+
+use std::time::Duration;
+
+/// The annotation on a paused canary Deployment naming the step it waits at (`3`).
+pub const PAUSED_ANNOTATION: &str = "berth.dev/paused-at";
+/// The annotation `berth promote --resume` writes on a paused canary Deployment: the step it
+/// lets go on (the same number as [`PAUSED_ANNOTATION`]'s), or `abort`.
+pub const RESUME_ANNOTATION: &str = "berth.dev/resume";
+/// The label on a canary Deployment and its pods (`canary`), beside the release's labels.
+pub const TRACK_LABEL: &str = "berth.dev/track";
+
+/// The checked strategy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Canary {
+    /// The steps, in order. The release is promoted (every pod of the new revision) after the
+    /// last one, whatever its weight.
+    pub steps: Vec<CanaryStep>,
+    /// How long a manual pause (or an inconclusive check) waits for `berth promote --resume`
+    /// before the release is aborted.
+    pub pause_timeout: Duration,
+}
+
+/// One step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CanaryStep {
+    /// Run this percentage (1-100) of the pods from the new revision.
+    Weight(u8),
+    /// Wait this long, or (`None`) until `berth promote --resume`.
+    Pause(Option<Duration>),
+    /// Run these checks; any failure aborts the release.
+    Check(Vec<Check>),
+}
+
+/// One check of the canary pods.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    /// What is measured.
+    pub kind: CheckKind,
+    /// The length of one measurement.
+    pub interval: Duration,
+    /// How many measurements the check takes.
+    pub count: u32,
+    /// How many failed measurements are tolerated before the release is aborted.
+    pub failure_limit: u32,
+    /// What a measurement with nothing to measure means.
+    pub no_data: NoData,
+}
+
+/// What is measured.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckKind {
+    /// Log lines of the canary pods matching `pattern` (a regular expression) in one interval;
+    /// more than `max` fails the measurement.
+    Logs {
+        /// The regular expression, as written.
+        pattern: String,
+        /// The most matching lines one interval may hold.
+        max: u64,
+    },
+}
+
+/// What a measurement with no data (the canary pods wrote no log line in the interval) means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NoData {
+    /// Neither pass nor fail: the release pauses as at a manual pause (the default, since a
+    /// canary nobody sent traffic to has proven nothing).
+    #[default]
+    Inconclusive,
+    /// The measurement passes.
+    Pass,
+    /// The measurement fails.
+    Fail,
+}
+
+impl NoData {
+    /// The names berth.yaml uses.
+    pub const NAMES: [&'static str; 3] = ["inconclusive", "pass", "fail"];
+
+    /// Parses one of [`NoData::NAMES`].
+    pub fn parse(s: &str) -> Option<NoData> {
+        match s {
+            "inconclusive" => Some(NoData::Inconclusive),
+            "pass" => Some(NoData::Pass),
+            "fail" => Some(NoData::Fail),
+            _ => None,
+        }
+    }
+}
+
+impl CheckKind {
+    /// How the check is named in messages: `logs /ERROR/ (at most 0 per 30s)`.
+    pub fn describe(&self, interval: Duration) -> String {
+        match self {
+            CheckKind::Logs { pattern, max } => format!(
+                "logs /{pattern}/ (at most {max} per {})",
+                crate::duration::human(interval)
+            ),
+        }
+    }
+}
+
+/// The canary's share of `total` pods at `weight` percent: rounded up, at least one, at most
+/// all of them.
+pub fn canary_pods(total: u32, weight: u8) -> u32 {
+    let w = u32::from(weight.min(100));
+    if total == 0 || w == 0 {
+        return 0;
+    }
+    (total * w).div_ceil(100).clamp(1, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canary_pods;
+
+    #[test]
+    fn the_canary_share_rounds_up_and_keeps_one_pod_of_each() {
+        assert_eq!(canary_pods(5, 20), 1);
+        assert_eq!(canary_pods(5, 50), 3);
+        assert_eq!(canary_pods(5, 100), 5);
+        assert_eq!(
+            canary_pods(10, 1),
+            1,
+            "a weight above zero runs one pod at least"
+        );
+        assert_eq!(canary_pods(1, 20), 1);
+        assert_eq!(canary_pods(0, 50), 0);
+    }
+}

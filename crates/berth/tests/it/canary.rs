@@ -1,0 +1,277 @@
+//! Canary releases on the test environment's real node: `examples/hello` with
+//! `strategy.canary` steps, its pods counted at each step, a manual pause answered with
+//! `berth promote --resume`, and a new build whose log says `ERROR` aborted at its log check
+//! while the stable pods go on answering.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testkit::TestContext;
+use serde_json::Value;
+
+use crate::common::{Run, deployment, history, image_of, live, run};
+use crate::examples::Example;
+use crate::real_node::{hello, page, served};
+
+/// The hello example at `replicas` pods with `steps` (YAML flow list) as its canary.
+fn canary_hello(ctx: &TestContext, marker: &str, replicas: u32, steps: &str) -> Example {
+    let ex = hello(ctx, marker);
+    ex.edit(
+        "k8s/app.yaml",
+        "replicas: 2",
+        &format!("replicas: {replicas}"),
+    );
+    ex.edit(
+        "berth.yaml",
+        "    deploy: { timeout: 60s }\n",
+        &format!(
+            "    deploy: {{ timeout: 60s }}\n    strategy:\n      canary:\n        steps: {steps}\n"
+        ),
+    );
+    ex.commit("canary");
+    ex
+}
+
+/// `berth run -o json` started in the background.
+fn start_run(ex: &Example, ctx: &TestContext) -> Child {
+    ex.command(ctx, &["run", "-o", "json", "-n", &ctx.namespace])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start berth run")
+}
+
+async fn finish(child: Child) -> Run {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    Run::of(&out)
+}
+
+/// Ready pods, not being deleted, matching `selector`, and the images they run.
+async fn ready_pods(ctx: &TestContext, selector: &str) -> Vec<String> {
+    let pods = ctx
+        .cluster
+        .list("v1", "Pod", &ctx.namespace, Some(selector))
+        .await
+        .unwrap();
+    pods.iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+const CANARY_PODS: &str = "app=hello,berth.dev/track=canary";
+const STABLE_PODS: &str = "app=hello,!berth.dev/track";
+
+/// Waits until the canary pauses at `step` with `new` canary and `stable` stable pods ready,
+/// the canary's pods on `image` and the stable ones on `stable_image`.
+async fn paused_at(
+    ctx: &TestContext,
+    child: &mut Child,
+    step: usize,
+    (new, stable): (usize, usize),
+    (image, stable_image): (&str, &str),
+) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut last = String::new();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("berth run ended ({status}) before step {step} paused; last: {last}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the canary pauses at step {step} with {new} new and {stable} stable pods within \
+             180 s; last: {last}"
+        );
+        let canary = live(ctx, "apps/v1", "Deployment", "hello-canary").await;
+        let at = canary
+            .as_ref()
+            .and_then(|c| c["metadata"]["annotations"]["berth.dev/paused-at"].as_str())
+            .map(String::from);
+        let canary_pods = ready_pods(ctx, CANARY_PODS).await;
+        let stable_pods = ready_pods(ctx, STABLE_PODS).await;
+        last =
+            format!("paused at {at:?}, canary pods {canary_pods:?}, stable pods {stable_pods:?}");
+        if at.as_deref() == Some(&step.to_string())
+            && canary_pods.len() == new
+            && stable_pods.len() == stable
+        {
+            assert!(canary_pods.iter().all(|i| i == image), "{last}");
+            assert!(stable_pods.iter().all(|i| i == stable_image), "{last}");
+            let d = deployment(ctx, "hello").await;
+            assert_eq!(d["spec"]["replicas"], stable as u64, "{d}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_healthy_canary_goes_20_50_100_with_its_pods_counted_and_manual_pauses_resumed() {
+    let ctx = TestContext::on_real_node("canary-steps").await;
+    let one = format!("canary one {}", berth_testkit::unique_suffix());
+    let ex = canary_hello(
+        &ctx,
+        &one,
+        5,
+        "[{weight: 20}, {pause: manual}, {weight: 50}, {pause: manual}, {weight: 100}]",
+    );
+    // A first install has no stable pods to compare with: every pod at once.
+    let first = ex.run_ok(&ctx);
+    assert!(
+        live(&ctx, "apps/v1", "Deployment", "hello-canary")
+            .await
+            .is_none(),
+        "{first}"
+    );
+    let old = first.image("web");
+
+    let nothing = run(
+        &ctx,
+        &[
+            "promote",
+            "--resume",
+            "dev",
+            "-c",
+            &ex.config().to_string_lossy(),
+        ],
+    );
+    assert_ne!(nothing.code, 0, "{}", nothing.all());
+    assert!(
+        nothing.stderr.contains("has no canary paused"),
+        "{}",
+        nothing.all()
+    );
+
+    let two = format!("canary two {}", berth_testkit::unique_suffix());
+    ex.write("web/index.html", &page(&two));
+    ex.commit("two");
+    let mut child = start_run(&ex, &ctx);
+    // The new image is the canary's; find it on the canary Deployment once it exists.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let new = loop {
+        if let Some(c) = live(&ctx, "apps/v1", "Deployment", "hello-canary").await {
+            break image_of(&c);
+        }
+        assert!(Instant::now() < deadline, "a canary Deployment appears");
+        assert!(child.try_wait().unwrap().is_none(), "berth run still runs");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_ne!(new, old);
+
+    paused_at(&ctx, &mut child, 2, (1, 4), (&new, &old)).await;
+    let config = ex.config().to_string_lossy().to_string();
+    let resumed = run(&ctx, &["promote", "--resume", "dev", "-c", &config]);
+    assert_eq!(resumed.code, 0, "{}", resumed.all());
+    assert!(resumed.stderr.contains("at step 2"), "{}", resumed.all());
+
+    paused_at(&ctx, &mut child, 4, (3, 2), (&new, &old)).await;
+    let resumed = run(&ctx, &["promote", "--resume", "dev", "-c", &config]);
+    assert_eq!(resumed.code, 0, "{}", resumed.all());
+
+    let second = finish(child).await;
+    assert!(second.ok, "{second}");
+    assert_eq!(second.image("web"), new);
+    let d = deployment(&ctx, "hello").await;
+    assert_eq!(image_of(&d), new);
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert!(
+        live(&ctx, "apps/v1", "Deployment", "hello-canary")
+            .await
+            .is_none(),
+        "the canary is removed once every pod runs the new revision"
+    );
+    served(&ctx, "hello", "/", &two).await;
+    let h = history(&ctx, "dev");
+    assert_eq!(h.last().unwrap()["status"], "deployed", "{h:#?}");
+}
+
+#[tokio::test]
+async fn a_canary_that_logs_errors_is_aborted_at_its_log_check_while_the_stable_pods_serve() {
+    let ctx = TestContext::on_real_node("canary-abort").await;
+    let one = format!("canary stable {}", berth_testkit::unique_suffix());
+    let ex = canary_hello(
+        &ctx,
+        &one,
+        4,
+        "[{weight: 25}, {check: [{logs: {pattern: 'ERROR|panic', max: 0}, interval: 5s, count: 2}]}, {weight: 100}]",
+    );
+    let first = ex.run_ok(&ctx);
+    let old = first.image("web");
+    served(&ctx, "hello", "/", &one).await;
+
+    // The new build serves its page but logs an error every second.
+    let two = format!("canary broken {}", berth_testkit::unique_suffix());
+    ex.write("web/index.html", &page(&two));
+    ex.edit(
+        "web/Dockerfile",
+        r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]"#,
+        r#"CMD ["sh", "-c", "while true; do echo 'ERROR: payment backend refused the call'; sleep 1; done & exec httpd -f -p 8080 -h /www"]"#,
+    );
+    ex.commit("broken");
+    let child = start_run(&ex, &ctx);
+    let done = tokio::spawn(finish(child));
+    // Every answer during the canary comes from a pod that serves: the stable ones, or the
+    // canary's own.
+    let mut answers = 0;
+    while !done.is_finished() {
+        let (status, body) = ctx.get_through_service("hello", 80, "/").await;
+        assert!(
+            status == 200 && (body.contains(&one) || body.contains(&two)),
+            "answer {answers}: {status} {body}"
+        );
+        answers += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let second = done.await.unwrap();
+    assert!(
+        answers > 10,
+        "the Service was asked during the canary: {answers}"
+    );
+    assert!(!second.ok, "{second}");
+    let error = second.error();
+    assert!(
+        error.contains("aborted at its canary") && error.contains("revision 1 serves every pod"),
+        "{error}"
+    );
+    assert!(
+        error.contains("ERROR: payment backend refused the call"),
+        "the evidence is in the error: {error}"
+    );
+    let h = history(&ctx, "dev");
+    let aborted: &Value = h.last().unwrap();
+    assert_eq!(aborted["status"], "aborted", "{h:#?}");
+    assert!(
+        aborted["description"]
+            .as_str()
+            .unwrap()
+            .contains("ERROR: payment backend refused the call"),
+        "the record keeps the matching lines: {aborted}"
+    );
+    assert_eq!(h[0]["status"], "deployed", "{h:#?}");
+    let d = deployment(&ctx, "hello").await;
+    assert_eq!(image_of(&d), old);
+    assert_eq!(
+        d["spec"]["replicas"], 4,
+        "the stable pods are back to full size"
+    );
+    assert!(
+        live(&ctx, "apps/v1", "Deployment", "hello-canary")
+            .await
+            .is_none()
+    );
+    served(&ctx, "hello", "/", &one).await;
+}
