@@ -1,23 +1,34 @@
-//! Canary releases with plain Deployments: no CRD, no controller in the cluster, no traffic
-//! router.
+//! Canary releases with plain Deployments and StatefulSets: no CRD, no controller in the
+//! cluster, no traffic router.
 //!
-//! A weight is approximated by pods. For each Deployment whose pod template changes, the new
-//! template runs as a second Deployment, `NAME-canary`. Its pods carry the stable pods' labels
-//! plus `berth.dev/track: canary`, so the Services that select the stable pods spread
-//! requests over both. At weight `w` of `total` pods, the canary runs `ceil(total * w / 100)`
-//! of them and the stable Deployment the rest: the canary is scaled up and ready before the
-//! stable one is scaled down, so capacity never drops. A Deployment's own ReplicaSets select
-//! by `pod-template-hash`, so the stable Deployment never adopts the canary's pods.
+//! A weight is approximated by pods: at weight `w` of `total` pods, `ceil(total * w / 100)` of
+//! them (one at least) run the new revision.
+//!
+//! - **Deployments.** For each Deployment whose pod template changes, the new template runs as
+//!   a second Deployment, `NAME-canary`. Its pods carry the stable pods' labels plus
+//!   `berth.dev/track: canary`, so the Services that select the stable pods spread requests
+//!   over both. The canary is scaled up and ready before the stable Deployment is scaled down
+//!   to the rest, so capacity never drops. A Deployment's own ReplicaSets select by
+//!   `pod-template-hash`, so the stable Deployment never adopts the canary's pods.
+//! - **StatefulSets** (`RollingUpdate`) take the new template with a `partition`: the pods at
+//!   the highest ordinals are the canary, each keeping its own volume. A StatefulSet with
+//!   `OnDelete` moves at once, as without a canary.
 //!
 //! Before the first step, every other object of the new revision is applied (the canary's
 //! pods may read a new ConfigMap), as Argo Rollouts does. After the last step the deploy goes
 //! on as without a canary: the whole revision is applied (the stable Deployment rolls to the
-//! new template at full size) and, once it is ready, the canary Deployments are deleted.
+//! new template at full size, a StatefulSet loses its partition) and, once it is ready, the
+//! canary Deployments are deleted.
 //!
 //! A failed check, a pause that timed out, or `berth promote --resume ENV --abort` aborts:
-//! the canaries are deleted and the previous revision is re-applied as in a rollback, and the
-//! revision is recorded `aborted` with the check's evidence. A canary pod that crashes or
-//! never becomes ready is a rollout failure like any other (`failed`, rolled back).
+//! the canaries are deleted and the previous revision is re-applied as in a rollback (a
+//! StatefulSet's canary pods go back to the old template), and the revision is recorded
+//! `aborted` with the check's evidence. A canary pod that crashes or never becomes ready is a
+//! rollout failure like any other (`failed`, rolled back).
+//!
+//! A pause is noted on each canaried object as `berth.dev/paused-at: REVISION.STEP`;
+//! `berth promote --resume` answers it with `berth.dev/resume: REVISION.STEP` (or `abort`)
+//! under a field manager of its own, so an answer never matches a later pause.
 //!
 //! Limits: persistent connections (websockets, HTTP/2, gRPC) stay on the pods they were opened
 //! to; a HorizontalPodAutoscaler on the Deployment would fight the stable scaling; the
@@ -26,7 +37,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use berth_cluster::ObjectKey;
+use berth_cluster::{Cluster, ObjectKey};
 use berth_objects::ownership::RELEASE_LABEL;
 use berth_types::Level;
 use berth_types::canary::{
@@ -44,6 +55,10 @@ use crate::{DeployError, Deployer, FIELD_MANAGER, Failure, Lock, track};
 const TICK: Duration = Duration::from_secs(1);
 /// How many matching lines a failed log check keeps as evidence.
 const EVIDENCE_LINES: usize = 10;
+/// The annotation on a StatefulSet while a canary partition is on it: the revision.
+pub const CANARY_ANNOTATION: &str = "berth.dev/canary";
+/// The field manager of `berth promote --resume`'s answers.
+pub const RESUME_MANAGER: &str = "berth-resume";
 
 /// How the canary steps ended.
 #[derive(Debug)]
@@ -56,8 +71,16 @@ pub(crate) enum CanaryEnd {
     Aborted(Failure),
 }
 
-/// One Deployment under a canary: the new object and the live revision's.
+/// What kind of workload a target is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    Deployment,
+    StatefulSet,
+}
+
+/// One workload under a canary: the new object and the live revision's.
 pub(crate) struct Target {
+    workload: Workload,
     new: Value,
     old: Value,
     total: u32,
@@ -72,10 +95,38 @@ impl Target {
     fn name(&self) -> &str {
         self.new["metadata"]["name"].as_str().unwrap_or_default()
     }
+
+    /// The objects to apply for `pods` canary pods: the canary first, then (Deployments) the
+    /// stable one scaled to the rest.
+    fn objects(&self, pods: u32, mark: &Mark) -> (Value, Option<Value>) {
+        match self.workload {
+            Workload::Deployment => {
+                let mut stable = self.old.clone();
+                stable["spec"]["replicas"] = (self.total - pods).into();
+                (canary_object(&self.new, pods, mark), Some(stable))
+            }
+            Workload::StatefulSet => (partitioned(&self.new, self.total - pods, mark), None),
+        }
+    }
 }
 
-/// The canary Deployment of `new` at `replicas` pods, noting the step it is paused at.
-pub(crate) fn canary_object(new: &Value, replicas: u32, paused_at: Option<usize>) -> Value {
+/// What a canaried object carries: the revision, and the step it is paused at.
+pub(crate) struct Mark {
+    revision: u64,
+    paused_at: Option<usize>,
+}
+
+impl Mark {
+    fn put(&self, object: &mut Value) {
+        if let Some(step) = self.paused_at {
+            object["metadata"]["annotations"][PAUSED_ANNOTATION] =
+                format!("{}.{step}", self.revision).into();
+        }
+    }
+}
+
+/// The canary Deployment of `new` at `replicas` pods.
+pub(crate) fn canary_object(new: &Value, replicas: u32, mark: &Mark) -> Value {
     let mut c = new.clone();
     let name = format!(
         "{}-canary",
@@ -83,43 +134,58 @@ pub(crate) fn canary_object(new: &Value, replicas: u32, paused_at: Option<usize>
     );
     c["metadata"]["name"] = name.into();
     c["metadata"]["labels"][TRACK_LABEL] = "canary".into();
-    if let Some(step) = paused_at {
-        c["metadata"]["annotations"][PAUSED_ANNOTATION] = step.to_string().into();
-    }
+    mark.put(&mut c);
     c["spec"]["replicas"] = replicas.into();
     c["spec"]["selector"]["matchLabels"][TRACK_LABEL] = "canary".into();
     c["spec"]["template"]["metadata"]["labels"][TRACK_LABEL] = "canary".into();
     c
 }
 
-/// The Deployments of `main` whose pod template differs from the live revision's.
-fn targets(main: &[Value], current: &Release) -> Vec<(Value, Value)> {
+/// The new StatefulSet with the pods below ordinal `partition` kept on the old template.
+fn partitioned(new: &Value, partition: u32, mark: &Mark) -> Value {
+    let mut s = new.clone();
+    s["spec"]["updateStrategy"]["type"] = "RollingUpdate".into();
+    s["spec"]["updateStrategy"]["rollingUpdate"]["partition"] = partition.into();
+    s["metadata"]["annotations"][CANARY_ANNOTATION] = mark.revision.to_string().into();
+    mark.put(&mut s);
+    s
+}
+
+/// The workloads of `main` whose pod template differs from the live revision's: Deployments,
+/// and StatefulSets that roll (not `OnDelete`).
+fn targets(main: &[Value], current: &Release) -> Vec<(Workload, Value, Value)> {
     let old: BTreeMap<ObjectKey, &Value> = current.objects.iter().map(|o| (key_of(o), o)).collect();
     main.iter()
-        .filter(|o| o["kind"] == "Deployment" && o["apiVersion"] == "apps/v1")
         .filter_map(|o| {
+            if o["apiVersion"] != "apps/v1" {
+                return None;
+            }
+            let workload = match o["kind"].as_str()? {
+                "Deployment" => Workload::Deployment,
+                "StatefulSet" if o["spec"]["updateStrategy"]["type"] != "OnDelete" => {
+                    Workload::StatefulSet
+                }
+                _ => return None,
+            };
             let before = old.get(&key_of(o))?;
             (before["spec"]["template"] != o["spec"]["template"])
-                .then(|| (o.clone(), (*before).clone()))
+                .then(|| (workload, o.clone(), (*before).clone()))
         })
         .collect()
 }
 
-/// The selector of the release's canary Deployments and pods.
+/// The selector of the release's canary Deployments and their pods.
 pub(crate) fn canary_selector(release: &str) -> String {
     format!("{RELEASE_LABEL}={release},{TRACK_LABEL}=canary")
 }
 
-/// Answers the paused canary of `release` in `namespace`: lets it go on, or (`abort`) aborts
-/// it. Returns the step it was paused at. The deploy that runs the canary sees the answer
-/// within a second.
-pub async fn resume(
-    cluster: &berth_cluster::Cluster,
+/// The release's objects that may carry a pause: its canary Deployments and its StatefulSets.
+async fn marked(
+    cluster: &Cluster,
     namespace: &str,
     release: &str,
-    abort: bool,
-) -> Result<usize, DeployError> {
-    let live = cluster
+) -> Result<Vec<Value>, DeployError> {
+    let mut out = cluster
         .list(
             "apps/v1",
             "Deployment",
@@ -127,66 +193,95 @@ pub async fn resume(
             Some(&canary_selector(release)),
         )
         .await?;
-    let paused: Vec<(&Value, usize)> = live
+    out.extend(
+        cluster
+            .list(
+                "apps/v1",
+                "StatefulSet",
+                namespace,
+                Some(&format!("{RELEASE_LABEL}={release}")),
+            )
+            .await?,
+    );
+    Ok(out)
+}
+
+/// The pause an object waits at (`REVISION.STEP`) with its step, unless it was answered.
+fn waiting(object: &Value) -> Option<(String, usize)> {
+    let a = &object["metadata"]["annotations"];
+    let at = a[PAUSED_ANNOTATION].as_str()?;
+    let step = at.rsplit('.').next()?.parse().ok()?;
+    (a[RESUME_ANNOTATION].as_str() != Some(at) && a[RESUME_ANNOTATION] != "abort")
+        .then(|| (at.to_string(), step))
+}
+
+/// Answers the paused canary of `release` in `namespace`: lets it go on, or (`abort`) aborts
+/// it. Returns the step it was paused at. The deploy that runs the canary sees the answer
+/// within a second.
+pub async fn resume(
+    cluster: &Cluster,
+    namespace: &str,
+    release: &str,
+    abort: bool,
+) -> Result<usize, DeployError> {
+    let live = marked(cluster, namespace, release).await?;
+    let paused: Vec<(&Value, String, usize)> = live
         .iter()
-        .filter_map(|d| {
-            let at = d["metadata"]["annotations"][PAUSED_ANNOTATION].as_str()?;
-            let at: usize = at.parse().ok()?;
-            let answered = d["metadata"]["annotations"][RESUME_ANNOTATION].as_str();
-            (answered != Some(at.to_string().as_str())).then_some((d, at))
-        })
+        .filter_map(|o| waiting(o).map(|(at, step)| (o, at, step)))
         .collect();
-    let Some(&(_, at)) = paused.first() else {
+    let Some((_, _, step)) = paused.first() else {
         return Err(DeployError::NotPaused {
             release: release.into(),
             namespace: namespace.into(),
-            canaries: live.len(),
+            canaries: live
+                .iter()
+                .filter(|o| {
+                    o["kind"] == "Deployment"
+                        || !o["metadata"]["annotations"][CANARY_ANNOTATION].is_null()
+                })
+                .count(),
         });
     };
-    let answer = if abort {
-        "abort".to_string()
-    } else {
-        at.to_string()
-    };
-    for (d, _) in &paused {
-        // Its own field manager: berth's next apply of the canary leaves the answer alone.
+    let step = *step;
+    for (o, at, _) in &paused {
+        let answer = if abort {
+            "abort".to_string()
+        } else {
+            at.clone()
+        };
+        // Its own field manager: berth's next apply of the object leaves the answer alone.
         let patch = serde_json::json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": d["metadata"]["name"], "namespace": namespace,
+            "apiVersion": "apps/v1", "kind": o["kind"],
+            "metadata": {"name": o["metadata"]["name"], "namespace": namespace,
                          "annotations": {RESUME_ANNOTATION: answer}},
         });
         cluster.apply(&patch, RESUME_MANAGER, true).await?;
     }
-    Ok(at)
+    Ok(step)
 }
 
-/// The field manager of `berth promote --resume`'s answers.
-pub const RESUME_MANAGER: &str = "berth-resume";
-
 impl Deployer {
-    /// Deletes the release's canary Deployments (what a killed deploy may have left too);
-    /// how many there were.
+    /// Deletes the release's canary Deployments (what a killed deploy may have left too) and
+    /// counts its StatefulSets still partitioned by a canary: how many there were of both.
     pub(crate) async fn remove_canaries(
         &self,
         namespace: &str,
         release: &str,
     ) -> Result<usize, DeployError> {
-        let live = self
-            .cluster
-            .list(
-                "apps/v1",
-                "Deployment",
-                namespace,
-                Some(&canary_selector(release)),
-            )
-            .await?;
-        for d in &live {
-            self.cluster.delete(&key_of(d)).await?;
+        let live = marked(&self.cluster, namespace, release).await?;
+        let mut n = 0;
+        for o in &live {
+            if o["kind"] == "Deployment" {
+                self.cluster.delete(&key_of(o)).await?;
+                n += 1;
+            } else if !o["metadata"]["annotations"][CANARY_ANNOTATION].is_null() {
+                n += 1;
+            }
         }
-        Ok(live.len())
+        Ok(n)
     }
 
-    /// The Deployments of `main` that change their pod template, with the pods they run now:
+    /// The workloads of `main` that change their pod template, with the pods they run now:
     /// empty when nothing a canary could run changes.
     pub(crate) async fn canary_targets(
         &self,
@@ -194,114 +289,74 @@ impl Deployer {
         current: &Release,
     ) -> Result<Vec<Target>, DeployError> {
         let mut out = Vec::new();
-        for (new, old) in targets(main, current) {
+        for (workload, new, old) in targets(main, current) {
             let live = self.cluster.get(&key_of(&new)).await?;
             let replicas = |v: &Value| v["spec"]["replicas"].as_u64();
             let total = replicas(&new)
                 .or_else(|| live.as_ref().and_then(replicas))
                 .unwrap_or(1) as u32;
-            out.push(Target { new, old, total });
+            out.push(Target {
+                workload,
+                new,
+                old,
+                total,
+            });
         }
         Ok(out)
     }
+}
 
-    /// Runs the canary's steps for `targets` (from [`Deployer::canary_targets`], not empty),
-    /// after the caller applied the revision's other objects.
-    #[expect(clippy::too_many_arguments, reason = "the deploy's context")]
-    pub(crate) async fn run_canary(
-        &self,
-        canary: &Canary,
-        targets: &[Target],
-        release: &str,
-        namespace: &str,
-        tracker: &track::Tracker<'_>,
-        lock: &Lock,
-        timeout: Duration,
-    ) -> Result<CanaryEnd, DeployError> {
-        let names: Vec<&str> = targets.iter().map(Target::name).collect();
-        self.message(
+/// One canary in progress: the deploy's context.
+pub(crate) struct CanaryRun<'a> {
+    pub(crate) deployer: &'a Deployer,
+    pub(crate) canary: &'a Canary,
+    pub(crate) targets: &'a [Target],
+    pub(crate) release: &'a str,
+    pub(crate) namespace: &'a str,
+    pub(crate) revision: u64,
+    pub(crate) tracker: &'a track::Tracker<'a>,
+    pub(crate) lock: &'a Lock,
+    /// The deadline of each step's rollout.
+    pub(crate) timeout: Duration,
+}
+
+impl CanaryRun<'_> {
+    fn say(&self, level: Level, message: String) {
+        self.deployer.message(level, message);
+    }
+
+    /// Runs the steps (the caller applied the revision's other objects).
+    pub(crate) async fn run(&self) -> Result<CanaryEnd, DeployError> {
+        let names: Vec<&str> = self.targets.iter().map(Target::name).collect();
+        let n = self.canary.steps.len();
+        self.say(
             Level::Info,
-            format!(
-                "canary: {} step(s) for Deployment(s) {}",
-                canary.steps.len(),
-                names.join(", ")
-            ),
+            format!("canary: {n} step(s) for {}", names.join(", ")),
         );
-        let n = canary.steps.len();
         let mut weight = 0u8;
-        for (i, step) in canary.steps.iter().enumerate() {
+        for (i, step) in self.canary.steps.iter().enumerate() {
             let at = i + 1;
-            lock.check()?;
+            self.lock.check()?;
             let end = match step {
                 CanaryStep::Weight(w) => {
                     weight = *w;
-                    self.scale(targets, weight, None, tracker, lock, timeout, at, n)
-                        .await?
+                    self.scale(weight, None, at).await?
                 }
                 CanaryStep::Pause(Some(d)) => {
-                    self.message(
+                    self.say(
                         Level::Info,
                         format!("canary step {at}/{n}: pause {}", human(*d)),
                     );
-                    self.watch_canary(release, namespace, *d, lock, None)
-                        .await?
+                    self.watch(*d, None).await?
                 }
-                CanaryStep::Pause(None) => {
-                    self.pause(
-                        targets,
-                        weight,
-                        release,
-                        namespace,
-                        canary.pause_timeout,
-                        tracker,
-                        lock,
-                        timeout,
-                        at,
-                        n,
-                        "a manual pause",
-                    )
-                    .await?
-                }
-                CanaryStep::Check(checks) => {
-                    let mut end = None;
-                    for c in checks {
-                        match self.run_check(c, release, namespace, lock, at, n).await? {
-                            Verdict::Pass => {}
-                            Verdict::Stop(e) => {
-                                end = Some(e);
-                                break;
-                            }
-                            Verdict::Inconclusive(why) => {
-                                self.message(Level::Warning, why);
-                                end = self
-                                    .pause(
-                                        targets,
-                                        weight,
-                                        release,
-                                        namespace,
-                                        canary.pause_timeout,
-                                        tracker,
-                                        lock,
-                                        timeout,
-                                        at,
-                                        n,
-                                        "an inconclusive check",
-                                    )
-                                    .await?;
-                                if end.is_some() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    end
-                }
+                CanaryStep::Pause(None) => self.pause(weight, at, "a manual pause").await?,
+                CanaryStep::Check(checks) => self.checks(checks, weight, at).await?,
             };
             if let Some(end) = end {
                 return Ok(end);
             }
         }
-        self.message(
+        self.say(
             Level::Info,
             format!(
                 "canary: every step passed; promoting the new revision to all pods of {}",
@@ -311,54 +366,81 @@ impl Deployer {
         Ok(CanaryEnd::Promote)
     }
 
-    /// Scales every target to `weight`: canary up and ready first, then the stable one down.
-    #[expect(clippy::too_many_arguments, reason = "the step's context")]
+    async fn checks(
+        &self,
+        checks: &[Check],
+        weight: u8,
+        at: usize,
+    ) -> Result<Option<CanaryEnd>, DeployError> {
+        for c in checks {
+            match self.check(c, at).await? {
+                Verdict::Pass => {}
+                Verdict::Stop(e) => return Ok(Some(e)),
+                Verdict::Inconclusive(why) => {
+                    self.say(Level::Warning, why);
+                    if let Some(end) = self.pause(weight, at, "an inconclusive check").await? {
+                        return Ok(Some(end));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves every target to `weight`: canary up and ready first, then the stable
+    /// Deployments down.
     async fn scale(
         &self,
-        targets: &[Target],
         weight: u8,
         paused_at: Option<usize>,
-        tracker: &track::Tracker<'_>,
-        lock: &Lock,
-        timeout: Duration,
         at: usize,
-        n: usize,
     ) -> Result<Option<CanaryEnd>, DeployError> {
+        let mark = Mark {
+            revision: self.revision,
+            paused_at,
+        };
         let mut shares = Vec::new();
-        for phase in [true, false] {
+        let mut phases: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
+        for t in self.targets {
+            let pods = canary_pods(t.total, weight);
+            let (canary, stable) = t.objects(pods, &mark);
+            phases[0].push(canary);
+            phases[1].extend(stable);
+            shares.push(match t.workload {
+                Workload::Deployment => {
+                    format!("{}: {pods} new, {} stable", t.name(), t.total - pods)
+                }
+                Workload::StatefulSet => format!(
+                    "{}: {pods} new (ordinals {} and up), {} stable",
+                    t.name(),
+                    t.total - pods,
+                    t.total - pods
+                ),
+            });
+        }
+        for objects in phases {
             let mut keys = Vec::new();
             let mut applied = BTreeMap::new();
-            for t in targets {
-                let pods = canary_pods(t.total, weight);
-                let object = if phase {
-                    canary_object(&t.new, pods, paused_at)
-                } else {
-                    let mut stable = t.old.clone();
-                    stable["spec"]["replicas"] = (t.total - pods).into();
-                    shares.push(format!(
-                        "{}: {pods} new, {} stable",
-                        t.name(),
-                        t.total - pods
-                    ));
-                    stable
-                };
-                lock.check()?;
-                let live = self.cluster.apply(&object, FIELD_MANAGER, true).await?;
-                keys.push(key_of(&object));
-                applied.insert(key_of(&object), live);
+            for o in &objects {
+                self.lock.check()?;
+                let live = self.deployer.cluster.apply(o, FIELD_MANAGER, true).await?;
+                keys.push(key_of(o));
+                applied.insert(key_of(o), live);
             }
             let waited = self
-                .guarded(lock, tracker.wait(&keys, &applied, timeout))
+                .deployer
+                .guarded(self.lock, self.tracker.wait(&keys, &applied, self.timeout))
                 .await?;
             if let Err(f) = waited {
                 return Ok(Some(CanaryEnd::Failed(f)));
             }
         }
         if paused_at.is_none() {
-            self.message(
+            self.say(
                 Level::Info,
                 format!(
-                    "canary step {at}/{n}: weight {weight}% — {}",
+                    "canary step {at}/{}: weight {weight}% — {}",
+                    self.canary.steps.len(),
                     shares.join("; ")
                 ),
             );
@@ -367,45 +449,36 @@ impl Deployer {
     }
 
     /// Waits at a manual pause (or after an inconclusive check) for `berth promote --resume`,
-    /// at most `limit`.
-    #[expect(clippy::too_many_arguments, reason = "the step's context")]
+    /// at most `pause_timeout`.
     async fn pause(
         &self,
-        targets: &[Target],
         weight: u8,
-        release: &str,
-        namespace: &str,
-        limit: Duration,
-        tracker: &track::Tracker<'_>,
-        lock: &Lock,
-        timeout: Duration,
         at: usize,
-        n: usize,
         why: &str,
     ) -> Result<Option<CanaryEnd>, DeployError> {
         // The annotation tells `berth promote --resume` which step waits.
-        if let Some(end) = self
-            .scale(targets, weight, Some(at), tracker, lock, timeout, at, n)
-            .await?
-        {
+        if let Some(end) = self.scale(weight, Some(at), at).await? {
             return Ok(Some(end));
         }
-        self.message(
+        let limit = self.canary.pause_timeout;
+        self.say(
             Level::Warning,
             format!(
-                "canary step {at}/{n}: paused at weight {weight}% by {why}; resume with \
-                 `berth promote --resume {release}` (or abort with `--abort`) within {}",
+                "canary step {at}/{}: paused at weight {weight}% by {why}; resume with \
+                 `berth promote --resume {}` (or abort with `--abort`) within {}",
+                self.canary.steps.len(),
+                self.release,
                 human(limit)
             ),
         );
-        let end = self
-            .watch_canary(release, namespace, limit, lock, Some(at))
-            .await?;
-        match end {
+        match self.watch(limit, Some(at)).await? {
             Some(end) => Ok(Some(end)),
-            None if self.resumed(release, namespace, at).await?.is_some() => {
-                // Resumed; the next scale drops the paused annotation.
-                self.message(Level::Info, format!("canary step {at}/{n}: resumed"));
+            None if self.answer(at).await? == Some(true) => {
+                // Resumed; the next weight step drops the pause annotation.
+                self.say(
+                    Level::Info,
+                    format!("canary step {at}/{}: resumed", self.canary.steps.len()),
+                );
                 Ok(None)
             }
             None => Ok(Some(CanaryEnd::Aborted(Failure {
@@ -420,27 +493,19 @@ impl Deployer {
         }
     }
 
-    /// `Some(true)` when the canary paused at step `at` was told to go on, `Some(false)` when
-    /// told to abort, `None` when nobody answered yet.
-    async fn resumed(
-        &self,
-        release: &str,
-        namespace: &str,
-        at: usize,
-    ) -> Result<Option<bool>, DeployError> {
-        let live = self
-            .cluster
-            .list(
-                "apps/v1",
-                "Deployment",
-                namespace,
-                Some(&canary_selector(release)),
-            )
-            .await?;
-        for d in &live {
-            match d["metadata"]["annotations"][RESUME_ANNOTATION].as_str() {
+    /// `Some(true)` when the pause at step `at` was told to go on, `Some(false)` when told to
+    /// abort, `None` when nobody answered yet.
+    async fn answer(&self, at: usize) -> Result<Option<bool>, DeployError> {
+        let mine = format!("{}.{at}", self.revision);
+        let live = marked(&self.deployer.cluster, self.namespace, self.release).await?;
+        for o in &live {
+            let a = &o["metadata"]["annotations"];
+            if a[PAUSED_ANNOTATION] != mine.as_str() {
+                continue;
+            }
+            match a[RESUME_ANNOTATION].as_str() {
                 Some("abort") => return Ok(Some(false)),
-                Some(s) if s == at.to_string() => return Ok(Some(true)),
+                Some(s) if s == mine => return Ok(Some(true)),
                 _ => {}
             }
         }
@@ -450,27 +515,25 @@ impl Deployer {
     /// Watches the canary pods for `how_long`: a restart ends the wait as a rollout failure.
     /// With `resume_at`, an answer to the pause at that step ends it too: `None` when resumed
     /// (or the time is up; the caller tells which), an abort when aborted.
-    async fn watch_canary(
+    async fn watch(
         &self,
-        release: &str,
-        namespace: &str,
         how_long: Duration,
-        lock: &Lock,
         resume_at: Option<usize>,
     ) -> Result<Option<CanaryEnd>, DeployError> {
         let until = tokio::time::Instant::now() + how_long;
         loop {
-            if let Some(f) = self.canary_health(release, namespace).await? {
+            if let Some(f) = self.health().await? {
                 return Ok(Some(CanaryEnd::Failed(f)));
             }
             if let Some(at) = resume_at {
-                match self.resumed(release, namespace, at).await? {
+                match self.answer(at).await? {
                     Some(true) => return Ok(None),
                     Some(false) => {
                         return Ok(Some(CanaryEnd::Aborted(Failure {
                             object: "canary".into(),
                             reason: format!(
-                                "aborted at step {at} by `berth promote --resume {release} --abort`"
+                                "aborted at step {at} by `berth promote --resume {} --abort`",
+                                self.release
                             ),
                             logs: None,
                         })));
@@ -482,22 +545,51 @@ impl Deployer {
             if now >= until {
                 return Ok(None);
             }
-            self.guarded(lock, tokio::time::sleep((until - now).min(TICK)))
+            self.deployer
+                .guarded(self.lock, tokio::time::sleep((until - now).min(TICK)))
                 .await?;
         }
     }
 
-    /// A canary pod that restarted or failed, as a rollout failure (always checked).
-    async fn canary_health(
-        &self,
-        release: &str,
-        namespace: &str,
-    ) -> Result<Option<Failure>, DeployError> {
-        let pods = self
-            .cluster
-            .list("v1", "Pod", namespace, Some(&canary_selector(release)))
+    /// The pods running the new revision: the canary Deployments' pods, and the pods of
+    /// each StatefulSet at its update revision.
+    async fn canary_pods(&self) -> Result<Vec<Value>, DeployError> {
+        let cluster = &self.deployer.cluster;
+        let mut pods = cluster
+            .list(
+                "v1",
+                "Pod",
+                self.namespace,
+                Some(&canary_selector(self.release)),
+            )
             .await?;
-        for p in &pods {
+        for t in self
+            .targets
+            .iter()
+            .filter(|t| t.workload == Workload::StatefulSet)
+        {
+            let Some(live) = cluster.get(&t.key()).await? else {
+                continue;
+            };
+            let Some(update) = live["status"]["updateRevision"].as_str() else {
+                continue;
+            };
+            let selector = format!("controller-revision-hash={update}");
+            let of_set = cluster
+                .list("v1", "Pod", self.namespace, Some(&selector))
+                .await?;
+            pods.extend(of_set.into_iter().filter(|p| {
+                p["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|os| os.iter().any(|o| o["name"] == t.name()))
+            }));
+        }
+        Ok(pods)
+    }
+
+    /// A canary pod that restarted, as a rollout failure (always checked).
+    async fn health(&self) -> Result<Option<Failure>, DeployError> {
+        for p in &self.canary_pods().await? {
             let name = p["metadata"]["name"].as_str().unwrap_or_default();
             let statuses = p["status"]["containerStatuses"].as_array();
             for c in statuses.into_iter().flatten() {
@@ -505,8 +597,9 @@ impl Deployer {
                 if restarts > 0 {
                     let container = c["name"].as_str().unwrap_or_default();
                     let logs = self
+                        .deployer
                         .cluster
-                        .pod_logs(namespace, name, Some(container), 20, true)
+                        .pod_logs(self.namespace, name, Some(container), 20, true)
                         .await
                         .ok()
                         .filter(|l| !l.trim().is_empty());
@@ -524,26 +617,16 @@ impl Deployer {
     }
 
     /// Runs one check: `count` measurements of `interval` each.
-    async fn run_check(
-        &self,
-        check: &Check,
-        release: &str,
-        namespace: &str,
-        lock: &Lock,
-        at: usize,
-        n: usize,
-    ) -> Result<Verdict, DeployError> {
+    async fn check(&self, check: &Check, at: usize) -> Result<Verdict, DeployError> {
+        let n = self.canary.steps.len();
         let what = check.kind.describe(check.interval);
         let mut failed = 0u32;
         for m in 1..=check.count {
-            if let Some(end) = self
-                .watch_canary(release, namespace, check.interval, lock, None)
-                .await?
-            {
+            if let Some(end) = self.watch(check.interval, None).await? {
                 return Ok(Verdict::Stop(end));
             }
-            let measured = self.measure(check, release, namespace).await?;
-            let outcome = match (&measured, check.no_data) {
+            let measured = self.measure(check).await?;
+            let passed = match (&measured, check.no_data) {
                 (Measured::NoData, NoData::Pass) => true,
                 (Measured::NoData, NoData::Fail) => false,
                 (Measured::NoData, NoData::Inconclusive) => {
@@ -555,60 +638,57 @@ impl Deployer {
                 }
                 (Measured::Lines { matched, .. }, _) => matched.len() as u64 <= check_max(check),
             };
-            self.message(
-                if outcome { Level::Info } else { Level::Warning },
+            self.say(
+                if passed { Level::Info } else { Level::Warning },
                 format!(
                     "canary step {at}/{n}: check {what}, measurement {m}/{}: {} — {}",
                     check.count,
                     measured.summary(),
-                    if outcome { "passed" } else { "failed" }
+                    if passed { "passed" } else { "failed" }
                 ),
             );
-            if !outcome {
-                failed += 1;
-                if failed > check.failure_limit {
-                    let (reason, logs) = match measured {
-                        Measured::NoData => (
-                            format!(
-                                "check {what} failed: no log line in {} (`no-data: fail`)",
-                                human(check.interval)
-                            ),
-                            None,
-                        ),
-                        Measured::Lines { lines, matched, .. } => (
-                            format!(
-                                "check {what} failed: {} of {lines} log line(s) in {} matched",
-                                matched.len(),
-                                human(check.interval)
-                            ),
-                            Some(
-                                matched
-                                    .iter()
-                                    .take(EVIDENCE_LINES)
-                                    .cloned()
-                                    .collect::<Vec<_>>()
-                                    .join("\n"),
-                            ),
-                        ),
-                    };
-                    return Ok(Verdict::Stop(CanaryEnd::Aborted(Failure {
-                        object: "canary".into(),
-                        reason,
-                        logs,
-                    })));
-                }
+            if passed {
+                continue;
             }
+            failed += 1;
+            if failed <= check.failure_limit {
+                continue;
+            }
+            let (reason, logs) = match measured {
+                Measured::NoData => (
+                    format!(
+                        "check {what} failed: no log line in {} (`no-data: fail`)",
+                        human(check.interval)
+                    ),
+                    None,
+                ),
+                Measured::Lines { lines, matched, .. } => (
+                    format!(
+                        "check {what} failed: {} of {lines} log line(s) in {} matched",
+                        matched.len(),
+                        human(check.interval)
+                    ),
+                    Some(
+                        matched
+                            .iter()
+                            .take(EVIDENCE_LINES)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    ),
+                ),
+            };
+            return Ok(Verdict::Stop(CanaryEnd::Aborted(Failure {
+                object: "canary".into(),
+                reason,
+                logs,
+            })));
         }
         Ok(Verdict::Pass)
     }
 
     /// One measurement: the canary pods' log lines of the last interval.
-    async fn measure(
-        &self,
-        check: &Check,
-        release: &str,
-        namespace: &str,
-    ) -> Result<Measured, DeployError> {
+    async fn measure(&self, check: &Check) -> Result<Measured, DeployError> {
         let CheckKind::Logs { pattern, .. } = &check.kind;
         // Checked when berth.yaml was read.
         let re = regex_lite::Regex::new(pattern).map_err(|e| DeployError::BadCheck {
@@ -616,10 +696,7 @@ impl Deployer {
             reason: e.to_string(),
         })?;
         let since = check.interval.as_secs_f64().ceil().max(1.0) as i64;
-        let pods = self
-            .cluster
-            .list("v1", "Pod", namespace, Some(&canary_selector(release)))
-            .await?;
+        let pods = self.canary_pods().await?;
         let mut lines = 0u64;
         let mut matched = Vec::new();
         for p in &pods {
@@ -628,8 +705,9 @@ impl Deployer {
             for c in containers.into_iter().flatten() {
                 let container = c["name"].as_str().unwrap_or_default();
                 let Ok(log) = self
+                    .deployer
                     .cluster
-                    .pod_logs_since(namespace, name, container, since)
+                    .pod_logs_since(self.namespace, name, container, since)
                     .await
                 else {
                     // A pod still starting has no log yet: no data from it.
@@ -698,7 +776,7 @@ impl Measured {
 mod tests {
     use serde_json::json;
 
-    use super::{canary_object, targets};
+    use super::{Mark, Workload, canary_object, partitioned, targets, waiting};
     use crate::release::{Release, Status};
 
     fn deployment(image: &str) -> serde_json::Value {
@@ -712,10 +790,21 @@ mod tests {
 
     #[test]
     fn the_canary_runs_the_new_template_beside_the_stable_pods_and_apart_from_them() {
-        let c = canary_object(&deployment("web@sha256:2"), 2, Some(3));
+        let paused = Mark {
+            revision: 7,
+            paused_at: Some(3),
+        };
+        let c = canary_object(&deployment("web@sha256:2"), 2, &paused);
         assert_eq!(c["metadata"]["name"], "web-canary");
         assert_eq!(c["spec"]["replicas"], 2);
-        assert_eq!(c["metadata"]["annotations"]["berth.dev/paused-at"], "3");
+        assert_eq!(c["metadata"]["annotations"]["berth.dev/paused-at"], "7.3");
+        assert_eq!(waiting(&c), Some(("7.3".into(), 3)));
+        let mut answered = c.clone();
+        answered["metadata"]["annotations"]["berth.dev/resume"] = "7.3".into();
+        assert_eq!(waiting(&answered), None);
+        // An answer to an earlier deploy's pause at the same step is no answer to this one.
+        answered["metadata"]["annotations"]["berth.dev/resume"] = "6.3".into();
+        assert_eq!(waiting(&answered), Some(("7.3".into(), 3)));
         // Its selector is the stable one narrowed to the canary pods, so each Deployment
         // counts only its own pods, while the Service (app=web) selects both.
         assert_eq!(
@@ -730,12 +819,16 @@ mod tests {
             c["spec"]["template"]["spec"]["containers"][0]["image"],
             "web@sha256:2"
         );
-        let unpaused = canary_object(&deployment("web@sha256:2"), 2, None);
+        let running = Mark {
+            revision: 7,
+            paused_at: None,
+        };
+        let unpaused = canary_object(&deployment("web@sha256:2"), 2, &running);
         assert!(unpaused["metadata"]["annotations"].is_null());
     }
 
     #[test]
-    fn only_deployments_whose_pod_template_changes_get_a_canary() {
+    fn only_workloads_whose_pod_template_changes_get_a_canary() {
         let current = Release {
             name: "prod".into(),
             namespace: "shop".into(),
@@ -748,7 +841,11 @@ mod tests {
             finished_at: None,
             description: String::new(),
             images: Default::default(),
-            objects: vec![deployment("web@sha256:1")],
+            objects: vec![
+                deployment("web@sha256:1"),
+                statefulset("db@sha256:1", None),
+                statefulset("cache@sha256:1", Some("OnDelete")),
+            ],
             seeds: Vec::new(),
         };
         let mut scaled = deployment("web@sha256:1");
@@ -765,9 +862,55 @@ mod tests {
         );
         let t = targets(&[deployment("web@sha256:2")], &current);
         assert_eq!(t.len(), 1);
+        assert_eq!(t[0].0, Workload::Deployment);
         assert_eq!(
-            t[0].1["spec"]["template"]["spec"]["containers"][0]["image"],
+            t[0].2["spec"]["template"]["spec"]["containers"][0]["image"],
             "web@sha256:1"
         );
+        let sets = targets(
+            &[
+                statefulset("db@sha256:2", None),
+                statefulset("cache@sha256:2", Some("OnDelete")),
+            ],
+            &current,
+        );
+        assert_eq!(
+            sets.len(),
+            1,
+            "an OnDelete StatefulSet moves when its pods are deleted"
+        );
+        assert_eq!(sets[0].0, Workload::StatefulSet);
+    }
+
+    fn statefulset(image: &str, strategy: Option<&str>) -> serde_json::Value {
+        let name = image.split('@').next().unwrap();
+        let mut s = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+               "metadata": {"name": name, "namespace": "shop"},
+               "spec": {"replicas": 4, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}},
+                                     "spec": {"containers": [{"name": name, "image": image}]}}}});
+        if let Some(t) = strategy {
+            s["spec"]["updateStrategy"] = json!({"type": t});
+        }
+        s
+    }
+
+    #[test]
+    fn a_statefulset_canary_is_the_new_template_above_a_partition() {
+        let mark = Mark {
+            revision: 4,
+            paused_at: Some(2),
+        };
+        let s = partitioned(&statefulset("db@sha256:2", None), 3, &mark);
+        assert_eq!(
+            s["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 3}})
+        );
+        assert_eq!(
+            s["metadata"]["name"], "db",
+            "the StatefulSet itself, no second one"
+        );
+        assert_eq!(s["metadata"]["annotations"]["berth.dev/canary"], "4");
+        assert_eq!(s["metadata"]["annotations"]["berth.dev/paused-at"], "4.2");
     }
 }

@@ -613,8 +613,13 @@ impl Deployer {
             started: t0,
             pods_since: since,
         };
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let remaining = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        // A canary's steps may pause for hours: each of its rollouts, and what follows its
+        // last step, gets the whole timeout anew (see `canary`).
+        let deadline = std::sync::Mutex::new(tokio::time::Instant::now() + req.timeout);
+        let remaining = || {
+            let until = *deadline.lock().expect("the deadline is never poisoned");
+            until.saturating_duration_since(tokio::time::Instant::now())
+        };
 
         // Pre-deploy hooks.
         let pre: Vec<&Value> = values
@@ -703,19 +708,25 @@ impl Deployer {
                             .collect();
                         match apply(&others).await? {
                             Err(f) => Err(f),
-                            Ok(_) => match self
-                                .run_canary(
-                                    c,
-                                    &targets,
-                                    &req.release,
-                                    &req.namespace,
-                                    &tracker,
-                                    lock,
-                                    remaining(),
-                                )
-                                .await?
+                            Ok(_) => match (canary::CanaryRun {
+                                deployer: self,
+                                canary: c,
+                                targets: &targets,
+                                release: &req.release,
+                                namespace: &req.namespace,
+                                revision,
+                                tracker: &tracker,
+                                lock,
+                                timeout: req.timeout,
+                            })
+                            .run()
+                            .await?
                             {
-                                canary::CanaryEnd::Promote => apply(&main).await?,
+                                canary::CanaryEnd::Promote => {
+                                    *deadline.lock().expect("the deadline is never poisoned") =
+                                        tokio::time::Instant::now() + req.timeout;
+                                    apply(&main).await?
+                                }
                                 canary::CanaryEnd::Failed(f) => Err(f),
                                 canary::CanaryEnd::Aborted(f) => {
                                     aborted = true;

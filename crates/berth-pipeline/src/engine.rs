@@ -117,6 +117,9 @@ pub struct Request {
     /// The run's id for the environment's `notify` receivers (`None`: tell nobody, as for
     /// `berth dev`'s rebuilds). Runs and promotions notify; rollbacks do not.
     pub notify: Option<String>,
+    /// Whether the environment's canary steps run (`strategy.canary`). `berth dev`'s rebuilds
+    /// on save move every pod at once: a pause there would hold the developer's loop.
+    pub canary: bool,
 }
 
 /// What a successful run did.
@@ -338,10 +341,14 @@ impl Engine {
             containment,
             cancel,
             notify: _,
+            canary,
         } = req;
-        let env = choose_environment(&config, environment.as_deref(), branch.as_deref())
+        let mut env = choose_environment(&config, environment.as_deref(), branch.as_deref())
             .map_err(|e| EngineError::Setup(e.to_string()))?
             .clone();
+        if !canary {
+            env.canary = None;
+        }
         let cluster = self
             .cluster(context.as_deref(), env.context.as_deref())
             .await

@@ -121,7 +121,8 @@ pub struct Ran {
 
 /// Runs `berth run` for `berth dev`: also returns what the run deployed, if it did.
 pub async fn run_for_dev(args: RunArgs) -> Result<(ExitCode, Option<Ran>), String> {
-    // A developer's rebuilds on save are not releases: nobody is told of them.
+    // A developer's rebuilds on save are not releases: nobody is told of them, and every pod
+    // moves at once (no canary steps).
     drive(args, None, false).await
 }
 
@@ -180,7 +181,8 @@ async fn resume(args: &RunArgs, name: &str, abort: bool) -> Result<ExitCode, Str
 async fn drive(
     args: RunArgs,
     promote_from: Option<(String, Option<String>)>,
-    notify: bool,
+    // A release (notified, canary steps run); false for `berth dev`'s rebuilds on save.
+    release: bool,
 ) -> Result<(ExitCode, Option<Ran>), String> {
     let mut config = berth_config::load(&args.config).map_err(|e| e.to_string())?;
     if let Some(repo) = &args.default_repo {
@@ -225,7 +227,8 @@ async fn drive(
         force_conflicts: args.force_conflicts,
         containment: None,
         cancel: CancelToken::new(),
-        notify: notify.then(berth_pipeline::notify::new_run_id),
+        notify: release.then(berth_pipeline::notify::new_run_id),
+        canary: release,
     };
     match engine.execute(request, sink).await {
         Ok(out) => {

@@ -332,6 +332,7 @@ fn request(job: Job) -> Result<Request, Failure> {
         }),
         cancel: job.cancel,
         notify: Some(job.run.to_string()),
+        canary: true,
     })
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use berth_testkit::TestContext;
 use serde_json::Value;
 
-use crate::common::{Run, deployment, history, image_of, live, run};
+use crate::common::{Repo, Run, deployment, hello_project, history, image_of, live, run};
 use crate::examples::Example;
 use crate::real_node::{hello, page, served};
 
@@ -33,7 +33,7 @@ fn canary_hello(ctx: &TestContext, marker: &str, replicas: u32, steps: &str) -> 
 }
 
 /// `berth run -o json` started in the background.
-fn start_run(ex: &Example, ctx: &TestContext) -> Child {
+fn start_run(ex: &Repo, ctx: &TestContext) -> Child {
     ex.command(ctx, &["run", "-o", "json", "-n", &ctx.namespace])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -105,7 +105,8 @@ async fn paused_at(
         let stable_pods = ready_pods(ctx, STABLE_PODS).await;
         last =
             format!("paused at {at:?}, canary pods {canary_pods:?}, stable pods {stable_pods:?}");
-        if at.as_deref() == Some(&step.to_string())
+        // Revision 2 paused at `step`.
+        if at.as_deref() == Some(&format!("2.{step}"))
             && canary_pods.len() == new
             && stable_pods.len() == stable
         {
@@ -274,4 +275,116 @@ async fn a_canary_that_logs_errors_is_aborted_at_its_log_check_while_the_stable_
             .is_none()
     );
     served(&ctx, "hello", "/", &one).await;
+}
+
+const STATEFULSET: &str = "apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  replicas: 4
+  serviceName: db
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      containers:
+      - name: web
+        image: IMAGE
+";
+
+/// The names of the StatefulSet `db`'s pods at its update revision, and the pause it notes.
+async fn updated_pods(ctx: &TestContext) -> (Vec<String>, Option<String>, Value) {
+    let set = live(ctx, "apps/v1", "StatefulSet", "db").await.unwrap();
+    let update = set["status"]["updateRevision"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let pods = ctx
+        .cluster
+        .list("v1", "Pod", &ctx.namespace, Some("app=db"))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = pods
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| p["metadata"]["labels"]["controller-revision-hash"] == update.as_str())
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    let paused = set["metadata"]["annotations"]["berth.dev/paused-at"]
+        .as_str()
+        .map(String::from);
+    (names, paused, set)
+}
+
+#[tokio::test]
+async fn a_statefulset_canary_moves_its_highest_ordinals_first_by_partition() {
+    let ctx = TestContext::new("canary-sts").await;
+    let p = hello_project(&ctx, "canary-sts", |y| {
+        y.replace(
+            "    deploy: { timeout: 2m }\n",
+            "    deploy: { timeout: 2m }\n    strategy:\n      canary:\n        steps: [{weight: 25}, {pause: manual}, {weight: 50}, {pause: manual}]\n",
+        )
+    });
+    p.write(
+        "k8s/app.yaml",
+        &STATEFULSET.replace("IMAGE", &format!("{}/web", ctx.repository)),
+    );
+    p.commit("a StatefulSet");
+    let first = Run::of(&p.berth(&ctx, &["run", "-o", "json", "-n", &ctx.namespace]));
+    assert!(first.ok, "{first}");
+
+    p.write("web/index.html", "<h1>two</h1>\n");
+    p.commit("two");
+    let mut child = start_run(&p, &ctx);
+    let config = p.config().to_string_lossy().to_string();
+    for (step, want) in [(2, vec!["db-3"]), (4, vec!["db-2", "db-3"])] {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("berth run ended ({status}) before step {step} paused");
+            }
+            let (updated, paused, set) = updated_pods(&ctx).await;
+            if paused.as_deref() == Some(&format!("2.{step}")) && updated == want {
+                let partition = 4 - want.len();
+                assert_eq!(
+                    set["spec"]["updateStrategy"]["rollingUpdate"]["partition"], partition,
+                    "{set}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "step {step} pauses with {want:?} on the new revision; now {updated:?}, paused \
+                 at {paused:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let resumed = run(&ctx, &["promote", "--resume", "dev", "-c", &config]);
+        assert_eq!(resumed.code, 0, "{}", resumed.all());
+        assert!(
+            resumed.stderr.contains(&format!("at step {step}")),
+            "{}",
+            resumed.all()
+        );
+    }
+    let second = finish(child).await;
+    assert!(second.ok, "{second}");
+    let (updated, paused, set) = updated_pods(&ctx).await;
+    assert_eq!(updated, ["db-0", "db-1", "db-2", "db-3"], "{set}");
+    assert_eq!(paused, None, "{set}");
+    assert!(
+        set["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
+            .as_u64()
+            .unwrap_or(0)
+            == 0,
+        "the promoted StatefulSet keeps no partition: {set}"
+    );
+    assert!(
+        set["metadata"]["annotations"]["berth.dev/canary"].is_null(),
+        "{set}"
+    );
 }
