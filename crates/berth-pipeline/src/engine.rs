@@ -485,6 +485,21 @@ impl Engine {
         Ok(h.current().and_then(|r| r.commit.clone()))
     }
 
+    /// Answers the canary paused in `environment` (see [`berth_deploy::canary::resume`]),
+    /// through kube context `context` when given, else berth.yaml's; the step it waited at.
+    pub async fn answer_pause(
+        &self,
+        config: &Path,
+        environment: &str,
+        context: Option<&str>,
+        abort: bool,
+    ) -> Result<usize, String> {
+        let (env, cluster) = self.environment(config, environment, context).await?;
+        berth_deploy::canary::resume(&cluster, &env.namespace, &env.name, abort)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn environment(
         &self,
         config: &Path,

@@ -38,6 +38,10 @@ pub fn routes() -> axum::Router<Server> {
             "/api/repositories/{repo}/environments/{env}/promote",
             post(promote),
         )
+        .route(
+            "/api/repositories/{repo}/environments/{env}/resume",
+            post(resume),
+        )
         .route("/api/repositories/{repo}/runs", post(run_now))
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
@@ -268,6 +272,64 @@ async fn promote(
     let who = auth::require(&s, &h, Role::Deployer).await?;
     let run = queue_promote(&s, &repo, &env, &body.from, &who.name).await?;
     Ok((StatusCode::ACCEPTED, Json(json!(run))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    #[serde(default)]
+    abort: bool,
+}
+
+/// Answers the environment's paused canary: its deploy goes on (or, with `abort`, restores
+/// the previous revision). Immediate: the run that waits at the pause sees it within a second.
+pub(crate) async fn answer_pause(
+    s: &Server,
+    repo: &str,
+    env: &str,
+    abort: bool,
+    who: &str,
+) -> Result<usize, ApiError> {
+    let r = repo_of(s, repo)?.clone();
+    let forbidden = |m| ApiError(StatusCode::FORBIDDEN, "not_allowed", m);
+    r.may_deploy(env, None).map_err(forbidden)?;
+    let checkout = s
+        .view(&r)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, "git", e))?;
+    let target = s
+        .inner
+        .executor
+        .target(&checkout, env)
+        .map_err(|e| ApiError(StatusCode::NOT_FOUND, "not_found", e))?;
+    let context = r.authorize(env, None, &target).map_err(forbidden)?;
+    let step = s
+        .inner
+        .executor
+        .answer_pause(&checkout, env, context.as_deref(), abort)
+        .await
+        .map_err(|e| ApiError(StatusCode::CONFLICT, "not_paused", e))?;
+    tracing::info!(
+        "{who} {} the canary of {repo}/{env} paused at step {step}",
+        if abort { "aborted" } else { "resumed" }
+    );
+    Ok(step)
+}
+
+async fn resume(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path((repo, env)): Path<(String, String)>,
+    body: Option<Json<ResumeBody>>,
+) -> ApiResult {
+    let who = auth::require(&s, &h, Role::Deployer).await?;
+    let abort = body.map(|b| b.0.abort).unwrap_or_default();
+    let step = answer_pause(&s, &repo, &env, abort, &who.name).await?;
+    let answer = if abort { "abort" } else { "resume" };
+    Ok(
+        Json(json!({"environment": env, "step": step, "answer": answer, "by": who.name}))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize, Default)]

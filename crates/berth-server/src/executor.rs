@@ -157,4 +157,15 @@ pub trait Executor: Send + Sync + 'static {
         environment: &'a str,
         context: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<String>, String>>;
+
+    /// Answers the canary paused in `environment` (`berth promote --resume`): go on, or
+    /// (`abort`) restore the previous revision; the step it was paused at. Through kube
+    /// context `context` when given, else berth.yaml's.
+    fn answer_pause<'a>(
+        &'a self,
+        checkout: &'a Checkout,
+        environment: &'a str,
+        context: Option<&'a str>,
+        abort: bool,
+    ) -> BoxFuture<'a, Result<usize, String>>;
 }

@@ -424,4 +424,17 @@ impl Executor for EngineExecutor {
     ) -> BoxFuture<'a, Result<Option<String>, String>> {
         Box::pin(self.0.live_commit(&checkout.config, environment, context))
     }
+
+    fn answer_pause<'a>(
+        &'a self,
+        checkout: &'a Checkout,
+        environment: &'a str,
+        context: Option<&'a str>,
+        abort: bool,
+    ) -> BoxFuture<'a, Result<usize, String>> {
+        Box::pin(
+            self.0
+                .answer_pause(&checkout.config, environment, context, abort),
+        )
+    }
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::common::{Repo, Run, deployment, hello_project, history, image_of, live, run};
 use crate::examples::Example;
 use crate::real_node::{hello, page, served};
+use crate::serve::{Api, Rig};
 
 /// The hello example at `replicas` pods with `steps` (YAML flow list) as its canary.
 fn canary_hello(ctx: &TestContext, marker: &str, replicas: u32, steps: &str) -> Example {
@@ -386,5 +387,81 @@ async fn a_statefulset_canary_moves_its_highest_ordinals_first_by_partition() {
     assert!(
         set["metadata"]["annotations"]["berth.dev/canary"].is_null(),
         "{set}"
+    );
+}
+
+#[tokio::test]
+async fn a_paused_canary_of_the_server_is_resumed_through_the_api_by_a_deployer_only() {
+    let ctx = TestContext::new("canary-serve").await;
+    let rig = Rig::new(&ctx, None, "");
+    let config = rig.work.join("berth.yaml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "    deploy: { timeout: 2m }\n",
+        "    deploy: { timeout: 2m }\n    strategy:\n      canary:\n        steps: [{weight: 50}, {pause: manual}]\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    let deployer = rig.token(&ctx, None, "release-manager", "deployer");
+    let _server = rig.serve(&ctx, None);
+    let viewer = Api::new(&rig, Some(&viewer));
+    let deployer = Api::new(&rig, Some(&deployer));
+    let resume = "/api/repositories/hello/environments/dev/resume";
+
+    let first = rig.push("first");
+    let id = viewer.run_for(&first).await;
+    let run = viewer.wait_run(&id, &rig).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
+    let (s, body) = deployer.post(resume, serde_json::json!({})).await;
+    assert_eq!(s, 409, "nothing is paused: {body}");
+    assert_eq!(body["error"], "not_paused", "{body}");
+
+    std::fs::write(rig.work.join("web/index.html"), "<h1>two</h1>\n").unwrap();
+    let second = rig.push("second");
+    let id = viewer.run_for(&second).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let canary = live(&ctx, "apps/v1", "Deployment", "hello-canary").await;
+        let paused = canary
+            .as_ref()
+            .and_then(|c| c["metadata"]["annotations"]["berth.dev/paused-at"].as_str())
+            .map(String::from);
+        if paused.as_deref() == Some("2.2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server's run pauses at step 2 within 120 s; now {paused:?}\n{}",
+            rig.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (s, body) = viewer.post(resume, serde_json::json!({})).await;
+    assert_eq!(s, 403, "a viewer may not answer: {body}");
+    let (_, run) = viewer.get(&format!("/api/runs/{id}")).await;
+    assert_eq!(run["state"], "running", "{run}");
+
+    let (s, body) = deployer.post(resume, serde_json::json!({})).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["step"], 2, "{body}");
+    assert_eq!(body["answer"], "resume", "{body}");
+    assert_eq!(body["by"], "release-manager", "{body}");
+    let run = viewer.wait_run(&id, &rig).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
+    assert!(
+        live(&ctx, "apps/v1", "Deployment", "hello-canary")
+            .await
+            .is_none()
+    );
+    let (_, events) = viewer.get(&format!("/api/runs/{id}/events")).await;
+    let said: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"]["message"].as_str())
+        .collect();
+    assert!(
+        said.iter().any(|m| m.contains("paused at weight 50%"))
+            && said.iter().any(|m| m.contains("resumed")),
+        "the run's events tell of the pause and the answer: {said:#?}"
     );
 }
