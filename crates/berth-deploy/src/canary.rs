@@ -35,16 +35,17 @@
 //! weight is as fine as the replica count allows (two pods: 50 % at least).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use berth_cluster::{Cluster, ObjectKey};
 use berth_objects::ownership::RELEASE_LABEL;
-use berth_types::Level;
 use berth_types::canary::{
-    Canary, CanaryStep, Check, CheckKind, NoData, PAUSED_ANNOTATION, RESUME_ANNOTATION,
-    TRACK_LABEL, canary_pods,
+    Canary, CanaryState, CanaryStep, Check, CheckKind, NoData, PAUSED_ANNOTATION,
+    RESUME_ANNOTATION, TRACK_LABEL, canary_pods,
 };
 use berth_types::duration::human;
+use berth_types::{Event, Level};
 use serde_json::Value;
 
 use crate::plan::key_of;
@@ -318,11 +319,24 @@ pub(crate) struct CanaryRun<'a> {
     pub(crate) lock: &'a Lock,
     /// The deadline of each step's rollout.
     pub(crate) timeout: Duration,
+    /// The weight reached (percent), for the events.
+    pub(crate) weight: AtomicU8,
 }
 
 impl CanaryRun<'_> {
     fn say(&self, level: Level, message: String) {
         self.deployer.message(level, message);
+    }
+
+    /// Reports where the canary stands at step `step`.
+    fn report(&self, step: usize, state: CanaryState, message: String) {
+        self.deployer.sink.emit(Event::Canary {
+            step,
+            steps: self.canary.steps.len(),
+            weight: self.weight.load(Ordering::Relaxed),
+            state,
+            message,
+        });
     }
 
     /// Runs the steps (the caller applied the revision's other objects).
@@ -343,23 +357,29 @@ impl CanaryRun<'_> {
                     self.scale(weight, None, at).await?
                 }
                 CanaryStep::Pause(Some(d)) => {
-                    self.say(
-                        Level::Info,
-                        format!("canary step {at}/{n}: pause {}", human(*d)),
-                    );
+                    self.report(at, CanaryState::Waiting, format!("pause {}", human(*d)));
                     self.watch(*d, None).await?
                 }
                 CanaryStep::Pause(None) => self.pause(weight, at, "a manual pause").await?,
                 CanaryStep::Check(checks) => self.checks(checks, weight, at).await?,
             };
             if let Some(end) = end {
+                let (state, f) = match &end {
+                    CanaryEnd::Aborted(f) => (CanaryState::Aborted, f),
+                    CanaryEnd::Failed(f) => (CanaryState::Failed, f),
+                    CanaryEnd::Promote => {
+                        unreachable!("a step ends the canary only by stopping it")
+                    }
+                };
+                self.report(at, state, f.to_string());
                 return Ok(end);
             }
         }
-        self.say(
-            Level::Info,
+        self.report(
+            n,
+            CanaryState::Promoted,
             format!(
-                "canary: every step passed; promoting the new revision to all pods of {}",
+                "every step passed; promoting the new revision to all pods of {}",
                 names.join(", ")
             ),
         );
@@ -377,7 +397,7 @@ impl CanaryRun<'_> {
                 Verdict::Pass => {}
                 Verdict::Stop(e) => return Ok(Some(e)),
                 Verdict::Inconclusive(why) => {
-                    self.say(Level::Warning, why);
+                    self.report(at, CanaryState::Inconclusive, why);
                     if let Some(end) = self.pause(weight, at, "an inconclusive check").await? {
                         return Ok(Some(end));
                     }
@@ -435,15 +455,9 @@ impl CanaryRun<'_> {
                 return Ok(Some(CanaryEnd::Failed(f)));
             }
         }
+        self.weight.store(weight, Ordering::Relaxed);
         if paused_at.is_none() {
-            self.say(
-                Level::Info,
-                format!(
-                    "canary step {at}/{}: weight {weight}% — {}",
-                    self.canary.steps.len(),
-                    shares.join("; ")
-                ),
-            );
+            self.report(at, CanaryState::Weight, shares.join("; "));
         }
         Ok(None)
     }
@@ -461,12 +475,12 @@ impl CanaryRun<'_> {
             return Ok(Some(end));
         }
         let limit = self.canary.pause_timeout;
-        self.say(
-            Level::Warning,
+        self.report(
+            at,
+            CanaryState::Paused,
             format!(
-                "canary step {at}/{}: paused at weight {weight}% by {why}; resume with \
-                 `berth promote --resume {}` (or abort with `--abort`) within {}",
-                self.canary.steps.len(),
+                "paused by {why}; resume with `berth promote --resume {}` (or abort with \
+                 `--abort`) within {}",
                 self.release,
                 human(limit)
             ),
@@ -475,10 +489,7 @@ impl CanaryRun<'_> {
             Some(end) => Ok(Some(end)),
             None if self.answer(at).await? == Some(true) => {
                 // Resumed; the next weight step drops the pause annotation.
-                self.say(
-                    Level::Info,
-                    format!("canary step {at}/{}: resumed", self.canary.steps.len()),
-                );
+                self.report(at, CanaryState::Resumed, "resumed".into());
                 Ok(None)
             }
             None => Ok(Some(CanaryEnd::Aborted(Failure {
@@ -618,7 +629,6 @@ impl CanaryRun<'_> {
 
     /// Runs one check: `count` measurements of `interval` each.
     async fn check(&self, check: &Check, at: usize) -> Result<Verdict, DeployError> {
-        let n = self.canary.steps.len();
         let what = check.kind.describe(check.interval);
         let mut failed = 0u32;
         for m in 1..=check.count {
@@ -631,17 +641,22 @@ impl CanaryRun<'_> {
                 (Measured::NoData, NoData::Fail) => false,
                 (Measured::NoData, NoData::Inconclusive) => {
                     return Ok(Verdict::Inconclusive(format!(
-                        "canary step {at}/{n}: check {what} is inconclusive: the canary pods \
-                         wrote no log line in {} (set `no-data: pass` if that is expected)",
+                        "check {what} is inconclusive: the canary pods wrote no log line in {} \
+                         (set `no-data: pass` if that is expected)",
                         human(check.interval)
                     )));
                 }
                 (Measured::Lines { matched, .. }, _) => matched.len() as u64 <= check_max(check),
             };
-            self.say(
-                if passed { Level::Info } else { Level::Warning },
+            self.report(
+                at,
+                if passed {
+                    CanaryState::Checked
+                } else {
+                    CanaryState::CheckFailed
+                },
                 format!(
-                    "canary step {at}/{n}: check {what}, measurement {m}/{}: {} — {}",
+                    "check {what}, measurement {m}/{}: {} — {}",
                     check.count,
                     measured.summary(),
                     if passed { "passed" } else { "failed" }

@@ -718,6 +718,7 @@ impl Deployer {
                                 tracker: &tracker,
                                 lock,
                                 timeout: req.timeout,
+                                weight: Default::default(),
                             })
                             .run()
                             .await?

@@ -125,6 +125,7 @@ pub fn routes() -> axum::Router<Server> {
         .route("/repos/{repo}/envs/{env}", get(environment_page))
         .route("/repos/{repo}/envs/{env}/rollback", post(rollback))
         .route("/repos/{repo}/envs/{env}/promote", post(promote))
+        .route("/repos/{repo}/envs/{env}/resume", post(resume))
         .route(
             "/static/berth.css",
             get(|| async {
@@ -457,6 +458,17 @@ pub fn log_line(e: &Event) -> (String, String, String) {
             },
             format!("{object} {state} {message}"),
         ),
+        Event::Canary {
+            step,
+            steps,
+            weight,
+            state,
+            message,
+        } => (
+            "deploy".into(),
+            format!("{:?}", state.level()).to_lowercase(),
+            Event::canary_line(*step, *steps, *weight, *state, message),
+        ),
     }
 }
 
@@ -543,6 +555,25 @@ async fn run_page(
         .filter(|d| !error.as_deref().is_some_and(|e| e.contains(d)))
         .map(str::to_string);
     let outcome = result.get("outcome").cloned();
+    // Where the run's canary release stands, from its newest canary event.
+    let canary = match s.store().last_canary_event(id).await {
+        Ok(Some(e)) => match e.event {
+            Event::Canary {
+                step,
+                steps,
+                weight,
+                state,
+                message,
+            } => Some(context! {
+                step, steps, weight, state => state.as_str(), message,
+                paused => state == berth_types::canary::CanaryState::Paused
+                    && !run.state.is_terminal(),
+            }),
+            _ => None,
+        },
+        Ok(None) => None,
+        Err(_) => return unavailable(),
+    };
     page(
         "run.html",
         context! {
@@ -555,6 +586,7 @@ async fn run_page(
             // Follow the live stream only from the newest lines.
             live => !run.state.is_terminal() && later.is_none(),
             error, diagnosis, outcome => v(outcome),
+            canary,
             stages => v(stages(&steps)),
             lines,
             last_seq => shown_last,
@@ -645,6 +677,12 @@ struct CsrfForm {
     to: Option<String>,
     #[serde(default)]
     from: Option<String>,
+    /// `resume`: abort instead of going on.
+    #[serde(default)]
+    abort: Option<String>,
+    /// `resume`: the run page to go back to.
+    #[serde(default)]
+    run: Option<String>,
 }
 
 async fn deployer_post(s: &Server, h: &HeaderMap, f: &CsrfForm) -> Result<Caller, Response> {
@@ -700,6 +738,29 @@ async fn promote(
     };
     match crate::api::queue_promote(&s, &repo, &env, &from, &who.info.name).await {
         Ok(run) => Redirect::to(&format!("/runs/{}", run.id)).into_response(),
+        Err(e) => error_page(e.0, &e.2, Some(&who)),
+    }
+}
+
+async fn resume(
+    State(s): State<Server>,
+    h: HeaderMap,
+    Path((repo, env)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let who = match deployer_post(&s, &h, &f).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let abort = f.abort.as_deref() == Some("true");
+    match crate::api::answer_pause(&s, &repo, &env, abort, &who.info.name).await {
+        Ok(_) => {
+            let back = match f.run.as_deref().and_then(|r| r.parse::<RunId>().ok()) {
+                Some(run) => format!("/runs/{run}"),
+                None => format!("/repos/{repo}/envs/{env}"),
+            };
+            Redirect::to(&back).into_response()
+        }
         Err(e) => error_page(e.0, &e.2, Some(&who)),
     }
 }

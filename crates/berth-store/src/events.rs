@@ -131,6 +131,20 @@ impl Store {
         decode(run, rows)
     }
 
+    /// The newest canary event of `run` (where its canary release stands), if it has one.
+    pub async fn last_canary_event(&self, run: RunId) -> Result<Option<StoredEvent>, StoreError> {
+        // Found by the stored tag, as `step_events`.
+        let rows: Vec<(i64, String, String)> = with_pool!(self, read, p => sqlx::query_as(
+            "SELECT seq, at, event FROM run_events WHERE run_id = $1 \
+             AND event LIKE '{\"event\":\"canary\"%' ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(run.0)
+        .fetch_all(p)
+        .await
+        .map_err(query("reading the canary of a run"))?);
+        Ok(decode(run, rows)?.pop())
+    }
+
     /// Events of `run` with `seq > after_seq`, in order, at most `limit` (capped at
     /// [`MAX_EVENTS_PAGE`]). Start with `after_seq = 0`; continue from the last `seq` seen.
     pub async fn events(
@@ -204,5 +218,14 @@ mod tests {
             "{finished}"
         );
         assert!(line.starts_with(r#"{"event":"message""#), "{line}");
+        let canary = serde_json::to_string(&Event::Canary {
+            step: 2,
+            steps: 5,
+            weight: 20,
+            state: berth_types::canary::CanaryState::Paused,
+            message: String::new(),
+        })
+        .unwrap();
+        assert!(canary.starts_with(r#"{"event":"canary""#), "{canary}");
     }
 }

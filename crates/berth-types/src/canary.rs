@@ -12,6 +12,68 @@ pub const RESUME_ANNOTATION: &str = "berth.dev/resume";
 /// The label on a canary Deployment and its pods (`canary`), beside the release's labels.
 pub const TRACK_LABEL: &str = "berth.dev/track";
 
+/// Where a canary release stands, as [`crate::Event::Canary`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CanaryState {
+    /// A weight step is reached: its pods are ready.
+    Weight,
+    /// A timed pause began.
+    Waiting,
+    /// Waiting for `berth promote --resume` (a manual pause or an inconclusive check).
+    Paused,
+    /// A pause was answered: the canary goes on.
+    Resumed,
+    /// A check's measurement passed.
+    Checked,
+    /// A check's measurement failed (the check fails once beyond its failure limit).
+    CheckFailed,
+    /// A check's measurement had no data and counts as neither.
+    Inconclusive,
+    /// Every step passed: the whole revision moves.
+    Promoted,
+    /// Stopped by a check, a pause's timeout or a person; the previous revision restored.
+    Aborted,
+    /// A canary pod failed (restarted, not ready): rolled back as any failed rollout.
+    Failed,
+}
+
+impl CanaryState {
+    /// How it is shown: a warning when it stops or holds the release, else info.
+    pub fn level(self) -> crate::Level {
+        match self {
+            CanaryState::CheckFailed
+            | CanaryState::Inconclusive
+            | CanaryState::Paused
+            | CanaryState::Aborted
+            | CanaryState::Failed => crate::Level::Warning,
+            _ => crate::Level::Info,
+        }
+    }
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CanaryState::Weight => "weight",
+            CanaryState::Waiting => "waiting",
+            CanaryState::Paused => "paused",
+            CanaryState::Resumed => "resumed",
+            CanaryState::Checked => "checked",
+            CanaryState::CheckFailed => "check-failed",
+            CanaryState::Inconclusive => "inconclusive",
+            CanaryState::Promoted => "promoted",
+            CanaryState::Aborted => "aborted",
+            CanaryState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for CanaryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// The checked strategy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Canary {

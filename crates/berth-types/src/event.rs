@@ -56,6 +56,52 @@ pub enum Event {
         /// Milliseconds since the deploy started.
         millis: u64,
     },
+    /// A canary release moved on (see [`crate::canary`]): a weight reached, a pause, a check's
+    /// measurement, an answer, the end. The web UI shows the latest as the release's state.
+    Canary {
+        /// The step (1-based) it is about.
+        step: usize,
+        /// How many steps the canary has.
+        steps: usize,
+        /// The share of pods (percent) running the new revision now.
+        weight: u8,
+        /// What happened; on the wire its stable name (`paused`, `check-failed`, ...).
+        state: crate::canary::CanaryState,
+        /// Details for people: the pods each workload runs, a measurement, why it stopped.
+        message: String,
+    },
+}
+
+impl Event {
+    /// A canary event as the deploy's message a person reads (`None` for other events).
+    pub fn canary_message(&self) -> Option<Event> {
+        match self {
+            Event::Canary {
+                step,
+                steps,
+                weight,
+                state,
+                message,
+            } => Some(Event::Message {
+                step: crate::Step::Deploy.into(),
+                level: state.level(),
+                message: Event::canary_line(*step, *steps, *weight, *state, message),
+            }),
+            _ => None,
+        }
+    }
+
+    /// A canary event as one line for people:
+    /// `canary step 2/5 at 20%, paused: resume with ...`.
+    pub fn canary_line(
+        step: usize,
+        steps: usize,
+        weight: u8,
+        state: crate::canary::CanaryState,
+        message: &str,
+    ) -> String {
+        format!("canary step {step}/{steps} at {weight}%, {state}: {message}")
+    }
 }
 
 /// What happened to one object, as [`Event::ObjectState`] says it. Serialized as its stable
@@ -182,7 +228,7 @@ impl EventSink for ForService {
                 level,
                 message,
             },
-            other @ Event::ObjectState { .. } => other,
+            other @ (Event::ObjectState { .. } | Event::Canary { .. }) => other,
         };
         self.inner.emit(event);
     }

@@ -53,6 +53,11 @@ impl EventSink for Printer {
                 }
             }
             Event::StepStarted { .. } | Event::StepFinished { .. } => {}
+            canary @ Event::Canary { .. } => {
+                if let Some(m) = canary.canary_message() {
+                    self.emit(m);
+                }
+            }
         }
     }
 }

@@ -97,6 +97,10 @@ impl Board {
     /// What to show for `event`.
     pub fn on(&mut self, event: &Event) -> Vec<Action> {
         match event {
+            Event::Canary { .. } => match event.canary_message() {
+                Some(m) => self.on(&m),
+                None => Vec::new(),
+            },
             Event::StepStarted { step } => {
                 self.open.push(step.clone());
                 vec![Action::Start {

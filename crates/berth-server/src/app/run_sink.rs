@@ -69,6 +69,7 @@ fn text_size(event: &Event) -> usize {
             message,
             ..
         } => object.len() + state.name().len() + message.len(),
+        Event::Canary { state, message, .. } => state.as_str().len() + message.len(),
     }
 }
 
@@ -176,7 +177,7 @@ impl RunSink {
                     Event::StepStarted { step }
                     | Event::StepFinished { step, .. }
                     | Event::Message { step, .. } => step.clone(),
-                    Event::ObjectState { .. } => Step::Deploy.into(),
+                    Event::ObjectState { .. } | Event::Canary { .. } => Step::Deploy.into(),
                 });
             }
             p.dropped += 1;

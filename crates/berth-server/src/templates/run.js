@@ -12,6 +12,7 @@
       case "step_finished": return [ev.step, ev.ok ? "info" : "error", "── " + ev.step + (ev.ok ? " finished" : " FAILED") + " in " + (ev.millis / 1000).toFixed(1) + "s: " + ev.message];
       case "message": return [ev.step, ev.level, ev.message];
       case "object_state": return ["deploy", ev.state === "failed" ? "error" : "info", ev.object + " " + ev.state + " " + ev.message];
+      case "canary": return ["deploy", ev.state === "paused" || ev.state === "aborted" || ev.state === "failed" || ev.state === "check-failed" ? "warning" : "info", "canary step " + ev.step + "/" + ev.steps + " at " + ev.weight + "%, " + ev.state + ": " + ev.message];
       default: return ["", "info", JSON.stringify(ev)];
     }
   }
@@ -39,6 +40,21 @@
       }
     }
   }
+  // The canary panel follows its events; a pause (or its end) reloads the page once, for the
+  // buttons only the server renders (they carry the session's CSRF token).
+  function canary(ev) {
+    if (ev.event !== "canary") return;
+    var panel = document.getElementById("canary");
+    if (!panel || ev.state === "paused" || panel.className.indexOf("canary-paused") >= 0) {
+      setTimeout(function () { location.reload(); }, 300);
+      return;
+    }
+    panel.className = "canary canary-" + ev.state;
+    document.getElementById("canary-step").textContent = ev.step;
+    document.getElementById("canary-weight").textContent = ev.weight;
+    document.getElementById("canary-state").textContent = ev.state;
+    document.getElementById("canary-message").textContent = ev.message;
+  }
   es.addEventListener("event", function (m) {
     var d = JSON.parse(m.data);
     var t = text(d.event);
@@ -60,6 +76,7 @@
     }
     log.scrollTop = log.scrollHeight;
     stage(d.event);
+    canary(d.event);
   });
   es.addEventListener("end", function (m) {
     es.close();

@@ -7,6 +7,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_testkit::TestContext;
+use berth_testkit::webdriver::Browser;
 use serde_json::Value;
 
 use crate::common::{Repo, Run, deployment, hello_project, history, image_of, live, run};
@@ -391,20 +392,20 @@ async fn a_statefulset_canary_moves_its_highest_ordinals_first_by_partition() {
 }
 
 #[tokio::test]
-async fn a_paused_canary_of_the_server_is_resumed_through_the_api_by_a_deployer_only() {
+async fn a_paused_canary_of_the_server_is_resumed_through_the_api_and_the_ui_by_a_deployer_only() {
     let ctx = TestContext::new("canary-serve").await;
     let rig = Rig::new(&ctx, None, "");
     let config = rig.work.join("berth.yaml");
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "    deploy: { timeout: 2m }\n",
-        "    deploy: { timeout: 2m }\n    strategy:\n      canary:\n        steps: [{weight: 50}, {pause: manual}]\n",
+        "    deploy: { timeout: 2m }\n    strategy:\n      canary:\n        steps: [{weight: 50}, {pause: manual}, {pause: manual}]\n",
     );
     std::fs::write(&config, text).unwrap();
     let viewer = rig.token(&ctx, None, "viewer", "viewer");
-    let deployer = rig.token(&ctx, None, "release-manager", "deployer");
+    let deployer_token = rig.token(&ctx, None, "release-manager", "deployer");
     let _server = rig.serve(&ctx, None);
     let viewer = Api::new(&rig, Some(&viewer));
-    let deployer = Api::new(&rig, Some(&deployer));
+    let deployer = Api::new(&rig, Some(&deployer_token));
     let resume = "/api/repositories/hello/environments/dev/resume";
 
     let first = rig.push("first");
@@ -445,6 +446,37 @@ async fn a_paused_canary_of_the_server_is_resumed_through_the_api_by_a_deployer_
     assert_eq!(body["step"], 2, "{body}");
     assert_eq!(body["answer"], "resume", "{body}");
     assert_eq!(body["by"], "release-manager", "{body}");
+
+    // The second pause, answered with the run page's button in Chromium.
+    let browser = Browser::start().await;
+    browser.goto(&rig.url("/")).await;
+    let field = browser.wait_for("#token", Duration::from_secs(10)).await;
+    browser.type_text(&field, &deployer_token).await;
+    let button = browser.wait_for("#sign-in", Duration::from_secs(5)).await;
+    browser.click(&button).await;
+    browser.wait_for("#runs", Duration::from_secs(10)).await;
+    browser.goto(&rig.url(&format!("/runs/{id}"))).await;
+    let panel = browser
+        .wait_text("#canary", Duration::from_secs(60), |t| {
+            t.contains("step 3 of 3") && t.contains("paused")
+        })
+        .await;
+    assert!(panel.contains("50% of the pods"), "{panel}");
+    let resume_button = browser
+        .wait_for("#canary-resume", Duration::from_secs(10))
+        .await;
+    assert!(browser.find("#canary-abort").await.is_some());
+    browser.click(&resume_button).await;
+    browser
+        .wait_text("#run-state", Duration::from_secs(120), |t| t == "succeeded")
+        .await;
+    let panel = browser
+        .wait_text("#canary", Duration::from_secs(20), |t| {
+            t.contains("promoted")
+        })
+        .await;
+    assert!(browser.find("#canary-resume").await.is_none(), "{panel}");
+    browser.quit().await;
     let run = viewer.wait_run(&id, &rig).await;
     assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
     assert!(
@@ -453,15 +485,30 @@ async fn a_paused_canary_of_the_server_is_resumed_through_the_api_by_a_deployer_
             .is_none()
     );
     let (_, events) = viewer.get(&format!("/api/runs/{id}/events")).await;
-    let said: Vec<&str> = events
+    let canary: Vec<(u64, u64, &str)> = events
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|e| e["event"]["message"].as_str())
+        .map(|e| &e["event"])
+        .filter(|e| e["event"] == "canary")
+        .map(|e| {
+            (
+                e["step"].as_u64().unwrap(),
+                e["weight"].as_u64().unwrap(),
+                e["state"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert!(
-        said.iter().any(|m| m.contains("paused at weight 50%"))
-            && said.iter().any(|m| m.contains("resumed")),
-        "the run's events tell of the pause and the answer: {said:#?}"
+    assert_eq!(
+        canary,
+        [
+            (1, 50, "weight"),
+            (2, 50, "paused"),
+            (2, 50, "resumed"),
+            (3, 50, "paused"),
+            (3, 50, "resumed"),
+            (3, 50, "promoted")
+        ],
+        "the run's events tell where the canary stood: {events}"
     );
 }
