@@ -36,7 +36,8 @@ pub(crate) struct RawNotify {
     #[schemars(with = "Option<RawSlack>")]
     #[schemars(example = serde_json::json!({"url-env": "SLACK_WEBHOOK_URL"}))]
     pub slack: Option<Spanned<RawSlack>>,
-    /// The events sent: started, succeeded, failed, rolled-back, aborted. Default: all of them.
+    /// The events sent: started, paused, promoted, succeeded, failed, rolled-back, aborted.
+    /// Default: all of them.
     #[schemars(with = "Option<Vec<String>>")]
     #[schemars(example = serde_json::json!(["failed", "rolled-back"]))]
     #[schemars(extend("x-wrong" = "[deployed]"))]

@@ -30,8 +30,9 @@ use berth_cluster::{Cluster, ConnectOptions};
 use berth_config::Config;
 use berth_deploy::{DeployError, DeployOutcome, DeployRequest, Deployer, History};
 use berth_render::{ObjectSet, Tools};
+use berth_types::canary::CanaryState;
 use berth_types::view::{EnvironmentView, ReleaseView, ServiceView};
-use berth_types::{CancelToken, EventSink, NotifyEvent, Step};
+use berth_types::{CancelToken, Event, EventSink, NotifyEvent, Step};
 
 use crate::executor::{InProcess, StepExecutor, StepFuture};
 use crate::run::{Pipeline, RunError, RunRequest, choose_environment, default_jobs, default_lock};
@@ -294,7 +295,17 @@ impl Engine {
             return self.execute_one(req, sink).await;
         };
         notifier.send(NotifyEvent::Started, None, "");
-        let result = self.execute_one(req, sink).await;
+        // The canary's pauses and its promotion are told as they happen.
+        let notifier = Arc::new(std::sync::Mutex::new(notifier));
+        let canary_told: Arc<dyn EventSink> = Arc::new(CanaryNotices {
+            inner: sink,
+            notifier: notifier.clone(),
+        });
+        let result = self.execute_one(req, canary_told).await;
+        let mut notifier = notifier
+            .lock()
+            .expect("the notifier is never poisoned")
+            .take();
         match &result {
             Ok(o) => {
                 let live = if o.changed {
@@ -513,6 +524,39 @@ impl Engine {
             .clone();
         let cluster = self.cluster(pinned, env.context.as_deref()).await?;
         Ok((env, cluster))
+    }
+}
+
+/// The run's sink, telling the environment's receivers of its canary's pauses and promotion.
+struct CanaryNotices {
+    inner: Arc<dyn EventSink>,
+    notifier: Arc<std::sync::Mutex<crate::notify::Notifier>>,
+}
+
+impl EventSink for CanaryNotices {
+    fn emit(&self, event: Event) {
+        if let Event::Canary {
+            step,
+            steps,
+            weight,
+            state,
+            message,
+        } = &event
+        {
+            let told = match state {
+                CanaryState::Paused => Some((NotifyEvent::Paused, Some(*step))),
+                CanaryState::Promoted => Some((NotifyEvent::Promoted, None)),
+                _ => None,
+            };
+            if let Some((e, at)) = told {
+                let line = Event::canary_line(*step, *steps, *weight, *state, message);
+                self.notifier
+                    .lock()
+                    .expect("the notifier is never poisoned")
+                    .send_at(e, at, None, &line);
+            }
+        }
+        self.inner.emit(event);
     }
 }
 

@@ -64,7 +64,7 @@ pub struct Notifier {
     facts: RunFacts,
     client: Option<reqwest::Client>,
     sink: Arc<dyn EventSink>,
-    sent: Vec<NotifyEvent>,
+    sent: Vec<(NotifyEvent, Option<usize>)>,
     deliveries: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -125,10 +125,22 @@ impl Notifier {
     /// Sends `event` (once per run: a second call for the same event does nothing) with the
     /// live `revision` and a one-paragraph `message`, to each receiver that wants it.
     pub fn send(&mut self, event: NotifyEvent, revision: Option<u64>, message: &str) {
-        if self.sent.contains(&event) {
+        self.send_at(event, None, revision, message);
+    }
+
+    /// [`Notifier::send`] for an event a run can have more than once (`paused`): once per
+    /// `step`, its delivery id `RUN.EVENT.STEP.N`.
+    pub fn send_at(
+        &mut self,
+        event: NotifyEvent,
+        step: Option<usize>,
+        revision: Option<u64>,
+        message: &str,
+    ) {
+        if self.sent.contains(&(event, step)) {
             return;
         }
-        self.sent.push(event);
+        self.sent.push((event, step));
         let Some(client) = &self.client else { return };
         let at = jiff::Timestamp::now().to_string();
         for (i, r) in self.receivers.iter().enumerate() {
@@ -151,7 +163,10 @@ impl Notifier {
                 })
             };
             let body = serde_json::to_vec(&body).expect("a JSON value serialises");
-            let delivery = format!("{}.{}.{i}", self.facts.run, event.as_str());
+            let delivery = match step {
+                None => format!("{}.{}.{i}", self.facts.run, event.as_str()),
+                Some(step) => format!("{}.{}.{step}.{i}", self.facts.run, event.as_str()),
+            };
             let mut request = client
                 .post(r.url.expose())
                 .header("content-type", "application/json")
@@ -169,6 +184,19 @@ impl Notifier {
             self.deliveries.push(tokio::spawn(async move {
                 deliver(request, &name, event, &*sink).await;
             }));
+        }
+    }
+
+    /// Moves the receivers, what was sent and the deliveries in flight out, leaving a notifier
+    /// that tells no one (for the sink that held it during the run).
+    pub fn take(&mut self) -> Notifier {
+        Notifier {
+            receivers: std::mem::take(&mut self.receivers),
+            facts: self.facts.clone(),
+            client: self.client.take(),
+            sink: self.sink.clone(),
+            sent: std::mem::take(&mut self.sent),
+            deliveries: std::mem::take(&mut self.deliveries),
         }
     }
 
@@ -327,6 +355,8 @@ fn slack_text(
         NotifyEvent::Failed => format!("failed: {message}"),
         NotifyEvent::RolledBack => format!("was rolled back: {message}"),
         NotifyEvent::Aborted => format!("was aborted at its canary: {message}"),
+        NotifyEvent::Paused => format!("is paused at its canary: {message}"),
+        NotifyEvent::Promoted => format!("passed its canary steps: {message}"),
     };
     let commit = facts
         .commit

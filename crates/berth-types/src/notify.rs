@@ -14,6 +14,11 @@ pub enum NotifyEvent {
     Failed,
     /// The new release did not become ready and the previous one was put back.
     RolledBack,
+    /// The new release's canary waits at a pause for `berth promote --resume` (once per
+    /// pause).
+    Paused,
+    /// Every step of the new release's canary passed: all its pods move to it.
+    Promoted,
     /// The new release's canary was stopped (a check failed, a pause timed out, a person
     /// aborted it) and the previous one serves every pod again.
     Aborted,
@@ -21,15 +26,18 @@ pub enum NotifyEvent {
 
 impl NotifyEvent {
     /// Every event, in the order a run can send them.
-    pub const ALL: [NotifyEvent; 5] = [
+    pub const ALL: [NotifyEvent; 7] = [
         NotifyEvent::Started,
+        NotifyEvent::Paused,
+        NotifyEvent::Promoted,
         NotifyEvent::Succeeded,
         NotifyEvent::Failed,
         NotifyEvent::RolledBack,
         NotifyEvent::Aborted,
     ];
 
-    /// The stable name: `started`, `succeeded`, `failed`, `rolled-back`, `aborted`.
+    /// The stable name: `started`, `paused`, `promoted`, `succeeded`, `failed`, `rolled-back`,
+    /// `aborted`.
     pub fn as_str(self) -> &'static str {
         match self {
             NotifyEvent::Started => "started",
@@ -37,6 +45,8 @@ impl NotifyEvent {
             NotifyEvent::Failed => "failed",
             NotifyEvent::RolledBack => "rolled-back",
             NotifyEvent::Aborted => "aborted",
+            NotifyEvent::Paused => "paused",
+            NotifyEvent::Promoted => "promoted",
         }
     }
 }
@@ -49,7 +59,9 @@ impl std::fmt::Display for NotifyEvent {
 
 /// A name no [`NotifyEvent`] has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event `{0}`; expected one of started, succeeded, failed, rolled-back, aborted")]
+#[error(
+    "unknown event `{0}`; expected one of started, paused, promoted, succeeded, failed, rolled-back, aborted"
+)]
 pub struct UnknownEvent(pub String);
 
 impl std::str::FromStr for NotifyEvent {

@@ -12,11 +12,19 @@ use serde_json::Value;
 
 use crate::common::{Repo, Run, deployment, hello_project, history, image_of, live, run};
 use crate::examples::Example;
+use crate::notify::{Receiver, events_of};
 use crate::real_node::{hello, page, served};
 use crate::serve::{Api, Rig};
 
-/// The hello example at `replicas` pods with `steps` (YAML flow list) as its canary.
-fn canary_hello(ctx: &TestContext, marker: &str, replicas: u32, steps: &str) -> Example {
+/// The hello example at `replicas` pods with `steps` (YAML flow list) as its canary, telling
+/// `receiver` of its runs.
+fn canary_hello(
+    ctx: &TestContext,
+    marker: &str,
+    replicas: u32,
+    steps: &str,
+    receiver: &Receiver,
+) -> Example {
     let ex = hello(ctx, marker);
     ex.edit(
         "k8s/app.yaml",
@@ -27,7 +35,8 @@ fn canary_hello(ctx: &TestContext, marker: &str, replicas: u32, steps: &str) -> 
         "berth.yaml",
         "    deploy: { timeout: 60s }\n",
         &format!(
-            "    deploy: {{ timeout: 60s }}\n    strategy:\n      canary:\n        steps: {steps}\n"
+            "    deploy: {{ timeout: 60s }}\n    strategy:\n      canary:\n        steps: {steps}\n    notify:\n      - webhook: {{ url: \"http://127.0.0.1:{}/hook\" }}\n",
+            receiver.port
         ),
     );
     ex.commit("canary");
@@ -126,11 +135,13 @@ async fn paused_at(
 async fn a_healthy_canary_goes_20_50_100_with_its_pods_counted_and_manual_pauses_resumed() {
     let ctx = TestContext::on_real_node("canary-steps").await;
     let one = format!("canary one {}", berth_testkit::unique_suffix());
+    let receiver = Receiver::start();
     let ex = canary_hello(
         &ctx,
         &one,
         5,
         "[{weight: 20}, {pause: manual}, {weight: 50}, {pause: manual}, {weight: 100}]",
+        &receiver,
     );
     // A first install has no stable pods to compare with: every pod at once.
     let first = ex.run_ok(&ctx);
@@ -200,17 +211,39 @@ async fn a_healthy_canary_goes_20_50_100_with_its_pods_counted_and_manual_pauses
     served(&ctx, "hello", "/", &two).await;
     let h = history(&ctx, "dev");
     assert_eq!(h.last().unwrap()["status"], "deployed", "{h:#?}");
+    // Each pause is told once, the promotion once, with a delivery id of its own.
+    let got = receiver.got();
+    assert_eq!(
+        events_of(&got),
+        [
+            "started",
+            "succeeded",
+            "started",
+            "paused",
+            "paused",
+            "promoted",
+            "succeeded"
+        ],
+        "{got:#?}"
+    );
+    let ids: Vec<&str> = got.iter().map(|g| g.header("x-berth-delivery")).collect();
+    assert!(
+        ids[3].ends_with(".paused.2.0") && ids[4].ends_with(".paused.4.0"),
+        "{ids:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_canary_that_logs_errors_is_aborted_at_its_log_check_while_the_stable_pods_serve() {
     let ctx = TestContext::on_real_node("canary-abort").await;
     let one = format!("canary stable {}", berth_testkit::unique_suffix());
+    let receiver = Receiver::start();
     let ex = canary_hello(
         &ctx,
         &one,
         4,
         "[{weight: 25}, {check: [{logs: {pattern: 'ERROR|panic', max: 0}, interval: 5s, count: 2}]}, {weight: 100}]",
+        &receiver,
     );
     let first = ex.run_ok(&ctx);
     let old = first.image("web");
@@ -277,6 +310,21 @@ async fn a_canary_that_logs_errors_is_aborted_at_its_log_check_while_the_stable_
             .is_none()
     );
     served(&ctx, "hello", "/", &one).await;
+    let got = receiver.got();
+    assert_eq!(
+        events_of(&got),
+        ["started", "succeeded", "started", "aborted"],
+        "{got:#?}"
+    );
+    let aborted = got[3].json();
+    assert_eq!(aborted["revision"], 1, "the revision live again: {aborted}");
+    assert!(
+        aborted["message"]
+            .as_str()
+            .unwrap()
+            .contains("payment backend refused"),
+        "{aborted}"
+    );
 }
 
 const STATEFULSET: &str = "apiVersion: apps/v1

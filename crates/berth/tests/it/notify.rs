@@ -18,23 +18,23 @@ const KEY: &str = "notify-key-3b9d0c1e";
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Got {
-    path: String,
+pub(crate) struct Got {
+    pub(crate) path: String,
     headers: BTreeMap<String, String>,
     body: Vec<u8>,
 }
 
 impl Got {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
     }
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers.get(name).map(String::as_str).unwrap_or("")
     }
 }
 
 /// The `event` of each webhook message, in the order they came.
-fn events_of(hooks: &[Got]) -> Vec<String> {
+pub(crate) fn events_of(hooks: &[Got]) -> Vec<String> {
     hooks
         .iter()
         .map(|g| g.json()["event"].as_str().unwrap().to_string())
@@ -42,13 +42,13 @@ fn events_of(hooks: &[Got]) -> Vec<String> {
 }
 
 /// A loopback HTTP/1.1 server that records every request and answers 200.
-struct Receiver {
-    port: u16,
+pub(crate) struct Receiver {
+    pub(crate) port: u16,
     got: Arc<Mutex<Vec<Got>>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         Receiver::serve(listener, port)
@@ -81,7 +81,7 @@ impl Receiver {
         Receiver { port, got }
     }
 
-    fn got(&self) -> Vec<Got> {
+    pub(crate) fn got(&self) -> Vec<Got> {
         self.got.lock().unwrap().clone()
     }
 
