@@ -42,7 +42,7 @@ use berth_cluster::{Cluster, ObjectKey};
 use berth_objects::ownership::RELEASE_LABEL;
 use berth_types::canary::{
     Canary, CanaryState, CanaryStep, Check, CheckKind, NoData, PAUSED_ANNOTATION,
-    RESUME_ANNOTATION, TRACK_LABEL, canary_pods,
+    RESUME_ANNOTATION, TRACK_LABEL, canary_pods, canary_pods_beside,
 };
 use berth_types::duration::human;
 use berth_types::{Event, Level};
@@ -85,6 +85,9 @@ pub(crate) struct Target {
     new: Value,
     old: Value,
     total: u32,
+    /// A HorizontalPodAutoscaler of the release scales this Deployment: its stable pods keep
+    /// their number and the canary runs beside them.
+    autoscaled: bool,
 }
 
 impl Target {
@@ -97,10 +100,36 @@ impl Target {
         self.new["metadata"]["name"].as_str().unwrap_or_default()
     }
 
+    /// How many pods run the new revision at `weight`.
+    fn canary_pods(&self, weight: u8) -> u32 {
+        if self.autoscaled {
+            canary_pods_beside(self.total, weight)
+        } else {
+            canary_pods(self.total, weight)
+        }
+    }
+
+    /// What a weight step did, for people.
+    fn share(&self, pods: u32) -> String {
+        let name = self.name();
+        let stable = self.total - pods.min(self.total);
+        match (self.workload, self.autoscaled) {
+            (Workload::StatefulSet, _) => {
+                format!("{name}: {pods} new (ordinals {stable} and up), {stable} stable")
+            }
+            (Workload::Deployment, true) => format!(
+                "{name}: {pods} new beside {} stable (their number is the autoscaler's)",
+                self.total
+            ),
+            (Workload::Deployment, false) => format!("{name}: {pods} new, {stable} stable"),
+        }
+    }
+
     /// The objects to apply for `pods` canary pods: the canary first, then (Deployments) the
-    /// stable one scaled to the rest.
+    /// stable one scaled to the rest, unless an autoscaler sizes it.
     fn objects(&self, pods: u32, mark: &Mark) -> (Value, Option<Value>) {
         match self.workload {
+            Workload::Deployment if self.autoscaled => (canary_object(&self.new, pods, mark), None),
             Workload::Deployment => {
                 let mut stable = self.old.clone();
                 stable["spec"]["replicas"] = (self.total - pods).into();
@@ -290,17 +319,28 @@ impl Deployer {
         current: &Release,
     ) -> Result<Vec<Target>, DeployError> {
         let mut out = Vec::new();
+        let scaled: Vec<&str> = main
+            .iter()
+            .filter(|o| o["kind"] == "HorizontalPodAutoscaler")
+            .filter(|h| h["spec"]["scaleTargetRef"]["kind"] == "Deployment")
+            .filter_map(|h| h["spec"]["scaleTargetRef"]["name"].as_str())
+            .collect();
         for (workload, new, old) in targets(main, current) {
             let live = self.cluster.get(&key_of(&new)).await?;
             let replicas = |v: &Value| v["spec"]["replicas"].as_u64();
             let total = replicas(&new)
                 .or_else(|| live.as_ref().and_then(replicas))
                 .unwrap_or(1) as u32;
+            let autoscaled = workload == Workload::Deployment
+                && new["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| scaled.contains(&n));
             out.push(Target {
                 workload,
                 new,
                 old,
                 total,
+                autoscaled,
             });
         }
         Ok(out)
@@ -321,6 +361,9 @@ pub(crate) struct CanaryRun<'a> {
     pub(crate) timeout: Duration,
     /// The weight reached (percent), for the events.
     pub(crate) weight: AtomicU8,
+    /// Up to when the canary pods' logs were read: a measurement counts the lines since (the
+    /// first after a weight step, since that step began, so start-up lines count).
+    pub(crate) logs_read: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl CanaryRun<'_> {
@@ -354,6 +397,8 @@ impl CanaryRun<'_> {
             let end = match step {
                 CanaryStep::Weight(w) => {
                     weight = *w;
+                    *self.logs_read.lock().expect("never poisoned") =
+                        Some(tokio::time::Instant::now());
                     self.scale(weight, None, at).await?
                 }
                 CanaryStep::Pause(Some(d)) => {
@@ -422,21 +467,11 @@ impl CanaryRun<'_> {
         let mut shares = Vec::new();
         let mut phases: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
         for t in self.targets {
-            let pods = canary_pods(t.total, weight);
+            let pods = t.canary_pods(weight);
             let (canary, stable) = t.objects(pods, &mark);
             phases[0].push(canary);
             phases[1].extend(stable);
-            shares.push(match t.workload {
-                Workload::Deployment => {
-                    format!("{}: {pods} new, {} stable", t.name(), t.total - pods)
-                }
-                Workload::StatefulSet => format!(
-                    "{}: {pods} new (ordinals {} and up), {} stable",
-                    t.name(),
-                    t.total - pods,
-                    t.total - pods
-                ),
-            });
+            shares.push(t.share(pods));
         }
         for objects in phases {
             let mut keys = Vec::new();
@@ -710,7 +745,14 @@ impl CanaryRun<'_> {
             pattern: pattern.clone(),
             reason: e.to_string(),
         })?;
-        let since = check.interval.as_secs_f64().ceil().max(1.0) as i64;
+        let now = tokio::time::Instant::now();
+        let from = self
+            .logs_read
+            .lock()
+            .expect("never poisoned")
+            .replace(now)
+            .unwrap_or(now - check.interval);
+        let since = (now - from).as_secs_f64().ceil().max(1.0) as i64;
         let pods = self.canary_pods().await?;
         let mut lines = 0u64;
         let mut matched = Vec::new();

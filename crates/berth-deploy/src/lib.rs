@@ -719,6 +719,7 @@ impl Deployer {
                                 lock,
                                 timeout: req.timeout,
                                 weight: Default::default(),
+                                logs_read: Default::default(),
                             })
                             .run()
                             .await?

@@ -174,9 +174,37 @@ pub fn canary_pods(total: u32, weight: u8) -> u32 {
     (total * w).div_ceil(100).clamp(1, total)
 }
 
+/// The canary pods beside `stable` pods that keep their number (an autoscaler owns it) for a
+/// canary share of `weight` percent: `ceil(stable * w / (100 - w))`, at least one, at most
+/// `stable` (so a weight above 50 runs as 50 %).
+pub fn canary_pods_beside(stable: u32, weight: u8) -> u32 {
+    let w = u32::from(weight.min(100));
+    if stable == 0 || w == 0 {
+        return 0;
+    }
+    if w >= 50 {
+        return stable;
+    }
+    (stable * w).div_ceil(100 - w).clamp(1, stable)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::canary_pods;
+    use super::{canary_pods, canary_pods_beside};
+
+    #[test]
+    fn beside_autoscaled_pods_the_canary_adds_its_share_up_to_half() {
+        assert_eq!(canary_pods_beside(4, 20), 1, "1 of 5 pods is 20 %");
+        assert_eq!(canary_pods_beside(4, 25), 2, "rounded up: 2 of 6");
+        assert_eq!(canary_pods_beside(2, 10), 1, "one pod at least");
+        assert_eq!(canary_pods_beside(3, 50), 3);
+        assert_eq!(
+            canary_pods_beside(3, 80),
+            3,
+            "at most as many as the stable pods"
+        );
+        assert_eq!(canary_pods_beside(0, 20), 0);
+    }
 
     #[test]
     fn the_canary_share_rounds_up_and_keeps_one_pod_of_each() {

@@ -10,9 +10,9 @@ use berth_testkit::TestContext;
 use berth_testkit::webdriver::Browser;
 use serde_json::Value;
 
-use crate::common::{Repo, Run, deployment, hello_project, history, image_of, live, run};
-use crate::examples::Example;
-use crate::notify::{Receiver, events_of};
+use crate::common::{Repo, Run, deployment, git, hello_project, history, image_of, live, run};
+use crate::examples::{Example, rails};
+use crate::notify::{KEY, Receiver, events_of, openssl_signature};
 use crate::real_node::{hello, page, served};
 use crate::serve::{Api, Rig};
 
@@ -558,5 +558,117 @@ async fn a_paused_canary_of_the_server_is_resumed_through_the_api_and_the_ui_by_
             (3, 50, "promoted")
         ],
         "the run's events tell where the canary stood: {events}"
+    );
+}
+
+/// `berth run --env production` of the rails example, telling `receiver` (signed).
+fn rails_production(ex: &Example, ctx: &TestContext, receiver: &Receiver) -> Run {
+    let out = ex
+        .command(
+            ctx,
+            &[
+                "run",
+                "-o",
+                "json",
+                "-n",
+                &ctx.namespace,
+                "--env",
+                "production",
+            ],
+        )
+        .env(
+            "RELEASES_WEBHOOK_URL",
+            format!("http://127.0.0.1:{}/releases", receiver.port),
+        )
+        .env("RELEASES_WEBHOOK_SECRET", KEY)
+        .output()
+        .unwrap();
+    Run::of(&out)
+}
+
+#[tokio::test]
+async fn rails_production_aborts_a_release_whose_canary_logs_an_error_and_tells_the_webhook() {
+    let ctx = TestContext::on_real_node("canary-rails").await;
+    let receiver = Receiver::start();
+    let ex = rails(&ctx);
+    git(&ex.dir, &["checkout", "-q", "-b", "production"]);
+    let first = rails_production(&ex, &ctx, &receiver);
+    assert!(first.ok, "{first}");
+    assert!(
+        first.events.iter().any(|e| e["event"] == "message"
+            && e["level"] == "warning"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("RELEASES_SLACK_URL")),
+        "an unset receiver is skipped with a warning naming its variable: {first}"
+    );
+    let good = first.image("web");
+
+    // A release whose server logs an error at start.
+    ex.edit(
+        "app/bin/rails",
+        "    exec httpd -f",
+        "    echo \"ERROR: could not connect to the cache at redis://cache:6379\"\n    exec httpd -f",
+    );
+    ex.commit("a release that cannot reach its cache");
+    let second = rails_production(&ex, &ctx, &receiver);
+    assert!(!second.ok, "{second}");
+    let error = second.error();
+    assert!(
+        error.contains("aborted at its canary") && error.contains("could not connect to the cache"),
+        "{error}"
+    );
+    // The migration ran (a pre-deploy hook), the canary beside the autoscaled pods was
+    // removed, and the live release keeps its pods and their number.
+    assert!(
+        second.position("Job/migrate", "ready").is_some(),
+        "{second}"
+    );
+    let d = deployment(&ctx, "web").await;
+    assert_eq!(image_of(&d), good);
+    // berth never wrote the autoscaled Deployment's replicas (the HPA may have, to its
+    // minimum, meanwhile).
+    let berth_owns_replicas = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["manager"] == "berth")
+        .any(|m| !m["fieldsV1"]["f:spec"]["f:replicas"].is_null());
+    assert!(
+        !berth_owns_replicas,
+        "the autoscaler's number is left alone: {d}"
+    );
+    assert!(
+        live(&ctx, "apps/v1", "Deployment", "web-canary")
+            .await
+            .is_none()
+    );
+    let canary: Vec<String> = second
+        .events
+        .iter()
+        .filter(|e| e["event"] == "canary")
+        .map(|e| format!("{} {}", e["state"].as_str().unwrap(), e["message"]))
+        .collect();
+    assert!(
+        canary[0].starts_with("weight") && canary[0].contains("beside"),
+        "{canary:#?}"
+    );
+
+    let got = receiver.got();
+    assert_eq!(
+        events_of(&got),
+        ["started", "succeeded", "started", "aborted"],
+        "{got:#?}"
+    );
+    for g in &got {
+        assert_eq!(
+            g.header("x-berth-signature-256"),
+            openssl_signature(&g.body)
+        );
+    }
+    assert_eq!(
+        ex.history(&ctx, "production").last().unwrap()["status"],
+        "aborted"
     );
 }

@@ -14,14 +14,14 @@ use serde_json::Value;
 
 use crate::common::{Repo, git, hello_project};
 
-const KEY: &str = "notify-key-3b9d0c1e";
+pub(crate) const KEY: &str = "notify-key-3b9d0c1e";
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 pub(crate) struct Got {
     pub(crate) path: String,
     headers: BTreeMap<String, String>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Got {
@@ -157,7 +157,7 @@ fn berth_run(ctx: &TestContext, p: &Repo, env: &[(&str, String)]) -> (i32, Strin
 }
 
 /// `sha256=HEX` of `body` under KEY, computed by openssl, not by berth's code.
-fn openssl_signature(body: &[u8]) -> String {
+pub(crate) fn openssl_signature(body: &[u8]) -> String {
     let mut child = Command::new("openssl")
         .args(["dgst", "-sha256", "-hmac", KEY, "-r"])
         .stdin(std::process::Stdio::piped())
