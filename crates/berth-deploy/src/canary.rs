@@ -399,7 +399,9 @@ impl CanaryRun<'_> {
                     weight = *w;
                     *self.logs_read.lock().expect("never poisoned") =
                         Some(tokio::time::Instant::now());
-                    self.scale(weight, None, at).await?
+                    let end = self.scale(weight, None, at).await?;
+                    crate::crash_point("canary");
+                    end
                 }
                 CanaryStep::Pause(Some(d)) => {
                     self.report(at, CanaryState::Waiting, format!("pause {}", human(*d)));

@@ -77,7 +77,7 @@ const PARALLEL_APPLIES: usize = 8;
 /// after the pending record is written and before anything is applied; after the first phase
 /// of objects is applied; while tracking readiness; while post-deploy hooks run; after pruning;
 /// between writing the new `deployed` record and superseding the old one; during a rollback,
-/// after the old objects are re-applied.
+/// after the old objects are re-applied; in a canary, once its first weight step is reached.
 pub const CRASH_POINTS: &[&str] = &[
     "before-apply",
     "mid-apply",
@@ -86,6 +86,7 @@ pub const CRASH_POINTS: &[&str] = &[
     "pruning",
     "recording",
     "rollback",
+    "canary",
 ];
 
 /// Runs `futures`, at most `n` at once; results in completion order.
@@ -103,7 +104,7 @@ pub(crate) async fn at_most<T>(n: usize, futures: Vec<BoxFuture<'_, T>>) -> Vec<
 }
 
 /// Aborts the process if `BERTH_TEST_CRASH_AT` names `point` (test-only; inert unless set).
-fn crash_point(point: &str) {
+pub(crate) fn crash_point(point: &str) {
     debug_assert!(CRASH_POINTS.contains(&point));
     if std::env::var_os("BERTH_TEST_CRASH_AT").is_some_and(|p| p == point) {
         std::process::abort();

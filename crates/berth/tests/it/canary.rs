@@ -672,3 +672,77 @@ async fn rails_production_aborts_a_release_whose_canary_logs_an_error_and_tells_
         "aborted"
     );
 }
+
+#[tokio::test]
+async fn a_deploy_killed_mid_canary_is_undone_by_the_next_one_even_with_the_live_content() {
+    let ctx = TestContext::new("canary-crash").await;
+    let p = hello_project(&ctx, "canary-crash", |y| {
+        y.replace(
+            "    deploy: { timeout: 2m }\n",
+            "    deploy: { timeout: 2m }\n    strategy:\n      canary:\n        steps: [{weight: 50}, {pause: 1s}]\n",
+        )
+    });
+    p.edit("k8s/app.yaml", "replicas: 2", "replicas: 4");
+    p.commit("four pods");
+    let args = ["run", "-o", "json", "-n", &ctx.namespace];
+    let first = Run::of(&p.berth(&ctx, &args));
+    assert!(first.ok, "{first}");
+    let old = first.image("web");
+
+    p.write("web/index.html", "<h1>two</h1>\n");
+    p.commit("two");
+    let killed = p
+        .command(&ctx, &args)
+        .env("BERTH_TEST_CRASH_AT", "canary")
+        .output()
+        .unwrap();
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "the deploy dies at its first weight: {}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    let stable = deployment(&ctx, "hello").await;
+    assert_eq!(
+        stable["spec"]["replicas"], 2,
+        "killed with the stable pods halved"
+    );
+    assert!(
+        live(&ctx, "apps/v1", "Deployment", "hello-canary")
+            .await
+            .is_some()
+    );
+
+    // The live revision's own content: not "unchanged" while a canary is left over.
+    git(&p.dir, &["checkout", "-q", "HEAD~1"]);
+    let back = Run::of(&p.berth(&ctx, &args));
+    assert!(back.ok, "{back}");
+    assert!(
+        back.events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("left by an interrupted deploy"))),
+        "{back}"
+    );
+    let d = deployment(&ctx, "hello").await;
+    assert_eq!(image_of(&d), old);
+    assert_eq!(d["spec"]["replicas"], 4, "{d}");
+    assert!(
+        live(&ctx, "apps/v1", "Deployment", "hello-canary")
+            .await
+            .is_none()
+    );
+
+    // And the new build goes through its canary to the end.
+    git(&p.dir, &["checkout", "-q", "main"]);
+    let again = Run::of(&p.berth(&ctx, &args));
+    assert!(again.ok, "{again}");
+    let d = deployment(&ctx, "hello").await;
+    assert_ne!(image_of(&d), old);
+    assert_eq!(d["spec"]["replicas"], 4, "{d}");
+    let st: Vec<String> = history(&ctx, "dev")
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect();
+    assert!(st.contains(&"interrupted".to_string()), "{st:?}");
+    assert_eq!(st.last().unwrap(), "deployed", "{st:?}");
+}
