@@ -364,8 +364,8 @@ pub enum Problem {
         /// The value.
         value: String,
     },
-    /// A `notify` entry with neither or both of `webhook` and `slack`.
-    #[error("a `notify` entry must have exactly one of `webhook` and `slack`")]
+    /// A `notify` entry with none or more than one of `webhook`, `slack`, `github`, `gitlab`.
+    #[error("a `notify` entry must have exactly one of `webhook`, `slack`, `github` and `gitlab`")]
     NotifyTarget,
     /// A `notify.webhook` with neither or both of `url` and `url-env`.
     #[error("`webhook` must have exactly one of `url` and `url-env`")]
@@ -397,6 +397,13 @@ pub enum Problem {
         pattern: String,
         /// The compiler's message.
         reason: String,
+    },
+    /// A `notify.github.repository` that is not `owner/name` (or a GitLab project that is a
+    /// URL).
+    #[error("`{value}` is not a repository name")]
+    InvalidRepository {
+        /// As written.
+        value: String,
     },
     /// A `mask` key that is not `table.column` or `schema.table.column`.
     #[error("`{column}` in `mask` is not a column")]
@@ -581,7 +588,7 @@ impl Problem {
                 "write the name of the variable that holds the URL (letters, digits, `_`), e.g. `PROD_DB_URL`; never the URL itself",
             ),
             NotifyTarget => text(
-                "write `webhook: { url-env: VAR }` (a JSON POST per event) or `slack: { url-env: VAR }` (an incoming webhook), one per entry",
+                "write `webhook: { url-env: VAR }` (a JSON POST per event), `slack: { url-env: VAR }` (an incoming webhook), `github: { repository: owner/name, token-env: VAR }` or `gitlab: { project: group/name, token-env: VAR }`, one per entry",
             ),
             WebhookUrl => text(
                 "write `url: https://...` for a URL that holds no secret, or `url-env: VAR` naming the variable that holds it",
@@ -603,6 +610,9 @@ impl Problem {
             ),
             InvalidRegex { .. } => text(
                 "write a regular expression in Rust's `regex` syntax, e.g. `ERROR|panic`; escape `(`, `[` and `.` with `\\` to match them literally",
+            ),
+            InvalidRepository { .. } => text(
+                "write GitHub's `owner/name` (e.g. `team/shop`), or GitLab's `group/name` or numeric project id, not a URL",
             ),
             InvalidMaskColumn { .. } => {
                 text("write `table.column` or `schema.table.column`, e.g. `users.email`")

@@ -36,6 +36,15 @@ pub(crate) struct RawNotify {
     #[schemars(with = "Option<RawSlack>")]
     #[schemars(example = serde_json::json!({"url-env": "SLACK_WEBHOOK_URL"}))]
     pub slack: Option<Spanned<RawSlack>>,
+    /// GitHub: a commit status `berth/ENV` on the run's commit, and a deployment of it to the
+    /// environment with its statuses.
+    #[schemars(with = "Option<RawGitHub>")]
+    #[schemars(example = serde_json::json!({"repository": "team/shop", "token-env": "GITHUB_TOKEN"}))]
+    pub github: Option<Spanned<RawGitHub>>,
+    /// GitLab: a commit status `berth/ENV` on the run's commit.
+    #[schemars(with = "Option<RawGitLab>")]
+    #[schemars(example = serde_json::json!({"project": "group/shop", "token-env": "GITLAB_TOKEN"}))]
+    pub gitlab: Option<Spanned<RawGitLab>>,
     /// The events sent: started, paused, promoted, succeeded, failed, rolled-back, aborted.
     /// Default: all of them.
     #[schemars(with = "Option<Vec<String>>")]
@@ -79,6 +88,65 @@ pub(crate) struct RawSlack {
     pub url_env: Spanned<String>,
 }
 
+/// GitHub's commit and deployment statuses.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "NotifyGitHub")]
+pub(crate) struct RawGitHub {
+    /// `owner/name`.
+    #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("team/shop"))]
+    #[schemars(extend("x-wrong" = "https://github.com/team/shop"))]
+    pub repository: Spanned<String>,
+    /// The environment variable holding a token that may write statuses and deployments
+    /// (`repo:status` and `repo_deployment`, or a fine-grained token with commit statuses and
+    /// deployments: write).
+    #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("GITHUB_TOKEN"))]
+    #[schemars(extend("x-wrong" = "ghp-xxxxxxxxxxxx"))]
+    pub token_env: Spanned<String>,
+    /// The API's base URL, for GitHub Enterprise Server (`https://HOST/api/v3`). Default:
+    /// `https://api.github.com`. Or `api-url-env`.
+    #[schemars(with = "Option<String>")]
+    #[schemars(example = serde_json::json!("https://github.example.com/api/v3"))]
+    #[schemars(extend("x-wrong" = "github.example.com"))]
+    pub api_url: Option<Spanned<String>>,
+    /// The environment variable holding the API's base URL.
+    #[schemars(with = "Option<String>")]
+    #[schemars(example = serde_json::json!("GITHUB_API_URL"))]
+    pub api_url_env: Option<Spanned<String>>,
+    /// Also record a GitHub deployment of the commit to the environment, with its statuses.
+    /// Default: true.
+    #[schemars(example = serde_json::json!(false))]
+    pub deployments: Option<bool>,
+}
+
+/// GitLab's commit statuses.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "NotifyGitLab")]
+pub(crate) struct RawGitLab {
+    /// The project: `group/name` or its numeric id.
+    #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("group/shop"))]
+    #[schemars(extend("x-wrong" = "https://gitlab.com/group/shop"))]
+    pub project: Spanned<String>,
+    /// The environment variable holding a token with the `api` scope.
+    #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("GITLAB_TOKEN"))]
+    #[schemars(extend("x-wrong" = "glpat-xxxxxxxx"))]
+    pub token_env: Spanned<String>,
+    /// The instance's base URL. Default: `https://gitlab.com`. Or `api-url-env`.
+    #[schemars(with = "Option<String>")]
+    #[schemars(example = serde_json::json!("https://gitlab.example.com"))]
+    #[schemars(extend("x-wrong" = "gitlab.example.com"))]
+    pub api_url: Option<Spanned<String>>,
+    /// The environment variable holding the instance's base URL.
+    #[schemars(with = "Option<String>")]
+    #[schemars(example = serde_json::json!("GITLAB_URL"))]
+    pub api_url_env: Option<Spanned<String>>,
+}
+
 /// Where a URL comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlFrom {
@@ -102,6 +170,26 @@ pub enum NotifyTarget {
     Slack {
         /// The variable holding its URL.
         url_env: String,
+    },
+    /// GitHub's commit status and deployments.
+    GitHub {
+        /// `owner/name`.
+        repository: String,
+        /// The variable holding the token.
+        token_env: String,
+        /// The API's base URL (`None`: `https://api.github.com`).
+        api_url: Option<UrlFrom>,
+        /// Whether deployments are recorded too.
+        deployments: bool,
+    },
+    /// GitLab's commit status.
+    GitLab {
+        /// `group/name` or the numeric id.
+        project: String,
+        /// The variable holding the token.
+        token_env: String,
+        /// The instance's base URL (`None`: `https://gitlab.com`).
+        api_url: Option<UrlFrom>,
     },
 }
 
@@ -130,6 +218,8 @@ impl Notification {
                 ..
             } => format!("webhook ${v}"),
             NotifyTarget::Slack { url_env } => format!("slack ${url_env}"),
+            NotifyTarget::GitHub { repository, .. } => format!("github {repository}"),
+            NotifyTarget::GitLab { project, .. } => format!("gitlab {project}"),
         }
     }
 }
@@ -150,7 +240,80 @@ impl Checker<'_> {
             }
             v.value.clone()
         };
+        let api = |this: &mut Self,
+                   at: Location,
+                   url: &Option<Spanned<String>>,
+                   env: &Option<Spanned<String>>| match (url, env) {
+            (None, None) => Some(None),
+            (Some(u), None) => {
+                if !plain_http_url(&u.value) {
+                    this.report(Location::of(u), Problem::InvalidUrl);
+                }
+                Some(Some(UrlFrom::Literal(
+                    u.value.trim_end_matches('/').to_string(),
+                )))
+            }
+            (None, Some(v)) => Some(Some(UrlFrom::Env(var(this, v)))),
+            (Some(_), Some(_)) => {
+                this.report(at, Problem::WebhookUrl);
+                None
+            }
+        };
+        let kinds = [
+            raw.webhook.is_some(),
+            raw.slack.is_some(),
+            raw.github.is_some(),
+            raw.gitlab.is_some(),
+        ];
+        let one_kind = kinds.iter().filter(|k| **k).count() == 1;
+        if !one_kind {
+            self.report(at, Problem::NotifyTarget);
+        }
         let target = match (raw.webhook, raw.slack) {
+            _ if !one_kind => None,
+            _ if raw.github.is_some() => {
+                let g = raw.github.expect("checked");
+                let g_at = Location::of(&g);
+                let g = g.value;
+                let repo = &g.repository.value;
+                if repo.split('/').count() != 2
+                    || repo.split('/').any(|p| p.is_empty() || p.contains(':'))
+                {
+                    self.report(
+                        Location::of(&g.repository),
+                        Problem::InvalidRepository {
+                            value: repo.clone(),
+                        },
+                    );
+                }
+                let token_env = var(self, &g.token_env);
+                api(self, g_at, &g.api_url, &g.api_url_env).map(|api_url| NotifyTarget::GitHub {
+                    repository: repo.clone(),
+                    token_env,
+                    api_url,
+                    deployments: g.deployments.unwrap_or(true),
+                })
+            }
+            _ if raw.gitlab.is_some() => {
+                let g = raw.gitlab.expect("checked");
+                let g_at = Location::of(&g);
+                let g = g.value;
+                let project = g.project.value.trim_matches('/').to_string();
+                if project.is_empty() || project.contains("://") {
+                    self.report(
+                        Location::of(&g.project),
+                        Problem::InvalidRepository {
+                            value: project.clone(),
+                        },
+                    );
+                }
+                let token_env = var(self, &g.token_env);
+                api(self, g_at, &g.api_url, &g.api_url_env).map(|api_url| NotifyTarget::GitLab {
+                    project,
+                    token_env,
+                    api_url,
+                })
+            }
             (Some(w), None) => {
                 let w_at = Location::of(&w);
                 let w = w.value;
@@ -173,10 +336,7 @@ impl Checker<'_> {
             (None, Some(s)) => Some(NotifyTarget::Slack {
                 url_env: var(self, &s.value.url_env),
             }),
-            _ => {
-                self.report(at, Problem::NotifyTarget);
-                None
-            }
+            _ => unreachable!("exactly one kind, checked above"),
         };
         let mut on = Vec::new();
         match raw.on {
@@ -265,6 +425,45 @@ mod tests {
         assert_eq!(n[1].on, [NotifyEvent::Failed, NotifyEvent::RolledBack]);
         assert_eq!(n[1].describe(), "slack $SLACK_URL");
         assert_eq!(n[1].location, Location::new(9, 9));
+    }
+
+    #[test]
+    fn github_and_gitlab_parse_with_their_defaults_and_refuse_urls_for_names() {
+        let yaml = format!(
+            "{HEAD}    notify:\n      - github: {{ repository: team/shop, token-env: GH_TOKEN }}\n      - gitlab: {{ project: group/sub/shop, token-env: GL_TOKEN, api-url: \"https://gitlab.example.com/\" }}\n"
+        );
+        let config = parse(&yaml, "berth.yaml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+        let n = &config.environments[0].notify;
+        assert_eq!(
+            n[0].target,
+            NotifyTarget::GitHub {
+                repository: "team/shop".into(),
+                token_env: "GH_TOKEN".into(),
+                api_url: None,
+                deployments: true,
+            }
+        );
+        assert_eq!(n[0].describe(), "github team/shop");
+        assert_eq!(
+            n[1].target,
+            NotifyTarget::GitLab {
+                project: "group/sub/shop".into(),
+                token_env: "GL_TOKEN".into(),
+                api_url: Some(UrlFrom::Literal("https://gitlab.example.com".into())),
+            }
+        );
+        let all = errors(
+            "    notify:\n      - github: { repository: \"https://github.com/team/shop\", token-env: GH }\n      - github: { repository: team/shop, token-env: GH }\n        slack: { url-env: S }\n",
+        );
+        let got: Vec<(u32, &Problem)> = all.iter().map(|(l, p, _)| (l.line, p)).collect();
+        assert!(
+            matches!(
+                got.iter().find(|(l, _)| *l == 8),
+                Some((_, Problem::InvalidRepository { .. }))
+            ),
+            "{all:#?}"
+        );
+        assert!(got.contains(&(9, &Problem::NotifyTarget)), "{all:#?}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Telling an environment's receivers (`environments[].notify`) of a run: started,
-//! succeeded, failed, rolled back.
+//! Telling an environment's receivers (`environments[].notify`) of a run: started, a
+//! canary's pauses and promotion, succeeded, failed, rolled back, aborted. Webhooks and Slack
+//! get a message per event; GitHub and GitLab get commit statuses (and GitHub deployments),
+//! each forge's requests in order from a task of its own ([`ForgeTask`]).
 //!
 //! Each event goes once to each receiver that wants it. A delivery is retried with backoff
 //! (after 1, 2, 4, 8, 16 and 32 s) on a transport error, a timeout, 408, 429 or a 5xx, and
@@ -56,6 +58,29 @@ struct Receiver {
     url: Secret,
     key: Option<Secret>,
     on: Vec<NotifyEvent>,
+    /// A forge's statuses (`url` is then its API's base): told in order, by one task.
+    forge: Option<Forge>,
+}
+
+/// A forge berth writes statuses to.
+#[derive(Clone)]
+enum Forge {
+    GitHub {
+        repository: String,
+        token: Secret,
+        deployments: bool,
+    },
+    GitLab {
+        project: String,
+        token: Secret,
+    },
+}
+
+/// One event for a forge's task.
+struct ForgeEvent {
+    event: NotifyEvent,
+    revision: Option<u64>,
+    message: String,
 }
 
 /// The receivers of one run, and its deliveries in flight.
@@ -66,6 +91,8 @@ pub struct Notifier {
     sink: Arc<dyn EventSink>,
     sent: Vec<(NotifyEvent, Option<usize>)>,
     deliveries: Vec<tokio::task::JoinHandle<()>>,
+    /// The queue of each forge receiver's task, by receiver index.
+    forges: Vec<(usize, tokio::sync::mpsc::UnboundedSender<ForgeEvent>)>,
 }
 
 fn warn(sink: &dyn EventSink, message: String) {
@@ -112,14 +139,34 @@ impl Notifier {
                 }
             }
         };
-        Notifier {
+        let mut n = Notifier {
             receivers,
             facts,
             client,
             sink,
             sent: Vec::new(),
             deliveries: Vec::new(),
+            forges: Vec::new(),
+        };
+        if let Some(client) = n.client.clone() {
+            for (i, r) in n.receivers.iter().enumerate() {
+                let Some(forge) = r.forge.clone() else {
+                    continue;
+                };
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let task = ForgeTask {
+                    client: client.clone(),
+                    api: r.url.clone(),
+                    name: r.name.clone(),
+                    forge,
+                    facts: n.facts.clone(),
+                    sink: n.sink.clone(),
+                };
+                n.deliveries.push(tokio::spawn(task.run(rx)));
+                n.forges.push((i, tx));
+            }
         }
+        n
     }
 
     /// Sends `event` (once per run: a second call for the same event does nothing) with the
@@ -145,6 +192,16 @@ impl Notifier {
         let at = jiff::Timestamp::now().to_string();
         for (i, r) in self.receivers.iter().enumerate() {
             if !r.on.contains(&event) {
+                continue;
+            }
+            if r.forge.is_some() {
+                if let Some((_, tx)) = self.forges.iter().find(|(f, _)| *f == i) {
+                    let _ = tx.send(ForgeEvent {
+                        event,
+                        revision,
+                        message: message.to_string(),
+                    });
+                }
                 continue;
             }
             let body = if r.slack {
@@ -197,11 +254,14 @@ impl Notifier {
             sink: self.sink.clone(),
             sent: std::mem::take(&mut self.sent),
             deliveries: std::mem::take(&mut self.deliveries),
+            forges: std::mem::take(&mut self.forges),
         }
     }
 
     /// Waits for every delivery to end: sent, refused, or out of retries (about a minute).
     pub async fn finish(self) {
+        // A forge's task ends once its queue is closed and empty.
+        drop(self.forges);
         for d in self.deliveries {
             let _ = d.await;
         }
@@ -249,7 +309,47 @@ fn resolve(n: &Notification, host: Host, sink: &dyn EventSink) -> Option<Receive
         skip(why);
         None
     };
+    let api_url = |url: &Option<UrlFrom>, default: &str| -> Option<Secret> {
+        match url {
+            None => Some(Secret::new(default.to_string())),
+            Some(UrlFrom::Literal(_)) if host == Host::Server => {
+                skip(format!(
+                    "on berth serve an API URL other than the default comes from a variable the server sets: write `api-url-env: {SERVER_PREFIX}...`"
+                ));
+                None
+            }
+            Some(UrlFrom::Literal(u)) => Some(Secret::new(u.clone())),
+            Some(UrlFrom::Env(v)) => var(v),
+        }
+    };
+    let mut forge = None;
     let (slack, url, key) = match &n.target {
+        NotifyTarget::GitHub {
+            repository,
+            token_env,
+            api_url: u,
+            deployments,
+        } => {
+            let token = var(token_env)?;
+            forge = Some(Forge::GitHub {
+                repository: repository.clone(),
+                token,
+                deployments: *deployments,
+            });
+            (false, api_url(u, "https://api.github.com")?, None)
+        }
+        NotifyTarget::GitLab {
+            project,
+            token_env,
+            api_url: u,
+        } => {
+            let token = var(token_env)?;
+            forge = Some(Forge::GitLab {
+                project: project.clone(),
+                token,
+            });
+            (false, api_url(u, "https://gitlab.com")?, None)
+        }
         NotifyTarget::Webhook { url, secret_env } => {
             let key = match secret_env {
                 Some(v) => Some(var(v)?),
@@ -280,6 +380,7 @@ fn resolve(n: &Notification, host: Host, sink: &dyn EventSink) -> Option<Receive
         url,
         key,
         on: n.on.clone(),
+        forge,
     })
 }
 
@@ -296,12 +397,10 @@ async fn deliver(
     name: &str,
     event: NotifyEvent,
     sink: &dyn EventSink,
-) {
+) -> Option<serde_json::Value> {
     let mut waits = BACKOFF.iter();
     loop {
-        let Some(attempt) = request.try_clone() else {
-            return;
-        };
+        let attempt = request.try_clone()?;
         let (status, why) = match attempt.send().await {
             Ok(r) if r.status().is_success() => {
                 sink.emit(Event::Message {
@@ -309,7 +408,7 @@ async fn deliver(
                     level: Level::Info,
                     message: format!("notify: {name} told of {event}"),
                 });
-                return;
+                return Some(r.json().await.unwrap_or(serde_json::Value::Null));
             }
             Ok(r) => (Some(r.status()), format!("HTTP {}", r.status())),
             // The error's text can hold the URL: only its kind is shown.
@@ -333,7 +432,160 @@ async fn deliver(
                         format!("notify: {name} refused the {event} message: {why}; not retried")
                     },
                 );
-                return;
+                return None;
+            }
+        }
+    }
+}
+
+/// A forge receiver's task: its events in order (a GitHub deployment's statuses need the id
+/// its creation answered).
+struct ForgeTask {
+    client: reqwest::Client,
+    api: Secret,
+    name: String,
+    forge: Forge,
+    facts: RunFacts,
+    sink: Arc<dyn EventSink>,
+}
+
+/// GitHub's commit status and deployment status for an event.
+fn github_states(event: NotifyEvent) -> (&'static str, &'static str) {
+    match event {
+        NotifyEvent::Started | NotifyEvent::Paused | NotifyEvent::Promoted => {
+            ("pending", "in_progress")
+        }
+        NotifyEvent::Succeeded => ("success", "success"),
+        NotifyEvent::Failed | NotifyEvent::RolledBack | NotifyEvent::Aborted => {
+            ("failure", "failure")
+        }
+    }
+}
+
+/// GitLab's commit status for an event; `None` for the canary's steps (GitLab refuses a
+/// status that does not change).
+fn gitlab_state(event: NotifyEvent) -> Option<&'static str> {
+    match event {
+        NotifyEvent::Started => Some("running"),
+        NotifyEvent::Succeeded => Some("success"),
+        NotifyEvent::Failed | NotifyEvent::RolledBack | NotifyEvent::Aborted => Some("failed"),
+        NotifyEvent::Paused | NotifyEvent::Promoted => None,
+    }
+}
+
+/// A status description: GitHub takes at most 140 characters.
+fn description(
+    facts: &RunFacts,
+    event: NotifyEvent,
+    revision: Option<u64>,
+    message: &str,
+) -> String {
+    let text = match (event, revision) {
+        (NotifyEvent::Started, _) => format!("berth is deploying to {}", facts.environment),
+        (NotifyEvent::Succeeded, Some(r)) => {
+            format!("revision {r} is live in {}", facts.environment)
+        }
+        _ => format!("{event}: {message}"),
+    };
+    let mut out: String = text.chars().take(140).collect();
+    if out.len() < text.len() {
+        out.pop();
+        out.push('…');
+    }
+    out
+}
+
+/// `group/name` as one path segment.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl ForgeTask {
+    async fn run(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<ForgeEvent>) {
+        let mut deployment: Option<u64> = None;
+        let mut warned = false;
+        while let Some(e) = rx.recv().await {
+            let Some(sha) = self.facts.commit.clone() else {
+                if !warned {
+                    warned = true;
+                    warn(
+                        &*self.sink,
+                        format!(
+                            "notify: {} is skipped: the run has no commit to set a status on",
+                            self.name
+                        ),
+                    );
+                }
+                continue;
+            };
+            let text = description(&self.facts, e.event, e.revision, &e.message);
+            let api = self.api.expose().trim_end_matches('/').to_string();
+            let context = format!("berth/{}", self.facts.environment);
+            match &self.forge {
+                Forge::GitHub {
+                    repository,
+                    token,
+                    deployments,
+                } => {
+                    let (state, deploy_state) = github_states(e.event);
+                    let post = |path: String, body: serde_json::Value| {
+                        self.client
+                            .post(format!("{api}/repos/{repository}/{path}"))
+                            .bearer_auth(token.expose())
+                            .header("accept", "application/vnd.github+json")
+                            .header("x-github-api-version", "2022-11-28")
+                            .json(&body)
+                    };
+                    let status = post(
+                        format!("statuses/{sha}"),
+                        json!({"state": state, "description": text, "context": context}),
+                    );
+                    deliver(status, &self.name, e.event, &*self.sink).await;
+                    if !deployments {
+                        continue;
+                    }
+                    if deployment.is_none() {
+                        let create = post(
+                            "deployments".into(),
+                            json!({
+                                "ref": sha, "environment": self.facts.environment,
+                                "description": text, "auto_merge": false,
+                                "required_contexts": [],
+                                "payload": {"run": self.facts.run, "namespace": self.facts.namespace},
+                            }),
+                        );
+                        deployment = deliver(create, &self.name, e.event, &*self.sink)
+                            .await
+                            .and_then(|v| v["id"].as_u64());
+                    }
+                    if let Some(id) = deployment {
+                        let status = post(
+                            format!("deployments/{id}/statuses"),
+                            json!({"state": deploy_state, "description": text,
+                                   "environment": self.facts.environment}),
+                        );
+                        deliver(status, &self.name, e.event, &*self.sink).await;
+                    }
+                }
+                Forge::GitLab { project, token } => {
+                    let Some(state) = gitlab_state(e.event) else {
+                        continue;
+                    };
+                    let request = self
+                        .client
+                        .post(format!(
+                            "{api}/api/v4/projects/{}/statuses/{sha}",
+                            path_segment(project)
+                        ))
+                        .header("private-token", token.expose())
+                        .json(&json!({"state": state, "name": context, "description": text}));
+                    deliver(request, &self.name, e.event, &*self.sink).await;
+                }
             }
         }
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_testkit::TestContext;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{Repo, git, hello_project};
 
@@ -41,6 +41,13 @@ pub(crate) fn events_of(hooks: &[Got]) -> Vec<String> {
         .collect()
 }
 
+/// What a receiver answers a request: status and JSON body.
+type Answer = Arc<dyn Fn(&Got) -> (u16, String) + Send + Sync>;
+
+fn ok() -> Answer {
+    Arc::new(|_| (200, String::new()))
+}
+
 /// A loopback HTTP/1.1 server that records every request and answers 200.
 pub(crate) struct Receiver {
     pub(crate) port: u16,
@@ -49,9 +56,17 @@ pub(crate) struct Receiver {
 
 impl Receiver {
     pub(crate) fn start() -> Receiver {
+        Receiver::answering(ok())
+    }
+
+    /// A receiver that answers each request with `answer`'s status and body.
+    pub(crate) fn answering(answer: Answer) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        Receiver::serve(listener, port)
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || accept(listener, g, answer));
+        Receiver { port, got }
     }
 
     /// A receiver on a port that refuses connections for `down`, then listens.
@@ -69,16 +84,9 @@ impl Receiver {
         std::thread::spawn(move || {
             std::thread::sleep(down);
             let listener = TcpListener::bind(("127.0.0.1", port)).expect("the port again");
-            accept(listener, got);
+            accept(listener, got, ok());
         });
         r
-    }
-
-    fn serve(listener: TcpListener, port: u16) -> Receiver {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let g = got.clone();
-        std::thread::spawn(move || accept(listener, g));
-        Receiver { port, got }
     }
 
     pub(crate) fn got(&self) -> Vec<Got> {
@@ -99,14 +107,25 @@ impl Receiver {
     }
 }
 
-fn accept(listener: TcpListener, got: Arc<Mutex<Vec<Got>>>) {
+fn accept(listener: TcpListener, got: Arc<Mutex<Vec<Got>>>, answer: Answer) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        if let Some(g) = read_request(&stream) {
-            got.lock().unwrap().push(g);
-        }
+        let (status, body) = match read_request(&stream) {
+            Some(g) => {
+                let a = answer(&g);
+                got.lock().unwrap().push(g);
+                a
+            }
+            None => (400, String::new()),
+        };
         let mut s = stream;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        let _ = s.write_all(
+            format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
     }
 }
 
@@ -367,4 +386,205 @@ async fn the_servers_runs_notify_only_through_its_berth_notify_variables() {
         events.contains("comes from a variable the server sets"),
         "{events}"
     );
+}
+
+/// Answers as GitHub's REST API does for statuses (201) and deployments (201 with an id), and
+/// refuses (422, as GitHub's "Validation Failed") a request whose shape its documentation does
+/// not allow: this stand-in checks what berth sends, the test then reads what came.
+fn github_answer() -> Answer {
+    let next = Arc::new(Mutex::new(4242u64));
+    Arc::new(move |g: &Got| {
+        let body: Value = serde_json::from_slice(&g.body).unwrap_or(Value::Null);
+        let headers_ok = g.header("authorization") == "Bearer gh-token-for-test"
+            && g.header("accept") == "application/vnd.github+json"
+            && g.header("x-github-api-version") == "2022-11-28"
+            && g.header("content-type") == "application/json"
+            && !g.header("user-agent").is_empty();
+        let desc_ok = body["description"]
+            .as_str()
+            .is_some_and(|d| d.chars().count() <= 140);
+        let parts: Vec<&str> = g.path.trim_start_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["repos", "team", "hello", "statuses", sha]
+                if headers_ok
+                    && desc_ok
+                    && sha.len() == 40
+                    && ["error", "failure", "pending", "success"]
+                        .contains(&body["state"].as_str().unwrap_or(""))
+                    && body["context"] == "berth/dev" =>
+            {
+                (201, json!({"state": body["state"]}).to_string())
+            }
+            ["repos", "team", "hello", "deployments"]
+                if headers_ok
+                    && body["ref"].as_str().is_some_and(|r| r.len() == 40)
+                    && body["environment"] == "dev"
+                    && body["auto_merge"] == false
+                    && body["required_contexts"] == json!([]) =>
+            {
+                let mut n = next.lock().unwrap();
+                *n += 1;
+                (201, json!({"id": *n - 1, "environment": "dev"}).to_string())
+            }
+            ["repos", "team", "hello", "deployments", id, "statuses"]
+                if headers_ok
+                    && desc_ok
+                    && id.parse::<u64>().is_ok()
+                    && [
+                        "error",
+                        "failure",
+                        "inactive",
+                        "in_progress",
+                        "queued",
+                        "pending",
+                        "success",
+                    ]
+                    .contains(&body["state"].as_str().unwrap_or(""))
+                    && body["environment"] == "dev" =>
+            {
+                (201, json!({"state": body["state"]}).to_string())
+            }
+            _ => (422, json!({"message": "Validation Failed"}).to_string()),
+        }
+    })
+}
+
+/// As GitLab's `POST /projects/:id/statuses/:sha`.
+fn gitlab_answer() -> Answer {
+    Arc::new(|g: &Got| {
+        let body: Value = serde_json::from_slice(&g.body).unwrap_or(Value::Null);
+        let ok = g
+            .path
+            .starts_with("/api/v4/projects/team%2Fhello/statuses/")
+            && g.path.len() == "/api/v4/projects/team%2Fhello/statuses/".len() + 40
+            && g.header("private-token") == "gl-token-for-test"
+            && ["pending", "running", "success", "failed", "canceled"]
+                .contains(&body["state"].as_str().unwrap_or(""))
+            && body["name"] == "berth/dev";
+        if ok {
+            (201, json!({"status": body["state"]}).to_string())
+        } else {
+            (400, json!({"message": "400 Bad request"}).to_string())
+        }
+    })
+}
+
+/// `(path, state)` of each request a forge got, in order.
+fn states(got: &[Got]) -> Vec<(String, String)> {
+    got.iter()
+        .map(|g| {
+            let path = g
+                .path
+                .rsplit_once("/statuses")
+                .map_or(g.path.clone(), |(p, _)| format!("{p}/statuses"));
+            (path, g.json()["state"].as_str().unwrap_or("-").to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn github_gets_commit_and_deployment_statuses_and_gitlab_commit_statuses_in_their_api_shapes()
+{
+    let ctx = TestContext::new("notify-forges").await;
+    let github = Receiver::answering(github_answer());
+    let gitlab = Receiver::answering(gitlab_answer());
+    let p = project(
+        &ctx,
+        &format!(
+            "      - github: {{ repository: team/hello, token-env: BERTH_TEST_GH_TOKEN, api-url: \"http://127.0.0.1:{}\" }}\n      - gitlab: {{ project: team/hello, token-env: BERTH_TEST_GL_TOKEN, api-url: \"http://127.0.0.1:{}/\" }}\n",
+            github.port, gitlab.port
+        ),
+    );
+    let env = [
+        ("BERTH_TEST_GH_TOKEN", "gh-token-for-test".to_string()),
+        ("BERTH_TEST_GL_TOKEN", "gl-token-for-test".to_string()),
+    ];
+    let (code, out) = berth_run(&ctx, &p, &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("token-for-test"),
+        "tokens are never printed: {out}"
+    );
+    assert!(
+        !out.contains("refused"),
+        "every request had the documented shape: {out}"
+    );
+    let sha = String::from_utf8(
+        Command::new("git")
+            .arg("-C")
+            .arg(&p.dir)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let statuses = "/repos/team/hello/statuses".to_string();
+    let deployments = "/repos/team/hello/deployments".to_string();
+    let first = "/repos/team/hello/deployments/4242/statuses".to_string();
+    let s = |p: &String, st: &str| (p.clone(), st.to_string());
+    let got = github.got();
+    assert_eq!(
+        states(&got),
+        [
+            s(&statuses, "pending"),
+            s(&deployments, "-"),
+            s(&first, "in_progress"),
+            s(&statuses, "success"),
+            s(&first, "success"),
+        ],
+        "{got:#?}"
+    );
+    assert!(got[0].path.ends_with(&sha), "the run's commit: {got:#?}");
+    assert_eq!(got[1].json()["ref"], sha.as_str());
+    assert!(
+        got[3].json()["description"]
+            .as_str()
+            .unwrap()
+            .contains("revision 1 is live"),
+        "{got:#?}"
+    );
+    let lab = gitlab.got();
+    assert_eq!(
+        lab.iter()
+            .map(|g| g.json()["state"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>(),
+        ["running", "success"],
+        "{lab:#?}"
+    );
+
+    // A release that is rolled back: failures, on a second deployment.
+    p.edit(
+        "k8s/app.yaml",
+        "      labels: {app: hello}\n",
+        "      labels: {app: hello}\n      annotations: {berth.dev/simulate: crash-loop}\n",
+    );
+    git(&p.dir, &["commit", "-q", "-am", "crash"]);
+    let (code, out) = berth_run(&ctx, &p, &env);
+    assert_eq!(code, 1, "{out}");
+    let second = "/repos/team/hello/deployments/4243/statuses".to_string();
+    let got = github.got();
+    assert_eq!(
+        states(&got[5..]),
+        [
+            s(&statuses, "pending"),
+            s(&deployments, "-"),
+            s(&second, "in_progress"),
+            s(&statuses, "failure"),
+            s(&second, "failure"),
+        ],
+        "{got:#?}"
+    );
+    assert!(
+        got[8].json()["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("rolled-back: "),
+        "{got:#?}"
+    );
+    let lab = gitlab.got();
+    assert_eq!(lab.len(), 4, "{lab:#?}");
+    assert_eq!(lab[3].json()["state"], "failed");
 }
