@@ -121,6 +121,9 @@ pub struct Request {
     /// Whether the environment's canary steps run (`strategy.canary`). `berth dev`'s rebuilds
     /// on save move every pod at once: a pause there would hold the developer's loop.
     pub canary: bool,
+    /// The host's outbox for the run's webhook and Slack messages (`berth serve`'s store);
+    /// `None`: the run sends them itself and waits for them at its end.
+    pub outbox: Option<Arc<dyn berth_types::Outbox>>,
 }
 
 /// What a successful run did.
@@ -288,7 +291,7 @@ impl Engine {
                 } else {
                     crate::notify::Host::Process
                 };
-                crate::notify::Notifier::for_run(env, facts, sink.clone(), host)
+                crate::notify::Notifier::for_run(env, facts, sink.clone(), host, req.outbox.clone())
             }),
         };
         let Some(mut notifier) = notifier else {
@@ -353,6 +356,7 @@ impl Engine {
             cancel,
             notify: _,
             canary,
+            outbox: _,
         } = req;
         let mut env = choose_environment(&config, environment.as_deref(), branch.as_deref())
             .map_err(|e| EngineError::Setup(e.to_string()))?

@@ -1,7 +1,7 @@
 //! Telling an environment's receivers (`environments[].notify`) of a run: started, a
 //! canary's pauses and promotion, succeeded, failed, rolled back, aborted. Webhooks and Slack
 //! get a message per event; GitHub and GitLab get commit statuses (and GitHub deployments),
-//! each forge's requests in order from a task of its own ([`ForgeTask`]).
+//! each forge's requests in order from a task of its own.
 //!
 //! Each event goes once to each receiver that wants it. A delivery is retried with backoff
 //! (after 1, 2, 4, 8, 16 and 32 s) on a transport error, a timeout, 408, 429 or a 5xx, and
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_config::{Environment, Notification, NotifyTarget, UrlFrom};
-use berth_types::{Event, EventSink, Level, NotifyEvent, Secret, Step};
+use berth_types::{Event, EventSink, Level, NotifyEvent, Outbox, Queued, Secret, Step};
 use serde_json::json;
 
 /// The waits between attempts of one delivery.
@@ -60,6 +60,8 @@ struct Receiver {
     on: Vec<NotifyEvent>,
     /// A forge's statuses (`url` is then its API's base): told in order, by one task.
     forge: Option<Forge>,
+    /// The variables of its URL and key, when both come from variables (what an outbox keeps).
+    vars: Option<(String, Option<String>)>,
 }
 
 /// A forge berth writes statuses to.
@@ -93,6 +95,8 @@ pub struct Notifier {
     deliveries: Vec<tokio::task::JoinHandle<()>>,
     /// The queue of each forge receiver's task, by receiver index.
     forges: Vec<(usize, tokio::sync::mpsc::UnboundedSender<ForgeEvent>)>,
+    /// The host's outbox: webhook and Slack messages go there instead of out.
+    outbox: Option<Arc<dyn Outbox>>,
 }
 
 fn warn(sink: &dyn EventSink, message: String) {
@@ -112,6 +116,7 @@ impl Notifier {
         facts: RunFacts,
         sink: Arc<dyn EventSink>,
         host: Host,
+        outbox: Option<Arc<dyn Outbox>>,
     ) -> Notifier {
         let mut receivers = Vec::new();
         for n in &env.notify {
@@ -147,6 +152,7 @@ impl Notifier {
             sent: Vec::new(),
             deliveries: Vec::new(),
             forges: Vec::new(),
+            outbox,
         };
         if let Some(client) = n.client.clone() {
             for (i, r) in n.receivers.iter().enumerate() {
@@ -224,21 +230,41 @@ impl Notifier {
                 None => format!("{}.{}.{i}", self.facts.run, event.as_str()),
                 Some(step) => format!("{}.{}.{step}.{i}", self.facts.run, event.as_str()),
             };
-            let mut request = client
-                .post(r.url.expose())
-                .header("content-type", "application/json")
-                .header("x-berth-event", event.as_str())
-                .header("x-berth-delivery", &delivery);
-            if let Some(key) = &r.key {
-                request = request.header(
-                    "x-berth-signature-256",
-                    berth_hooks::webhook::github_signature(key, &body),
-                );
-            }
-            let request = request.body(body);
+            let request = webhook_request(
+                client,
+                &r.url,
+                r.key.as_ref(),
+                &delivery,
+                event,
+                body.clone(),
+            );
             let name = r.name.clone();
             let sink = self.sink.clone();
+            let kept = match (&self.outbox, &r.vars) {
+                (Some(outbox), Some((url_env, key_env))) => Some((
+                    outbox.clone(),
+                    Queued {
+                        delivery,
+                        run: self.facts.run.clone(),
+                        receiver: name.clone(),
+                        url_env: url_env.clone(),
+                        key_env: key_env.clone(),
+                        event,
+                        body: String::from_utf8(body).expect("JSON is UTF-8"),
+                    },
+                )),
+                _ => None,
+            };
             self.deliveries.push(tokio::spawn(async move {
+                if let Some((outbox, queued)) = kept {
+                    match outbox.put(queued).await {
+                        Ok(()) => return,
+                        Err(e) => warn(
+                            &*sink,
+                            format!("notify: the outbox did not keep the {event} message for {name} ({e}); sending it now"),
+                        ),
+                    }
+                }
                 deliver(request, &name, event, &*sink).await;
             }));
         }
@@ -255,6 +281,7 @@ impl Notifier {
             sent: std::mem::take(&mut self.sent),
             deliveries: std::mem::take(&mut self.deliveries),
             forges: std::mem::take(&mut self.forges),
+            outbox: self.outbox.clone(),
         }
     }
 
@@ -323,6 +350,7 @@ fn resolve(n: &Notification, host: Host, sink: &dyn EventSink) -> Option<Receive
         }
     };
     let mut forge = None;
+    let mut vars = None;
     let (slack, url, key) = match &n.target {
         NotifyTarget::GitHub {
             repository,
@@ -355,6 +383,11 @@ fn resolve(n: &Notification, host: Host, sink: &dyn EventSink) -> Option<Receive
                 Some(v) => Some(var(v)?),
                 None => None,
             };
+            let url_var = match url {
+                UrlFrom::Env(v) => Some(v.clone()),
+                UrlFrom::Literal(_) => None,
+            };
+            vars = url_var.map(|u| (u, secret_env.clone()));
             let url = match url {
                 UrlFrom::Literal(_) if host == Host::Server => {
                     skip(format!(
@@ -367,7 +400,10 @@ fn resolve(n: &Notification, host: Host, sink: &dyn EventSink) -> Option<Receive
             };
             (false, url, key)
         }
-        NotifyTarget::Slack { url_env } => (true, var(url_env)?, None),
+        NotifyTarget::Slack { url_env } => {
+            vars = Some((url_env.clone(), None));
+            (true, var(url_env)?, None)
+        }
     };
     let u = url.expose();
     if !(u.starts_with("https://") || u.starts_with("http://")) {
@@ -381,7 +417,108 @@ fn resolve(n: &Notification, host: Host, sink: &dyn EventSink) -> Option<Receive
         key,
         on: n.on.clone(),
         forge,
+        vars,
     })
+}
+
+/// A webhook's (or Slack's) POST of `body`.
+fn webhook_request(
+    client: &reqwest::Client,
+    url: &Secret,
+    key: Option<&Secret>,
+    delivery: &str,
+    event: NotifyEvent,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let mut request = client
+        .post(url.expose())
+        .header("content-type", "application/json")
+        .header("x-berth-event", event.as_str())
+        .header("x-berth-delivery", delivery);
+    if let Some(key) = key {
+        request = request.header(
+            "x-berth-signature-256",
+            berth_hooks::webhook::github_signature(key, &body),
+        );
+    }
+    request.body(body)
+}
+
+/// How one attempt of an outbox's message ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Worth another attempt (no connection, a timeout, 408, 429, 5xx): why.
+    Retry(String),
+    /// Final (another answer, or the receiver cannot be read): why.
+    Final(String),
+}
+
+/// The waits between attempts of an outbox's message: as a run's own, then every 5 minutes;
+/// `None` once it is time to give up (after about an hour).
+pub fn outbox_wait(attempts: u32) -> Option<Duration> {
+    const WAITS: [u64; 9] = [1, 2, 4, 8, 16, 32, 60, 120, 300];
+    match attempts {
+        0 => Some(Duration::ZERO),
+        n if n < 20 => Some(Duration::from_secs(
+            WAITS[(n as usize - 1).min(WAITS.len() - 1)],
+        )),
+        _ => None,
+    }
+}
+
+/// Sends outbox messages for `berth serve` (its sender loop keeps the schedule).
+pub struct OutboxSender {
+    client: reqwest::Client,
+}
+
+impl OutboxSender {
+    /// A sender with the run's own client settings (no redirects, 10 s per attempt).
+    pub fn new() -> Result<OutboxSender, String> {
+        reqwest::Client::builder()
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .timeout(ATTEMPT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map(|client| OutboxSender { client })
+            .map_err(|e| e.to_string())
+    }
+
+    /// One attempt of `m`, its URL and key read now from the server's variables (under the
+    /// server's rules: only `BERTH_NOTIFY_` ones).
+    pub async fn attempt(&self, m: &Queued) -> Attempt {
+        let read = |v: &str| match Host::Server.read(v) {
+            Ok(Some(value)) if !value.is_empty() => Ok(Secret::new(value)),
+            Ok(_) => Err(format!("the server's variable `{v}` is not set")),
+            Err(why) => Err(format!("`{v}`: {why}")),
+        };
+        let url = match read(&m.url_env) {
+            Ok(u) => u,
+            Err(why) => return Attempt::Final(why),
+        };
+        let key = match m.key_env.as_deref().map(read).transpose() {
+            Ok(k) => k,
+            Err(why) => return Attempt::Final(why),
+        };
+        let request = webhook_request(
+            &self.client,
+            &url,
+            key.as_ref(),
+            &m.delivery,
+            m.event,
+            m.body.clone().into_bytes(),
+        );
+        match request.send().await {
+            Ok(r) if r.status().is_success() => Attempt::Delivered,
+            Ok(r) if retryable(Some(r.status())) => Attempt::Retry(format!("HTTP {}", r.status())),
+            Ok(r) => Attempt::Final(format!("HTTP {}", r.status())),
+            // The error's text can hold the URL: only its kind is kept.
+            Err(e) if e.is_timeout() => Attempt::Retry("no answer in time".into()),
+            Err(e) if e.is_connect() => Attempt::Retry("connection refused or unreachable".into()),
+            Err(_) => Attempt::Retry("the request failed".into()),
+        }
+    }
 }
 
 /// Whether an answer (or its absence) is worth another attempt.

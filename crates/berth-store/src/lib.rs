@@ -53,6 +53,7 @@ mod error;
 mod events;
 mod migrate;
 mod model;
+mod notifications;
 mod runs;
 mod sessions;
 mod tokens;
@@ -77,6 +78,7 @@ pub use model::{
     Accepted, NewDelivery, NewRun, Role, Run, RunFilter, RunId, RunState, Session, StoredEvent,
     TokenInfo, Trigger, UnknownName,
 };
+pub use notifications::{DueNotification, NewNotification, NotificationState};
 pub use sessions::SESSION_SEEN_GRANULARITY;
 pub use tokens::{LAST_USED_GRANULARITY, TOKEN_PREFIX};
 

@@ -47,7 +47,7 @@ pub use digest::{Digest, DigestError};
 pub use event::{Event, EventSink, ForService, Level, State};
 pub use image_ref::{ImageRef, ImageRefError};
 pub use mask::{ColumnRef, MaskRule};
-pub use notify::{NotifyEvent, UnknownEvent};
+pub use notify::{NotifyEvent, Outbox, Queued, UnknownEvent};
 pub use secret::{SafeUrl, Secret};
 pub use step::{Step, StepOf, UnknownStep};
 

@@ -91,3 +91,32 @@ mod tests {
         assert!("rolledback".parse::<NotifyEvent>().is_err());
     }
 }
+
+/// A message a run hands to its host's outbox instead of sending it itself (`berth serve`
+/// keeps it in its store and sends it with retries, across restarts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queued {
+    /// `RUN.EVENT.N`: the `X-Berth-Delivery` header.
+    pub delivery: String,
+    /// The run's id.
+    pub run: String,
+    /// The receiver, for messages (`webhook $VAR`).
+    pub receiver: String,
+    /// The variable holding the receiver's URL (never the URL).
+    pub url_env: String,
+    /// The variable holding the HMAC key, if signed.
+    pub key_env: Option<String>,
+    /// The event.
+    pub event: NotifyEvent,
+    /// The exact JSON body.
+    pub body: String,
+}
+
+/// Where a host keeps a run's messages until they are delivered.
+pub trait Outbox: Send + Sync {
+    /// Keeps `message`; an error says why it could not (the run then sends it itself).
+    fn put(
+        &self,
+        message: Queued,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>;
+}

@@ -229,6 +229,8 @@ async fn drive(
         cancel: CancelToken::new(),
         notify: release.then(berth_pipeline::notify::new_run_id),
         canary: release,
+        // `berth run` sends its messages itself and waits for them at its end.
+        outbox: None,
     };
     match engine.execute(request, sink).await {
         Ok(out) => {

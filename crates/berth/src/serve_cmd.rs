@@ -14,7 +14,7 @@ use berth_server::executor::{
     ReleaseView, Target,
 };
 use berth_server::{ServeConfig, Server};
-use berth_types::EventSink;
+use berth_types::{EventSink, Outbox, Queued};
 use clap::{Args, Subcommand};
 use futures::future::BoxFuture;
 
@@ -211,15 +211,25 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
                 .into(),
         );
     }
-    let executor = Arc::new(EngineExecutor(Arc::new(Engine::new(
-        args.kubeconfig.clone(),
-        args.context.clone(),
-        args.tools.tools(),
-        Arc::new(args.builder.clone()),
-    ))));
+    let outbox: Arc<std::sync::OnceLock<Arc<dyn Outbox>>> = Arc::default();
+    let executor = Arc::new(EngineExecutor(
+        Arc::new(Engine::new(
+            args.kubeconfig.clone(),
+            args.context.clone(),
+            args.tools.tools(),
+            Arc::new(args.builder.clone()),
+        )),
+        outbox.clone(),
+    ));
     let server = Server::open(config, executor)
         .await
         .map_err(|e| e.to_string())?;
+    // The runs' webhook and Slack messages go through the store, sent from here with retries:
+    // a restart of the server loses none.
+    let store = server.store().clone();
+    let _ = outbox.set(Arc::new(StoreOutbox(store.clone())));
+    let sender = berth_pipeline::notify::OutboxSender::new()?;
+    tokio::spawn(send_outbox(store, sender));
     let repos: Vec<String> = server
         .config()
         .repositories
@@ -297,10 +307,108 @@ async fn token(cmd: TokenCommand) -> Result<ExitCode, String> {
 
 /// The engine as the server sees it: [`berth_pipeline::engine::Engine`], the same as
 /// `berth run`'s, with the server's containment of the repositories it delivers.
-pub struct EngineExecutor(Arc<Engine>);
+pub struct EngineExecutor(Arc<Engine>, Arc<std::sync::OnceLock<Arc<dyn Outbox>>>);
+
+/// The server's store as the runs' outbox.
+struct StoreOutbox(berth_store::Store);
+
+impl Outbox for StoreOutbox {
+    fn put(
+        &self,
+        m: Queued,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.0
+                .enqueue_notification(&berth_store::NewNotification {
+                    delivery: m.delivery,
+                    run: m.run,
+                    receiver: m.receiver,
+                    url_env: m.url_env,
+                    key_env: m.key_env,
+                    event: m.event.as_str().to_string(),
+                    body: m.body,
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Sends what is due in the store's outbox, for as long as the server runs: each message
+/// until it is delivered, refused, or out of attempts (about an hour).
+async fn send_outbox(store: berth_store::Store, sender: berth_pipeline::notify::OutboxSender) {
+    use berth_pipeline::notify::{Attempt, outbox_wait};
+    use berth_store::NotificationState;
+    loop {
+        let due = match store.due_notifications(50).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("notify: reading the outbox: {e}");
+                Vec::new()
+            }
+        };
+        for d in due {
+            let Ok(event) = d.message.event.parse::<berth_types::NotifyEvent>() else {
+                continue;
+            };
+            let queued = Queued {
+                delivery: d.message.delivery.clone(),
+                run: d.message.run.clone(),
+                receiver: d.message.receiver.clone(),
+                url_env: d.message.url_env.clone(),
+                key_env: d.message.key_env.clone(),
+                event,
+                body: d.message.body.clone(),
+            };
+            let now = jiff::Timestamp::now();
+            let (state, next, error) = match sender.attempt(&queued).await {
+                Attempt::Delivered => {
+                    tracing::info!(
+                        "notify: {} told of {event} (run {})",
+                        queued.receiver,
+                        queued.run
+                    );
+                    (NotificationState::Delivered, now, None)
+                }
+                Attempt::Retry(why) => match outbox_wait(d.attempts + 1) {
+                    Some(wait) => (
+                        NotificationState::Pending,
+                        now + jiff::SignedDuration::try_from(wait).unwrap_or_default(),
+                        Some(why),
+                    ),
+                    None => {
+                        tracing::warn!(
+                            "notify: {} was not told of {event} (run {}): {why}, after {} attempts",
+                            queued.receiver,
+                            queued.run,
+                            d.attempts + 1
+                        );
+                        (NotificationState::Failed, now, Some(why))
+                    }
+                },
+                Attempt::Final(why) => {
+                    tracing::warn!(
+                        "notify: {} refused the {event} message (run {}): {why}; not retried",
+                        queued.receiver,
+                        queued.run
+                    );
+                    (NotificationState::Failed, now, Some(why))
+                }
+            };
+            if let Err(e) = store
+                .notification_attempted(d.id, state, next, error.as_deref())
+                .await
+            {
+                tracing::warn!("notify: recording an attempt in the outbox: {e}");
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
 
 /// A job of the server as a run of the engine.
-fn request(job: Job) -> Result<Request, Failure> {
+fn request(job: Job, outbox: Option<Arc<dyn Outbox>>) -> Result<Request, Failure> {
     let config =
         berth_config::load(&job.checkout.config).map_err(|e| Failure::msg(e.to_string()))?;
     let action = match job.action {
@@ -333,15 +441,17 @@ fn request(job: Job) -> Result<Request, Failure> {
         cancel: job.cancel,
         notify: Some(job.run.to_string()),
         canary: true,
+        outbox,
     })
 }
 
 async fn execute_job(
     engine: &Engine,
     job: Job,
+    outbox: Option<Arc<dyn Outbox>>,
     sink: Arc<dyn EventSink>,
 ) -> Result<Outcome, Failure> {
-    match engine.execute(request(job)?, sink).await {
+    match engine.execute(request(job, outbox)?, sink).await {
         Ok(out) => Ok(Outcome {
             environment: out.environment,
             namespace: out.namespace,
@@ -370,10 +480,11 @@ impl Executor for EngineExecutor {
         // `job.cancel`, which the engine checks at step boundaries; dropping the returned
         // future (the server shutting down) drops `cancel`, which ends the task there too.
         let engine = self.0.clone();
+        let outbox = self.1.get().cloned();
         let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             tokio::select! {
-                r = execute_job(&engine, job, sink) => r,
+                r = execute_job(&engine, job, outbox, sink) => r,
                 _ = cancelled => Err(Failure::msg("cancelled")),
             }
         });

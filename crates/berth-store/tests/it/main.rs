@@ -8,6 +8,7 @@ mod concurrency;
 mod deliveries;
 mod events;
 mod migrations;
+mod notifications;
 mod runs;
 mod secrets;
 mod sessions;

@@ -59,6 +59,15 @@ impl Receiver {
         Receiver::answering(ok())
     }
 
+    /// A receiver listening from now on `port` (one a test kept free).
+    pub(crate) fn listen_on(port: u16) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("the port");
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || accept(listener, g, ok()));
+        Receiver { port, got }
+    }
+
     /// A receiver that answers each request with `answer`'s status and body.
     pub(crate) fn answering(answer: Answer) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -385,6 +394,74 @@ async fn the_servers_runs_notify_only_through_its_berth_notify_variables() {
     assert!(
         events.contains("comes from a variable the server sets"),
         "{events}"
+    );
+}
+
+#[tokio::test]
+async fn the_servers_messages_wait_in_its_store_for_a_receiver_down_across_a_kill_and_restart() {
+    use crate::serve::{Api, Rig};
+    let ctx = TestContext::new("notify-outbox").await;
+    // A port nothing listens on until the receiver starts, after the server's restart.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut rig = Rig::new(&ctx, None, "");
+    let cfg = rig.work.join("berth.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "    deploy: { timeout: 2m }\n",
+        "    deploy: { timeout: 2m }\n    notify:\n      - webhook: { url-env: BERTH_NOTIFY_TEST_HOOK, secret-env: BERTH_NOTIFY_TEST_KEY }\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    rig.env.push((
+        "BERTH_NOTIFY_TEST_HOOK".into(),
+        format!("http://127.0.0.1:{port}/hook"),
+    ));
+    rig.env.push(("BERTH_NOTIFY_TEST_KEY".into(), KEY.into()));
+    let viewer = rig.token(&ctx, None, "viewer", "viewer");
+    let mut server = rig.serve(&ctx, None);
+    let api = Api::new(&rig, Some(&viewer));
+    let commit = rig.push("told later");
+    let id = api.run_for(&commit).await;
+    let run = api.wait_run(&id, &rig).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", rig.log());
+    // A few attempts fail while nothing listens; then the server dies as under kill -9.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.kill();
+    let receiver = Receiver::listen_on(port);
+    let _server = rig.serve(&ctx, None);
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut hooks = Vec::new();
+    while hooks.len() < 2 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        hooks = receiver.got();
+    }
+    assert_eq!(
+        events_of(&hooks),
+        ["started", "succeeded"],
+        "the restarted server sent what its store kept: {hooks:#?}\n{}",
+        rig.log()
+    );
+    for g in &hooks {
+        assert_eq!(
+            g.header("x-berth-signature-256"),
+            openssl_signature(&g.body)
+        );
+        assert!(
+            g.header("x-berth-delivery")
+                .starts_with(&format!("{}.", id.trim_matches('"'))),
+            "{g:?}"
+        );
+        assert_eq!(g.json()["run"], id.trim_matches('"'), "{g:?}");
+    }
+    // Delivered once: nothing more comes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.got().len(), 2, "{:#?}", receiver.got());
+    assert!(
+        !rig.log().contains(&format!("127.0.0.1:{port}")),
+        "the receiver's URL is never logged: {}",
+        rig.log()
     );
 }
 
