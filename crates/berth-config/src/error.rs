@@ -387,8 +387,8 @@ pub enum Problem {
     /// `strategy.canary` with no step.
     #[error("`strategy.canary.steps` is empty")]
     CanarySteps,
-    /// A check with no kind of measurement.
-    #[error("a check must have `logs`")]
+    /// A check with none or more than one kind of measurement.
+    #[error("a check must have exactly one of `logs`, `http` and `job`")]
     CheckKind,
     /// A regular expression that does not compile.
     #[error("`{pattern}` is not a regular expression: {reason}")]
@@ -606,7 +606,7 @@ impl Problem {
                 "list steps, e.g. `steps: [{weight: 20}, {pause: manual}, {weight: 100}]`, or remove `strategy`",
             ),
             CheckKind => text(
-                "write `logs: { pattern: \"ERROR\", max: 0 }`: at most `max` matching log lines of the canary pods per interval",
+                "write `logs: { pattern: \"ERROR\", max: 0 }` (the canary pods' log lines), `http: { url: https://..., status: 200 }` (a GET from where berth runs) or `job: { command: ... }` (a command in the new image, in the cluster)",
             ),
             InvalidRegex { .. } => text(
                 "write a regular expression in Rust's `regex` syntax, e.g. `ERROR|panic`; escape `(`, `[` and `.` with `\\` to match them literally",

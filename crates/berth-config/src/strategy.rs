@@ -94,6 +94,16 @@ pub(crate) struct RawCheck {
     #[schemars(with = "Option<RawLogs>")]
     #[schemars(example = serde_json::json!({"pattern": "ERROR|panic", "max": 0}))]
     pub logs: Option<Spanned<RawLogs>>,
+    /// GET a URL from where berth runs, each interval: the status (default 200), optionally
+    /// a body matching `body` and an answer within `latency`. Not on `berth serve`.
+    #[schemars(with = "Option<RawHttp>")]
+    #[schemars(example = serde_json::json!({"url": "https://canary.shop.example.com/healthz", "status": 200, "latency": "500ms"}))]
+    pub http: Option<Spanned<RawHttp>>,
+    /// Run a command (`sh -c`) as a Job in the new revision's image, with its environment,
+    /// each interval: exit 0 passes.
+    #[schemars(with = "Option<RawJob>")]
+    #[schemars(example = serde_json::json!({"command": "wget -qO- http://web/healthz | grep -q ok"}))]
+    pub job: Option<Spanned<RawJob>>,
     /// The length of one measurement. Default: 30s.
     #[schemars(with = "Option<String>")]
     #[schemars(example = serde_json::json!("1m"))]
@@ -110,6 +120,43 @@ pub(crate) struct RawCheck {
     #[schemars(example = serde_json::json!("pass"))]
     #[schemars(extend("x-wrong" = "ignore"))]
     pub no_data: Option<Spanned<String>>,
+}
+
+/// An HTTP check.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "HttpCheck")]
+pub(crate) struct RawHttp {
+    /// The URL (http or https).
+    #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("https://canary.shop.example.com/healthz"))]
+    #[schemars(extend("x-wrong" = "canary.shop.example.com"))]
+    pub url: Spanned<String>,
+    /// The status wanted. Default: 200.
+    #[schemars(with = "Option<u16>")]
+    #[schemars(example = serde_json::json!(204))]
+    #[schemars(extend("x-wrong" = "99"))]
+    pub status: Option<Spanned<u16>>,
+    /// A regular expression the body must match.
+    #[schemars(with = "Option<String>")]
+    #[schemars(example = serde_json::json!("\"status\": *\"ok\""))]
+    #[schemars(extend("x-wrong" = "ok("))]
+    pub body: Option<Spanned<String>>,
+    /// The slowest answer allowed.
+    #[schemars(with = "Option<String>")]
+    #[schemars(example = serde_json::json!("500ms"))]
+    #[schemars(extend("x-wrong" = "fast"))]
+    pub latency: Option<Spanned<String>>,
+}
+
+/// A Job check.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "JobCheck")]
+pub(crate) struct RawJob {
+    /// The command, run with `sh -c` in the new revision's image.
+    #[schemars(example = serde_json::json!("bin/smoke-test"))]
+    pub command: String,
 }
 
 /// A log check.
@@ -206,26 +253,71 @@ impl Checker<'_> {
                 }
             },
         };
-        let Some(logs) = raw.logs else {
-            self.report(at, Problem::CheckKind);
-            return None;
+        let regex = |this: &mut Self, p: &Spanned<String>| match regex_lite::Regex::new(&p.value) {
+            Ok(_) => Some(p.value.clone()),
+            Err(e) => {
+                this.report(
+                    Location::of(p),
+                    Problem::InvalidRegex {
+                        pattern: p.value.clone(),
+                        reason: e.to_string(),
+                    },
+                );
+                None
+            }
         };
-        let pattern = &logs.value.pattern;
-        if let Err(e) = regex_lite::Regex::new(&pattern.value) {
-            self.report(
-                Location::of(pattern),
-                Problem::InvalidRegex {
-                    pattern: pattern.value.clone(),
-                    reason: e.to_string(),
-                },
-            );
-            return None;
-        }
-        Some(Check {
-            kind: CheckKind::Logs {
-                pattern: pattern.value.clone(),
+        let kind = match (raw.logs, raw.http, raw.job) {
+            (Some(logs), None, None) => CheckKind::Logs {
+                pattern: regex(self, &logs.value.pattern)?,
                 max: logs.value.max.unwrap_or(0),
             },
+            (None, Some(http), None) => {
+                let h = http.value;
+                let u = &h.url.value;
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    self.report(Location::of(&h.url), Problem::InvalidUrl);
+                    return None;
+                }
+                let status = match &h.status {
+                    Some(s) if !(100..=599).contains(&s.value) => {
+                        self.report(
+                            Location::of(s),
+                            Problem::UnknownValue {
+                                value: s.value.to_string(),
+                                expected: vec!["an HTTP status, 100 to 599".into()],
+                                suggestion: None,
+                            },
+                        );
+                        return None;
+                    }
+                    Some(s) => s.value,
+                    None => 200,
+                };
+                let body = match &h.body {
+                    Some(b) => Some(regex(self, b)?),
+                    None => None,
+                };
+                let latency = match &h.latency {
+                    Some(l) => Some(self.duration(l)?),
+                    None => None,
+                };
+                CheckKind::Http {
+                    url: u.clone(),
+                    status,
+                    body,
+                    latency,
+                }
+            }
+            (None, None, Some(job)) => CheckKind::Job {
+                command: job.value.command,
+            },
+            _ => {
+                self.report(at, Problem::CheckKind);
+                return None;
+            }
+        };
+        Some(Check {
+            kind,
             interval,
             count: raw.count.unwrap_or(1).max(1),
             failure_limit: raw.failure_limit.unwrap_or(0),
@@ -270,6 +362,39 @@ mod tests {
         assert_eq!(checks[0].no_data, NoData::Pass);
         assert_eq!(c.steps[2], CanaryStep::Pause(Some(Duration::from_secs(90))));
         assert_eq!(c.steps[4], CanaryStep::Pause(None));
+    }
+
+    #[test]
+    fn http_and_job_checks_parse_and_a_check_has_one_kind() {
+        let yaml = format!(
+            "{HEAD}    strategy:\n      canary:\n        steps:\n          - check:\n              - http: {{ url: \"https://canary.example.com/healthz\", latency: 300ms }}\n              - job: {{ command: bin/smoke }}\n                interval: 1m\n"
+        );
+        let config = parse(&yaml, "berth.yaml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+        let c = config.environments[0].canary.as_ref().unwrap();
+        let CanaryStep::Check(checks) = &c.steps[0] else {
+            panic!("{c:?}");
+        };
+        assert_eq!(
+            checks[0].kind,
+            CheckKind::Http {
+                url: "https://canary.example.com/healthz".into(),
+                status: 200,
+                body: None,
+                latency: Some(Duration::from_millis(300)),
+            }
+        );
+        assert_eq!(
+            checks[1].kind,
+            CheckKind::Job {
+                command: "bin/smoke".into()
+            }
+        );
+        let all = crate::tests::errors(&format!(
+            "{HEAD}    strategy:\n      canary:\n        steps:\n          - check:\n              - http: {{ url: canary.example.com }}\n              - logs: {{ pattern: x }}\n                job: {{ command: y }}\n"
+        ));
+        let got: Vec<(u32, &Problem)> = all.iter().map(|(l, p, _)| (l.line, p)).collect();
+        assert!(got.contains(&(11, &Problem::InvalidUrl)), "{all:#?}");
+        assert!(got.contains(&(12, &Problem::CheckKind)), "{all:#?}");
     }
 
     #[test]

@@ -668,11 +668,19 @@ impl CanaryRun<'_> {
     async fn check(&self, check: &Check, at: usize) -> Result<Verdict, DeployError> {
         let what = check.kind.describe(check.interval);
         let mut failed = 0u32;
+        // A log check reads what an interval brought; a probe runs at once, then each interval.
+        let logs = matches!(check.kind, CheckKind::Logs { .. });
         for m in 1..=check.count {
-            if let Some(end) = self.watch(check.interval, None).await? {
+            if (logs || m > 1)
+                && let Some(end) = self.watch(check.interval, None).await?
+            {
                 return Ok(Verdict::Stop(end));
             }
-            let measured = self.measure(check).await?;
+            let measured = match &check.kind {
+                CheckKind::Logs { .. } => self.measure(check).await?,
+                CheckKind::Http { .. } => http_probe(&check.kind).await,
+                CheckKind::Job { command } => self.job_probe(command, at, m).await?,
+            };
             let passed = match (&measured, check.no_data) {
                 (Measured::NoData, NoData::Pass) => true,
                 (Measured::NoData, NoData::Fail) => false,
@@ -684,6 +692,7 @@ impl CanaryRun<'_> {
                     )));
                 }
                 (Measured::Lines { matched, .. }, _) => matched.len() as u64 <= check_max(check),
+                (Measured::Probe { passed, .. }, _) => *passed,
             };
             self.report(
                 at,
@@ -729,6 +738,9 @@ impl CanaryRun<'_> {
                             .join("\n"),
                     ),
                 ),
+                Measured::Probe {
+                    summary, evidence, ..
+                } => (format!("check {what} failed: {summary}"), evidence),
             };
             return Ok(Verdict::Stop(CanaryEnd::Aborted(Failure {
                 object: "canary".into(),
@@ -739,9 +751,103 @@ impl CanaryRun<'_> {
         Ok(Verdict::Pass)
     }
 
+    /// One run of a `job` check: a Job running `command` in the first canaried workload's new
+    /// image, with its container's environment; exit 0 passes, the pod's last log lines are
+    /// the evidence.
+    async fn job_probe(&self, command: &str, at: usize, m: u32) -> Result<Measured, DeployError> {
+        let Some(t) = self.targets.first() else {
+            return Ok(Measured::Probe {
+                passed: false,
+                summary: "no canaried workload to take the image from".into(),
+                evidence: None,
+            });
+        };
+        let pod = &t.new["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        let mut name = format!("{}-check-{}-{at}-{m}", self.release, self.revision);
+        name.truncate(63);
+        let name = name.trim_end_matches('-').to_string();
+        let mut container = serde_json::json!({
+            "name": "check", "image": c["image"],
+            "command": ["sh", "-c", command],
+        });
+        for k in ["env", "envFrom"] {
+            if !c[k].is_null() {
+                container[k] = c[k].clone();
+            }
+        }
+        let mut spec = serde_json::json!({"restartPolicy": "Never", "containers": [container]});
+        for k in ["imagePullSecrets", "serviceAccountName", "securityContext"] {
+            if !pod[k].is_null() {
+                spec[k] = pod[k].clone();
+            }
+        }
+        let job = serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": self.namespace,
+                         "labels": {RELEASE_LABEL: self.release, TRACK_LABEL: "check"}},
+            "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 600,
+                     "activeDeadlineSeconds": self.timeout.as_secs().max(1),
+                     "template": {"metadata": {"labels": {TRACK_LABEL: "check"}}, "spec": spec}},
+        });
+        let key = key_of(&job);
+        let cluster = &self.deployer.cluster;
+        cluster.delete(&key).await?;
+        self.lock.check()?;
+        cluster.apply(&job, FIELD_MANAGER, true).await?;
+        let finished = |j: &Value| {
+            j["status"]["succeeded"].as_u64().unwrap_or(0) > 0
+                || j["status"]["failed"].as_u64().unwrap_or(0) > 0
+        };
+        let done = self
+            .deployer
+            .guarded(
+                self.lock,
+                cluster.wait_until(&key, self.timeout + Duration::from_secs(5), finished),
+            )
+            .await?;
+        let logs = match cluster
+            .list(
+                "v1",
+                "Pod",
+                self.namespace,
+                Some(&format!("job-name={name}")),
+            )
+            .await?
+            .first()
+            .and_then(|p| p["metadata"]["name"].as_str().map(String::from))
+        {
+            Some(p) => cluster
+                .pod_logs(self.namespace, &p, None, 20, false)
+                .await
+                .ok()
+                .filter(|l| !l.trim().is_empty()),
+            None => None,
+        };
+        Ok(match done {
+            Ok(j) if j["status"]["succeeded"].as_u64().unwrap_or(0) > 0 => Measured::Probe {
+                passed: true,
+                summary: format!("Job/{name} exited 0"),
+                evidence: None,
+            },
+            Ok(_) => Measured::Probe {
+                passed: false,
+                summary: format!("Job/{name} failed"),
+                evidence: logs,
+            },
+            Err(e) => Measured::Probe {
+                passed: false,
+                summary: format!("Job/{name} did not finish: {e}"),
+                evidence: logs,
+            },
+        })
+    }
+
     /// One measurement: the canary pods' log lines of the last interval.
     async fn measure(&self, check: &Check) -> Result<Measured, DeployError> {
-        let CheckKind::Logs { pattern, .. } = &check.kind;
+        let CheckKind::Logs { pattern, .. } = &check.kind else {
+            unreachable!("measure reads logs only");
+        };
         // Checked when berth.yaml was read.
         let re = regex_lite::Regex::new(pattern).map_err(|e| DeployError::BadCheck {
             pattern: pattern.clone(),
@@ -795,8 +901,76 @@ impl CanaryRun<'_> {
 fn check_max(check: &Check) -> u64 {
     match &check.kind {
         CheckKind::Logs { max, .. } => *max,
+        _ => 0,
     }
 }
+
+/// One GET of an `http` check's URL from here.
+async fn http_probe(kind: &CheckKind) -> Measured {
+    let CheckKind::Http {
+        url,
+        status,
+        body,
+        latency,
+    } = kind
+    else {
+        unreachable!("an http check");
+    };
+    let fail = |summary: String, evidence: Option<String>| Measured::Probe {
+        passed: false,
+        summary,
+        evidence,
+    };
+    let client = match reqwest::Client::builder()
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .timeout(latency.map_or(PROBE_TIMEOUT, |l| l.max(Duration::from_secs(1)) * 2))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(format!("no HTTP client: {e}"), None),
+    };
+    let started = std::time::Instant::now();
+    let answer = match client.get(url).send().await {
+        Ok(a) => a,
+        // The error's text can hold the URL's password: only its kind is said.
+        Err(e) if e.is_timeout() => return fail("no answer in time".into(), None),
+        Err(e) if e.is_connect() => {
+            return fail("connection refused or unreachable".into(), None);
+        }
+        Err(_) => return fail("the request failed".into(), None),
+    };
+    let got = answer.status().as_u16();
+    let text = answer.text().await.unwrap_or_default();
+    let took = started.elapsed();
+    let head: String = text.chars().take(400).collect();
+    let evidence = Some(format!("HTTP {got} in {} ms: {head}", took.as_millis()));
+    if got != *status {
+        return fail(format!("answered {got}, not {status}"), evidence);
+    }
+    if let Some(b) = body {
+        let re = regex_lite::Regex::new(b).ok();
+        if !re.is_some_and(|re| re.is_match(&text)) {
+            return fail(format!("the body does not match /{b}/"), evidence);
+        }
+    }
+    if let Some(l) = latency
+        && took > *l
+    {
+        return fail(
+            format!("answered in {} ms, above {}", took.as_millis(), human(*l)),
+            evidence,
+        );
+    }
+    Measured::Probe {
+        passed: true,
+        summary: format!("HTTP {got} in {} ms", took.as_millis()),
+        evidence: None,
+    }
+}
+
+/// How long an `http` check's GET may take when it sets no `latency`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a check concluded.
 enum Verdict {
@@ -805,13 +979,21 @@ enum Verdict {
     Inconclusive(String),
 }
 
-/// One measurement of a log check.
+/// One measurement of a check.
 enum Measured {
+    /// A log check found no line.
     NoData,
+    /// A log check's lines.
     Lines {
         lines: u64,
         matched: Vec<String>,
         pods: usize,
+    },
+    /// An `http` or `job` check's outcome.
+    Probe {
+        passed: bool,
+        summary: String,
+        evidence: Option<String>,
     },
 }
 
@@ -827,6 +1009,7 @@ impl Measured {
                 "{} of {lines} line(s) from {pods} pod(s) matched",
                 matched.len()
             ),
+            Measured::Probe { summary, .. } => summary.clone(),
         }
     }
 }

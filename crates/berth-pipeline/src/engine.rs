@@ -364,6 +364,21 @@ impl Engine {
         if !canary {
             env.canary = None;
         }
+        // On the server a pushed berth.yaml writes the checks: a GET from the server could aim
+        // it at its own network, as a literal notify URL could.
+        let http_check = env.canary.iter().flat_map(|c| &c.steps).any(|s| {
+            matches!(s, berth_types::canary::CanaryStep::Check(cs)
+                if cs.iter().any(|c| matches!(c.kind, berth_types::canary::CheckKind::Http { .. })))
+        });
+        if containment.is_some() && http_check {
+            return Err(EngineError::Setup(format!(
+                "environment `{}`: on berth serve, canary `http` checks are not run (a pushed \
+                 berth.yaml could aim the server at addresses inside its network); write a \
+                 `job` check instead, which runs its command in the cluster, e.g. \
+                 `job: {{ command: \"wget -qO- http://SERVICE/healthz\" }}`",
+                env.name
+            )));
+        }
         let cluster = self
             .cluster(context.as_deref(), env.context.as_deref())
             .await

@@ -122,6 +122,24 @@ pub enum CheckKind {
         /// The most matching lines one interval may hold.
         max: u64,
     },
+    /// One GET of `url` from where berth runs: the answer must have `status`, a body matching
+    /// `body` (a regular expression) and come within `latency`.
+    Http {
+        /// The URL.
+        url: String,
+        /// The status wanted.
+        status: u16,
+        /// A regular expression the body must match.
+        body: Option<String>,
+        /// The slowest answer allowed.
+        latency: Option<Duration>,
+    },
+    /// A Job in the cluster running `command` (with `sh -c`) in the new revision's image, with
+    /// its environment: exit 0 passes.
+    Job {
+        /// The command.
+        command: String,
+    },
 }
 
 /// What a measurement with no data (the canary pods wrote no log line in the interval) means.
@@ -160,6 +178,16 @@ impl CheckKind {
                 "logs /{pattern}/ (at most {max} per {})",
                 crate::duration::human(interval)
             ),
+            CheckKind::Http { url, status, .. } => {
+                format!(
+                    "http {} (status {status})",
+                    crate::SafeUrl::new(url.clone())
+                )
+            }
+            CheckKind::Job { command } => {
+                let short: String = command.chars().take(60).collect();
+                format!("job `{short}`")
+            }
         }
     }
 }

@@ -746,3 +746,72 @@ async fn a_deploy_killed_mid_canary_is_undone_by_the_next_one_even_with_the_live
     assert!(st.contains(&"interrupted".to_string()), "{st:?}");
     assert_eq!(st.last().unwrap(), "deployed", "{st:?}");
 }
+
+#[tokio::test]
+async fn http_and_job_checks_pass_a_good_canary_and_a_failing_job_aborts_with_its_output() {
+    let ctx = TestContext::on_real_node("canary-probes").await;
+    let receiver = Receiver::start();
+    let one = format!("probes one {}", berth_testkit::unique_suffix());
+    let ex = canary_hello(
+        &ctx,
+        &one,
+        4,
+        "[{weight: 25}, {check: [{http: {url: 'http://SERVICE_IP/', body: '<h1>', latency: 5s}}, {job: {command: 'JOB'}}]}, {weight: 100}]",
+        &receiver,
+    );
+    let first = ex.run_ok(&ctx);
+    let svc = live(&ctx, "v1", "Service", "hello").await.unwrap();
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    ex.edit("berth.yaml", "SERVICE_IP", &ip);
+    // In the cluster, through the Service's name: the new image's own wget.
+    ex.edit(
+        "berth.yaml",
+        "'JOB'",
+        "'wget -qO- http://hello/ | grep -q \"<h1>\"'",
+    );
+    ex.write("web/index.html", &page("probes two"));
+    ex.commit("two");
+    let second = ex.run_ok(&ctx);
+    let checked: Vec<String> = second
+        .events
+        .iter()
+        .filter(|e| e["event"] == "canary" && e["state"] == "checked")
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        checked
+            .iter()
+            .any(|m| m.starts_with("check http") && m.contains("HTTP 200"))
+            && checked
+                .iter()
+                .any(|m| m.starts_with("check job") && m.contains("exited 0")),
+        "{checked:#?}"
+    );
+    assert_ne!(
+        image_of(&deployment(&ctx, "hello").await),
+        first.image("web")
+    );
+
+    // A smoke test that fails: aborted, with what it printed.
+    ex.edit(
+        "berth.yaml",
+        "'wget -qO- http://hello/ | grep -q \"<h1>\"'",
+        "'echo \"smoke test: checkout answered 500\"; exit 3'",
+    );
+    ex.write("web/index.html", &page("probes three"));
+    ex.commit("three");
+    let third = ex.run(&ctx);
+    assert!(!third.ok, "{third}");
+    let error = third.error();
+    assert!(
+        error.contains("aborted at its canary")
+            && error.contains("failed")
+            && error.contains("smoke test: checkout answered 500"),
+        "{error}"
+    );
+    assert_eq!(
+        image_of(&deployment(&ctx, "hello").await),
+        second.image("web")
+    );
+    assert_eq!(history(&ctx, "dev").last().unwrap()["status"], "aborted");
+}
