@@ -365,7 +365,9 @@ pub enum Problem {
         value: String,
     },
     /// A `notify` entry with none or more than one of `webhook`, `slack`, `github`, `gitlab`.
-    #[error("a `notify` entry must have exactly one of `webhook`, `slack`, `github` and `gitlab`")]
+    #[error(
+        "a `notify` entry must have exactly one of `webhook`, `slack`, `github`, `gitlab` and `email`"
+    )]
     NotifyTarget,
     /// A `notify.webhook` with neither or both of `url` and `url-env`.
     #[error("`webhook` must have exactly one of `url` and `url-env`")]
@@ -397,6 +399,12 @@ pub enum Problem {
         pattern: String,
         /// The compiler's message.
         reason: String,
+    },
+    /// A `notify.email` address that is not one plain `local@domain`.
+    #[error("`{value}` is not an e-mail address")]
+    InvalidAddress {
+        /// As written.
+        value: String,
     },
     /// A `notify.github.repository` that is not `owner/name` (or a GitLab project that is a
     /// URL).
@@ -610,6 +618,9 @@ impl Problem {
             ),
             InvalidRegex { .. } => text(
                 "write a regular expression in Rust's `regex` syntax, e.g. `ERROR|panic`; escape `(`, `[` and `.` with `\\` to match them literally",
+            ),
+            InvalidAddress { .. } => text(
+                "write one plain address per entry, e.g. `ops@example.com` (no name, no angle brackets, no comma)",
             ),
             InvalidRepository { .. } => text(
                 "write GitHub's `owner/name` (e.g. `team/shop`), or GitLab's `group/name` or numeric project id, not a URL",

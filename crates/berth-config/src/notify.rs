@@ -41,6 +41,10 @@ pub(crate) struct RawNotify {
     #[schemars(with = "Option<RawGitHub>")]
     #[schemars(example = serde_json::json!({"repository": "team/shop", "token-env": "GITHUB_TOKEN"}))]
     pub github: Option<Spanned<RawGitHub>>,
+    /// E-mail over SMTP: one plain-text message per event.
+    #[schemars(with = "Option<RawEmail>")]
+    #[schemars(example = serde_json::json!({"to": ["ops@example.com"], "from": "berth@example.com", "smtp-url-env": "SMTP_URL"}))]
+    pub email: Option<Spanned<RawEmail>>,
     /// GitLab: a commit status `berth/ENV` on the run's commit.
     #[schemars(with = "Option<RawGitLab>")]
     #[schemars(example = serde_json::json!({"project": "group/shop", "token-env": "GITLAB_TOKEN"}))]
@@ -121,6 +125,30 @@ pub(crate) struct RawGitHub {
     pub deployments: Option<bool>,
 }
 
+/// E-mail over SMTP.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "NotifyEmail")]
+pub(crate) struct RawEmail {
+    /// The addresses it goes to.
+    #[schemars(with = "Vec<String>")]
+    #[schemars(example = serde_json::json!(["ops@example.com"]))]
+    #[schemars(extend("x-wrong" = "[ops]"))]
+    pub to: Vec<Spanned<String>>,
+    /// The sender's address.
+    #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("berth@example.com"))]
+    #[schemars(extend("x-wrong" = "berth"))]
+    pub from: Spanned<String>,
+    /// The environment variable holding the server's URL: `smtps://USER:PASSWORD@HOST:465`,
+    /// `smtp://USER:PASSWORD@HOST:587?tls=required` (STARTTLS), or `smtp://HOST:25` (plain,
+    /// for a relay on the same network).
+    #[schemars(with = "String")]
+    #[schemars(example = serde_json::json!("SMTP_URL"))]
+    #[schemars(extend("x-wrong" = "smtps://me:pw@mail.example.com"))]
+    pub smtp_url_env: Spanned<String>,
+}
+
 /// GitLab's commit statuses.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -182,6 +210,15 @@ pub enum NotifyTarget {
         /// Whether deployments are recorded too.
         deployments: bool,
     },
+    /// E-mail over SMTP.
+    Email {
+        /// The addresses.
+        to: Vec<String>,
+        /// The sender.
+        from: String,
+        /// The variable holding the SMTP URL.
+        smtp_url_env: String,
+    },
     /// GitLab's commit status.
     GitLab {
         /// `group/name` or the numeric id.
@@ -220,6 +257,7 @@ impl Notification {
             NotifyTarget::Slack { url_env } => format!("slack ${url_env}"),
             NotifyTarget::GitHub { repository, .. } => format!("github {repository}"),
             NotifyTarget::GitLab { project, .. } => format!("gitlab {project}"),
+            NotifyTarget::Email { to, .. } => format!("email {}", to.join(", ")),
         }
     }
 }
@@ -264,6 +302,7 @@ impl Checker<'_> {
             raw.slack.is_some(),
             raw.github.is_some(),
             raw.gitlab.is_some(),
+            raw.email.is_some(),
         ];
         let one_kind = kinds.iter().filter(|k| **k).count() == 1;
         if !one_kind {
@@ -292,6 +331,33 @@ impl Checker<'_> {
                     token_env,
                     api_url,
                     deployments: g.deployments.unwrap_or(true),
+                })
+            }
+            _ if raw.email.is_some() => {
+                let e = raw.email.expect("checked");
+                let e_at = Location::of(&e);
+                let e = e.value;
+                let mut ok = true;
+                for a in e.to.iter().chain([&e.from]) {
+                    if !plain_address(&a.value) {
+                        self.report(
+                            Location::of(a),
+                            Problem::InvalidAddress {
+                                value: a.value.clone(),
+                            },
+                        );
+                        ok = false;
+                    }
+                }
+                if e.to.is_empty() {
+                    self.report(e_at, Problem::MissingKey { key: "to".into() });
+                    ok = false;
+                }
+                let smtp_url_env = var(self, &e.smtp_url_env);
+                ok.then(|| NotifyTarget::Email {
+                    to: e.to.iter().map(|a| a.value.clone()).collect(),
+                    from: e.from.value.clone(),
+                    smtp_url_env,
                 })
             }
             _ if raw.gitlab.is_some() => {
@@ -371,6 +437,22 @@ impl Checker<'_> {
             location: at,
         })
     }
+}
+
+/// `local@domain`, one address, nothing that could end a mail header (no space, comma or
+/// line break).
+fn plain_address(a: &str) -> bool {
+    let Some((local, domain)) = a.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && a.matches('@').count() == 1
+        && !a
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]".contains(c))
 }
 
 /// An http(s) URL with a host and no user or password in it.
@@ -464,6 +546,36 @@ mod tests {
             "{all:#?}"
         );
         assert!(got.contains(&(9, &Problem::NotifyTarget)), "{all:#?}");
+    }
+
+    #[test]
+    fn an_email_goes_to_plain_addresses_only() {
+        let yaml = format!(
+            "{HEAD}    notify:\n      - email: {{ to: [ops@example.com], from: berth@example.com, smtp-url-env: SMTP_URL }}\n"
+        );
+        let config = parse(&yaml, "berth.yaml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.environments[0].notify[0].target,
+            NotifyTarget::Email {
+                to: vec!["ops@example.com".into()],
+                from: "berth@example.com".into(),
+                smtp_url_env: "SMTP_URL".into(),
+            }
+        );
+        // A header injection, a list in one entry, a name: each refused at its line.
+        let all = errors(
+            "    notify:\n      - email: { to: [\"ops@example.com\\r\\nBcc: all@example.com\", \"a@example.com, b@example.com\"], from: \"Berth <berth@example.com>\", smtp-url-env: SMTP_URL }\n      - email: { to: [], from: berth@example.com, smtp-url-env: SMTP_URL }\n",
+        );
+        let bad = all
+            .iter()
+            .filter(|(_, p, _)| matches!(p, Problem::InvalidAddress { .. }))
+            .count();
+        assert_eq!(bad, 3, "{all:#?}");
+        assert!(
+            all.iter()
+                .any(|(l, p, _)| l.line == 9 && matches!(p, Problem::MissingKey { .. })),
+            "{all:#?}"
+        );
     }
 
     #[test]

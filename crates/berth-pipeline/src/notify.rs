@@ -1,7 +1,7 @@
 //! Telling an environment's receivers (`environments[].notify`) of a run: started, a
 //! canary's pauses and promotion, succeeded, failed, rolled back, aborted. Webhooks and Slack
-//! get a message per event; GitHub and GitLab get commit statuses (and GitHub deployments),
-//! each forge's requests in order from a task of its own.
+//! get a message per event, e-mail goes over SMTP (lettre); GitHub and GitLab get commit
+//! statuses (and GitHub deployments), each forge's requests in order from a task of its own.
 //!
 //! Each event goes once to each receiver that wants it. A delivery is retried with backoff
 //! (after 1, 2, 4, 8, 16 and 32 s) on a transport error, a timeout, 408, 429 or a 5xx, and
@@ -62,6 +62,8 @@ struct Receiver {
     forge: Option<Forge>,
     /// The variables of its URL and key, when both come from variables (what an outbox keeps).
     vars: Option<(String, Option<String>)>,
+    /// E-mail over SMTP (`url` is then the SMTP URL): to whom, from whom.
+    email: Option<(Vec<String>, String)>,
 }
 
 /// A forge berth writes statuses to.
@@ -198,6 +200,32 @@ impl Notifier {
         let at = jiff::Timestamp::now().to_string();
         for (i, r) in self.receivers.iter().enumerate() {
             if !r.on.contains(&event) {
+                continue;
+            }
+            if let Some((to, from)) = &r.email {
+                let mail = Mail {
+                    url: r.url.clone(),
+                    to: to.clone(),
+                    from: from.clone(),
+                    subject: format!(
+                        "berth: {} {event} (run {})",
+                        self.facts.environment, self.facts.run
+                    ),
+                    text: format!(
+                        "{}\n\n{message}\n\nrun {}, environment {} (namespace {}), commit {}, by {}\n",
+                        slack_text(&self.facts, event, revision, message),
+                        self.facts.run,
+                        self.facts.environment,
+                        self.facts.namespace,
+                        self.facts.commit.as_deref().unwrap_or("-"),
+                        self.facts.user,
+                    ),
+                };
+                let name = r.name.clone();
+                let sink = self.sink.clone();
+                self.deliveries.push(tokio::spawn(async move {
+                    mail.send(&name, event, &*sink).await;
+                }));
                 continue;
             }
             if r.forge.is_some() {
@@ -351,7 +379,16 @@ fn resolve(n: &Notification, host: Host, sink: &dyn EventSink) -> Option<Receive
     };
     let mut forge = None;
     let mut vars = None;
+    let mut email = None;
     let (slack, url, key) = match &n.target {
+        NotifyTarget::Email {
+            to,
+            from,
+            smtp_url_env,
+        } => {
+            email = Some((to.clone(), from.clone()));
+            (false, var(smtp_url_env)?, None)
+        }
         NotifyTarget::GitHub {
             repository,
             token_env,
@@ -406,7 +443,12 @@ fn resolve(n: &Notification, host: Host, sink: &dyn EventSink) -> Option<Receive
         }
     };
     let u = url.expose();
-    if !(u.starts_with("https://") || u.starts_with("http://")) {
+    if email.is_some() {
+        if !(u.starts_with("smtp://") || u.starts_with("smtps://")) {
+            skip("its URL is not smtp:// or smtps://".into());
+            return None;
+        }
+    } else if !(u.starts_with("https://") || u.starts_with("http://")) {
         skip("its URL is not http:// or https://".into());
         return None;
     }
@@ -418,6 +460,7 @@ fn resolve(n: &Notification, host: Host, sink: &dyn EventSink) -> Option<Receive
         on: n.on.clone(),
         forge,
         vars,
+        email,
     })
 }
 
@@ -570,6 +613,88 @@ async fn deliver(
                     },
                 );
                 return None;
+            }
+        }
+    }
+}
+
+/// One e-mail of an event.
+struct Mail {
+    url: Secret,
+    to: Vec<String>,
+    from: String,
+    subject: String,
+    text: String,
+}
+
+impl Mail {
+    /// Sends it over SMTP, with the webhooks' retries on a connection failure or a
+    /// transient (4xx) answer; a permanent (5xx) one is final.
+    async fn send(self, name: &str, event: NotifyEvent, sink: &dyn EventSink) {
+        use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+        let refused = |why: String| {
+            warn(
+                sink,
+                format!("notify: {name} refused the {event} message: {why}; not retried"),
+            );
+        };
+        let mut builder = Message::builder().subject(self.subject);
+        match self.from.parse() {
+            Ok(a) => builder = builder.from(a),
+            Err(e) => return refused(format!("the sender's address: {e}")),
+        }
+        for t in &self.to {
+            match t.parse() {
+                Ok(a) => builder = builder.to(a),
+                Err(e) => return refused(format!("the address {t}: {e}")),
+            }
+        }
+        let message = match builder
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(self.text)
+        {
+            Ok(m) => m,
+            Err(e) => return refused(e.to_string()),
+        };
+        // The URL holds the password: its errors are never shown, only their kind.
+        let transport = match AsyncSmtpTransport::<Tokio1Executor>::from_url(self.url.expose()) {
+            Ok(t) => t.timeout(Some(ATTEMPT_TIMEOUT)).build(),
+            Err(_) => return refused("its SMTP URL cannot be read".into()),
+        };
+        let mut waits = BACKOFF.iter();
+        loop {
+            let why = match transport.send(message.clone()).await {
+                Ok(_) => {
+                    sink.emit(Event::Message {
+                        step: Step::Notify.into(),
+                        level: Level::Info,
+                        message: format!("notify: {name} told of {event}"),
+                    });
+                    return;
+                }
+                Err(e) if e.is_permanent() => {
+                    return refused(format!(
+                        "the server answered {}",
+                        e.status().map_or("an error".into(), |c| c.to_string())
+                    ));
+                }
+                Err(e) => match e.status() {
+                    Some(c) => format!("the server answered {c}"),
+                    None => "no connection or no answer".to_string(),
+                },
+            };
+            match waits.next() {
+                Some(wait) => tokio::time::sleep(Duration::from_secs(*wait)).await,
+                None => {
+                    warn(
+                        sink,
+                        format!(
+                            "notify: {name} was not told of {event}: {why}, after {} attempts",
+                            BACKOFF.len() + 1
+                        ),
+                    );
+                    return;
+                }
             }
         }
     }

@@ -665,3 +665,167 @@ async fn github_gets_commit_and_deployment_statuses_and_gitlab_commit_statuses_i
     assert_eq!(lab.len(), 4, "{lab:#?}");
     assert_eq!(lab[3].json()["state"], "failed");
 }
+
+/// A loopback SMTP server speaking just enough of RFC 5321 (EHLO, MAIL, RCPT, DATA, QUIT) to
+/// take messages, recording each one's envelope and text.
+struct Smtp {
+    port: u16,
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+/// One message the SMTP server took: the AUTH PLAIN credentials, sender, recipients, text.
+#[derive(Clone, Debug)]
+struct Mail {
+    auth: String,
+    from: String,
+    to: Vec<String>,
+    text: String,
+}
+
+impl Smtp {
+    fn start() -> Smtp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mails = Arc::new(Mutex::new(Vec::new()));
+        let m = mails.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let m = m.clone();
+                std::thread::spawn(move || smtp_session(stream, &m));
+            }
+        });
+        Smtp { port, mails }
+    }
+
+    fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
+    }
+}
+
+fn smtp_session(stream: TcpStream, mails: &Mutex<Vec<Mail>>) {
+    let mut out = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut say = |s: &str| {
+        let _ = out.write_all(format!("{s}\r\n").as_bytes());
+    };
+    say("220 test-smtp ESMTP");
+    let (mut auth, mut from, mut to) = (String::new(), String::new(), Vec::new());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            say("250-test-smtp");
+            say("250-AUTH PLAIN");
+            say("250 8BITMIME");
+        } else if upper.starts_with("AUTH PLAIN ") {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(line[11..].trim())
+                .unwrap_or_default();
+            auth = String::from_utf8_lossy(&raw)
+                .replace('\0', " ")
+                .trim()
+                .to_string();
+            say("235 2.7.0 accepted");
+        } else if upper.starts_with("MAIL FROM:") {
+            from = line[10..].trim().to_string();
+            say("250 OK");
+        } else if upper.starts_with("RCPT TO:") {
+            to.push(line[8..].trim().to_string());
+            say("250 OK");
+        } else if upper.starts_with("DATA") {
+            say("354 end with .");
+            let mut text = String::new();
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l).unwrap_or(0) == 0 {
+                    return;
+                }
+                if l == ".\r\n" {
+                    break;
+                }
+                text.push_str(&l);
+            }
+            mails.lock().unwrap().push(Mail {
+                auth: auth.clone(),
+                from: from.clone(),
+                to: std::mem::take(&mut to),
+                text,
+            });
+            say("250 queued");
+        } else if upper.starts_with("QUIT") {
+            say("221 bye");
+            return;
+        } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
+            say("250 OK");
+        } else {
+            say("502 not implemented");
+        }
+    }
+}
+
+#[tokio::test]
+async fn email_over_smtp_tells_each_address_once_per_event_it_wants() {
+    let ctx = TestContext::new("notify-email").await;
+    let smtp = Smtp::start();
+    let p = project(
+        &ctx,
+        "      - email: { to: [ops@example.com, oncall@example.com], from: berth@example.com, smtp-url-env: BERTH_TEST_SMTP_URL }\n        on: [succeeded, rolled-back]\n",
+    );
+    let env = [(
+        "BERTH_TEST_SMTP_URL",
+        format!("smtp://mailer:pw-for-test@127.0.0.1:{}", smtp.port),
+    )];
+    let (code, out) = berth_run(&ctx, &p, &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("pw-for-test"),
+        "the SMTP password is never printed: {out}"
+    );
+    let mails = smtp.mails();
+    assert_eq!(
+        mails.len(),
+        1,
+        "succeeded only, as `on` asks: {mails:#?}\n{out}"
+    );
+    let Mail {
+        auth,
+        from,
+        to,
+        text,
+    } = &mails[0];
+    assert_eq!(
+        auth, "mailer pw-for-test",
+        "signed in with the URL's user and password"
+    );
+    assert_eq!(from, "<berth@example.com>");
+    assert_eq!(to, &["<ops@example.com>", "<oncall@example.com>"]);
+    assert!(
+        text.contains("Subject: berth: dev succeeded (run ")
+            && text.contains("From: berth@example.com")
+            && text.contains("succeeded: revision 1 is live")
+            && text.contains(&format!("namespace {}", ctx.namespace)),
+        "{text}"
+    );
+
+    p.edit(
+        "k8s/app.yaml",
+        "      labels: {app: hello}\n",
+        "      labels: {app: hello}\n      annotations: {berth.dev/simulate: crash-loop}\n",
+    );
+    git(&p.dir, &["commit", "-q", "-am", "crash"]);
+    let (code, out) = berth_run(&ctx, &p, &env);
+    assert_eq!(code, 1, "{out}");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    assert!(
+        mails[1].text.contains("Subject: berth: dev rolled-back")
+            && mails[1].text.contains("rolled back to revision 1"),
+        "{}",
+        mails[1].text
+    );
+}
