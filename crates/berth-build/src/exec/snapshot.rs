@@ -180,7 +180,11 @@ mod tests {
         std::fs::write(r.join("keep/edit"), "2").unwrap();
         std::fs::write(r.join("new"), "n").unwrap();
         std::fs::remove_dir_all(r.join("gone")).unwrap();
-        std::fs::remove_dir_all(r.join("again")).unwrap();
+        // The old `again` moves aside rather than being deleted, so the new one cannot get
+        // its inode back (ext4 reuses a freed inode at once): a replaced directory is a new
+        // inode. (When a RUN's `rm -rf again && mkdir again` does get the inode back, the diff
+        // whites out the old children one by one instead: the same layer in effect.)
+        std::fs::rename(r.join("again"), r.join("held")).unwrap();
         std::fs::create_dir_all(r.join("again")).unwrap();
         std::fs::write(r.join("proc/x"), "n").unwrap();
         let plan = before.diff(&Snapshot::take(r).unwrap());
@@ -190,5 +194,6 @@ mod tests {
         assert!(!plan.paths.iter().any(|p| p.starts_with("proc/")));
         assert_eq!(plan.whiteouts, vec!["gone".to_string()]);
         assert_eq!(plan.opaque, vec!["again".to_string()]);
+        assert!(plan.paths.contains(&"held/sub".to_string()));
     }
 }
