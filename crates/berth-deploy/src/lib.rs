@@ -631,12 +631,11 @@ impl Deployer {
         // plan::hook_inputs); once they are applied, a failed hook rolls back like any other
         // failure instead of "nothing else was changed".
         let inputs = plan::hook_inputs(&pre, &values);
-        let inputs_applied = if inputs.is_empty() {
-            Ok(0)
-        } else {
+        // Applies a subset of the release's objects phase by phase and tracks it.
+        let apply = async |subset: &[Value]| {
             self.apply_and_track(
                 &objects,
-                &inputs,
+                subset,
                 &deferred,
                 req.force_conflicts,
                 &tracker,
@@ -644,7 +643,12 @@ impl Deployer {
                 t0,
                 remaining(),
             )
-            .await?
+            .await
+        };
+        let inputs_applied = if inputs.is_empty() {
+            Ok(0)
+        } else {
+            apply(&inputs).await?
         };
         let pre_run = match inputs_applied {
             Ok(_) => {
@@ -681,19 +685,6 @@ impl Deployer {
                     .filter(|o| hook_of(o).is_none())
                     .cloned()
                     .collect();
-                let apply = async |subset: &[Value]| {
-                    self.apply_and_track(
-                        &objects,
-                        subset,
-                        &deferred,
-                        req.force_conflicts,
-                        &tracker,
-                        lock,
-                        t0,
-                        remaining(),
-                    )
-                    .await
-                };
                 let targets = match (&req.canary, &current) {
                     (Some(_), Some(cur)) => self.canary_targets(&main, cur).await?,
                     _ => Vec::new(),

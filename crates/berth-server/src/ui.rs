@@ -458,17 +458,10 @@ pub fn log_line(e: &Event) -> (String, String, String) {
             },
             format!("{object} {state} {message}"),
         ),
-        Event::Canary {
-            step,
-            steps,
-            weight,
-            state,
-            message,
-        } => (
-            "deploy".into(),
-            format!("{:?}", state.level()).to_lowercase(),
-            Event::canary_line(*step, *steps, *weight, *state, message),
-        ),
+        Event::Canary { .. } => match e.canary_message() {
+            Some(m) => log_line(&m),
+            None => unreachable!("a canary event has its message"),
+        },
     }
 }
 

@@ -184,6 +184,16 @@ fn berth_run(ctx: &TestContext, p: &Repo, env: &[(&str, String)]) -> (i32, Strin
     )
 }
 
+/// Commits a release of the project whose pods crash-loop (on kwok): it is rolled back.
+fn crash_loop(p: &Repo) {
+    p.edit(
+        "k8s/app.yaml",
+        "      labels: {app: hello}\n",
+        "      labels: {app: hello}\n      annotations: {berth.dev/simulate: crash-loop}\n",
+    );
+    git(&p.dir, &["commit", "-q", "-am", "crash"]);
+}
+
 /// `sha256=HEX` of `body` under KEY, computed by openssl, not by berth's code.
 pub(crate) fn openssl_signature(body: &[u8]) -> String {
     let mut child = Command::new("openssl")
@@ -251,12 +261,7 @@ async fn run_tells_each_receiver_once_per_event_signed_and_a_rollback_reaches_sl
     );
 
     // A release that crash-loops is rolled back: both receivers hear of it, once.
-    p.edit(
-        "k8s/app.yaml",
-        "      labels: {app: hello}\n",
-        "      labels: {app: hello}\n      annotations: {berth.dev/simulate: crash-loop}\n",
-    );
-    git(&p.dir, &["commit", "-q", "-am", "crash"]);
+    crash_loop(&p);
     let (code, out) = berth_run(&ctx, &p, &env);
     assert_eq!(code, 1, "{out}");
     let hooks = receiver.wait_for("/hook", 4);
@@ -633,12 +638,7 @@ async fn github_gets_commit_and_deployment_statuses_and_gitlab_commit_statuses_i
     );
 
     // A release that is rolled back: failures, on a second deployment.
-    p.edit(
-        "k8s/app.yaml",
-        "      labels: {app: hello}\n",
-        "      labels: {app: hello}\n      annotations: {berth.dev/simulate: crash-loop}\n",
-    );
-    git(&p.dir, &["commit", "-q", "-am", "crash"]);
+    crash_loop(&p);
     let (code, out) = berth_run(&ctx, &p, &env);
     assert_eq!(code, 1, "{out}");
     let second = "/repos/team/hello/deployments/4243/statuses".to_string();
@@ -812,12 +812,7 @@ async fn email_over_smtp_tells_each_address_once_per_event_it_wants() {
         "{text}"
     );
 
-    p.edit(
-        "k8s/app.yaml",
-        "      labels: {app: hello}\n",
-        "      labels: {app: hello}\n      annotations: {berth.dev/simulate: crash-loop}\n",
-    );
-    git(&p.dir, &["commit", "-q", "-am", "crash"]);
+    crash_loop(&p);
     let (code, out) = berth_run(&ctx, &p, &env);
     assert_eq!(code, 1, "{out}");
     let mails = smtp.mails();
