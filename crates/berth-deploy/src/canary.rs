@@ -1069,23 +1069,12 @@ mod tests {
     #[test]
     fn only_workloads_whose_pod_template_changes_get_a_canary() {
         let current = Release {
-            name: "prod".into(),
-            namespace: "shop".into(),
-            revision: 1,
-            status: Status::Deployed,
-            content_hash: String::new(),
-            commit: None,
-            user: String::new(),
-            started_at: String::new(),
-            finished_at: None,
-            description: String::new(),
-            images: Default::default(),
             objects: vec![
                 deployment("web@sha256:1"),
                 statefulset("db@sha256:1", None),
                 statefulset("cache@sha256:1", Some("OnDelete")),
             ],
-            seeds: Vec::new(),
+            ..crate::plan::tests::release(1, Status::Deployed, &[])
         };
         let mut scaled = deployment("web@sha256:1");
         scaled["spec"]["replicas"] = 9.into();

@@ -550,20 +550,18 @@ async fn run_page(
     let outcome = result.get("outcome").cloned();
     // Where the run's canary release stands, from its newest canary event.
     let canary = match s.store().last_canary_event(id).await {
-        Ok(Some(e)) => match e.event {
-            Event::Canary {
-                step,
-                steps,
-                weight,
-                state,
-                message,
-            } => Some(context! {
-                step, steps, weight, state => state.as_str(), message,
-                paused => state == berth_types::canary::CanaryState::Paused
-                    && !run.state.is_terminal(),
-            }),
-            _ => None,
-        },
+        Ok(Some(e)) => {
+            let paused = !run.state.is_terminal()
+                && matches!(
+                    e.event,
+                    Event::Canary {
+                        state: berth_types::canary::CanaryState::Paused,
+                        ..
+                    }
+                );
+            // The event as the stream sends it: step, steps, weight, state, message.
+            Some(context! { paused, ..v(&e.event) })
+        }
         Ok(None) => None,
         Err(_) => return unavailable(),
     };
